@@ -1,0 +1,73 @@
+//! `wxthunk demo`: wxthunk at work on real machine code.
+
+#[cfg_attr(target_arch = "x86_64", path = "x86_64.rs")]
+#[cfg_attr(not(target_arch = "x86_64"), path = "other_arch.rs")]
+mod codegen;
+
+use std::io::Write;
+
+use wxthunk::Block;
+
+extern "C" fn square(x: u64) -> u64 {
+    x * x
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+pub fn run() -> Result<(), Box<dyn std::error::Error>> {
+    println!("demo: JIT with Block");
+    let Some(add) = codegen::add_u64() else {
+        println!(
+            "  no demo code for {} yet; the library itself works here",
+            std::env::consts::ARCH
+        );
+        return Ok(());
+    };
+    let mut block = Block::new(0)?;
+    println!(
+        "  Block::new(0): {} bytes, strategy {}, code will run at {:p}",
+        block.capacity(),
+        block.strategy(),
+        block.exec_ptr()
+    );
+    block.write_all(&add)?;
+    let add_at = 0;
+    let callback_at = block.len();
+    let callback = codegen::call_then_add_one(square as extern "C" fn(u64) -> u64 as usize)
+        .expect("the same architecture has both snippets");
+    block.write_all(&callback)?;
+    println!("  wrote {} bytes; sealing (exec)", block.len());
+    let code = block.exec()?;
+    // SAFETY: `add_at` holds a SysV/C function (u64, u64) -> u64.
+    let add_fn: extern "C" fn(u64, u64) -> u64 = unsafe { code.func(add_at)? };
+    // SAFETY: `callback_at` holds a C function (u64) -> u64 that calls
+    // `square`, which lives as long as the program.
+    let cb_fn: extern "C" fn(u64) -> u64 = unsafe { code.func(callback_at)? };
+    println!(
+        "  add      [{}]",
+        hex(&code.as_slice()[add_at..callback_at])
+    );
+    println!("    add(2, 40)          = {}", add_fn(2, 40));
+    println!("  callback [{}]", hex(&code.as_slice()[callback_at..]));
+    println!(
+        "    square(7) + 1       = {}  (JIT code calling back into Rust)",
+        cb_fn(7)
+    );
+    let mut again = code.into_writable()?;
+    again.as_mut_slice()[callback_at + codegen::CALLBACK_ADDEND_OFFSET] = 100;
+    let code = again.exec()?;
+    // SAFETY: as above; only the immediate operand changed.
+    let cb_fn: extern "C" fn(u64) -> u64 = unsafe { code.func(callback_at)? };
+    println!(
+        "  re-JIT (into_writable, patch, exec) at the same address {:p}",
+        code.as_ptr()
+    );
+    println!("    square(7) + 100     = {}", cb_fn(7));
+    Ok(())
+}

@@ -1,0 +1,71 @@
+//! `wxthunk probe`: the policy report as a table or as JSON.
+
+use serde_json::{Value, json};
+use wxthunk::{Check, Mdwe, Policy, Seccomp, Selinux};
+
+pub fn run(as_json: bool) {
+    let policy = wxthunk::probe();
+    if as_json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&to_json(policy)).expect("JSON of plain values")
+        );
+    } else {
+        print!("{policy}");
+    }
+}
+
+fn check(c: &Check) -> Value {
+    match c {
+        Check::Allowed => json!({ "result": "allowed" }),
+        Check::Refused { reason } => json!({ "result": "refused", "reason": reason }),
+        Check::Unknown { reason } => json!({ "result": "unknown", "reason": reason }),
+        other => json!({ "result": other.to_string() }),
+    }
+}
+
+fn to_json(p: &Policy) -> Value {
+    let mdwe = match &p.mdwe {
+        Mdwe::NotSupported => json!({ "state": "not-supported" }),
+        Mdwe::Off => json!({ "state": "off" }),
+        Mdwe::RefuseExecGain { inherited } => {
+            json!({ "state": "refuse-exec-gain", "inherited": inherited })
+        }
+        Mdwe::Unknown { reason } => json!({ "state": "unknown", "reason": reason }),
+        other => json!({ "state": format!("{other:?}") }),
+    };
+    let selinux = match &p.selinux {
+        Selinux::Absent => json!({ "state": "absent" }),
+        Selinux::Permissive { deny_execmem } => {
+            json!({ "state": "permissive", "deny_execmem": deny_execmem })
+        }
+        Selinux::Enforcing { deny_execmem } => {
+            json!({ "state": "enforcing", "deny_execmem": deny_execmem })
+        }
+        other => json!({ "state": format!("{other:?}") }),
+    };
+    let seccomp = match &p.seccomp {
+        Seccomp::Unknown => json!({ "mode": "unknown" }),
+        Seccomp::Disabled => json!({ "mode": "disabled" }),
+        Seccomp::Strict => json!({ "mode": "strict" }),
+        Seccomp::Filter { filters } => json!({ "mode": "filter", "filters": filters }),
+        other => json!({ "mode": format!("{other:?}") }),
+    };
+    json!({
+        "os": p.os,
+        "arch": p.arch,
+        "page_size": p.page_size,
+        "rwx_mapping": check(&p.rwx_mapping),
+        "mprotect_exec": check(&p.mprotect_exec),
+        "dual_mapping": check(&p.dual_mapping),
+        "memfd_noexec_seal": p.memfd_noexec_seal,
+        "mdwe": mdwe,
+        "memfd_noexec_sysctl": p.memfd_noexec,
+        "selinux": selinux,
+        "seccomp": seccomp,
+        "pax": p.pax,
+        "block_strategy": p.block_strategy.map(|s| s.name()),
+        "heap_strategy": p.heap_strategy.map(|s| s.name()),
+        "notes": p.notes,
+    })
+}

@@ -1,0 +1,15 @@
+//! Architectures without code of their own: nothing here can run code the
+//! crate generates, but the crate still builds.
+
+/// The architecture's name as reported by the probe.
+pub(crate) const NAME: &str = std::env::consts::ARCH;
+
+/// A placeholder trap (zero bytes); no code is generated on this
+/// architecture.
+pub(crate) const TRAP: &[u8] = &[0x00];
+
+/// No known return instruction: the probe reports execution as untested.
+pub(crate) const RET: &[u8] = &[];
+
+/// Unknown cache model: nothing is flushed, and no code is generated.
+pub(crate) fn flush_icache(_ptr: *const u8, _len: usize) {}

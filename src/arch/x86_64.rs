@@ -1,0 +1,23 @@
+//! x86_64.
+
+/// The architecture's name as reported by the probe.
+pub(crate) const NAME: &str = "x86_64";
+
+/// `int3`: fills unused and freed code so that a stray jump traps at once.
+pub(crate) const TRAP: &[u8] = &[0xCC];
+
+/// `ret`: the smallest function, used by the probe to check that memory it
+/// made executable really runs.
+pub(crate) const RET: &[u8] = &[0xC3];
+
+/// x86_64 keeps instruction fetch coherent with stores made by the same or
+/// another core (the kernel's page-table changes serialize), so there is
+/// nothing to flush.
+#[inline]
+pub(crate) fn flush_icache(_ptr: *const u8, _len: usize) {}
+
+// The SysV and Windows x64 conventions can be named on any x86_64 target.
+crate::fn_ptr::impl_fn_ptr_for_abi!("sysv64");
+crate::fn_ptr::impl_fn_ptr_for_abi!("sysv64-unwind");
+crate::fn_ptr::impl_fn_ptr_for_abi!("win64");
+crate::fn_ptr::impl_fn_ptr_for_abi!("win64-unwind");

@@ -1,0 +1,226 @@
+//! The mappings behind a block, for each strategy, and the W^X transitions
+//! between them.
+
+use std::ptr::NonNull;
+
+use crate::sys::{self, CodeFile, Prot, Share};
+use crate::{Error, Result, Strategy, arch};
+
+/// Rounds `len` up to whole pages; 0 becomes one page.
+pub(crate) fn round_to_pages(len: usize) -> Result<usize> {
+    let page = sys::page_size();
+    len.max(1)
+        .checked_next_multiple_of(page)
+        .filter(|&cap| cap <= isize::MAX as usize)
+        .ok_or(Error::SizeOverflow { requested: len })
+}
+
+/// The mappings of one block.
+///
+/// Invariant: `writable` is true exactly while the block is a
+/// [`Block`](crate::Block); then the bytes are at [`write_ptr`]
+/// (Self::write_ptr) and nothing at [`exec_ptr`](Self::exec_ptr) may run. It
+/// is false while the block is an [`ExecBlock`](crate::ExecBlock); then the
+/// bytes are read+exec at `exec_ptr` and no writable mapping of them exists
+/// in this process.
+#[derive(Debug)]
+pub(crate) struct BlockMemory {
+    capacity: usize,
+    kind: Kind,
+}
+
+#[derive(Debug)]
+enum Kind {
+    /// One private anonymous mapping: read-write, then read+exec.
+    Protect { base: NonNull<u8>, writable: bool },
+    /// `rx` is the address the code runs at: a `PROT_NONE` reservation until
+    /// the first seal, then a read+exec mapping of a memfd written at that
+    /// seal. `rw` is a private anonymous buffer that exists only while the
+    /// block is writable.
+    ///
+    /// Each seal writes a *new* memfd and maps it over `rx` in one step: no
+    /// file that is mapped executable is ever written again, so a process
+    /// forked from this one (which shares the old file) keeps its code, and
+    /// a child's writes (to its own private copy of `rw`) cannot reach ours.
+    DualMap {
+        rx: NonNull<u8>,
+        rw: Option<NonNull<u8>>,
+    },
+}
+
+// SAFETY: `BlockMemory` owns its mappings exclusively (the pointers are not
+// shared with anything else), so moving it to another thread is like moving
+// a `Box<[u8]>`.
+unsafe impl Send for BlockMemory {}
+// SAFETY: through `&BlockMemory` the mappings are only read (or run); all
+// writes and transitions take `&mut self`.
+unsafe impl Sync for BlockMemory {}
+
+impl BlockMemory {
+    /// Maps `capacity` bytes (a whole number of pages), writable.
+    pub(crate) fn new(capacity: usize, strategy: Strategy) -> Result<Self> {
+        debug_assert_eq!(capacity % sys::page_size(), 0);
+        let kind = match strategy {
+            Strategy::Protect => {
+                let base =
+                    sys::map_anon(capacity, Prot::ReadWrite).map_err(|e| Error::os("mmap", e))?;
+                Kind::Protect {
+                    base,
+                    writable: true,
+                }
+            }
+            Strategy::DualMap => {
+                let rx = sys::map_anon(capacity, Prot::None)
+                    .map_err(|e| Error::os("mmap (address reservation)", e))?;
+                match sys::map_anon(capacity, Prot::ReadWrite) {
+                    Ok(rw) => Kind::DualMap { rx, rw: Some(rw) },
+                    Err(e) => {
+                        // SAFETY: the reservation is ours and unused.
+                        let _ = unsafe { sys::unmap(rx, capacity) };
+                        return Err(Error::os("mmap", e));
+                    }
+                }
+            }
+        };
+        Ok(BlockMemory { capacity, kind })
+    }
+
+    pub(crate) fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    pub(crate) fn strategy(&self) -> Strategy {
+        match self.kind {
+            Kind::Protect { .. } => Strategy::Protect,
+            Kind::DualMap { .. } => Strategy::DualMap,
+        }
+    }
+
+    /// Where the code runs once sealed.
+    pub(crate) fn exec_ptr(&self) -> NonNull<u8> {
+        match self.kind {
+            Kind::Protect { base, .. } => base,
+            Kind::DualMap { rx, .. } => rx,
+        }
+    }
+
+    /// Where the bytes can be written while writable.
+    ///
+    /// # Panics
+    /// If the block is sealed (an internal invariant violation).
+    pub(crate) fn write_ptr(&self) -> NonNull<u8> {
+        match self.kind {
+            Kind::Protect {
+                base,
+                writable: true,
+            } => base,
+            Kind::DualMap { rw: Some(rw), .. } => rw,
+            _ => unreachable!("write_ptr on a sealed block"),
+        }
+    }
+
+    /// Where the bytes can be read in the current state.
+    pub(crate) fn read_ptr(&self) -> NonNull<u8> {
+        match self.kind {
+            Kind::Protect { base, .. } => base,
+            Kind::DualMap { rw: Some(rw), .. } => rw,
+            Kind::DualMap { rx, rw: None } => rx,
+        }
+    }
+
+    /// The bytes that must reach the executable mapping: whole pages up to
+    /// and including the one holding the last written byte.
+    fn used_pages(&self, len: usize) -> usize {
+        let page = sys::page_size();
+        len.max(1).div_ceil(page) * page
+    }
+
+    /// Makes the first `len` bytes executable and the block unwritable.
+    /// On error nothing has changed.
+    pub(crate) fn seal(&mut self, len: usize) -> Result<()> {
+        let used = self.used_pages(len);
+        let write = self.write_ptr();
+        // Traps after the code, to the end of its last page (later pages are
+        // untouched and need no memory).
+        // SAFETY: `write..write+used` is the writable mapping we own, and
+        // `len <= used <= capacity`.
+        let tail = unsafe { std::slice::from_raw_parts_mut(write.as_ptr().add(len), used - len) };
+        arch::fill_traps(tail);
+        let capacity = self.capacity;
+        match &mut self.kind {
+            Kind::Protect { base, writable } => {
+                sys::flush_icache(base.as_ptr(), used);
+                // SAFETY: we own the mapping; nothing runs it yet, and the
+                // `Block` giving up `&mut` access is what makes it
+                // unwritable.
+                unsafe { sys::protect(*base, capacity, Prot::ReadExec) }
+                    .map_err(|e| Error::os("mprotect(PROT_READ|PROT_EXEC)", e))?;
+                *writable = false;
+            }
+            Kind::DualMap { rx, rw } => {
+                let file = CodeFile::create(capacity).map_err(|e| Error::os("memfd_create", e))?;
+                // SAFETY: `write..write+used` is our readable buffer.
+                let bytes = unsafe { std::slice::from_raw_parts(write.as_ptr(), used) };
+                file.write_at(0, bytes)
+                    .map_err(|e| Error::os("pwrite (memfd)", e))?;
+                // SAFETY: `rx` is our reservation or our previous code
+                // mapping of the same size; the new file holds the code that
+                // may run there.
+                unsafe { file.map_over(*rx, capacity, Prot::ReadExec, Share::Shared) }
+                    .map_err(|e| Error::os("mmap(PROT_READ|PROT_EXEC) of the memfd", e))?;
+                sys::flush_icache(rx.as_ptr(), used);
+                // SAFETY: the buffer is ours; the sealed block no longer
+                // reads or writes it.
+                let _ = unsafe { sys::unmap(write, capacity) };
+                *rw = None;
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes the block writable again, with its first `len` bytes intact.
+    /// On error nothing has changed.
+    pub(crate) fn unseal(&mut self, len: usize) -> Result<()> {
+        let used = self.used_pages(len);
+        let capacity = self.capacity;
+        match &mut self.kind {
+            Kind::Protect { base, writable } => {
+                // SAFETY: we own the mapping; the caller gave up the
+                // `ExecBlock`, the only safe way to run it.
+                unsafe { sys::protect(*base, capacity, Prot::ReadWrite) }
+                    .map_err(|e| Error::os("mprotect(PROT_READ|PROT_WRITE)", e))?;
+                *writable = true;
+            }
+            Kind::DualMap { rx, rw } => {
+                let buf =
+                    sys::map_anon(capacity, Prot::ReadWrite).map_err(|e| Error::os("mmap", e))?;
+                // SAFETY: `rx` is readable for `used <= capacity` bytes,
+                // `buf` writable for `capacity`; they are distinct mappings.
+                unsafe { std::ptr::copy_nonoverlapping(rx.as_ptr(), buf.as_ptr(), used) };
+                *rw = Some(buf);
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Drop for BlockMemory {
+    fn drop(&mut self) {
+        let capacity = self.capacity;
+        let unmap = |ptr: NonNull<u8>| {
+            // SAFETY: the mapping is ours and the block is gone; the unsafe
+            // contract of `ExecBlock::func` forbids running it any more.
+            let result = unsafe { sys::unmap(ptr, capacity) };
+            debug_assert!(result.is_ok(), "munmap failed: {result:?}");
+        };
+        match self.kind {
+            Kind::Protect { base, .. } => unmap(base),
+            Kind::DualMap { rx, rw } => {
+                unmap(rx);
+                if let Some(rw) = rw {
+                    unmap(rw);
+                }
+            }
+        }
+    }
+}

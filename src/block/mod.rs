@@ -1,0 +1,313 @@
+//! [`Block`] and [`ExecBlock`]: one mapping of code, writable or executable,
+//! never both; W^X as a change of type.
+
+mod memory;
+
+use std::fmt;
+use std::io;
+
+use memory::BlockMemory;
+pub(crate) use memory::round_to_pages;
+
+use crate::error::TransitionError;
+use crate::policy::{BLOCK_PREFERENCE, capabilities};
+use crate::{Error, FnPtr, Result, Strategy};
+
+/// A writable block of memory for machine code: page-rounded, filled through
+/// [`io::Write`], then sealed with [`exec`](Block::exec) into an
+/// [`ExecBlock`] that can run but never be written.
+///
+/// Writing after sealing is a compile-time error, because `exec` consumes the
+/// block:
+///
+/// ```compile_fail
+/// use std::io::Write;
+/// let mut b = wxthunk::Block::new(16)?;
+/// b.write_all(&[0xc3])?;
+/// let x = b.exec()?;
+/// b.write_all(&[0xc3])?; // error: `b` was moved by `exec`
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+///
+/// # Examples
+///
+/// ```
+/// use std::io::Write;
+///
+/// let mut b = wxthunk::Block::new(0)?;   // one page
+/// assert_eq!(b.capacity(), wxthunk::page_size());
+/// b.write_all(b"\x48\x8d\x04\x37\xc3")?;  // x86_64: lea rax, [rdi+rsi]; ret
+/// assert_eq!(b.len(), 5);
+/// let x = b.exec()?;
+/// if cfg!(target_arch = "x86_64") {
+///     // SAFETY: offset 0 holds a SysV function taking two integers.
+///     let add: extern "C" fn(u64, u64) -> u64 = unsafe { x.func(0)? };
+///     assert_eq!(add(2, 40), 42);
+/// }
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+///
+/// # Auto traits
+///
+/// `Block` is `Send` and `Sync`: it owns its mapping exclusively, writing
+/// needs `&mut`, and `&Block` only reads the bytes written.
+///
+/// # Platform-specific behaviour
+///
+/// With [`Strategy::Protect`] the bytes are written in place and `exec`
+/// calls `mprotect`. With [`Strategy::DualMap`] (chosen where the kernel
+/// refuses that, e.g. under Linux `PR_SET_MDWE`) the bytes are written into a
+/// private buffer; `exec` copies them into a new memfd, maps it read+exec at
+/// [`exec_ptr`](Block::exec_ptr) and drops the buffer, so no writable alias
+/// of the code survives sealing, not even in a forked child.
+pub struct Block {
+    mem: BlockMemory,
+    len: usize,
+}
+
+impl Block {
+    /// A writable block of at least `len` bytes, rounded up to whole pages
+    /// (`0` gives one page), with the strategy [`probe`](crate::probe)
+    /// picked for blocks.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::SizeOverflow`] if `len` cannot be rounded up to whole pages;
+    /// [`Error::Os`] if the memory cannot be mapped (e.g. `ENOMEM` for a
+    /// size larger than the address space allows);
+    /// [`Error::NoExecutableMemory`] if no strategy works in this process.
+    pub fn new(len: usize) -> Result<Block> {
+        let capacity = round_to_pages(len)?;
+        let strategy = capabilities().choose(BLOCK_PREFERENCE)?;
+        Ok(Block {
+            mem: BlockMemory::new(capacity, strategy)?,
+            len: 0,
+        })
+    }
+
+    /// Like [`new`](Block::new), with a strategy of your choice.
+    ///
+    /// # Errors
+    ///
+    /// As [`new`](Block::new), and [`Error::StrategyUnavailable`] if
+    /// `strategy` does not work in this process.
+    pub fn with_strategy(len: usize, strategy: Strategy) -> Result<Block> {
+        let capacity = round_to_pages(len)?;
+        capabilities().require(strategy)?;
+        Ok(Block {
+            mem: BlockMemory::new(capacity, strategy)?,
+            len: 0,
+        })
+    }
+
+    /// How many bytes were written.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether nothing was written yet.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// How many bytes the block holds: its length rounded up to whole pages.
+    pub fn capacity(&self) -> usize {
+        self.mem.capacity()
+    }
+
+    /// How many more bytes can be written.
+    pub fn remaining(&self) -> usize {
+        self.capacity() - self.len
+    }
+
+    /// The bytes written so far.
+    pub fn as_slice(&self) -> &[u8] {
+        // SAFETY: the first `len` bytes of the writable mapping were written
+        // (and the mapping is zero-filled anyway); `&self` keeps writes out.
+        unsafe { std::slice::from_raw_parts(self.mem.write_ptr().as_ptr(), self.len) }
+    }
+
+    /// The bytes written so far, for patching (say, back-filling a jump
+    /// once its target is known).
+    pub fn as_mut_slice(&mut self) -> &mut [u8] {
+        // SAFETY: as for `as_slice`; `&mut self` makes this the only access.
+        unsafe { std::slice::from_raw_parts_mut(self.mem.write_ptr().as_ptr(), self.len) }
+    }
+
+    /// The address the code will run at once sealed (offset 0 of the
+    /// [`ExecBlock`]), so a JIT can emit absolute and PC-relative addresses
+    /// before sealing. It is stable across [`exec`](Block::exec) and
+    /// [`ExecBlock::into_writable`].
+    pub fn exec_ptr(&self) -> *const u8 {
+        self.mem.exec_ptr().as_ptr()
+    }
+
+    /// The strategy that will make this block executable.
+    pub fn strategy(&self) -> Strategy {
+        self.mem.strategy()
+    }
+
+    /// Seals the block: the bytes written become executable at
+    /// [`exec_ptr`](Block::exec_ptr) and can never be written through this
+    /// value again. The rest of the last page written is filled with trap
+    /// instructions.
+    ///
+    /// # Errors
+    ///
+    /// If the operating system refuses (e.g. a policy set after the probe
+    /// forbids `mprotect` to exec), the error hands the block back unchanged
+    /// ([`TransitionError::into_inner`]); `?` turns it into [`Error`].
+    pub fn exec(mut self) -> Result<ExecBlock, TransitionError<Block>> {
+        match self.mem.seal(self.len) {
+            Ok(()) => Ok(ExecBlock {
+                mem: self.mem,
+                len: self.len,
+            }),
+            Err(e) => Err(TransitionError::new(e, self)),
+        }
+    }
+}
+
+impl io::Write for Block {
+    /// Appends as much of `buf` as fits; `Ok(0)` once the block is full, so
+    /// `write_all` past capacity fails with [`io::ErrorKind::WriteZero`]
+    /// after writing what fits.
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = buf.len().min(self.remaining());
+        // SAFETY: `len + n <= capacity`; the destination is our writable
+        // mapping and cannot overlap `buf` (a caller-owned slice).
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                buf.as_ptr(),
+                self.mem.write_ptr().as_ptr().add(self.len),
+                n,
+            )
+        };
+        self.len += n;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl fmt::Debug for Block {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Block")
+            .field("len", &self.len)
+            .field("capacity", &self.capacity())
+            .field("strategy", &self.strategy())
+            .field("exec_ptr", &self.exec_ptr())
+            .finish()
+    }
+}
+
+/// A sealed block: read+exec, never writable. Made by [`Block::exec`];
+/// unmapped when dropped.
+///
+/// # Auto traits
+///
+/// `ExecBlock` is `Send` and `Sync`: its memory cannot change while it
+/// exists, so any thread may read it or run code in it.
+pub struct ExecBlock {
+    mem: BlockMemory,
+    len: usize,
+}
+
+impl ExecBlock {
+    /// How many bytes were written before sealing.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether nothing was written before sealing.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The capacity in bytes (whole pages).
+    pub fn capacity(&self) -> usize {
+        self.mem.capacity()
+    }
+
+    /// The code, read back from the executable mapping.
+    pub fn as_slice(&self) -> &[u8] {
+        // SAFETY: the executable mapping is readable for `capacity >= len`
+        // bytes and never written while `self` exists.
+        unsafe { std::slice::from_raw_parts(self.mem.read_ptr().as_ptr(), self.len) }
+    }
+
+    /// The address of offset 0.
+    pub fn as_ptr(&self) -> *const u8 {
+        self.mem.exec_ptr().as_ptr()
+    }
+
+    /// The strategy that made this block executable.
+    pub fn strategy(&self) -> Strategy {
+        self.mem.strategy()
+    }
+
+    /// A function pointer of type `F` to the code at `offset`.
+    ///
+    /// `F` is any [`FnPtr`] (`extern "C" fn(..) -> R` and friends); other
+    /// types do not compile.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::OutOfBounds`] if `offset` is not inside the bytes written.
+    ///
+    /// # Safety
+    ///
+    /// - The code at `offset` must be a function that follows `F`'s ABI and
+    ///   signature (arguments, return value, callee-saved registers, stack
+    ///   alignment, unwinding).
+    /// - The pointer must not be called after `self` is dropped or turned
+    ///   back into a [`Block`]: it does not borrow `self`.
+    pub unsafe fn func<F: FnPtr>(&self, offset: usize) -> Result<F> {
+        if offset >= self.len {
+            return Err(Error::OutOfBounds {
+                offset,
+                len: self.len,
+            });
+        }
+        // SAFETY: `offset < len <= capacity`, so the address is inside our
+        // mapping and not null; the caller vouches for the code there.
+        Ok(unsafe { F::from_addr(self.as_ptr().add(offset).cast()) })
+    }
+
+    /// Makes the block writable again (for re-JIT), keeping its contents and
+    /// its [`exec_ptr`](Block::exec_ptr).
+    ///
+    /// # Errors
+    ///
+    /// If the operating system refuses, the error hands the `ExecBlock` back
+    /// unchanged.
+    ///
+    /// # Platform-specific behaviour
+    ///
+    /// With [`Strategy::Protect`] the code stops being executable at once;
+    /// with [`Strategy::DualMap`] the old code stays mapped read+exec until
+    /// the next [`Block::exec`] replaces it. Either way, calling a pointer
+    /// obtained before is outside [`func`](ExecBlock::func)'s contract.
+    pub fn into_writable(mut self) -> Result<Block, TransitionError<ExecBlock>> {
+        match self.mem.unseal(self.len) {
+            Ok(()) => Ok(Block {
+                mem: self.mem,
+                len: self.len,
+            }),
+            Err(e) => Err(TransitionError::new(e, self)),
+        }
+    }
+}
+
+impl fmt::Debug for ExecBlock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ExecBlock")
+            .field("len", &self.len)
+            .field("capacity", &self.capacity())
+            .field("strategy", &self.strategy())
+            .field("ptr", &self.as_ptr())
+            .finish()
+    }
+}

@@ -1,0 +1,188 @@
+//! The one error type of the crate, and the error that hands a block back
+//! when a W^X transition fails.
+
+use std::fmt;
+use std::io;
+
+use crate::Strategy;
+
+/// A specialised `Result` whose error is [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in wxthunk.
+///
+/// Every variant leaves the process, the heap and every live block or thunk
+/// intact: an operation that fails changes nothing that was there before.
+///
+/// `Error` is `Send + Sync + 'static`, implements [`std::error::Error`] (with
+/// [`source`](std::error::Error::source) returning the operating-system error
+/// where there is one) and converts into [`io::Error`], so `?` works in
+/// functions returning either.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Error {
+    /// The requested size cannot be rounded up to whole pages without
+    /// overflowing the address space.
+    SizeOverflow {
+        /// The size that was asked for, in bytes.
+        requested: usize,
+    },
+    /// An offset does not point into the bytes written so far.
+    OutOfBounds {
+        /// The offset that was asked for.
+        offset: usize,
+        /// How many bytes were written (the valid offsets are `0..len`).
+        len: usize,
+    },
+    /// The operating system refused or failed a call.
+    Os {
+        /// What was being done, e.g. `"mmap"` or `"mprotect(PROT_READ|PROT_EXEC)"`.
+        op: &'static str,
+        /// The error the operating system reported.
+        source: io::Error,
+    },
+    /// A W^X strategy that was asked for explicitly cannot work in this
+    /// process (see [`probe`](crate::probe) for why).
+    StrategyUnavailable {
+        /// The strategy that was asked for.
+        strategy: Strategy,
+        /// Why it cannot be used here.
+        reason: String,
+    },
+    /// No W^X strategy can produce executable memory in this process.
+    NoExecutableMemory {
+        /// What was tried and why each attempt failed.
+        reason: String,
+    },
+    /// The operation is not supported on this platform.
+    Unsupported {
+        /// What is missing.
+        what: &'static str,
+    },
+}
+
+impl Error {
+    /// Wraps an [`io::Error`] from the platform layer.
+    #[cold]
+    pub(crate) fn os(op: &'static str, source: io::Error) -> Self {
+        Error::Os { op, source }
+    }
+
+    /// The [`io::ErrorKind`] that best describes this error.
+    pub fn kind(&self) -> io::ErrorKind {
+        match self {
+            Error::SizeOverflow { .. } | Error::OutOfBounds { .. } => io::ErrorKind::InvalidInput,
+            Error::Os { source, .. } => source.kind(),
+            Error::StrategyUnavailable { .. } | Error::NoExecutableMemory { .. } => {
+                io::ErrorKind::PermissionDenied
+            }
+            Error::Unsupported { .. } => io::ErrorKind::Unsupported,
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::SizeOverflow { requested } => {
+                write!(
+                    f,
+                    "a size of {requested} bytes cannot be rounded up to whole pages"
+                )
+            }
+            Error::OutOfBounds { offset, len } => {
+                write!(f, "offset {offset} is outside the {len} bytes written")
+            }
+            Error::Os { op, source } => write!(f, "{op} failed: {source}"),
+            Error::StrategyUnavailable { strategy, reason } => {
+                write!(
+                    f,
+                    "the {strategy} strategy cannot be used in this process: {reason}"
+                )
+            }
+            Error::NoExecutableMemory { reason } => {
+                write!(f, "this process cannot make executable memory: {reason}")
+            }
+            Error::Unsupported { what } => write!(f, "not supported on this platform: {what}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Os { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}
+
+impl From<Error> for io::Error {
+    fn from(error: Error) -> Self {
+        io::Error::new(error.kind(), error)
+    }
+}
+
+/// A W^X transition ([`Block::exec`](crate::Block::exec) or
+/// [`ExecBlock::into_writable`](crate::ExecBlock::into_writable)) that failed.
+///
+/// Like [`std::io::IntoInnerError`], it hands back the value that was
+/// consumed, unchanged, so nothing written is lost. `?` converts it into
+/// [`Error`] or [`io::Error`] (dropping the value) when you do not need it.
+pub struct TransitionError<T> {
+    error: Error,
+    value: T,
+}
+
+impl<T> TransitionError<T> {
+    pub(crate) fn new(error: Error, value: T) -> Self {
+        TransitionError { error, value }
+    }
+
+    /// The reason the transition failed.
+    pub fn error(&self) -> &Error {
+        &self.error
+    }
+
+    /// The value the transition consumed, unchanged.
+    pub fn into_inner(self) -> T {
+        self.value
+    }
+
+    /// Both parts.
+    pub fn into_parts(self) -> (Error, T) {
+        (self.error, self.value)
+    }
+}
+
+impl<T> fmt::Debug for TransitionError<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TransitionError")
+            .field("error", &self.error)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T> fmt::Display for TransitionError<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.error, f)
+    }
+}
+
+impl<T> std::error::Error for TransitionError<T> {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.error)
+    }
+}
+
+impl<T> From<TransitionError<T>> for Error {
+    fn from(e: TransitionError<T>) -> Self {
+        e.error
+    }
+}
+
+impl<T> From<TransitionError<T>> for io::Error {
+    fn from(e: TransitionError<T>) -> Self {
+        e.error.into()
+    }
+}

@@ -1,0 +1,104 @@
+//! [`FnPtr`]: the function-pointer types that code in executable memory can
+//! be called through.
+
+mod sealed {
+    /// Keeps [`FnPtr`](super::FnPtr) closed: only this crate implements it.
+    pub trait Sealed {}
+}
+
+pub(crate) use sealed::Sealed;
+
+/// A bare function-pointer type: `extern "ABI" fn(A1, ..., An) -> R`, safe or
+/// `unsafe`, with 0 to 16 arguments.
+///
+/// Implemented for the ABIs `"C"`, `"system"` and, on x86_64, `"sysv64"` and
+/// `"win64"`, each also in its `-unwind` form. The trait is sealed: every
+/// implementor is pointer-sized and can be made from a code address, which is
+/// what [`ExecBlock::func`](crate::ExecBlock::func) relies on.
+///
+/// ```compile_fail
+/// // A Rust-ABI fn pointer is not an `FnPtr`: its convention is unspecified.
+/// fn takes<F: wxthunk::FnPtr>() {}
+/// takes::<fn(u32) -> u32>();
+/// ```
+///
+/// # Safety
+///
+/// Implementors must be pointer-sized, `Copy` and valid for every non-null
+/// code address; only this crate implements the trait.
+pub unsafe trait FnPtr: Copy + Send + Sync + Sealed {
+    /// The calling convention, as written in the type (e.g. `"C-unwind"`).
+    const ABI: &'static str;
+    /// The number of arguments.
+    const ARITY: usize;
+    /// Whether the type is an `unsafe fn`.
+    const IS_UNSAFE: bool;
+
+    /// The address the pointer calls.
+    fn addr(self) -> *const ();
+
+    /// A pointer that calls `addr`.
+    ///
+    /// # Safety
+    ///
+    /// `addr` must be non-null. Calling the result is only sound if `addr` is
+    /// the entry of code that follows this type's ABI and signature and stays
+    /// executable for as long as it may be called.
+    unsafe fn from_addr(addr: *const ()) -> Self;
+}
+
+/// Implements [`FnPtr`] for the fn-pointer types of one ABI, 0 to 16
+/// arguments, safe and unsafe.
+macro_rules! impl_fn_ptr_for_abi {
+    ($abi:literal) => {
+        $crate::fn_ptr::impl_fn_ptr_for_abi!(
+            @each $abi; [] A1 A2 A3 A4 A5 A6 A7 A8 A9 A10 A11 A12 A13 A14 A15 A16
+        );
+    };
+    (@each $abi:literal; [$($done:ident)*] $next:ident $($rest:ident)*) => {
+        $crate::fn_ptr::impl_fn_ptr_for_abi!(@one $abi; $($done)*);
+        $crate::fn_ptr::impl_fn_ptr_for_abi!(@each $abi; [$($done)* $next] $($rest)*);
+    };
+    (@each $abi:literal; [$($done:ident)*]) => {
+        $crate::fn_ptr::impl_fn_ptr_for_abi!(@one $abi; $($done)*);
+    };
+    (@one $abi:literal; $($A:ident)*) => {
+        $crate::fn_ptr::impl_fn_ptr_for_abi!(@impl $abi, false, extern $abi fn($($A),*) -> R; $($A)*);
+        $crate::fn_ptr::impl_fn_ptr_for_abi!(@impl $abi, true, unsafe extern $abi fn($($A),*) -> R; $($A)*);
+    };
+    (@impl $abi:literal, $unsafe:literal, $ty:ty; $($A:ident)*) => {
+        impl<R, $($A),*> $crate::fn_ptr::Sealed for $ty {}
+
+        // SAFETY: every fn-pointer type is pointer-sized, `Copy`, and valid
+        // for any non-null address.
+        unsafe impl<R, $($A),*> $crate::FnPtr for $ty {
+            const ABI: &'static str = $abi;
+            const ARITY: usize = <[&str]>::len(&[$(stringify!($A)),*]);
+            const IS_UNSAFE: bool = $unsafe;
+
+            #[inline]
+            fn addr(self) -> *const () {
+                self as *const ()
+            }
+
+            #[inline]
+            unsafe fn from_addr(addr: *const ()) -> Self {
+                const {
+                    assert!(::core::mem::size_of::<Self>() == ::core::mem::size_of::<*const ()>())
+                };
+                debug_assert!(!addr.is_null());
+                // SAFETY: both types are pointer-sized (checked above) and a
+                // fn pointer may hold any non-null address; the caller
+                // vouches for what is there.
+                unsafe { ::core::mem::transmute_copy::<*const (), Self>(&addr) }
+            }
+        }
+    };
+}
+
+pub(crate) use impl_fn_ptr_for_abi;
+
+impl_fn_ptr_for_abi!("C");
+impl_fn_ptr_for_abi!("C-unwind");
+impl_fn_ptr_for_abi!("system");
+impl_fn_ptr_for_abi!("system-unwind");

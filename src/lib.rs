@@ -1,0 +1,22 @@
+#![doc = include_str!("../README.md")]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+mod arch;
+mod block;
+mod error;
+mod fn_ptr;
+mod policy;
+mod strategy;
+mod sys;
+
+pub use block::{Block, ExecBlock};
+pub use error::{Error, Result, TransitionError};
+pub use fn_ptr::FnPtr;
+pub use policy::{Check, Mdwe, Policy, Seccomp, Selinux, probe};
+pub use strategy::Strategy;
+
+/// The size of a memory page on this system, in bytes (cached after the
+/// first call).
+pub fn page_size() -> usize {
+    sys::page_size()
+}

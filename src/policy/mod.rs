@@ -1,0 +1,392 @@
+//! [`probe`]: what this process may do with executable memory, and why.
+
+mod capabilities;
+
+use std::fmt;
+use std::sync::OnceLock;
+
+pub(crate) use capabilities::{BLOCK_PREFERENCE, HEAP_PREFERENCE, capabilities};
+
+use crate::sys::{self, ChildRwx};
+use crate::{Strategy, arch};
+
+/// The outcome of trying one thing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Check {
+    /// It was tried and it worked (code made executable this way ran).
+    Allowed,
+    /// It was tried and refused.
+    Refused {
+        /// What failed and how.
+        reason: String,
+    },
+    /// It could not be tried.
+    Unknown {
+        /// Why not.
+        reason: String,
+    },
+}
+
+impl Check {
+    /// Whether it was tried and worked.
+    pub fn is_allowed(&self) -> bool {
+        matches!(self, Check::Allowed)
+    }
+}
+
+impl fmt::Display for Check {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Check::Allowed => f.write_str("allowed"),
+            Check::Refused { reason } => write!(f, "refused ({reason})"),
+            Check::Unknown { reason } => write!(f, "unknown ({reason})"),
+        }
+    }
+}
+
+/// Linux's memory-deny-write-execute state (`prctl(PR_GET_MDWE)`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Mdwe {
+    /// The kernel has no MDWE (Linux before 6.3), or this is not Linux.
+    NotSupported,
+    /// MDWE is available and off.
+    Off,
+    /// `PR_MDWE_REFUSE_EXEC_GAIN`: no mapping may be writable and executable,
+    /// and no mapping may gain exec after it was created.
+    RefuseExecGain {
+        /// Whether children inherit the setting (false when
+        /// `PR_MDWE_NO_INHERIT` is set).
+        inherited: bool,
+    },
+    /// The state could not be read.
+    Unknown {
+        /// Why not.
+        reason: String,
+    },
+}
+
+/// SELinux's state.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Selinux {
+    /// SELinux is not active (or this is not Linux).
+    Absent,
+    /// Active; logs denials but does not enforce them.
+    Permissive {
+        /// The `deny_execmem` boolean, when readable.
+        deny_execmem: Option<bool>,
+    },
+    /// Active and enforcing.
+    Enforcing {
+        /// The `deny_execmem` boolean, when readable.
+        deny_execmem: Option<bool>,
+    },
+}
+
+/// The seccomp state of the calling thread.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Seccomp {
+    /// Could not be read (no `/proc`, or not Linux).
+    Unknown,
+    /// No seccomp.
+    Disabled,
+    /// Strict mode: only `read`, `write`, `exit` and `sigreturn`.
+    Strict,
+    /// One or more BPF filters decide which system calls are allowed.
+    Filter {
+        /// How many filters are installed, when the kernel says.
+        filters: Option<u32>,
+    },
+}
+
+/// What this process may do with executable memory, and what wxthunk will
+/// therefore do. Returned by [`probe`].
+///
+/// Every `Check` was found by trying, on scratch memory, not guessed from
+/// settings: the settings (`mdwe`, `memfd_noexec`, `selinux`, `seccomp`,
+/// `pax`) are reported alongside to explain the outcome. Its `Display` is a
+/// table for people; the fields are for programs.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct Policy {
+    /// The operating system (`std::env::consts::OS` spelling).
+    pub os: &'static str,
+    /// The architecture (`std::env::consts::ARCH` spelling).
+    pub arch: &'static str,
+    /// The page size in bytes.
+    pub page_size: usize,
+    /// Mapping memory writable and executable at once. wxthunk never does
+    /// this in your process: a short-lived child process tries it.
+    pub rwx_mapping: Check,
+    /// Making a written read-write page read+exec with `mprotect`
+    /// ([`Strategy::Protect`]).
+    pub mprotect_exec: Check,
+    /// Mapping a `memfd` read-write and read+exec at once
+    /// ([`Strategy::DualMap`]).
+    pub dual_mapping: Check,
+    /// Whether memfds are created with `MFD_NOEXEC_SEAL` (`None` when no
+    /// memfd could be created).
+    pub memfd_noexec_seal: Option<bool>,
+    /// Linux MDWE state.
+    pub mdwe: Mdwe,
+    /// The `vm.memfd_noexec` sysctl (0, 1, 2), when present.
+    pub memfd_noexec: Option<u8>,
+    /// SELinux state.
+    pub selinux: Selinux,
+    /// Seccomp state.
+    pub seccomp: Seccomp,
+    /// PaX flags, on PaX kernels.
+    pub pax: Option<String>,
+    /// The strategy [`Block::new`](crate::Block::new) uses, `None` if no
+    /// strategy works.
+    pub block_strategy: Option<Strategy>,
+    /// The strategy a code heap uses by default, `None` if no strategy works.
+    pub heap_strategy: Option<Strategy>,
+    /// Plain-language explanations of the choices above.
+    pub notes: Vec<String>,
+}
+
+/// What this process may do with executable memory, and why.
+///
+/// The first call tries each strategy on scratch memory (and, for
+/// [`Policy::rwx_mapping`], in a short-lived child process); later calls
+/// return the cached answer at the cost of an atomic load.
+///
+/// # Examples
+///
+/// ```
+/// let policy = wxthunk::probe();
+/// println!("{policy}");
+/// assert!(policy.page_size.is_power_of_two());
+/// ```
+///
+/// # Platform-specific behaviour
+///
+/// On platforms without a platform layer every check is
+/// [`Check::Refused`] or [`Check::Unknown`] and no strategy is chosen.
+pub fn probe() -> &'static Policy {
+    static POLICY: OnceLock<Policy> = OnceLock::new();
+    POLICY.get_or_init(|| Policy::from_capabilities(capabilities()))
+}
+
+impl Policy {
+    /// Probes again, now, without the cache [`probe`] keeps; for a process
+    /// that changed its own restrictions since. The strategies the rest of
+    /// the crate uses were fixed at the first probe.
+    pub fn detect() -> Policy {
+        Policy::from_capabilities(&capabilities::Capabilities::detect())
+    }
+
+    fn from_capabilities(caps: &capabilities::Capabilities) -> Policy {
+        let rwx_mapping = match sys::rwx_mapping_in_child() {
+            ChildRwx::Allowed => Check::Allowed,
+            ChildRwx::Refused(e) => Check::Refused {
+                reason: format!("mmap(PROT_WRITE|PROT_EXEC) failed: {e}"),
+            },
+            ChildRwx::Killed(sig) => Check::Refused {
+                reason: format!("the child trying it was killed by signal {sig}"),
+            },
+            ChildRwx::NotTried(e) => Check::Unknown {
+                reason: format!("no child process to try it in: {e}"),
+            },
+        };
+        let mdwe = match sys::mdwe_flags() {
+            Ok(None) => Mdwe::NotSupported,
+            Ok(Some(0)) => Mdwe::Off,
+            Ok(Some(flags)) if flags & 1 != 0 => Mdwe::RefuseExecGain {
+                inherited: flags & 2 == 0,
+            },
+            Ok(Some(flags)) => Mdwe::Unknown {
+                reason: format!("unknown flags {flags:#x}"),
+            },
+            Err(e) => Mdwe::Unknown {
+                reason: e.to_string(),
+            },
+        };
+        let selinux = match sys::selinux() {
+            None => Selinux::Absent,
+            Some((true, deny_execmem)) => Selinux::Enforcing { deny_execmem },
+            Some((false, deny_execmem)) => Selinux::Permissive { deny_execmem },
+        };
+        let seccomp = match sys::seccomp() {
+            None => Seccomp::Unknown,
+            Some((0, _)) => Seccomp::Disabled,
+            Some((1, _)) => Seccomp::Strict,
+            Some((_, filters)) => Seccomp::Filter { filters },
+        };
+        let mut policy = Policy {
+            os: sys::OS,
+            arch: arch::NAME,
+            page_size: sys::page_size(),
+            rwx_mapping,
+            mprotect_exec: caps.protect.clone(),
+            dual_mapping: caps.dual_map.clone(),
+            memfd_noexec_seal: caps.memfd_noexec_seal,
+            mdwe,
+            memfd_noexec: sys::memfd_noexec_sysctl(),
+            selinux,
+            seccomp,
+            pax: sys::pax_flags(),
+            block_strategy: caps.choose(BLOCK_PREFERENCE).ok(),
+            heap_strategy: caps.choose(HEAP_PREFERENCE).ok(),
+            notes: Vec::new(),
+        };
+        policy.notes = policy.explain();
+        policy
+    }
+
+    /// Whether `strategy` works in this process.
+    pub fn allows(&self, strategy: Strategy) -> bool {
+        match strategy {
+            Strategy::Protect => self.mprotect_exec.is_allowed(),
+            Strategy::DualMap => self.dual_mapping.is_allowed(),
+        }
+    }
+
+    fn explain(&self) -> Vec<String> {
+        let mut notes = Vec::new();
+        if let Mdwe::RefuseExecGain { .. } = self.mdwe {
+            notes.push(
+                "MDWE is on: the kernel refuses to make written memory executable, so code is \
+                 written through a separate mapping of a memfd and run from a read+exec one"
+                    .into(),
+            );
+        }
+        if self.memfd_noexec == Some(2) {
+            notes.push(
+                "vm.memfd_noexec=2: only non-executable (MFD_NOEXEC_SEAL) memfds may be created; \
+                 wxthunk creates exactly those and maps them read+exec"
+                    .into(),
+            );
+        }
+        if self.memfd_noexec_seal == Some(false) {
+            notes.push("this kernel lacks MFD_NOEXEC_SEAL (before Linux 6.3): memfds are created without it".into());
+        }
+        if let Selinux::Enforcing {
+            deny_execmem: Some(true),
+        } = self.selinux
+        {
+            notes.push(
+                "SELinux deny_execmem is on: anonymous memory cannot become executable".into(),
+            );
+        }
+        if let Seccomp::Filter { .. } = self.seccomp {
+            notes.push(
+                "seccomp filters are installed: the checks above show what they let through".into(),
+            );
+        }
+        if let Some(pax) = &self.pax {
+            notes.push(format!(
+                "PaX flags {pax}: MPROTECT, if set, refuses to make written memory executable"
+            ));
+        }
+        match self.block_strategy {
+            Some(Strategy::Protect) => notes.push(
+                "Block uses protect: one mprotect per seal is the cheapest way to seal a whole block"
+                    .into(),
+            ),
+            Some(s) => notes.push(format!(
+                "Block uses {s}: mprotect to read+exec is refused here ({})",
+                self.mprotect_exec
+            )),
+            None => notes.push("no strategy works here: Block::new will return an error".into()),
+        }
+        match self.heap_strategy {
+            Some(Strategy::DualMap) => notes.push(
+                "code heaps use dual-map: small pieces of code are written without a system call"
+                    .into(),
+            ),
+            Some(s) => notes.push(format!(
+                "code heaps use {s}: dual mapping is not available here ({})",
+                self.dual_mapping
+            )),
+            None => {}
+        }
+        notes
+    }
+}
+
+fn opt_strategy(s: Option<Strategy>) -> &'static str {
+    s.map_or("none (no strategy works here)", Strategy::name)
+}
+
+impl fmt::Display for Policy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let row = |f: &mut fmt::Formatter<'_>, key: &str, value: &dyn fmt::Display| {
+            writeln!(f, "  {key:<22}{value}")
+        };
+        writeln!(
+            f,
+            "wxthunk probe: what this process may do with executable memory"
+        )?;
+        row(
+            f,
+            "platform",
+            &format_args!("{} {}, page size {}", self.os, self.arch, self.page_size),
+        )?;
+        row(
+            f,
+            "rwx mapping",
+            &format_args!("{} (tried in a child process)", self.rwx_mapping),
+        )?;
+        row(f, "mprotect RW->RX", &self.mprotect_exec)?;
+        let seal = match self.memfd_noexec_seal {
+            Some(true) => ", memfd with MFD_NOEXEC_SEAL",
+            Some(false) => ", memfd without MFD_NOEXEC_SEAL",
+            None => "",
+        };
+        row(
+            f,
+            "memfd dual mapping",
+            &format_args!("{}{seal}", self.dual_mapping),
+        )?;
+        let mdwe = match &self.mdwe {
+            Mdwe::NotSupported => "not supported by this kernel".to_owned(),
+            Mdwe::Off => "off".to_owned(),
+            Mdwe::RefuseExecGain { inherited: true } => {
+                "on (refuse exec gain, inherited)".to_owned()
+            }
+            Mdwe::RefuseExecGain { inherited: false } => {
+                "on (refuse exec gain, not inherited)".to_owned()
+            }
+            Mdwe::Unknown { reason } => format!("unknown ({reason})"),
+        };
+        row(f, "MDWE", &mdwe)?;
+        let sysctl = self
+            .memfd_noexec
+            .map_or("absent".to_owned(), |v| v.to_string());
+        row(f, "vm.memfd_noexec", &sysctl)?;
+        let execmem = |d: &Option<bool>| match d {
+            Some(true) => ", deny_execmem on",
+            Some(false) => ", deny_execmem off",
+            None => "",
+        };
+        let selinux = match &self.selinux {
+            Selinux::Absent => "absent".to_owned(),
+            Selinux::Permissive { deny_execmem } => format!("permissive{}", execmem(deny_execmem)),
+            Selinux::Enforcing { deny_execmem } => format!("enforcing{}", execmem(deny_execmem)),
+        };
+        row(f, "SELinux", &selinux)?;
+        let seccomp = match &self.seccomp {
+            Seccomp::Unknown => "unknown".to_owned(),
+            Seccomp::Disabled => "off".to_owned(),
+            Seccomp::Strict => "strict".to_owned(),
+            Seccomp::Filter { filters: Some(n) } => format!("filter ({n} installed)"),
+            Seccomp::Filter { filters: None } => "filter".to_owned(),
+        };
+        row(f, "seccomp", &seccomp)?;
+        row(f, "PaX", &self.pax.as_deref().unwrap_or("absent"))?;
+        row(f, "Block strategy", &opt_strategy(self.block_strategy))?;
+        row(f, "heap strategy", &opt_strategy(self.heap_strategy))?;
+        if !self.notes.is_empty() {
+            writeln!(f, "notes:")?;
+            for note in &self.notes {
+                writeln!(f, "  - {note}")?;
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,43 @@
+//! [`Strategy`]: how writable code memory becomes executable.
+
+use std::fmt;
+
+/// How wxthunk turns memory it wrote into memory that runs, without ever
+/// having a page that is writable and executable at once.
+///
+/// [`probe`](crate::probe) finds which strategies this process may use and
+/// which one each part of the crate picks; [`Block::with_strategy`]
+/// (crate::Block::with_strategy) forces one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Strategy {
+    /// Write into private read-write pages, then `mprotect` them to
+    /// read+exec. One system call per seal; refused where the kernel will not
+    /// let writable memory become executable (Linux `PR_SET_MDWE`, systemd's
+    /// `MemoryDenyWriteExecute=`, SELinux `deny_execmem`, PaX MPROTECT).
+    Protect,
+    /// Keep the code in an anonymous file (a `memfd`) and run it from a
+    /// read+exec mapping of that file that is never writable; the bytes are
+    /// written through a separate mapping. Works under `PR_SET_MDWE`; needs
+    /// `memfd_create`.
+    DualMap,
+}
+
+impl Strategy {
+    /// Every strategy, in the order the probe reports them.
+    pub const ALL: &'static [Strategy] = &[Strategy::Protect, Strategy::DualMap];
+
+    /// A short, stable name: `"protect"` or `"dual-map"`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Strategy::Protect => "protect",
+            Strategy::DualMap => "dual-map",
+        }
+    }
+}
+
+impl fmt::Display for Strategy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}

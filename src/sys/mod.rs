@@ -1,0 +1,58 @@
+//! The platform layer: one private module per operating system with the same
+//! small API, chosen by `cfg_attr(path)` (the memmap2 layout). Everything
+//! above this module is platform-independent; no `cfg(target_os)` appears
+//! outside it.
+//!
+//! The API each platform module provides:
+//! - `page_size() -> usize` (queried once, then cached)
+//! - `map_anon(len, Prot) -> io::Result<NonNull<u8>>`, `unsafe unmap`,
+//!   `unsafe protect`
+//! - `CodeFile`: an anonymous file (a `memfd` on Linux) that can be mapped
+//!   several times, for the dual-mapping strategy
+//! - `flush_icache(ptr, len)`
+//! - probe helpers: `mdwe_flags`, `memfd_noexec_sysctl`, `selinux`,
+//!   `seccomp`, `pax_flags`, `rwx_mapping_in_child`
+//! - `fork_generation`, `ForkWriteGuard`: fork detection for file-backed code
+
+#[cfg_attr(target_os = "linux", path = "linux.rs")]
+#[cfg_attr(not(target_os = "linux"), path = "unsupported.rs")]
+mod platform;
+
+pub(crate) use platform::*;
+
+/// Memory protection of a mapping. There is deliberately no
+/// read-write-execute value: wxthunk never asks for one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Prot {
+    /// No access: an address-space reservation.
+    None,
+    /// Readable and writable, never executable.
+    ReadWrite,
+    /// Readable and executable, never writable.
+    ReadExec,
+}
+
+/// Whether a file mapping shares writes with the file (and every other
+/// mapping of it) or keeps them private (copy-on-write).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Share {
+    /// `MAP_SHARED`: writes reach the file.
+    Shared,
+    /// `MAP_PRIVATE`: writes stay in this mapping.
+    #[allow(dead_code)]
+    Private,
+}
+
+/// What a short-lived child process saw when it tried to map memory that is
+/// writable and executable at once (the parent never does).
+#[derive(Debug)]
+pub(crate) enum ChildRwx {
+    /// The mapping succeeded.
+    Allowed,
+    /// `mmap` failed with this error.
+    Refused(std::io::Error),
+    /// The child was killed by this signal (a seccomp filter that kills).
+    Killed(i32),
+    /// The child could not be started or waited for.
+    NotTried(std::io::Error),
+}

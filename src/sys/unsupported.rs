@@ -1,0 +1,117 @@
+//! Platforms without a module of their own: every operation that would need
+//! the operating system fails with `Unsupported`, so the crate still builds
+//! and says clearly what it cannot do.
+
+use std::io;
+use std::ptr::NonNull;
+
+use super::{ChildRwx, Prot, Share};
+
+/// The operating system's name as reported by the probe.
+pub(crate) const OS: &str = std::env::consts::OS;
+
+fn unsupported() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::Unsupported,
+        "wxthunk has no platform layer for this OS yet",
+    )
+}
+
+/// A conventional page size; nothing is ever mapped here.
+pub(crate) fn page_size() -> usize {
+    4096
+}
+
+/// Always fails with `Unsupported`.
+pub(crate) fn map_anon(_len: usize, _prot: Prot) -> io::Result<NonNull<u8>> {
+    Err(unsupported())
+}
+
+/// Always fails with `Unsupported`.
+///
+/// # Safety
+/// None needed: nothing can have been mapped.
+pub(crate) unsafe fn unmap(_ptr: NonNull<u8>, _len: usize) -> io::Result<()> {
+    Err(unsupported())
+}
+
+/// Always fails with `Unsupported`.
+///
+/// # Safety
+/// None needed: nothing can have been mapped.
+pub(crate) unsafe fn protect(_ptr: NonNull<u8>, _len: usize, _prot: Prot) -> io::Result<()> {
+    Err(unsupported())
+}
+
+/// Nothing to flush: nothing can have been mapped.
+pub(crate) fn flush_icache(_ptr: *const u8, _len: usize) {}
+
+/// Never constructed here.
+#[derive(Debug)]
+pub(crate) struct CodeFile(());
+
+impl CodeFile {
+    /// Always fails with `Unsupported`.
+    pub(crate) fn create(_len: usize) -> io::Result<Self> {
+        Err(unsupported())
+    }
+
+    /// Never called: no `CodeFile` exists.
+    pub(crate) fn noexec_sealed(&self) -> bool {
+        false
+    }
+
+    /// Always fails with `Unsupported`.
+    pub(crate) fn map(&self, _len: usize, _prot: Prot, _share: Share) -> io::Result<NonNull<u8>> {
+        Err(unsupported())
+    }
+
+    /// Always fails with `Unsupported`.
+    ///
+    /// # Safety
+    /// None needed: nothing can have been mapped.
+    pub(crate) unsafe fn map_over(
+        &self,
+        _at: NonNull<u8>,
+        _len: usize,
+        _prot: Prot,
+        _share: Share,
+    ) -> io::Result<()> {
+        Err(unsupported())
+    }
+
+    /// Always fails with `Unsupported`.
+    pub(crate) fn write_at(&self, _offset: usize, _bytes: &[u8]) -> io::Result<()> {
+        Err(unsupported())
+    }
+}
+
+/// No MDWE outside Linux.
+pub(crate) fn mdwe_flags() -> io::Result<Option<u32>> {
+    Ok(None)
+}
+
+/// Unknown here.
+pub(crate) fn memfd_noexec_sysctl() -> Option<u8> {
+    None
+}
+
+/// Unknown here.
+pub(crate) fn selinux() -> Option<(bool, Option<bool>)> {
+    None
+}
+
+/// Unknown here.
+pub(crate) fn seccomp() -> Option<(u8, Option<u32>)> {
+    None
+}
+
+/// Unknown here.
+pub(crate) fn pax_flags() -> Option<String> {
+    None
+}
+
+/// Not tried here.
+pub(crate) fn rwx_mapping_in_child() -> ChildRwx {
+    ChildRwx::NotTried(unsupported())
+}
