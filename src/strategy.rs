@@ -6,8 +6,8 @@ use std::fmt;
 /// having a page that is writable and executable at once.
 ///
 /// [`probe`](crate::probe) finds which strategies this process may use and
-/// which one each part of the crate picks; [`Block::with_strategy`]
-/// (crate::Block::with_strategy) forces one.
+/// which one each part of the crate picks;
+/// [`Block::with_strategy`](crate::Block::with_strategy) forces one.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Strategy {

@@ -18,8 +18,8 @@ pub(crate) fn round_to_pages(len: usize) -> Result<usize> {
 /// The mappings of one block.
 ///
 /// Invariant: `writable` is true exactly while the block is a
-/// [`Block`](crate::Block); then the bytes are at [`write_ptr`]
-/// (Self::write_ptr) and nothing at [`exec_ptr`](Self::exec_ptr) may run. It
+/// [`Block`](crate::Block); then the bytes are at
+/// [`write_ptr`](Self::write_ptr) and nothing at [`exec_ptr`](Self::exec_ptr) may run. It
 /// is false while the block is an [`ExecBlock`](crate::ExecBlock); then the
 /// bytes are read+exec at `exec_ptr` and no writable mapping of them exists
 /// in this process.

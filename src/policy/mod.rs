@@ -33,6 +33,14 @@ impl Check {
     pub fn is_allowed(&self) -> bool {
         matches!(self, Check::Allowed)
     }
+
+    /// Why it was refused or could not be tried; `None` when allowed.
+    pub fn reason(&self) -> Option<&str> {
+        match self {
+            Check::Allowed => None,
+            Check::Refused { reason } | Check::Unknown { reason } => Some(reason),
+        }
+    }
 }
 
 impl fmt::Display for Check {
@@ -289,8 +297,8 @@ impl Policy {
                     .into(),
             ),
             Some(s) => notes.push(format!(
-                "Block uses {s}: mprotect to read+exec is refused here ({})",
-                self.mprotect_exec
+                "Block uses {s}: mprotect to read+exec does not work here ({})",
+                self.mprotect_exec.reason().unwrap_or("")
             )),
             None => notes.push("no strategy works here: Block::new will return an error".into()),
         }
@@ -300,8 +308,8 @@ impl Policy {
                     .into(),
             ),
             Some(s) => notes.push(format!(
-                "code heaps use {s}: dual mapping is not available here ({})",
-                self.dual_mapping
+                "code heaps use {s}: dual mapping does not work here ({})",
+                self.dual_mapping.reason().unwrap_or("")
             )),
             None => {}
         }

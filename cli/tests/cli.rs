@@ -1,0 +1,55 @@
+//! The `wxthunk` binary, run as a user would.
+
+use std::process::Command;
+
+fn wxthunk(args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_wxthunk"))
+        .args(args)
+        .output()
+        .expect("run wxthunk");
+    let stdout = String::from_utf8(out.stdout).expect("UTF-8 output");
+    assert!(
+        out.status.success(),
+        "wxthunk {args:?} failed: {}\n{stdout}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+#[test]
+fn probe_json_is_machine_readable() {
+    let v: serde_json::Value =
+        serde_json::from_str(&wxthunk(&["probe", "--json"])).expect("valid JSON");
+    assert_eq!(v["os"], std::env::consts::OS);
+    assert!(v["page_size"].as_u64().unwrap().is_power_of_two());
+    for key in ["rwx_mapping", "mprotect_exec", "dual_mapping"] {
+        let result = v[key]["result"].as_str().unwrap();
+        assert!(
+            ["allowed", "refused", "unknown"].contains(&result),
+            "{key}: {result}"
+        );
+    }
+    assert_eq!(
+        v["block_strategy"].as_str().map(str::to_owned),
+        wxthunk::probe().block_strategy.map(|s| s.to_string())
+    );
+    assert!(v["notes"].as_array().is_some_and(|n| !n.is_empty()));
+}
+
+#[test]
+fn probe_table_names_the_strategies() {
+    let out = wxthunk(&["probe"]);
+    assert!(out.contains("Block strategy"), "{out}");
+    assert!(out.contains("mprotect RW->RX"), "{out}");
+}
+
+#[test]
+fn no_arguments_prints_the_probe_then_runs_the_demo() {
+    let out = wxthunk(&[]);
+    assert!(out.contains("wxthunk probe"), "{out}");
+    if std::env::consts::ARCH == "x86_64" {
+        assert!(out.contains("add(2, 40)          = 42"), "{out}");
+        assert!(out.contains("square(7) + 1       = 50"), "{out}");
+        assert!(out.contains("square(7) + 100     = 149"), "{out}");
+    }
+}

@@ -1,0 +1,313 @@
+//! `Block` / `ExecBlock`: real machine code, sizes, bounds, transitions,
+//! errors, auto traits. Every behaviour is checked under each strategy this
+//! process allows.
+#![cfg(all(target_os = "linux", target_arch = "x86_64"))]
+
+mod support;
+
+use std::io::{self, Write};
+
+use support::code;
+use wxthunk::{Block, Error, ExecBlock, Strategy, TransitionError};
+
+/// The strategies this process allows; both on an ordinary Linux machine.
+fn strategies() -> Vec<Strategy> {
+    let policy = wxthunk::probe();
+    let all: Vec<Strategy> = Strategy::ALL
+        .iter()
+        .copied()
+        .filter(|&s| policy.allows(s))
+        .collect();
+    assert!(!all.is_empty(), "no strategy works here:\n{policy}");
+    if all.len() < Strategy::ALL.len() {
+        println!("note: only {all:?} can be tested in this process:\n{policy}");
+    }
+    all
+}
+
+fn sealed(strategy: Strategy, bytes: &[u8]) -> ExecBlock {
+    let mut b = Block::with_strategy(bytes.len(), strategy).unwrap();
+    b.write_all(bytes).unwrap();
+    b.exec().unwrap()
+}
+
+#[test]
+fn adds_two_arguments() {
+    for s in strategies() {
+        let x = sealed(s, code::ADD);
+        assert_eq!(x.strategy(), s);
+        // SAFETY: offset 0 holds `lea rax, [rdi+rsi]; ret`.
+        let add: extern "C" fn(u64, u64) -> u64 = unsafe { x.func(0).unwrap() };
+        assert_eq!(add(2, 40), 42, "{s}");
+        assert_eq!(add(u64::MAX, 1), 0, "{s}");
+    }
+}
+
+extern "C" fn triple(x: u64) -> u64 {
+    3 * x
+}
+
+#[test]
+fn calls_back_into_rust_through_an_absolute_address() {
+    for s in strategies() {
+        let x = sealed(
+            s,
+            &code::call_then_add_one(triple as extern "C" fn(u64) -> u64 as usize),
+        );
+        // SAFETY: the code is a C function (u64) -> u64 calling `triple`.
+        let f: extern "C" fn(u64) -> u64 = unsafe { x.func(0).unwrap() };
+        assert_eq!(f(14), 43, "{s}");
+    }
+}
+
+#[test]
+fn many_functions_in_one_block_at_their_offsets() {
+    for s in strategies() {
+        let mut b = Block::with_strategy(0, s).unwrap();
+        let mut offsets = Vec::new();
+        for v in 0..100u32 {
+            offsets.push(b.len());
+            b.write_all(&code::ret_u32(v * 7)).unwrap();
+        }
+        let x = b.exec().unwrap();
+        for (v, &off) in offsets.iter().enumerate() {
+            // SAFETY: each offset holds `mov eax, imm32; ret`.
+            let f: extern "C" fn() -> u32 = unsafe { x.func(off).unwrap() };
+            assert_eq!(f(), v as u32 * 7);
+        }
+    }
+}
+
+#[test]
+fn capacity_is_rounded_up_to_whole_pages() {
+    let page = wxthunk::page_size();
+    assert!(page.is_power_of_two());
+    let table = [
+        (0, page),
+        (1, page),
+        (page - 1, page),
+        (page, page),
+        (page + 1, 2 * page),
+        (3 * page + 17, 4 * page),
+    ];
+    for s in strategies() {
+        for &(len, want) in &table {
+            let b = Block::with_strategy(len, s).unwrap();
+            assert_eq!(b.capacity(), want, "Block::new({len}) with {s}");
+            assert_eq!((b.len(), b.remaining()), (0, want));
+            assert!(b.is_empty());
+        }
+    }
+}
+
+#[test]
+fn sizes_that_cannot_be_mapped_are_errors() {
+    let page = wxthunk::page_size();
+    for len in [usize::MAX, usize::MAX - page + 2, isize::MAX as usize + 1] {
+        match Block::new(len) {
+            Err(Error::SizeOverflow { requested }) => assert_eq!(requested, len),
+            other => panic!("Block::new({len}) = {other:?}"),
+        }
+    }
+    // Larger than any x86_64 address space (even with 5-level paging).
+    for s in strategies() {
+        match Block::with_strategy(1 << 60, s) {
+            Err(e @ Error::Os { .. }) => {
+                assert!(std::error::Error::source(&e).is_some());
+                println!("{s}: {e}");
+            }
+            other => panic!("1 EiB block with {s}: {other:?}"),
+        }
+    }
+    // The process is intact: a normal block still works.
+    let x = sealed(Strategy::ALL[0], code::ADD);
+    // SAFETY: offset 0 holds ADD.
+    let add: extern "C" fn(u64, u64) -> u64 = unsafe { x.func(0).unwrap() };
+    assert_eq!(add(1, 2), 3);
+}
+
+#[test]
+fn writes_past_capacity_write_what_fits_then_fail() {
+    for s in strategies() {
+        let mut b = Block::with_strategy(1, s).unwrap();
+        let cap = b.capacity();
+        let data: Vec<u8> = (0..cap + 100).map(|i| (i % 251) as u8).collect();
+        let err = b.write_all(&data).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::WriteZero);
+        assert_eq!(b.len(), cap);
+        assert_eq!(b.remaining(), 0);
+        assert_eq!(b.as_slice(), &data[..cap], "nothing written is lost");
+        assert_eq!(b.write(&[1, 2, 3]).unwrap(), 0);
+
+        // A partial write reports how much it took.
+        let mut b = Block::with_strategy(1, s).unwrap();
+        b.write_all(&data[..cap - 2]).unwrap();
+        assert_eq!(b.write(&[7, 8, 9, 10]).unwrap(), 2);
+        assert_eq!(&b.as_slice()[cap - 2..], &[7, 8]);
+    }
+}
+
+#[test]
+fn offsets_outside_the_written_bytes_are_errors() {
+    for s in strategies() {
+        let x = sealed(s, code::ADD);
+        for offset in [code::ADD.len(), code::ADD.len() + 1, 4096, usize::MAX] {
+            // SAFETY: the call fails before any pointer is made.
+            let r: Result<extern "C" fn(), _> = unsafe { x.func(offset) };
+            match r {
+                Err(Error::OutOfBounds { offset: o, len }) => {
+                    assert_eq!((o, len), (offset, code::ADD.len()));
+                }
+                other => panic!("func({offset}) = {:?}", other.map(|f| f as usize)),
+            }
+        }
+        let empty = Block::with_strategy(0, s).unwrap().exec().unwrap();
+        assert!(empty.is_empty());
+        // SAFETY: the call fails before any pointer is made.
+        assert!(unsafe { empty.func::<extern "C" fn()>(0) }.is_err());
+    }
+}
+
+#[test]
+fn written_bytes_read_back_before_and_after_sealing() {
+    for s in strategies() {
+        let mut b = Block::with_strategy(100, s).unwrap();
+        let data: Vec<u8> = (0..=255).collect();
+        b.write_all(&data).unwrap();
+        b.write_all(&data[..10]).unwrap();
+        assert_eq!(b.len(), 266);
+        assert_eq!(&b.as_slice()[..256], &data[..]);
+        let addr = b.exec_ptr();
+        let x = b.exec().unwrap();
+        assert_eq!(x.as_ptr(), addr, "code runs where the block said it would");
+        assert_eq!(x.len(), 266);
+        assert_eq!(&x.as_slice()[..256], &data[..]);
+        assert_eq!(&x.as_slice()[256..], &data[..10]);
+        // The rest of the last page is filled with traps.
+        // SAFETY: the executable mapping is readable for its whole capacity.
+        let tail =
+            unsafe { std::slice::from_raw_parts(x.as_ptr().add(x.len()), x.capacity() - x.len()) };
+        assert!(
+            tail.iter().all(|&b| b == code::TRAP),
+            "{s}: tail not filled with int3"
+        );
+    }
+}
+
+#[test]
+fn into_writable_keeps_contents_and_address_and_reseals() {
+    for s in strategies() {
+        let x = sealed(s, &code::ret_u32(1));
+        let addr = x.as_ptr();
+        // SAFETY: offset 0 holds `mov eax, 1; ret`.
+        let f: extern "C" fn() -> u32 = unsafe { x.func(0).unwrap() };
+        assert_eq!(f(), 1);
+        let mut b = x.into_writable().unwrap();
+        assert_eq!(b.as_slice(), &code::ret_u32(1)[..]);
+        assert_eq!(b.exec_ptr(), addr);
+        // Patch the immediate, and append a second function.
+        b.as_mut_slice()[1] = 2;
+        let second = b.len();
+        b.write_all(&code::ret_u32(3)).unwrap();
+        let x = b.exec().unwrap();
+        assert_eq!(x.as_ptr(), addr);
+        // SAFETY: offsets 0 and `second` hold `mov eax, imm; ret`.
+        let (f, g): (extern "C" fn() -> u32, extern "C" fn() -> u32) =
+            unsafe { (x.func(0).unwrap(), x.func(second).unwrap()) };
+        assert_eq!((f(), g()), (2, 3), "{s}");
+        // And a third round trip.
+        let mut b = x.into_writable().unwrap();
+        b.as_mut_slice()[1] = 4;
+        let x = b.exec().unwrap();
+        // SAFETY: as above.
+        let f: extern "C" fn() -> u32 = unsafe { x.func(0).unwrap() };
+        assert_eq!(f(), 4, "{s}");
+    }
+}
+
+#[test]
+fn a_sealed_block_runs_on_many_threads_at_once() {
+    for s in strategies() {
+        let x = sealed(s, code::ADD);
+        std::thread::scope(|scope| {
+            for t in 0..4u64 {
+                let x = &x;
+                scope.spawn(move || {
+                    // SAFETY: offset 0 holds ADD; `x` outlives the scope.
+                    let add: extern "C" fn(u64, u64) -> u64 = unsafe { x.func(0).unwrap() };
+                    for i in 0..10_000 {
+                        assert_eq!(add(i, t), i + t);
+                    }
+                });
+            }
+        });
+    }
+}
+
+#[test]
+fn forcing_a_strategy_the_process_refuses_is_an_error() {
+    let policy = wxthunk::probe();
+    for &s in Strategy::ALL {
+        match (policy.allows(s), Block::with_strategy(0, s)) {
+            (true, Ok(b)) => assert_eq!(b.strategy(), s),
+            (false, Err(Error::StrategyUnavailable { strategy, reason })) => {
+                assert_eq!(strategy, s);
+                assert!(!reason.is_empty());
+            }
+            (allowed, r) => panic!("{s}: allowed={allowed} but {r:?}"),
+        }
+    }
+}
+
+#[test]
+fn block_new_uses_the_probed_strategy() {
+    let b = Block::new(0).unwrap();
+    assert_eq!(Some(b.strategy()), wxthunk::probe().block_strategy);
+}
+
+#[test]
+fn errors_are_send_sync_and_convert_to_io_errors() {
+    fn assert_error<E: std::error::Error + Send + Sync + 'static>() {}
+    assert_error::<Error>();
+    assert_error::<TransitionError<Block>>();
+    assert_error::<TransitionError<ExecBlock>>();
+
+    let e = Error::OutOfBounds { offset: 9, len: 5 };
+    assert_eq!(e.to_string(), "offset 9 is outside the 5 bytes written");
+    let io: io::Error = e.into();
+    assert_eq!(io.kind(), io::ErrorKind::InvalidInput);
+    assert!(io.get_ref().unwrap().downcast_ref::<Error>().is_some());
+
+    let os = Error::Os {
+        op: "mprotect",
+        source: io::Error::from_raw_os_error(libc::EACCES),
+    };
+    assert!(std::error::Error::source(&os).is_some());
+    assert_eq!(
+        os.to_string(),
+        "mprotect failed: Permission denied (os error 13)"
+    );
+    assert_eq!(io::Error::from(os).kind(), io::ErrorKind::PermissionDenied);
+
+    // `?` works from both kinds of function.
+    fn in_io() -> io::Result<ExecBlock> {
+        let mut b = Block::new(0)?;
+        b.write_all(&[0xc3])?;
+        Ok(b.exec()?)
+    }
+    fn in_wx() -> wxthunk::Result<ExecBlock> {
+        Ok(Block::new(0)?.exec()?)
+    }
+    assert_eq!(in_io().unwrap().len(), 1);
+    assert_eq!(in_wx().unwrap().len(), 0);
+}
+
+/// What each type promises about threads, checked by the compiler.
+#[test]
+fn auto_traits() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<Block>();
+    send_sync::<ExecBlock>();
+    send_sync::<Error>();
+    send_sync::<wxthunk::Policy>();
+}

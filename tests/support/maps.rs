@@ -1,0 +1,58 @@
+//! Reading `/proc/self/maps`.
+
+/// One line of `/proc/self/maps`.
+#[derive(Debug, Clone)]
+pub struct Mapping {
+    pub start: usize,
+    pub end: usize,
+    pub perms: String,
+    pub name: String,
+}
+
+impl Mapping {
+    pub fn is_rwx(&self) -> bool {
+        let p = self.perms.as_bytes();
+        p.len() >= 3 && p[0] == b'r' && p[1] == b'w' && p[2] == b'x'
+    }
+
+    pub fn writable_and_executable(&self) -> bool {
+        let p = self.perms.as_bytes();
+        p.len() >= 3 && p[1] == b'w' && p[2] == b'x'
+    }
+
+    pub fn contains(&self, addr: usize) -> bool {
+        (self.start..self.end).contains(&addr)
+    }
+}
+
+pub fn read() -> Vec<Mapping> {
+    let text = std::fs::read_to_string("/proc/self/maps").expect("read /proc/self/maps");
+    text.lines()
+        .map(|line| {
+            let mut fields = line.split_whitespace();
+            let range = fields.next().unwrap();
+            let perms = fields.next().unwrap().to_owned();
+            let name = fields.nth(3).unwrap_or("").to_owned();
+            let (a, b) = range.split_once('-').unwrap();
+            Mapping {
+                start: usize::from_str_radix(a, 16).unwrap(),
+                end: usize::from_str_radix(b, 16).unwrap(),
+                perms,
+                name,
+            }
+        })
+        .collect()
+}
+
+/// Every mapping that is writable and executable at once.
+pub fn wx_mappings() -> Vec<Mapping> {
+    read()
+        .into_iter()
+        .filter(Mapping::writable_and_executable)
+        .collect()
+}
+
+/// The mapping containing `addr`, if any.
+pub fn mapping_at(addr: usize) -> Option<Mapping> {
+    read().into_iter().find(|m| m.contains(addr))
+}

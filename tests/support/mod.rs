@@ -1,0 +1,68 @@
+//! Helpers shared by the integration tests: running a test body in a fresh
+//! child process (for process-wide settings such as MDWE), reading
+//! `/proc/self/maps`, and small x86_64 code snippets.
+
+#![allow(dead_code)]
+
+pub mod code;
+pub mod maps;
+
+use std::process::Command;
+
+const CHILD_VAR: &str = "WXTHUNK_TEST_CHILD";
+
+/// Runs `body` in a child process made by re-running this test binary with
+/// only the test `name`, and returns the child's standard output to the
+/// parent; returns `None` inside the child (after `body` ran).
+///
+/// The child must be able to change process-wide state (MDWE, seccomp)
+/// without touching the other tests, which is why it is a new process rather
+/// than a fork of the multi-threaded test runner. A panic in the child fails
+/// the parent's test with the child's output.
+pub fn in_child(name: &str, body: impl FnOnce()) -> Option<String> {
+    if std::env::var(CHILD_VAR).as_deref() == Ok(name) {
+        body();
+        return None;
+    }
+    let exe = std::env::current_exe().expect("test binary path");
+    let out = Command::new(exe)
+        .args([name, "--exact", "--nocapture", "--test-threads=1"])
+        .env(CHILD_VAR, name)
+        .output()
+        .expect("spawn the test binary as a child");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    println!("--- child {name} stdout ---\n{stdout}--- child stderr ---\n{stderr}---");
+    assert!(out.status.success(), "child {name} failed: {}", out.status);
+    assert!(
+        stdout.contains("1 passed"),
+        "child {name} did not run its test"
+    );
+    Some(stdout)
+}
+
+/// Turns on `PR_SET_MDWE(PR_MDWE_REFUSE_EXEC_GAIN)` for this process.
+/// Returns false if the kernel has no MDWE.
+pub fn set_mdwe() -> bool {
+    let zero: libc::c_ulong = 0;
+    // SAFETY: PR_SET_MDWE takes flags by value and no pointers.
+    let ret = unsafe {
+        libc::prctl(
+            libc::PR_SET_MDWE,
+            libc::PR_MDWE_REFUSE_EXEC_GAIN as libc::c_ulong,
+            zero,
+            zero,
+            zero,
+        )
+    };
+    if ret == 0 {
+        return true;
+    }
+    let err = std::io::Error::last_os_error();
+    assert_eq!(
+        err.raw_os_error(),
+        Some(libc::EINVAL),
+        "PR_SET_MDWE failed: {err}"
+    );
+    false
+}
