@@ -54,6 +54,23 @@ pub enum Error {
         /// What was tried and why each attempt failed.
         reason: String,
     },
+    /// A code span of zero bytes was asked for.
+    ZeroSize,
+    /// A heap's [`max_reserved`](crate::HeapBuilder::max_reserved) limit
+    /// would be exceeded.
+    HeapExhausted {
+        /// The bytes a new region needed.
+        requested: usize,
+        /// The bytes the heap has reserved already.
+        reserved: usize,
+        /// The heap's limit.
+        limit: usize,
+    },
+    /// A default heap cannot be used now.
+    HeapUnavailable {
+        /// Why not.
+        reason: &'static str,
+    },
     /// The operation is not supported on this platform.
     Unsupported {
         /// What is missing.
@@ -71,7 +88,11 @@ impl Error {
     /// The [`io::ErrorKind`] that best describes this error.
     pub fn kind(&self) -> io::ErrorKind {
         match self {
-            Error::SizeOverflow { .. } | Error::OutOfBounds { .. } => io::ErrorKind::InvalidInput,
+            Error::SizeOverflow { .. } | Error::OutOfBounds { .. } | Error::ZeroSize => {
+                io::ErrorKind::InvalidInput
+            }
+            Error::HeapExhausted { .. } => io::ErrorKind::OutOfMemory,
+            Error::HeapUnavailable { .. } => io::ErrorKind::Other,
             Error::Os { source, .. } => source.kind(),
             Error::StrategyUnavailable { .. } | Error::NoExecutableMemory { .. } => {
                 io::ErrorKind::PermissionDenied
@@ -103,6 +124,12 @@ impl fmt::Display for Error {
             Error::NoExecutableMemory { reason } => {
                 write!(f, "this process cannot make executable memory: {reason}")
             }
+            Error::ZeroSize => f.write_str("a code span needs at least one byte"),
+            Error::HeapExhausted { requested, reserved, limit } => write!(
+                f,
+                "the heap cannot reserve {requested} more bytes: {reserved} of its {limit}-byte limit are reserved"
+            ),
+            Error::HeapUnavailable { reason } => write!(f, "no heap available: {reason}"),
             Error::Unsupported { what } => write!(f, "not supported on this platform: {what}"),
         }
     }

@@ -5,6 +5,7 @@ mod arch;
 mod block;
 mod error;
 mod fn_ptr;
+mod heap;
 mod policy;
 mod strategy;
 mod sys;
@@ -12,6 +13,8 @@ mod sys;
 pub use block::{Block, ExecBlock};
 pub use error::{Error, Result, TransitionError};
 pub use fn_ptr::FnPtr;
+pub use heap::{DefaultLock, ExecSpan, Heap, HeapBuilder, HeapStats, NoLock, Span};
+pub use lock_api;
 pub use policy::{Check, Mdwe, Policy, Seccomp, Selinux, probe};
 pub use strategy::Strategy;
 

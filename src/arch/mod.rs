@@ -17,12 +17,18 @@ pub(crate) use imp::*;
 /// encoding that matches its address, so the traps line up with instruction
 /// boundaries even when `buf` starts in the middle of an instruction slot.
 pub(crate) fn fill_traps(buf: &mut [u8]) {
+    let base = buf.as_ptr() as usize;
+    fill_traps_at(buf, base);
+}
+
+/// Fills `buf` with the trap bytes that belong at address `addr` onwards
+/// (for a buffer that will be copied to `addr`).
+pub(crate) fn fill_traps_at(buf: &mut [u8], addr: usize) {
     if let [byte] = TRAP {
         buf.fill(*byte);
         return;
     }
-    let base = buf.as_ptr() as usize;
     for (i, b) in buf.iter_mut().enumerate() {
-        *b = TRAP[(base + i) % TRAP.len()];
+        *b = TRAP[(addr + i) % TRAP.len()];
     }
 }

@@ -102,6 +102,44 @@ pub(crate) unsafe fn protect(ptr: NonNull<u8>, len: usize, prot: Prot) -> io::Re
     Ok(())
 }
 
+/// Replaces `len` bytes at `ptr` with fresh inaccessible pages, dropping
+/// their memory, in one step (`mmap(MAP_FIXED, PROT_NONE)`).
+///
+/// # Safety
+/// - `ptr..ptr+len` is a range of whole pages mapped by this module and owned
+///   by the caller;
+/// - nothing reads, writes or runs that range any more.
+pub(crate) unsafe fn decommit(ptr: NonNull<u8>, len: usize) -> io::Result<()> {
+    // SAFETY: the caller owns the range and nothing uses it.
+    let ret = unsafe {
+        libc::mmap(
+            ptr.as_ptr().cast(),
+            len,
+            libc::PROT_NONE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED,
+            -1,
+            0,
+        )
+    };
+    mapped(ret).map(drop)
+}
+
+/// Registers fork handlers (`pthread_atfork`): `prepare` runs in the parent
+/// before `fork()`, `parent` and `child` after it in each process.
+pub(crate) fn register_at_fork(
+    prepare: unsafe extern "C" fn(),
+    parent: unsafe extern "C" fn(),
+    child: unsafe extern "C" fn(),
+) -> io::Result<()> {
+    // SAFETY: the handlers are plain functions that live as long as the
+    // program; registration has no other preconditions.
+    let ret = unsafe { libc::pthread_atfork(Some(prepare), Some(parent), Some(child)) };
+    if ret != 0 {
+        return Err(io::Error::from_raw_os_error(ret));
+    }
+    Ok(())
+}
+
 /// Makes instruction fetches from `ptr..ptr+len` see what was written there.
 pub(crate) fn flush_icache(ptr: *const u8, len: usize) {
     crate::arch::flush_icache(ptr, len);
@@ -201,6 +239,23 @@ impl CodeFile {
         };
         let got = mapped(ret)?;
         debug_assert_eq!(got, at);
+        Ok(())
+    }
+
+    /// Gives the memory behind `offset..offset+len` back to the system; the
+    /// range reads as zeros afterwards, in every mapping of the file.
+    pub(crate) fn punch_hole(&self, offset: usize, len: usize) -> io::Result<()> {
+        let (off, len) = match (libc::off_t::try_from(offset), libc::off_t::try_from(len)) {
+            (Ok(o), Ok(l)) => (o, l),
+            _ => return Err(io::Error::new(io::ErrorKind::InvalidInput, "range too large")),
+        };
+        // SAFETY: `fd` is open; the flags are valid together.
+        let ret = unsafe {
+            libc::fallocate(self.fd.as_raw_fd(), libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE, off, len)
+        };
+        if ret != 0 {
+            return Err(io::Error::last_os_error());
+        }
         Ok(())
     }
 

@@ -43,6 +43,23 @@ pub(crate) unsafe fn protect(_ptr: NonNull<u8>, _len: usize, _prot: Prot) -> io:
     Err(unsupported())
 }
 
+/// Always fails with `Unsupported`.
+///
+/// # Safety
+/// None needed: nothing can have been mapped.
+pub(crate) unsafe fn decommit(_ptr: NonNull<u8>, _len: usize) -> io::Result<()> {
+    Err(unsupported())
+}
+
+/// Always fails with `Unsupported`.
+pub(crate) fn register_at_fork(
+    _prepare: unsafe extern "C" fn(),
+    _parent: unsafe extern "C" fn(),
+    _child: unsafe extern "C" fn(),
+) -> io::Result<()> {
+    Err(unsupported())
+}
+
 /// Nothing to flush: nothing can have been mapped.
 pub(crate) fn flush_icache(_ptr: *const u8, _len: usize) {}
 
@@ -77,6 +94,11 @@ impl CodeFile {
         _prot: Prot,
         _share: Share,
     ) -> io::Result<()> {
+        Err(unsupported())
+    }
+
+    /// Always fails with `Unsupported`.
+    pub(crate) fn punch_hole(&self, _offset: usize, _len: usize) -> io::Result<()> {
         Err(unsupported())
     }
 

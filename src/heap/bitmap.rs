@@ -1,0 +1,202 @@
+//! A fixed-size bit vector with the searches the allocator needs. It lives
+//! in ordinary heap memory, never in the code it describes.
+
+/// One bit per granule (or page); a set bit means "in use".
+#[derive(Debug, Clone)]
+pub(crate) struct Bitmap {
+    words: Box<[u64]>,
+    bits: usize,
+}
+
+impl Bitmap {
+    pub(crate) fn new(bits: usize) -> Self {
+        Bitmap { words: vec![0; bits.div_ceil(64)].into_boxed_slice(), bits }
+    }
+
+    /// Bytes of memory the bit vector itself occupies.
+    pub(crate) fn heap_bytes(&self) -> usize {
+        self.words.len() * 8
+    }
+
+    #[cfg(test)]
+    pub(crate) fn get(&self, i: usize) -> bool {
+        self.words[i / 64] >> (i % 64) & 1 == 1
+    }
+
+    /// Calls `f(word_index, mask)` for each word that `start..start+n`
+    /// touches.
+    #[inline]
+    fn for_words(start: usize, n: usize, mut f: impl FnMut(usize, u64)) {
+        let end = start + n;
+        let mut i = start;
+        while i < end {
+            let bit = i % 64;
+            let take = (64 - bit).min(end - i);
+            let mask = if take == 64 { !0 } else { ((1u64 << take) - 1) << bit };
+            f(i / 64, mask);
+            i += take;
+        }
+    }
+
+    pub(crate) fn set_range(&mut self, start: usize, n: usize) {
+        debug_assert!(start + n <= self.bits);
+        Self::for_words(start, n, |w, m| {
+            debug_assert_eq!(self.words[w] & m, 0, "setting bits that are already set");
+            self.words[w] |= m;
+        });
+    }
+
+    pub(crate) fn clear_range(&mut self, start: usize, n: usize) {
+        debug_assert!(start + n <= self.bits);
+        Self::for_words(start, n, |w, m| {
+            debug_assert_eq!(self.words[w] & m, m, "clearing bits that are not set");
+            self.words[w] &= !m;
+        });
+    }
+
+    /// Sets the range without the "was clear" check (for idempotent
+    /// marks such as "page committed").
+    pub(crate) fn mark_range(&mut self, start: usize, n: usize) {
+        Self::for_words(start, n, |w, m| self.words[w] |= m);
+    }
+
+    /// Clears the range without the "was set" check.
+    pub(crate) fn unmark_range(&mut self, start: usize, n: usize) {
+        Self::for_words(start, n, |w, m| self.words[w] &= !m);
+    }
+
+    /// Whether every bit of the range is clear.
+    pub(crate) fn all_clear(&self, start: usize, n: usize) -> bool {
+        let mut clear = true;
+        Self::for_words(start, n, |w, m| clear &= self.words[w] & m == 0);
+        clear
+    }
+
+    /// Whether every bit of the range is set.
+    pub(crate) fn all_set(&self, start: usize, n: usize) -> bool {
+        let mut set = true;
+        Self::for_words(start, n, |w, m| set &= self.words[w] & m == m);
+        set
+    }
+
+    /// How many bits of the range are set.
+    pub(crate) fn count_range(&self, start: usize, n: usize) -> usize {
+        let mut count = 0;
+        Self::for_words(start, n, |w, m| count += (self.words[w] & m).count_ones() as usize);
+        count
+    }
+
+    /// The first clear bit at or after `from`, if any.
+    #[inline]
+    fn next_clear(&self, from: usize) -> Option<usize> {
+        let mut w = from / 64;
+        if w >= self.words.len() {
+            return None;
+        }
+        let mut word = !self.words[w] & (!0u64 << (from % 64));
+        loop {
+            if word != 0 {
+                let i = w * 64 + word.trailing_zeros() as usize;
+                return (i < self.bits).then_some(i);
+            }
+            w += 1;
+            if w >= self.words.len() {
+                return None;
+            }
+            word = !self.words[w];
+        }
+    }
+
+    /// The first set bit in `from..end`, if any.
+    #[inline]
+    fn next_set(&self, from: usize, end: usize) -> Option<usize> {
+        if from >= end {
+            return None;
+        }
+        let mut w = from / 64;
+        let mut word = self.words[w] & (!0u64 << (from % 64));
+        loop {
+            if word != 0 {
+                let i = w * 64 + word.trailing_zeros() as usize;
+                return (i < end).then_some(i);
+            }
+            w += 1;
+            if w * 64 >= end {
+                return None;
+            }
+            word = self.words[w];
+        }
+    }
+
+    /// The first run of `n` clear bits starting at a multiple of `align`
+    /// (a power of two) in `from..self.bits`.
+    pub(crate) fn find_clear_run(&self, from: usize, n: usize, align: usize) -> Option<usize> {
+        debug_assert!(n > 0 && align.is_power_of_two());
+        let mut i = from;
+        loop {
+            let start = self.next_clear(i)?.next_multiple_of(align);
+            if start + n > self.bits {
+                return None;
+            }
+            match self.next_set(start, start + n) {
+                None => return Some(start),
+                Some(set) => i = set + 1,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Bitmap;
+
+    /// The obvious search, for comparison.
+    fn naive(b: &Bitmap, from: usize, n: usize, align: usize) -> Option<usize> {
+        (from..b.bits)
+            .filter(|s| s % align == 0 && s + n <= b.bits)
+            .find(|&s| (s..s + n).all(|i| !b.get(i)))
+    }
+
+    #[test]
+    fn search_agrees_with_the_naive_search() {
+        // A deterministic pseudo-random sweep over sizes, fills and runs.
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut rand = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for bits in [1, 63, 64, 65, 127, 128, 200, 1000] {
+            for _ in 0..50 {
+                let mut b = Bitmap::new(bits);
+                for i in 0..bits {
+                    if rand() % 3 == 0 {
+                        b.set_range(i, 1);
+                    }
+                }
+                for _ in 0..20 {
+                    let n = 1 + (rand() % 70) as usize;
+                    let align = 1 << (rand() % 4);
+                    let from = (rand() as usize) % bits;
+                    assert_eq!(b.find_clear_run(from, n, align), naive(&b, from, n, align), "bits={bits} n={n} align={align} from={from}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn ranges_set_clear_and_count_across_words() {
+        let mut b = Bitmap::new(300);
+        b.set_range(60, 150);
+        assert!(b.all_set(60, 150));
+        assert_eq!(b.count_range(0, 300), 150);
+        assert!(b.all_clear(0, 60) && b.all_clear(210, 90));
+        b.clear_range(100, 10);
+        assert_eq!(b.count_range(0, 300), 140);
+        assert_eq!(b.find_clear_run(0, 10, 1), Some(0));
+        assert_eq!(b.find_clear_run(60, 10, 1), Some(100));
+        assert_eq!(b.find_clear_run(60, 11, 1), Some(210));
+        assert_eq!(b.find_clear_run(60, 91, 1), None);
+    }
+}

@@ -1,0 +1,107 @@
+//! The default heaps, matching member_thunk's modes: one lazily created,
+//! thread-safe global heap (the default), and one heap per thread without
+//! locking. Both are left out when the `default-heap` feature is off.
+
+#[cfg(feature = "default-heap")]
+mod enabled {
+    use std::cell::Cell;
+    use std::sync::OnceLock;
+
+    use crate::heap::{Heap, NoLock};
+    use crate::{Error, Result};
+
+    static GLOBAL: OnceLock<Heap> = OnceLock::new();
+
+    impl Heap {
+        /// The global, thread-safe default heap, created on first use with
+        /// the probed strategy. It is never dropped.
+        ///
+        /// # Errors
+        ///
+        /// As [`Heap::new`], on the first call (a failed first call is
+        /// retried by the next).
+        pub fn global() -> Result<&'static Heap> {
+            if let Some(heap) = GLOBAL.get() {
+                return Ok(heap);
+            }
+            let heap = Heap::new()?;
+            Ok(GLOBAL.get_or_init(|| heap))
+        }
+
+        /// This thread's heap: no locking at all, and not `Send` (the
+        /// compiler keeps it and its allocations on this thread).
+        ///
+        /// It is created on first use and its record is never freed, so
+        /// allocations dropped by other thread-local destructors during
+        /// thread exit still have a heap to return to. When the thread ends,
+        /// its empty regions are released (`compact`); regions still holding
+        /// allocations that were leaked (`mem::forget`) stay mapped, as the
+        /// leak asked.
+        ///
+        /// # Errors
+        ///
+        /// As [`Heap::new`]; [`Error::HeapUnavailable`] once the thread has
+        /// begun to exit and its thread-local storage is gone.
+        pub fn thread_local() -> Result<&'static Heap<NoLock>> {
+            LOCAL
+                .try_with(|slot| match slot.heap.get() {
+                    Some(heap) => Ok(heap),
+                    None => {
+                        let heap: &'static Heap<NoLock> = Box::leak(Box::new(Heap::unlocked()?));
+                        slot.heap.set(Some(heap));
+                        Ok(heap)
+                    }
+                })
+                .map_err(|_| Error::HeapUnavailable { reason: "this thread's heap is gone: the thread is exiting" })?
+        }
+    }
+
+    struct LocalSlot {
+        heap: Cell<Option<&'static Heap<NoLock>>>,
+    }
+
+    impl Drop for LocalSlot {
+        fn drop(&mut self) {
+            if let Some(heap) = self.heap.get() {
+                heap.compact();
+            }
+        }
+    }
+
+    thread_local! {
+        static LOCAL: LocalSlot = const { LocalSlot { heap: Cell::new(None) } };
+    }
+
+    /// Takes the global heap's lock before `fork()` (see `fork.rs`).
+    pub(crate) fn lock_for_fork() {
+        if let Some(heap) = GLOBAL.get() {
+            std::mem::forget(heap.state.lock());
+        }
+    }
+
+    /// Releases what [`lock_for_fork`] took.
+    ///
+    /// # Safety
+    /// Only after `lock_for_fork` on this thread.
+    pub(crate) unsafe fn unlock_after_fork() {
+        if let Some(heap) = GLOBAL.get() {
+            // SAFETY: `lock_for_fork` locked it and forgot the guard; this
+            // thread still holds it (in the child it is the only thread).
+            unsafe { heap.state.force_unlock() };
+        }
+    }
+}
+
+#[cfg(feature = "default-heap")]
+pub(crate) use enabled::{lock_for_fork, unlock_after_fork};
+
+/// Without the default heap there is nothing to lock around `fork()`.
+#[cfg(not(feature = "default-heap"))]
+pub(crate) fn lock_for_fork() {}
+
+/// Without the default heap there is nothing to unlock.
+///
+/// # Safety
+/// None needed.
+#[cfg(not(feature = "default-heap"))]
+pub(crate) unsafe fn unlock_after_fork() {}

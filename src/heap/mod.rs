@@ -1,0 +1,515 @@
+//! [`Heap`]: many small pieces of code sharing pages, under W^X.
+//!
+//! # Lock order
+//!
+//! A heap has exactly one lock, around all of its state (regions, bit
+//! vectors, counters); regions have none of their own. While holding it,
+//! wxthunk takes no other lock, calls no user code and never touches another
+//! heap. The only other place that takes a heap's lock is the fork handler
+//! of the global default heap, which takes that one lock before `fork()` and
+//! releases it after. So there is no order between locks to get wrong (the
+//! member_thunk deadlock, heap->region on one path and region->heap on
+//! another, cannot happen).
+
+mod bitmap;
+mod default;
+mod fork;
+mod lock;
+mod region;
+mod span;
+
+use std::fmt;
+
+use lock_api::{Mutex, RawMutex};
+
+pub use lock::{DefaultLock, NoLock};
+use region::Region;
+pub use span::{ExecSpan, Span};
+
+use crate::policy::{HEAP_PREFERENCE, capabilities};
+use crate::{Error, Result, Strategy, sys};
+
+/// The allocation unit of dual-mapped regions: 32 bytes (a thunk fits one).
+const DUAL_GRANULE_SHIFT: u32 = 5;
+
+/// A code heap: regions of pages from which small pieces of machine code
+/// ([`Span`]s) are allocated, written, made executable and freed
+/// individually, or a whole page at a time
+/// ([`allocate_page`](Heap::allocate_page)).
+///
+/// `L` is the lock: any [`lock_api::RawMutex`] ([`DefaultLock`] by default),
+/// or [`NoLock`] for a heap that stays on one thread (`Heap<NoLock>` is not
+/// `Sync`, so the compiler enforces that).
+///
+/// # Examples
+///
+/// ```
+/// use std::io::Write;
+///
+/// let heap = wxthunk::Heap::new()?;
+/// let mut span = heap.alloc(6)?;
+/// span.write_all(&[0xb8, 42, 0, 0, 0, 0xc3])?; // x86_64: mov eax, 42; ret
+/// let code = span.exec()?;
+/// if cfg!(target_arch = "x86_64") {
+///     // SAFETY: the span holds a C function returning u32.
+///     let f: extern "C" fn() -> u32 = unsafe { code.func(0)? };
+///     assert_eq!(f(), 42);
+/// }
+/// assert_eq!(heap.stats().live_allocations, 1);
+/// drop(code);
+/// assert_eq!(heap.stats().live_allocations, 0);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+///
+/// Allocations borrow the heap, so they cannot outlive it:
+///
+/// ```compile_fail
+/// let span = {
+///     let heap = wxthunk::Heap::new().unwrap();
+///     heap.alloc(16).unwrap() // error: `heap` does not live long enough
+/// };
+/// ```
+///
+/// # Strategies
+///
+/// - [`Strategy::DualMap`] (preferred): each region is a memfd mapped
+///   read+exec and read-write at once. Allocation, writing and freeing make
+///   no system call in the steady state; freed bytes become traps and are
+///   reused at once. [`HeapBuilder::strict`] drops the read-write view:
+///   bytes then reach the file by `pwrite`, and no writable mapping of code
+///   exists at any time. After `fork()` each process moves a region to a file
+///   of its own before writing to it, so neither can change the other's code.
+/// - [`Strategy::Protect`]: the allocation unit is a page. Writing a span
+///   makes its pages read-write, copies, and makes them read+exec; a page is
+///   never made writable again while anything on it is live, because another
+///   thread may be running it. Freed pages are dropped (`PROT_NONE`).
+pub struct Heap<L: RawMutex = DefaultLock> {
+    state: Mutex<L, State>,
+    config: Config,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Config {
+    strategy: Strategy,
+    strict: bool,
+    granule_shift: u32,
+    first_region: usize,
+    max_region: usize,
+    max_reserved: usize,
+}
+
+struct State {
+    regions: Vec<Option<Region>>,
+    /// The region to try first (where something was last freed or found).
+    hint: usize,
+    next_region_size: usize,
+    reserved: usize,
+    live: usize,
+    bytes_in_use: usize,
+}
+
+/// Where an allocation is: its region, its first granule and its size in
+/// granules, and the address it runs at.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Allocation {
+    region: u32,
+    start: u32,
+    granules: u32,
+    /// The executable address (kept as an integer so that allocations take
+    /// their auto traits from the heap they borrow).
+    addr: usize,
+}
+
+impl Allocation {
+    pub(crate) fn addr(&self) -> usize {
+        self.addr
+    }
+}
+
+/// Counters describing a heap, from [`Heap::stats`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct HeapStats {
+    /// The heap's strategy.
+    pub strategy: Strategy,
+    /// Regions currently reserved.
+    pub regions: usize,
+    /// Address space reserved by those regions, in bytes.
+    pub bytes_reserved: usize,
+    /// Pages holding bytes (code or traps), i.e. using memory.
+    pub pages_committed: usize,
+    /// `pages_committed` in bytes.
+    pub bytes_committed: usize,
+    /// Live allocations (unsealed spans, sealed spans, pages).
+    pub live_allocations: usize,
+    /// Bytes of the live allocations, rounded up to the allocation unit.
+    pub bytes_in_use: usize,
+    /// Bytes of bookkeeping kept outside the code (region records and bit
+    /// vectors).
+    pub metadata_bytes: usize,
+}
+
+/// Builds a [`Heap`] with a chosen strategy and region sizes.
+///
+/// ```
+/// use wxthunk::{Heap, Strategy};
+///
+/// let heap = Heap::builder()
+///     .region_size(64 * 1024)
+///     .max_region_size(1 << 20)
+///     .max_reserved(64 << 20)
+///     .build()?;
+/// assert!(wxthunk::probe().allows(heap.strategy()));
+/// # Ok::<(), wxthunk::Error>(())
+/// ```
+#[derive(Clone, Debug)]
+#[must_use]
+pub struct HeapBuilder {
+    strategy: Option<Strategy>,
+    strict: bool,
+    region_size: usize,
+    max_region_size: usize,
+    max_reserved: usize,
+}
+
+impl Default for HeapBuilder {
+    fn default() -> Self {
+        HeapBuilder {
+            strategy: None,
+            strict: false,
+            region_size: 64 * 1024,
+            max_region_size: 4 * 1024 * 1024,
+            max_reserved: usize::MAX,
+        }
+    }
+}
+
+impl HeapBuilder {
+    /// Forces a strategy instead of the probed one.
+    pub fn strategy(mut self, strategy: Strategy) -> Self {
+        self.strategy = Some(strategy);
+        self
+    }
+
+    /// Strict dual mapping: no writable mapping of code ever exists; bytes
+    /// are written into the memfd with `pwrite` (one system call per write
+    /// and per free). No effect on [`Strategy::Protect`].
+    pub fn strict(mut self, strict: bool) -> Self {
+        self.strict = strict;
+        self
+    }
+
+    /// The size of the first region (rounded up to whole pages; default
+    /// 64 KiB). Each new region doubles the last, up to
+    /// [`max_region_size`](Self::max_region_size).
+    pub fn region_size(mut self, bytes: usize) -> Self {
+        self.region_size = bytes;
+        self
+    }
+
+    /// The largest region made by growth (default 4 MiB). An allocation
+    /// larger than this gets a region of its own size.
+    pub fn max_region_size(mut self, bytes: usize) -> Self {
+        self.max_region_size = bytes;
+        self
+    }
+
+    /// The most address space the heap may reserve in all (default: no
+    /// limit). Allocations beyond it fail with [`Error::HeapExhausted`].
+    pub fn max_reserved(mut self, bytes: usize) -> Self {
+        self.max_reserved = bytes;
+        self
+    }
+
+    /// Builds a heap with the [`DefaultLock`].
+    ///
+    /// # Errors
+    ///
+    /// [`Error::StrategyUnavailable`] if the forced strategy does not work
+    /// here, [`Error::NoExecutableMemory`] if none does,
+    /// [`Error::SizeOverflow`] for region sizes that cannot be rounded to
+    /// pages.
+    pub fn build(self) -> Result<Heap> {
+        self.build_with_lock()
+    }
+
+    /// Builds a heap with the lock `L` (use [`NoLock`] for a single-threaded
+    /// heap).
+    ///
+    /// # Errors
+    ///
+    /// As [`build`](Self::build).
+    pub fn build_with_lock<L: RawMutex>(self) -> Result<Heap<L>> {
+        let caps = capabilities();
+        let strategy = match self.strategy {
+            Some(s) => {
+                caps.require(s)?;
+                s
+            }
+            None => caps.choose(HEAP_PREFERENCE)?,
+        };
+        let page = sys::page_size();
+        let first_region = crate::block::round_to_pages(self.region_size)?;
+        let max_region = crate::block::round_to_pages(self.max_region_size)?.max(first_region);
+        let granule_shift = match strategy {
+            Strategy::DualMap => DUAL_GRANULE_SHIFT,
+            Strategy::Protect => page.trailing_zeros(),
+        };
+        let config = Config {
+            strategy,
+            strict: self.strict && strategy == Strategy::DualMap,
+            granule_shift,
+            first_region,
+            max_region,
+            max_reserved: self.max_reserved,
+        };
+        let state = State {
+            regions: Vec::new(),
+            hint: 0,
+            next_region_size: first_region,
+            reserved: 0,
+            live: 0,
+            bytes_in_use: 0,
+        };
+        Ok(Heap { state: Mutex::new(state), config })
+    }
+}
+
+impl Heap {
+    /// A heap with the [`DefaultLock`] and the strategy
+    /// [`probe`](crate::probe) picked for heaps.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NoExecutableMemory`] if no strategy works in this process.
+    pub fn new() -> Result<Heap> {
+        HeapBuilder::default().build()
+    }
+
+    /// A single-threaded heap without a lock.
+    ///
+    /// # Errors
+    ///
+    /// As [`new`](Heap::new).
+    pub fn unlocked() -> Result<Heap<NoLock>> {
+        HeapBuilder::default().build_with_lock()
+    }
+
+    /// A builder for a heap with a chosen strategy, lock and region sizes.
+    pub fn builder() -> HeapBuilder {
+        HeapBuilder::default()
+    }
+}
+
+impl<L: RawMutex> Heap<L> {
+    /// The strategy this heap uses.
+    pub fn strategy(&self) -> Strategy {
+        self.config.strategy
+    }
+
+    /// Whether this heap is strict (no writable mapping of code, ever).
+    pub fn is_strict(&self) -> bool {
+        self.config.strict
+    }
+
+    /// The allocation unit in bytes: 32 with dual mapping, a page with
+    /// [`Strategy::Protect`].
+    pub fn granule(&self) -> usize {
+        1 << self.config.granule_shift
+    }
+
+    /// A writable span of at least `len` bytes (rounded up to the
+    /// allocation unit), at an address fixed now
+    /// ([`Span::exec_ptr`]). Write the code, then [`Span::exec`].
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ZeroSize`] for `len == 0`; [`Error::SizeOverflow`] for a
+    /// size that cannot be rounded; [`Error::HeapExhausted`] past the
+    /// builder's [`max_reserved`](HeapBuilder::max_reserved); [`Error::Os`]
+    /// if a new region cannot be mapped. The heap is unchanged by a failed
+    /// allocation.
+    pub fn alloc(&self, len: usize) -> Result<Span<'_, L>> {
+        let alloc = self.allocate(len, 1)?;
+        Ok(Span::new(self, alloc))
+    }
+
+    /// A whole page, page-aligned, for member_thunk's workflow: write
+    /// several entries into it (a full page fails the write with
+    /// `WriteZero`), make it executable once with [`Span::exec`], and free
+    /// it as a unit when the [`ExecSpan`] is dropped.
+    ///
+    /// # Errors
+    ///
+    /// As [`alloc`](Heap::alloc).
+    pub fn allocate_page(&self) -> Result<Span<'_, L>> {
+        let page = sys::page_size();
+        let alloc = self.allocate(page, page >> self.config.granule_shift)?;
+        Ok(Span::new(self, alloc))
+    }
+
+    /// Releases every empty region back to the system, and the memory of
+    /// free pages in the others. Returns the bytes released (address space
+    /// unmapped plus memory decommitted).
+    pub fn compact(&self) -> usize {
+        let generation = fork::generation();
+        let mut state = self.state.lock();
+        let mut released = 0;
+        let mut reserved = state.reserved;
+        for slot in &mut state.regions {
+            let Some(region) = slot else { continue };
+            if region.live() == 0 {
+                released += region.size();
+                reserved -= region.size();
+                *slot = None;
+            } else if region.unshare_after_fork(generation).is_ok() {
+                released += region.decommit_free_pages();
+            }
+        }
+        state.reserved = reserved;
+        while matches!(state.regions.last(), Some(None)) {
+            state.regions.pop();
+        }
+        state.hint = 0;
+        if state.regions.is_empty() {
+            // Start growing from the first size again.
+            state.next_region_size = self.config.first_region;
+        }
+        released
+    }
+
+    /// Counters describing the heap now.
+    pub fn stats(&self) -> HeapStats {
+        let state = self.state.lock();
+        let page = sys::page_size();
+        let regions = state.regions.iter().flatten();
+        let pages_committed = regions.clone().map(Region::committed_pages).sum();
+        HeapStats {
+            strategy: self.config.strategy,
+            regions: regions.clone().count(),
+            bytes_reserved: state.reserved,
+            pages_committed,
+            bytes_committed: pages_committed * page,
+            live_allocations: state.live,
+            bytes_in_use: state.bytes_in_use,
+            metadata_bytes: regions.map(Region::metadata_bytes).sum::<usize>()
+                + state.regions.capacity() * std::mem::size_of::<Option<Region>>(),
+        }
+    }
+
+    /// Allocates `len` bytes aligned to `align` granules.
+    pub(crate) fn allocate(&self, len: usize, align: usize) -> Result<Allocation> {
+        if len == 0 {
+            return Err(Error::ZeroSize);
+        }
+        let shift = self.config.granule_shift;
+        let granules = len.checked_next_multiple_of(1 << shift).ok_or(Error::SizeOverflow { requested: len })? >> shift;
+        let granules32 = u32::try_from(granules).map_err(|_| Error::SizeOverflow { requested: len })?;
+        let mut state = self.state.lock();
+        let (index, start) = match self.find(&state, granules, align) {
+            Some(found) => found,
+            None => self.grow(&mut state, granules)?,
+        };
+        let region = state.regions[index].as_mut().expect("found in a live region");
+        region.unshare_after_fork(fork::generation())?;
+        region.take(start, granules)?;
+        let addr = region.exec_base().as_ptr() as usize + (start << shift);
+        state.hint = index;
+        state.live += 1;
+        state.bytes_in_use += granules << shift;
+        Ok(Allocation { region: index as u32, start: start as u32, granules: granules32, addr })
+    }
+
+    fn find(&self, state: &State, granules: usize, align: usize) -> Option<(usize, usize)> {
+        let try_region = |i: usize| {
+            let region = state.regions.get(i)?.as_ref()?;
+            region.find(granules, align).map(|start| (i, start))
+        };
+        try_region(state.hint).or_else(|| {
+            (0..state.regions.len())
+                .filter(|&i| i != state.hint)
+                .filter(|&i| state.regions[i].as_ref().is_some_and(|r| r.free_granules() >= granules))
+                .find_map(try_region)
+        })
+    }
+
+    #[cold]
+    fn grow(&self, state: &mut State, granules: usize) -> Result<(usize, usize)> {
+        let shift = self.config.granule_shift;
+        let needed = crate::block::round_to_pages(granules << shift)?;
+        let size = state.next_region_size.max(needed);
+        if state.reserved.checked_add(size).is_none_or(|total| total > self.config.max_reserved) {
+            return Err(Error::HeapExhausted {
+                requested: needed,
+                reserved: state.reserved,
+                limit: self.config.max_reserved,
+            });
+        }
+        let region = Region::new(size, self.config.strategy, self.config.strict, shift, fork::generation())?;
+        let start = region.find(granules, 1).expect("a new region fits the allocation");
+        let index = match state.regions.iter().position(Option::is_none) {
+            Some(i) => {
+                state.regions[i] = Some(region);
+                i
+            }
+            None => {
+                state.regions.push(Some(region));
+                state.regions.len() - 1
+            }
+        };
+        state.reserved += size;
+        state.next_region_size = (state.next_region_size * 2).min(self.config.max_region);
+        Ok((index, start))
+    }
+
+    /// Writes `code` into an allocation and makes it executable.
+    pub(crate) fn commit(&self, alloc: &Allocation, code: &[u8]) -> Result<()> {
+        let mut state = self.state.lock();
+        let region = state.regions[alloc.region as usize].as_mut().expect("allocation's region is live");
+        region.unshare_after_fork(fork::generation())?;
+        region.write(alloc.start as usize, alloc.granules as usize, code)
+    }
+
+    /// Frees an allocation.
+    pub(crate) fn free(&self, alloc: &Allocation) {
+        let mut state = self.state.lock();
+        let region = state.regions[alloc.region as usize].as_mut().expect("allocation's region is live");
+        if region.unshare_after_fork(fork::generation()).is_err() {
+            // The region is still shared with a forked process and could not
+            // be moved to a file of its own: keep the bytes as they are (the
+            // other process may run them) and leak the granules.
+            state.live -= 1;
+            return;
+        }
+        region.release(alloc.start as usize, alloc.granules as usize);
+        state.live -= 1;
+        state.bytes_in_use -= (alloc.granules as usize) << self.config.granule_shift;
+        state.hint = alloc.region as usize;
+    }
+
+    /// Bytes a read of `alloc` may cover.
+    pub(crate) fn capacity_of(&self, alloc: &Allocation) -> usize {
+        (alloc.granules as usize) << self.config.granule_shift
+    }
+}
+
+impl<L: RawMutex> fmt::Debug for Heap<L> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Heap").field("config", &self.config).finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_lock_refuses_a_second_lock() {
+        let lock = <NoLock as RawMutex>::INIT;
+        lock.lock();
+        assert!(!lock.try_lock());
+        // SAFETY: locked just above on this thread.
+        unsafe { lock.unlock() };
+        assert!(lock.try_lock());
+    }
+}

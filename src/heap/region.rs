@@ -1,0 +1,355 @@
+//! One region of a code heap: a contiguous reservation of pages, the
+//! mappings that make it writable and executable under the heap's strategy,
+//! and the bit vectors (outside the code) that say what is in use.
+
+use std::ptr::NonNull;
+
+use super::bitmap::Bitmap;
+use crate::sys::{self, CodeFile, Prot, Share};
+use crate::{Error, Result, Strategy, arch};
+
+/// The mappings of a region.
+#[derive(Debug)]
+enum Backing {
+    /// A private anonymous reservation. Pages are `PROT_NONE` until code is
+    /// written; then read-write for the copy, then read+exec. A page belongs
+    /// to one allocation at a time (the allocation unit is a page), so no
+    /// page that may be running is ever made writable.
+    Protect { base: NonNull<u8> },
+    /// A memfd mapped read+exec at `rx` (never writable) and, unless the heap
+    /// is strict, read-write at `rw`. In strict mode no writable mapping
+    /// exists: bytes reach the file with `pwrite`.
+    DualMap { file: CodeFile, rx: NonNull<u8>, rw: Option<NonNull<u8>> },
+}
+
+/// A region of a code heap.
+#[derive(Debug)]
+pub(crate) struct Region {
+    size: usize,
+    granule_shift: u32,
+    backing: Backing,
+    /// Granules in use.
+    used: Bitmap,
+    /// Pages that hold bytes (trap-filled or code) and so use memory.
+    committed: Bitmap,
+    free_granules: usize,
+    committed_pages: usize,
+    live: usize,
+    cursor: usize,
+    /// The fork generation the file-backed mappings belong to.
+    fork_generation: u64,
+}
+
+// SAFETY: a region owns its mappings exclusively; the raw pointers are not
+// shared with anything but the allocations the heap hands out, which only
+// reach them through the heap (under its lock) or run them read-only.
+unsafe impl Send for Region {}
+
+impl Region {
+    /// Reserves a region of `size` bytes (a multiple of the page size) for
+    /// `strategy`, with allocation granules of `1 << granule_shift` bytes.
+    pub(crate) fn new(size: usize, strategy: Strategy, strict: bool, granule_shift: u32, fork_generation: u64) -> Result<Region> {
+        let page = sys::page_size();
+        debug_assert!(size % page == 0 && size > 0);
+        let backing = match strategy {
+            Strategy::Protect => {
+                let base = sys::map_anon(size, Prot::None).map_err(|e| Error::os("mmap (heap region)", e))?;
+                Backing::Protect { base }
+            }
+            Strategy::DualMap => {
+                let file = CodeFile::create(size).map_err(|e| Error::os("memfd_create (heap region)", e))?;
+                let rx = file
+                    .map(size, Prot::ReadExec, Share::Shared)
+                    .map_err(|e| Error::os("mmap(PROT_READ|PROT_EXEC) of the heap memfd", e))?;
+                let rw = if strict {
+                    None
+                } else {
+                    match file.map(size, Prot::ReadWrite, Share::Shared) {
+                        Ok(rw) => Some(rw),
+                        Err(e) => {
+                            // SAFETY: the view is ours and unused.
+                            let _ = unsafe { sys::unmap(rx, size) };
+                            return Err(Error::os("mmap(PROT_READ|PROT_WRITE) of the heap memfd", e));
+                        }
+                    }
+                };
+                Backing::DualMap { file, rx, rw }
+            }
+        };
+        let granules = size >> granule_shift;
+        Ok(Region {
+            size,
+            granule_shift,
+            backing,
+            used: Bitmap::new(granules),
+            committed: Bitmap::new(size / page),
+            free_granules: granules,
+            committed_pages: 0,
+            live: 0,
+            cursor: 0,
+            fork_generation,
+        })
+    }
+
+    pub(crate) fn size(&self) -> usize {
+        self.size
+    }
+
+    pub(crate) fn live(&self) -> usize {
+        self.live
+    }
+
+    pub(crate) fn free_granules(&self) -> usize {
+        self.free_granules
+    }
+
+    pub(crate) fn committed_pages(&self) -> usize {
+        self.committed_pages
+    }
+
+    /// Bytes of bookkeeping kept for this region (outside the code).
+    pub(crate) fn metadata_bytes(&self) -> usize {
+        std::mem::size_of::<Region>() + self.used.heap_bytes() + self.committed.heap_bytes()
+    }
+
+    /// Where granule 0 runs.
+    pub(crate) fn exec_base(&self) -> NonNull<u8> {
+        match self.backing {
+            Backing::Protect { base } => base,
+            Backing::DualMap { rx, .. } => rx,
+        }
+    }
+
+    /// Finds `n` free granules aligned to `align` granules, searching from
+    /// the cursor and wrapping once.
+    pub(crate) fn find(&self, n: usize, align: usize) -> Option<usize> {
+        if n > self.free_granules {
+            return None;
+        }
+        let from = self.cursor.next_multiple_of(align).min(self.used_len());
+        self.used.find_clear_run(from, n, align).or_else(|| {
+            if from == 0 {
+                None
+            } else {
+                self.used.find_clear_run(0, n, align).filter(|&s| s < from)
+            }
+        })
+    }
+
+    fn used_len(&self) -> usize {
+        self.size >> self.granule_shift
+    }
+
+    fn page_range(&self, start: usize, n: usize) -> (usize, usize) {
+        let page_shift = sys::page_size().trailing_zeros();
+        let first = (start << self.granule_shift) >> page_shift;
+        let end = ((start + n) << self.granule_shift).div_ceil(1 << page_shift);
+        (first, end - first)
+    }
+
+    /// Marks `start..start+n` in use. For dual mapping, pages touched for
+    /// the first time are filled with traps first. On error nothing changed.
+    pub(crate) fn take(&mut self, start: usize, n: usize) -> Result<()> {
+        let (first_page, pages) = self.page_range(start, n);
+        if let Backing::DualMap { .. } = self.backing {
+            let page = sys::page_size();
+            for p in first_page..first_page + pages {
+                if !self.committed.all_set(p, 1) {
+                    self.fill_traps(p * page, page)?;
+                    self.committed.mark_range(p, 1);
+                    self.committed_pages += 1;
+                }
+            }
+        }
+        self.used.set_range(start, n);
+        self.free_granules -= n;
+        self.live += 1;
+        self.cursor = start + n;
+        Ok(())
+    }
+
+    /// Writes `code` at granule `start` of an allocation of `n` granules
+    /// and makes it executable. The rest of the allocation holds traps.
+    pub(crate) fn write(&mut self, start: usize, n: usize, code: &[u8]) -> Result<()> {
+        let offset = start << self.granule_shift;
+        let cap = n << self.granule_shift;
+        debug_assert!(code.len() <= cap && self.used.all_set(start, n));
+        match &self.backing {
+            Backing::DualMap { file, rx, rw } => {
+                match rw {
+                    // SAFETY: `rw` maps the whole region read-write and the
+                    // granules are ours (taken, under the heap lock); no one
+                    // runs them before this write is published.
+                    Some(rw) => unsafe {
+                        std::ptr::copy_nonoverlapping(code.as_ptr(), rw.as_ptr().add(offset), code.len())
+                    },
+                    None => file.write_at(offset, code).map_err(|e| Error::os("pwrite (heap memfd)", e))?,
+                }
+                // SAFETY: `offset + len <= size`, inside the region.
+                sys::flush_icache(unsafe { rx.as_ptr().add(offset) }, code.len());
+            }
+            Backing::Protect { base } => {
+                // Allocations are whole pages here (granule = page).
+                // SAFETY: the pages are ours alone and nothing runs them: a
+                // page is only reused after the allocation that ran there was
+                // freed.
+                let at = unsafe { NonNull::new_unchecked(base.as_ptr().add(offset)) };
+                // SAFETY: as above.
+                unsafe { sys::protect(at, cap, Prot::ReadWrite) }
+                    .map_err(|e| Error::os("mprotect(PROT_READ|PROT_WRITE) (heap)", e))?;
+                // SAFETY: `at..at+cap` is now writable and ours.
+                let dst = unsafe { std::slice::from_raw_parts_mut(at.as_ptr(), cap) };
+                dst[..code.len()].copy_from_slice(code);
+                arch::fill_traps(&mut dst[code.len()..]);
+                sys::flush_icache(at.as_ptr(), cap);
+                // SAFETY: as above; sealing removes write access.
+                let sealed = unsafe { sys::protect(at, cap, Prot::ReadExec) };
+                if let Err(e) = sealed {
+                    // Leave the pages inaccessible rather than writable.
+                    // SAFETY: as above.
+                    let _ = unsafe { sys::protect(at, cap, Prot::None) };
+                    return Err(Error::os("mprotect(PROT_READ|PROT_EXEC) (heap)", e));
+                }
+                let (first_page, pages) = self.page_range(start, n);
+                self.committed.mark_range(first_page, pages);
+                self.committed_pages = self.committed.count_range(0, self.size / sys::page_size());
+            }
+        }
+        Ok(())
+    }
+
+    /// Frees `start..start+n`: the bytes become traps (dual mapping) or the
+    /// pages are dropped and made inaccessible (protect), and the granules
+    /// can be allocated again at once.
+    pub(crate) fn release(&mut self, start: usize, n: usize) {
+        let offset = start << self.granule_shift;
+        let len = n << self.granule_shift;
+        match self.backing {
+            Backing::DualMap { .. } => {
+                // A failed pwrite (strict mode, ENOMEM) leaves the old bytes;
+                // the granules are reused either way and overwritten then.
+                let _ = self.fill_traps(offset, len);
+            }
+            Backing::Protect { base } => {
+                // SAFETY: the allocation is gone, so nothing may run these
+                // pages any more; replacing them with a fresh `PROT_NONE`
+                // mapping drops their memory and makes stray calls fault.
+                let at = unsafe { NonNull::new_unchecked(base.as_ptr().add(offset)) };
+                // SAFETY: as above.
+                if unsafe { sys::decommit(at, len) }.is_ok() {
+                    let (first_page, pages) = self.page_range(start, n);
+                    self.committed.unmark_range(first_page, pages);
+                    self.committed_pages = self.committed.count_range(0, self.size / sys::page_size());
+                }
+            }
+        }
+        self.used.clear_range(start, n);
+        self.free_granules += n;
+        self.live -= 1;
+        self.cursor = start;
+    }
+
+    /// Fills `offset..offset+len` (bytes) with traps.
+    fn fill_traps(&self, offset: usize, len: usize) -> Result<()> {
+        match &self.backing {
+            Backing::DualMap { rw: Some(rw), .. } => {
+                // SAFETY: inside the read-write view; the bytes are not
+                // running (free, or newly committed).
+                let dst = unsafe { std::slice::from_raw_parts_mut(rw.as_ptr().add(offset), len) };
+                arch::fill_traps(dst);
+                Ok(())
+            }
+            Backing::DualMap { file, rw: None, rx } => {
+                let mut traps = vec![0u8; len];
+                // Line the pattern up with the executable addresses.
+                arch::fill_traps_at(&mut traps, rx.as_ptr() as usize + offset);
+                file.write_at(offset, &traps).map_err(|e| Error::os("pwrite (heap memfd)", e))
+            }
+            Backing::Protect { .. } => Ok(()),
+        }
+    }
+
+    /// Before writing to a dual-mapped region: if the process forked since
+    /// the region's file was created, move the region to a new file, so
+    /// that neither the parent nor the child can change the other's code.
+    pub(crate) fn unshare_after_fork(&mut self, generation: u64) -> Result<()> {
+        if self.fork_generation == generation {
+            return Ok(());
+        }
+        let Backing::DualMap { file, rx, rw } = &mut self.backing else {
+            self.fork_generation = generation;
+            return Ok(());
+        };
+        let new = CodeFile::create(self.size).map_err(|e| Error::os("memfd_create (unshare after fork)", e))?;
+        let page = sys::page_size();
+        for p in 0..self.size / page {
+            if self.committed.all_set(p, 1) {
+                // SAFETY: the executable view is readable for the whole
+                // region.
+                let bytes = unsafe { std::slice::from_raw_parts(rx.as_ptr().add(p * page), page) };
+                new.write_at(p * page, bytes).map_err(|e| Error::os("pwrite (unshare after fork)", e))?;
+            }
+        }
+        // Replace both views in place; each replacement is atomic for
+        // threads running code here, and the new file holds the same bytes.
+        if let Some(rw) = rw {
+            // SAFETY: `rw` is our view of the region; nothing else writes it
+            // (writes happen under the heap lock, which we hold).
+            unsafe { new.map_over(*rw, self.size, Prot::ReadWrite, Share::Shared) }
+                .map_err(|e| Error::os("mmap(MAP_FIXED) (unshare after fork)", e))?;
+        }
+        // SAFETY: as above; the code at every address is unchanged.
+        unsafe { new.map_over(*rx, self.size, Prot::ReadExec, Share::Shared) }
+            .map_err(|e| Error::os("mmap(MAP_FIXED) (unshare after fork)", e))?;
+        *file = new;
+        self.fork_generation = generation;
+        Ok(())
+    }
+
+    /// Gives back the memory of committed pages that hold no allocation.
+    /// Returns the bytes released.
+    pub(crate) fn decommit_free_pages(&mut self) -> usize {
+        let page = sys::page_size();
+        let per_page = page >> self.granule_shift;
+        let mut released = 0;
+        for p in 0..self.size / page {
+            if !self.committed.all_set(p, 1) || !self.used.all_clear(p * per_page.max(1), per_page.max(1)) {
+                continue;
+            }
+            let ok = match &self.backing {
+                // SAFETY: no allocation is on the page; it holds only traps.
+                Backing::DualMap { file, .. } => file.punch_hole(p * page, page).is_ok(),
+                // Protect pages are decommitted when freed already.
+                Backing::Protect { .. } => false,
+            };
+            if ok {
+                self.committed.unmark_range(p, 1);
+                self.committed_pages -= 1;
+                released += page;
+            }
+        }
+        released
+    }
+}
+
+impl Drop for Region {
+    fn drop(&mut self) {
+        let size = self.size;
+        let unmap = |p: NonNull<u8>| {
+            // SAFETY: the heap drops a region only when no allocation is
+            // live in it (or the heap itself is gone, and with it every
+            // allocation, which borrow it).
+            let r = unsafe { sys::unmap(p, size) };
+            debug_assert!(r.is_ok(), "munmap: {r:?}");
+        };
+        match self.backing {
+            Backing::Protect { base } => unmap(base),
+            Backing::DualMap { rx, rw, .. } => {
+                unmap(rx);
+                if let Some(rw) = rw {
+                    unmap(rw);
+                }
+            }
+        }
+    }
+}

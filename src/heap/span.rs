@@ -1,0 +1,208 @@
+//! [`Span`] and [`ExecSpan`]: one piece of code in a heap, writable then
+//! executable.
+
+use std::fmt;
+use std::io;
+use std::mem::ManuallyDrop;
+
+use lock_api::RawMutex;
+
+use super::{Allocation, DefaultLock, Heap};
+use crate::error::TransitionError;
+use crate::{Error, FnPtr, Result};
+
+/// A piece of a [`Heap`] being written: bytes go into a private buffer
+/// ([`io::Write`] appends, up to [`capacity`](Span::capacity)), and
+/// [`exec`](Span::exec) copies them to [`exec_ptr`](Span::exec_ptr) and
+/// makes them executable. Dropping an unsealed span frees it.
+///
+/// Writing into a private buffer rather than into the region keeps every
+/// write to shared code memory under the heap's lock, so a `fork()` or a
+/// neighbour's seal can never see half-written code.
+///
+/// # Auto traits
+///
+/// `Span` borrows its heap, so it is `Send` and `Sync` exactly when the heap
+/// is `Sync` (not for a [`NoLock`](super::NoLock) heap).
+pub struct Span<'h, L: RawMutex = DefaultLock> {
+    heap: &'h Heap<L>,
+    alloc: Allocation,
+    capacity: usize,
+    buf: Vec<u8>,
+}
+
+impl<'h, L: RawMutex> Span<'h, L> {
+    pub(super) fn new(heap: &'h Heap<L>, alloc: Allocation) -> Self {
+        Span { heap, alloc, capacity: heap.capacity_of(&alloc), buf: Vec::new() }
+    }
+
+    /// Bytes written so far.
+    pub fn len(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// Whether nothing was written yet.
+    pub fn is_empty(&self) -> bool {
+        self.buf.is_empty()
+    }
+
+    /// How many bytes the span can hold.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// How many more bytes can be written.
+    pub fn remaining(&self) -> usize {
+        self.capacity - self.buf.len()
+    }
+
+    /// The bytes written so far.
+    pub fn as_slice(&self) -> &[u8] {
+        &self.buf
+    }
+
+    /// The bytes written so far, for patching.
+    pub fn as_mut_slice(&mut self) -> &mut [u8] {
+        &mut self.buf
+    }
+
+    /// The address offset 0 will run at once sealed.
+    pub fn exec_ptr(&self) -> *const u8 {
+        self.alloc.addr() as *const u8
+    }
+
+    /// The heap this span belongs to.
+    pub fn heap(&self) -> &'h Heap<L> {
+        self.heap
+    }
+
+    /// Copies the bytes written to [`exec_ptr`](Span::exec_ptr) and makes
+    /// them executable. The rest of the span holds trap instructions.
+    ///
+    /// # Errors
+    ///
+    /// If the system refuses (for example a strict heap's `pwrite` fails),
+    /// the span is handed back unchanged.
+    pub fn exec(self) -> Result<ExecSpan<'h, L>, TransitionError<Span<'h, L>>> {
+        match self.heap.commit(&self.alloc, &self.buf) {
+            Ok(()) => {
+                // The allocation moves to the `ExecSpan`; only the buffer is
+                // dropped here.
+                let mut this = ManuallyDrop::new(self);
+                let len = this.buf.len();
+                drop(std::mem::take(&mut this.buf));
+                Ok(ExecSpan { heap: this.heap, alloc: this.alloc, len })
+            }
+            Err(e) => Err(TransitionError::new(e, self)),
+        }
+    }
+}
+
+impl<L: RawMutex> io::Write for Span<'_, L> {
+    /// Appends as much of `buf` as fits; `Ok(0)` when the span is full, so
+    /// `write_all` past capacity fails with `WriteZero` after writing what
+    /// fits.
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = buf.len().min(self.remaining());
+        if self.buf.capacity() == 0 && n > 0 {
+            self.buf.reserve_exact(self.capacity);
+        }
+        self.buf.extend_from_slice(&buf[..n]);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<L: RawMutex> Drop for Span<'_, L> {
+    fn drop(&mut self) {
+        self.heap.free(&self.alloc);
+    }
+}
+
+impl<L: RawMutex> fmt::Debug for Span<'_, L> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Span")
+            .field("len", &self.len())
+            .field("capacity", &self.capacity)
+            .field("exec_ptr", &self.exec_ptr())
+            .finish()
+    }
+}
+
+/// A sealed piece of code in a [`Heap`]: executable, never writable; freed
+/// (its bytes replaced by traps) when dropped.
+///
+/// # Auto traits
+///
+/// `Send` and `Sync` exactly when the heap is `Sync`: its code never changes
+/// while it lives, so any thread may run it, and dropping it frees into the
+/// heap it borrows.
+pub struct ExecSpan<'h, L: RawMutex = DefaultLock> {
+    heap: &'h Heap<L>,
+    alloc: Allocation,
+    len: usize,
+}
+
+impl<'h, L: RawMutex> ExecSpan<'h, L> {
+    /// Bytes written before sealing.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether nothing was written before sealing.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The address of offset 0.
+    pub fn as_ptr(&self) -> *const u8 {
+        self.alloc.addr() as *const u8
+    }
+
+    /// The code, read back from the executable mapping.
+    pub fn as_slice(&self) -> &[u8] {
+        // SAFETY: the executable mapping is readable, holds `len` bytes of
+        // ours, and does not change while `self` lives.
+        unsafe { std::slice::from_raw_parts(self.as_ptr(), self.len) }
+    }
+
+    /// The heap this code belongs to.
+    pub fn heap(&self) -> &'h Heap<L> {
+        self.heap
+    }
+
+    /// A function pointer of type `F` to the code at `offset`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::OutOfBounds`] if `offset` is not inside the bytes written.
+    ///
+    /// # Safety
+    ///
+    /// - The code at `offset` must follow `F`'s ABI and signature.
+    /// - The pointer must not be called after `self` is dropped (it does not
+    ///   borrow `self`).
+    pub unsafe fn func<F: FnPtr>(&self, offset: usize) -> Result<F> {
+        if offset >= self.len {
+            return Err(Error::OutOfBounds { offset, len: self.len });
+        }
+        // SAFETY: inside our allocation, so non-null; the caller vouches for
+        // the code there.
+        Ok(unsafe { F::from_addr(self.as_ptr().add(offset).cast()) })
+    }
+}
+
+impl<L: RawMutex> Drop for ExecSpan<'_, L> {
+    fn drop(&mut self) {
+        self.heap.free(&self.alloc);
+    }
+}
+
+impl<L: RawMutex> fmt::Debug for ExecSpan<'_, L> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ExecSpan").field("len", &self.len).field("ptr", &self.as_ptr()).finish()
+    }
+}
