@@ -125,7 +125,11 @@ impl fmt::Display for Error {
                 write!(f, "this process cannot make executable memory: {reason}")
             }
             Error::ZeroSize => f.write_str("a code span needs at least one byte"),
-            Error::HeapExhausted { requested, reserved, limit } => write!(
+            Error::HeapExhausted {
+                requested,
+                reserved,
+                limit,
+            } => write!(
                 f,
                 "the heap cannot reserve {requested} more bytes: {reserved} of its {limit}-byte limit are reserved"
             ),

@@ -15,24 +15,33 @@ fn sealed(strategy: Strategy, value: u32) -> ExecBlock {
     b.exec().unwrap()
 }
 
-/// Forks; the child runs `child` and exits with its result; the parent
-/// returns the child's exit code.
-fn fork_and_wait(child: impl FnOnce() -> i32) -> i32 {
+/// Forks; the child runs `child` and exits with its result (101 if it
+/// panics); the parent gets the child's pid.
+fn fork_child(child: impl FnOnce() -> i32) -> libc::pid_t {
     // SAFETY: the child only runs `child` (machine code, the allocator,
     // mmap) and leaves with `_exit`, running no destructors or atexit
     // handlers of the parent's state.
     let pid = unsafe { libc::fork() };
     assert!(pid >= 0, "fork: {}", std::io::Error::last_os_error());
     if pid == 0 {
-        let code = child();
+        let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(child)).unwrap_or(101);
         // SAFETY: ends the child at once.
         unsafe { libc::_exit(code) };
     }
+    pid
+}
+
+/// Waits for a child from [`fork_child`] and returns its exit code.
+fn wait_child(pid: libc::pid_t) -> i32 {
     let mut status = 0;
     // SAFETY: `status` is a valid place to write; `pid` is our child.
     assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
     assert!(libc::WIFEXITED(status), "child died: status {status:#x}");
     libc::WEXITSTATUS(status)
+}
+
+fn fork_and_wait(child: impl FnOnce() -> i32) -> i32 {
+    wait_child(fork_child(child))
 }
 
 #[test]
@@ -84,5 +93,112 @@ fn a_child_rewriting_its_copy_does_not_change_the_parents_code() {
         // SAFETY: as above.
         let f: extern "C" fn() -> u32 = unsafe { x.func(0).unwrap() };
         assert_eq!(f(), 3);
+    }
+}
+
+mod heap {
+    use std::io::Write;
+    use std::mem::ManuallyDrop;
+
+    use super::code;
+    use wxthunk::{ExecSpan, Heap, Strategy};
+
+    fn sealed(heap: &Heap, value: u32) -> ExecSpan<'_> {
+        let mut s = heap.alloc(6).unwrap();
+        s.write_all(&code::ret_u32(value)).unwrap();
+        s.exec().unwrap()
+    }
+
+    fn call(addr: usize) -> u32 {
+        // SAFETY: callers pass the address of a live `mov eax, v; ret`.
+        let f: extern "C" fn() -> u32 = unsafe { std::mem::transmute(addr) };
+        f()
+    }
+
+    /// Parent and child each free and reuse a slot the other still runs;
+    /// neither sees the other's writes, and both keep running their code.
+    fn check(name: &str, heap: &Heap) {
+        let a = sealed(heap, 1);
+        let b = sealed(heap, 2);
+        let (a_addr, b_addr) = (a.as_ptr() as usize, b.as_ptr() as usize);
+        let mut fds = [0; 2];
+        // SAFETY: `fds` has room for the two descriptors.
+        assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+        let [read_fd, write_fd] = fds;
+        // The child's own copy of `a`, which only the child drops.
+        // SAFETY: after fork the child owns this bitwise copy; the parent
+        // never drops it.
+        let child_a = ManuallyDrop::new(unsafe { std::ptr::read(&a) });
+        let pid = super::fork_child(move || {
+            // Free A in the child and fill its slot with new code.
+            drop(ManuallyDrop::into_inner(child_a));
+            let fresh: Vec<_> = (100..150).map(|v| sealed(heap, v)).collect();
+            assert!(
+                fresh.iter().any(|x| x.as_ptr() as usize == a_addr),
+                "the child reuses A's slot"
+            );
+            for (v, x) in (100..).zip(&fresh) {
+                assert_eq!(call(x.as_ptr() as usize), v);
+            }
+            // Wait until the parent has freed B and put new code in its slot.
+            let mut byte = [0u8];
+            // SAFETY: reading one byte into a one-byte buffer.
+            let got = unsafe { libc::read(read_fd, byte.as_mut_ptr().cast(), 1) };
+            assert_eq!(got, 1);
+            if call(b_addr) != 2 {
+                return 2; // the parent's write reached the child
+            }
+            std::mem::forget(fresh);
+            0
+        });
+        // While the child runs, the parent frees B and reuses its slot.
+        drop(b);
+        let reused: Vec<_> = (200..250).map(|v| sealed(heap, v)).collect();
+        assert!(
+            reused.iter().any(|x| x.as_ptr() as usize == b_addr),
+            "{name}: the parent reuses B's slot"
+        );
+        // SAFETY: writing one byte from a one-byte buffer.
+        let sent = unsafe { libc::write(write_fd, [1u8].as_ptr().cast(), 1) };
+        assert_eq!(sent, 1);
+        assert_eq!(
+            super::wait_child(pid),
+            0,
+            "{name}: child failed (2: it saw the parent's new code)"
+        );
+        assert_eq!(
+            call(a_addr),
+            1,
+            "{name}: the child's reuse of A's slot reached the parent"
+        );
+        for (v, x) in (200..).zip(&reused) {
+            assert_eq!(call(x.as_ptr() as usize), v);
+        }
+        // SAFETY: closing our own descriptors.
+        unsafe {
+            libc::close(read_fd);
+            libc::close(write_fd);
+        }
+        drop(reused);
+        drop(a);
+    }
+
+    #[test]
+    fn heap_code_is_private_to_each_process_after_fork() {
+        if !wxthunk::probe().allows(Strategy::DualMap) {
+            println!(
+                "dual mapping is not allowed here: fork safety of dual-mapped heaps not checked"
+            );
+            return;
+        }
+        let plain = Heap::builder().strategy(Strategy::DualMap).build().unwrap();
+        check("dual-map", &plain);
+        let strict = Heap::builder()
+            .strategy(Strategy::DualMap)
+            .strict(true)
+            .build()
+            .unwrap();
+        check("dual-map strict", &strict);
+        check("global", Heap::global().unwrap());
     }
 }

@@ -76,3 +76,62 @@ fn blocks_work_under_mdwe() {
     }
     assert!(out.contains("MDWE-OK strategy=dual-map"), "{out}");
 }
+
+#[test]
+fn heaps_work_under_mdwe() {
+    let Some(out) = support::in_child("heaps_work_under_mdwe", || {
+        if !support::set_mdwe() {
+            println!("MDWE-UNSUPPORTED");
+            return;
+        }
+        let policy = wxthunk::probe();
+        assert_eq!(policy.heap_strategy, Some(Strategy::DualMap), "{policy}");
+        for (name, heap) in [
+            ("default", wxthunk::Heap::new().unwrap()),
+            (
+                "strict",
+                wxthunk::Heap::builder().strict(true).build().unwrap(),
+            ),
+        ] {
+            assert_eq!(heap.strategy(), Strategy::DualMap);
+            let spans: Vec<_> = (0..300u32)
+                .map(|v| {
+                    let mut s = heap.alloc(6 + v as usize % 100).unwrap();
+                    s.write_all(&code::ret_u32(v)).unwrap();
+                    s.exec().unwrap()
+                })
+                .collect();
+            let mut page = heap.allocate_page().unwrap();
+            page.write_all(&code::ret_u32(1000)).unwrap();
+            let page = page.exec().unwrap();
+            for (v, s) in spans.iter().enumerate() {
+                // SAFETY: each span starts with `mov eax, v; ret`.
+                let f: extern "C" fn() -> u32 = unsafe { s.func(0).unwrap() };
+                assert_eq!(f(), v as u32, "{name}");
+            }
+            // SAFETY: as above.
+            let f: extern "C" fn() -> u32 = unsafe { page.func(0).unwrap() };
+            assert_eq!(f(), 1000);
+            drop(spans);
+            drop(page);
+            heap.compact();
+            assert_eq!(heap.stats().regions, 0);
+        }
+        match wxthunk::Heap::builder().strategy(Strategy::Protect).build() {
+            Err(Error::StrategyUnavailable {
+                strategy: Strategy::Protect,
+                ..
+            }) => {}
+            other => panic!("forcing protect under MDWE: {other:?}"),
+        }
+        assert!(support::maps::wx_mappings().is_empty());
+        println!("MDWE-HEAP-OK");
+    }) else {
+        return;
+    };
+    if out.contains("MDWE-UNSUPPORTED") {
+        println!("this kernel has no PR_SET_MDWE: could not check heaps under MDWE");
+        return;
+    }
+    assert!(out.contains("MDWE-HEAP-OK"), "{out}");
+}

@@ -16,7 +16,10 @@ fn configs() -> Vec<(&'static str, HeapBuilder)> {
     let mut v = Vec::new();
     if policy.allows(Strategy::DualMap) {
         v.push(("dual-map", Heap::builder().strategy(Strategy::DualMap)));
-        v.push(("dual-map strict", Heap::builder().strategy(Strategy::DualMap).strict(true)));
+        v.push((
+            "dual-map strict",
+            Heap::builder().strategy(Strategy::DualMap).strict(true),
+        ));
     }
     if policy.allows(Strategy::Protect) {
         v.push(("protect", Heap::builder().strategy(Strategy::Protect)));
@@ -63,7 +66,11 @@ fn dual_mapped_spans_share_pages_and_freed_space_is_reused_at_once() {
     let a = sealed(&heap, 1);
     let b = sealed(&heap, 2);
     let page = wxthunk::page_size();
-    assert_eq!(a.as_ptr() as usize / page, b.as_ptr() as usize / page, "two small spans share a page");
+    assert_eq!(
+        a.as_ptr() as usize / page,
+        b.as_ptr() as usize / page,
+        "two small spans share a page"
+    );
     let a_addr = a.as_ptr();
     drop(a);
     let c = sealed(&heap, 3);
@@ -85,7 +92,10 @@ fn freed_code_becomes_traps() {
         // SAFETY: the page stays mapped (the region holds `keep`); we only
         // read it.
         let bytes = unsafe { std::slice::from_raw_parts(addr, 32) };
-        assert!(bytes.iter().all(|&b| b == code::TRAP), "{name}: {bytes:02x?}");
+        assert!(
+            bytes.iter().all(|&b| b == code::TRAP),
+            "{name}: {bytes:02x?}"
+        );
         assert_eq!(call(&keep), 1);
     }
 }
@@ -105,7 +115,11 @@ fn protect_frees_pages_and_never_shares_a_running_page() {
     let addr = a.as_ptr() as usize;
     drop(a);
     let m = maps::mapping_at(addr).expect("region still reserved");
-    assert_eq!(&m.perms[..3], "---", "a freed protect page is inaccessible: {m:?}");
+    assert_eq!(
+        &m.perms[..3],
+        "---",
+        "a freed protect page is inaccessible: {m:?}"
+    );
     assert_eq!(call(&b), 2);
 }
 
@@ -116,7 +130,11 @@ fn allocate_page_workflow_many_entries_one_seal_one_free() {
         let page_size = wxthunk::page_size();
         let mut page = heap.allocate_page().unwrap();
         assert_eq!(page.capacity(), page_size, "{name}");
-        assert_eq!(page.exec_ptr() as usize % page_size, 0, "{name}: page-aligned");
+        assert_eq!(
+            page.exec_ptr() as usize % page_size,
+            0,
+            "{name}: page-aligned"
+        );
         let mut offsets = Vec::new();
         for v in 0..100 {
             offsets.push(page.len());
@@ -125,7 +143,10 @@ fn allocate_page_workflow_many_entries_one_seal_one_free() {
         // A full page refuses more (member_thunk's `page_full`).
         let filler = vec![0x90; page.remaining()];
         page.write_all(&filler).unwrap();
-        assert_eq!(page.write_all(&[0xc3]).unwrap_err().kind(), io::ErrorKind::WriteZero);
+        assert_eq!(
+            page.write_all(&[0xc3]).unwrap_err().kind(),
+            io::ErrorKind::WriteZero
+        );
         let page = page.exec().unwrap();
         for (v, &off) in offsets.iter().enumerate() {
             // SAFETY: each offset holds `mov eax, v; ret`.
@@ -144,10 +165,15 @@ fn bad_sizes_are_clear_errors_and_leave_the_heap_intact() {
         let heap = builder.build().unwrap();
         let keep = sealed(&heap, 7);
         assert!(matches!(heap.alloc(0), Err(Error::ZeroSize)), "{name}");
-        assert!(matches!(heap.alloc(usize::MAX), Err(Error::SizeOverflow { .. })), "{name}");
+        assert!(
+            matches!(heap.alloc(usize::MAX), Err(Error::SizeOverflow { .. })),
+            "{name}"
+        );
         // Larger than any address space: refused before anything is mapped.
         match heap.alloc(1 << 60) {
-            Err(e @ (Error::SizeOverflow { .. } | Error::Os { .. })) => println!("{name}: 1 EiB span: {e}"),
+            Err(e @ (Error::SizeOverflow { .. } | Error::Os { .. })) => {
+                println!("{name}: 1 EiB span: {e}")
+            }
             other => panic!("{name}: 1 EiB span: {other:?}"),
         }
         assert_eq!(call(&keep), 7);
@@ -160,7 +186,12 @@ fn bad_sizes_are_clear_errors_and_leave_the_heap_intact() {
 #[test]
 fn the_reservation_limit_is_a_clear_error_and_freeing_makes_room() {
     for (name, builder) in configs() {
-        let heap = builder.region_size(64 * 1024).max_region_size(64 * 1024).max_reserved(128 * 1024).build().unwrap();
+        let heap = builder
+            .region_size(64 * 1024)
+            .max_region_size(64 * 1024)
+            .max_reserved(128 * 1024)
+            .build()
+            .unwrap();
         let mut live = Vec::new();
         let err = loop {
             match heap.alloc(1000) {
@@ -173,12 +204,17 @@ fn the_reservation_limit_is_a_clear_error_and_freeing_makes_room() {
             assert!(live.len() < 1_000_000);
         };
         match &err {
-            Error::HeapExhausted { reserved, limit, .. } => {
+            Error::HeapExhausted {
+                reserved, limit, ..
+            } => {
                 assert_eq!((*reserved, *limit), (128 * 1024, 128 * 1024), "{name}");
             }
             other => panic!("{name}: {other:?}"),
         }
-        println!("{name}: {} spans of 1000 bytes fit in 128 KiB; then: {err}", live.len());
+        println!(
+            "{name}: {} spans of 1000 bytes fit in 128 KiB; then: {err}",
+            live.len()
+        );
         for (v, s) in live.iter().enumerate() {
             assert_eq!(call(s), v as u32);
         }
@@ -206,7 +242,10 @@ fn writes_past_a_span_write_what_fits() {
     let mut s = heap.alloc(40).unwrap();
     assert_eq!(s.capacity(), 40usize.next_multiple_of(heap.granule()));
     let data = vec![0x90; s.capacity() + 5];
-    assert_eq!(s.write_all(&data).unwrap_err().kind(), io::ErrorKind::WriteZero);
+    assert_eq!(
+        s.write_all(&data).unwrap_err().kind(),
+        io::ErrorKind::WriteZero
+    );
     assert_eq!(s.len(), s.capacity());
 }
 
@@ -215,7 +254,8 @@ fn offsets_outside_a_span_are_errors() {
     let heap = Heap::new().unwrap();
     let x = sealed(&heap, 1);
     // SAFETY: fails before making a pointer.
-    assert!(matches!(unsafe { x.func::<extern "C" fn()>(6) }, Err(Error::OutOfBounds { offset: 6, len: 6 })));
+    let r = unsafe { x.func::<extern "C" fn()>(6) };
+    assert!(matches!(r, Err(Error::OutOfBounds { offset: 6, len: 6 })));
 }
 
 #[test]
@@ -231,7 +271,10 @@ fn compact_releases_empty_regions_and_reports_bytes() {
         println!("{name}: before {before:?}\n  after {after:?}\n  released {released} bytes");
         assert!(after.regions < before.regions, "{name}");
         assert!(after.bytes_reserved < before.bytes_reserved, "{name}");
-        assert!(released >= before.bytes_reserved - after.bytes_reserved, "{name}");
+        assert!(
+            released >= before.bytes_reserved - after.bytes_reserved,
+            "{name}"
+        );
         for (v, s) in keep.iter().enumerate() {
             assert_eq!(call(s), v as u32);
         }
@@ -282,17 +325,24 @@ fn threads_allocate_free_and_run_while_another_compacts() {
                     })
                 })
                 .collect();
-            let handed: Vec<_> = workers.into_iter().flat_map(|w| w.join().unwrap()).collect();
+            let handed: Vec<_> = workers
+                .into_iter()
+                .flat_map(|w| w.join().unwrap())
+                .collect();
             let count = handed.len();
-            scope.spawn(move || {
-                for (v, x) in handed {
-                    assert_eq!(call(&x), v);
-                }
-            })
-            .join()
-            .unwrap();
+            scope
+                .spawn(move || {
+                    for (v, x) in handed {
+                        assert_eq!(call(&x), v);
+                    }
+                })
+                .join()
+                .unwrap();
             stop.store(true, std::sync::atomic::Ordering::Relaxed);
-            println!("{name}: {count} spans freed on another thread; {} compactions ran", compactor.join().unwrap());
+            println!(
+                "{name}: {count} spans freed on another thread; {} compactions ran",
+                compactor.join().unwrap()
+            );
         });
         assert_eq!(heap.stats().live_allocations, 0, "{name}: nothing lost");
         assert!(maps::wx_mappings().is_empty());
@@ -314,7 +364,10 @@ fn default_heaps() {
     let y = sealed(local, 12);
     assert_eq!(call(&y), 12);
     // Another thread gets another heap.
-    let other = std::thread::spawn(|| Heap::thread_local().unwrap() as *const Heap<NoLock> as usize).join().unwrap();
+    let other =
+        std::thread::spawn(|| Heap::thread_local().unwrap() as *const Heap<NoLock> as usize)
+            .join()
+            .unwrap();
     assert_ne!(other, local as *const Heap<NoLock> as usize);
 }
 

@@ -10,7 +10,10 @@ pub(crate) struct Bitmap {
 
 impl Bitmap {
     pub(crate) fn new(bits: usize) -> Self {
-        Bitmap { words: vec![0; bits.div_ceil(64)].into_boxed_slice(), bits }
+        Bitmap {
+            words: vec![0; bits.div_ceil(64)].into_boxed_slice(),
+            bits,
+        }
     }
 
     /// Bytes of memory the bit vector itself occupies.
@@ -32,7 +35,11 @@ impl Bitmap {
         while i < end {
             let bit = i % 64;
             let take = (64 - bit).min(end - i);
-            let mask = if take == 64 { !0 } else { ((1u64 << take) - 1) << bit };
+            let mask = if take == 64 {
+                !0
+            } else {
+                ((1u64 << take) - 1) << bit
+            };
             f(i / 64, mask);
             i += take;
         }
@@ -82,7 +89,9 @@ impl Bitmap {
     /// How many bits of the range are set.
     pub(crate) fn count_range(&self, start: usize, n: usize) -> usize {
         let mut count = 0;
-        Self::for_words(start, n, |w, m| count += (self.words[w] & m).count_ones() as usize);
+        Self::for_words(start, n, |w, m| {
+            count += (self.words[w] & m).count_ones() as usize
+        });
         count
     }
 
@@ -179,7 +188,11 @@ mod tests {
                     let n = 1 + (rand() % 70) as usize;
                     let align = 1 << (rand() % 4);
                     let from = (rand() as usize) % bits;
-                    assert_eq!(b.find_clear_run(from, n, align), naive(&b, from, n, align), "bits={bits} n={n} align={align} from={from}");
+                    assert_eq!(
+                        b.find_clear_run(from, n, align),
+                        naive(&b, from, n, align),
+                        "bits={bits} n={n} align={align} from={from}"
+                    );
                 }
             }
         }

@@ -52,7 +52,9 @@ mod enabled {
                         Ok(heap)
                     }
                 })
-                .map_err(|_| Error::HeapUnavailable { reason: "this thread's heap is gone: the thread is exiting" })?
+                .map_err(|_| Error::HeapUnavailable {
+                    reason: "this thread's heap is gone: the thread is exiting",
+                })?
         }
     }
 

@@ -14,6 +14,14 @@ pub type DefaultLock = parking_lot::RawMutex;
 /// the compiler keeps it (and everything allocated from it) on one thread.
 /// It still refuses to be taken twice (it panics instead of handing out a
 /// second `&mut`), which wxthunk never does.
+///
+/// ```compile_fail
+/// let heap = wxthunk::Heap::unlocked()?;
+/// std::thread::scope(|s| {
+///     s.spawn(|| heap.alloc(16)); // error: `NoLock` cannot be shared between threads
+/// });
+/// # Ok::<(), wxthunk::Error>(())
+/// ```
 #[derive(Debug)]
 pub struct NoLock {
     locked: Cell<bool>,
@@ -24,7 +32,9 @@ pub struct NoLock {
 // holding it is exclusive.
 unsafe impl RawMutex for NoLock {
     #[allow(clippy::declare_interior_mutable_const)]
-    const INIT: NoLock = NoLock { locked: Cell::new(false) };
+    const INIT: NoLock = NoLock {
+        locked: Cell::new(false),
+    };
 
     type GuardMarker = GuardNoSend;
 

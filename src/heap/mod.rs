@@ -271,7 +271,10 @@ impl HeapBuilder {
             live: 0,
             bytes_in_use: 0,
         };
-        Ok(Heap { state: Mutex::new(state), config })
+        Ok(Heap {
+            state: Mutex::new(state),
+            config,
+        })
     }
 }
 
@@ -403,21 +406,32 @@ impl<L: RawMutex> Heap<L> {
             return Err(Error::ZeroSize);
         }
         let shift = self.config.granule_shift;
-        let granules = len.checked_next_multiple_of(1 << shift).ok_or(Error::SizeOverflow { requested: len })? >> shift;
-        let granules32 = u32::try_from(granules).map_err(|_| Error::SizeOverflow { requested: len })?;
+        let granules = len
+            .checked_next_multiple_of(1 << shift)
+            .ok_or(Error::SizeOverflow { requested: len })?
+            >> shift;
+        let granules32 =
+            u32::try_from(granules).map_err(|_| Error::SizeOverflow { requested: len })?;
         let mut state = self.state.lock();
         let (index, start) = match self.find(&state, granules, align) {
             Some(found) => found,
             None => self.grow(&mut state, granules)?,
         };
-        let region = state.regions[index].as_mut().expect("found in a live region");
+        let region = state.regions[index]
+            .as_mut()
+            .expect("found in a live region");
         region.unshare_after_fork(fork::generation())?;
         region.take(start, granules)?;
         let addr = region.exec_base().as_ptr() as usize + (start << shift);
         state.hint = index;
         state.live += 1;
         state.bytes_in_use += granules << shift;
-        Ok(Allocation { region: index as u32, start: start as u32, granules: granules32, addr })
+        Ok(Allocation {
+            region: index as u32,
+            start: start as u32,
+            granules: granules32,
+            addr,
+        })
     }
 
     fn find(&self, state: &State, granules: usize, align: usize) -> Option<(usize, usize)> {
@@ -428,7 +442,11 @@ impl<L: RawMutex> Heap<L> {
         try_region(state.hint).or_else(|| {
             (0..state.regions.len())
                 .filter(|&i| i != state.hint)
-                .filter(|&i| state.regions[i].as_ref().is_some_and(|r| r.free_granules() >= granules))
+                .filter(|&i| {
+                    state.regions[i]
+                        .as_ref()
+                        .is_some_and(|r| r.free_granules() >= granules)
+                })
                 .find_map(try_region)
         })
     }
@@ -438,15 +456,27 @@ impl<L: RawMutex> Heap<L> {
         let shift = self.config.granule_shift;
         let needed = crate::block::round_to_pages(granules << shift)?;
         let size = state.next_region_size.max(needed);
-        if state.reserved.checked_add(size).is_none_or(|total| total > self.config.max_reserved) {
+        if state
+            .reserved
+            .checked_add(size)
+            .is_none_or(|total| total > self.config.max_reserved)
+        {
             return Err(Error::HeapExhausted {
                 requested: needed,
                 reserved: state.reserved,
                 limit: self.config.max_reserved,
             });
         }
-        let region = Region::new(size, self.config.strategy, self.config.strict, shift, fork::generation())?;
-        let start = region.find(granules, 1).expect("a new region fits the allocation");
+        let region = Region::new(
+            size,
+            self.config.strategy,
+            self.config.strict,
+            shift,
+            fork::generation(),
+        )?;
+        let start = region
+            .find(granules, 1)
+            .expect("a new region fits the allocation");
         let index = match state.regions.iter().position(Option::is_none) {
             Some(i) => {
                 state.regions[i] = Some(region);
@@ -465,7 +495,9 @@ impl<L: RawMutex> Heap<L> {
     /// Writes `code` into an allocation and makes it executable.
     pub(crate) fn commit(&self, alloc: &Allocation, code: &[u8]) -> Result<()> {
         let mut state = self.state.lock();
-        let region = state.regions[alloc.region as usize].as_mut().expect("allocation's region is live");
+        let region = state.regions[alloc.region as usize]
+            .as_mut()
+            .expect("allocation's region is live");
         region.unshare_after_fork(fork::generation())?;
         region.write(alloc.start as usize, alloc.granules as usize, code)
     }
@@ -473,7 +505,9 @@ impl<L: RawMutex> Heap<L> {
     /// Frees an allocation.
     pub(crate) fn free(&self, alloc: &Allocation) {
         let mut state = self.state.lock();
-        let region = state.regions[alloc.region as usize].as_mut().expect("allocation's region is live");
+        let region = state.regions[alloc.region as usize]
+            .as_mut()
+            .expect("allocation's region is live");
         if region.unshare_after_fork(fork::generation()).is_err() {
             // The region is still shared with a forked process and could not
             // be moved to a file of its own: keep the bytes as they are (the
@@ -495,7 +529,9 @@ impl<L: RawMutex> Heap<L> {
 
 impl<L: RawMutex> fmt::Debug for Heap<L> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Heap").field("config", &self.config).finish_non_exhaustive()
+        f.debug_struct("Heap")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
     }
 }
 

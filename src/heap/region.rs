@@ -19,7 +19,11 @@ enum Backing {
     /// A memfd mapped read+exec at `rx` (never writable) and, unless the heap
     /// is strict, read-write at `rw`. In strict mode no writable mapping
     /// exists: bytes reach the file with `pwrite`.
-    DualMap { file: CodeFile, rx: NonNull<u8>, rw: Option<NonNull<u8>> },
+    DualMap {
+        file: CodeFile,
+        rx: NonNull<u8>,
+        rw: Option<NonNull<u8>>,
+    },
 }
 
 /// A region of a code heap.
@@ -48,16 +52,24 @@ unsafe impl Send for Region {}
 impl Region {
     /// Reserves a region of `size` bytes (a multiple of the page size) for
     /// `strategy`, with allocation granules of `1 << granule_shift` bytes.
-    pub(crate) fn new(size: usize, strategy: Strategy, strict: bool, granule_shift: u32, fork_generation: u64) -> Result<Region> {
+    pub(crate) fn new(
+        size: usize,
+        strategy: Strategy,
+        strict: bool,
+        granule_shift: u32,
+        fork_generation: u64,
+    ) -> Result<Region> {
         let page = sys::page_size();
         debug_assert!(size % page == 0 && size > 0);
         let backing = match strategy {
             Strategy::Protect => {
-                let base = sys::map_anon(size, Prot::None).map_err(|e| Error::os("mmap (heap region)", e))?;
+                let base = sys::map_anon(size, Prot::None)
+                    .map_err(|e| Error::os("mmap (heap region)", e))?;
                 Backing::Protect { base }
             }
             Strategy::DualMap => {
-                let file = CodeFile::create(size).map_err(|e| Error::os("memfd_create (heap region)", e))?;
+                let file = CodeFile::create(size)
+                    .map_err(|e| Error::os("memfd_create (heap region)", e))?;
                 let rx = file
                     .map(size, Prot::ReadExec, Share::Shared)
                     .map_err(|e| Error::os("mmap(PROT_READ|PROT_EXEC) of the heap memfd", e))?;
@@ -69,7 +81,10 @@ impl Region {
                         Err(e) => {
                             // SAFETY: the view is ours and unused.
                             let _ = unsafe { sys::unmap(rx, size) };
-                            return Err(Error::os("mmap(PROT_READ|PROT_WRITE) of the heap memfd", e));
+                            return Err(Error::os(
+                                "mmap(PROT_READ|PROT_WRITE) of the heap memfd",
+                                e,
+                            ));
                         }
                     }
                 };
@@ -181,9 +196,15 @@ impl Region {
                     // granules are ours (taken, under the heap lock); no one
                     // runs them before this write is published.
                     Some(rw) => unsafe {
-                        std::ptr::copy_nonoverlapping(code.as_ptr(), rw.as_ptr().add(offset), code.len())
+                        std::ptr::copy_nonoverlapping(
+                            code.as_ptr(),
+                            rw.as_ptr().add(offset),
+                            code.len(),
+                        )
                     },
-                    None => file.write_at(offset, code).map_err(|e| Error::os("pwrite (heap memfd)", e))?,
+                    None => file
+                        .write_at(offset, code)
+                        .map_err(|e| Error::os("pwrite (heap memfd)", e))?,
                 }
                 // SAFETY: `offset + len <= size`, inside the region.
                 sys::flush_icache(unsafe { rx.as_ptr().add(offset) }, code.len());
@@ -239,7 +260,8 @@ impl Region {
                 if unsafe { sys::decommit(at, len) }.is_ok() {
                     let (first_page, pages) = self.page_range(start, n);
                     self.committed.unmark_range(first_page, pages);
-                    self.committed_pages = self.committed.count_range(0, self.size / sys::page_size());
+                    self.committed_pages =
+                        self.committed.count_range(0, self.size / sys::page_size());
                 }
             }
         }
@@ -263,7 +285,8 @@ impl Region {
                 let mut traps = vec![0u8; len];
                 // Line the pattern up with the executable addresses.
                 arch::fill_traps_at(&mut traps, rx.as_ptr() as usize + offset);
-                file.write_at(offset, &traps).map_err(|e| Error::os("pwrite (heap memfd)", e))
+                file.write_at(offset, &traps)
+                    .map_err(|e| Error::os("pwrite (heap memfd)", e))
             }
             Backing::Protect { .. } => Ok(()),
         }
@@ -280,14 +303,16 @@ impl Region {
             self.fork_generation = generation;
             return Ok(());
         };
-        let new = CodeFile::create(self.size).map_err(|e| Error::os("memfd_create (unshare after fork)", e))?;
+        let new = CodeFile::create(self.size)
+            .map_err(|e| Error::os("memfd_create (unshare after fork)", e))?;
         let page = sys::page_size();
         for p in 0..self.size / page {
             if self.committed.all_set(p, 1) {
                 // SAFETY: the executable view is readable for the whole
                 // region.
                 let bytes = unsafe { std::slice::from_raw_parts(rx.as_ptr().add(p * page), page) };
-                new.write_at(p * page, bytes).map_err(|e| Error::os("pwrite (unshare after fork)", e))?;
+                new.write_at(p * page, bytes)
+                    .map_err(|e| Error::os("pwrite (unshare after fork)", e))?;
             }
         }
         // Replace both views in place; each replacement is atomic for
@@ -313,7 +338,9 @@ impl Region {
         let per_page = page >> self.granule_shift;
         let mut released = 0;
         for p in 0..self.size / page {
-            if !self.committed.all_set(p, 1) || !self.used.all_clear(p * per_page.max(1), per_page.max(1)) {
+            if !self.committed.all_set(p, 1)
+                || !self.used.all_clear(p * per_page.max(1), per_page.max(1))
+            {
                 continue;
             }
             let ok = match &self.backing {

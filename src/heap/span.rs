@@ -33,7 +33,12 @@ pub struct Span<'h, L: RawMutex = DefaultLock> {
 
 impl<'h, L: RawMutex> Span<'h, L> {
     pub(super) fn new(heap: &'h Heap<L>, alloc: Allocation) -> Self {
-        Span { heap, alloc, capacity: heap.capacity_of(&alloc), buf: Vec::new() }
+        Span {
+            heap,
+            alloc,
+            capacity: heap.capacity_of(&alloc),
+            buf: Vec::new(),
+        }
     }
 
     /// Bytes written so far.
@@ -81,9 +86,21 @@ impl<'h, L: RawMutex> Span<'h, L> {
     ///
     /// # Errors
     ///
-    /// If the system refuses (for example a strict heap's `pwrite` fails),
-    /// the span is handed back unchanged.
-    pub fn exec(self) -> Result<ExecSpan<'h, L>, TransitionError<Span<'h, L>>> {
+    /// If the system refuses (for example a strict heap's `pwrite` fails);
+    /// the span is then freed. Use [`try_exec`](Span::try_exec) to get it
+    /// back instead (its error borrows the heap, so it cannot be boxed as a
+    /// `'static` error; this one can).
+    pub fn exec(self) -> Result<ExecSpan<'h, L>> {
+        self.try_exec().map_err(Error::from)
+    }
+
+    /// Like [`exec`](Span::exec), but a failure hands the span back
+    /// unchanged, with everything written.
+    ///
+    /// # Errors
+    ///
+    /// As [`exec`](Span::exec).
+    pub fn try_exec(self) -> Result<ExecSpan<'h, L>, TransitionError<Span<'h, L>>> {
         match self.heap.commit(&self.alloc, &self.buf) {
             Ok(()) => {
                 // The allocation moves to the `ExecSpan`; only the buffer is
@@ -91,7 +108,11 @@ impl<'h, L: RawMutex> Span<'h, L> {
                 let mut this = ManuallyDrop::new(self);
                 let len = this.buf.len();
                 drop(std::mem::take(&mut this.buf));
-                Ok(ExecSpan { heap: this.heap, alloc: this.alloc, len })
+                Ok(ExecSpan {
+                    heap: this.heap,
+                    alloc: this.alloc,
+                    len,
+                })
             }
             Err(e) => Err(TransitionError::new(e, self)),
         }
@@ -134,6 +155,19 @@ impl<L: RawMutex> fmt::Debug for Span<'_, L> {
 
 /// A sealed piece of code in a [`Heap`]: executable, never writable; freed
 /// (its bytes replaced by traps) when dropped.
+///
+/// Freeing is dropping, so a double free does not compile:
+///
+/// ```compile_fail
+/// use std::io::Write;
+/// let heap = wxthunk::Heap::new()?;
+/// let mut s = heap.alloc(1)?;
+/// s.write_all(&[0xc3])?;
+/// let x = s.exec()?;
+/// drop(x);
+/// drop(x); // error: use of moved value
+/// # Ok::<(), wxthunk::Error>(())
+/// ```
 ///
 /// # Auto traits
 ///
@@ -187,7 +221,10 @@ impl<'h, L: RawMutex> ExecSpan<'h, L> {
     ///   borrow `self`).
     pub unsafe fn func<F: FnPtr>(&self, offset: usize) -> Result<F> {
         if offset >= self.len {
-            return Err(Error::OutOfBounds { offset, len: self.len });
+            return Err(Error::OutOfBounds {
+                offset,
+                len: self.len,
+            });
         }
         // SAFETY: inside our allocation, so non-null; the caller vouches for
         // the code there.
@@ -203,6 +240,9 @@ impl<L: RawMutex> Drop for ExecSpan<'_, L> {
 
 impl<L: RawMutex> fmt::Debug for ExecSpan<'_, L> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ExecSpan").field("len", &self.len).field("ptr", &self.as_ptr()).finish()
+        f.debug_struct("ExecSpan")
+            .field("len", &self.len)
+            .field("ptr", &self.as_ptr())
+            .finish()
     }
 }

@@ -247,11 +247,21 @@ impl CodeFile {
     pub(crate) fn punch_hole(&self, offset: usize, len: usize) -> io::Result<()> {
         let (off, len) = match (libc::off_t::try_from(offset), libc::off_t::try_from(len)) {
             (Ok(o), Ok(l)) => (o, l),
-            _ => return Err(io::Error::new(io::ErrorKind::InvalidInput, "range too large")),
+            _ => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "range too large",
+                ));
+            }
         };
         // SAFETY: `fd` is open; the flags are valid together.
         let ret = unsafe {
-            libc::fallocate(self.fd.as_raw_fd(), libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE, off, len)
+            libc::fallocate(
+                self.fd.as_raw_fd(),
+                libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
+                off,
+                len,
+            )
         };
         if ret != 0 {
             return Err(io::Error::last_os_error());
