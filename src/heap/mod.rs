@@ -32,6 +32,14 @@ use crate::{Error, Result, Strategy, sys};
 /// The allocation unit of dual-mapped regions: 32 bytes (a thunk fits one).
 const DUAL_GRANULE_SHIFT: u32 = 5;
 
+/// Freed dual-mapped allocations of 1 to `CACHE_CLASSES` granules are kept
+/// (already filled with traps, still marked in use in their region) in a
+/// small stack per size, up to `CACHE_DEPTH` each, and handed out again
+/// before any bit vector is searched: the steady-state alloc/free pair
+/// touches neither the bit vectors nor the region list.
+const CACHE_CLASSES: usize = 8;
+const CACHE_DEPTH: usize = 64;
+
 /// A code heap: regions of pages from which small pieces of machine code
 /// ([`Span`]s) are allocated, written, made executable and freed
 /// individually, or a whole page at a time
@@ -100,6 +108,9 @@ struct Config {
 
 struct State {
     regions: Vec<Option<Region>>,
+    /// Freed allocations ready for reuse, by size in granules (see
+    /// `CACHE_CLASSES`).
+    cache: [Vec<Allocation>; CACHE_CLASSES],
     /// The region to try first (where something was last freed or found).
     hint: usize,
     next_region_size: usize,
@@ -265,6 +276,7 @@ impl HeapBuilder {
         };
         let state = State {
             regions: Vec::new(),
+            cache: std::array::from_fn(|_| Vec::with_capacity(CACHE_DEPTH)),
             hint: 0,
             next_region_size: first_region,
             reserved: 0,
@@ -357,6 +369,15 @@ impl<L: RawMutex> Heap<L> {
     pub fn compact(&self) -> usize {
         let generation = fork::generation();
         let mut state = self.state.lock();
+        let state = &mut *state;
+        for class in &mut state.cache {
+            for alloc in class.drain(..) {
+                let region = state.regions[alloc.region as usize]
+                    .as_mut()
+                    .expect("cached in a live region");
+                region.release_bits(alloc.start as usize, alloc.granules as usize);
+            }
+        }
         let mut released = 0;
         let mut reserved = state.reserved;
         for slot in &mut state.regions {
@@ -412,15 +433,43 @@ impl<L: RawMutex> Heap<L> {
             >> shift;
         let granules32 =
             u32::try_from(granules).map_err(|_| Error::SizeOverflow { requested: len })?;
+        let generation = fork::generation();
         let mut state = self.state.lock();
-        let (index, start) = match self.find(&state, granules, align) {
+        if align == 1 && granules <= CACHE_CLASSES {
+            if let Some(alloc) = state.cache[granules - 1].pop() {
+                let region = state.regions[alloc.region as usize]
+                    .as_mut()
+                    .expect("cached in a live region");
+                if let Err(e) = region.unshare_after_fork(generation) {
+                    state.cache[granules - 1].push(alloc);
+                    return Err(e);
+                }
+                state.live += 1;
+                state.bytes_in_use += granules << shift;
+                return Ok(alloc);
+            }
+        }
+        self.allocate_slow(&mut state, granules, granules32, align, generation)
+    }
+
+    #[cold]
+    fn allocate_slow(
+        &self,
+        state: &mut State,
+        granules: usize,
+        granules32: u32,
+        align: usize,
+        generation: u64,
+    ) -> Result<Allocation> {
+        let shift = self.config.granule_shift;
+        let (index, start) = match self.find(state, granules, align) {
             Some(found) => found,
-            None => self.grow(&mut state, granules)?,
+            None => self.grow(state, granules)?,
         };
         let region = state.regions[index]
             .as_mut()
             .expect("found in a live region");
-        region.unshare_after_fork(fork::generation())?;
+        region.unshare_after_fork(generation)?;
         region.take(start, granules)?;
         let addr = region.exec_base().as_ptr() as usize + (start << shift);
         state.hint = index;
@@ -504,20 +553,32 @@ impl<L: RawMutex> Heap<L> {
 
     /// Frees an allocation.
     pub(crate) fn free(&self, alloc: &Allocation) {
+        let generation = fork::generation();
+        let granules = alloc.granules as usize;
         let mut state = self.state.lock();
+        let state = &mut *state;
         let region = state.regions[alloc.region as usize]
             .as_mut()
             .expect("allocation's region is live");
-        if region.unshare_after_fork(fork::generation()).is_err() {
+        if region.unshare_after_fork(generation).is_err() {
             // The region is still shared with a forked process and could not
             // be moved to a file of its own: keep the bytes as they are (the
             // other process may run them) and leak the granules.
             state.live -= 1;
             return;
         }
-        region.release(alloc.start as usize, alloc.granules as usize);
+        let cache = (self.config.strategy == Strategy::DualMap && granules <= CACHE_CLASSES)
+            .then(|| &mut state.cache[granules - 1])
+            .filter(|c| c.len() < CACHE_DEPTH);
+        match cache {
+            Some(cache) => {
+                region.scrub(alloc.start as usize, granules);
+                cache.push(*alloc);
+            }
+            None => region.release(alloc.start as usize, granules),
+        }
         state.live -= 1;
-        state.bytes_in_use -= (alloc.granules as usize) << self.config.granule_shift;
+        state.bytes_in_use -= granules << self.config.granule_shift;
         state.hint = alloc.region as usize;
     }
 

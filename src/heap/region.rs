@@ -243,12 +243,26 @@ impl Region {
     /// pages are dropped and made inaccessible (protect), and the granules
     /// can be allocated again at once.
     pub(crate) fn release(&mut self, start: usize, n: usize) {
+        self.scrub(start, n);
+        self.release_bits(start, n);
+    }
+
+    /// Makes freed granules harmless: traps (dual mapping), or dropped,
+    /// inaccessible pages (protect). The granules stay marked in use.
+    #[inline]
+    pub(crate) fn scrub(&mut self, start: usize, n: usize) {
         let offset = start << self.granule_shift;
         let len = n << self.granule_shift;
         match self.backing {
-            Backing::DualMap { .. } => {
-                // A failed pwrite (strict mode, ENOMEM) leaves the old bytes;
-                // the granules are reused either way and overwritten then.
+            Backing::DualMap { rw: Some(rw), .. } => {
+                // SAFETY: inside the read-write view; the granules were just
+                // freed, so nothing may run them.
+                let dst = unsafe { std::slice::from_raw_parts_mut(rw.as_ptr().add(offset), len) };
+                arch::fill_traps(dst);
+            }
+            Backing::DualMap { rw: None, .. } => {
+                // A failed pwrite (ENOMEM) leaves the old bytes; the granules
+                // are overwritten when reused.
                 let _ = self.fill_traps(offset, len);
             }
             Backing::Protect { base } => {
@@ -265,6 +279,11 @@ impl Region {
                 }
             }
         }
+    }
+
+    /// Returns scrubbed granules to the free space.
+    #[inline]
+    pub(crate) fn release_bits(&mut self, start: usize, n: usize) {
         self.used.clear_range(start, n);
         self.free_granules += n;
         self.live -= 1;
@@ -295,10 +314,16 @@ impl Region {
     /// Before writing to a dual-mapped region: if the process forked since
     /// the region's file was created, move the region to a new file, so
     /// that neither the parent nor the child can change the other's code.
+    #[inline]
     pub(crate) fn unshare_after_fork(&mut self, generation: u64) -> Result<()> {
         if self.fork_generation == generation {
             return Ok(());
         }
+        self.unshare(generation)
+    }
+
+    #[cold]
+    fn unshare(&mut self, generation: u64) -> Result<()> {
         let Backing::DualMap { file, rx, rw } = &mut self.backing else {
             self.fork_generation = generation;
             return Ok(());
