@@ -3,7 +3,7 @@
 //! only on some architectures. Chosen by `cfg_attr(path)`; no other module
 //! tests `target_arch`.
 
-#[cfg_attr(target_arch = "x86_64", path = "x86_64.rs")]
+#[cfg_attr(target_arch = "x86_64", path = "x86_64/mod.rs")]
 #[cfg_attr(target_arch = "aarch64", path = "aarch64.rs")]
 #[cfg_attr(
     not(any(target_arch = "x86_64", target_arch = "aarch64")),
@@ -30,5 +30,44 @@ pub(crate) fn fill_traps_at(buf: &mut [u8], addr: usize) {
     }
     for (i, b) in buf.iter_mut().enumerate() {
         *b = TRAP[(addr + i) % TRAP.len()];
+    }
+}
+
+/// Where a thunk puts its context argument.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Placement {
+    /// In this argument register (the architecture's register number).
+    Register(u8),
+    /// On the stack, after this many stack arguments of the caller's.
+    Stack(usize),
+}
+
+/// The largest thunk: one 32-byte heap granule.
+pub(crate) const THUNK_CODE_MAX: usize = 32;
+
+/// The machine code of one thunk, built on the stack.
+#[derive(Clone, Copy)]
+pub(crate) struct ThunkCode {
+    bytes: [u8; THUNK_CODE_MAX],
+    len: usize,
+}
+
+impl ThunkCode {
+    #[allow(dead_code)]
+    pub(crate) fn new() -> Self {
+        ThunkCode {
+            bytes: [0; THUNK_CODE_MAX],
+            len: 0,
+        }
+    }
+
+    #[allow(dead_code)]
+    pub(crate) fn push(&mut self, bytes: &[u8]) {
+        self.bytes[self.len..self.len + bytes.len()].copy_from_slice(bytes);
+        self.len += bytes.len();
+    }
+
+    pub(crate) fn as_slice(&self) -> &[u8] {
+        &self.bytes[..self.len]
     }
 }

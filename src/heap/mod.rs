@@ -423,6 +423,18 @@ impl<L: RawMutex> Heap<L> {
 
     /// Allocates `len` bytes aligned to `align` granules.
     pub(crate) fn allocate(&self, len: usize, align: usize) -> Result<Allocation> {
+        self.allocate_with(len, align, None)
+    }
+
+    /// Allocates, and if `code` is given writes it and makes it executable,
+    /// all under one lock.
+    #[inline]
+    pub(crate) fn allocate_with(
+        &self,
+        len: usize,
+        align: usize,
+        code: Option<&[u8]>,
+    ) -> Result<Allocation> {
         if len == 0 {
             return Err(Error::ZeroSize);
         }
@@ -435,6 +447,29 @@ impl<L: RawMutex> Heap<L> {
             u32::try_from(granules).map_err(|_| Error::SizeOverflow { requested: len })?;
         let generation = fork::generation();
         let mut state = self.state.lock();
+        let alloc = self.take_locked(&mut state, granules, granules32, align, generation)?;
+        if let Some(code) = code {
+            let region = state.regions[alloc.region as usize]
+                .as_mut()
+                .expect("allocation's region is live");
+            if let Err(e) = region.write(alloc.start as usize, alloc.granules as usize, code) {
+                self.free_locked(&mut state, &alloc, generation);
+                return Err(e);
+            }
+        }
+        Ok(alloc)
+    }
+
+    #[inline]
+    fn take_locked(
+        &self,
+        state: &mut State,
+        granules: usize,
+        granules32: u32,
+        align: usize,
+        generation: u64,
+    ) -> Result<Allocation> {
+        let shift = self.config.granule_shift;
         if align == 1 && granules <= CACHE_CLASSES {
             if let Some(alloc) = state.cache[granules - 1].pop() {
                 let region = state.regions[alloc.region as usize]
@@ -449,7 +484,7 @@ impl<L: RawMutex> Heap<L> {
                 return Ok(alloc);
             }
         }
-        self.allocate_slow(&mut state, granules, granules32, align, generation)
+        self.allocate_slow(state, granules, granules32, align, generation)
     }
 
     #[cold]
@@ -554,9 +589,13 @@ impl<L: RawMutex> Heap<L> {
     /// Frees an allocation.
     pub(crate) fn free(&self, alloc: &Allocation) {
         let generation = fork::generation();
-        let granules = alloc.granules as usize;
         let mut state = self.state.lock();
-        let state = &mut *state;
+        self.free_locked(&mut state, alloc, generation);
+    }
+
+    #[inline]
+    fn free_locked(&self, state: &mut State, alloc: &Allocation, generation: u64) {
+        let granules = alloc.granules as usize;
         let region = state.regions[alloc.region as usize]
             .as_mut()
             .expect("allocation's region is live");
@@ -580,6 +619,12 @@ impl<L: RawMutex> Heap<L> {
         state.live -= 1;
         state.bytes_in_use -= granules << self.config.granule_shift;
         state.hint = alloc.region as usize;
+    }
+
+    /// Allocates, writes `code` and makes it executable in one step.
+    pub(crate) fn exec_code(&self, code: &[u8]) -> Result<ExecSpan<'_, L>> {
+        let alloc = self.allocate_with(code.len(), 1, Some(code))?;
+        Ok(ExecSpan::from_parts(self, alloc, code.len()))
     }
 
     /// Bytes a read of `alloc` may cover.

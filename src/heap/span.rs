@@ -181,6 +181,10 @@ pub struct ExecSpan<'h, L: RawMutex = DefaultLock> {
 }
 
 impl<'h, L: RawMutex> ExecSpan<'h, L> {
+    pub(crate) fn from_parts(heap: &'h Heap<L>, alloc: Allocation, len: usize) -> Self {
+        ExecSpan { heap, alloc, len }
+    }
+
     /// Bytes written before sealing.
     pub fn len(&self) -> usize {
         self.len

@@ -21,3 +21,20 @@ crate::fn_ptr::impl_fn_ptr_for_abi!("sysv64");
 crate::fn_ptr::impl_fn_ptr_for_abi!("sysv64-unwind");
 crate::fn_ptr::impl_fn_ptr_for_abi!("win64");
 crate::fn_ptr::impl_fn_ptr_for_abi!("win64-unwind");
+crate::thunk::sig::impl_thunk_sig_for_abi!("sysv64", crate::thunk::sig::CallConv::SysV64, false);
+crate::thunk::sig::impl_thunk_sig_for_abi!(
+    "sysv64-unwind",
+    crate::thunk::sig::CallConv::SysV64,
+    true
+);
+crate::thunk::sig::impl_thunk_sig_for_abi!("win64", crate::thunk::sig::CallConv::Win64, false);
+crate::thunk::sig::impl_thunk_sig_for_abi!(
+    "win64-unwind",
+    crate::thunk::sig::CallConv::Win64,
+    true
+);
+
+mod adapters;
+mod thunk;
+
+pub(crate) use thunk::{C_CONV, SYSTEM_CONV, frame_thunk, placement, register_thunk};

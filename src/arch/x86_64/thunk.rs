@@ -1,0 +1,174 @@
+//! Thunk code for x86_64: where the context argument goes, and the bytes
+//! that put it there.
+//!
+//! Register path (the context fits an argument register): the thunk is
+//! `endbr64; mov <reg>, ctx; mov r11, entry; jmp r11` (27 bytes). Arguments,
+//! stack and return address are untouched and the closure's entry function
+//! returns straight to the caller, so unwinding and shadow stacks see no
+//! extra frame.
+//!
+//! Frame path (the context would go on the stack, beyond the caller's
+//! arguments): the thunk is `endbr64; mov r11, record; mov r10, adapter;
+//! jmp r10`, and a precompiled adapter in this library's text (with unwind
+//! information) builds a new frame with the stack arguments and the context,
+//! calls the entry and returns.
+
+use super::super::{Placement, ThunkCode};
+use crate::thunk::sig::{ArgClass, CallConv};
+
+/// The convention of `extern "C"` here.
+pub(crate) const C_CONV: CallConv = if cfg!(windows) {
+    CallConv::Win64
+} else {
+    CallConv::SysV64
+};
+/// The convention of `extern "system"` here.
+pub(crate) const SYSTEM_CONV: CallConv = C_CONV;
+
+/// Register numbers (as in the ModRM/REX encoding).
+const RCX: u8 = 1;
+const RDX: u8 = 2;
+const RSI: u8 = 6;
+const RDI: u8 = 7;
+const R8: u8 = 8;
+const R9: u8 = 9;
+
+const SYSV_INT_REGS: [u8; 6] = [RDI, RSI, RDX, RCX, R8, R9];
+const SYSV_FLOAT_REGS: usize = 8;
+const WIN64_REGS: [u8; 4] = [RCX, RDX, R8, R9];
+
+/// Where the context goes: after `classes`, as one more pointer argument.
+pub(crate) fn placement(conv: CallConv, classes: &[ArgClass]) -> Option<Placement> {
+    match conv {
+        CallConv::SysV64 => {
+            let ints = classes.iter().filter(|&&c| c == ArgClass::Integer).count();
+            let floats = classes.len() - ints;
+            Some(match SYSV_INT_REGS.get(ints) {
+                Some(&reg) => Placement::Register(reg),
+                // Every argument that missed its registers takes one 8-byte
+                // stack slot, in order; the context comes after them all.
+                None => Placement::Stack(
+                    ints - SYSV_INT_REGS.len() + floats.saturating_sub(SYSV_FLOAT_REGS),
+                ),
+            })
+        }
+        CallConv::Win64 => Some(match WIN64_REGS.get(classes.len()) {
+            Some(&reg) => Placement::Register(reg),
+            // Positions 4.. are stack slots after the 32-byte shadow space.
+            None => Placement::Stack(classes.len() - WIN64_REGS.len()),
+        }),
+        CallConv::Aapcs64 | CallConv::Unknown => None,
+    }
+}
+
+const ENDBR64: [u8; 4] = [0xf3, 0x0f, 0x1e, 0xfa];
+
+/// `mov <reg>, imm64`.
+fn mov_imm64(code: &mut ThunkCode, reg: u8, imm: usize) {
+    let rex = 0x48 | (reg >> 3);
+    code.push(&[rex, 0xb8 + (reg & 7)]);
+    code.push(&(imm as u64).to_le_bytes());
+}
+
+/// The register-path thunk.
+pub(crate) fn register_thunk(reg: u8, ctx: usize, entry: usize) -> ThunkCode {
+    let mut code = ThunkCode::new();
+    code.push(&ENDBR64);
+    mov_imm64(&mut code, reg, ctx);
+    mov_imm64(&mut code, 11, entry);
+    code.push(&[0x41, 0xff, 0xe3]); // jmp r11
+    code
+}
+
+/// The frame-path thunk: hands `record` (`[ctx, entry, stack_args]`) to the
+/// adapter for `conv` in r11.
+pub(crate) fn frame_thunk(conv: CallConv, record: usize) -> ThunkCode {
+    let adapter = match conv {
+        CallConv::Win64 => super::adapters::win64_frame_adapter(),
+        _ => super::adapters::sysv_frame_adapter(),
+    };
+    let mut code = ThunkCode::new();
+    code.push(&ENDBR64);
+    mov_imm64(&mut code, 11, record);
+    mov_imm64(&mut code, 10, adapter);
+    code.push(&[0x41, 0xff, 0xe2]); // jmp r10
+    code
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ArgClass::{Float as F, Integer as I};
+
+    #[test]
+    fn sysv_placement() {
+        assert_eq!(
+            placement(CallConv::SysV64, &[]),
+            Some(Placement::Register(RDI))
+        );
+        assert_eq!(
+            placement(CallConv::SysV64, &[I, F, I]),
+            Some(Placement::Register(RDX))
+        );
+        assert_eq!(
+            placement(CallConv::SysV64, &[I; 5]),
+            Some(Placement::Register(R9))
+        );
+        assert_eq!(
+            placement(CallConv::SysV64, &[I; 6]),
+            Some(Placement::Stack(0))
+        );
+        assert_eq!(
+            placement(CallConv::SysV64, &[I; 8]),
+            Some(Placement::Stack(2))
+        );
+        // Nine floats spill one to the stack, but the context still has a
+        // register.
+        assert_eq!(
+            placement(CallConv::SysV64, &[F; 9]),
+            Some(Placement::Register(RDI))
+        );
+        let mut mixed = vec![I; 7];
+        mixed.extend([F; 10]);
+        assert_eq!(
+            placement(CallConv::SysV64, &mixed[..16]),
+            Some(Placement::Stack(1 + 1))
+        );
+    }
+
+    #[test]
+    fn win64_placement() {
+        assert_eq!(
+            placement(CallConv::Win64, &[F, F]),
+            Some(Placement::Register(R8))
+        );
+        assert_eq!(
+            placement(CallConv::Win64, &[I, F, I]),
+            Some(Placement::Register(R9))
+        );
+        assert_eq!(
+            placement(CallConv::Win64, &[I; 4]),
+            Some(Placement::Stack(0))
+        );
+        assert_eq!(
+            placement(CallConv::Win64, &[F; 7]),
+            Some(Placement::Stack(3))
+        );
+    }
+
+    #[test]
+    fn register_thunk_bytes() {
+        let code = register_thunk(RSI, 0x1122334455667788, 0x0102030405060708);
+        assert_eq!(
+            code.as_slice(),
+            &[
+                0xf3, 0x0f, 0x1e, 0xfa, // endbr64
+                0x48, 0xbe, 0x88, 0x77, 0x66, 0x55, 0x44, 0x33, 0x22, 0x11, // mov rsi, ctx
+                0x49, 0xbb, 0x08, 0x07, 0x06, 0x05, 0x04, 0x03, 0x02, 0x01, // mov r11, entry
+                0x41, 0xff, 0xe3, // jmp r11
+            ]
+        );
+        let code = register_thunk(R9, 1, 2);
+        assert_eq!(&code.as_slice()[4..6], &[0x49, 0xb9]); // mov r9, imm64
+    }
+}

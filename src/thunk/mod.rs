@@ -1,0 +1,349 @@
+//! [`Thunk`]: a Rust closure as a bare `extern "C" fn` pointer.
+//!
+//! # How a call works
+//!
+//! The closure is called through an ordinary monomorphized Rust function,
+//! `extern "ABI" fn entry(a1, .., an, ctx: *const C) -> R`: the context is
+//! one *extra trailing argument*. The thunk, a few bytes of generated code,
+//! only puts `ctx` where the calling convention passes argument n+1 and
+//! jumps to `entry`. No register is assumed untouched by the compiler, no
+//! thread-local hand-off is used (a thunk call is async-signal-safe), no
+//! compiled code is copied.
+//!
+//! - When argument n+1 is a register (x86_64 System V: fewer than six
+//!   integer-class arguments; Windows x64: fewer than four arguments), the
+//!   thunk is `endbr64; mov <reg>, ctx; mov r11, entry; jmp r11`: the
+//!   arguments, the stack and the return address are untouched, and `entry`
+//!   returns straight to the caller.
+//! - Otherwise the context belongs on the stack after the caller's
+//!   arguments, inside the caller's frame; the thunk jumps to a precompiled
+//!   adapter (with unwind information) that builds a new frame with the
+//!   stack arguments and the context, calls `entry` and returns.
+
+pub(crate) mod call;
+pub(crate) mod sig;
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::ptr::NonNull;
+
+use lock_api::RawMutex;
+
+use crate::arch::{self, Placement};
+use crate::heap::{DefaultLock, ExecSpan};
+use crate::{Error, FnPtr, Heap, Result};
+use call::{MutCtx, OnceCtx};
+use sig::{ThunkFn, ThunkFnMut, ThunkFnOnce, ThunkSig};
+
+/// A closure behind a bare function pointer of type `F`
+/// (`unsafe extern "C" fn(i32) -> i32` and the like; see [`ThunkSig`]).
+///
+/// [`as_fn`](Thunk::as_fn) gives the pointer, to hand to C. It is valid
+/// while the `Thunk` lives; dropping the `Thunk` frees the code (its bytes
+/// become traps) and then drops the closure. The lifetime `'a` bounds both
+/// what the closure borrows and the heap the code lives in, so neither can
+/// go away first:
+///
+/// ```compile_fail
+/// let t = {
+///     let k = 5;
+///     wxthunk::Thunk::<unsafe extern "C" fn(i32) -> i32>::new(|v: i32| v + k).unwrap()
+/// }; // error: `k` does not live long enough
+/// ```
+///
+/// # Examples
+///
+/// ```
+/// # if cfg!(target_arch = "x86_64") {
+/// let k = 10;
+/// let t = wxthunk::Thunk::<unsafe extern "C" fn(i32) -> i32>::new(move |v: i32| v + k)?;
+/// let p: unsafe extern "C" fn(i32) -> i32 = t.as_fn();
+/// // SAFETY: `t` is alive.
+/// assert_eq!(unsafe { p(32) }, 42);
+/// # }
+/// # Ok::<(), wxthunk::Error>(())
+/// ```
+///
+/// A capturing comparator for libc's `qsort`, which has no user-data
+/// argument:
+///
+/// ```
+/// # if cfg!(all(target_arch = "x86_64", target_os = "linux")) {
+/// use std::ffi::c_void;
+/// unsafe extern "C" {
+///     fn qsort(base: *mut c_void, n: usize, size: usize,
+///              cmp: unsafe extern "C" fn(*const c_void, *const c_void) -> i32);
+/// }
+/// let descending = true;
+/// let cmp = wxthunk::Thunk::<unsafe extern "C" fn(*const c_void, *const c_void) -> i32>::new(
+///     move |a: *const c_void, b: *const c_void| {
+///         // SAFETY: qsort passes pointers to elements of `v`.
+///         let (a, b) = unsafe { (*(a as *const i32), *(b as *const i32)) };
+///         if descending { b.cmp(&a) as i32 } else { a.cmp(&b) as i32 }
+///     },
+/// )?;
+/// let mut v = [3, 1, 2];
+/// // SAFETY: `cmp` lives across the call; the arguments describe `v`.
+/// unsafe { qsort(v.as_mut_ptr().cast(), v.len(), 4, cmp.as_fn()) };
+/// assert_eq!(v, [3, 2, 1]);
+/// # }
+/// # Ok::<(), wxthunk::Error>(())
+/// ```
+///
+/// An object and a method (the member-function form):
+///
+/// ```
+/// # if cfg!(target_arch = "x86_64") {
+/// struct Counter { step: u64 }
+/// impl Counter {
+///     fn advance(&self, from: u64) -> u64 { from + self.step }
+/// }
+/// let counter = Counter { step: 3 };
+/// let t = wxthunk::Thunk::<unsafe extern "C" fn(u64) -> u64>::new(|from: u64| counter.advance(from))?;
+/// // SAFETY: `t` is alive.
+/// assert_eq!(unsafe { (t.as_fn())(4) }, 7);
+/// # }
+/// # Ok::<(), wxthunk::Error>(())
+/// ```
+///
+/// Closure argument types must be written out (`|v: i32|`): the compiler
+/// infers a closure's signature only from a direct `Fn(..)` bound, and here
+/// it comes from `F` through a trait.
+///
+/// # Kinds of closure
+///
+/// - [`new`](Thunk::new) / [`Heap::thunk`]: `Fn + Send + Sync`, because C may
+///   call the pointer from any thread, at the same time.
+/// - [`new_mut`](Thunk::new_mut) / [`Heap::thunk_mut`]: `FnMut + Send`. Each
+///   call holds a flag; a second call while one runs (re-entrantly, or from
+///   another thread) is caught, never turned into a second `&mut`.
+/// - [`new_once`](Thunk::new_once) / [`Heap::thunk_once`]: `FnOnce + Send`;
+///   a second call is caught.
+///
+/// "Caught" means: through an `-unwind` ABI, a panic that reaches the
+/// caller; through any other, an abort with a message. Likewise a panic in
+/// the closure unwinds to the caller through `"C-unwind"` and friends, and
+/// aborts with a message naming wxthunk through `"C"`.
+///
+/// # Signal handlers
+///
+/// Calling a thunk is async-signal-safe (it is a few instructions and a
+/// jump; the closure is what runs, so it must be async-signal-safe itself).
+/// Creating or dropping one is not: it takes the heap's lock and allocates.
+///
+/// # Auto traits
+///
+/// `Send` and `Sync` when the heap is `Sync` (the constructors require the
+/// closure bounds above); not for a [`NoLock`](crate::NoLock) heap.
+pub struct Thunk<'a, F: ThunkSig, L: RawMutex = DefaultLock> {
+    fn_ptr: F::Unsafe,
+    // Field order is drop order: the code goes first, so no new call can
+    // start, then the closure.
+    code: ExecSpan<'a, L>,
+    // Only dropped: the thunk's code holds its address.
+    #[allow(dead_code)]
+    ctx: Context,
+    record: Option<Box<FrameRecord>>,
+    _closure: PhantomData<&'a ()>,
+}
+
+/// What the frame-path adapter reads: `[ctx, entry, stack_args]`.
+#[repr(C)]
+struct FrameRecord([usize; 3]);
+
+/// A closure (or its guarded context) on the heap, with its type erased.
+struct Context {
+    ptr: NonNull<()>,
+    drop: unsafe fn(NonNull<()>),
+}
+
+// SAFETY: the constructors only build a `Context` from closures that may be
+// sent to another thread (`Send`) and, for `Fn`, shared (`Sync`); `FnMut`
+// and `FnOnce` contexts serialise access themselves with an atomic flag.
+unsafe impl Send for Context {}
+// SAFETY: as above.
+unsafe impl Sync for Context {}
+
+impl Context {
+    fn boxed<T>(value: T) -> Self {
+        unsafe fn drop_box<T>(ptr: NonNull<()>) {
+            // SAFETY: `ptr` came from `Box::leak` of a `Box<T>` in `boxed`
+            // and is dropped once, by `Context::drop`.
+            drop(unsafe { Box::from_raw(ptr.cast::<T>().as_ptr()) });
+        }
+        Context {
+            ptr: NonNull::from(Box::leak(Box::new(value))).cast(),
+            drop: drop_box::<T>,
+        }
+    }
+}
+
+impl Drop for Context {
+    fn drop(&mut self) {
+        // SAFETY: `drop` matches the type `ptr` was made from; called once.
+        unsafe { (self.drop)(self.ptr) }
+    }
+}
+
+#[cfg(feature = "default-heap")]
+impl<'a, F: ThunkSig> Thunk<'a, F> {
+    /// A thunk for an `Fn` closure, on the global default heap.
+    ///
+    /// # Errors
+    ///
+    /// As [`Heap::thunk`], and as [`Heap::global`] on its first use.
+    pub fn new<C>(closure: C) -> Result<Self>
+    where
+        C: ThunkFn<F> + Send + Sync + 'a,
+    {
+        Heap::global()?.thunk(closure)
+    }
+
+    /// A thunk for an `FnMut` closure, on the global default heap.
+    ///
+    /// # Errors
+    ///
+    /// As [`new`](Thunk::new).
+    pub fn new_mut<C>(closure: C) -> Result<Self>
+    where
+        C: ThunkFnMut<F> + Send + 'a,
+    {
+        Heap::global()?.thunk_mut(closure)
+    }
+
+    /// A thunk for an `FnOnce` closure, on the global default heap.
+    ///
+    /// # Errors
+    ///
+    /// As [`new`](Thunk::new).
+    pub fn new_once<C>(closure: C) -> Result<Self>
+    where
+        C: ThunkFnOnce<F> + Send + 'a,
+    {
+        Heap::global()?.thunk_once(closure)
+    }
+}
+
+impl<'a, F: ThunkSig, L: RawMutex> Thunk<'a, F, L> {
+    fn build(heap: &'a Heap<L>, ctx: Context, entry: *const ()) -> Result<Self> {
+        let placement = arch::placement(F::CONV, F::CLASSES).ok_or(Error::Unsupported {
+            what: "thunks for this calling convention on this architecture",
+        })?;
+        let mut record = None;
+        let code = match placement {
+            Placement::Register(reg) => {
+                arch::register_thunk(reg, ctx.ptr.as_ptr() as usize, entry as usize)
+            }
+            Placement::Stack(stack_args) => {
+                let rec = Box::new(FrameRecord([
+                    ctx.ptr.as_ptr() as usize,
+                    entry as usize,
+                    stack_args,
+                ]));
+                let code = arch::frame_thunk(F::CONV, &*rec as *const FrameRecord as usize);
+                record = Some(rec);
+                code
+            }
+        };
+        let code = heap.exec_code(code.as_slice())?;
+        // SAFETY: the code just written is a thunk with `F`'s signature (the
+        // context is placed per `F::CONV` and `F::CLASSES`, and `entry`
+        // takes `F`'s arguments plus the context); it is not null.
+        let fn_ptr = unsafe { <F::Unsafe as FnPtr>::from_addr(code.as_ptr().cast()) };
+        Ok(Thunk {
+            fn_ptr,
+            code,
+            ctx,
+            record,
+            _closure: PhantomData,
+        })
+    }
+
+    /// The bare function pointer. It is `unsafe` to call even when `F` is a
+    /// safe fn type: it does not borrow the thunk, so only the caller can
+    /// make sure the thunk is still alive (and, for a thunk on a
+    /// [`NoLock`](crate::NoLock) heap, that the call happens on its thread).
+    pub fn as_fn(&self) -> F::Unsafe {
+        self.fn_ptr
+    }
+
+    /// The heap the thunk's code lives in.
+    pub fn heap(&self) -> &'a Heap<L> {
+        self.code.heap()
+    }
+
+    /// The generated machine code, read back from executable memory.
+    pub fn code(&self) -> &[u8] {
+        self.code.as_slice()
+    }
+
+    /// Whether the thunk builds a new frame (the context did not fit an
+    /// argument register) instead of jumping straight to the closure.
+    pub fn builds_frame(&self) -> bool {
+        self.record.is_some()
+    }
+}
+
+impl<F: ThunkSig, L: RawMutex> Thunk<'static, F, L> {
+    /// Keeps the thunk (its code and closure) for the rest of the process and
+    /// returns its pointer, which is then valid forever: for callbacks that
+    /// are never unregistered. Only for thunks that borrow nothing shorter
+    /// than `'static`, on a heap that lives forever.
+    pub fn leak(self) -> F::Unsafe {
+        let f = self.fn_ptr;
+        std::mem::forget(self);
+        f
+    }
+}
+
+impl<F: ThunkSig, L: RawMutex> fmt::Debug for Thunk<'_, F, L> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Thunk")
+            .field("fn_ptr", &self.fn_ptr.addr())
+            .field("abi", &F::ABI)
+            .field("builds_frame", &self.builds_frame())
+            .finish()
+    }
+}
+
+impl<L: RawMutex> Heap<L> {
+    /// A thunk for an `Fn` closure, with its code in this heap.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Unsupported`] on an architecture without a thunk code
+    /// generator; otherwise as [`Heap::alloc`].
+    pub fn thunk<'a, F, C>(&'a self, closure: C) -> Result<Thunk<'a, F, L>>
+    where
+        F: ThunkSig,
+        C: ThunkFn<F> + Send + Sync + 'a,
+    {
+        Thunk::build(self, Context::boxed(closure), C::entry())
+    }
+
+    /// A thunk for an `FnMut` closure, with its code in this heap.
+    ///
+    /// # Errors
+    ///
+    /// As [`thunk`](Heap::thunk).
+    pub fn thunk_mut<'a, F, C>(&'a self, closure: C) -> Result<Thunk<'a, F, L>>
+    where
+        F: ThunkSig,
+        C: ThunkFnMut<F> + Send + 'a,
+    {
+        Thunk::build(self, Context::boxed(MutCtx::new(closure)), C::entry())
+    }
+
+    /// A thunk for an `FnOnce` closure, with its code in this heap.
+    ///
+    /// # Errors
+    ///
+    /// As [`thunk`](Heap::thunk).
+    pub fn thunk_once<'a, F, C>(&'a self, closure: C) -> Result<Thunk<'a, F, L>>
+    where
+        F: ThunkSig,
+        C: ThunkFnOnce<F> + Send + 'a,
+    {
+        Thunk::build(self, Context::boxed(OnceCtx::new(closure)), C::entry())
+    }
+}

@@ -1,0 +1,286 @@
+//! Which types a thunk can pass, classified at compile time, and the
+//! signatures (fn-pointer types) a thunk can have.
+
+use std::ptr::NonNull;
+
+use crate::FnPtr;
+
+/// Where the calling convention passes a value: in integer registers (and
+/// integer stack slots) or in vector registers.
+#[doc(hidden)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ArgClass {
+    /// Integers up to 64 bits, `bool`, pointers.
+    Integer,
+    /// `f32`, `f64`.
+    Float,
+}
+
+/// A calling convention, as the code generators know it.
+#[doc(hidden)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CallConv {
+    /// x86_64 System V (`extern "C"` on Unix, `extern "sysv64"`).
+    SysV64,
+    /// x86_64 Windows (`extern "win64"`, `extern "C"` on Windows).
+    Win64,
+    /// AArch64 procedure call standard.
+    Aapcs64,
+    /// A convention wxthunk has no code generator for.
+    Unknown,
+}
+
+/// A type a thunk can pass as an argument (and return): one that fits one
+/// integer or one floating-point register.
+///
+/// Implemented for the integers up to 64 bits, `bool`, `f32`, `f64`, raw
+/// pointers, references, [`NonNull`], `Option`s of references, `NonNull`
+/// and fn pointers, and fn pointers ([`FnPtr`] types). Other types (`i128`,
+/// structs, arrays) do not implement it, so a thunk signature using them
+/// does not compile rather than being passed wrongly:
+///
+/// ```compile_fail
+/// let t = wxthunk::Thunk::<unsafe extern "C" fn(i128) -> i32>::new(|x: i128| x as i32);
+/// ```
+///
+/// # Safety
+///
+/// `CLASS` must be how the platform's C calling conventions pass the type:
+/// implement it for your own types only when they are
+/// `#[repr(transparent)]` over a type that implements it, with the same
+/// `CLASS`:
+///
+/// ```
+/// #[repr(transparent)]
+/// #[derive(Clone, Copy)]
+/// struct Handle(u64);
+///
+/// // SAFETY: `Handle` is `repr(transparent)` over `u64`.
+/// unsafe impl wxthunk::ThunkArg for Handle {
+///     const CLASS: wxthunk::ArgClass = <u64 as wxthunk::ThunkArg>::CLASS;
+/// }
+/// ```
+pub unsafe trait ThunkArg {
+    /// How the value is passed.
+    const CLASS: ArgClass;
+}
+
+/// A type a thunk can return: `()` and every [`ThunkArg`].
+///
+/// # Safety
+///
+/// The type must be returned in one integer or floating-point register (or
+/// not at all).
+pub unsafe trait ThunkRet {}
+
+// SAFETY: `()` returns nothing.
+unsafe impl ThunkRet for () {}
+// SAFETY: a `ThunkArg` fits one register, which is where it is returned.
+unsafe impl<T: ThunkArg> ThunkRet for T {}
+
+macro_rules! thunk_args {
+    ($class:ident: $($t:ty),* $(,)?) => {
+        $(
+            // SAFETY: a scalar of this kind is passed in one register of
+            // this class (or one stack slot) by every supported convention.
+            unsafe impl ThunkArg for $t {
+                const CLASS: ArgClass = ArgClass::$class;
+            }
+        )*
+    };
+}
+
+thunk_args!(Integer: i8, u8, i16, u16, i32, u32, i64, u64, isize, usize, bool);
+thunk_args!(Float: f32, f64);
+
+// SAFETY: pointers and references are one integer-class machine word.
+unsafe impl<T: ?Sized> ThunkArg for *const T {
+    const CLASS: ArgClass = ArgClass::Integer;
+}
+// SAFETY: as above.
+unsafe impl<T: ?Sized> ThunkArg for *mut T {
+    const CLASS: ArgClass = ArgClass::Integer;
+}
+// SAFETY: as above (thin references only: `T: Sized`).
+unsafe impl<T> ThunkArg for &T {
+    const CLASS: ArgClass = ArgClass::Integer;
+}
+// SAFETY: as above.
+unsafe impl<T> ThunkArg for &mut T {
+    const CLASS: ArgClass = ArgClass::Integer;
+}
+// SAFETY: as above.
+unsafe impl<T> ThunkArg for NonNull<T> {
+    const CLASS: ArgClass = ArgClass::Integer;
+}
+// SAFETY: `Option` of a non-null pointer is a nullable pointer.
+unsafe impl<T> ThunkArg for Option<&T> {
+    const CLASS: ArgClass = ArgClass::Integer;
+}
+// SAFETY: as above.
+unsafe impl<T> ThunkArg for Option<&mut T> {
+    const CLASS: ArgClass = ArgClass::Integer;
+}
+// SAFETY: as above.
+unsafe impl<T> ThunkArg for Option<NonNull<T>> {
+    const CLASS: ArgClass = ArgClass::Integer;
+}
+
+/// A fn-pointer type a [`Thunk`](crate::Thunk) can have: any [`FnPtr`]
+/// whose arguments are [`ThunkArg`]s and whose return type is a
+/// [`ThunkRet`].
+///
+/// # Safety
+///
+/// Implemented by this crate only; `CONV` and `CLASSES` must describe how
+/// the type passes its arguments.
+pub unsafe trait ThunkSig: FnPtr {
+    /// The `unsafe` form of the type, which [`Thunk::as_fn`]
+    /// (crate::Thunk::as_fn) returns: calling a thunk is only sound while it
+    /// lives, which the compiler cannot check for a bare pointer.
+    type Unsafe: FnPtr;
+    #[doc(hidden)]
+    const CONV: CallConv;
+    #[doc(hidden)]
+    const CLASSES: &'static [ArgClass];
+    #[doc(hidden)]
+    const UNWIND: bool;
+}
+
+/// A closure that can back a thunk of type `F` through `Fn`: implemented
+/// for every `Fn(A1, .., An) -> R` matching `F`.
+///
+/// # Safety
+///
+/// Implemented by this crate only.
+pub unsafe trait ThunkFn<F: ThunkSig> {
+    #[doc(hidden)]
+    fn entry() -> *const ();
+}
+
+/// As [`ThunkFn`], through `FnMut`.
+///
+/// # Safety
+///
+/// Implemented by this crate only.
+pub unsafe trait ThunkFnMut<F: ThunkSig> {
+    #[doc(hidden)]
+    fn entry() -> *const ();
+}
+
+/// As [`ThunkFn`], through `FnOnce`.
+///
+/// # Safety
+///
+/// Implemented by this crate only.
+pub unsafe trait ThunkFnOnce<F: ThunkSig> {
+    #[doc(hidden)]
+    fn entry() -> *const ();
+}
+
+/// Implements [`ThunkSig`], [`ThunkArg`] (for the pointer and its `Option`)
+/// and the three closure traits for the fn-pointer types of one ABI, 0 to
+/// 16 arguments, safe and unsafe.
+macro_rules! impl_thunk_sig_for_abi {
+    ($abi:literal, $conv:expr, $unwind:literal) => {
+        $crate::thunk::sig::impl_thunk_sig_for_abi!(
+            @each $abi, $conv, $unwind; []
+            (A1 a1) (A2 a2) (A3 a3) (A4 a4) (A5 a5) (A6 a6) (A7 a7) (A8 a8)
+            (A9 a9) (A10 a10) (A11 a11) (A12 a12) (A13 a13) (A14 a14) (A15 a15) (A16 a16)
+        );
+    };
+    (@each $abi:literal, $conv:expr, $unwind:literal; [$(($A:ident $a:ident))*] $next:tt $($rest:tt)*) => {
+        $crate::thunk::sig::impl_thunk_sig_for_abi!(@one $abi, $conv, $unwind; $(($A $a))*);
+        $crate::thunk::sig::impl_thunk_sig_for_abi!(@each $abi, $conv, $unwind; [$(($A $a))* $next] $($rest)*);
+    };
+    (@each $abi:literal, $conv:expr, $unwind:literal; [$(($A:ident $a:ident))*]) => {
+        $crate::thunk::sig::impl_thunk_sig_for_abi!(@one $abi, $conv, $unwind; $(($A $a))*);
+    };
+    (@one $abi:literal, $conv:expr, $unwind:literal; $(($A:ident $a:ident))*) => {
+        $crate::thunk::sig::impl_thunk_sig_for_abi!(@ty $abi, $conv, $unwind, extern $abi fn($($A),*) -> R; $(($A $a))*);
+        $crate::thunk::sig::impl_thunk_sig_for_abi!(@ty $abi, $conv, $unwind, unsafe extern $abi fn($($A),*) -> R; $(($A $a))*);
+    };
+    (@ty $abi:literal, $conv:expr, $unwind:literal, $ty:ty; $(($A:ident $a:ident))*) => {
+        // SAFETY: a fn pointer is one integer-class machine word.
+        unsafe impl<R, $($A),*> $crate::ThunkArg for $ty {
+            const CLASS: $crate::ArgClass = $crate::ArgClass::Integer;
+        }
+        // SAFETY: `Option` of a fn pointer is a nullable fn pointer.
+        unsafe impl<R, $($A),*> $crate::ThunkArg for Option<$ty> {
+            const CLASS: $crate::ArgClass = $crate::ArgClass::Integer;
+        }
+
+        // SAFETY: the classes are those of the argument types, in order,
+        // and `$conv` is the convention of `$abi` on this architecture.
+        unsafe impl<R: $crate::ThunkRet, $($A: $crate::ThunkArg),*> $crate::ThunkSig for $ty {
+            type Unsafe = unsafe extern $abi fn($($A),*) -> R;
+            const CONV: $crate::thunk::sig::CallConv = $conv;
+            const CLASSES: &'static [$crate::ArgClass] = &[$(<$A as $crate::ThunkArg>::CLASS),*];
+            const UNWIND: bool = $unwind;
+        }
+
+        // SAFETY: `entry` is an `extern $abi` function taking the
+        // arguments of `$ty` followed by a pointer to the closure.
+        unsafe impl<C, R: $crate::ThunkRet, $($A: $crate::ThunkArg),*> $crate::ThunkFn<$ty> for C
+        where
+            C: Fn($($A),*) -> R,
+        {
+            fn entry() -> *const () {
+                #[allow(clippy::too_many_arguments)]
+                extern $abi fn entry<C: Fn($($A),*) -> R, R, $($A),*>($($a: $A,)* ctx: *const C) -> R {
+                    // SAFETY: the thunk passes a pointer to its closure,
+                    // which lives (and is shared, `Sync`) while the thunk
+                    // may be called.
+                    let f = unsafe { &*ctx };
+                    $crate::thunk::call::guarded($unwind, || f($($a),*))
+                }
+                entry::<C, R, $($A),*> as extern $abi fn($($A,)* *const C) -> R as *const ()
+            }
+        }
+
+        // SAFETY: as above, with the closure behind a re-entrancy guard.
+        unsafe impl<C, R: $crate::ThunkRet, $($A: $crate::ThunkArg),*> $crate::ThunkFnMut<$ty> for C
+        where
+            C: FnMut($($A),*) -> R,
+        {
+            fn entry() -> *const () {
+                #[allow(clippy::too_many_arguments)]
+                extern $abi fn entry<C: FnMut($($A),*) -> R, R, $($A),*>(
+                    $($a: $A,)* ctx: *const $crate::thunk::call::MutCtx<C>,
+                ) -> R {
+                    // SAFETY: the thunk passes a pointer to its context,
+                    // which lives while the thunk may be called.
+                    let ctx = unsafe { &*ctx };
+                    $crate::thunk::call::call_mut(ctx, $unwind, |f| f($($a),*))
+                }
+                entry::<C, R, $($A),*> as extern $abi fn($($A,)* *const $crate::thunk::call::MutCtx<C>) -> R as *const ()
+            }
+        }
+
+        // SAFETY: as above, with the closure behind a called-once flag.
+        unsafe impl<C, R: $crate::ThunkRet, $($A: $crate::ThunkArg),*> $crate::ThunkFnOnce<$ty> for C
+        where
+            C: FnOnce($($A),*) -> R,
+        {
+            fn entry() -> *const () {
+                #[allow(clippy::too_many_arguments)]
+                extern $abi fn entry<C: FnOnce($($A),*) -> R, R, $($A),*>(
+                    $($a: $A,)* ctx: *const $crate::thunk::call::OnceCtx<C>,
+                ) -> R {
+                    // SAFETY: the thunk passes a pointer to its context,
+                    // which lives while the thunk may be called.
+                    let ctx = unsafe { &*ctx };
+                    $crate::thunk::call::call_once(ctx, $unwind, |f| f($($a),*))
+                }
+                entry::<C, R, $($A),*> as extern $abi fn($($A,)* *const $crate::thunk::call::OnceCtx<C>) -> R as *const ()
+            }
+        }
+    };
+}
+
+pub(crate) use impl_thunk_sig_for_abi;
+
+impl_thunk_sig_for_abi!("C", crate::arch::C_CONV, false);
+impl_thunk_sig_for_abi!("C-unwind", crate::arch::C_CONV, true);
+impl_thunk_sig_for_abi!("system", crate::arch::SYSTEM_CONV, false);
+impl_thunk_sig_for_abi!("system-unwind", crate::arch::SYSTEM_CONV, true);

@@ -1,0 +1,578 @@
+//! Thunks: real C callers, both calling paths, unwinding, the FnMut and
+//! FnOnce guards, every heap strategy.
+#![cfg(all(target_os = "linux", target_arch = "x86_64"))]
+
+mod support;
+
+use std::ffi::{CStr, c_char, c_int, c_void};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use wxthunk::{Heap, Strategy, Thunk};
+
+type Cmp = unsafe extern "C" fn(*const c_void, *const c_void) -> c_int;
+
+fn heaps() -> Vec<(&'static str, Heap)> {
+    let p = wxthunk::probe();
+    let mut v = Vec::new();
+    if p.allows(Strategy::DualMap) {
+        v.push((
+            "dual-map",
+            Heap::builder().strategy(Strategy::DualMap).build().unwrap(),
+        ));
+        v.push((
+            "dual-map strict",
+            Heap::builder()
+                .strategy(Strategy::DualMap)
+                .strict(true)
+                .build()
+                .unwrap(),
+        ));
+    }
+    if p.allows(Strategy::Protect) {
+        v.push((
+            "protect",
+            Heap::builder().strategy(Strategy::Protect).build().unwrap(),
+        ));
+    }
+    v
+}
+
+#[test]
+fn every_argument_reaches_the_closure_and_the_result_comes_back() {
+    for (name, heap) in heaps() {
+        let k = 1000u64;
+        let t0 = heap
+            .thunk::<unsafe extern "C" fn() -> u64, _>(move || k)
+            .unwrap();
+        let t3 = heap
+            .thunk::<unsafe extern "C" fn(u8, i16, u64) -> u64, _>(move |a: u8, b: i16, c: u64| {
+                k + a as u64 * 100 + (b as i64 * 10) as u64 + c
+            })
+            .unwrap();
+        let tf = heap
+            .thunk::<unsafe extern "C" fn(f64, i32, f32) -> f64, _>(
+                move |a: f64, b: i32, c: f32| a * b as f64 + c as f64,
+            )
+            .unwrap();
+        // SAFETY: the thunks are alive; the arguments match.
+        unsafe {
+            assert_eq!((t0.as_fn())(), 1000, "{name}");
+            assert_eq!((t3.as_fn())(2, 3, 4), 1234, "{name}");
+            assert_eq!((tf.as_fn())(1.5, 4, 0.25), 6.25, "{name}");
+        }
+        assert!(!t3.builds_frame());
+        assert_eq!(
+            &t3.code()[..4],
+            &[0xf3, 0x0f, 0x1e, 0xfa],
+            "starts with endbr64"
+        );
+    }
+}
+
+#[test]
+fn qsort_and_bsearch_with_capturing_comparators() {
+    for (name, heap) in heaps() {
+        // Sort by distance from a captured pivot.
+        let pivot = 50i32;
+        let calls = AtomicUsize::new(0);
+        let by_distance = heap
+            .thunk::<Cmp, _>(|a: *const c_void, b: *const c_void| {
+                calls.fetch_add(1, Ordering::Relaxed);
+                // SAFETY: qsort passes pointers to i32 elements.
+                let (a, b) = unsafe { (*(a as *const i32), *(b as *const i32)) };
+                ((a - pivot).abs(), a).cmp(&((b - pivot).abs(), b)) as c_int
+            })
+            .unwrap();
+        let mut v: Vec<i32> = (0..100).map(|i| (i * 37) % 101).collect();
+        // SAFETY: the comparator lives across the call and matches qsort's
+        // element type.
+        unsafe { libc::qsort(v.as_mut_ptr().cast(), v.len(), 4, Some(by_distance.as_fn())) };
+        let mut expected = v.clone();
+        expected.sort_by_key(|&x| ((x - pivot).abs(), x));
+        assert_eq!(v, expected, "{name}");
+        assert!(calls.load(Ordering::Relaxed) > 100);
+
+        // bsearch in a plainly sorted array, with a captured offset.
+        let sorted: Vec<i32> = (0..1000).map(|i| i * 3).collect();
+        let offset = 7;
+        let cmp = heap
+            .thunk::<Cmp, _>(move |key: *const c_void, elem: *const c_void| {
+                // SAFETY: bsearch passes the key and an element, both i32.
+                let (k, e) = unsafe { (*(key as *const i32) - offset, *(elem as *const i32)) };
+                k.cmp(&e) as c_int
+            })
+            .unwrap();
+        for want in [0, 300, 2997] {
+            let key = want + offset;
+            // SAFETY: as above.
+            let found = unsafe {
+                libc::bsearch(
+                    (&key as *const i32).cast(),
+                    sorted.as_ptr().cast(),
+                    sorted.len(),
+                    4,
+                    Some(cmp.as_fn()),
+                )
+            };
+            assert!(!found.is_null(), "{name}: {want} not found");
+            // SAFETY: bsearch returned a pointer into `sorted`.
+            assert_eq!(unsafe { *(found as *const i32) }, want);
+        }
+        let key = 1 + offset;
+        // SAFETY: as above.
+        let missing = unsafe {
+            libc::bsearch(
+                (&key as *const i32).cast(),
+                sorted.as_ptr().cast(),
+                sorted.len(),
+                4,
+                Some(cmp.as_fn()),
+            )
+        };
+        assert!(missing.is_null());
+    }
+}
+
+/// `struct FTW` from `<ftw.h>`.
+#[repr(C)]
+struct Ftw {
+    base: c_int,
+    level: c_int,
+}
+const FTW_F: c_int = 0;
+const FTW_D: c_int = 1;
+const FTW_PHYS: c_int = 1;
+
+type NftwFn = unsafe extern "C" fn(*const c_char, *const libc::stat, c_int, *mut Ftw) -> c_int;
+type Compar = unsafe extern "C" fn(*mut *const libc::dirent, *mut *const libc::dirent) -> c_int;
+
+// glibc functions the `libc` crate does not bind.
+unsafe extern "C" {
+    fn nftw(dir: *const c_char, f: NftwFn, fds: c_int, flags: c_int) -> c_int;
+    fn scandir(
+        dir: *const c_char,
+        list: *mut *mut *mut libc::dirent,
+        filter: Option<ScandirFilter>,
+        compar: Option<Compar>,
+    ) -> c_int;
+    fn alphasort(a: *mut *const libc::dirent, b: *mut *const libc::dirent) -> c_int;
+}
+
+#[test]
+fn nftw_walk_collects_paths_into_a_vec() {
+    let dir = std::env::temp_dir().join(format!("wxthunk-nftw-{}", std::process::id()));
+    std::fs::create_dir_all(dir.join("a/b")).unwrap();
+    for f in ["x.txt", "a/y.txt", "a/b/z.txt"] {
+        std::fs::write(dir.join(f), f).unwrap();
+    }
+    let root = std::ffi::CString::new(dir.to_str().unwrap()).unwrap();
+    for (name, heap) in heaps() {
+        let mut found: Vec<(String, c_int)> = Vec::new();
+        {
+            // nftw has no user-data argument: the FnMut thunk captures the Vec.
+            let visit = heap
+                .thunk_mut::<NftwFn, _>(
+                    |path: *const c_char, _sb: *const libc::stat, kind: c_int, _ftw: *mut Ftw| {
+                        // SAFETY: nftw passes a NUL-terminated path.
+                        let path = unsafe { CStr::from_ptr(path) }
+                            .to_string_lossy()
+                            .into_owned();
+                        found.push((path, kind));
+                        0
+                    },
+                )
+                .unwrap();
+            // SAFETY: the thunk lives across the walk; the flags are valid.
+            let rc = unsafe { nftw(root.as_ptr(), visit.as_fn(), 8, FTW_PHYS) };
+            assert_eq!(rc, 0, "{name}");
+        }
+        let mut files: Vec<String> = found
+            .iter()
+            .filter(|(_, k)| *k == FTW_F)
+            .map(|(p, _)| p.strip_prefix(dir.to_str().unwrap()).unwrap().to_owned())
+            .collect();
+        files.sort();
+        assert_eq!(files, ["/a/b/z.txt", "/a/y.txt", "/x.txt"], "{name}");
+        assert_eq!(
+            found.iter().filter(|(_, k)| *k == FTW_D).count(),
+            3,
+            "{name}"
+        );
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+type ScandirFilter = unsafe extern "C" fn(*const libc::dirent) -> c_int;
+
+#[test]
+fn scandir_with_a_capturing_filter() {
+    let dir = std::env::temp_dir().join(format!("wxthunk-scandir-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for f in ["keep-1", "keep-2", "drop-1", "keep-3", "other"] {
+        std::fs::write(dir.join(f), "").unwrap();
+    }
+    let path = std::ffi::CString::new(dir.to_str().unwrap()).unwrap();
+    let prefix = String::from("keep-");
+    let seen = AtomicUsize::new(0);
+    let filter = Thunk::<ScandirFilter>::new(|entry: *const libc::dirent| {
+        seen.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: scandir passes a valid entry with a NUL-terminated name.
+        let name = unsafe { CStr::from_ptr((*entry).d_name.as_ptr()) };
+        name.to_bytes().starts_with(prefix.as_bytes()) as c_int
+    })
+    .unwrap();
+    let mut list: *mut *mut libc::dirent = std::ptr::null_mut();
+    // SAFETY: the filter lives across the call; `alphasort` is libc's.
+    let n = unsafe {
+        scandir(
+            path.as_ptr(),
+            &mut list,
+            Some(filter.as_fn()),
+            Some(alphasort),
+        )
+    };
+    assert_eq!(n, 3);
+    let mut names = Vec::new();
+    for i in 0..n as usize {
+        // SAFETY: scandir returned `n` malloc'd entries; each is freed once.
+        unsafe {
+            let e = *list.add(i);
+            names.push(
+                CStr::from_ptr((*e).d_name.as_ptr())
+                    .to_string_lossy()
+                    .into_owned(),
+            );
+            libc::free(e.cast());
+        }
+    }
+    // SAFETY: the array itself was malloc'd by scandir.
+    unsafe { libc::free(list.cast()) };
+    assert_eq!(names, ["keep-1", "keep-2", "keep-3"]);
+    assert!(seen.load(Ordering::Relaxed) >= 5);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_sigaction_handler_thunk_counts_signals() {
+    // In a child process: signal dispositions are process-wide.
+    let Some(out) = support::in_child("a_sigaction_handler_thunk_counts_signals", || {
+        static COUNT: AtomicUsize = AtomicUsize::new(0);
+        let weight = 3; // captured: each signal counts 3
+        let handler = Thunk::<unsafe extern "C" fn(c_int)>::new(move |sig: c_int| {
+            if sig == libc::SIGUSR1 {
+                COUNT.fetch_add(weight, Ordering::SeqCst);
+            }
+        })
+        .unwrap();
+        // SAFETY: a zeroed sigaction is valid; the handler lives until the
+        // disposition is restored below.
+        unsafe {
+            let mut sa: libc::sigaction = std::mem::zeroed();
+            sa.sa_sigaction = handler.as_fn() as usize;
+            libc::sigemptyset(&mut sa.sa_mask);
+            assert_eq!(libc::sigaction(libc::SIGUSR1, &sa, std::ptr::null_mut()), 0);
+            for _ in 0..10 {
+                libc::raise(libc::SIGUSR1);
+            }
+            libc::signal(libc::SIGUSR1, libc::SIG_DFL);
+        }
+        println!("SIGNALS={}", COUNT.load(Ordering::SeqCst));
+    }) else {
+        return;
+    };
+    assert!(out.contains("SIGNALS=30"), "{out}");
+}
+
+#[test]
+fn the_frame_building_path_for_sysv_and_win64() {
+    for (name, heap) in heaps() {
+        let base = 1u64 << 40;
+        // Eight integer arguments: the context goes on the stack (System V).
+        type Sum8 = unsafe extern "C" fn(u64, u64, u64, u64, u64, u64, u64, u64) -> u64;
+        let t = heap
+            .thunk::<Sum8, _>(
+                move |a: u64, b: u64, c: u64, d: u64, e: u64, f: u64, g: u64, h: u64| {
+                    base + a + 2 * b + 3 * c + 4 * d + 5 * e + 6 * f + 7 * g + 8 * h
+                },
+            )
+            .unwrap();
+        assert!(t.builds_frame(), "{name}");
+        // SAFETY: the thunk is alive.
+        let got = unsafe { (t.as_fn())(1, 10, 100, 1000, 10_000, 100_000, 1_000_000, 10_000_000) };
+        assert_eq!(got, base + 87_654_321, "{name}");
+
+        // Six integers and ten floats: two floats and the context spill.
+        type Mixed = unsafe extern "C" fn(
+            i32,
+            f64,
+            i32,
+            f64,
+            i32,
+            f64,
+            i32,
+            f64,
+            i32,
+            f64,
+            i32,
+            f64,
+            f64,
+            f64,
+            f64,
+            f64,
+        ) -> f64;
+        let t = heap
+            .thunk::<Mixed, _>(
+                move |a: i32,
+                      b: f64,
+                      c: i32,
+                      d: f64,
+                      e: i32,
+                      f: f64,
+                      g: i32,
+                      h: f64,
+                      i: i32,
+                      j: f64,
+                      k: i32,
+                      l: f64,
+                      m: f64,
+                      n: f64,
+                      o: f64,
+                      p: f64| {
+                    let ints = [a, c, e, g, i, k]
+                        .iter()
+                        .enumerate()
+                        .map(|(x, v)| (x as f64 + 1.0) * *v as f64)
+                        .sum::<f64>();
+                    let floats = [b, d, f, h, j, l, m, n, o, p]
+                        .iter()
+                        .enumerate()
+                        .map(|(x, v)| (x as f64 + 1.0) * v)
+                        .sum::<f64>();
+                    ints * 1000.0 + floats
+                },
+            )
+            .unwrap();
+        assert!(t.builds_frame());
+        // SAFETY: the thunk is alive.
+        let got = unsafe {
+            (t.as_fn())(
+                1, 0.5, 2, 0.25, 3, 0.125, 4, 1.0, 5, 2.0, 6, 3.0, 4.0, 5.0, 6.0, 7.0,
+            )
+        };
+        let ints = 1.0 + 4.0 + 9.0 + 16.0 + 25.0 + 36.0;
+        let floats = 0.5 + 0.5 + 0.375 + 4.0 + 10.0 + 18.0 + 28.0 + 40.0 + 54.0 + 70.0;
+        assert_eq!(got, ints * 1000.0 + floats, "{name}");
+
+        // Windows x64: the fifth position is on the stack.
+        type Win5 = unsafe extern "win64" fn(u64, f64, u64, u64, u64, u64) -> u64;
+        let t = heap
+            .thunk::<Win5, _>(move |a: u64, b: f64, c: u64, d: u64, e: u64, f: u64| {
+                base + a + b as u64 * 10 + c * 100 + d * 1000 + e * 10_000 + f * 100_000
+            })
+            .unwrap();
+        assert!(t.builds_frame());
+        // SAFETY: the thunk is alive.
+        let got = unsafe { (t.as_fn())(1, 2.0, 3, 4, 5, 6) };
+        assert_eq!(got, base + 654_321, "{name}");
+
+        // And a win64 register-path thunk.
+        let t = heap
+            .thunk::<unsafe extern "win64" fn(u32, f32, u32) -> u32, _>(|a: u32, b: f32, c: u32| {
+                a + b as u32 + c
+            })
+            .unwrap();
+        assert!(!t.builds_frame());
+        // SAFETY: the thunk is alive.
+        assert_eq!(unsafe { (t.as_fn())(1, 2.0, 3) }, 6);
+    }
+}
+
+#[test]
+fn panics_unwind_through_unwind_thunks_on_both_paths() {
+    for (name, heap) in heaps() {
+        let reg = heap
+            .thunk::<unsafe extern "C-unwind" fn(i32) -> i32, _>(|v: i32| {
+                if v < 0 {
+                    panic!("negative: {v}");
+                }
+                v * 2
+            })
+            .unwrap();
+        type Wide = unsafe extern "C-unwind" fn(u64, u64, u64, u64, u64, u64, u64) -> u64;
+        let frame = heap
+            .thunk::<Wide, _>(|a: u64, _: u64, _: u64, _: u64, _: u64, _: u64, g: u64| {
+                if g == 0 {
+                    panic!("g is zero");
+                }
+                a + g
+            })
+            .unwrap();
+        assert!(frame.builds_frame());
+        type WinWide = unsafe extern "win64-unwind" fn(u64, u64, u64, u64, u64) -> u64;
+        let win = heap
+            .thunk::<WinWide, _>(
+                |a: u64, _: u64, _: u64, _: u64, e: u64| {
+                    if e == 0 { panic!("e is zero") } else { a + e }
+                },
+            )
+            .unwrap();
+        for _ in 0..3 {
+            // SAFETY: the thunks are alive.
+            unsafe {
+                let err = catch_unwind(AssertUnwindSafe(|| (reg.as_fn())(-1))).unwrap_err();
+                assert_eq!(
+                    err.downcast_ref::<String>().map(String::as_str),
+                    Some("negative: -1"),
+                    "{name}"
+                );
+                assert_eq!((reg.as_fn())(21), 42);
+                let err = catch_unwind(AssertUnwindSafe(|| (frame.as_fn())(1, 2, 3, 4, 5, 6, 0)))
+                    .unwrap_err();
+                assert_eq!(err.downcast_ref::<&str>(), Some(&"g is zero"), "{name}");
+                assert_eq!((frame.as_fn())(1, 2, 3, 4, 5, 6, 7), 8);
+                let err =
+                    catch_unwind(AssertUnwindSafe(|| (win.as_fn())(1, 2, 3, 4, 0))).unwrap_err();
+                assert_eq!(err.downcast_ref::<&str>(), Some(&"e is zero"), "{name}");
+                assert_eq!((win.as_fn())(1, 2, 3, 4, 5), 6);
+            }
+        }
+        // The heap is intact and usable.
+        let more = heap
+            .thunk::<unsafe extern "C" fn() -> u32, _>(|| 9)
+            .unwrap();
+        // SAFETY: alive.
+        assert_eq!(unsafe { (more.as_fn())() }, 9);
+    }
+}
+
+#[test]
+fn fn_mut_thunks_catch_reentrant_calls() {
+    let me = AtomicUsize::new(0);
+    let mut total = 0u32;
+    let t = Thunk::<unsafe extern "C-unwind" fn(u32) -> u32>::new_mut(|v: u32| {
+        total += v;
+        if v == 0 {
+            let again: unsafe extern "C-unwind" fn(u32) -> u32 =
+                // SAFETY: `me` holds this thunk's own pointer.
+                unsafe { std::mem::transmute(me.load(Ordering::SeqCst)) };
+            // SAFETY: calling ourselves while running: must be caught.
+            unsafe { again(1) };
+        }
+        total
+    })
+    .unwrap();
+    me.store(t.as_fn() as usize, Ordering::SeqCst);
+    // SAFETY: the thunk is alive.
+    unsafe {
+        assert_eq!((t.as_fn())(5), 5);
+        let err = catch_unwind(AssertUnwindSafe(|| (t.as_fn())(0))).unwrap_err();
+        let msg = err.downcast_ref::<String>().unwrap();
+        assert!(
+            msg.contains("wxthunk: an FnMut thunk was called while a call to it was still running"),
+            "{msg}"
+        );
+        // The guard was released: ordinary calls work again.
+        assert_eq!((t.as_fn())(2), 7);
+    }
+}
+
+#[test]
+fn fn_once_thunks_catch_a_second_call() {
+    let s = String::from("moved in");
+    let t = Thunk::<unsafe extern "C-unwind" fn() -> usize>::new_once(move || {
+        let owned: String = s; // consumes the capture
+        owned.len()
+    })
+    .unwrap();
+    // SAFETY: the thunk is alive.
+    unsafe {
+        assert_eq!((t.as_fn())(), 8);
+        let err = catch_unwind(AssertUnwindSafe(|| (t.as_fn())())).unwrap_err();
+        assert!(
+            err.downcast_ref::<String>()
+                .unwrap()
+                .contains("FnOnce thunk was called a second time")
+        );
+    }
+    // Dropping an FnOnce thunk that was never called drops its closure.
+    let dropped = std::sync::Arc::new(());
+    let held = dropped.clone();
+    let t = Thunk::<unsafe extern "C" fn()>::new_once(move || drop(held)).unwrap();
+    assert_eq!(std::sync::Arc::strong_count(&dropped), 2);
+    drop(t);
+    assert_eq!(std::sync::Arc::strong_count(&dropped), 1);
+}
+
+#[test]
+fn a_panic_through_a_c_thunk_aborts_with_a_message_naming_wxthunk() {
+    let exe = std::env::current_exe().unwrap();
+    let name = "a_panic_through_a_c_thunk_aborts_with_a_message_naming_wxthunk";
+    if std::env::var("WXTHUNK_TEST_CHILD").as_deref() == Ok(name) {
+        let t = Thunk::<unsafe extern "C" fn()>::new(|| panic!("boom")).unwrap();
+        // SAFETY: the thunk is alive.
+        unsafe { (t.as_fn())() };
+        unreachable!("the panic must abort");
+    }
+    let out = std::process::Command::new(exe)
+        .args([name, "--exact", "--nocapture", "--test-threads=1"])
+        .env("WXTHUNK_TEST_CHILD", name)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(out.status.signal(), Some(libc::SIGABRT), "{stderr}");
+    assert!(stderr.contains("boom"), "{stderr}");
+    assert!(
+        stderr.contains("wxthunk: a closure called through a non-unwinding thunk"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn closures_are_dropped_with_their_thunks_and_leaked_thunks_live_on() {
+    let marker = std::sync::Arc::new(());
+    let held = marker.clone();
+    let t =
+        Thunk::<unsafe extern "C" fn() -> usize>::new(move || std::sync::Arc::strong_count(&held))
+            .unwrap();
+    // SAFETY: alive.
+    assert_eq!(unsafe { (t.as_fn())() }, 2);
+    drop(t);
+    assert_eq!(std::sync::Arc::strong_count(&marker), 1);
+
+    let forever: unsafe extern "C" fn(u32) -> u32 =
+        Thunk::<unsafe extern "C" fn(u32) -> u32>::new(|v: u32| v + 1)
+            .unwrap()
+            .leak();
+    let other_thread = std::thread::spawn(move || {
+        // SAFETY: leaked: valid for the rest of the process.
+        unsafe { forever(41) }
+    });
+    assert_eq!(other_thread.join().unwrap(), 42);
+}
+
+#[test]
+fn thunks_on_a_single_threaded_heap() {
+    let heap = Heap::unlocked().unwrap();
+    let log = Mutex::new(Vec::new());
+    let t = heap
+        .thunk::<unsafe extern "C" fn(i64), _>(|v: i64| log.lock().unwrap().push(v))
+        .unwrap();
+    for v in [3, 1, 4] {
+        // SAFETY: alive, and called on the heap's thread.
+        unsafe { (t.as_fn())(v) };
+    }
+    drop(t);
+    assert_eq!(*log.lock().unwrap(), [3, 1, 4]);
+}
+
+#[test]
+fn auto_traits() {
+    fn send_sync<T: Send + Sync>() {}
+    fn send<T: Send>() {}
+    send_sync::<Thunk<'static, unsafe extern "C" fn(i32) -> i32>>();
+    send_sync::<Thunk<'static, extern "C-unwind" fn(*const u8)>>();
+    let _ = send::<Heap<wxthunk::NoLock>>;
+}
