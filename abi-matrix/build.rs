@@ -1,0 +1,264 @@
+//! Generates the signature matrix: for each calling convention (System V
+//! and Windows x64), signatures of 0 to 16 arguments mixing 8/16/32/64-bit
+//! integers, pointers, f32 and f64, from a fixed pseudo-random seed. Writes
+//! the C callers (compiled with `cc`) and the Rust checkers from the same
+//! description, so the two sides cannot disagree.
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+/// Signatures per convention; every arity 0..=16 appears several times.
+const PER_CONV: usize = 170;
+
+#[derive(Clone, Copy)]
+enum Ty {
+    I8,
+    U8,
+    I16,
+    U16,
+    I32,
+    U32,
+    I64,
+    U64,
+    F32,
+    F64,
+    Ptr,
+}
+
+const ALL: [Ty; 11] = [
+    Ty::I8,
+    Ty::U8,
+    Ty::I16,
+    Ty::U16,
+    Ty::I32,
+    Ty::U32,
+    Ty::I64,
+    Ty::U64,
+    Ty::F32,
+    Ty::F64,
+    Ty::Ptr,
+];
+
+impl Ty {
+    fn rust(self) -> &'static str {
+        match self {
+            Ty::I8 => "i8",
+            Ty::U8 => "u8",
+            Ty::I16 => "i16",
+            Ty::U16 => "u16",
+            Ty::I32 => "i32",
+            Ty::U32 => "u32",
+            Ty::I64 => "i64",
+            Ty::U64 => "u64",
+            Ty::F32 => "f32",
+            Ty::F64 => "f64",
+            Ty::Ptr => "*const u8",
+        }
+    }
+
+    fn c(self) -> &'static str {
+        match self {
+            Ty::I8 => "int8_t",
+            Ty::U8 => "uint8_t",
+            Ty::I16 => "int16_t",
+            Ty::U16 => "uint16_t",
+            Ty::I32 => "int32_t",
+            Ty::U32 => "uint32_t",
+            Ty::I64 => "int64_t",
+            Ty::U64 => "uint64_t",
+            Ty::F32 => "float",
+            Ty::F64 => "double",
+            Ty::Ptr => "const void *",
+        }
+    }
+
+    /// A value that uses the type's whole width, as (Rust, C) literals.
+    fn value(self, seed: u64) -> (String, String) {
+        let bits = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15).rotate_left(17) ^ seed;
+        match self {
+            Ty::I8 => {
+                let v = bits as i8;
+                (format!("({v}i8)"), format!("((int8_t){v})"))
+            }
+            Ty::U8 => {
+                let v = bits as u8;
+                (format!("{v}u8"), format!("((uint8_t){v}u)"))
+            }
+            Ty::I16 => {
+                let v = bits as i16;
+                (format!("({v}i16)"), format!("((int16_t){v})"))
+            }
+            Ty::U16 => {
+                let v = bits as u16;
+                (format!("{v}u16"), format!("((uint16_t){v}u)"))
+            }
+            Ty::I32 => {
+                let v = (bits as i32).max(i32::MIN + 1);
+                (format!("({v}i32)"), format!("((int32_t){v})"))
+            }
+            Ty::U32 => {
+                let v = bits as u32;
+                (format!("{v}u32"), format!("((uint32_t){v}u)"))
+            }
+            Ty::I64 => {
+                let v = (bits as i64).max(i64::MIN + 1);
+                (format!("({v}i64)"), format!("((int64_t){v}LL)"))
+            }
+            Ty::U64 => (format!("{bits}u64"), format!("((uint64_t){bits}ULL)")),
+            Ty::F32 => {
+                let v = (bits % 100_000) as f32 * 0.25 - 9_999.5;
+                (format!("({v:?}f32)"), format!("((float){v:?})"))
+            }
+            Ty::F64 => {
+                let v = (bits % 10_000_000) as f64 * 0.125 - 555_555.5;
+                (format!("({v:?}f64)"), format!("((double){v:?})"))
+            }
+            Ty::Ptr => {
+                let v = 0x1000 + (bits % 0xffff_ffff) * 16;
+                (
+                    format!("({v:#x}usize as *const u8)"),
+                    format!("((const void *){v:#x}ULL)"),
+                )
+            }
+        }
+    }
+}
+
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+fn main() {
+    let out = PathBuf::from(std::env::var("OUT_DIR").unwrap());
+    let mut c = String::from("#include <stdint.h>\n\n");
+    let mut rs = String::from("use std::sync::atomic::{AtomicUsize, Ordering};\n\n");
+    let mut checks = Vec::new();
+    let mut rng = Rng(0x5eed_1234_abcd_ef01);
+    for (conv, abi, attr) in [
+        ("sysv", "C", ""),
+        ("win64", "win64", "__attribute__((ms_abi)) "),
+    ] {
+        for n in 0..PER_CONV {
+            let arity = n % 17;
+            // A third of the signatures lean to floats, a third to
+            // integers, so both register files overflow, alone and together.
+            let args: Vec<Ty> = (0..arity)
+                .map(|_| match (n % 3, rng.next() % 10) {
+                    (1, r) if r < 6 => [Ty::F32, Ty::F64][(rng.next() % 2) as usize],
+                    (2, r) if r < 6 => {
+                        [Ty::I64, Ty::U32, Ty::Ptr, Ty::I8][(rng.next() % 4) as usize]
+                    }
+                    _ => ALL[(rng.next() % ALL.len() as u64) as usize],
+                })
+                .collect();
+            let ret = match rng.next() % (ALL.len() as u64 + 1) {
+                i if i as usize == ALL.len() => None,
+                i => Some(ALL[i as usize]),
+            };
+            let name = format!("{conv}_{n}");
+            let values: Vec<(String, String)> = args.iter().map(|t| t.value(rng.next())).collect();
+            let ret_value = ret.map(|t| t.value(rng.next()));
+
+            // C: call the thunk with the values, check the result.
+            let c_params = if args.is_empty() {
+                "void".to_owned()
+            } else {
+                args.iter().map(|t| t.c()).collect::<Vec<_>>().join(", ")
+            };
+            let c_ret = ret.map_or("void", Ty::c);
+            let c_args = values
+                .iter()
+                .map(|(_, c)| c.as_str())
+                .collect::<Vec<_>>()
+                .join(", ");
+            writeln!(c, "typedef {c_ret} ({attr}*fn_{name})({c_params});").unwrap();
+            match (&ret, &ret_value) {
+                (Some(t), Some((_, cv))) => writeln!(
+                    c,
+                    "int wx_call_{name}(fn_{name} f) {{ {ty} r = f({c_args}); return r == {cv}; }}\n",
+                    ty = t.c()
+                )
+                .unwrap(),
+                _ => writeln!(c, "int wx_call_{name}(fn_{name} f) {{ f({c_args}); return 1; }}\n").unwrap(),
+            }
+
+            // Rust: a thunk that checks each argument and returns the value.
+            let rs_params = args.iter().map(|t| t.rust()).collect::<Vec<_>>().join(", ");
+            let rs_ret = ret.map_or("()".to_owned(), |t| t.rust().to_owned());
+            let fn_ty = format!("unsafe extern \"{abi}\" fn({rs_params}) -> {rs_ret}");
+            let closure_params = args
+                .iter()
+                .enumerate()
+                .map(|(i, t)| format!("a{i}: {}", t.rust()))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let mut body = String::new();
+            for (i, (rv, _)) in values.iter().enumerate() {
+                writeln!(
+                    body,
+                    "            if a{i} != {rv} {{ mismatch.store({i}, Ordering::SeqCst); }}"
+                )
+                .unwrap();
+            }
+            let ret_expr = ret_value
+                .as_ref()
+                .map_or("()".to_owned(), |(rv, _)| rv.clone());
+            writeln!(
+                rs,
+                "unsafe extern \"C\" {{ fn wx_call_{name}(f: {fn_ty}) -> i32; }}"
+            )
+            .unwrap();
+            writeln!(
+                rs,
+                "#[allow(clippy::too_many_arguments, clippy::unnecessary_cast, clippy::float_cmp, unused_parens)]
+fn check_{name}(heap: &wxthunk::Heap) -> Result<(), String> {{
+    let mismatch = AtomicUsize::new(usize::MAX);
+    let calls = AtomicUsize::new(0);
+    let t = heap
+        .thunk::<{fn_ty}, _>(|{closure_params}| -> {rs_ret} {{
+            calls.fetch_add(1, Ordering::SeqCst);
+{body}            {ret_expr}
+        }})
+        .map_err(|e| e.to_string())?;
+    // SAFETY: the thunk lives across the call; the C side calls it once
+    // with the declared signature.
+    let ok = unsafe {{ wx_call_{name}(t.as_fn()) }};
+    let bad = mismatch.load(Ordering::SeqCst);
+    if calls.load(Ordering::SeqCst) != 1 {{ return Err(\"not called exactly once\".into()); }}
+    if bad != usize::MAX {{ return Err(format!(\"argument {{bad}} arrived changed\")); }}
+    if ok != 1 {{ return Err(\"the C caller got a different result\".into()); }}
+    Ok(())
+}}
+"
+            )
+            .unwrap();
+            checks.push((name, fn_ty, arity));
+        }
+    }
+    writeln!(
+        rs,
+        "/// Every generated signature: (name, fn type, arity, check)."
+    )
+    .unwrap();
+    writeln!(rs, "pub static SIGNATURES: &[(&str, &str, usize, fn(&wxthunk::Heap) -> Result<(), String>)] = &[").unwrap();
+    for (name, fn_ty, arity) in &checks {
+        writeln!(rs, "    ({name:?}, {fn_ty:?}, {arity}, check_{name}),").unwrap();
+    }
+    writeln!(rs, "];").unwrap();
+
+    std::fs::write(out.join("matrix.c"), c).unwrap();
+    std::fs::write(out.join("matrix.rs"), rs).unwrap();
+    cc::Build::new()
+        .file(out.join("matrix.c"))
+        .opt_level(1)
+        .warnings(false)
+        .compile("wxthunk_abi_matrix");
+    println!("cargo::rerun-if-changed=build.rs");
+}

@@ -1,0 +1,61 @@
+//! Runs the generated signature matrix under every heap strategy this
+//! process allows.
+#![cfg(all(target_arch = "x86_64", target_os = "linux"))]
+
+use wxthunk::{Heap, Strategy};
+use wxthunk_abi_matrix::SIGNATURES;
+
+#[test]
+fn c_callers_pass_every_argument_and_get_every_result() {
+    let policy = wxthunk::probe();
+    let mut heaps = Vec::new();
+    for (name, builder) in [
+        ("dual-map", Heap::builder().strategy(Strategy::DualMap)),
+        (
+            "dual-map strict",
+            Heap::builder().strategy(Strategy::DualMap).strict(true),
+        ),
+        ("protect", Heap::builder().strategy(Strategy::Protect)),
+    ] {
+        match builder.build() {
+            Ok(h) => heaps.push((name, h)),
+            Err(e) => println!("{name}: not available here ({e}); not checked"),
+        }
+    }
+    assert!(!heaps.is_empty(), "no heap strategy works:\n{policy}");
+    let mut failures = Vec::new();
+    for (heap_name, heap) in &heaps {
+        for (name, ty, _, check) in SIGNATURES {
+            if let Err(e) = check(heap) {
+                failures.push(format!("{heap_name} {name} `{ty}`: {e}"));
+            }
+        }
+    }
+    let by_arity = |a: usize| SIGNATURES.iter().filter(|s| s.2 == a).count();
+    let stack = SIGNATURES.iter().filter(|s| s.2 >= 6).count();
+    let floats = |ty: &str| ty.matches("f32").count() + ty.matches("f64").count();
+    let float_spill = SIGNATURES.iter().filter(|s| floats(s.1) > 8).count();
+    println!(
+        "{} signatures ({} System V, {} win64; arity 0: {}, 16: {}; {} with 6+ arguments, {} with 9+ floats) x {} heaps",
+        SIGNATURES.len(),
+        SIGNATURES
+            .iter()
+            .filter(|s| s.0.starts_with("sysv"))
+            .count(),
+        SIGNATURES
+            .iter()
+            .filter(|s| s.0.starts_with("win64"))
+            .count(),
+        by_arity(0),
+        by_arity(16),
+        stack,
+        float_spill,
+        heaps.len()
+    );
+    assert!(
+        failures.is_empty(),
+        "{} failures:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
