@@ -217,7 +217,7 @@ fn main() {
             .unwrap();
             writeln!(
                 rs,
-                "#[allow(clippy::too_many_arguments, clippy::unnecessary_cast, clippy::float_cmp, unused_parens)]
+                "#[allow(clippy::too_many_arguments, clippy::unnecessary_cast, clippy::float_cmp, clippy::unused_unit, unused_parens)]
 fn check_{name}(heap: &wxthunk::Heap) -> Result<(), String> {{
     let mismatch = AtomicUsize::new(usize::MAX);
     let calls = AtomicUsize::new(0);
