@@ -247,7 +247,12 @@ fn check_{name}(heap: &wxthunk::Heap) -> Result<(), String> {{
         "/// Every generated signature: (name, fn type, arity, check)."
     )
     .unwrap();
-    writeln!(rs, "pub static SIGNATURES: &[(&str, &str, usize, fn(&wxthunk::Heap) -> Result<(), String>)] = &[").unwrap();
+    writeln!(rs, "/// Checks one signature on a heap.\npub type Check = fn(&wxthunk::Heap) -> Result<(), String>;").unwrap();
+    writeln!(
+        rs,
+        "pub static SIGNATURES: &[(&str, &str, usize, Check)] = &["
+    )
+    .unwrap();
     for (name, fn_ty, arity) in &checks {
         writeln!(rs, "    ({name:?}, {fn_ty:?}, {arity}, check_{name}),").unwrap();
     }
