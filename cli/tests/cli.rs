@@ -51,5 +51,12 @@ fn no_arguments_prints_the_probe_then_runs_the_demo() {
         assert!(out.contains("add(2, 40)          = 42"), "{out}");
         assert!(out.contains("square(7) + 1       = 50"), "{out}");
         assert!(out.contains("square(7) + 100     = 149"), "{out}");
+        assert!(
+            out.contains(
+                "sorted by distance from 50: [47, 57, 37, 67, 30, 74, 20, 84, 10, 94, 3, 0]"
+            ),
+            "{out}"
+        );
+        assert!(out.contains("collected 3 files into a Vec"), "{out}");
     }
 }

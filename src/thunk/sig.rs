@@ -135,8 +135,8 @@ unsafe impl<T> ThunkArg for Option<NonNull<T>> {
 /// Implemented by this crate only; `CONV` and `CLASSES` must describe how
 /// the type passes its arguments.
 pub unsafe trait ThunkSig: FnPtr {
-    /// The `unsafe` form of the type, which [`Thunk::as_fn`]
-    /// (crate::Thunk::as_fn) returns: calling a thunk is only sound while it
+    /// The `unsafe` form of the type, which
+    /// [`Thunk::as_fn`](crate::Thunk::as_fn) returns: calling a thunk is only sound while it
     /// lives, which the compiler cannot check for a bare pointer.
     type Unsafe: FnPtr;
     #[doc(hidden)]

@@ -3,6 +3,8 @@
 #[cfg_attr(target_arch = "x86_64", path = "x86_64.rs")]
 #[cfg_attr(not(target_arch = "x86_64"), path = "other_arch.rs")]
 mod codegen;
+#[cfg(target_os = "linux")]
+mod thunks;
 
 use std::io::Write;
 
@@ -69,5 +71,10 @@ pub fn run() -> Result<(), Box<dyn std::error::Error>> {
         code.as_ptr()
     );
     println!("    square(7) + 100     = {}", cb_fn(7));
+    #[cfg(target_os = "linux")]
+    {
+        println!();
+        thunks::run()?;
+    }
     Ok(())
 }
