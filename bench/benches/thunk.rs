@@ -1,0 +1,200 @@
+//! Thunks: call overhead and create+drop, side by side with closure-ffi
+//! 4.1.0 and libffi 5 closures.
+//!
+//! Run: `cargo bench -p wxthunk-bench --bench thunk`
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use closure_ffi::BareFn;
+use criterion::{Criterion, criterion_group, criterion_main};
+use libffi::high::{Closure1, Closure6, Closure8};
+use wxthunk::{Heap, NoLock, Strategy, Thunk};
+
+const K: u64 = 7;
+
+extern "C" fn direct1(x: u64) -> u64 {
+    x.wrapping_add(K)
+}
+
+extern "C" fn direct6(a: u64, b: f64, c: u64, d: f64, e: u64, f: f64) -> f64 {
+    (a + c + e + K) as f64 + b + d + f
+}
+
+#[allow(clippy::too_many_arguments)]
+extern "C" fn direct8(a: u64, b: u64, c: u64, d: u64, e: u64, f: u64, g: u64, h: u64) -> u64 {
+    a ^ b ^ c ^ d ^ e ^ f ^ g ^ h ^ K
+}
+
+type F1 = unsafe extern "C" fn(u64) -> u64;
+type F6 = unsafe extern "C" fn(u64, f64, u64, f64, u64, f64) -> f64;
+type F8 = unsafe extern "C" fn(u64, u64, u64, u64, u64, u64, u64, u64) -> u64;
+
+fn heaps() -> Vec<(&'static str, Heap)> {
+    let mut v = Vec::new();
+    for (name, b) in [
+        ("dual-map", Heap::builder().strategy(Strategy::DualMap)),
+        ("protect", Heap::builder().strategy(Strategy::Protect)),
+    ] {
+        if let Ok(h) = b.build() {
+            v.push((name, h));
+        }
+    }
+    v
+}
+
+fn call_1(c: &mut Criterion) {
+    let mut g = c.benchmark_group("thunk/call 1 arg");
+    let k = black_box(K);
+    let f: F1 = direct1;
+    g.bench_function("direct extern \"C\" fn", |b| {
+        b.iter(|| unsafe { black_box(f)(black_box(5)) })
+    });
+    for (name, heap) in heaps() {
+        let t = heap
+            .thunk::<F1, _>(move |x: u64| x.wrapping_add(k))
+            .unwrap();
+        let f = t.as_fn();
+        g.bench_function(format!("wxthunk {name}"), |b| {
+            b.iter(|| unsafe { black_box(f)(black_box(5)) })
+        });
+    }
+    let cf = BareFn::new_c(move |x: u64| x.wrapping_add(k));
+    let f: F1 = cf.bare();
+    g.bench_function("closure-ffi 4.1.0", |b| {
+        b.iter(|| unsafe { black_box(f)(black_box(5)) })
+    });
+    let closure = move |x: u64| x.wrapping_add(k);
+    let lf = Closure1::new(&closure);
+    // SAFETY: `FnPtr1` is a transparent wrapper of the C fn pointer.
+    let f: extern "C" fn(u64) -> u64 = unsafe { std::mem::transmute_copy(lf.code_ptr()) };
+    g.bench_function("libffi 5 closure", |b| {
+        b.iter(|| black_box(f)(black_box(5)))
+    });
+    g.finish();
+}
+
+fn call_6(c: &mut Criterion) {
+    let mut g = c.benchmark_group("thunk/call 6 args (int/float)");
+    let k = black_box(K);
+    let f: F6 = direct6;
+    g.bench_function("direct extern \"C\" fn", |b| {
+        b.iter(|| unsafe { black_box(f)(black_box(1), 2.0, 3, 4.0, 5, 6.0) })
+    });
+    let body =
+        move |a: u64, b: f64, c: u64, d: f64, e: u64, f: f64| (a + c + e + k) as f64 + b + d + f;
+    for (name, heap) in heaps() {
+        let t = heap.thunk::<F6, _>(body).unwrap();
+        let f = t.as_fn();
+        g.bench_function(format!("wxthunk {name}"), |b| {
+            b.iter(|| unsafe { black_box(f)(black_box(1), 2.0, 3, 4.0, 5, 6.0) })
+        });
+    }
+    let cf = BareFn::new_c(body);
+    let f: F6 = cf.bare();
+    g.bench_function("closure-ffi 4.1.0", |b| {
+        b.iter(|| unsafe { black_box(f)(black_box(1), 2.0, 3, 4.0, 5, 6.0) })
+    });
+    let lf = Closure6::new(&body);
+    // SAFETY: as in `call_1`.
+    let f: extern "C" fn(u64, f64, u64, f64, u64, f64) -> f64 =
+        unsafe { std::mem::transmute_copy(lf.code_ptr()) };
+    g.bench_function("libffi 5 closure", |b| {
+        b.iter(|| black_box(f)(black_box(1), 2.0, 3, 4.0, 5, 6.0))
+    });
+    g.finish();
+}
+
+fn call_8(c: &mut Criterion) {
+    let mut g = c.benchmark_group("thunk/call 8 ints (context on the stack)");
+    let k = black_box(K);
+    let f: F8 = direct8;
+    g.bench_function("direct extern \"C\" fn", |b| {
+        b.iter(|| unsafe { black_box(f)(black_box(1), 2, 3, 4, 5, 6, 7, 8) })
+    });
+    let body = move |a: u64, b: u64, c: u64, d: u64, e: u64, f: u64, g: u64, h: u64| {
+        a ^ b ^ c ^ d ^ e ^ f ^ g ^ h ^ k
+    };
+    for (name, heap) in heaps() {
+        let t = heap.thunk::<F8, _>(body).unwrap();
+        assert!(t.builds_frame());
+        let f = t.as_fn();
+        g.bench_function(format!("wxthunk {name}"), |b| {
+            b.iter(|| unsafe { black_box(f)(black_box(1), 2, 3, 4, 5, 6, 7, 8) })
+        });
+    }
+    let cf = BareFn::new_c(body);
+    let f: F8 = cf.bare();
+    g.bench_function("closure-ffi 4.1.0", |b| {
+        b.iter(|| unsafe { black_box(f)(black_box(1), 2, 3, 4, 5, 6, 7, 8) })
+    });
+    let lf = Closure8::new(&body);
+    // SAFETY: as in `call_1`.
+    let f: extern "C" fn(u64, u64, u64, u64, u64, u64, u64, u64) -> u64 =
+        unsafe { std::mem::transmute_copy(lf.code_ptr()) };
+    g.bench_function("libffi 5 closure", |b| {
+        b.iter(|| black_box(f)(black_box(1), 2, 3, 4, 5, 6, 7, 8))
+    });
+    g.finish();
+}
+
+fn create_drop(c: &mut Criterion) {
+    for live in [0usize, 100_000] {
+        let mut g = c.benchmark_group(format!("thunk/create+drop, {live} live"));
+        let k = black_box(K);
+
+        let global = Heap::global().unwrap();
+        let keep: Vec<_> = (0..live)
+            .map(|i| global.thunk::<F1, _>(move |x: u64| x + i as u64).unwrap())
+            .collect();
+        g.bench_function("wxthunk global heap", |b| {
+            b.iter(|| {
+                drop(black_box(
+                    Thunk::<F1>::new(move |x: u64| x.wrapping_add(k)).unwrap(),
+                ))
+            })
+        });
+        drop(keep);
+
+        let local = Heap::builder()
+            .strategy(Strategy::DualMap)
+            .build_with_lock::<NoLock>()
+            .unwrap();
+        let keep: Vec<_> = (0..live)
+            .map(|i| local.thunk::<F1, _>(move |x: u64| x + i as u64).unwrap())
+            .collect();
+        g.bench_function("wxthunk Heap<NoLock>", |b| {
+            b.iter(|| {
+                drop(black_box(
+                    local
+                        .thunk::<F1, _>(move |x: u64| x.wrapping_add(k))
+                        .unwrap(),
+                ))
+            })
+        });
+        drop(keep);
+
+        let keep: Vec<_> = (0..live)
+            .map(|i| BareFn::new_c(move |x: u64| x + i as u64))
+            .collect();
+        g.bench_function("closure-ffi 4.1.0", |b| {
+            b.iter(|| drop(black_box(BareFn::new_c(move |x: u64| x.wrapping_add(k)))))
+        });
+        drop(keep);
+
+        let closure = move |x: u64| x.wrapping_add(k);
+        let keep: Vec<_> = (0..live).map(|_| Closure1::new(&closure)).collect();
+        g.bench_function("libffi 5 closure", |b| {
+            b.iter(|| drop(black_box(Closure1::new(&closure))))
+        });
+        drop(keep);
+        g.finish();
+    }
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(2));
+    targets = call_1, call_6, call_8, create_drop
+}
+criterion_main!(benches);
