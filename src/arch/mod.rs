@@ -70,4 +70,15 @@ impl ThunkCode {
     pub(crate) fn as_slice(&self) -> &[u8] {
         &self.bytes[..self.len]
     }
+
+    #[allow(dead_code)]
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+}
+
+impl AsRef<[u8]> for ThunkCode {
+    fn as_ref(&self) -> &[u8] {
+        self.as_slice()
+    }
 }

@@ -28,11 +28,11 @@ pub(crate) fn placement(_conv: CallConv, _classes: &[ArgClass]) -> Option<Placem
 }
 
 /// Never called: `placement` returns `None`.
-pub(crate) fn register_thunk(_reg: u8, _ctx: usize, _entry: usize) -> ThunkCode {
+pub(crate) fn register_thunk(_reg: u8, _ctx: usize, _entry: usize, _at: usize) -> ThunkCode {
     unreachable!("no thunk code generator for this architecture")
 }
 
 /// Never called: `placement` returns `None`.
-pub(crate) fn frame_thunk(_conv: CallConv, _record: usize) -> ThunkCode {
+pub(crate) fn frame_thunk(_conv: CallConv, _record: usize, _at: usize) -> ThunkCode {
     unreachable!("no thunk code generator for this architecture")
 }

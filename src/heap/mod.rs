@@ -15,6 +15,7 @@ mod bitmap;
 mod default;
 mod fork;
 mod lock;
+mod placement;
 mod region;
 mod span;
 
@@ -423,17 +424,17 @@ impl<L: RawMutex> Heap<L> {
 
     /// Allocates `len` bytes aligned to `align` granules.
     pub(crate) fn allocate(&self, len: usize, align: usize) -> Result<Allocation> {
-        self.allocate_with(len, align, None)
+        self.allocate_with(len, align, |_| None::<&[u8]>)
     }
 
     /// Allocates, and if `code` is given writes it and makes it executable,
     /// all under one lock.
     #[inline]
-    pub(crate) fn allocate_with(
+    pub(crate) fn allocate_with<C: AsRef<[u8]>>(
         &self,
         len: usize,
         align: usize,
-        code: Option<&[u8]>,
+        code: impl FnOnce(usize) -> Option<C>,
     ) -> Result<Allocation> {
         if len == 0 {
             return Err(Error::ZeroSize);
@@ -448,7 +449,8 @@ impl<L: RawMutex> Heap<L> {
         let generation = fork::generation();
         let mut state = self.state.lock();
         let alloc = self.take_locked(&mut state, granules, granules32, align, generation)?;
-        if let Some(code) = code {
+        if let Some(code) = code(alloc.addr) {
+            let code = code.as_ref();
             let region = state.regions[alloc.region as usize]
                 .as_mut()
                 .expect("allocation's region is live");
@@ -621,10 +623,22 @@ impl<L: RawMutex> Heap<L> {
         state.hint = alloc.region as usize;
     }
 
-    /// Allocates, writes `code` and makes it executable in one step.
-    pub(crate) fn exec_code(&self, code: &[u8]) -> Result<ExecSpan<'_, L>> {
-        let alloc = self.allocate_with(code.len(), 1, Some(code))?;
-        Ok(ExecSpan::from_parts(self, alloc, code.len()))
+    /// Allocates `len` bytes, writes the code `make` returns for the
+    /// address it will run at (at most `len` bytes) and makes it executable,
+    /// in one step under one lock.
+    pub(crate) fn exec_code_at<C: AsRef<[u8]>>(
+        &self,
+        len: usize,
+        make: impl FnOnce(usize) -> C,
+    ) -> Result<ExecSpan<'_, L>> {
+        let mut written = 0;
+        let alloc = self.allocate_with(len, 1, |addr| {
+            let code = make(addr);
+            written = code.as_ref().len();
+            debug_assert!(written <= len);
+            Some(code)
+        })?;
+        Ok(ExecSpan::from_parts(self, alloc, written))
     }
 
     /// Bytes a read of `alloc` may cover.

@@ -63,7 +63,7 @@ impl Region {
         debug_assert!(size % page == 0 && size > 0);
         let backing = match strategy {
             Strategy::Protect => {
-                let base = sys::map_anon(size, Prot::None)
+                let base = sys::map_anon_near(size, Prot::None, super::placement::hint(size))
                     .map_err(|e| Error::os("mmap (heap region)", e))?;
                 Backing::Protect { base }
             }
@@ -71,7 +71,12 @@ impl Region {
                 let file = CodeFile::create(size)
                     .map_err(|e| Error::os("memfd_create (heap region)", e))?;
                 let rx = file
-                    .map(size, Prot::ReadExec, Share::Shared)
+                    .map_near(
+                        size,
+                        Prot::ReadExec,
+                        Share::Shared,
+                        super::placement::hint(size),
+                    )
                     .map_err(|e| Error::os("mmap(PROT_READ|PROT_EXEC) of the heap memfd", e))?;
                 let rw = if strict {
                     None

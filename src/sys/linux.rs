@@ -58,11 +58,17 @@ fn mapped(ret: *mut c_void) -> io::Result<NonNull<u8>> {
 
 /// Maps `len` bytes of private, zero-filled memory with `prot`.
 pub(crate) fn map_anon(len: usize, prot: Prot) -> io::Result<NonNull<u8>> {
-    // SAFETY: a fresh anonymous mapping at an address the kernel chooses
-    // cannot overlap anything that exists; the flags ask for nothing else.
+    map_anon_near(len, prot, 0)
+}
+
+/// As [`map_anon`], asking for address `hint` if that range is free (the
+/// kernel picks another address otherwise; nothing is ever replaced).
+pub(crate) fn map_anon_near(len: usize, prot: Prot, hint: usize) -> io::Result<NonNull<u8>> {
+    // SAFETY: without MAP_FIXED the hint is only a hint: the kernel never
+    // replaces an existing mapping; the flags ask for nothing else.
     let ret = unsafe {
         libc::mmap(
-            ptr::null_mut(),
+            hint as *mut c_void,
             len,
             prot_bits(prot),
             libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
@@ -195,11 +201,23 @@ impl CodeFile {
     /// Maps `len` bytes of the file from offset 0 at an address the kernel
     /// chooses.
     pub(crate) fn map(&self, len: usize, prot: Prot, share: Share) -> io::Result<NonNull<u8>> {
-        // SAFETY: a new mapping at an address the kernel chooses cannot
-        // overlap anything that exists; `fd` is open.
+        self.map_near(len, prot, share, 0)
+    }
+
+    /// As [`map`](Self::map), asking for address `hint` if that range is
+    /// free.
+    pub(crate) fn map_near(
+        &self,
+        len: usize,
+        prot: Prot,
+        share: Share,
+        hint: usize,
+    ) -> io::Result<NonNull<u8>> {
+        // SAFETY: without MAP_FIXED the kernel never replaces an existing
+        // mapping; `fd` is open.
         let ret = unsafe {
             libc::mmap(
-                ptr::null_mut(),
+                hint as *mut c_void,
                 len,
                 prot_bits(prot),
                 share_bits(share),

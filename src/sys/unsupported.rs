@@ -28,6 +28,11 @@ pub(crate) fn map_anon(_len: usize, _prot: Prot) -> io::Result<NonNull<u8>> {
 }
 
 /// Always fails with `Unsupported`.
+pub(crate) fn map_anon_near(_len: usize, _prot: Prot, _hint: usize) -> io::Result<NonNull<u8>> {
+    Err(unsupported())
+}
+
+/// Always fails with `Unsupported`.
 ///
 /// # Safety
 /// None needed: nothing can have been mapped.
@@ -80,6 +85,17 @@ impl CodeFile {
 
     /// Always fails with `Unsupported`.
     pub(crate) fn map(&self, _len: usize, _prot: Prot, _share: Share) -> io::Result<NonNull<u8>> {
+        Err(unsupported())
+    }
+
+    /// Always fails with `Unsupported`.
+    pub(crate) fn map_near(
+        &self,
+        _len: usize,
+        _prot: Prot,
+        _share: Share,
+        _hint: usize,
+    ) -> io::Result<NonNull<u8>> {
         Err(unsupported())
     }
 

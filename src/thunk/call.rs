@@ -3,7 +3,6 @@
 
 use std::cell::UnsafeCell;
 use std::mem::ManuallyDrop;
-use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Calls `f`. Through an `-unwind` ABI a panic unwinds to the caller;
@@ -14,12 +13,22 @@ pub(crate) fn guarded<R>(unwind: bool, f: impl FnOnce() -> R) -> R {
     if unwind {
         return f();
     }
-    match catch_unwind(AssertUnwindSafe(f)) {
-        Ok(r) => r,
-        Err(_) => abort(
-            "a closure called through a non-unwinding thunk (e.g. extern \"C\") panicked; use an \"-unwind\" ABI to let panics reach the caller",
-        ),
+    // Dropped only if `f` unwinds: a guard costs nothing on the normal path
+    // (unlike `catch_unwind`, which moves the closure and result through
+    // memory).
+    struct AbortOnUnwind;
+    impl Drop for AbortOnUnwind {
+        fn drop(&mut self) {
+            abort(
+                "a closure called through a non-unwinding thunk (e.g. extern \"C\") panicked; \
+                 use an \"-unwind\" ABI to let panics reach the caller",
+            );
+        }
     }
+    let guard = AbortOnUnwind;
+    let r = f();
+    std::mem::forget(guard);
+    r
 }
 
 #[cold]

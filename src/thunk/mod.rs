@@ -229,23 +229,22 @@ impl<'a, F: ThunkSig, L: RawMutex> Thunk<'a, F, L> {
         let placement = arch::placement(F::CONV, F::CLASSES).ok_or(Error::Unsupported {
             what: "thunks for this calling convention on this architecture",
         })?;
-        let mut record = None;
-        let code = match placement {
-            Placement::Register(reg) => {
-                arch::register_thunk(reg, ctx.ptr.as_ptr() as usize, entry as usize)
-            }
-            Placement::Stack(stack_args) => {
-                let rec = Box::new(FrameRecord([
-                    ctx.ptr.as_ptr() as usize,
-                    entry as usize,
-                    stack_args,
-                ]));
-                let code = arch::frame_thunk(F::CONV, &*rec as *const FrameRecord as usize);
-                record = Some(rec);
-                code
-            }
+        let ctx_addr = ctx.ptr.as_ptr() as usize;
+        let record = match placement {
+            Placement::Register(_) => None,
+            Placement::Stack(stack_args) => Some(Box::new(FrameRecord([
+                ctx_addr,
+                entry as usize,
+                stack_args,
+            ]))),
         };
-        let code = heap.exec_code(code.as_slice())?;
+        let record_addr = record
+            .as_deref()
+            .map_or(0, |r| r as *const FrameRecord as usize);
+        let code = heap.exec_code_at(arch::THUNK_CODE_MAX, |at| match placement {
+            Placement::Register(reg) => arch::register_thunk(reg, ctx_addr, entry as usize, at),
+            Placement::Stack(_) => arch::frame_thunk(F::CONV, record_addr, at),
+        })?;
         // SAFETY: the code just written is a thunk with `F`'s signature (the
         // context is placed per `F::CONV` and `F::CLASSES`, and `entry`
         // takes `F`'s arguments plus the context); it is not null.

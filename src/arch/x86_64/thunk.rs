@@ -70,19 +70,33 @@ fn mov_imm64(code: &mut ThunkCode, reg: u8, imm: usize) {
     code.push(&(imm as u64).to_le_bytes());
 }
 
-/// The register-path thunk.
-pub(crate) fn register_thunk(reg: u8, ctx: usize, entry: usize) -> ThunkCode {
+/// `jmp target` from code whose jump instruction starts at `from`: a
+/// direct `jmp rel32` when `target` is within reach, else `mov scratch,
+/// target; jmp scratch` (scratch is r11 or r10, free at every call).
+fn jump(code: &mut ThunkCode, from: usize, target: usize, scratch: u8) {
+    let next = from.wrapping_add(code.len() + 5);
+    let disp = (target as i64).wrapping_sub(next as i64);
+    if let Ok(disp) = i32::try_from(disp) {
+        code.push(&[0xe9]);
+        code.push(&disp.to_le_bytes());
+    } else {
+        mov_imm64(code, scratch, target);
+        code.push(&[0x41, 0xff, 0xe0 | (scratch & 7)]); // jmp r10/r11
+    }
+}
+
+/// The register-path thunk, to run at address `at`.
+pub(crate) fn register_thunk(reg: u8, ctx: usize, entry: usize, at: usize) -> ThunkCode {
     let mut code = ThunkCode::new();
     code.push(&ENDBR64);
     mov_imm64(&mut code, reg, ctx);
-    mov_imm64(&mut code, 11, entry);
-    code.push(&[0x41, 0xff, 0xe3]); // jmp r11
+    jump(&mut code, at, entry, 11);
     code
 }
 
-/// The frame-path thunk: hands `record` (`[ctx, entry, stack_args]`) to the
-/// adapter for `conv` in r11.
-pub(crate) fn frame_thunk(conv: CallConv, record: usize) -> ThunkCode {
+/// The frame-path thunk, to run at address `at`: hands `record`
+/// (`[ctx, entry, stack_args]`) to the adapter for `conv` in r11.
+pub(crate) fn frame_thunk(conv: CallConv, record: usize, at: usize) -> ThunkCode {
     let adapter = match conv {
         CallConv::Win64 => super::adapters::win64_frame_adapter(),
         _ => super::adapters::sysv_frame_adapter(),
@@ -90,8 +104,7 @@ pub(crate) fn frame_thunk(conv: CallConv, record: usize) -> ThunkCode {
     let mut code = ThunkCode::new();
     code.push(&ENDBR64);
     mov_imm64(&mut code, 11, record);
-    mov_imm64(&mut code, 10, adapter);
-    code.push(&[0x41, 0xff, 0xe2]); // jmp r10
+    jump(&mut code, at, adapter, 10);
     code
 }
 
@@ -158,7 +171,13 @@ mod tests {
 
     #[test]
     fn register_thunk_bytes() {
-        let code = register_thunk(RSI, 0x1122334455667788, 0x0102030405060708);
+        // Far away: an absolute jump through r11.
+        let code = register_thunk(
+            RSI,
+            0x1122334455667788,
+            0x0102030405060708,
+            0x7000_0000_0000,
+        );
         assert_eq!(
             code.as_slice(),
             &[
@@ -168,7 +187,13 @@ mod tests {
                 0x41, 0xff, 0xe3, // jmp r11
             ]
         );
-        let code = register_thunk(R9, 1, 2);
+        let code = register_thunk(R9, 1, 2, 0x7000_0000_0000);
         assert_eq!(&code.as_slice()[4..6], &[0x49, 0xb9]); // mov r9, imm64
+        // Near: `jmp rel32`, measured from the end of the 19-byte thunk.
+        let code = register_thunk(RDI, 5, 0x1000, 0x2000);
+        assert_eq!(code.as_slice().len(), 19);
+        assert_eq!(code.as_slice()[14], 0xe9);
+        let disp = i32::from_le_bytes(code.as_slice()[15..19].try_into().unwrap());
+        assert_eq!(0x2000 + 19 + disp as i64, 0x1000);
     }
 }
