@@ -1,6 +1,7 @@
 //! `wxthunk`: probe what this process may do with executable memory, and
 //! show wxthunk at work.
 
+mod bench;
 mod demo;
 mod probe;
 
@@ -10,9 +11,9 @@ use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
 #[command(name = "wxthunk", version, about, long_about = None)]
-/// Executable memory under W^X discipline: probe, demo.
+/// Executable memory under W^X discipline: probe, demo, bench.
 ///
-/// With no subcommand: the probe report, then the demo.
+/// With no subcommand: the probe report, the demo, then a quick bench.
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -26,8 +27,17 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// JIT small functions into a Block and call them.
+    /// JIT small functions into a Block and call them; hand closures to C.
     Demo,
+    /// Time the headline operations (call, create+drop, heap, block).
+    Bench {
+        /// A shorter run (as at the end of `wxthunk` with no arguments).
+        #[arg(long)]
+        quick: bool,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -38,10 +48,14 @@ fn main() -> ExitCode {
             Ok(())
         }
         Some(Command::Demo) => demo::run(),
+        Some(Command::Bench { quick, json }) => bench::run(quick, json),
         None => {
             probe::run(false);
             println!();
-            demo::run()
+            demo::run().and_then(|()| {
+                println!();
+                bench::run(true, false)
+            })
         }
     };
     match result {

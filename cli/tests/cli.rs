@@ -60,3 +60,24 @@ fn no_arguments_prints_the_probe_then_runs_the_demo() {
         assert!(out.contains("collected 3 files into a Vec"), "{out}");
     }
 }
+
+#[test]
+fn bench_json_reports_every_group_and_memory_per_thunk() {
+    let v: serde_json::Value =
+        serde_json::from_str(&wxthunk(&["bench", "--quick", "--json"])).expect("valid JSON");
+    let rows = v["rows"].as_array().expect("rows");
+    for group in ["call", "create+drop", "heap", "block"] {
+        assert!(rows.iter().any(|r| r["group"] == group), "no {group} row");
+    }
+    assert!(
+        rows.iter()
+            .all(|r| r["median_ns"].as_f64().is_some_and(|ns| ns > 0.0))
+    );
+    let mem = &v["memory_per_thunk"];
+    assert_eq!(
+        mem["executable_bytes"].as_f64(),
+        Some(32.0),
+        "one 32-byte granule per thunk"
+    );
+    assert!(mem["handle_bytes"].as_u64().is_some());
+}
