@@ -87,12 +87,14 @@ pub fn run(quick: bool, as_json: bool) -> Result<(), Box<dyn std::error::Error>>
 
     // Call overhead.
     let f: F1 = direct;
-    // SAFETY (all calls below): each pointer is a live function of type F1.
     let base = add(
         "call",
         "direct extern \"C\" fn".into(),
-        median_ns(budget, || unsafe {
-            black_box(black_box(f)(black_box(5)));
+        median_ns(budget, || {
+            // SAFETY: the pointer is a live function of this type.
+            unsafe {
+                black_box(black_box(f)(black_box(5)));
+            }
         }),
         None,
     );
@@ -102,8 +104,11 @@ pub fn run(quick: bool, as_json: bool) -> Result<(), Box<dyn std::error::Error>>
     add(
         "call",
         format!("thunk ({})", t.heap().strategy()),
-        median_ns(budget, || unsafe {
-            black_box(black_box(p)(black_box(5)));
+        median_ns(budget, || {
+            // SAFETY: the pointer is a live function of this type.
+            unsafe {
+                black_box(black_box(p)(black_box(5)));
+            }
         }),
         Some(base),
     );
@@ -117,8 +122,11 @@ pub fn run(quick: bool, as_json: bool) -> Result<(), Box<dyn std::error::Error>>
     add(
         "call",
         "thunk, 8 ints (builds a frame)".into(),
-        median_ns(budget, || unsafe {
-            black_box(black_box(p8)(black_box(1), 2, 3, 4, 5, 6, 7, 8));
+        median_ns(budget, || {
+            // SAFETY: the pointer is a live function of this type.
+            unsafe {
+                black_box(black_box(p8)(black_box(1), 2, 3, 4, 5, 6, 7, 8));
+            }
         }),
         Some(base),
     );

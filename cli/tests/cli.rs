@@ -74,10 +74,10 @@ fn bench_json_reports_every_group_and_memory_per_thunk() {
             .all(|r| r["median_ns"].as_f64().is_some_and(|ns| ns > 0.0))
     );
     let mem = &v["memory_per_thunk"];
-    assert_eq!(
-        mem["executable_bytes"].as_f64(),
-        Some(32.0),
-        "one 32-byte granule per thunk"
+    let exec = mem["executable_bytes"].as_f64().unwrap();
+    assert!(
+        (32.0..33.0).contains(&exec),
+        "one 32-byte granule per thunk (plus a partial last page): {exec}"
     );
     assert!(mem["handle_bytes"].as_u64().is_some());
 }
