@@ -47,6 +47,26 @@ pub unsafe trait FnPtr: Copy + Send + Sync + Sealed {
     unsafe fn from_addr(addr: *const ()) -> Self;
 }
 
+/// A function pointer of type `F` to offset `offset` of `len` bytes of code
+/// at `base`: the bounds check behind every `func` method.
+///
+/// # Safety
+///
+/// `base..base+len` must be mapped; the caller of the returned pointer
+/// vouches for the code at `offset` (see [`FnPtr::from_addr`]).
+pub(crate) unsafe fn func_at<F: FnPtr>(
+    base: *const u8,
+    len: usize,
+    offset: usize,
+) -> crate::Result<F> {
+    if offset >= len {
+        return Err(crate::Error::OutOfBounds { offset, len });
+    }
+    // SAFETY: `offset < len`, so the address is inside the mapping and not
+    // null; the caller vouches for the code there.
+    Ok(unsafe { F::from_addr(base.add(offset).cast()) })
+}
+
 /// Implements [`FnPtr`] for the fn-pointer types of one ABI, 0 to 16
 /// arguments, safe and unsafe.
 macro_rules! impl_fn_ptr_for_abi {

@@ -46,26 +46,11 @@ pub(crate) fn flush_icache(ptr: *const u8, len: usize) {
     unsafe { asm!("dsb ish", "isb", options(nostack, preserves_flags)) };
 }
 
-use super::{Placement, ThunkCode};
-use crate::thunk::sig::{ArgClass, CallConv};
+use crate::thunk::sig::CallConv;
+
+pub(crate) use super::no_thunks::{frame_thunk, placement, register_thunk};
 
 /// The convention of `extern "C"` here.
 pub(crate) const C_CONV: CallConv = CallConv::Aapcs64;
 /// The convention of `extern "system"` here.
 pub(crate) const SYSTEM_CONV: CallConv = CallConv::Aapcs64;
-
-/// No AArch64 thunk code generator yet (planned: `bti c; ldr x<k>, ctx;
-/// ldr x16, entry; br x16`).
-pub(crate) fn placement(_conv: CallConv, _classes: &[ArgClass]) -> Option<Placement> {
-    None
-}
-
-/// Never called: `placement` returns `None`.
-pub(crate) fn register_thunk(_reg: u8, _ctx: usize, _entry: usize, _at: usize) -> ThunkCode {
-    unreachable!("no thunk code generator for this architecture")
-}
-
-/// Never called: `placement` returns `None`.
-pub(crate) fn frame_thunk(_conv: CallConv, _record: usize, _at: usize) -> ThunkCode {
-    unreachable!("no thunk code generator for this architecture")
-}

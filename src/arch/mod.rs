@@ -13,6 +13,29 @@ mod imp;
 
 pub(crate) use imp::*;
 
+/// The thunk API for architectures without a thunk code generator: every
+/// signature is unplaceable, so thunk constructors return `Unsupported`.
+#[allow(dead_code)]
+mod no_thunks {
+    use super::{Placement, ThunkCode};
+    use crate::thunk::sig::{ArgClass, CallConv};
+
+    /// No thunk code generator for this architecture yet.
+    pub(crate) fn placement(_conv: CallConv, _classes: &[ArgClass]) -> Option<Placement> {
+        None
+    }
+
+    /// Never called: `placement` returns `None`.
+    pub(crate) fn register_thunk(_reg: u8, _ctx: usize, _entry: usize, _at: usize) -> ThunkCode {
+        unreachable!("no thunk code generator for this architecture")
+    }
+
+    /// Never called: `placement` returns `None`.
+    pub(crate) fn frame_thunk(_conv: CallConv, _record: usize, _at: usize) -> ThunkCode {
+        unreachable!("no thunk code generator for this architecture")
+    }
+}
+
 /// Fills `buf` with trap instructions. Each byte gets the byte of the trap
 /// encoding that matches its address, so the traps line up with instruction
 /// boundaries even when `buf` starts in the middle of an instruction slot.

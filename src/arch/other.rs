@@ -14,25 +14,11 @@ pub(crate) const RET: &[u8] = &[];
 /// Unknown cache model: nothing is flushed, and no code is generated.
 pub(crate) fn flush_icache(_ptr: *const u8, _len: usize) {}
 
-use super::{Placement, ThunkCode};
-use crate::thunk::sig::{ArgClass, CallConv};
+use crate::thunk::sig::CallConv;
+
+pub(crate) use super::no_thunks::{frame_thunk, placement, register_thunk};
 
 /// The convention of `extern "C"` here.
 pub(crate) const C_CONV: CallConv = CallConv::Unknown;
 /// The convention of `extern "system"` here.
 pub(crate) const SYSTEM_CONV: CallConv = CallConv::Unknown;
-
-/// No thunk code generator for this architecture yet.
-pub(crate) fn placement(_conv: CallConv, _classes: &[ArgClass]) -> Option<Placement> {
-    None
-}
-
-/// Never called: `placement` returns `None`.
-pub(crate) fn register_thunk(_reg: u8, _ctx: usize, _entry: usize, _at: usize) -> ThunkCode {
-    unreachable!("no thunk code generator for this architecture")
-}
-
-/// Never called: `placement` returns `None`.
-pub(crate) fn frame_thunk(_conv: CallConv, _record: usize, _at: usize) -> ThunkCode {
-    unreachable!("no thunk code generator for this architecture")
-}

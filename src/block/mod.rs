@@ -11,7 +11,7 @@ pub(crate) use memory::round_to_pages;
 
 use crate::error::TransitionError;
 use crate::policy::{BLOCK_PREFERENCE, capabilities};
-use crate::{Error, FnPtr, Result, Strategy};
+use crate::{FnPtr, Result, Strategy};
 
 /// A writable block of memory for machine code: page-rounded, filled through
 /// [`io::Write`], then sealed with [`exec`](Block::exec) into an
@@ -72,10 +72,10 @@ impl Block {
     ///
     /// # Errors
     ///
-    /// [`Error::SizeOverflow`] if `len` cannot be rounded up to whole pages;
-    /// [`Error::Os`] if the memory cannot be mapped (e.g. `ENOMEM` for a
+    /// [`Error::SizeOverflow`](crate::Error::SizeOverflow) if `len` cannot be rounded up to whole pages;
+    /// [`Error::Os`](crate::Error::Os) if the memory cannot be mapped (e.g. `ENOMEM` for a
     /// size larger than the address space allows);
-    /// [`Error::NoExecutableMemory`] if no strategy works in this process.
+    /// [`Error::NoExecutableMemory`](crate::Error::NoExecutableMemory) if no strategy works in this process.
     pub fn new(len: usize) -> Result<Block> {
         let capacity = round_to_pages(len)?;
         let strategy = capabilities().choose(BLOCK_PREFERENCE)?;
@@ -89,7 +89,7 @@ impl Block {
     ///
     /// # Errors
     ///
-    /// As [`new`](Block::new), and [`Error::StrategyUnavailable`] if
+    /// As [`new`](Block::new), and [`Error::StrategyUnavailable`](crate::Error::StrategyUnavailable) if
     /// `strategy` does not work in this process.
     pub fn with_strategy(len: usize, strategy: Strategy) -> Result<Block> {
         let capacity = round_to_pages(len)?;
@@ -156,7 +156,7 @@ impl Block {
     ///
     /// If the operating system refuses (e.g. a policy set after the probe
     /// forbids `mprotect` to exec), the error hands the block back unchanged
-    /// ([`TransitionError::into_inner`]); `?` turns it into [`Error`].
+    /// ([`TransitionError::into_inner`]); `?` turns it into [`Error`](crate::Error).
     pub fn exec(mut self) -> Result<ExecBlock, TransitionError<Block>> {
         match self.mem.seal(self.len) {
             Ok(()) => Ok(ExecBlock {
@@ -255,7 +255,7 @@ impl ExecBlock {
     ///
     /// # Errors
     ///
-    /// [`Error::OutOfBounds`] if `offset` is not inside the bytes written.
+    /// [`Error::OutOfBounds`](crate::Error::OutOfBounds) if `offset` is not inside the bytes written.
     ///
     /// # Safety
     ///
@@ -265,15 +265,9 @@ impl ExecBlock {
     /// - The pointer must not be called after `self` is dropped or turned
     ///   back into a [`Block`]: it does not borrow `self`.
     pub unsafe fn func<F: FnPtr>(&self, offset: usize) -> Result<F> {
-        if offset >= self.len {
-            return Err(Error::OutOfBounds {
-                offset,
-                len: self.len,
-            });
-        }
-        // SAFETY: `offset < len <= capacity`, so the address is inside our
-        // mapping and not null; the caller vouches for the code there.
-        Ok(unsafe { F::from_addr(self.as_ptr().add(offset).cast()) })
+        // SAFETY: our code is mapped for `len` bytes from `as_ptr`; the
+        // caller upholds this function's contract for the pointer.
+        unsafe { crate::fn_ptr::func_at(self.as_ptr(), self.len, offset) }
     }
 
     /// Makes the block writable again (for re-JIT), keeping its contents and

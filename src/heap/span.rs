@@ -224,15 +224,9 @@ impl<'h, L: RawMutex> ExecSpan<'h, L> {
     /// - The pointer must not be called after `self` is dropped (it does not
     ///   borrow `self`).
     pub unsafe fn func<F: FnPtr>(&self, offset: usize) -> Result<F> {
-        if offset >= self.len {
-            return Err(Error::OutOfBounds {
-                offset,
-                len: self.len,
-            });
-        }
-        // SAFETY: inside our allocation, so non-null; the caller vouches for
-        // the code there.
-        Ok(unsafe { F::from_addr(self.as_ptr().add(offset).cast()) })
+        // SAFETY: our code is mapped for `len` bytes from `as_ptr`; the
+        // caller upholds this function's contract for the pointer.
+        unsafe { crate::fn_ptr::func_at(self.as_ptr(), self.len, offset) }
     }
 }
 
