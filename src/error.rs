@@ -66,6 +66,12 @@ pub enum Error {
         /// The heap's limit.
         limit: usize,
     },
+    /// A [`ThunkPage`](crate::ThunkPage) has no free slot
+    /// (member_thunk's `page_full`).
+    PageFull {
+        /// How many thunks the page holds.
+        capacity: usize,
+    },
     /// A default heap cannot be used now.
     HeapUnavailable {
         /// Why not.
@@ -93,6 +99,7 @@ impl Error {
             }
             Error::HeapExhausted { .. } => io::ErrorKind::OutOfMemory,
             Error::HeapUnavailable { .. } => io::ErrorKind::Other,
+            Error::PageFull { .. } => io::ErrorKind::StorageFull,
             Error::Os { source, .. } => source.kind(),
             Error::StrategyUnavailable { .. } | Error::NoExecutableMemory { .. } => {
                 io::ErrorKind::PermissionDenied
@@ -134,6 +141,7 @@ impl fmt::Display for Error {
                 "the heap cannot reserve {requested} more bytes: {reserved} of its {limit}-byte limit are reserved"
             ),
             Error::HeapUnavailable { reason } => write!(f, "no heap available: {reason}"),
+            Error::PageFull { capacity } => write!(f, "the thunk page is full ({capacity} thunks)"),
             Error::Unsupported { what } => write!(f, "not supported on this platform: {what}"),
         }
     }

@@ -18,8 +18,8 @@ pub use heap::{DefaultLock, ExecSpan, Heap, HeapBuilder, HeapStats, NoLock, Span
 pub use lock_api;
 pub use policy::{Check, Mdwe, Policy, Seccomp, Selinux, probe};
 pub use strategy::Strategy;
-pub use thunk::Thunk;
 pub use thunk::sig::{ArgClass, ThunkArg, ThunkFn, ThunkFnMut, ThunkFnOnce, ThunkRet, ThunkSig};
+pub use thunk::{SealedThunkPage, Thunk, ThunkPage};
 
 /// The size of a memory page on this system, in bytes (cached after the
 /// first call).

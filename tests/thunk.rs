@@ -576,3 +576,67 @@ fn auto_traits() {
     send_sync::<Thunk<'static, extern "C-unwind" fn(*const u8)>>();
     let _ = send::<Heap<wxthunk::NoLock>>;
 }
+
+#[test]
+fn thunk_pages_many_thunks_one_seal_freed_as_a_unit() {
+    for (name, heap) in heaps() {
+        let mut page = heap
+            .thunk_page::<unsafe extern "C" fn(u32) -> u32>()
+            .unwrap();
+        let capacity = page.capacity();
+        assert_eq!(capacity, wxthunk::page_size() / 32, "{name}");
+        for k in 0..capacity as u32 {
+            assert_eq!(page.push(move |v: u32| v * 1000 + k).unwrap(), k as usize);
+        }
+        // member_thunk's page_full.
+        match page.push(|v: u32| v) {
+            Err(wxthunk::Error::PageFull { capacity: c }) => assert_eq!(c, capacity),
+            other => panic!("{name}: {:?}", other.map(|_| ())),
+        }
+        let before = heap.stats();
+        let page = page.seal().unwrap();
+        assert_eq!(page.len(), capacity);
+        assert!(page.as_fn(capacity).is_none());
+        for k in 0..capacity {
+            // SAFETY: the page is alive.
+            assert_eq!(
+                unsafe { (page.as_fn(k).unwrap())(7) },
+                7000 + k as u32,
+                "{name}"
+            );
+        }
+        assert_eq!(
+            before.live_allocations, 1,
+            "{name}: the whole page is one allocation"
+        );
+        drop(page);
+        assert_eq!(heap.stats().live_allocations, 0);
+
+        // The frame path on a page, with FnMut and FnOnce entries.
+        type Wide = unsafe extern "C" fn(u64, u64, u64, u64, u64, u64, u64) -> u64;
+        let mut page = heap.thunk_page::<Wide>().unwrap();
+        let mut calls = 0u64;
+        page.push(|a: u64, _: u64, _: u64, _: u64, _: u64, _: u64, g: u64| a + g)
+            .unwrap();
+        page.push_mut(
+            move |_: u64, _: u64, _: u64, _: u64, _: u64, _: u64, g: u64| {
+                calls += 1;
+                g * 100 + calls
+            },
+        )
+        .unwrap();
+        let s = String::from("once");
+        page.push_once(
+            move |_: u64, _: u64, _: u64, _: u64, _: u64, _: u64, _: u64| s.len() as u64,
+        )
+        .unwrap();
+        let page = page.seal().unwrap();
+        // SAFETY: the page is alive.
+        unsafe {
+            assert_eq!((page.as_fn(0).unwrap())(1, 2, 3, 4, 5, 6, 7), 8, "{name}");
+            assert_eq!((page.as_fn(1).unwrap())(0, 0, 0, 0, 0, 0, 3), 301);
+            assert_eq!((page.as_fn(1).unwrap())(0, 0, 0, 0, 0, 0, 3), 302);
+            assert_eq!((page.as_fn(2).unwrap())(0, 0, 0, 0, 0, 0, 0), 4);
+        }
+    }
+}

@@ -21,6 +21,7 @@
 //!   stack arguments and the context, calls `entry` and returns.
 
 pub(crate) mod call;
+mod page;
 pub(crate) mod sig;
 
 use std::fmt;
@@ -33,6 +34,7 @@ use crate::arch::{self, Placement};
 use crate::heap::{DefaultLock, ExecSpan};
 use crate::{Error, FnPtr, Heap, Result};
 use call::{MutCtx, OnceCtx};
+pub use page::{SealedThunkPage, ThunkPage};
 use sig::{ThunkFn, ThunkFnMut, ThunkFnOnce, ThunkSig};
 
 /// A closure behind a bare function pointer of type `F`

@@ -1,0 +1,220 @@
+//! member_thunk's page workflow for thunks: several thunks of one signature
+//! on one page, made executable once, freed as a unit.
+
+use std::fmt;
+use std::io::Write;
+use std::marker::PhantomData;
+
+use lock_api::RawMutex;
+
+use super::call::{MutCtx, OnceCtx};
+use super::sig::{ThunkFn, ThunkFnMut, ThunkFnOnce, ThunkSig};
+use super::{Context, FrameRecord};
+use crate::arch::{self, Placement, THUNK_CODE_MAX};
+use crate::heap::{DefaultLock, ExecSpan, Span};
+use crate::{Error, FnPtr, Heap, Result};
+
+/// A page of thunks being filled: [`push`](ThunkPage::push) closures (each
+/// gets the next 32-byte slot), then [`seal`](ThunkPage::seal) the page once.
+/// member_thunk's `page_full` is [`Error::PageFull`]; its `page_executable`
+/// is the type change to [`SealedThunkPage`].
+///
+/// With [`Strategy::Protect`](crate::Strategy::Protect), where every
+/// individually created thunk takes a page of its own, this puts up to 128
+/// thunks (4 KiB pages) behind one `mprotect`.
+///
+/// ```
+/// # if cfg!(target_arch = "x86_64") {
+/// let heap = wxthunk::Heap::new()?;
+/// let mut page = heap.thunk_page::<unsafe extern "C" fn(u32) -> u32>()?;
+/// for k in 0..3 {
+///     page.push(move |v: u32| v * 10 + k)?;
+/// }
+/// let page = page.seal()?;
+/// // SAFETY: the page is alive.
+/// assert_eq!(unsafe { (page.as_fn(2).unwrap())(4) }, 42);
+/// # }
+/// # Ok::<(), wxthunk::Error>(())
+/// ```
+pub struct ThunkPage<'a, F: ThunkSig, L: RawMutex = DefaultLock> {
+    page: Span<'a, L>,
+    entries: Vec<Entry>,
+    _sig: PhantomData<(&'a (), F)>,
+}
+
+/// A sealed page of thunks; dropping it frees the page, then the closures.
+pub struct SealedThunkPage<'a, F: ThunkSig, L: RawMutex = DefaultLock> {
+    // Drop order: the code first, so no new call can start.
+    code: ExecSpan<'a, L>,
+    entries: Vec<Entry>,
+    _sig: PhantomData<(&'a (), F)>,
+}
+
+struct Entry {
+    _ctx: Context,
+    _record: Option<Box<FrameRecord>>,
+}
+
+impl<L: RawMutex> Heap<L> {
+    /// A page for thunks of type `F` (see [`ThunkPage`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`Heap::allocate_page`].
+    pub fn thunk_page<F: ThunkSig>(&self) -> Result<ThunkPage<'_, F, L>> {
+        Ok(ThunkPage {
+            page: self.allocate_page()?,
+            entries: Vec::new(),
+            _sig: PhantomData,
+        })
+    }
+}
+
+impl<'a, F: ThunkSig, L: RawMutex> ThunkPage<'a, F, L> {
+    /// How many thunks the page holds.
+    pub fn capacity(&self) -> usize {
+        self.page.capacity() / THUNK_CODE_MAX
+    }
+
+    /// How many thunks were pushed.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether nothing was pushed yet.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Adds a thunk for an `Fn` closure; returns its index.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::PageFull`] when all slots are taken (the closure is
+    /// dropped); [`Error::Unsupported`] on an architecture without a thunk
+    /// code generator.
+    pub fn push<C>(&mut self, closure: C) -> Result<usize>
+    where
+        C: ThunkFn<F> + Send + Sync + 'a,
+    {
+        self.push_context(Context::boxed(closure), C::entry())
+    }
+
+    /// Adds a thunk for an `FnMut` closure (see [`Thunk`](crate::Thunk)).
+    ///
+    /// # Errors
+    ///
+    /// As [`push`](ThunkPage::push).
+    pub fn push_mut<C>(&mut self, closure: C) -> Result<usize>
+    where
+        C: ThunkFnMut<F> + Send + 'a,
+    {
+        self.push_context(Context::boxed(MutCtx::new(closure)), C::entry())
+    }
+
+    /// Adds a thunk for an `FnOnce` closure (see [`Thunk`](crate::Thunk)).
+    ///
+    /// # Errors
+    ///
+    /// As [`push`](ThunkPage::push).
+    pub fn push_once<C>(&mut self, closure: C) -> Result<usize>
+    where
+        C: ThunkFnOnce<F> + Send + 'a,
+    {
+        self.push_context(Context::boxed(OnceCtx::new(closure)), C::entry())
+    }
+
+    fn push_context(&mut self, ctx: Context, entry: *const ()) -> Result<usize> {
+        let index = self.entries.len();
+        if index == self.capacity() {
+            return Err(Error::PageFull {
+                capacity: self.capacity(),
+            });
+        }
+        let placement = arch::placement(F::CONV, F::CLASSES).ok_or(Error::Unsupported {
+            what: "thunks for this calling convention on this architecture",
+        })?;
+        let at = self.page.exec_ptr() as usize + index * THUNK_CODE_MAX;
+        let ctx_addr = ctx.ptr.as_ptr() as usize;
+        let (code, record) = match placement {
+            Placement::Register(reg) => (
+                arch::register_thunk(reg, ctx_addr, entry as usize, at),
+                None,
+            ),
+            Placement::Stack(stack_args) => {
+                let record = Box::new(FrameRecord([ctx_addr, entry as usize, stack_args]));
+                let code = arch::frame_thunk(F::CONV, &*record as *const FrameRecord as usize, at);
+                (code, Some(record))
+            }
+        };
+        let mut slot = [0u8; THUNK_CODE_MAX];
+        arch::fill_traps_at(&mut slot, at);
+        slot[..code.len()].copy_from_slice(code.as_slice());
+        self.page.write_all(&slot).map_err(|_| Error::PageFull {
+            capacity: self.capacity(),
+        })?;
+        self.entries.push(Entry {
+            _ctx: ctx,
+            _record: record,
+        });
+        Ok(index)
+    }
+
+    /// Makes the page executable, once.
+    ///
+    /// # Errors
+    ///
+    /// As [`Span::exec`]; the page and its closures are then freed.
+    pub fn seal(self) -> Result<SealedThunkPage<'a, F, L>> {
+        let code = self.page.exec()?;
+        Ok(SealedThunkPage {
+            code,
+            entries: self.entries,
+            _sig: PhantomData,
+        })
+    }
+}
+
+impl<F: ThunkSig, L: RawMutex> SealedThunkPage<'_, F, L> {
+    /// How many thunks the page holds.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether the page holds no thunk.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// The pointer of thunk `index`, valid while the page lives (see
+    /// [`Thunk::as_fn`](crate::Thunk::as_fn)); `None` past the last one.
+    pub fn as_fn(&self, index: usize) -> Option<F::Unsafe> {
+        (index < self.entries.len()).then(|| {
+            // SAFETY: slot `index` holds a thunk of type `F` (written by
+            // `push_context`), inside the sealed page.
+            unsafe {
+                <F::Unsafe as FnPtr>::from_addr(
+                    self.code.as_ptr().add(index * THUNK_CODE_MAX).cast(),
+                )
+            }
+        })
+    }
+}
+
+impl<F: ThunkSig, L: RawMutex> fmt::Debug for ThunkPage<'_, F, L> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ThunkPage")
+            .field("len", &self.len())
+            .field("capacity", &self.capacity())
+            .finish()
+    }
+}
+
+impl<F: ThunkSig, L: RawMutex> fmt::Debug for SealedThunkPage<'_, F, L> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SealedThunkPage")
+            .field("len", &self.len())
+            .field("ptr", &self.code.as_ptr())
+            .finish()
+    }
+}
