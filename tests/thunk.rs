@@ -599,11 +599,8 @@ fn thunk_pages_many_thunks_one_seal_freed_as_a_unit() {
         assert!(page.as_fn(capacity).is_none());
         for k in 0..capacity {
             // SAFETY: the page is alive.
-            assert_eq!(
-                unsafe { (page.as_fn(k).unwrap())(7) },
-                7000 + k as u32,
-                "{name}"
-            );
+            let got = unsafe { (page.as_fn(k).unwrap())(7) };
+            assert_eq!(got, 7000 + k as u32, "{name}");
         }
         assert_eq!(
             before.live_allocations, 1,
