@@ -104,10 +104,10 @@ fn qsort_and_bsearch_with_capturing_comparators() {
                 k.cmp(&e) as c_int
             })
             .unwrap();
-        for want in [0, 300, 2997] {
-            let key = want + offset;
-            // SAFETY: as above.
-            let found = unsafe {
+        let search = |key: i32| {
+            // SAFETY: the comparator lives across the call and matches the
+            // element type; the key is an i32 like the elements.
+            unsafe {
                 libc::bsearch(
                     (&key as *const i32).cast(),
                     sorted.as_ptr().cast(),
@@ -115,22 +115,15 @@ fn qsort_and_bsearch_with_capturing_comparators() {
                     4,
                     Some(cmp.as_fn()),
                 )
-            };
+            }
+        };
+        for want in [0, 300, 2997] {
+            let found = search(want + offset);
             assert!(!found.is_null(), "{name}: {want} not found");
             // SAFETY: bsearch returned a pointer into `sorted`.
             assert_eq!(unsafe { *(found as *const i32) }, want);
         }
-        let key = 1 + offset;
-        // SAFETY: as above.
-        let missing = unsafe {
-            libc::bsearch(
-                (&key as *const i32).cast(),
-                sorted.as_ptr().cast(),
-                sorted.len(),
-                4,
-                Some(cmp.as_fn()),
-            )
-        };
+        let missing = search(1 + offset);
         assert!(missing.is_null());
     }
 }

@@ -237,8 +237,8 @@ impl Region {
                     return Err(Error::os("mprotect(PROT_READ|PROT_EXEC) (heap)", e));
                 }
                 let (first_page, pages) = self.page_range(start, n);
+                self.committed_pages += pages - self.committed.count_range(first_page, pages);
                 self.committed.mark_range(first_page, pages);
-                self.committed_pages = self.committed.count_range(0, self.size / sys::page_size());
             }
         }
         Ok(())
@@ -278,9 +278,8 @@ impl Region {
                 // SAFETY: as above.
                 if unsafe { sys::decommit(at, len) }.is_ok() {
                     let (first_page, pages) = self.page_range(start, n);
+                    self.committed_pages -= self.committed.count_range(first_page, pages);
                     self.committed.unmark_range(first_page, pages);
-                    self.committed_pages =
-                        self.committed.count_range(0, self.size / sys::page_size());
                 }
             }
         }
