@@ -10,6 +10,7 @@ mod policy;
 mod strategy;
 mod sys;
 mod thunk;
+mod trampoline;
 
 pub use block::{Block, ExecBlock};
 pub use error::{Error, Result, TransitionError};

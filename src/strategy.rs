@@ -21,18 +21,41 @@ pub enum Strategy {
     /// written through a separate mapping. Works under `PR_SET_MDWE`; needs
     /// `memfd_create`.
     DualMap,
+    /// For thunks only: a table of identical trampolines assembled into
+    /// this library's text is mapped again, read+exec, from the file the
+    /// process loaded it from, next to a read-write page of records; a
+    /// thunk is a record (its closure's context and entry), so creating one
+    /// writes data, never code. Needs no `mprotect` to exec and no memfd,
+    /// so it works under `PR_SET_MDWE`, systemd's `MemoryDenyWriteExecute=`
+    /// and a seccomp filter that refuses `memfd_create`. Needs the binary's
+    /// file to still be there (found through `/proc/self/maps`, or the
+    /// dynamic loader without `/proc`).
+    StaticTrampolines,
 }
 
 impl Strategy {
     /// Every strategy, in the order the probe reports them.
-    pub const ALL: &'static [Strategy] = &[Strategy::Protect, Strategy::DualMap];
+    pub const ALL: &'static [Strategy] = &[
+        Strategy::Protect,
+        Strategy::DualMap,
+        Strategy::StaticTrampolines,
+    ];
 
-    /// A short, stable name: `"protect"` or `"dual-map"`.
+    /// A short, stable name: `"protect"`, `"dual-map"` or
+    /// `"static-trampolines"`.
     pub fn name(self) -> &'static str {
         match self {
             Strategy::Protect => "protect",
             Strategy::DualMap => "dual-map",
+            Strategy::StaticTrampolines => "static-trampolines",
         }
+    }
+
+    /// Whether the strategy can hold code that wxthunk or you write
+    /// ([`Block`](crate::Block)s, heap spans and pages), rather than only
+    /// thunks.
+    pub fn writes_code(self) -> bool {
+        !matches!(self, Strategy::StaticTrampolines)
     }
 }
 

@@ -48,7 +48,7 @@ fn fork_and_wait(child: impl FnOnce() -> i32) -> i32 {
 fn a_block_sealed_before_fork_runs_in_parent_and_child() {
     for &s in Strategy::ALL
         .iter()
-        .filter(|&&s| wxthunk::probe().allows(s))
+        .filter(|&&s| s.writes_code() && wxthunk::probe().allows(s))
     {
         let x = sealed(s, 21);
         // SAFETY: offset 0 holds `mov eax, 21; ret`.
@@ -63,7 +63,7 @@ fn a_block_sealed_before_fork_runs_in_parent_and_child() {
 fn a_child_rewriting_its_copy_does_not_change_the_parents_code() {
     for &s in Strategy::ALL
         .iter()
-        .filter(|&&s| wxthunk::probe().allows(s))
+        .filter(|&&s| s.writes_code() && wxthunk::probe().allows(s))
     {
         let x = sealed(s, 1);
         // SAFETY: offset 0 holds `mov eax, 1; ret`.

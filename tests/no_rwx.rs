@@ -16,7 +16,7 @@ fn no_rwx_mapping_while_two_threads_churn_blocks_and_none_left_behind() {
     let strategies: Vec<Strategy> = Strategy::ALL
         .iter()
         .copied()
-        .filter(|&s| wxthunk::probe().allows(s))
+        .filter(|&s| s.writes_code() && wxthunk::probe().allows(s))
         .collect();
     let done = AtomicBool::new(false);
     let scans = AtomicUsize::new(0);

@@ -34,6 +34,26 @@ mod no_thunks {
     pub(crate) fn frame_thunk(_conv: CallConv, _record: usize, _at: usize) -> ThunkCode {
         unreachable!("no thunk code generator for this architecture")
     }
+
+    /// No trampoline table either (its size and entry size are placeholders).
+    pub(crate) const TABLE_SIZE: usize = 4096;
+    /// A placeholder: there is no table.
+    pub(crate) const ENTRY_SIZE: usize = 32;
+
+    /// No trampoline table is assembled for this architecture.
+    pub(crate) fn trampoline_table() -> Option<&'static [u8]> {
+        None
+    }
+
+    /// Never called: there is no table.
+    pub(crate) fn trampoline_target(_conv: CallConv, _placement: Placement) -> usize {
+        unreachable!("no trampoline table for this architecture")
+    }
+
+    /// Never called: there is no table.
+    pub(crate) fn trampoline_freed() -> usize {
+        unreachable!("no trampoline table for this architecture")
+    }
 }
 
 /// Fills `buf` with trap instructions. Each byte gets the byte of the trap

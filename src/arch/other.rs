@@ -16,7 +16,10 @@ pub(crate) fn flush_icache(_ptr: *const u8, _len: usize) {}
 
 use crate::thunk::sig::CallConv;
 
-pub(crate) use super::no_thunks::{frame_thunk, placement, register_thunk};
+pub(crate) use super::no_thunks::{
+    ENTRY_SIZE, TABLE_SIZE, frame_thunk, placement, register_thunk, trampoline_freed,
+    trampoline_table, trampoline_target,
+};
 
 /// The convention of `extern "C"` here.
 pub(crate) const C_CONV: CallConv = CallConv::Unknown;

@@ -81,6 +81,7 @@ impl BlockMemory {
                     }
                 }
             }
+            Strategy::StaticTrampolines => unreachable!("refused by Block::with_strategy"),
         };
         Ok(BlockMemory { capacity, kind })
     }

@@ -11,7 +11,7 @@ pub(crate) use memory::round_to_pages;
 
 use crate::error::TransitionError;
 use crate::policy::{BLOCK_PREFERENCE, capabilities};
-use crate::{FnPtr, Result, Strategy};
+use crate::{Error, FnPtr, Result, Strategy};
 
 /// A writable block of memory for machine code: page-rounded, filled through
 /// [`io::Write`], then sealed with [`exec`](Block::exec) into an
@@ -93,6 +93,14 @@ impl Block {
     /// `strategy` does not work in this process.
     pub fn with_strategy(len: usize, strategy: Strategy) -> Result<Block> {
         let capacity = round_to_pages(len)?;
+        if !strategy.writes_code() {
+            return Err(Error::StrategyUnavailable {
+                strategy,
+                reason: "static trampolines hold thunks, not written code; a Block needs \
+                         protect or dual-map"
+                    .into(),
+            });
+        }
         capabilities().require(strategy)?;
         Ok(Block {
             mem: BlockMemory::new(capacity, strategy)?,

@@ -18,6 +18,7 @@ mod lock;
 mod placement;
 mod region;
 mod span;
+mod tables;
 
 use std::fmt;
 
@@ -26,8 +27,11 @@ use lock_api::{Mutex, RawMutex};
 pub use lock::{DefaultLock, NoLock};
 use region::Region;
 pub use span::{ExecSpan, Span};
+pub(crate) use tables::TrampolineSlot;
+use tables::{SlotRef, TablePool};
 
-use crate::policy::{HEAP_PREFERENCE, capabilities};
+use crate::policy::{HEAP_PREFERENCE, THUNK_PREFERENCE, capabilities};
+use crate::trampoline::{self, Table};
 use crate::{Error, Result, Strategy, sys};
 
 /// The allocation unit of dual-mapped regions: 32 bytes (a thunk fits one).
@@ -99,7 +103,11 @@ pub struct Heap<L: RawMutex = DefaultLock> {
 
 #[derive(Clone, Copy, Debug)]
 struct Config {
+    /// The strategy of the heap's thunks.
     strategy: Strategy,
+    /// The strategy of spans and pages (the same, unless thunks use static
+    /// trampolines); `None` when no strategy for written code works here.
+    span_strategy: Option<Strategy>,
     strict: bool,
     granule_shift: u32,
     first_region: usize,
@@ -118,6 +126,8 @@ struct State {
     reserved: usize,
     live: usize,
     bytes_in_use: usize,
+    /// Static trampoline tables (thunks of a static-trampoline heap).
+    tables: TablePool,
 }
 
 /// Where an allocation is: its region, its first granule and its size in
@@ -159,6 +169,9 @@ pub struct HeapStats {
     /// Bytes of bookkeeping kept outside the code (region records and bit
     /// vectors).
     pub metadata_bytes: usize,
+    /// Static trampoline tables mapped (each a page of code mapped from the
+    /// binary's file and a page of records).
+    pub trampoline_tables: usize,
 }
 
 /// Builds a [`Heap`] with a chosen strategy and region sizes.
@@ -198,6 +211,10 @@ impl Default for HeapBuilder {
 
 impl HeapBuilder {
     /// Forces a strategy instead of the probed one.
+    ///
+    /// [`Strategy::StaticTrampolines`] applies to thunks; spans and pages
+    /// of such a heap use the best strategy for written code that works
+    /// here (see [`Heap::span_strategy`]).
     pub fn strategy(mut self, strategy: Strategy) -> Self {
         self.strategy = Some(strategy);
         self
@@ -258,18 +275,24 @@ impl HeapBuilder {
                 caps.require(s)?;
                 s
             }
-            None => caps.choose(HEAP_PREFERENCE)?,
+            None => caps.choose(THUNK_PREFERENCE)?,
+        };
+        let span_strategy = if strategy.writes_code() {
+            Some(strategy)
+        } else {
+            caps.choose(HEAP_PREFERENCE).ok()
         };
         let page = sys::page_size();
         let first_region = crate::block::round_to_pages(self.region_size)?;
         let max_region = crate::block::round_to_pages(self.max_region_size)?.max(first_region);
-        let granule_shift = match strategy {
-            Strategy::DualMap => DUAL_GRANULE_SHIFT,
-            Strategy::Protect => page.trailing_zeros(),
+        let granule_shift = match span_strategy {
+            Some(Strategy::Protect) => page.trailing_zeros(),
+            _ => DUAL_GRANULE_SHIFT,
         };
         let config = Config {
             strategy,
-            strict: self.strict && strategy == Strategy::DualMap,
+            span_strategy,
+            strict: self.strict && span_strategy == Some(Strategy::DualMap),
             granule_shift,
             first_region,
             max_region,
@@ -283,6 +306,7 @@ impl HeapBuilder {
             reserved: 0,
             live: 0,
             bytes_in_use: 0,
+            tables: TablePool::default(),
         };
         Ok(Heap {
             state: Mutex::new(state),
@@ -318,9 +342,20 @@ impl Heap {
 }
 
 impl<L: RawMutex> Heap<L> {
-    /// The strategy this heap uses.
+    /// The strategy of this heap's thunks. For [`Strategy::Protect`] and
+    /// [`Strategy::DualMap`] it is also the strategy of its spans and pages;
+    /// for [`Strategy::StaticTrampolines`] see
+    /// [`span_strategy`](Heap::span_strategy).
     pub fn strategy(&self) -> Strategy {
         self.config.strategy
+    }
+
+    /// The strategy of this heap's spans and pages (code written into it),
+    /// `None` when no strategy for written code works in this process: then
+    /// the heap holds thunks only (as static trampolines) and
+    /// [`alloc`](Heap::alloc) returns [`Error::NoExecutableMemory`].
+    pub fn span_strategy(&self) -> Option<Strategy> {
+        self.config.span_strategy
     }
 
     /// Whether this heap is strict (no writable mapping of code, ever).
@@ -396,6 +431,9 @@ impl<L: RawMutex> Heap<L> {
             state.regions.pop();
         }
         state.hint = 0;
+        let tables = state.tables.release_empty();
+        released += tables;
+        state.reserved -= tables;
         if state.regions.is_empty() {
             // Start growing from the first size again.
             state.next_region_size = self.config.first_region;
@@ -408,7 +446,11 @@ impl<L: RawMutex> Heap<L> {
         let state = self.state.lock();
         let page = sys::page_size();
         let regions = state.regions.iter().flatten();
-        let pages_committed = regions.clone().map(Region::committed_pages).sum();
+        let tables = state.tables.tables();
+        // A table's code page is the binary's own (page cache, shared); its
+        // record pages use memory.
+        let pages_committed = regions.clone().map(Region::committed_pages).sum::<usize>()
+            + tables * trampoline::TABLE_SIZE / page;
         HeapStats {
             strategy: self.config.strategy,
             regions: regions.clone().count(),
@@ -418,7 +460,9 @@ impl<L: RawMutex> Heap<L> {
             live_allocations: state.live,
             bytes_in_use: state.bytes_in_use,
             metadata_bytes: regions.map(Region::metadata_bytes).sum::<usize>()
-                + state.regions.capacity() * std::mem::size_of::<Option<Region>>(),
+                + state.regions.capacity() * std::mem::size_of::<Option<Region>>()
+                + state.tables.metadata_bytes(),
+            trampoline_tables: tables,
         }
     }
 
@@ -438,6 +482,9 @@ impl<L: RawMutex> Heap<L> {
     ) -> Result<Allocation> {
         if len == 0 {
             return Err(Error::ZeroSize);
+        }
+        if self.config.span_strategy.is_none() {
+            return Err(no_span_strategy());
         }
         let shift = self.config.granule_shift;
         let granules = len
@@ -555,7 +602,7 @@ impl<L: RawMutex> Heap<L> {
         }
         let region = Region::new(
             size,
-            self.config.strategy,
+            self.config.span_strategy.expect("checked by allocate_with"),
             self.config.strict,
             shift,
             fork::generation(),
@@ -608,7 +655,8 @@ impl<L: RawMutex> Heap<L> {
             state.live -= 1;
             return;
         }
-        let cache = (self.config.strategy == Strategy::DualMap && granules <= CACHE_CLASSES)
+        let cache = (self.config.span_strategy == Some(Strategy::DualMap)
+            && granules <= CACHE_CLASSES)
             .then(|| &mut state.cache[granules - 1])
             .filter(|c| c.len() < CACHE_DEPTH);
         match cache {
@@ -641,9 +689,72 @@ impl<L: RawMutex> Heap<L> {
         Ok(ExecSpan::from_parts(self, alloc, written))
     }
 
+    /// Takes a slot in a static trampoline table and publishes its record
+    /// (`[ctx, entry, stack_args]` and the adapter `target`).
+    pub(crate) fn trampoline(
+        &self,
+        words: [usize; 3],
+        target: usize,
+    ) -> Result<TrampolineSlot<'_, L>> {
+        debug_assert_eq!(self.config.strategy, Strategy::StaticTrampolines);
+        let mut state = self.state.lock();
+        let state = &mut *state;
+        let reserved = state.reserved;
+        let limit = self.config.max_reserved;
+        let (slot, mapped) = state.tables.take(
+            || {
+                let bytes = Table::reserved_bytes();
+                if reserved.checked_add(bytes).is_none_or(|r| r > limit) {
+                    return Err(Error::HeapExhausted {
+                        requested: bytes,
+                        reserved,
+                        limit,
+                    });
+                }
+                let source = trampoline::source().map_err(|reason| Error::StrategyUnavailable {
+                    strategy: Strategy::StaticTrampolines,
+                    reason: reason.to_owned(),
+                })?;
+                Table::map(source)
+            },
+            words,
+            target,
+        )?;
+        if mapped {
+            state.reserved += Table::reserved_bytes();
+        }
+        state.live += 1;
+        state.bytes_in_use += crate::arch::ENTRY_SIZE;
+        Ok(TrampolineSlot::new(self, slot))
+    }
+
+    /// Frees a static trampoline slot.
+    pub(crate) fn free_trampoline(&self, slot: &SlotRef) {
+        let mut state = self.state.lock();
+        let unmapped = state.tables.release(slot);
+        state.reserved -= unmapped;
+        state.live -= 1;
+        state.bytes_in_use -= crate::arch::ENTRY_SIZE;
+    }
+
     /// Bytes a read of `alloc` may cover.
     pub(crate) fn capacity_of(&self, alloc: &Allocation) -> usize {
         (alloc.granules as usize) << self.config.granule_shift
+    }
+}
+
+/// The error of a span allocated from a heap that holds thunks only.
+#[cold]
+fn no_span_strategy() -> Error {
+    let reason = match capabilities().choose(HEAP_PREFERENCE) {
+        Err(Error::NoExecutableMemory { reason }) => reason,
+        _ => String::new(),
+    };
+    Error::NoExecutableMemory {
+        reason: format!(
+            "this heap holds thunks as static trampolines only; no strategy for written code \
+             works here ({reason})"
+        ),
     }
 }
 

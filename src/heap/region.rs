@@ -95,6 +95,7 @@ impl Region {
                 };
                 Backing::DualMap { file, rx, rw }
             }
+            Strategy::StaticTrampolines => unreachable!("not a strategy for written code"),
         };
         let granules = size >> granule_shift;
         Ok(Region {

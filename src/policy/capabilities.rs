@@ -17,6 +17,9 @@ pub(crate) struct Capabilities {
     /// Whether the memfd was created with `MFD_NOEXEC_SEAL` (`None` if no
     /// memfd could be made).
     pub(crate) memfd_noexec_seal: Option<bool>,
+    /// The trampoline table mapped from the binary's file, and a call
+    /// through one of its entries.
+    pub(crate) static_trampolines: Check,
 }
 
 /// The capabilities of this process, probed on first use and then cached.
@@ -37,6 +40,7 @@ impl Capabilities {
             protect: try_protect(),
             dual_map,
             memfd_noexec_seal,
+            static_trampolines: try_static_trampolines(),
         }
     }
 
@@ -44,6 +48,7 @@ impl Capabilities {
         match strategy {
             Strategy::Protect => &self.protect,
             Strategy::DualMap => &self.dual_map,
+            Strategy::StaticTrampolines => &self.static_trampolines,
         }
     }
 
@@ -77,9 +82,17 @@ impl Capabilities {
 /// blocks are sealed once, so one `mprotect` beats creating a file.
 pub(crate) const BLOCK_PREFERENCE: &[Strategy] = &[Strategy::Protect, Strategy::DualMap];
 
-/// The order in which a code heap prefers strategies: many small pieces of
-/// code share a page, and dual mapping writes them without a system call.
+/// The order in which a code heap prefers strategies for the code written
+/// into it: many small pieces of code share a page, and dual mapping writes
+/// them without a system call.
 pub(crate) const HEAP_PREFERENCE: &[Strategy] = &[Strategy::DualMap, Strategy::Protect];
+
+/// The order in which a heap prefers strategies for its thunks.
+pub(crate) const THUNK_PREFERENCE: &[Strategy] = &[
+    Strategy::DualMap,
+    Strategy::StaticTrampolines,
+    Strategy::Protect,
+];
 
 /// Calls the `ret` instruction at `code`.
 ///
@@ -173,4 +186,63 @@ fn try_dual_map() -> (Check, Option<bool>) {
     // SAFETY: the scratch view is ours and no longer used.
     let _ = unsafe { sys::unmap(rw, page) };
     (check, noexec)
+}
+
+/// Maps a trampoline table and calls through entry 0 a function that sets
+/// a flag, the way a register-path thunk would.
+fn try_static_trampolines() -> Check {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use crate::trampoline::{self, Table};
+
+    extern "C" fn reached(flag: *const AtomicBool) {
+        // SAFETY: the record's context is the `AtomicBool` below, alive for
+        // the call.
+        unsafe { &*flag }.store(true, Ordering::Relaxed);
+    }
+
+    let source = match trampoline::source() {
+        Ok(s) => s,
+        Err(reason) => {
+            return Check::Refused {
+                reason: reason.to_owned(),
+            };
+        }
+    };
+    let Some(placement) = arch::placement(arch::C_CONV, &[]) else {
+        return Check::Unknown {
+            reason: "no thunk calling scheme for this architecture".into(),
+        };
+    };
+    let table = match Table::map(source) {
+        Ok(t) => t,
+        Err(e) => {
+            return Check::Refused {
+                reason: e.to_string(),
+            };
+        }
+    };
+    let flag = AtomicBool::new(false);
+    table.publish(
+        0,
+        [
+            std::ptr::from_ref(&flag) as usize,
+            reached as *const () as usize,
+            0,
+        ],
+        arch::trampoline_target(arch::C_CONV, placement),
+    );
+    // SAFETY: entry 0 of a mapped table jumps through record 0 to the
+    // register adapter, which passes the flag's address to `reached` as its
+    // (only) argument: together an `extern "C" fn()`.
+    let f: extern "C" fn() =
+        unsafe { std::mem::transmute::<usize, extern "C" fn()>(table.entry(0)) };
+    f();
+    if flag.load(Ordering::Relaxed) {
+        Check::Allowed
+    } else {
+        Check::Refused {
+            reason: "a call through the trampoline table did not arrive".into(),
+        }
+    }
 }

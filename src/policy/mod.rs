@@ -5,7 +5,7 @@ mod capabilities;
 use std::fmt;
 use std::sync::OnceLock;
 
-pub(crate) use capabilities::{BLOCK_PREFERENCE, HEAP_PREFERENCE, capabilities};
+pub(crate) use capabilities::{BLOCK_PREFERENCE, HEAP_PREFERENCE, THUNK_PREFERENCE, capabilities};
 
 use crate::sys::{self, ChildRwx};
 use crate::{Strategy, arch};
@@ -151,8 +151,18 @@ pub struct Policy {
     /// The strategy [`Block::new`](crate::Block::new) uses, `None` if no
     /// strategy works.
     pub block_strategy: Option<Strategy>,
-    /// The strategy a code heap uses by default, `None` if no strategy works.
+    /// Mapping the static trampoline table again from the binary's file and
+    /// calling through it ([`Strategy::StaticTrampolines`]).
+    pub static_trampolines: Check,
+    /// Where the trampoline table's code is mapped from (file, offset, and
+    /// how it was found), when it was found.
+    pub trampoline_source: Option<String>,
+    /// The strategy a code heap uses by default for the code written into
+    /// it (spans, pages), `None` if no strategy for written code works.
     pub heap_strategy: Option<Strategy>,
+    /// The strategy thunks use by default (the default heap's
+    /// [`Heap::strategy`](crate::Heap::strategy)), `None` if none works.
+    pub thunk_strategy: Option<Strategy>,
     /// Plain-language explanations of the choices above.
     pub notes: Vec<String>,
 }
@@ -239,7 +249,12 @@ impl Policy {
             seccomp,
             pax: sys::pax_flags(),
             block_strategy: caps.choose(BLOCK_PREFERENCE).ok(),
+            static_trampolines: caps.static_trampolines.clone(),
+            trampoline_source: crate::trampoline::source()
+                .ok()
+                .map(crate::trampoline::TableSource::describe),
             heap_strategy: caps.choose(HEAP_PREFERENCE).ok(),
+            thunk_strategy: caps.choose(THUNK_PREFERENCE).ok(),
             notes: Vec::new(),
         };
         policy.notes = policy.explain();
@@ -251,6 +266,7 @@ impl Policy {
         match strategy {
             Strategy::Protect => self.mprotect_exec.is_allowed(),
             Strategy::DualMap => self.dual_mapping.is_allowed(),
+            Strategy::StaticTrampolines => self.static_trampolines.is_allowed(),
         }
     }
 
@@ -311,7 +327,31 @@ impl Policy {
                 "code heaps use {s}: dual mapping does not work here ({})",
                 self.dual_mapping.reason().unwrap_or("")
             )),
-            None => {}
+            None => notes.push(
+                "no strategy for written code works here: Heap::alloc and Block::new return \
+                 errors"
+                    .into(),
+            ),
+        }
+        match self.thunk_strategy {
+            Some(Strategy::DualMap) => notes.push(
+                "thunks use dual-map: a generated thunk jumps straight to its closure, the \
+                 cheapest call"
+                    .into(),
+            ),
+            Some(Strategy::StaticTrampolines) => notes.push(format!(
+                "thunks use static trampolines: dual mapping does not work here ({}); creating \
+                 a thunk writes a record next to a table of code mapped from the binary's file, \
+                 so no memory is ever made executable after it was written",
+                self.dual_mapping.reason().unwrap_or("")
+            )),
+            Some(s) => notes.push(format!(
+                "thunks use {s} (one page each): neither dual mapping ({}) nor static \
+                 trampolines ({}) work here",
+                self.dual_mapping.reason().unwrap_or(""),
+                self.static_trampolines.reason().unwrap_or("")
+            )),
+            None => notes.push("no strategy works here: thunk constructors return errors".into()),
         }
         notes
     }
@@ -362,6 +402,14 @@ impl fmt::Display for Policy {
             }
             Mdwe::Unknown { reason } => format!("unknown ({reason})"),
         };
+        match &self.trampoline_source {
+            Some(source) if self.static_trampolines.is_allowed() => row(
+                f,
+                "static trampolines",
+                &format_args!("allowed, table mapped from {source}"),
+            )?,
+            _ => row(f, "static trampolines", &self.static_trampolines)?,
+        }
         row(f, "MDWE", &mdwe)?;
         let sysctl = self
             .memfd_noexec
@@ -389,6 +437,7 @@ impl fmt::Display for Policy {
         row(f, "PaX", &self.pax.as_deref().unwrap_or("absent"))?;
         row(f, "Block strategy", &opt_strategy(self.block_strategy))?;
         row(f, "heap strategy", &opt_strategy(self.heap_strategy))?;
+        row(f, "thunk strategy", &opt_strategy(self.thunk_strategy))?;
         if !self.notes.is_empty() {
             writeln!(f, "notes:")?;
             for note in &self.notes {

@@ -13,11 +13,18 @@
 //! - probe helpers: `mdwe_flags`, `memfd_noexec_sysctl`, `selinux`,
 //!   `seccomp`, `pax_flags`, `rwx_mapping_in_child`
 //! - `fork_generation`, `ForkWriteGuard`: fork detection for file-backed code
+//! - `ImageFile`: the file holding part of this process's own code, found
+//!   and opened so that it can be mapped again (static trampolines)
 
 #[cfg_attr(target_os = "linux", path = "linux.rs")]
 #[cfg_attr(not(target_os = "linux"), path = "unsupported.rs")]
 mod platform;
 
+#[cfg_attr(target_os = "linux", path = "image_linux.rs")]
+#[cfg_attr(not(target_os = "linux"), path = "image_unsupported.rs")]
+mod image;
+
+pub(crate) use image::ImageFile;
 pub(crate) use platform::*;
 
 /// Memory protection of a mapping. There is deliberately no

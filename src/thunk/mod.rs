@@ -31,8 +31,8 @@ use std::ptr::NonNull;
 use lock_api::RawMutex;
 
 use crate::arch::{self, Placement};
-use crate::heap::{DefaultLock, ExecSpan};
-use crate::{Error, FnPtr, Heap, Result};
+use crate::heap::{DefaultLock, ExecSpan, TrampolineSlot};
+use crate::{Error, FnPtr, Heap, Result, Strategy};
 use call::{MutCtx, OnceCtx};
 pub use page::{SealedThunkPage, ThunkPage};
 use sig::{ThunkFn, ThunkFnMut, ThunkFnOnce, ThunkSig};
@@ -141,12 +141,23 @@ pub struct Thunk<'a, F: ThunkSig, L: RawMutex = DefaultLock> {
     fn_ptr: F::Unsafe,
     // Field order is drop order: the code goes first, so no new call can
     // start, then the closure.
-    code: ExecSpan<'a, L>,
+    code: Code<'a, L>,
     // Only dropped: the thunk's code holds its address.
     #[allow(dead_code)]
     ctx: Context,
+    // Only dropped: a generated frame-path thunk holds its address.
+    #[allow(dead_code)]
     record: Option<Box<FrameRecord>>,
+    builds_frame: bool,
     _closure: PhantomData<&'a ()>,
+}
+
+/// Where a thunk's code is.
+enum Code<'a, L: RawMutex> {
+    /// Generated into a heap region (dual-map or protect).
+    Generated(ExecSpan<'a, L>),
+    /// An entry of a static trampoline table, with its record.
+    Static(TrampolineSlot<'a, L>),
 }
 
 /// What the frame-path adapter reads: `[ctx, entry, stack_args]`.
@@ -232,6 +243,27 @@ impl<'a, F: ThunkSig, L: RawMutex> Thunk<'a, F, L> {
             what: "thunks for this calling convention on this architecture",
         })?;
         let ctx_addr = ctx.ptr.as_ptr() as usize;
+        let builds_frame = matches!(placement, Placement::Stack(_));
+        if heap.strategy() == Strategy::StaticTrampolines {
+            let stack_args = match placement {
+                Placement::Stack(n) => n,
+                Placement::Register(_) => 0,
+            };
+            let target = arch::trampoline_target(F::CONV, placement);
+            let slot = heap.trampoline([ctx_addr, entry as usize, stack_args], target)?;
+            // SAFETY: the entry jumps through a record that holds the
+            // adapter for `F`'s placement, the context and `entry`, which
+            // takes `F`'s arguments plus the context; it is not null.
+            let fn_ptr = unsafe { <F::Unsafe as FnPtr>::from_addr(slot.entry() as *const ()) };
+            return Ok(Thunk {
+                fn_ptr,
+                code: Code::Static(slot),
+                ctx,
+                record: None,
+                builds_frame,
+                _closure: PhantomData,
+            });
+        }
         let record = match placement {
             Placement::Register(_) => None,
             Placement::Stack(stack_args) => Some(Box::new(FrameRecord([
@@ -253,9 +285,10 @@ impl<'a, F: ThunkSig, L: RawMutex> Thunk<'a, F, L> {
         let fn_ptr = unsafe { <F::Unsafe as FnPtr>::from_addr(code.as_ptr().cast()) };
         Ok(Thunk {
             fn_ptr,
-            code,
+            code: Code::Generated(code),
             ctx,
             record,
+            builds_frame,
             _closure: PhantomData,
         })
     }
@@ -270,18 +303,31 @@ impl<'a, F: ThunkSig, L: RawMutex> Thunk<'a, F, L> {
 
     /// The heap the thunk's code lives in.
     pub fn heap(&self) -> &'a Heap<L> {
-        self.code.heap()
+        match &self.code {
+            Code::Generated(span) => span.heap(),
+            Code::Static(slot) => slot.heap(),
+        }
     }
 
-    /// The generated machine code, read back from executable memory.
+    /// The thunk's machine code, read back from executable memory: the
+    /// generated thunk, or for [`Strategy::StaticTrampolines`] the table
+    /// entry (the same for every thunk).
     pub fn code(&self) -> &[u8] {
-        self.code.as_slice()
+        match &self.code {
+            Code::Generated(span) => span.as_slice(),
+            // SAFETY: the entry is `ENTRY_SIZE` bytes of the table's
+            // read+exec (so readable) mapping, which stays mapped while the
+            // slot, and so `self`, lives.
+            Code::Static(slot) => unsafe {
+                std::slice::from_raw_parts(slot.entry() as *const u8, arch::ENTRY_SIZE)
+            },
+        }
     }
 
-    /// Whether the thunk builds a new frame (the context did not fit an
+    /// Whether a call builds a new frame (the context did not fit an
     /// argument register) instead of jumping straight to the closure.
     pub fn builds_frame(&self) -> bool {
-        self.record.is_some()
+        self.builds_frame
     }
 }
 

@@ -36,5 +36,9 @@ crate::thunk::sig::impl_thunk_sig_for_abi!(
 
 mod adapters;
 mod thunk;
+mod trampolines;
 
 pub(crate) use thunk::{C_CONV, SYSTEM_CONV, frame_thunk, placement, register_thunk};
+pub(crate) use trampolines::{
+    ENTRY_SIZE, TABLE_SIZE, trampoline_freed, trampoline_table, trampoline_target,
+};

@@ -1,0 +1,197 @@
+//! The static trampoline tables of a heap whose strategy is
+//! [`Strategy::StaticTrampolines`](crate::Strategy::StaticTrampolines):
+//! slots are taken and freed like any other thunk slot, under the heap's
+//! lock, with the slot bit vectors kept here (outside the tables). A table
+//! is mapped when every other one is full and unmapped when it empties,
+//! except that one empty table is kept to absorb create/drop churn;
+//! [`Heap::compact`](super::Heap::compact) releases that one too.
+
+use lock_api::RawMutex;
+
+use super::Heap;
+use super::bitmap::Bitmap;
+use crate::Result;
+use crate::trampoline::{ENTRIES, Table};
+
+/// The tables of one heap.
+#[derive(Debug, Default)]
+pub(super) struct TablePool {
+    tables: Vec<Option<PoolTable>>,
+    /// The table to try first.
+    hint: usize,
+    /// Mapped tables with no live slot.
+    empty: usize,
+}
+
+#[derive(Debug)]
+struct PoolTable {
+    table: Table,
+    used: Bitmap,
+    live: usize,
+}
+
+/// Where a taken slot is.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct SlotRef {
+    table: u32,
+    index: u32,
+    /// The entry's address (an integer, so that handles take their auto
+    /// traits from the heap they borrow).
+    entry: usize,
+}
+
+impl TablePool {
+    /// Tables currently mapped.
+    pub(super) fn tables(&self) -> usize {
+        self.tables.iter().flatten().count()
+    }
+
+    /// Bytes of bookkeeping (outside the tables).
+    pub(super) fn metadata_bytes(&self) -> usize {
+        self.tables.capacity() * std::mem::size_of::<Option<PoolTable>>()
+            + self
+                .tables
+                .iter()
+                .flatten()
+                .map(|t| t.used.heap_bytes())
+                .sum::<usize>()
+    }
+
+    /// Takes a free slot and publishes its record. `map` is called to map a
+    /// new table when every table is full (then the flag returned is true);
+    /// on error nothing changed.
+    pub(super) fn take(
+        &mut self,
+        map: impl FnOnce() -> Result<Table>,
+        words: [usize; 3],
+        target: usize,
+    ) -> Result<(SlotRef, bool)> {
+        let found = self
+            .tables
+            .get(self.hint)
+            .and_then(Option::as_ref)
+            .filter(|t| t.live < ENTRIES)
+            .map(|_| self.hint)
+            .or_else(|| {
+                self.tables
+                    .iter()
+                    .position(|t| t.as_ref().is_some_and(|t| t.live < ENTRIES))
+            });
+        let (t, mapped) = match found {
+            Some(t) => (t, false),
+            None => (self.add(map()?), true),
+        };
+        let pt = self.tables[t].as_mut().expect("found a live table");
+        let index = pt
+            .used
+            .find_clear_run(0, 1, 1)
+            .expect("a table that is not full has a free slot");
+        if pt.live == 0 {
+            self.empty -= 1;
+        }
+        pt.used.set_range(index, 1);
+        pt.live += 1;
+        pt.table.publish(index, words, target);
+        self.hint = t;
+        let slot = SlotRef {
+            table: t as u32,
+            index: index as u32,
+            entry: pt.table.entry(index),
+        };
+        Ok((slot, mapped))
+    }
+
+    #[cold]
+    fn add(&mut self, table: Table) -> usize {
+        let pt = PoolTable {
+            table,
+            used: Bitmap::new(ENTRIES),
+            live: 0,
+        };
+        self.empty += 1;
+        match self.tables.iter().position(Option::is_none) {
+            Some(i) => {
+                self.tables[i] = Some(pt);
+                i
+            }
+            None => {
+                self.tables.push(Some(pt));
+                self.tables.len() - 1
+            }
+        }
+    }
+
+    /// Frees a slot: its record points to the trap target at once. Returns
+    /// the bytes of address space unmapped (a table that emptied while
+    /// another empty one is kept).
+    pub(super) fn release(&mut self, slot: &SlotRef) -> usize {
+        let t = slot.table as usize;
+        let pt = self.tables[t].as_mut().expect("a live slot's table");
+        pt.table.retire(slot.index as usize);
+        pt.used.clear_range(slot.index as usize, 1);
+        pt.live -= 1;
+        if pt.live > 0 {
+            self.hint = t;
+            return 0;
+        }
+        if self.empty == 0 {
+            self.empty = 1;
+            self.hint = t;
+            return 0;
+        }
+        self.tables[t] = None;
+        self.trim();
+        Table::reserved_bytes()
+    }
+
+    /// Unmaps every empty table. Returns the bytes released.
+    pub(super) fn release_empty(&mut self) -> usize {
+        let mut released = 0;
+        for slot in &mut self.tables {
+            if slot.as_ref().is_some_and(|t| t.live == 0) {
+                *slot = None;
+                released += Table::reserved_bytes();
+            }
+        }
+        self.empty = 0;
+        self.trim();
+        released
+    }
+
+    fn trim(&mut self) {
+        while matches!(self.tables.last(), Some(None)) {
+            self.tables.pop();
+        }
+        if self.hint >= self.tables.len() {
+            self.hint = 0;
+        }
+    }
+}
+
+/// A thunk's slot in a static trampoline table of `heap`; freed on drop.
+pub(crate) struct TrampolineSlot<'h, L: RawMutex> {
+    heap: &'h Heap<L>,
+    slot: SlotRef,
+}
+
+impl<'h, L: RawMutex> TrampolineSlot<'h, L> {
+    pub(super) fn new(heap: &'h Heap<L>, slot: SlotRef) -> Self {
+        TrampolineSlot { heap, slot }
+    }
+
+    /// The entry's address: the thunk's function pointer.
+    pub(crate) fn entry(&self) -> usize {
+        self.slot.entry
+    }
+
+    /// The heap the slot belongs to.
+    pub(crate) fn heap(&self) -> &'h Heap<L> {
+        self.heap
+    }
+}
+
+impl<L: RawMutex> Drop for TrampolineSlot<'_, L> {
+    fn drop(&mut self) {
+        self.heap.free_trampoline(&self.slot);
+    }
+}
