@@ -51,6 +51,17 @@ impl Strategy {
         }
     }
 
+    /// The strategy called `name` (as [`name`](Strategy::name) spells it).
+    ///
+    /// ```
+    /// use wxthunk::Strategy;
+    /// assert_eq!(Strategy::from_name("dual-map"), Some(Strategy::DualMap));
+    /// assert_eq!(Strategy::from_name("rwx"), None);
+    /// ```
+    pub fn from_name(name: &str) -> Option<Strategy> {
+        Strategy::ALL.iter().copied().find(|s| s.name() == name)
+    }
+
     /// Whether the strategy can hold code that wxthunk or you write
     /// ([`Block`](crate::Block)s, heap spans and pages), rather than only
     /// thunks.

@@ -36,7 +36,30 @@ fn heaps() -> Vec<(&'static str, Heap)> {
             Heap::builder().strategy(Strategy::Protect).build().unwrap(),
         ));
     }
+    if p.allows(Strategy::StaticTrampolines) {
+        v.push((
+            "static-trampolines",
+            Heap::builder()
+                .strategy(Strategy::StaticTrampolines)
+                .build()
+                .unwrap(),
+        ));
+    } else {
+        println!("static trampolines do not work here: {p}");
+    }
     v
+}
+
+/// The tests below that use the default heap (`Thunk::new`) run again,
+/// with the rest of this file, with the default heap on static trampolines.
+#[test]
+fn the_whole_file_again_with_static_trampolines_as_the_default() {
+    if support::rerun_all_with_default_strategy(Strategy::StaticTrampolines) {
+        return;
+    }
+    if let Ok(s) = std::env::var(support::STRATEGY_VAR) {
+        assert_eq!(Heap::global().unwrap().strategy().name(), s);
+    }
 }
 
 #[test]

@@ -97,3 +97,15 @@ fn create_drop_and_call_concurrently_then_a_million_cycles_with_flat_rss() {
     assert!(after <= before + 1024, "RSS grew by {} KiB", after - before);
     assert_eq!(stats_after.bytes_reserved, stats_before.bytes_reserved);
 }
+
+/// The test above again, in a child process whose global heap uses static
+/// trampolines.
+#[test]
+fn the_same_with_static_trampolines_as_the_default() {
+    if support::rerun_all_with_default_strategy(wxthunk::Strategy::StaticTrampolines) {
+        return;
+    }
+    if let Ok(s) = std::env::var(support::STRATEGY_VAR) {
+        assert_eq!(Heap::global().unwrap().strategy().name(), s);
+    }
+}

@@ -16,6 +16,10 @@ fn c_callers_pass_every_argument_and_get_every_result() {
             Heap::builder().strategy(Strategy::DualMap).strict(true),
         ),
         ("protect", Heap::builder().strategy(Strategy::Protect)),
+        (
+            "static-trampolines",
+            Heap::builder().strategy(Strategy::StaticTrampolines),
+        ),
     ] {
         match builder.build() {
             Ok(h) => heaps.push((name, h)),

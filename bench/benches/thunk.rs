@@ -35,6 +35,10 @@ fn heaps() -> Vec<(&'static str, Heap)> {
     for (name, b) in [
         ("dual-map", Heap::builder().strategy(Strategy::DualMap)),
         ("protect", Heap::builder().strategy(Strategy::Protect)),
+        (
+            "static-trampolines",
+            Heap::builder().strategy(Strategy::StaticTrampolines),
+        ),
     ] {
         if let Ok(h) = b.build() {
             v.push((name, h));
@@ -156,23 +160,27 @@ fn create_drop(c: &mut Criterion) {
         });
         drop(keep);
 
-        let local = Heap::builder()
-            .strategy(Strategy::DualMap)
-            .build_with_lock::<NoLock>()
-            .unwrap();
-        let keep: Vec<_> = (0..live)
-            .map(|i| local.thunk::<F1, _>(move |x: u64| x + i as u64).unwrap())
-            .collect();
-        g.bench_function("wxthunk Heap<NoLock>", |b| {
-            b.iter(|| {
-                drop(black_box(
-                    local
-                        .thunk::<F1, _>(move |x: u64| x.wrapping_add(k))
-                        .unwrap(),
-                ))
-            })
-        });
-        drop(keep);
+        for strategy in [Strategy::DualMap, Strategy::StaticTrampolines] {
+            let Ok(local) = Heap::builder()
+                .strategy(strategy)
+                .build_with_lock::<NoLock>()
+            else {
+                continue;
+            };
+            let keep: Vec<_> = (0..live)
+                .map(|i| local.thunk::<F1, _>(move |x: u64| x + i as u64).unwrap())
+                .collect();
+            g.bench_function(format!("wxthunk Heap<NoLock> {strategy}"), |b| {
+                b.iter(|| {
+                    drop(black_box(
+                        local
+                            .thunk::<F1, _>(move |x: u64| x.wrapping_add(k))
+                            .unwrap(),
+                    ))
+                })
+            });
+            drop(keep);
+        }
 
         let keep: Vec<_> = (0..live)
             .map(|i| BareFn::new_c(move |x: u64| x + i as u64))

@@ -1,30 +1,60 @@
 //! The default heaps, matching member_thunk's modes: one lazily created,
 //! thread-safe global heap (the default), and one heap per thread without
 //! locking. Both are left out when the `default-heap` feature is off.
+//!
+//! Both take their strategy from the environment variable
+//! `WXTHUNK_STRATEGY` when it is set (`protect`, `dual-map` or
+//! `static-trampolines`), so a program can be run under another strategy
+//! without a change; otherwise from the probe.
 
 #[cfg(feature = "default-heap")]
 mod enabled {
     use std::cell::Cell;
     use std::sync::OnceLock;
 
-    use crate::heap::{Heap, NoLock};
-    use crate::{Error, Result};
+    use crate::heap::{Heap, HeapBuilder, NoLock};
+    use crate::{Error, Result, Strategy};
+
+    /// The environment variable that forces the default heaps' strategy.
+    pub(crate) const STRATEGY_VAR: &str = "WXTHUNK_STRATEGY";
+
+    /// The builder of the default heaps: the strategy `WXTHUNK_STRATEGY`
+    /// names, or the probed one.
+    fn builder() -> Result<HeapBuilder> {
+        let Some(value) = std::env::var_os(STRATEGY_VAR) else {
+            return Ok(Heap::builder());
+        };
+        let strategy =
+            value
+                .to_str()
+                .and_then(Strategy::from_name)
+                .ok_or(Error::HeapUnavailable {
+                    reason: "WXTHUNK_STRATEGY names no strategy (protect, dual-map or \
+                         static-trampolines)",
+                })?;
+        Ok(Heap::builder().strategy(strategy))
+    }
 
     static GLOBAL: OnceLock<Heap> = OnceLock::new();
 
     impl Heap {
         /// The global, thread-safe default heap, created on first use with
-        /// the probed strategy. It is never dropped.
+        /// the probed strategy, or the one the environment variable
+        /// `WXTHUNK_STRATEGY` names (`protect`, `dual-map`,
+        /// `static-trampolines`). It is never dropped.
         ///
         /// # Errors
         ///
         /// As [`Heap::new`], on the first call (a failed first call is
-        /// retried by the next).
+        /// retried by the next); [`Error::HeapUnavailable`] if
+        /// `WXTHUNK_STRATEGY` names no strategy, and
+        /// [`Error::StrategyUnavailable`] if it names one that does not work
+        /// here.
         pub fn global() -> Result<&'static Heap> {
             if let Some(heap) = GLOBAL.get() {
                 return Ok(heap);
             }
-            let heap = Heap::new()?;
+            let heap = builder()?.build()?;
             Ok(GLOBAL.get_or_init(|| heap))
         }
 
@@ -38,16 +68,19 @@ mod enabled {
         /// allocations that were leaked (`mem::forget`) stay mapped, as the
         /// leak asked.
         ///
+        /// Its strategy is chosen as for [`Heap::global`].
+        ///
         /// # Errors
         ///
-        /// As [`Heap::new`]; [`Error::HeapUnavailable`] once the thread has
-        /// begun to exit and its thread-local storage is gone.
+        /// As [`Heap::global`]; [`Error::HeapUnavailable`] once the thread
+        /// has begun to exit and its thread-local storage is gone.
         pub fn thread_local() -> Result<&'static Heap<NoLock>> {
             LOCAL
                 .try_with(|slot| match slot.heap.get() {
                     Some(heap) => Ok(heap),
                     None => {
-                        let heap: &'static Heap<NoLock> = Box::leak(Box::new(Heap::unlocked()?));
+                        let heap: &'static Heap<NoLock> =
+                            Box::leak(Box::new(builder()?.build_with_lock()?));
                         slot.heap.set(Some(heap));
                         Ok(heap)
                     }

@@ -254,7 +254,9 @@ impl Policy {
                 .ok()
                 .map(crate::trampoline::TableSource::describe),
             heap_strategy: caps.choose(HEAP_PREFERENCE).ok(),
-            thunk_strategy: caps.choose(THUNK_PREFERENCE).ok(),
+            thunk_strategy: forced_thunk_strategy()
+                .filter(|&s| caps.check(s).is_allowed())
+                .or_else(|| caps.choose(THUNK_PREFERENCE).ok()),
             notes: Vec::new(),
         };
         policy.notes = policy.explain();
@@ -272,6 +274,13 @@ impl Policy {
 
     fn explain(&self) -> Vec<String> {
         let mut notes = Vec::new();
+        if let Some(s) = forced_thunk_strategy() {
+            notes.push(if self.allows(s) {
+                format!("WXTHUNK_STRATEGY={s}: the default heaps (and so thunks) use it")
+            } else {
+                format!("WXTHUNK_STRATEGY={s}, which does not work here: the default heaps fail")
+            });
+        }
         if let Mdwe::RefuseExecGain { .. } = self.mdwe {
             notes.push(
                 "MDWE is on: the kernel refuses to make written memory executable, so code is \
@@ -355,6 +364,13 @@ impl Policy {
         }
         notes
     }
+}
+
+/// The strategy the environment forces on the default heaps, if any.
+fn forced_thunk_strategy() -> Option<Strategy> {
+    std::env::var("WXTHUNK_STRATEGY")
+        .ok()
+        .and_then(|v| Strategy::from_name(&v))
 }
 
 fn opt_strategy(s: Option<Strategy>) -> &'static str {

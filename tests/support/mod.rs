@@ -41,6 +41,47 @@ pub fn in_child(name: &str, body: impl FnOnce()) -> Option<String> {
     Some(stdout)
 }
 
+/// The variable that forces the default heaps' strategy.
+pub const STRATEGY_VAR: &str = "WXTHUNK_STRATEGY";
+
+/// Re-runs every test of this binary in a child process with the default
+/// heaps forced to `strategy` (through `WXTHUNK_STRATEGY`) and checks that
+/// they all pass; returns false inside that child, where there is nothing
+/// more to do. Prints what it could not run (a strategy this process does
+/// not allow).
+pub fn rerun_all_with_default_strategy(strategy: wxthunk::Strategy) -> bool {
+    if std::env::var(STRATEGY_VAR).is_ok() {
+        println!("already running under {STRATEGY_VAR}; not re-running");
+        return false;
+    }
+    if !wxthunk::probe().allows(strategy) {
+        println!(
+            "{strategy} does not work in this process; the suite was not re-run under it:\n{}",
+            wxthunk::probe()
+        );
+        return false;
+    }
+    let exe = std::env::current_exe().expect("test binary path");
+    let out = Command::new(exe)
+        .arg("--nocapture")
+        .env(STRATEGY_VAR, strategy.name())
+        .output()
+        .expect("spawn the test binary as a child");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    println!("--- re-run under {strategy} ---\n{stdout}--- stderr ---\n{stderr}---");
+    assert!(
+        out.status.success(),
+        "re-run under {strategy} failed: {}",
+        out.status
+    );
+    assert!(
+        stdout.contains("test result: ok"),
+        "the re-run ran no tests"
+    );
+    true
+}
+
 /// Turns on `PR_SET_MDWE(PR_MDWE_REFUSE_EXEC_GAIN)` for this process.
 /// Returns false if the kernel has no MDWE.
 pub fn set_mdwe() -> bool {
