@@ -58,6 +58,8 @@ fn to_json(p: &Policy) -> Value {
         "rwx_mapping": check(&p.rwx_mapping),
         "mprotect_exec": check(&p.mprotect_exec),
         "dual_mapping": check(&p.dual_mapping),
+        "static_trampolines": check(&p.static_trampolines),
+        "trampoline_source": p.trampoline_source,
         "memfd_noexec_seal": p.memfd_noexec_seal,
         "mdwe": mdwe,
         "memfd_noexec_sysctl": p.memfd_noexec,
@@ -66,6 +68,7 @@ fn to_json(p: &Policy) -> Value {
         "pax": p.pax,
         "block_strategy": p.block_strategy.map(|s| s.name()),
         "heap_strategy": p.heap_strategy.map(|s| s.name()),
+        "thunk_strategy": p.thunk_strategy.map(|s| s.name()),
         "notes": p.notes,
     })
 }

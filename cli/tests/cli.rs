@@ -22,7 +22,12 @@ fn probe_json_is_machine_readable() {
         serde_json::from_str(&wxthunk(&["probe", "--json"])).expect("valid JSON");
     assert_eq!(v["os"], std::env::consts::OS);
     assert!(v["page_size"].as_u64().unwrap().is_power_of_two());
-    for key in ["rwx_mapping", "mprotect_exec", "dual_mapping"] {
+    for key in [
+        "rwx_mapping",
+        "mprotect_exec",
+        "dual_mapping",
+        "static_trampolines",
+    ] {
         let result = v[key]["result"].as_str().unwrap();
         assert!(
             ["allowed", "refused", "unknown"].contains(&result),
@@ -80,4 +85,56 @@ fn bench_json_reports_every_group_and_memory_per_thunk() {
         "one 32-byte granule per thunk (plus a partial last page): {exec}"
     );
     assert!(mem["handle_bytes"].as_u64().is_some());
+}
+
+#[path = "../../tests/support/seccomp.rs"]
+#[allow(dead_code)]
+mod seccomp;
+
+/// `wxthunk probe` inside lockdown (b): `memfd_create` refused by seccomp
+/// and `PR_SET_MDWE`, both set up in the child before it runs the command.
+#[test]
+fn probe_inside_mdwe_and_a_memfd_refusing_seccomp_filter() {
+    use std::os::unix::process::CommandExt;
+
+    let program = seccomp::program(seccomp::Lockdown::NoMemfd);
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_wxthunk"));
+    cmd.arg("probe");
+    // SAFETY: the hook runs in the forked child before exec and only makes
+    // two prctl calls (MDWE, then the seccomp filter compiled above).
+    unsafe {
+        cmd.pre_exec(move || {
+            let zero: libc::c_ulong = 0;
+            let flags = libc::PR_MDWE_REFUSE_EXEC_GAIN as libc::c_ulong;
+            if libc::prctl(libc::PR_SET_MDWE, flags, zero, zero, zero) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            seccomp::install(&program)
+        })
+    };
+    let out = match cmd.output() {
+        Ok(out) => out,
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+            println!("this kernel has no PR_SET_MDWE: lockdown (b) could not be checked");
+            return;
+        }
+        Err(e) => panic!("spawn wxthunk probe under lockdown: {e}"),
+    };
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    println!("{stdout}");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for want in [
+        "MDWE                  on",
+        "seccomp               filter",
+        "memfd dual mapping    refused (memfd_create failed: Operation not permitted",
+        "static trampolines    allowed, table mapped from",
+        "thunk strategy        static-trampolines",
+        "Block strategy        none",
+    ] {
+        assert!(stdout.contains(want), "missing {want:?}");
+    }
 }

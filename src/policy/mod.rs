@@ -282,11 +282,15 @@ impl Policy {
             });
         }
         if let Mdwe::RefuseExecGain { .. } = self.mdwe {
-            notes.push(
+            notes.push(if self.dual_mapping.is_allowed() {
                 "MDWE is on: the kernel refuses to make written memory executable, so code is \
                  written through a separate mapping of a memfd and run from a read+exec one"
-                    .into(),
-            );
+                    .into()
+            } else {
+                "MDWE is on: the kernel refuses to make written memory executable (mprotect) \
+                 or to map memory writable and executable"
+                    .into()
+            });
         }
         if self.memfd_noexec == Some(2) {
             notes.push(
@@ -337,9 +341,7 @@ impl Policy {
                 self.dual_mapping.reason().unwrap_or("")
             )),
             None => notes.push(
-                "no strategy for written code works here: Heap::alloc and Block::new return \
-                 errors"
-                    .into(),
+                "no strategy for written code works here: Heap::alloc returns an error".into(),
             ),
         }
         match self.thunk_strategy {

@@ -358,7 +358,11 @@ pub(crate) fn selinux() -> Option<(bool, Option<bool>)> {
 }
 
 fn status_field(name: &str) -> Option<String> {
-    let status = fs::read_to_string("/proc/self/status").ok()?;
+    // This thread's view: seccomp filters are per thread (a filter installed
+    // on a thread other than the main one does not show in /proc/self).
+    let status = fs::read_to_string("/proc/thread-self/status")
+        .or_else(|_| fs::read_to_string("/proc/self/status"))
+        .ok()?;
     status.lines().find_map(|line| {
         let (key, value) = line.split_once(':')?;
         (key == name).then(|| value.trim().to_owned())
@@ -366,7 +370,7 @@ fn status_field(name: &str) -> Option<String> {
 }
 
 /// The seccomp mode of this thread (0 off, 1 strict, 2 filter) and the number
-/// of filters installed, from `/proc/self/status`.
+/// of filters installed, from `/proc/thread-self/status`.
 pub(crate) fn seccomp() -> Option<(u8, Option<u32>)> {
     let mode = status_field("Seccomp")?.parse().ok()?;
     let filters = status_field("Seccomp_filters").and_then(|f| f.parse().ok());

@@ -6,6 +6,7 @@
 
 pub mod code;
 pub mod maps;
+pub mod seccomp;
 
 use std::process::Command;
 

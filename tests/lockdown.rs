@@ -1,0 +1,209 @@
+//! Thunks end to end inside the lockdowns that break other thunk libraries,
+//! each in a child process that locks itself down before touching wxthunk:
+//! (a) `PR_SET_MDWE`; (b) a seccomp filter refusing `memfd_create` with
+//! `EPERM`, plus `PR_SET_MDWE`; (c) systemd's `MemoryDenyWriteExecute=`
+//! seccomp rule (no `mmap` with write and exec, no `mprotect` adding exec).
+//! In each the probe must name the strategy thunks use and why, and no
+//! writable+executable mapping may ever appear.
+#![cfg(all(target_os = "linux", target_arch = "x86_64"))]
+
+mod support;
+
+use std::ffi::{c_int, c_void};
+use std::io::Write;
+
+use support::seccomp::{self, Lockdown};
+use wxthunk::{Block, Check, Error, Heap, Seccomp, Strategy, Thunk};
+
+type Cmp = unsafe extern "C" fn(*const c_void, *const c_void) -> c_int;
+type Sum8 = unsafe extern "C" fn(u64, u64, u64, u64, u64, u64, u64, u64) -> u64;
+
+/// Thunks on the default heap and on a forced static-trampoline heap: libc
+/// `qsort` with a capturing comparator, the frame path, many thunks, an
+/// `FnMut`; then a check of `/proc/self/maps`.
+fn exercise_thunks() {
+    let pivot = 40;
+    let by_distance = Thunk::<Cmp>::new(move |a: *const c_void, b: *const c_void| {
+        // SAFETY: qsort passes pointers to i32 elements.
+        let (a, b) = unsafe { (*(a as *const i32), *(b as *const i32)) };
+        ((a - pivot).abs(), a).cmp(&((b - pivot).abs(), b)) as c_int
+    })
+    .unwrap();
+    let mut v: Vec<i32> = (0..100).map(|i| (i * 37) % 101).collect();
+    // SAFETY: the comparator lives across the call; elements are i32.
+    unsafe { libc::qsort(v.as_mut_ptr().cast(), v.len(), 4, Some(by_distance.as_fn())) };
+    assert!(
+        v.windows(2)
+            .all(|w| (w[0] - pivot).abs() <= (w[1] - pivot).abs())
+    );
+
+    let statics = Heap::builder()
+        .strategy(Strategy::StaticTrampolines)
+        .build()
+        .unwrap();
+    for heap in [Heap::global().unwrap(), &statics] {
+        let frame = heap
+            .thunk::<Sum8, _>(
+                move |a: u64, b: u64, c: u64, d: u64, e: u64, f: u64, g: u64, h: u64| {
+                    a + 2 * b + 3 * c + 4 * d + 5 * e + 6 * f + 7 * g + 8 * h
+                },
+            )
+            .unwrap();
+        assert!(frame.builds_frame());
+        // SAFETY: the thunk is alive.
+        assert_eq!(unsafe { (frame.as_fn())(1, 1, 1, 1, 1, 1, 1, 1) }, 36);
+        let many: Vec<_> = (0..1000u64)
+            .map(|k| {
+                heap.thunk::<unsafe extern "C" fn(u64) -> u64, _>(move |x: u64| x * 1000 + k)
+                    .unwrap()
+            })
+            .collect();
+        for (k, t) in many.iter().enumerate() {
+            // SAFETY: the thunks are alive.
+            assert_eq!(unsafe { (t.as_fn())(7) }, 7000 + k as u64);
+        }
+        let mut total = 0u64;
+        {
+            let add = heap
+                .thunk_mut::<unsafe extern "C" fn(u64), _>(|x: u64| total += x)
+                .unwrap();
+            for x in 1..=10 {
+                // SAFETY: the thunk is alive; one call at a time.
+                unsafe { (add.as_fn())(x) };
+            }
+        }
+        assert_eq!(total, 55);
+        println!("{}: {:?}", heap.strategy(), heap.stats());
+    }
+    let wx = support::maps::wx_mappings();
+    assert!(wx.is_empty(), "writable+executable mappings: {wx:?}");
+}
+
+fn mdwe_or_say_so() -> bool {
+    if support::set_mdwe() {
+        return true;
+    }
+    println!("MDWE-UNSUPPORTED");
+    false
+}
+
+#[test]
+fn a_mdwe() {
+    let Some(out) = support::in_child("a_mdwe", || {
+        if !mdwe_or_say_so() {
+            return;
+        }
+        let policy = wxthunk::probe();
+        println!("{policy}");
+        assert!(matches!(policy.mprotect_exec, Check::Refused { .. }));
+        assert!(policy.static_trampolines.is_allowed(), "{policy}");
+        assert_eq!(policy.thunk_strategy, Some(Strategy::DualMap), "{policy}");
+        assert!(
+            policy
+                .notes
+                .iter()
+                .any(|n| n.contains("thunks use dual-map"))
+        );
+        exercise_thunks();
+        println!("LOCKDOWN-OK");
+    }) else {
+        return;
+    };
+    if out.contains("MDWE-UNSUPPORTED") {
+        println!("this kernel has no PR_SET_MDWE: lockdown (a) could not be checked");
+        return;
+    }
+    assert!(out.contains("LOCKDOWN-OK"), "{out}");
+}
+
+#[test]
+fn b_no_memfd_and_mdwe() {
+    let Some(out) = support::in_child("b_no_memfd_and_mdwe", || {
+        let program = seccomp::program(Lockdown::NoMemfd);
+        if !mdwe_or_say_so() {
+            return;
+        }
+        seccomp::install(&program).unwrap();
+        // SAFETY: the name is NUL-terminated; the call is refused anyway.
+        let fd = unsafe { libc::memfd_create(c"probe".as_ptr(), libc::MFD_CLOEXEC) };
+        assert_eq!(fd, -1);
+        assert_eq!(
+            std::io::Error::last_os_error().raw_os_error(),
+            Some(libc::EPERM)
+        );
+
+        let policy = wxthunk::probe();
+        println!("{policy}");
+        assert!(matches!(policy.seccomp, Seccomp::Filter { .. }));
+        assert!(matches!(policy.mprotect_exec, Check::Refused { .. }));
+        assert!(matches!(policy.dual_mapping, Check::Refused { .. }));
+        assert!(policy.static_trampolines.is_allowed(), "{policy}");
+        assert_eq!(policy.block_strategy, None);
+        assert_eq!(policy.heap_strategy, None);
+        assert_eq!(
+            policy.thunk_strategy,
+            Some(Strategy::StaticTrampolines),
+            "{policy}"
+        );
+        assert!(
+            policy
+                .notes
+                .iter()
+                .any(|n| n.contains("thunks use static trampolines") && n.contains("memfd")),
+            "{policy}"
+        );
+
+        // What cannot work says so clearly, and breaks nothing.
+        assert!(matches!(
+            Block::new(64),
+            Err(Error::NoExecutableMemory { .. })
+        ));
+        let heap = Heap::global().unwrap();
+        assert_eq!(heap.strategy(), Strategy::StaticTrampolines);
+        assert_eq!(heap.span_strategy(), None);
+        match heap.alloc(16) {
+            Err(e @ Error::NoExecutableMemory { .. }) => println!("heap.alloc: {e}"),
+            other => panic!("alloc on a thunk-only heap: {other:?}"),
+        }
+        exercise_thunks();
+        println!("LOCKDOWN-OK");
+    }) else {
+        return;
+    };
+    if out.contains("MDWE-UNSUPPORTED") {
+        println!("this kernel has no PR_SET_MDWE: lockdown (b) could not be checked");
+        return;
+    }
+    assert!(out.contains("LOCKDOWN-OK"), "{out}");
+}
+
+#[test]
+fn c_systemd_memory_deny_write_execute() {
+    let Some(out) = support::in_child("c_systemd_memory_deny_write_execute", || {
+        seccomp::install(&seccomp::program(Lockdown::SystemdWx)).unwrap();
+        let policy = wxthunk::probe();
+        println!("{policy}");
+        assert!(
+            matches!(&policy.mprotect_exec, Check::Refused { reason } if reason.contains("not permitted")),
+            "{policy}"
+        );
+        assert!(matches!(policy.seccomp, Seccomp::Filter { .. }));
+        assert!(matches!(policy.rwx_mapping, Check::Refused { .. }));
+        assert!(policy.static_trampolines.is_allowed(), "{policy}");
+        assert!(policy.thunk_strategy.is_some(), "{policy}");
+        // Written code still works where the file-backed mapping does.
+        if policy.dual_mapping.is_allowed() {
+            let mut b = Block::new(16).unwrap();
+            b.write_all(&support::code::ret_u32(5)).unwrap();
+            let x = b.exec().unwrap();
+            // SAFETY: offset 0 holds `mov eax, 5; ret`.
+            let f: extern "C" fn() -> u32 = unsafe { x.func(0).unwrap() };
+            assert_eq!(f(), 5);
+        }
+        exercise_thunks();
+        println!("LOCKDOWN-OK thunks={}", policy.thunk_strategy.unwrap());
+    }) else {
+        return;
+    };
+    assert!(out.contains("LOCKDOWN-OK"), "{out}");
+}
