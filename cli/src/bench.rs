@@ -99,19 +99,26 @@ pub fn run(quick: bool, as_json: bool) -> Result<(), Box<dyn std::error::Error>>
         None,
     );
     let k = black_box(K);
-    let t = Thunk::<F1>::new(move |x: u64| x.wrapping_add(k))?;
-    let p = t.as_fn();
-    add(
-        "call",
-        format!("thunk ({})", t.heap().strategy()),
-        median_ns(budget, || {
-            // SAFETY: the pointer is a live function of this type.
-            unsafe {
-                black_box(black_box(p)(black_box(5)));
-            }
-        }),
-        Some(base),
-    );
+    // One heap per thunk strategy that works here.
+    let heaps: Vec<Heap<NoLock>> = Strategy::ALL
+        .iter()
+        .filter_map(|&s| Heap::builder().strategy(s).build_with_lock().ok())
+        .collect();
+    for heap in &heaps {
+        let t = heap.thunk::<F1, _>(move |x: u64| x.wrapping_add(k))?;
+        let p = t.as_fn();
+        add(
+            "call",
+            format!("thunk ({})", heap.strategy()),
+            median_ns(budget, || {
+                // SAFETY: the pointer is a live function of this type.
+                unsafe {
+                    black_box(black_box(p)(black_box(5)));
+                }
+            }),
+            Some(base),
+        );
+    }
     type F8 = unsafe extern "C" fn(u64, u64, u64, u64, u64, u64, u64, u64) -> u64;
     let t8 = Thunk::<F8>::new(
         move |a: u64, b: u64, c: u64, d: u64, e: u64, f: u64, g: u64, h: u64| {
@@ -142,19 +149,20 @@ pub fn run(quick: bool, as_json: bool) -> Result<(), Box<dyn std::error::Error>>
         }),
         None,
     );
+    for heap in &heaps {
+        add(
+            "create+drop",
+            format!("thunk on a Heap<NoLock> ({})", heap.strategy()),
+            median_ns(budget, || {
+                drop(black_box(
+                    heap.thunk::<F1, _>(move |x: u64| x.wrapping_add(k))
+                        .expect("thunk"),
+                ));
+            }),
+            Some(global),
+        );
+    }
     let local = Heap::builder().build_with_lock::<NoLock>()?;
-    add(
-        "create+drop",
-        "thunk on a Heap<NoLock>".into(),
-        median_ns(budget, || {
-            drop(black_box(
-                local
-                    .thunk::<F1, _>(move |x: u64| x.wrapping_add(k))
-                    .expect("thunk"),
-            ));
-        }),
-        Some(global),
-    );
 
     // Code heap.
     let heap = Heap::new()?;

@@ -19,6 +19,15 @@
 //!   arguments, inside the caller's frame; the thunk jumps to a precompiled
 //!   adapter (with unwind information) that builds a new frame with the
 //!   stack arguments and the context, calls `entry` and returns.
+//!
+//! On a heap whose strategy is
+//! [`StaticTrampolines`](crate::Strategy::StaticTrampolines) no code is
+//! written: the thunk is an entry of a trampoline table mapped from the
+//! binary's file, and its record (one table size ahead) holds the context,
+//! `entry`, and a precompiled adapter for the placement (a register adapter
+//! that loads the context into the argument register and jumps to `entry`,
+//! or the same frame adapter). The record is published before the thunk's
+//! pointer is returned, its adapter word last with release ordering.
 
 pub(crate) mod call;
 mod page;
