@@ -1,0 +1,94 @@
+//! Block lifecycle: map, write 64 bytes, make executable, call, unmap;
+//! wxthunk's `Block` (each strategy) side by side with memmap2 and region,
+//! and the floor: the three system calls (`mmap`, `mprotect`, `munmap`)
+//! made directly.
+//!
+//! Run: `cargo bench -p wxthunk-bench --bench block`
+
+use std::hint::black_box;
+use std::io::Write;
+use std::time::Duration;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use wxthunk::{Block, Strategy};
+
+/// x86_64 `ret`s: offset 0 is called.
+const CODE: [u8; 64] = [0xc3; 64];
+
+fn call(ptr: *const u8) {
+    if cfg!(target_arch = "x86_64") {
+        // SAFETY: `ptr` is executable and starts with `ret` (x86_64 only).
+        let f: extern "C" fn() = unsafe { std::mem::transmute(ptr) };
+        f();
+    }
+}
+
+fn lifecycle(c: &mut Criterion) {
+    let mut g = c.benchmark_group("block/new+write 64B+exec+call+drop");
+    g.bench_function("floor: mmap+mprotect+munmap (libc)", |b| {
+        b.iter(|| {
+            // SAFETY: a fresh private mapping, written, sealed, called and
+            // unmapped here; nothing else refers to it.
+            unsafe {
+                let p = libc::mmap(
+                    std::ptr::null_mut(),
+                    4096,
+                    libc::PROT_READ | libc::PROT_WRITE,
+                    libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                    -1,
+                    0,
+                );
+                assert_ne!(p, libc::MAP_FAILED);
+                std::ptr::copy_nonoverlapping(CODE.as_ptr(), p.cast(), CODE.len());
+                assert_eq!(
+                    libc::mprotect(p, 4096, libc::PROT_READ | libc::PROT_EXEC),
+                    0
+                );
+                call(p.cast());
+                libc::munmap(p, 4096);
+            }
+        })
+    });
+    for s in [Strategy::Protect, Strategy::DualMap] {
+        if Block::with_strategy(0, s).is_err() {
+            continue;
+        }
+        g.bench_function(format!("wxthunk Block ({s})"), |b| {
+            b.iter(|| {
+                let mut blk = Block::with_strategy(64, s).unwrap();
+                blk.write_all(black_box(&CODE)).unwrap();
+                let x = blk.exec().unwrap();
+                call(x.as_ptr());
+            })
+        });
+    }
+    g.bench_function("memmap2 0.9 (map_anon, make_exec)", |b| {
+        b.iter(|| {
+            let mut m = memmap2::MmapMut::map_anon(64).unwrap();
+            m[..64].copy_from_slice(black_box(&CODE));
+            let x = m.make_exec().unwrap();
+            call(x.as_ptr());
+        })
+    });
+    g.bench_function("region 3 (alloc, protect)", |b| {
+        b.iter(|| {
+            let mut a = region::alloc(64, region::Protection::READ_WRITE).unwrap();
+            let p = a.as_mut_ptr::<u8>();
+            // SAFETY: `a` is a fresh read-write allocation of at least 64
+            // bytes; it is sealed before the call and freed on drop.
+            unsafe {
+                std::ptr::copy_nonoverlapping(black_box(CODE.as_ptr()), p, CODE.len());
+                region::protect(p, 64, region::Protection::READ_EXECUTE).unwrap();
+            }
+            call(p);
+        })
+    });
+    g.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(2));
+    targets = lifecycle
+}
+criterion_main!(benches);
