@@ -96,6 +96,16 @@ const CACHE_DEPTH: usize = 64;
 ///   makes its pages read-write, copies, and makes them read+exec; a page is
 ///   never made writable again while anything on it is live, because another
 ///   thread may be running it. Freed pages are dropped (`PROT_NONE`).
+/// - [`Strategy::StaticTrampolines`] (thunks only): a thunk takes a slot in
+///   a trampoline table mapped from the binary's own file, and creating it
+///   writes a four-word record, never code. Tables are mapped as earlier
+///   ones fill and unmapped as they empty (one empty table is kept against
+///   churn; [`compact`](Heap::compact) releases it). Spans and pages of such
+///   a heap use the best strategy for written code that works here
+///   ([`span_strategy`](Heap::span_strategy)). Chosen automatically for
+///   thunks where dual mapping does not work (a generated thunk is cheaper
+///   to call: one direct jump instead of two indirect ones), or forced with
+///   [`HeapBuilder::strategy`].
 pub struct Heap<L: RawMutex = DefaultLock> {
     state: Mutex<L, State>,
     config: Config,
