@@ -248,9 +248,11 @@ impl<'a, F: ThunkSig> Thunk<'a, F> {
 
 impl<'a, F: ThunkSig, L: RawMutex> Thunk<'a, F, L> {
     fn build(heap: &'a Heap<L>, ctx: Context, entry: *const ()) -> Result<Self> {
-        let placement = arch::placement(F::CONV, F::CLASSES).ok_or_else(|| Error::Unsupported {
-            what: "thunks for this calling convention on this architecture",
-        })?;
+        let Some(placement) = arch::placement(F::CONV, F::CLASSES) else {
+            return Err(Error::Unsupported {
+                what: "thunks for this calling convention on this architecture",
+            });
+        };
         let ctx_addr = ctx.ptr.as_ptr() as usize;
         let builds_frame = matches!(placement, Placement::Stack(_));
         if heap.strategy() == Strategy::StaticTrampolines {

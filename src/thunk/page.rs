@@ -131,9 +131,11 @@ impl<'a, F: ThunkSig, L: RawMutex> ThunkPage<'a, F, L> {
                 capacity: self.capacity(),
             });
         }
-        let placement = arch::placement(F::CONV, F::CLASSES).ok_or_else(|| Error::Unsupported {
-            what: "thunks for this calling convention on this architecture",
-        })?;
+        let Some(placement) = arch::placement(F::CONV, F::CLASSES) else {
+            return Err(Error::Unsupported {
+                what: "thunks for this calling convention on this architecture",
+            });
+        };
         let at = self.page.exec_ptr() as usize + index * THUNK_CODE_MAX;
         let ctx_addr = ctx.ptr.as_ptr() as usize;
         let (code, record) = match placement {
