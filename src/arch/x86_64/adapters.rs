@@ -10,6 +10,8 @@
 
 use std::arch::global_asm;
 
+use crate::thunk::sig::CallConv;
+
 // x86_64 System V: stack arguments start at [rsp + 8] on entry.
 global_asm!(
     ".text",
@@ -98,10 +100,11 @@ unsafe extern "C" {
     fn wxthunk_0_1_win64_frame_adapter();
 }
 
-pub(super) fn sysv_frame_adapter() -> usize {
-    wxthunk_0_1_sysv_frame_adapter as *const () as usize
-}
-
-pub(super) fn win64_frame_adapter() -> usize {
-    wxthunk_0_1_win64_frame_adapter as *const () as usize
+/// The frame adapter for `conv` (System V unless Windows x64).
+pub(super) fn frame_adapter(conv: CallConv) -> usize {
+    let f: unsafe extern "C" fn() = match conv {
+        CallConv::Win64 => wxthunk_0_1_win64_frame_adapter,
+        _ => wxthunk_0_1_sysv_frame_adapter,
+    };
+    f as usize
 }

@@ -97,10 +97,7 @@ pub(crate) fn register_thunk(reg: u8, ctx: usize, entry: usize, at: usize) -> Th
 /// The frame-path thunk, to run at address `at`: hands `record`
 /// (`[ctx, entry, stack_args]`) to the adapter for `conv` in r11.
 pub(crate) fn frame_thunk(conv: CallConv, record: usize, at: usize) -> ThunkCode {
-    let adapter = match conv {
-        CallConv::Win64 => super::adapters::win64_frame_adapter(),
-        _ => super::adapters::sysv_frame_adapter(),
-    };
+    let adapter = super::adapters::frame_adapter(conv);
     let mut code = ThunkCode::new();
     code.push(&ENDBR64);
     mov_imm64(&mut code, 11, record);

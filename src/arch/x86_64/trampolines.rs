@@ -118,12 +118,7 @@ pub(crate) fn trampoline_target(conv: CallConv, placement: Placement) -> usize {
         Placement::Register(8) => wxthunk_0_1_tramp_r8,
         Placement::Register(9) => wxthunk_0_1_tramp_r9,
         Placement::Register(other) => unreachable!("no argument register {other}"),
-        Placement::Stack(_) => {
-            return match conv {
-                CallConv::Win64 => super::adapters::win64_frame_adapter(),
-                _ => super::adapters::sysv_frame_adapter(),
-            };
-        }
+        Placement::Stack(_) => return super::adapters::frame_adapter(conv),
     };
     f as usize
 }
