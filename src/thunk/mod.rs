@@ -248,6 +248,9 @@ impl<'a, F: ThunkSig> Thunk<'a, F> {
 
 impl<'a, F: ThunkSig, L: RawMutex> Thunk<'a, F, L> {
     fn build(heap: &'a Heap<L>, ctx: Context, entry: *const ()) -> Result<Self> {
+        // Compile-time: every argument fits the register its class claims.
+        #[allow(clippy::let_unit_value)]
+        let () = const { F::LAYOUT_OK };
         let Some(placement) = arch::placement(F::CONV, F::CLASSES) else {
             return Err(Error::Unsupported {
                 what: "thunks for this calling convention on this architecture",

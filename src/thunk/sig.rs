@@ -33,14 +33,36 @@ pub enum CallConv {
 /// A type a thunk can pass as an argument (and return): one that fits one
 /// integer or one floating-point register.
 ///
-/// Implemented for the integers up to 64 bits, `bool`, `f32`, `f64`, raw
-/// pointers, references, [`NonNull`], `Option`s of references, `NonNull`
+/// Implemented for the integers up to 64 bits, `bool`, `f32`, `f64`, thin
+/// raw pointers, references, [`NonNull`], `Option`s of references, `NonNull`
 /// and fn pointers, and fn pointers ([`FnPtr`] types). Other types (`i128`,
-/// structs, arrays) do not implement it, so a thunk signature using them
-/// does not compile rather than being passed wrongly:
+/// structs, arrays, and *fat* pointers: to slices, `str` or `dyn Trait`,
+/// which are two machine words) do not implement it, so a thunk signature
+/// using them does not compile rather than being passed wrongly:
 ///
 /// ```compile_fail
 /// let t = wxthunk::Thunk::<unsafe extern "C" fn(i128) -> i32>::new(|x: i128| x as i32);
+/// ```
+///
+/// ```compile_fail,E0277
+/// let t = wxthunk::Thunk::<unsafe extern "C" fn(*const [u8]) -> usize>::new(|s: *const [u8]| s.len());
+/// ```
+///
+/// Every thunk constructor also checks at compile time that each argument's
+/// size fits its class (1, 2, 4 or 8 bytes for [`ArgClass::Integer`], 4 or
+/// 8 for [`ArgClass::Float`]), so a wrong implementation fails to build
+/// (E0080, "a thunk argument or return type does not fit the register its
+/// ThunkArg class claims"):
+///
+/// ```compile_fail,E0080
+/// #[repr(transparent)]
+/// #[derive(Clone, Copy)]
+/// struct Wide([u64; 2]);
+/// // Wrong: 16 bytes are two registers.
+/// unsafe impl wxthunk::ThunkArg for Wide {
+///     const CLASS: wxthunk::ArgClass = wxthunk::ArgClass::Integer;
+/// }
+/// let t = wxthunk::Thunk::<unsafe extern "C" fn(Wide) -> u64>::new(|w: Wide| w.0[0]);
 /// ```
 ///
 /// # Safety
@@ -70,7 +92,9 @@ pub unsafe trait ThunkArg {
 /// # Safety
 ///
 /// The type must be returned in one integer or floating-point register (or
-/// not at all).
+/// not at all). A value returned through memory would take a hidden first
+/// argument and shift every other one; sizes other than 0, 1, 2, 4 and 8
+/// bytes are refused at compile time whatever the implementation says.
 pub unsafe trait ThunkRet {}
 
 // SAFETY: `()` returns nothing.
@@ -93,15 +117,20 @@ macro_rules! thunk_args {
 thunk_args!(Integer: i8, u8, i16, u16, i32, u32, i64, u64, isize, usize, bool);
 thunk_args!(Float: f32, f64);
 
-// SAFETY: pointers and references are one integer-class machine word.
-unsafe impl<T: ?Sized> ThunkArg for *const T {
+// Pointers: only to `Sized` targets. A pointer to a slice, a `str` or a
+// `dyn Trait` is two machine words (address and length or vtable), passed
+// in two registers, so it is not a `ThunkArg` (implicit `T: Sized` below);
+// `layout_fits` checks every implementation's size as a second line.
+
+// SAFETY: a thin pointer is one integer-class machine word.
+unsafe impl<T> ThunkArg for *const T {
     const CLASS: ArgClass = ArgClass::Integer;
 }
 // SAFETY: as above.
-unsafe impl<T: ?Sized> ThunkArg for *mut T {
+unsafe impl<T> ThunkArg for *mut T {
     const CLASS: ArgClass = ArgClass::Integer;
 }
-// SAFETY: as above (thin references only: `T: Sized`).
+// SAFETY: as above (a reference is a non-null thin pointer).
 unsafe impl<T> ThunkArg for &T {
     const CLASS: ArgClass = ArgClass::Integer;
 }
@@ -113,7 +142,8 @@ unsafe impl<T> ThunkArg for &mut T {
 unsafe impl<T> ThunkArg for NonNull<T> {
     const CLASS: ArgClass = ArgClass::Integer;
 }
-// SAFETY: `Option` of a non-null pointer is a nullable pointer.
+// SAFETY: `Option` of a non-null thin pointer is a nullable thin pointer
+// (the guaranteed null-pointer optimisation).
 unsafe impl<T> ThunkArg for Option<&T> {
     const CLASS: ArgClass = ArgClass::Integer;
 }
@@ -124,6 +154,41 @@ unsafe impl<T> ThunkArg for Option<&mut T> {
 // SAFETY: as above.
 unsafe impl<T> ThunkArg for Option<NonNull<T>> {
     const CLASS: ArgClass = ArgClass::Integer;
+}
+
+/// Whether a value of `size` bytes and alignment `align` is what the code
+/// generators assume of its `class`: one integer register (1, 2, 4 or 8
+/// bytes) or one floating-point register (4 or 8 bytes).
+pub(crate) const fn fits_class(class: ArgClass, size: usize, align: usize) -> bool {
+    let sized = match class {
+        ArgClass::Integer => matches!(size, 1 | 2 | 4 | 8),
+        ArgClass::Float => matches!(size, 4 | 8),
+    };
+    sized && align <= size
+}
+
+/// Whether every argument of a signature fits the class it claims and the
+/// return value comes back in a register (or is `()`): what the thunk
+/// generators rely on. Evaluated at compile time for each thunk type (see
+/// [`ThunkSig::LAYOUT_OK`]), so a wrong [`ThunkArg`] implementation (here or
+/// a user's) fails to build instead of miscompiling.
+pub(crate) const fn layout_fits(
+    classes: &[ArgClass],
+    layouts: &[(usize, usize)],
+    ret: (usize, usize),
+) -> bool {
+    if classes.len() != layouts.len() {
+        return false;
+    }
+    let mut i = 0;
+    while i < classes.len() {
+        if !fits_class(classes[i], layouts[i].0, layouts[i].1) {
+            return false;
+        }
+        i += 1;
+    }
+    let (size, align) = ret;
+    size == 0 || (matches!(size, 1 | 2 | 4 | 8) && align <= size)
 }
 
 /// A fn-pointer type a [`Thunk`](crate::Thunk) can have: any [`FnPtr`]
@@ -145,6 +210,21 @@ pub unsafe trait ThunkSig: FnPtr {
     const CLASSES: &'static [ArgClass];
     #[doc(hidden)]
     const UNWIND: bool;
+    /// `(size, align)` of each argument type, in order.
+    #[doc(hidden)]
+    const LAYOUTS: &'static [(usize, usize)];
+    /// `(size, align)` of the return type.
+    #[doc(hidden)]
+    const RET_LAYOUT: (usize, usize);
+    /// Fails to evaluate (a build error naming this constant) when an
+    /// argument's size disagrees with its [`ArgClass`] or the return value
+    /// does not fit a register; every thunk constructor evaluates it.
+    #[doc(hidden)]
+    const LAYOUT_OK: () = assert!(
+        layout_fits(Self::CLASSES, Self::LAYOUTS, Self::RET_LAYOUT),
+        "wxthunk: a thunk argument or return type does not fit the register its ThunkArg \
+         class claims (is a ThunkArg implementation wrong?)"
+    );
 }
 
 /// A closure that can back a thunk of type `F` through `Fn`: implemented
@@ -217,6 +297,12 @@ macro_rules! impl_thunk_sig_for_abi {
             const CONV: $crate::thunk::sig::CallConv = $conv;
             const CLASSES: &'static [$crate::ArgClass] = &[$(<$A as $crate::ThunkArg>::CLASS),*];
             const UNWIND: bool = $unwind;
+            const LAYOUTS: &'static [(usize, usize)] = &[$((
+                ::core::mem::size_of::<$A>(),
+                ::core::mem::align_of::<$A>(),
+            )),*];
+            const RET_LAYOUT: (usize, usize) =
+                (::core::mem::size_of::<R>(), ::core::mem::align_of::<R>());
         }
 
         // SAFETY: `entry` is an `extern $abi` function taking the
