@@ -653,3 +653,97 @@ fn thunk_pages_many_thunks_one_seal_freed_as_a_unit() {
         }
     }
 }
+
+/// Counts drops of the value it is attached to.
+struct DropCounter(&'static AtomicUsize);
+
+impl Drop for DropCounter {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+#[test]
+fn an_fn_mut_thunk_dropped_during_its_own_call_is_freed_when_the_call_returns() {
+    type One = unsafe extern "C-unwind" fn(u64) -> u64;
+    type Frame = unsafe extern "C-unwind" fn(u64, u64, u64, u64, u64, u64, u64, u64) -> u64;
+    for (name, heap) in heaps() {
+        // Register path: the closure takes its own thunk out of shared
+        // state and drops it, then still uses its captures.
+        static DROPS: AtomicUsize = AtomicUsize::new(0);
+        DROPS.store(0, Ordering::SeqCst);
+        let slot: std::sync::Arc<Mutex<Option<Thunk<'_, One>>>> = Default::default();
+        let shared = slot.clone();
+        let counter = DropCounter(&DROPS);
+        let mut calls = vec![0u64; 64];
+        let t = heap
+            .thunk_mut::<One, _>(move |v: u64| {
+                let own = shared.lock().unwrap().take();
+                drop(own); // the thunk, its code and (deferred) this closure
+                // Still inside the call: the captures must be intact.
+                let held: &DropCounter = &counter; // captures all of `counter`
+                assert_eq!(held.0.load(Ordering::SeqCst), 0, "dropped under the call");
+                calls.push(v); // writes into captured heap memory
+                calls.len() as u64
+            })
+            .unwrap();
+        let f = t.as_fn();
+        *slot.lock().unwrap() = Some(t);
+        // SAFETY: the thunk is alive when the call starts; it drops itself
+        // during the call, which must be deferred to the call's end.
+        assert_eq!(unsafe { f(7) }, 65, "{name}");
+        assert_eq!(DROPS.load(Ordering::SeqCst), 1, "{name}: freed at the end");
+        assert!(slot.lock().unwrap().is_none());
+        assert_eq!(heap.stats().live_allocations, 0, "{name}");
+
+        // Frame path, and a panic after the drop (unwinding frees it too).
+        static FRAME_DROPS: AtomicUsize = AtomicUsize::new(0);
+        FRAME_DROPS.store(0, Ordering::SeqCst);
+        let slot: std::sync::Arc<Mutex<Option<Thunk<'_, Frame>>>> = Default::default();
+        let shared = slot.clone();
+        let counter = DropCounter(&FRAME_DROPS);
+        let t = heap
+            .thunk_mut::<Frame, _>(
+                move |a: u64, b: u64, c: u64, d: u64, e: u64, g: u64, h: u64, i: u64| {
+                    drop(shared.lock().unwrap().take());
+                    let held: &DropCounter = &counter;
+                    assert_eq!(held.0.load(Ordering::SeqCst), 0);
+                    if a == 0 {
+                        panic!("after the drop");
+                    }
+                    a + b + c + d + e + g + h + i
+                },
+            )
+            .unwrap();
+        assert!(t.builds_frame());
+        let f = t.as_fn();
+        *slot.lock().unwrap() = Some(t);
+        // SAFETY: as above.
+        assert_eq!(unsafe { f(1, 2, 3, 4, 5, 6, 7, 8) }, 36, "{name}");
+        assert_eq!(FRAME_DROPS.load(Ordering::SeqCst), 1, "{name}");
+
+        FRAME_DROPS.store(0, Ordering::SeqCst);
+        let shared = slot.clone();
+        let counter = DropCounter(&FRAME_DROPS);
+        let t = heap
+            .thunk_mut::<Frame, _>(
+                move |a: u64, _: u64, _: u64, _: u64, _: u64, _: u64, _: u64, _: u64| {
+                    drop(shared.lock().unwrap().take());
+                    let held: &DropCounter = &counter;
+                    assert_eq!(held.0.load(Ordering::SeqCst), 0);
+                    if a == 0 {
+                        panic!("after the drop");
+                    }
+                    a
+                },
+            )
+            .unwrap();
+        let f = t.as_fn();
+        *slot.lock().unwrap() = Some(t);
+        // SAFETY: as above; the panic unwinds through the -unwind thunk.
+        let err = catch_unwind(|| unsafe { f(0, 0, 0, 0, 0, 0, 0, 0) }).unwrap_err();
+        assert_eq!(err.downcast_ref::<&str>(), Some(&"after the drop"));
+        assert_eq!(FRAME_DROPS.load(Ordering::SeqCst), 1, "{name}: freed while unwinding");
+        assert_eq!(heap.stats().live_allocations, 0, "{name}");
+    }
+}

@@ -3,7 +3,7 @@
 
 use std::cell::UnsafeCell;
 use std::mem::ManuallyDrop;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 
 /// Calls `f`. Through an `-unwind` ABI a panic unwinds to the caller;
 /// through any other a panic must not cross the boundary, so it aborts the
@@ -46,42 +46,111 @@ fn misuse(unwind: bool, what: &str) -> ! {
     abort(what)
 }
 
-/// The context of an `FnMut` thunk: the closure behind a flag that makes
-/// each call exclusive. A second call while one runs (re-entrantly, or from
-/// another thread) is caught instead of creating a second `&mut`.
+/// The context of an `FnMut` thunk: the closure behind a state word that
+/// makes each call exclusive and lets the thunk be dropped during its own
+/// call.
+///
+/// - A second call while one runs (re-entrantly, or from another thread)
+///   finds `BUSY` set and is caught instead of creating a second `&mut`.
+/// - Dropping the thunk while a call runs (the closure dropping its own
+///   thunk, directly or through shared state) sets `DROPPED` and leaves the
+///   context alone; the running call frees it when it returns. Nothing is
+///   freed under a running call.
+///
+/// The call path costs what the flag alone cost: one compare-and-swap to
+/// enter, and a load and a store to leave (the drop side does the
+/// read-modify-write).
 #[doc(hidden)]
 pub struct MutCtx<C> {
-    busy: AtomicBool,
+    state: AtomicU8,
     f: UnsafeCell<C>,
 }
+
+/// A call is running.
+const BUSY: u8 = 1;
+/// The thunk was dropped; whoever sees this last frees the context.
+const DROPPED: u8 = 2;
 
 impl<C> MutCtx<C> {
     pub(crate) fn new(f: C) -> Self {
         MutCtx {
-            busy: AtomicBool::new(false),
+            state: AtomicU8::new(0),
             f: UnsafeCell::new(f),
+        }
+    }
+
+    /// Drops the context made by `Box::into_raw` at `ptr` now, or, if a
+    /// call is running, marks it so that the call frees it when it returns.
+    ///
+    /// # Safety
+    ///
+    /// `ptr` comes from `Box::into_raw(Box<MutCtx<C>>)`, and this is called
+    /// once, by the thunk's drop, after the thunk's code stopped leading to
+    /// the context (no call can *start* afterwards).
+    pub(crate) unsafe fn release(ptr: *mut MutCtx<C>) {
+        // SAFETY: the box is live: only this call or a running call (which
+        // sees `DROPPED` only after this store) frees it.
+        let prev = unsafe { &(*ptr).state }.fetch_or(DROPPED, Ordering::AcqRel);
+        if prev & BUSY == 0 {
+            // SAFETY: no call runs and none can start: ours to free.
+            drop(unsafe { Box::from_raw(ptr) });
         }
     }
 }
 
+/// Leaves a call of an `FnMut` thunk (also when the closure unwinds): clears
+/// `BUSY`, or frees the context if the thunk was dropped during the call.
+struct Leave<C>(*mut MutCtx<C>);
+
+impl<C> Drop for Leave<C> {
+    #[inline(always)]
+    fn drop(&mut self) {
+        // SAFETY: the context stays allocated while `BUSY` is set: `release`
+        // leaves it to us then.
+        let state = unsafe { &(*self.0).state };
+        if state.load(Ordering::Acquire) & DROPPED == 0 {
+            // A drop racing with this store (from another thread, after the
+            // call's caller stopped keeping the thunk alive, which `as_fn`
+            // forbids) could only leak the context, never free it twice.
+            state.store(0, Ordering::Release);
+        } else {
+            // SAFETY: `release` saw `BUSY` and left the context to us; the
+            // closure's `&mut` ended with its call.
+            drop(unsafe { Box::from_raw(self.0) });
+        }
+    }
+}
+
+/// Calls the closure of the `FnMut` context at `ctx`.
+///
+/// # Safety
+///
+/// `ctx` points to a live context made by `Box::into_raw` (the thunk's
+/// caller keeps the thunk alive until the call starts).
 #[inline(always)]
-pub(crate) fn call_mut<C, R>(ctx: &MutCtx<C>, unwind: bool, call: impl FnOnce(&mut C) -> R) -> R {
-    if ctx.busy.swap(true, Ordering::Acquire) {
+pub(crate) unsafe fn call_mut<C, R>(
+    ctx: *mut MutCtx<C>,
+    unwind: bool,
+    call: impl FnOnce(&mut C) -> R,
+) -> R {
+    // A raw pointer, not a reference: the context may be freed before this
+    // function returns (in `Leave`), which a reference argument forbids.
+    // SAFETY: live, as the caller guarantees.
+    let state = unsafe { &(*ctx).state };
+    if state
+        .compare_exchange(0, BUSY, Ordering::Acquire, Ordering::Relaxed)
+        .is_err()
+    {
         misuse(
             unwind,
             "an FnMut thunk was called while a call to it was still running (re-entrantly or from another thread)",
         );
     }
-    struct Done<'a>(&'a AtomicBool);
-    impl Drop for Done<'_> {
-        fn drop(&mut self) {
-            self.0.store(false, Ordering::Release);
-        }
-    }
-    let _done = Done(&ctx.busy);
-    // SAFETY: the flag was clear and is now set by this call, so no other
-    // reference to the closure exists until `_done` clears it.
-    let f = unsafe { &mut *ctx.f.get() };
+    let _leave = Leave(ctx);
+    // SAFETY: `BUSY` was clear and is now set by this call, so no other
+    // reference to the closure exists until `_leave` clears it, and the
+    // context is not freed before then.
+    let f = unsafe { &mut *(*ctx).f.get() };
     guarded(unwind, || call(f))
 }
 

@@ -127,7 +127,9 @@ use sig::{ThunkFn, ThunkFnMut, ThunkFnOnce, ThunkSig};
 ///   call the pointer from any thread, at the same time.
 /// - [`new_mut`](Thunk::new_mut) / [`Heap::thunk_mut`]: `FnMut + Send`. Each
 ///   call holds a flag; a second call while one runs (re-entrantly, or from
-///   another thread) is caught, never turned into a second `&mut`.
+///   another thread) is caught, never turned into a second `&mut`. A drop of
+///   the thunk during one of its calls frees the closure when that call
+///   returns.
 /// - [`new_once`](Thunk::new_once) / [`Heap::thunk_once`]: `FnOnce + Send`;
 ///   a second call is caught.
 ///
@@ -196,6 +198,21 @@ impl Context {
         Context {
             ptr: NonNull::from(Box::leak(Box::new(value))).cast(),
             drop: drop_box::<T>,
+        }
+    }
+
+    /// The context of an `FnMut` thunk, which a drop during one of its
+    /// calls leaves for that call to free.
+    fn boxed_mut<C>(value: MutCtx<C>) -> Self {
+        unsafe fn release<C>(ptr: NonNull<()>) {
+            // SAFETY: `ptr` came from `Box::leak` of a `Box<MutCtx<C>>` in
+            // `boxed_mut`; `Context::drop` calls this once, after the code
+            // that leads to it was freed.
+            unsafe { MutCtx::release(ptr.cast::<MutCtx<C>>().as_ptr()) }
+        }
+        Context {
+            ptr: NonNull::from(Box::leak(Box::new(value))).cast(),
+            drop: release::<C>,
         }
     }
 }
@@ -309,8 +326,24 @@ impl<'a, F: ThunkSig, L: RawMutex> Thunk<'a, F, L> {
 
     /// The bare function pointer. It is `unsafe` to call even when `F` is a
     /// safe fn type: it does not borrow the thunk, so only the caller can
-    /// make sure the thunk is still alive (and, for a thunk on a
-    /// [`NoLock`](crate::NoLock) heap, that the call happens on its thread).
+    /// make sure of what the compiler cannot.
+    ///
+    /// # Safety
+    ///
+    /// Calling the pointer is sound when:
+    /// - the thunk is alive when the call starts (a call through the pointer
+    ///   of a dropped thunk runs trap instructions, or, once the slot is
+    ///   reused, another thunk);
+    /// - for a thunk made from an `Fn` closure ([`new`](Thunk::new),
+    ///   [`Heap::thunk`]), the thunk also outlives the whole call,
+    ///   *including calls during which the closure itself drops the thunk*
+    ///   (through shared state, say): an `Fn` thunk keeps no per-call state,
+    ///   so its closure is freed by the drop while it still runs. `FnMut` and
+    ///   `FnOnce` thunks need only the first point: a drop during one of
+    ///   their calls is deferred until that call returns (`FnMut`), or the
+    ///   closure was already moved out of the thunk (`FnOnce`);
+    /// - for a thunk on a [`NoLock`](crate::NoLock) heap, the call happens on
+    ///   the heap's thread.
     pub fn as_fn(&self) -> F::Unsafe {
         self.fn_ptr
     }
@@ -392,7 +425,7 @@ impl<L: RawMutex> Heap<L> {
         F: ThunkSig,
         C: ThunkFnMut<F> + Send + 'a,
     {
-        Thunk::build(self, Context::boxed(MutCtx::new(closure)), C::entry())
+        Thunk::build(self, Context::boxed_mut(MutCtx::new(closure)), C::entry())
     }
 
     /// A thunk for an `FnOnce` closure, with its code in this heap.

@@ -109,7 +109,7 @@ impl<'a, F: ThunkSig, L: RawMutex> ThunkPage<'a, F, L> {
     where
         C: ThunkFnMut<F> + Send + 'a,
     {
-        self.push_context(Context::boxed(MutCtx::new(closure)), C::entry())
+        self.push_context(Context::boxed_mut(MutCtx::new(closure)), C::entry())
     }
 
     /// Adds a thunk for an `FnOnce` closure (see [`Thunk`](crate::Thunk)).

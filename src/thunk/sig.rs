@@ -335,9 +335,11 @@ macro_rules! impl_thunk_sig_for_abi {
                     $($a: $A,)* ctx: *const $crate::thunk::call::MutCtx<C>,
                 ) -> R {
                     // SAFETY: the thunk passes a pointer to its context,
-                    // which lives while the thunk may be called.
-                    let ctx = unsafe { &*ctx };
-                    $crate::thunk::call::call_mut(ctx, $unwind, |f| f($($a),*))
+                    // made by `Box::into_raw` and live while a call may
+                    // start.
+                    unsafe {
+                        $crate::thunk::call::call_mut(ctx.cast_mut(), $unwind, |f| f($($a),*))
+                    }
                 }
                 entry::<C, R, $($A),*> as extern $abi fn($($A,)* *const $crate::thunk::call::MutCtx<C>) -> R as *const ()
             }
