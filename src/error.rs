@@ -56,6 +56,16 @@ pub enum Error {
     },
     /// A code span of zero bytes was asked for.
     ZeroSize,
+    /// A size is larger than what the operation can ever serve (not a
+    /// temporary shortage: asking again cannot succeed).
+    TooLarge {
+        /// What was too large, e.g. `"a heap region"`.
+        what: &'static str,
+        /// The size that was asked for, in bytes.
+        requested: usize,
+        /// The largest size accepted, in bytes.
+        limit: usize,
+    },
     /// A heap's [`max_reserved`](crate::HeapBuilder::max_reserved) limit
     /// would be exceeded.
     HeapExhausted {
@@ -94,9 +104,10 @@ impl Error {
     /// The [`io::ErrorKind`] that best describes this error.
     pub fn kind(&self) -> io::ErrorKind {
         match self {
-            Error::SizeOverflow { .. } | Error::OutOfBounds { .. } | Error::ZeroSize => {
-                io::ErrorKind::InvalidInput
-            }
+            Error::SizeOverflow { .. }
+            | Error::OutOfBounds { .. }
+            | Error::ZeroSize
+            | Error::TooLarge { .. } => io::ErrorKind::InvalidInput,
             Error::HeapExhausted { .. } => io::ErrorKind::OutOfMemory,
             Error::HeapUnavailable { .. } => io::ErrorKind::Other,
             Error::PageFull { .. } => io::ErrorKind::StorageFull,
@@ -132,6 +143,14 @@ impl fmt::Display for Error {
                 write!(f, "this process cannot make executable memory: {reason}")
             }
             Error::ZeroSize => f.write_str("a code span needs at least one byte"),
+            Error::TooLarge {
+                what,
+                requested,
+                limit,
+            } => write!(
+                f,
+                "{what} of {requested} bytes is larger than the limit of {limit} bytes"
+            ),
             Error::HeapExhausted {
                 requested,
                 reserved,

@@ -165,21 +165,52 @@ fn bad_sizes_are_clear_errors_and_leave_the_heap_intact() {
         let heap = builder.build().unwrap();
         let keep = sealed(&heap, 7);
         assert!(matches!(heap.alloc(0), Err(Error::ZeroSize)), "{name}");
-        assert!(
-            matches!(heap.alloc(usize::MAX), Err(Error::SizeOverflow { .. })),
-            "{name}"
-        );
-        // Larger than any address space: refused before anything is mapped.
-        match heap.alloc(1 << 60) {
-            Err(e @ (Error::SizeOverflow { .. } | Error::Os { .. })) => {
-                println!("{name}: 1 EiB span: {e}")
+        // Past the largest span: refused before anything is mapped, with
+        // the real limit in the error.
+        let page = wxthunk::page_size();
+        let largest = ((u32::MAX as usize) * heap.granule()) & !(page - 1);
+        for len in [usize::MAX, 1 << 60, largest + 1] {
+            match heap.alloc(len) {
+                Err(e @ Error::TooLarge { requested, limit, .. }) => {
+                    assert_eq!((requested, limit), (len, largest), "{name}");
+                    assert!(e.to_string().contains(&limit.to_string()), "{e}");
+                    println!("{name}: {len}-byte span: {e}");
+                }
+                other => panic!("{name}: {len}-byte span: {other:?}"),
             }
-            other => panic!("{name}: 1 EiB span: {other:?}"),
         }
         assert_eq!(call(&keep), 7);
         assert_eq!(heap.stats().live_allocations, 1);
         let more = sealed(&heap, 8);
         assert_eq!(call(&more), 8);
+    }
+}
+
+#[test]
+fn region_sizes_past_the_allocation_index_are_refused_at_build_time() {
+    // Allocations record their first granule as a u32: a region of more than
+    // u32::MAX granules would let a start wrap onto another allocation.
+    for (name, builder) in configs() {
+        let granule = builder.clone().build().unwrap().granule();
+        let page = wxthunk::page_size();
+        let limit = ((u32::MAX as usize) * granule) & !(page - 1);
+        // At the limit: accepted (nothing is mapped before the first alloc).
+        let heap = builder
+            .clone()
+            .region_size(limit)
+            .max_region_size(limit)
+            .build()
+            .unwrap();
+        assert_eq!(heap.stats().regions, 0, "{name}");
+        for (first, max) in [(limit + page, limit + page), (64 * 1024, limit + page)] {
+            match builder.clone().region_size(first).max_region_size(max).build() {
+                Err(Error::TooLarge { requested, limit: l, what }) => {
+                    assert_eq!((requested, l), (limit + page, limit), "{name}");
+                    assert_eq!(what, "a heap region");
+                }
+                other => panic!("{name}: {first}/{max}: {other:?}"),
+            }
+        }
     }
 }
 

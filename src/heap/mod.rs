@@ -267,7 +267,8 @@ impl HeapBuilder {
     /// [`Error::StrategyUnavailable`] if the forced strategy does not work
     /// here, [`Error::NoExecutableMemory`] if none does,
     /// [`Error::SizeOverflow`] for region sizes that cannot be rounded to
-    /// pages.
+    /// pages, [`Error::TooLarge`] for a region size past the largest region
+    /// (`u32::MAX` allocation units: about 128 GiB with 32-byte granules).
     pub fn build(self) -> Result<Heap> {
         self.build_with_lock()
     }
@@ -299,6 +300,16 @@ impl HeapBuilder {
             Some(Strategy::Protect) => page.trailing_zeros(),
             _ => DUAL_GRANULE_SHIFT,
         };
+        let limit = max_region_bytes(granule_shift);
+        for requested in [first_region, max_region] {
+            if requested > limit {
+                return Err(Error::TooLarge {
+                    what: "a heap region",
+                    requested,
+                    limit,
+                });
+            }
+        }
         let config = Config {
             strategy,
             span_strategy,
@@ -385,8 +396,9 @@ impl<L: RawMutex> Heap<L> {
     ///
     /// # Errors
     ///
-    /// [`Error::ZeroSize`] for `len == 0`; [`Error::SizeOverflow`] for a
-    /// size that cannot be rounded; [`Error::HeapExhausted`] past the
+    /// [`Error::ZeroSize`] for `len == 0`; [`Error::TooLarge`] past the
+    /// largest span, which is the largest region (`u32::MAX` allocation
+    /// units, rounded down to pages); [`Error::HeapExhausted`] past the
     /// builder's [`max_reserved`](HeapBuilder::max_reserved); [`Error::Os`]
     /// if a new region cannot be mapped. The heap is unchanged by a failed
     /// allocation.
@@ -497,12 +509,17 @@ impl<L: RawMutex> Heap<L> {
             return Err(no_span_strategy());
         }
         let shift = self.config.granule_shift;
-        let granules = len
-            .checked_next_multiple_of(1 << shift)
-            .ok_or(Error::SizeOverflow { requested: len })?
-            >> shift;
-        let granules32 =
-            u32::try_from(granules).map_err(|_| Error::SizeOverflow { requested: len })?;
+        let limit = max_region_bytes(shift);
+        if len > limit {
+            return Err(Error::TooLarge {
+                what: "a code span",
+                requested: len,
+                limit,
+            });
+        }
+        // Cannot overflow, nor exceed `u32::MAX` granules: `len <= limit`.
+        let granules = len.next_multiple_of(1 << shift) >> shift;
+        let granules32 = granules as u32;
         let generation = fork::generation();
         let mut state = self.state.lock();
         let alloc = self.take_locked(&mut state, granules, granules32, align, generation)?;
@@ -751,6 +768,15 @@ impl<L: RawMutex> Heap<L> {
     pub(crate) fn capacity_of(&self, alloc: &Allocation) -> usize {
         (alloc.granules as usize) << self.config.granule_shift
     }
+}
+
+/// The largest region (and so the largest span) for granules of
+/// `1 << shift` bytes: allocations record their first granule and their
+/// length as `u32`, so a region holds at most `u32::MAX` granules (about
+/// 128 GiB of 32-byte granules); rounded down to whole pages.
+fn max_region_bytes(shift: u32) -> usize {
+    let page = sys::page_size();
+    ((u32::MAX as usize) << shift) & !(page - 1)
 }
 
 /// The error of a span allocated from a heap that holds thunks only.
