@@ -135,3 +135,110 @@ fn heaps_work_under_mdwe() {
     }
     assert!(out.contains("MDWE-HEAP-OK"), "{out}");
 }
+
+/// Sets the `READ_IMPLIES_EXEC` personality on this process.
+fn set_read_implies_exec() {
+    // SAFETY: querying the personality has no preconditions.
+    let old = unsafe { libc::personality(0xffff_ffff) };
+    assert!(old != -1);
+    // SAFETY: adds one flag to this process's personality; nothing else.
+    let ret = unsafe { libc::personality((old | libc::READ_IMPLIES_EXEC) as libc::c_ulong) };
+    assert!(ret != -1, "personality: {}", std::io::Error::last_os_error());
+}
+
+/// Asserts that none of wxthunk's memfd mappings is writable and executable.
+fn no_wx_memfd_mapping() {
+    let wx: Vec<_> = support::maps::read()
+        .into_iter()
+        .filter(|m| m.name.contains("wxthunk") && m.writable_and_executable())
+        .collect();
+    assert!(wx.is_empty(), "{wx:?}");
+}
+
+#[test]
+fn read_implies_exec_set_before_first_use_refuses_every_strategy() {
+    let Some(out) = support::in_child(
+        "read_implies_exec_set_before_first_use_refuses_every_strategy",
+        || {
+            set_read_implies_exec();
+            let policy = wxthunk::probe();
+            println!("{policy}");
+            assert!(policy.read_implies_exec);
+            for s in Strategy::ALL {
+                assert!(!policy.allows(*s), "{s} allowed under READ_IMPLIES_EXEC");
+            }
+            assert_eq!(policy.block_strategy, None);
+            assert_eq!(policy.thunk_strategy, None);
+            assert!(
+                policy.notes.iter().any(|n| n.contains("READ_IMPLIES_EXEC")),
+                "{:?}",
+                policy.notes
+            );
+            let e = Block::new(64).unwrap_err();
+            assert!(e.to_string().contains("READ_IMPLIES_EXEC"), "{e}");
+            let e = wxthunk::Heap::new().unwrap_err();
+            assert!(e.to_string().contains("READ_IMPLIES_EXEC"), "{e}");
+            let e = wxthunk::Thunk::<unsafe extern "C" fn() -> u32>::new(|| 1).unwrap_err();
+            assert!(e.to_string().contains("READ_IMPLIES_EXEC"), "{e}");
+            no_wx_memfd_mapping();
+            println!("REFUSED-ALL");
+        },
+    ) else {
+        return;
+    };
+    assert!(out.contains("REFUSED-ALL"), "{out}");
+}
+
+#[test]
+fn read_implies_exec_set_later_refuses_new_writable_mappings_and_keeps_live_code() {
+    let Some(out) = support::in_child(
+        "read_implies_exec_set_later_refuses_new_writable_mappings_and_keeps_live_code",
+        || {
+            let policy = wxthunk::probe();
+            assert!(!policy.read_implies_exec);
+            let t = wxthunk::Thunk::<unsafe extern "C" fn(u32) -> u32>::new(|v: u32| v + 1)
+                .unwrap();
+            let heaps: Vec<wxthunk::Heap> = [Strategy::DualMap, Strategy::Protect]
+                .into_iter()
+                .filter(|&s| policy.allows(s))
+                .map(|s| wxthunk::Heap::builder().strategy(s).build().unwrap())
+                .collect();
+            set_read_implies_exec();
+            // SAFETY: `t` is alive; made before the change, it still runs.
+            assert_eq!(unsafe { (t.as_fn())(41) }, 42);
+            // Blocks and new heap regions need a new writable mapping: refused.
+            for s in [Strategy::DualMap, Strategy::Protect] {
+                if !policy.allows(s) {
+                    continue;
+                }
+                let e = Block::with_strategy(64, s).unwrap_err();
+                assert!(e.to_string().contains("READ_IMPLIES_EXEC"), "{s}: {e}");
+            }
+            for heap in &heaps {
+                // Refused where the writable mapping is made: a dual-mapped
+                // region's view at `alloc`, a protect page at `exec`.
+                let e = heap
+                    .alloc(16)
+                    .and_then(|mut s| {
+                        s.write_all(&code::ret_u32(1)).unwrap();
+                        s.exec()
+                    })
+                    .unwrap_err();
+                assert!(
+                    e.to_string().contains("READ_IMPLIES_EXEC"),
+                    "{}: {e}",
+                    heap.strategy()
+                );
+                assert_eq!(heap.stats().live_allocations, 0);
+            }
+            assert!(wxthunk::Policy::detect().read_implies_exec);
+            no_wx_memfd_mapping();
+            // SAFETY: still alive.
+            assert_eq!(unsafe { (t.as_fn())(1) }, 2);
+            println!("REFUSED-LATER");
+        },
+    ) else {
+        return;
+    };
+    assert!(out.contains("REFUSED-LATER"), "{out}");
+}

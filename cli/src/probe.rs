@@ -66,6 +66,7 @@ fn to_json(p: &Policy) -> Value {
         "selinux": selinux,
         "seccomp": seccomp,
         "pax": p.pax,
+        "read_implies_exec": p.read_implies_exec,
         "block_strategy": p.block_strategy.map(|s| s.name()),
         "heap_strategy": p.heap_strategy.map(|s| s.name()),
         "thunk_strategy": p.thunk_strategy.map(|s| s.name()),

@@ -35,6 +35,19 @@ pub(crate) fn capabilities() -> &'static Capabilities {
 
 impl Capabilities {
     pub(crate) fn detect() -> Self {
+        if sys::read_implies_exec() {
+            // Every strategy needs a read-write mapping (of code, or of
+            // trampoline records), which would be executable too.
+            let refused = || Check::Refused {
+                reason: sys::READ_IMPLIES_EXEC_REASON.into(),
+            };
+            return Capabilities {
+                protect: refused(),
+                dual_map: refused(),
+                memfd_noexec_seal: None,
+                static_trampolines: refused(),
+            };
+        }
         let (dual_map, memfd_noexec_seal) = try_dual_map();
         Capabilities {
             protect: try_protect(),

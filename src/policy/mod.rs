@@ -148,6 +148,11 @@ pub struct Policy {
     pub seccomp: Seccomp,
     /// PaX flags, on PaX kernels.
     pub pax: Option<String>,
+    /// Whether the `READ_IMPLIES_EXEC` personality is set: the kernel then
+    /// makes every readable mapping executable, so wxthunk refuses every
+    /// strategy (each needs a read-write mapping) and every writable mapping
+    /// it would make, whenever the personality is set.
+    pub read_implies_exec: bool,
     /// The strategy [`Block::new`](crate::Block::new) uses, `None` if no
     /// strategy works.
     pub block_strategy: Option<Strategy>,
@@ -248,6 +253,7 @@ impl Policy {
             selinux,
             seccomp,
             pax: sys::pax_flags(),
+            read_implies_exec: sys::read_implies_exec(),
             block_strategy: caps.choose(BLOCK_PREFERENCE).ok(),
             static_trampolines: caps.static_trampolines.clone(),
             trampoline_source: crate::trampoline::source()
@@ -280,6 +286,9 @@ impl Policy {
             } else {
                 format!("WXTHUNK_STRATEGY={s}, which does not work here: the default heaps fail")
             });
+        }
+        if self.read_implies_exec {
+            notes.push(sys::READ_IMPLIES_EXEC_REASON.into());
         }
         if let Mdwe::RefuseExecGain { .. } = self.mdwe {
             notes.push(if self.dual_mapping.is_allowed() {
@@ -453,6 +462,12 @@ impl fmt::Display for Policy {
         };
         row(f, "seccomp", &seccomp)?;
         row(f, "PaX", &self.pax.as_deref().unwrap_or("absent"))?;
+        let persona = if self.read_implies_exec {
+            "READ_IMPLIES_EXEC (readable mappings are executable: refused)"
+        } else {
+            "normal"
+        };
+        row(f, "personality", &persona)?;
         row(f, "Block strategy", &opt_strategy(self.block_strategy))?;
         row(f, "heap strategy", &opt_strategy(self.heap_strategy))?;
         row(f, "thunk strategy", &opt_strategy(self.thunk_strategy))?;

@@ -42,6 +42,36 @@ fn prot_bits(prot: Prot) -> c_int {
     }
 }
 
+/// Whether the `READ_IMPLIES_EXEC` personality is set (by `setarch -X`, by
+/// `personality(2)`, inherited, or by the kernel for a binary without a
+/// `PT_GNU_STACK` header): then the kernel adds `PROT_EXEC` to every
+/// `mmap`/`mprotect` asking for `PROT_READ`, so a read-write mapping would be
+/// writable and executable. Asked of the kernel each time (one cheap system
+/// call): the personality can change at any moment.
+pub(crate) fn read_implies_exec() -> bool {
+    // SAFETY: 0xffffffff only queries the personality; nothing changes.
+    let persona = unsafe { libc::personality(0xffff_ffff) };
+    persona != -1 && persona & libc::READ_IMPLIES_EXEC != 0
+}
+
+/// Why wxthunk refuses writable mappings under `READ_IMPLIES_EXEC`.
+pub(crate) const READ_IMPLIES_EXEC_REASON: &str =
+    "the READ_IMPLIES_EXEC personality is set (setarch -X or personality(2)): the kernel makes \
+     every readable mapping executable, so a writable mapping would be writable and executable, \
+     which wxthunk never makes; clear it with personality(persona & !READ_IMPLIES_EXEC)";
+
+/// Refuses a mapping or protection change with `prot` if the kernel would
+/// make it writable and executable at once.
+fn refuse_writable_exec(prot: Prot) -> io::Result<()> {
+    if prot == Prot::ReadWrite && read_implies_exec() {
+        return Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            READ_IMPLIES_EXEC_REASON,
+        ));
+    }
+    Ok(())
+}
+
 fn share_bits(share: Share) -> c_int {
     match share {
         Share::Shared => libc::MAP_SHARED,
@@ -64,6 +94,7 @@ pub(crate) fn map_anon(len: usize, prot: Prot) -> io::Result<NonNull<u8>> {
 /// As [`map_anon`], asking for address `hint` if that range is free (the
 /// kernel picks another address otherwise; nothing is ever replaced).
 pub(crate) fn map_anon_near(len: usize, prot: Prot, hint: usize) -> io::Result<NonNull<u8>> {
+    refuse_writable_exec(prot)?;
     // SAFETY: without MAP_FIXED the hint is only a hint: the kernel never
     // replaces an existing mapping; the flags ask for nothing else.
     let ret = unsafe {
@@ -101,6 +132,7 @@ pub(crate) unsafe fn unmap(ptr: NonNull<u8>, len: usize) -> io::Result<()> {
 /// - no live Rust reference or running code relies on the access being
 ///   removed.
 pub(crate) unsafe fn protect(ptr: NonNull<u8>, len: usize, prot: Prot) -> io::Result<()> {
+    refuse_writable_exec(prot)?;
     // SAFETY: the caller owns the range and nothing relies on the old access.
     if unsafe { libc::mprotect(ptr.as_ptr().cast(), len, prot_bits(prot)) } != 0 {
         return Err(io::Error::last_os_error());
@@ -213,6 +245,7 @@ impl CodeFile {
         share: Share,
         hint: usize,
     ) -> io::Result<NonNull<u8>> {
+        refuse_writable_exec(prot)?;
         // SAFETY: without MAP_FIXED the kernel never replaces an existing
         // mapping; `fd` is open.
         let ret = unsafe {
@@ -244,6 +277,7 @@ impl CodeFile {
         prot: Prot,
         share: Share,
     ) -> io::Result<()> {
+        refuse_writable_exec(prot)?;
         // SAFETY: the caller owns the range it asks us to replace.
         let ret = unsafe {
             libc::mmap(

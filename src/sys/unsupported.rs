@@ -149,6 +149,14 @@ pub(crate) fn pax_flags() -> Option<String> {
     None
 }
 
+/// No such personality here.
+pub(crate) fn read_implies_exec() -> bool {
+    false
+}
+
+/// Never shown: [`read_implies_exec`] is false.
+pub(crate) const READ_IMPLIES_EXEC_REASON: &str = "";
+
 /// Not tried here.
 pub(crate) fn rwx_mapping_in_child() -> ChildRwx {
     ChildRwx::NotTried(unsupported())
