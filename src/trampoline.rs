@@ -13,8 +13,8 @@
 //! after it was written, and no memfd is needed: the code comes from the
 //! same file the process already runs.
 
+use once_cell::race::OnceBox;
 use std::ptr::NonNull;
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::sys::{self, ImageFile, Prot};
@@ -55,9 +55,11 @@ impl TableSource {
 ///
 /// Why static trampolines cannot work in this process.
 pub(crate) fn source() -> std::result::Result<&'static TableSource, &'static str> {
-    static SOURCE: OnceLock<std::result::Result<TableSource, String>> = OnceLock::new();
+    // Compare-and-swap, not a `Once`: fork-safe (see `heap/fork.rs`); racing
+    // first uses may each look, one answer is kept.
+    static SOURCE: OnceBox<std::result::Result<TableSource, String>> = OnceBox::new();
     SOURCE
-        .get_or_init(find_source)
+        .get_or_init(|| Box::new(find_source()))
         .as_ref()
         .map_err(String::as_str)
 }

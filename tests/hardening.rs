@@ -143,7 +143,11 @@ fn set_read_implies_exec() {
     assert!(old != -1);
     // SAFETY: adds one flag to this process's personality; nothing else.
     let ret = unsafe { libc::personality((old | libc::READ_IMPLIES_EXEC) as libc::c_ulong) };
-    assert!(ret != -1, "personality: {}", std::io::Error::last_os_error());
+    assert!(
+        ret != -1,
+        "personality: {}",
+        std::io::Error::last_os_error()
+    );
 }
 
 /// Asserts that none of wxthunk's memfd mappings is writable and executable.
@@ -196,8 +200,8 @@ fn read_implies_exec_set_later_refuses_new_writable_mappings_and_keeps_live_code
         || {
             let policy = wxthunk::probe();
             assert!(!policy.read_implies_exec);
-            let t = wxthunk::Thunk::<unsafe extern "C" fn(u32) -> u32>::new(|v: u32| v + 1)
-                .unwrap();
+            let t =
+                wxthunk::Thunk::<unsafe extern "C" fn(u32) -> u32>::new(|v: u32| v + 1).unwrap();
             let heaps: Vec<wxthunk::Heap> = [Strategy::DualMap, Strategy::Protect]
                 .into_iter()
                 .filter(|&s| policy.allows(s))

@@ -171,7 +171,11 @@ fn bad_sizes_are_clear_errors_and_leave_the_heap_intact() {
         let largest = ((u32::MAX as usize) * heap.granule()) & !(page - 1);
         for len in [usize::MAX, 1 << 60, largest + 1] {
             match heap.alloc(len) {
-                Err(e @ Error::TooLarge { requested, limit, .. }) => {
+                Err(
+                    e @ Error::TooLarge {
+                        requested, limit, ..
+                    },
+                ) => {
                     assert_eq!((requested, limit), (len, largest), "{name}");
                     assert!(e.to_string().contains(&limit.to_string()), "{e}");
                     println!("{name}: {len}-byte span: {e}");
@@ -203,8 +207,17 @@ fn region_sizes_past_the_allocation_index_are_refused_at_build_time() {
             .unwrap();
         assert_eq!(heap.stats().regions, 0, "{name}");
         for (first, max) in [(limit + page, limit + page), (64 * 1024, limit + page)] {
-            match builder.clone().region_size(first).max_region_size(max).build() {
-                Err(Error::TooLarge { requested, limit: l, what }) => {
+            match builder
+                .clone()
+                .region_size(first)
+                .max_region_size(max)
+                .build()
+            {
+                Err(Error::TooLarge {
+                    requested,
+                    limit: l,
+                    what,
+                }) => {
                     assert_eq!((requested, l), (limit + page, limit), "{name}");
                     assert_eq!(what, "a heap region");
                 }

@@ -743,7 +743,11 @@ fn an_fn_mut_thunk_dropped_during_its_own_call_is_freed_when_the_call_returns() 
         // SAFETY: as above; the panic unwinds through the -unwind thunk.
         let err = catch_unwind(|| unsafe { f(0, 0, 0, 0, 0, 0, 0, 0) }).unwrap_err();
         assert_eq!(err.downcast_ref::<&str>(), Some(&"after the drop"));
-        assert_eq!(FRAME_DROPS.load(Ordering::SeqCst), 1, "{name}: freed while unwinding");
+        assert_eq!(
+            FRAME_DROPS.load(Ordering::SeqCst),
+            1,
+            "{name}: freed while unwinding"
+        );
         assert_eq!(heap.stats().live_allocations, 0, "{name}");
     }
 }

@@ -21,10 +21,7 @@ fn jit_allocator(dual: bool) -> Box<JitAllocator> {
 }
 
 fn unlocked(strategy: Strategy) -> Heap<NoLock> {
-    Heap::builder()
-        .strategy(strategy)
-        .build_with_lock::<NoLock>()
-        .unwrap()
+    Heap::builder().strategy(strategy).build_unlocked().unwrap()
 }
 
 fn span_alloc_free(c: &mut Criterion) {

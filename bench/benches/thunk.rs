@@ -9,7 +9,7 @@ use std::time::Duration;
 use closure_ffi::BareFn;
 use criterion::{Criterion, criterion_group, criterion_main};
 use libffi::high::{Closure1, Closure6, Closure8};
-use wxthunk::{Heap, NoLock, Strategy, Thunk};
+use wxthunk::{Heap, Strategy, Thunk};
 
 const K: u64 = 7;
 
@@ -161,10 +161,7 @@ fn create_drop(c: &mut Criterion) {
         drop(keep);
 
         for strategy in [Strategy::DualMap, Strategy::StaticTrampolines] {
-            let Ok(local) = Heap::builder()
-                .strategy(strategy)
-                .build_with_lock::<NoLock>()
-            else {
+            let Ok(local) = Heap::builder().strategy(strategy).build_unlocked() else {
                 continue;
             };
             let keep: Vec<_> = (0..live)

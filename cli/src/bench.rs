@@ -102,7 +102,7 @@ pub fn run(quick: bool, as_json: bool) -> Result<(), Box<dyn std::error::Error>>
     // One heap per thunk strategy that works here.
     let heaps: Vec<Heap<NoLock>> = Strategy::ALL
         .iter()
-        .filter_map(|&s| Heap::builder().strategy(s).build_with_lock().ok())
+        .filter_map(|&s| Heap::builder().strategy(s).build_unlocked().ok())
         .collect();
     for heap in &heaps {
         let t = heap.thunk::<F1, _>(move |x: u64| x.wrapping_add(k))?;
@@ -162,7 +162,7 @@ pub fn run(quick: bool, as_json: bool) -> Result<(), Box<dyn std::error::Error>>
             Some(global),
         );
     }
-    let local = Heap::builder().build_with_lock::<NoLock>()?;
+    let local = Heap::builder().build_unlocked()?;
 
     // Code heap.
     let heap = Heap::new()?;

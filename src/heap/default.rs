@@ -10,7 +10,8 @@
 #[cfg(feature = "default-heap")]
 mod enabled {
     use std::cell::Cell;
-    use std::sync::OnceLock;
+
+    use once_cell::race::OnceBox;
 
     use crate::heap::{Heap, HeapBuilder, NoLock};
     use crate::{Error, Result, Strategy};
@@ -35,7 +36,11 @@ mod enabled {
         Ok(Heap::builder().strategy(strategy))
     }
 
-    static GLOBAL: OnceLock<Heap> = OnceLock::new();
+    /// Published by compare-and-swap, not behind a `Once`: a thread frozen
+    /// by `fork()` in the middle of creating it cannot leave the child
+    /// waiting (see `fork.rs`). Racing first calls may each build a heap;
+    /// one wins and the others are dropped, unused.
+    static GLOBAL: OnceBox<Heap> = OnceBox::new();
 
     impl Heap {
         /// The global, thread-safe default heap, created on first use with
@@ -51,11 +56,7 @@ mod enabled {
         /// [`Error::StrategyUnavailable`] if it names one that does not work
         /// here.
         pub fn global() -> Result<&'static Heap> {
-            if let Some(heap) = GLOBAL.get() {
-                return Ok(heap);
-            }
-            let heap = builder()?.build()?;
-            Ok(GLOBAL.get_or_init(|| heap))
+            GLOBAL.get_or_try_init(|| Ok(Box::new(builder()?.build()?)))
         }
 
         /// This thread's heap: no locking at all, and not `Send` (the
@@ -80,7 +81,7 @@ mod enabled {
                     Some(heap) => Ok(heap),
                     None => {
                         let heap: &'static Heap<NoLock> =
-                            Box::leak(Box::new(builder()?.build_with_lock()?));
+                            Box::leak(Box::new(builder()?.build_unlocked()?));
                         slot.heap.set(Some(heap));
                         Ok(heap)
                     }
@@ -106,37 +107,4 @@ mod enabled {
     thread_local! {
         static LOCAL: LocalSlot = const { LocalSlot { heap: Cell::new(None) } };
     }
-
-    /// Takes the global heap's lock before `fork()` (see `fork.rs`).
-    pub(crate) fn lock_for_fork() {
-        if let Some(heap) = GLOBAL.get() {
-            std::mem::forget(heap.state.lock());
-        }
-    }
-
-    /// Releases what [`lock_for_fork`] took.
-    ///
-    /// # Safety
-    /// Only after `lock_for_fork` on this thread.
-    pub(crate) unsafe fn unlock_after_fork() {
-        if let Some(heap) = GLOBAL.get() {
-            // SAFETY: `lock_for_fork` locked it and forgot the guard; this
-            // thread still holds it (in the child it is the only thread).
-            unsafe { heap.state.force_unlock() };
-        }
-    }
 }
-
-#[cfg(feature = "default-heap")]
-pub(crate) use enabled::{lock_for_fork, unlock_after_fork};
-
-/// Without the default heap there is nothing to lock around `fork()`.
-#[cfg(not(feature = "default-heap"))]
-pub(crate) fn lock_for_fork() {}
-
-/// Without the default heap there is nothing to unlock.
-///
-/// # Safety
-/// None needed.
-#[cfg(not(feature = "default-heap"))]
-pub(crate) unsafe fn unlock_after_fork() {}

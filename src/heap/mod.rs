@@ -5,11 +5,12 @@
 //! A heap has exactly one lock, around all of its state (regions, bit
 //! vectors, counters); regions have none of their own. While holding it,
 //! wxthunk takes no other lock, calls no user code and never touches another
-//! heap. The only other place that takes a heap's lock is the fork handler
-//! of the global default heap, which takes that one lock before `fork()` and
-//! releases it after. So there is no order between locks to get wrong (the
-//! member_thunk deadlock, heap->region on one path and region->heap on
-//! another, cannot happen).
+//! heap. The only other lock is the fork registry's (`fork.rs`), always
+//! taken *before* heap locks: by the prepare handler, which then takes every
+//! registered heap's lock across `fork()`, and alone by a heap being built
+//! or dropped. So the one order is registry, then heap (the member_thunk
+//! deadlock, heap->region on one path and region->heap on another, cannot
+//! happen).
 
 mod bitmap;
 mod default;
@@ -20,10 +21,12 @@ mod region;
 mod span;
 mod tables;
 
+use std::cell::UnsafeCell;
 use std::fmt;
 
 use lock_api::{Mutex, RawMutex};
 
+use fork::Stamp;
 pub use lock::{DefaultLock, NoLock};
 use region::Region;
 pub use span::{ExecSpan, Span};
@@ -91,7 +94,8 @@ const CACHE_DEPTH: usize = 64;
 ///   reused at once. [`HeapBuilder::strict`] drops the read-write view:
 ///   bytes then reach the file by `pwrite`, and no writable mapping of code
 ///   exists at any time. After `fork()` each process moves a region to a file
-///   of its own before writing to it, so neither can change the other's code.
+///   of its own before writing to it, so neither can change the other's code
+///   (the crate docs' "Fork" section says what a child may do).
 /// - [`Strategy::Protect`]: the allocation unit is a page. Writing a span
 ///   makes its pages read-write, copies, and makes them read+exec; a page is
 ///   never made writable again while anything on it is live, because another
@@ -107,8 +111,77 @@ const CACHE_DEPTH: usize = 64;
 ///   to call: one direct jump instead of two indirect ones), or forced with
 ///   [`HeapBuilder::strategy`].
 pub struct Heap<L: RawMutex = DefaultLock> {
-    state: Mutex<L, State>,
+    state: Box<Locked<L>>,
     config: Config,
+}
+
+/// A heap's state behind its lock, boxed so that its address stays put for
+/// the fork registry (see `fork.rs`) however the `Heap` moves.
+struct Locked<L: RawMutex> {
+    /// Replaced (re-initialised) only by the fork child handler, when the
+    /// child has one thread and no reference to it is in use.
+    mutex: UnsafeCell<Mutex<L, State>>,
+    /// In the fork registry (the lock is `Sync`).
+    registered: bool,
+}
+
+// SAFETY: `Locked` is the mutex plus a flag; the cell is written only by the
+// fork child handler (see the field), so the mutex's own auto traits hold.
+unsafe impl<L: RawMutex> Sync for Locked<L> where Mutex<L, State>: Sync {}
+// SAFETY: as above.
+unsafe impl<L: RawMutex> Send for Locked<L> where Mutex<L, State>: Send {}
+
+impl<L: RawMutex> Locked<L> {
+    #[inline]
+    fn mutex(&self) -> &Mutex<L, State> {
+        // SAFETY: only the fork child handler writes the cell, when no
+        // reference to it is in use (see the field).
+        unsafe { &*self.mutex.get() }
+    }
+
+    #[inline]
+    fn lock(&self) -> lock_api::MutexGuard<'_, L, State> {
+        self.mutex().lock()
+    }
+
+    /// Before `fork()`: takes the lock, so no operation is half done in the
+    /// copy; the parent or child handler ends it.
+    unsafe fn fork_prepare(this: *const ()) {
+        // SAFETY: registered heaps are alive until they unregister, which
+        // waits for the fork handlers (the registry's lock).
+        let this = unsafe { &*this.cast::<Self>() };
+        std::mem::forget(this.lock());
+    }
+
+    /// In the parent after `fork()`: releases what `fork_prepare` took.
+    unsafe fn fork_parent(this: *const ()) {
+        // SAFETY: as in `fork_prepare`.
+        let this = unsafe { &*this.cast::<Self>() };
+        // SAFETY: `fork_prepare` took the lock on this thread and forgot
+        // the guard.
+        unsafe { this.mutex().force_unlock() };
+    }
+
+    /// In the child after `fork()`: a fresh lock around the same state
+    /// (consistent: `fork_prepare` held the lock across the copy).
+    unsafe fn fork_child(this: *const ()) {
+        // SAFETY: as in `fork_prepare`; the child has one thread, this one,
+        // and no reference to the mutex is in use, so replacing it in the
+        // cell is exclusive. `into_inner` takes the state without locking.
+        unsafe {
+            let cell = (*this.cast::<Self>()).mutex.get();
+            let state = std::ptr::read(cell).into_inner();
+            std::ptr::write(cell, Mutex::new(state));
+        }
+    }
+}
+
+impl<L: RawMutex> Drop for Locked<L> {
+    fn drop(&mut self) {
+        if self.registered {
+            fork::unregister(std::ptr::from_ref(self).cast());
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -273,13 +346,42 @@ impl HeapBuilder {
         self.build_with_lock()
     }
 
-    /// Builds a heap with the lock `L` (use [`NoLock`] for a single-threaded
-    /// heap).
+    /// Builds a heap with the lock `L`, any `Sync` [`lock_api::RawMutex`].
+    /// The heap is safe to use in a child of `fork()` (the crate docs'
+    /// "Fork" section): its lock is held across `fork()` and re-initialised
+    /// in the child. A `!Sync` lock cannot take part in that; use
+    /// [`build_unlocked`](Self::build_unlocked) for a single-threaded heap.
     ///
     /// # Errors
     ///
     /// As [`build`](Self::build).
-    pub fn build_with_lock<L: RawMutex>(self) -> Result<Heap<L>> {
+    pub fn build_with_lock<L: RawMutex + Sync>(self) -> Result<Heap<L>> {
+        let heap = self.build_any::<L>()?;
+        let target: *const () = std::ptr::from_ref::<Locked<L>>(&heap.state).cast();
+        let hooks = fork::Hooks {
+            prepare: Locked::<L>::fork_prepare,
+            parent: Locked::<L>::fork_parent,
+            child: Locked::<L>::fork_child,
+        };
+        // SAFETY: the boxed state does not move and unregisters in its
+        // `Drop` (`registered` is set just below, before anything can fork
+        // with it registered and unflagged: the flag only matters at drop).
+        unsafe { fork::register(target, hooks) };
+        let mut heap = heap;
+        heap.state.registered = true;
+        Ok(heap)
+    }
+
+    /// Builds a single-threaded heap without a lock ([`NoLock`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`build`](Self::build).
+    pub fn build_unlocked(self) -> Result<Heap<NoLock>> {
+        self.build_any()
+    }
+
+    fn build_any<L: RawMutex>(self) -> Result<Heap<L>> {
         let caps = capabilities();
         let strategy = match self.strategy {
             Some(s) => {
@@ -330,7 +432,10 @@ impl HeapBuilder {
             tables: TablePool::default(),
         };
         Ok(Heap {
-            state: Mutex::new(state),
+            state: Box::new(Locked {
+                mutex: UnsafeCell::new(Mutex::new(state)),
+                registered: false,
+            }),
             config,
         })
     }
@@ -353,7 +458,7 @@ impl Heap {
     ///
     /// As [`new`](Heap::new).
     pub fn unlocked() -> Result<Heap<NoLock>> {
-        HeapBuilder::default().build_with_lock()
+        HeapBuilder::default().build_unlocked()
     }
 
     /// A builder for a heap with a chosen strategy, lock and region sizes.
@@ -425,8 +530,9 @@ impl<L: RawMutex> Heap<L> {
     /// free pages in the others. Returns the bytes released (address space
     /// unmapped plus memory decommitted).
     pub fn compact(&self) -> usize {
-        let generation = fork::generation();
         let mut state = self.state.lock();
+        // Taken under the lock: a fork cannot slip in between (see fork.rs).
+        let stamp = Stamp::now();
         let state = &mut *state;
         for class in &mut state.cache {
             for alloc in class.drain(..) {
@@ -444,7 +550,7 @@ impl<L: RawMutex> Heap<L> {
                 released += region.size();
                 reserved -= region.size();
                 *slot = None;
-            } else if region.unshare_after_fork(generation).is_ok() {
+            } else if region.unshare_after_fork(stamp).is_ok() {
                 released += region.decommit_free_pages();
             }
         }
@@ -520,16 +626,17 @@ impl<L: RawMutex> Heap<L> {
         // Cannot overflow, nor exceed `u32::MAX` granules: `len <= limit`.
         let granules = len.next_multiple_of(1 << shift) >> shift;
         let granules32 = granules as u32;
-        let generation = fork::generation();
         let mut state = self.state.lock();
-        let alloc = self.take_locked(&mut state, granules, granules32, align, generation)?;
+        // Taken under the lock: a fork cannot slip in between (see fork.rs).
+        let stamp = Stamp::now();
+        let alloc = self.take_locked(&mut state, granules, granules32, align, stamp)?;
         if let Some(code) = code(alloc.addr) {
             let code = code.as_ref();
             let region = state.regions[alloc.region as usize]
                 .as_mut()
                 .expect("allocation's region is live");
             if let Err(e) = region.write(alloc.start as usize, alloc.granules as usize, code) {
-                self.free_locked(&mut state, &alloc, generation);
+                self.free_locked(&mut state, &alloc, stamp);
                 return Err(e);
             }
         }
@@ -543,7 +650,7 @@ impl<L: RawMutex> Heap<L> {
         granules: usize,
         granules32: u32,
         align: usize,
-        generation: u64,
+        stamp: Stamp,
     ) -> Result<Allocation> {
         let shift = self.config.granule_shift;
         if align == 1 && granules <= CACHE_CLASSES {
@@ -551,7 +658,7 @@ impl<L: RawMutex> Heap<L> {
                 let region = state.regions[alloc.region as usize]
                     .as_mut()
                     .expect("cached in a live region");
-                if let Err(e) = region.unshare_after_fork(generation) {
+                if let Err(e) = region.unshare_after_fork(stamp) {
                     state.cache[granules - 1].push(alloc);
                     return Err(e);
                 }
@@ -560,7 +667,7 @@ impl<L: RawMutex> Heap<L> {
                 return Ok(alloc);
             }
         }
-        self.allocate_slow(state, granules, granules32, align, generation)
+        self.allocate_slow(state, granules, granules32, align, stamp)
     }
 
     #[cold]
@@ -570,7 +677,7 @@ impl<L: RawMutex> Heap<L> {
         granules: usize,
         granules32: u32,
         align: usize,
-        generation: u64,
+        stamp: Stamp,
     ) -> Result<Allocation> {
         let shift = self.config.granule_shift;
         let (index, start) = match self.find(state, granules, align) {
@@ -580,7 +687,7 @@ impl<L: RawMutex> Heap<L> {
         let region = state.regions[index]
             .as_mut()
             .expect("found in a live region");
-        region.unshare_after_fork(generation)?;
+        region.unshare_after_fork(stamp)?;
         region.take(start, granules)?;
         let addr = region.exec_base().as_ptr() as usize + (start << shift);
         state.hint = index;
@@ -632,7 +739,7 @@ impl<L: RawMutex> Heap<L> {
             self.config.span_strategy.expect("checked by allocate_with"),
             self.config.strict,
             shift,
-            fork::generation(),
+            Stamp::now(),
         )?;
         let start = region
             .find(granules, 1)
@@ -658,24 +765,25 @@ impl<L: RawMutex> Heap<L> {
         let region = state.regions[alloc.region as usize]
             .as_mut()
             .expect("allocation's region is live");
-        region.unshare_after_fork(fork::generation())?;
+        region.unshare_after_fork(Stamp::now())?;
         region.write(alloc.start as usize, alloc.granules as usize, code)
     }
 
     /// Frees an allocation.
     pub(crate) fn free(&self, alloc: &Allocation) {
-        let generation = fork::generation();
         let mut state = self.state.lock();
-        self.free_locked(&mut state, alloc, generation);
+        // Taken under the lock: a fork cannot slip in between (see fork.rs).
+        let stamp = Stamp::now();
+        self.free_locked(&mut state, alloc, stamp);
     }
 
     #[inline]
-    fn free_locked(&self, state: &mut State, alloc: &Allocation, generation: u64) {
+    fn free_locked(&self, state: &mut State, alloc: &Allocation, stamp: Stamp) {
         let granules = alloc.granules as usize;
         let region = state.regions[alloc.region as usize]
             .as_mut()
             .expect("allocation's region is live");
-        if region.unshare_after_fork(generation).is_err() {
+        if region.unshare_after_fork(stamp).is_err() {
             // The region is still shared with a forked process and could not
             // be moved to a file of its own: keep the bytes as they are (the
             // other process may run them) and leak the granules.

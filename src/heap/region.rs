@@ -5,6 +5,7 @@
 use std::ptr::NonNull;
 
 use super::bitmap::Bitmap;
+use super::fork::Stamp;
 use crate::sys::{self, CodeFile, Prot, Share};
 use crate::{Error, Result, Strategy, arch};
 
@@ -40,8 +41,9 @@ pub(crate) struct Region {
     committed_pages: usize,
     live: usize,
     cursor: usize,
-    /// The fork generation the file-backed mappings belong to.
-    fork_generation: u64,
+    /// The process (and libc-fork epoch) the file and the read-write view
+    /// belong to; see `fork.rs`.
+    stamp: Stamp,
 }
 
 // SAFETY: a region owns its mappings exclusively; the raw pointers are not
@@ -57,7 +59,7 @@ impl Region {
         strategy: Strategy,
         strict: bool,
         granule_shift: u32,
-        fork_generation: u64,
+        stamp: Stamp,
     ) -> Result<Region> {
         let page = sys::page_size();
         debug_assert!(size % page == 0 && size > 0);
@@ -81,15 +83,12 @@ impl Region {
                 let rw = if strict {
                     None
                 } else {
-                    match file.map(size, Prot::ReadWrite, Share::Shared) {
+                    match map_writable_view(&file, size) {
                         Ok(rw) => Some(rw),
                         Err(e) => {
                             // SAFETY: the view is ours and unused.
                             let _ = unsafe { sys::unmap(rx, size) };
-                            return Err(Error::os(
-                                "mmap(PROT_READ|PROT_WRITE) of the heap memfd",
-                                e,
-                            ));
+                            return Err(e);
                         }
                     }
                 };
@@ -108,7 +107,7 @@ impl Region {
             committed_pages: 0,
             live: 0,
             cursor: 0,
-            fork_generation,
+            stamp,
         })
     }
 
@@ -316,21 +315,24 @@ impl Region {
         }
     }
 
-    /// Before writing to a dual-mapped region: if the process forked since
-    /// the region's file was created, move the region to a new file, so
-    /// that neither the parent nor the child can change the other's code.
+    /// Before writing to a dual-mapped region (through its view or its
+    /// file): if the region's file may be shared with another process (it was
+    /// made in another process, or before this one last forked), move the
+    /// region to a new file first, so that neither process can change the
+    /// other's code. `stamp` is [`Stamp::now`], taken under the heap's lock.
     #[inline]
-    pub(crate) fn unshare_after_fork(&mut self, generation: u64) -> Result<()> {
-        if self.fork_generation == generation {
+    pub(crate) fn unshare_after_fork(&mut self, stamp: Stamp) -> Result<()> {
+        if self.stamp == stamp {
             return Ok(());
         }
-        self.unshare(generation)
+        self.unshare(stamp)
     }
 
     #[cold]
-    fn unshare(&mut self, generation: u64) -> Result<()> {
+    fn unshare(&mut self, stamp: Stamp) -> Result<()> {
+        let inherited = !self.stamp.is_this_process();
         let Backing::DualMap { file, rx, rw } = &mut self.backing else {
-            self.fork_generation = generation;
+            self.stamp = stamp;
             return Ok(());
         };
         let new = CodeFile::create(self.size)
@@ -345,19 +347,33 @@ impl Region {
                     .map_err(|e| Error::os("pwrite (unshare after fork)", e))?;
             }
         }
-        // Replace both views in place; each replacement is atomic for
-        // threads running code here, and the new file holds the same bytes.
-        if let Some(rw) = rw {
-            // SAFETY: `rw` is our view of the region; nothing else writes it
-            // (writes happen under the heap lock, which we hold).
-            unsafe { new.map_over(*rw, self.size, Prot::ReadWrite, Share::Shared) }
-                .map_err(|e| Error::os("mmap(MAP_FIXED) (unshare after fork)", e))?;
+        // A new writable view of the new file. In a child the old one is not
+        // mapped (MADV_DONTFORK), and its addresses may hold someone else's
+        // mapping by now, so it is never touched there; in this process it is
+        // ours and is unmapped once nothing can use it.
+        let new_rw = match rw {
+            Some(_) => Some(map_writable_view(&new, self.size)?),
+            None => None,
+        };
+        // Replace the executable view in place: atomic for threads running
+        // code here, and the new file holds the same bytes.
+        // SAFETY: `rx` is our view of the region, inherited by a child like
+        // any mapping; the code at every address is unchanged.
+        if let Err(e) = unsafe { new.map_over(*rx, self.size, Prot::ReadExec, Share::Shared) } {
+            if let Some(p) = new_rw {
+                // SAFETY: just mapped, unused.
+                let _ = unsafe { sys::unmap(p, self.size) };
+            }
+            return Err(Error::os("mmap(MAP_FIXED) (unshare after fork)", e));
         }
-        // SAFETY: as above; the code at every address is unchanged.
-        unsafe { new.map_over(*rx, self.size, Prot::ReadExec, Share::Shared) }
-            .map_err(|e| Error::os("mmap(MAP_FIXED) (unshare after fork)", e))?;
+        if let (Some(old), false) = (*rw, inherited) {
+            // SAFETY: our own old view; writes happen under the heap's lock,
+            // which we hold, and go to the new view from now on.
+            let _ = unsafe { sys::unmap(old, self.size) };
+        }
+        *rw = new_rw;
         *file = new;
-        self.fork_generation = generation;
+        self.stamp = stamp;
         Ok(())
     }
 
@@ -389,6 +405,25 @@ impl Region {
     }
 }
 
+/// Maps the read-write view of a region's file, kept out of every child
+/// process (`MADV_DONTFORK`): a child never holds a writable alias of its
+/// parent's code, on any fork path.
+fn map_writable_view(file: &CodeFile, size: usize) -> Result<NonNull<u8>> {
+    let rw = file
+        .map(size, Prot::ReadWrite, Share::Shared)
+        .map_err(|e| Error::os("mmap(PROT_READ|PROT_WRITE) of the heap memfd", e))?;
+    // SAFETY: the view was just mapped and is ours.
+    if let Err(e) = unsafe { sys::dont_fork(rw, size) } {
+        // SAFETY: as above, unused.
+        let _ = unsafe { sys::unmap(rw, size) };
+        return Err(Error::os(
+            "madvise(MADV_DONTFORK) of the heap memfd view",
+            e,
+        ));
+    }
+    Ok(rw)
+}
+
 impl Drop for Region {
     fn drop(&mut self) {
         let size = self.size;
@@ -403,7 +438,9 @@ impl Drop for Region {
             Backing::Protect { base } => unmap(base),
             Backing::DualMap { rx, rw, .. } => {
                 unmap(rx);
-                if let Some(rw) = rw {
+                // In a child that never wrote here, the writable view was
+                // not inherited (MADV_DONTFORK): its range is not ours.
+                if let (Some(rw), true) = (rw, self.stamp.is_this_process()) {
                     unmap(rw);
                 }
             }

@@ -1,7 +1,7 @@
 //! What this process may do with code memory, found by trying each strategy
 //! on a scratch page and running a `ret` from it, once per process.
 
-use std::sync::OnceLock;
+use once_cell::race::OnceBox;
 
 use super::Check;
 use crate::sys::{self, CodeFile, Prot, Share};
@@ -28,9 +28,13 @@ pub(crate) struct Capabilities {
 /// (say, `prctl(PR_SET_MDWE)` after the first probe) gets a clear error from
 /// the operation that is refused, and [`Policy::detect`](super::Policy::detect)
 /// shows the new state.
+///
+/// Published by compare-and-swap, not behind a `Once`: a `fork()` while
+/// another thread probes must not leave the child waiting for a thread it
+/// does not have (racing first uses may each probe; one result is kept).
 pub(crate) fn capabilities() -> &'static Capabilities {
-    static CAPS: OnceLock<Capabilities> = OnceLock::new();
-    CAPS.get_or_init(Capabilities::detect)
+    static CAPS: OnceBox<Capabilities> = OnceBox::new();
+    CAPS.get_or_init(|| Box::new(Capabilities::detect()))
 }
 
 impl Capabilities {

@@ -2,8 +2,8 @@
 
 mod capabilities;
 
+use once_cell::race::OnceBox;
 use std::fmt;
-use std::sync::OnceLock;
 
 pub(crate) use capabilities::{BLOCK_PREFERENCE, HEAP_PREFERENCE, THUNK_PREFERENCE, capabilities};
 
@@ -191,8 +191,9 @@ pub struct Policy {
 /// On platforms without a platform layer every check is
 /// [`Check::Refused`] or [`Check::Unknown`] and no strategy is chosen.
 pub fn probe() -> &'static Policy {
-    static POLICY: OnceLock<Policy> = OnceLock::new();
-    POLICY.get_or_init(|| Policy::from_capabilities(capabilities()))
+    // Compare-and-swap, not a `Once`: fork-safe (see `capabilities`).
+    static POLICY: OnceBox<Policy> = OnceBox::new();
+    POLICY.get_or_init(|| Box::new(Policy::from_capabilities(capabilities())))
 }
 
 impl Policy {

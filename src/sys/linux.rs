@@ -11,6 +11,10 @@ use libc::{c_int, c_void};
 
 use super::{ChildRwx, Prot, Share};
 
+/// The mutex behind [`DefaultLock`](crate::DefaultLock): std's futex mutex,
+/// whose state is one word (fork-safe once re-initialised).
+pub(crate) type RawLock = rustix_futex_sync::RawMutex;
+
 /// The operating system's name as reported by the probe.
 pub(crate) const OS: &str = "linux";
 
@@ -55,8 +59,7 @@ pub(crate) fn read_implies_exec() -> bool {
 }
 
 /// Why wxthunk refuses writable mappings under `READ_IMPLIES_EXEC`.
-pub(crate) const READ_IMPLIES_EXEC_REASON: &str =
-    "the READ_IMPLIES_EXEC personality is set (setarch -X or personality(2)): the kernel makes \
+pub(crate) const READ_IMPLIES_EXEC_REASON: &str = "the READ_IMPLIES_EXEC personality is set (setarch -X or personality(2)): the kernel makes \
      every readable mapping executable, so a writable mapping would be writable and executable, \
      which wxthunk never makes; clear it with personality(persona & !READ_IMPLIES_EXEC)";
 
@@ -176,6 +179,48 @@ pub(crate) fn register_at_fork(
         return Err(io::Error::from_raw_os_error(ret));
     }
     Ok(())
+}
+
+/// Maps one private page that the kernel zero-fills in every process made
+/// by copying this one (`MADV_WIPEONFORK`, Linux 4.14+): libc `fork()`, raw
+/// `clone()` without `CLONE_VM`, `SYS_fork`. What is written there reads as
+/// zero in any such child, whatever path made it and whether or not any
+/// fork handler ran.
+pub(crate) fn map_wipe_on_fork_page() -> io::Result<NonNull<u8>> {
+    let page = page_size();
+    let p = map_anon(page, Prot::ReadWrite)?;
+    // SAFETY: `p` is the page just mapped, ours alone.
+    if unsafe { libc::madvise(p.as_ptr().cast(), page, libc::MADV_WIPEONFORK) } != 0 {
+        let err = io::Error::last_os_error();
+        // SAFETY: as above; nothing refers to it yet.
+        let _ = unsafe { unmap(p, page) };
+        return Err(err);
+    }
+    Ok(p)
+}
+
+/// Keeps `ptr..ptr+len` out of every process made by copying this one
+/// (`MADV_DONTFORK`): in a child the range is simply not mapped, so a
+/// writable alias of shared code can never be written by a child, on any
+/// fork path.
+///
+/// # Safety
+/// `ptr..ptr+len` is a range of whole pages mapped by this module and owned
+/// by the caller.
+pub(crate) unsafe fn dont_fork(ptr: NonNull<u8>, len: usize) -> io::Result<()> {
+    // SAFETY: the caller owns the range; the advice changes only what a
+    // child inherits.
+    if unsafe { libc::madvise(ptr.as_ptr().cast(), len, libc::MADV_DONTFORK) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// This process's id: the fallback fork detector where `MADV_WIPEONFORK` is
+/// missing (a system call each time).
+pub(crate) fn process_id() -> u64 {
+    // SAFETY: getpid has no preconditions.
+    u64::from(unsafe { libc::getpid() }.unsigned_abs())
 }
 
 /// Makes instruction fetches from `ptr..ptr+len` see what was written there.

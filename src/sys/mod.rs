@@ -12,7 +12,11 @@
 //! - `flush_icache(ptr, len)`
 //! - probe helpers: `mdwe_flags`, `memfd_noexec_sysctl`, `selinux`,
 //!   `seccomp`, `pax_flags`, `rwx_mapping_in_child`
-//! - `fork_generation`, `ForkWriteGuard`: fork detection for file-backed code
+//! - fork support: `register_at_fork`, `map_wipe_on_fork_page`,
+//!   `dont_fork`, `process_id` (used by `heap/fork.rs`)
+//! - `read_implies_exec`: whether the kernel would make a read-write mapping
+//!   executable (every read-write mapping is refused then)
+//! - `RawLock`: the mutex behind `DefaultLock`
 //! - `ImageFile`: the file holding part of this process's own code, found
 //!   and opened so that it can be mapped again (static trampolines)
 

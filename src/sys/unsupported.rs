@@ -10,6 +10,9 @@ use super::{ChildRwx, Prot, Share};
 /// The operating system's name as reported by the probe.
 pub(crate) const OS: &str = std::env::consts::OS;
 
+/// The mutex behind [`DefaultLock`](crate::DefaultLock).
+pub(crate) type RawLock = parking_lot::RawMutex;
+
 fn unsupported() -> io::Error {
     io::Error::new(
         io::ErrorKind::Unsupported,
@@ -147,6 +150,24 @@ pub(crate) fn seccomp() -> Option<(u8, Option<u32>)> {
 /// Unknown here.
 pub(crate) fn pax_flags() -> Option<String> {
     None
+}
+
+/// Not on this platform.
+pub(crate) fn map_wipe_on_fork_page() -> io::Result<NonNull<u8>> {
+    Err(unsupported())
+}
+
+/// Nothing to keep from children here (nothing is ever mapped).
+///
+/// # Safety
+/// None needed.
+pub(crate) unsafe fn dont_fork(_ptr: NonNull<u8>, _len: usize) -> io::Result<()> {
+    Err(unsupported())
+}
+
+/// No process ids here; fork detection is never needed (nothing is mapped).
+pub(crate) fn process_id() -> u64 {
+    1
 }
 
 /// No such personality here.

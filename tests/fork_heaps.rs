@@ -1,0 +1,383 @@
+//! Heaps across every fork path (the model is in `src/heap/fork.rs`):
+//! libc `fork()` while other threads are busy on every kind of heap, many
+//! times; raw `clone()` and `SYS_fork`, where no handler runs; `fork()`
+//! while another thread is inside the first-use probe. Each test runs in a
+//! child process of its own, so that the only threads are the test's, and
+//! every forked child is waited for with a timeout, so a deadlock fails the
+//! test instead of hanging it.
+#![cfg(all(target_os = "linux", target_arch = "x86_64"))]
+
+mod support;
+
+use std::io::Write;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use support::code;
+use wxthunk::{ExecSpan, Heap, Strategy, Thunk};
+
+type Add = unsafe extern "C" fn(u64) -> u64;
+
+/// How long a forked child may take before it is called hung. Not a speed
+/// limit: a healthy child finishes in milliseconds; this only turns a
+/// deadlock into a failure.
+const HANG: Duration = Duration::from_secs(20);
+
+/// How a child process is made.
+#[derive(Clone, Copy, Debug)]
+enum ForkPath {
+    /// libc `fork()`: atfork handlers run.
+    Libc,
+    /// `syscall(SYS_fork)`: no handler runs.
+    SysFork,
+    /// `syscall(SYS_clone, SIGCHLD)` without `CLONE_VM`, as container
+    /// runtimes do: no handler runs.
+    RawClone,
+}
+
+/// Makes a child with `path`; the child runs `child` and leaves with
+/// `_exit(code)` (101 on a panic). Returns the child's pid.
+fn spawn(path: ForkPath, child: impl FnOnce() -> i32) -> libc::pid_t {
+    // SAFETY: the child runs only `child` and leaves with `_exit`, never
+    // returning into the test harness; the parent gets the pid.
+    let pid = unsafe {
+        match path {
+            ForkPath::Libc => libc::fork(),
+            ForkPath::SysFork => libc::syscall(libc::SYS_fork) as libc::pid_t,
+            ForkPath::RawClone => {
+                let zero: libc::c_long = 0;
+                libc::syscall(
+                    libc::SYS_clone,
+                    libc::c_long::from(libc::SIGCHLD),
+                    zero,
+                    zero,
+                    zero,
+                    zero,
+                ) as libc::pid_t
+            }
+        }
+    };
+    assert!(pid >= 0, "{path:?}: {}", std::io::Error::last_os_error());
+    if pid == 0 {
+        let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(child)).unwrap_or(101);
+        // SAFETY: ends the child at once, running none of the parent's
+        // destructors or exit handlers.
+        unsafe { libc::_exit(code) };
+    }
+    pid
+}
+
+/// Waits for `pid`; its exit code, or `Err` with what happened (killed,
+/// or hung past [`HANG`], in which case it is killed).
+fn wait(pid: libc::pid_t) -> Result<i32, String> {
+    let start = Instant::now();
+    loop {
+        let mut status = 0;
+        // SAFETY: `status` is a valid place to write; `pid` is our child.
+        let ret = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+        assert!(ret >= 0, "waitpid: {}", std::io::Error::last_os_error());
+        if ret == pid {
+            if libc::WIFEXITED(status) {
+                return Ok(libc::WEXITSTATUS(status));
+            }
+            return Err(format!("killed by signal {}", libc::WTERMSIG(status)));
+        }
+        if start.elapsed() > HANG {
+            // SAFETY: killing and reaping our own child.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+                libc::waitpid(pid, &mut status, 0);
+            }
+            return Err(format!("hung for {HANG:?} (deadlock?)"));
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+fn sealed<L: lock_api::RawMutex>(heap: &Heap<L>, value: u32) -> ExecSpan<'_, L> {
+    let mut s = heap.alloc(6).unwrap();
+    s.write_all(&code::ret_u32(value)).unwrap();
+    s.exec().unwrap()
+}
+
+fn call_span<L: lock_api::RawMutex>(span: &ExecSpan<'_, L>) -> u32 {
+    // SAFETY: every span here holds `mov eax, v; ret`.
+    let f: extern "C" fn() -> u32 = unsafe { span.func(0).unwrap() };
+    f()
+}
+
+/// One thunk and, where the heap holds written code, one span: made, called
+/// and dropped. Returns false if a result was wrong.
+fn use_heap<L: lock_api::RawMutex>(heap: &Heap<L>, k: u64) -> bool {
+    let t = heap.thunk::<Add, _>(move |v: u64| v + k).unwrap();
+    // SAFETY: `t` is alive.
+    let ok = unsafe { (t.as_fn())(1) } == k + 1;
+    drop(t);
+    let span_ok = heap.span_strategy().is_none() || {
+        let s = sealed(heap, k as u32);
+        call_span(&s) == k as u32
+    };
+    ok && span_ok
+}
+
+/// Every kind of heap this process can make, all `Sync`.
+fn shared_heaps() -> Vec<(&'static str, Heap)> {
+    let p = wxthunk::probe();
+    let mut v = vec![("Heap::new", Heap::new().unwrap())];
+    for (name, s, strict) in [
+        ("dual-map", Strategy::DualMap, false),
+        ("dual-map strict", Strategy::DualMap, true),
+        ("protect", Strategy::Protect, false),
+        ("static-trampolines", Strategy::StaticTrampolines, false),
+    ] {
+        if p.allows(s) {
+            let heap = Heap::builder().strategy(s).strict(strict).build().unwrap();
+            v.push((name, heap));
+        }
+    }
+    v
+}
+
+#[test]
+fn libc_fork_while_threads_are_busy_on_every_heap_many_times() {
+    const FORKS: usize = 100;
+    let name = "libc_fork_while_threads_are_busy_on_every_heap_many_times";
+    let Some(out) = support::in_child(name, || {
+        let heaps = shared_heaps();
+        let global = Heap::global().unwrap();
+        let local = Heap::thread_local().unwrap();
+        // Thunks made before the forks, called by parent and children.
+        let kept: Vec<_> = heaps
+            .iter()
+            .map(|(_, h)| h)
+            .chain([global])
+            .enumerate()
+            .map(|(i, h)| h.thunk::<Add, _>(move |v: u64| v * 10 + i as u64).unwrap())
+            .collect();
+        let kept_local = local.thunk::<Add, _>(|v: u64| v + 1000).unwrap();
+        let stop = AtomicBool::new(false);
+        let rounds = AtomicUsize::new(0);
+        let mut failures = Vec::new();
+        std::thread::scope(|scope| {
+            for t in 0..3u64 {
+                let (heaps, stop, rounds) = (&heaps, &stop, &rounds);
+                scope.spawn(move || {
+                    let mut k = t;
+                    while !stop.load(Ordering::Relaxed) {
+                        for (_, h) in heaps.iter() {
+                            assert!(use_heap(h, k));
+                        }
+                        assert!(use_heap(global, k));
+                        let t = Thunk::<Add>::new(move |v: u64| v ^ k).unwrap();
+                        // SAFETY: alive.
+                        assert_eq!(unsafe { (t.as_fn())(0) }, k);
+                        k += 1;
+                        rounds.fetch_add(1, Ordering::Relaxed);
+                    }
+                });
+            }
+            while rounds.load(Ordering::Relaxed) < 10 {
+                std::thread::yield_now();
+            }
+            for n in 0..FORKS {
+                let (heaps, kept, kept_local) = (&heaps, &kept, &kept_local);
+                let pid = spawn(ForkPath::Libc, move || {
+                    // Inherited thunks still run.
+                    for (i, t) in kept.iter().enumerate() {
+                        // SAFETY: the child's copy of a live thunk.
+                        if unsafe { (t.as_fn())(n as u64) } != n as u64 * 10 + i as u64 {
+                            return 2;
+                        }
+                    }
+                    // SAFETY: as above.
+                    if unsafe { (kept_local.as_fn())(1) } != 1001 {
+                        return 3;
+                    }
+                    // Every heap works, the per-thread one included.
+                    for (_, h) in heaps {
+                        if !use_heap(h, 7) {
+                            return 4;
+                        }
+                    }
+                    if !use_heap(global, 8) || !use_heap(local, 9) {
+                        return 5;
+                    }
+                    // Threads of the child contend for the inherited locks.
+                    let ok = std::thread::scope(|s| {
+                        let workers: Vec<_> = (0..2)
+                            .map(|_| {
+                                s.spawn(|| {
+                                    (0..200).all(|k| {
+                                        heaps.iter().all(|(_, h)| use_heap(h, k))
+                                            && use_heap(global, k)
+                                    })
+                                })
+                            })
+                            .collect();
+                        workers.into_iter().all(|w| w.join().unwrap())
+                    });
+                    if ok { 0 } else { 6 }
+                });
+                match wait(pid) {
+                    Ok(0) => {}
+                    other => failures.push(format!("fork {n}: {other:?}")),
+                }
+            }
+            stop.store(true, Ordering::Relaxed);
+        });
+        assert!(failures.is_empty(), "children failed: {failures:#?}");
+        // The parent is unaffected.
+        for (i, t) in kept.iter().enumerate() {
+            // SAFETY: alive.
+            assert_eq!(unsafe { (t.as_fn())(4) }, 40 + i as u64);
+        }
+        for (_, h) in &heaps {
+            assert!(use_heap(h, 11));
+        }
+        println!(
+            "FORKED {FORKS} children of {} busy threads ({} rounds); all used every heap",
+            3,
+            rounds.load(Ordering::Relaxed)
+        );
+    }) else {
+        return;
+    };
+    assert!(out.contains("FORKED 100 children"), "{out}");
+}
+
+/// A dual-mapped heap's child, made without any fork handler, frees its copy
+/// of a live thunk of the parent's (trap-filling the slot), reuses the slot,
+/// writes spans and compacts; the parent's thunk must keep working. The
+/// child also checks that it inherited no writable view of the code.
+fn raw_fork_child_cannot_touch_parent_code(path: ForkPath) {
+    let p = wxthunk::probe();
+    if !p.allows(Strategy::DualMap) {
+        println!("SKIPPED: dual mapping does not work here; nothing is shared with a child");
+        return;
+    }
+    let heaps = [
+        (
+            "dual-map",
+            Heap::builder().strategy(Strategy::DualMap).build().unwrap(),
+        ),
+        (
+            "dual-map strict",
+            Heap::builder()
+                .strategy(Strategy::DualMap)
+                .strict(true)
+                .build()
+                .unwrap(),
+        ),
+    ];
+    for (name, heap) in &heaps {
+        let live: Vec<_> = (0..8u64)
+            .map(|k| heap.thunk::<Add, _>(move |v: u64| v + k).unwrap())
+            .collect();
+        let span = sealed(heap, 77);
+        let child_copy = std::mem::ManuallyDrop::new(
+            // SAFETY: after the fork only the child owns this bitwise copy;
+            // the parent never drops it.
+            unsafe { std::ptr::read(&live) },
+        );
+        let pid = spawn(path, move || {
+            // No inherited writable view of wxthunk's code exists here.
+            let text = std::fs::read_to_string("/proc/self/maps").unwrap_or_default();
+            if text.lines().any(|l| {
+                l.contains("memfd:wxthunk")
+                    && l.split_whitespace().nth(1).is_some_and(|p| p.contains('w'))
+            }) {
+                return 2;
+            }
+            // Drop the copies of the parent's thunks: their slots become
+            // traps and are reused, in the child's own file.
+            drop(std::mem::ManuallyDrop::into_inner(child_copy));
+            let fresh: Vec<_> = (100..164u64)
+                .map(|k| heap.thunk::<Add, _>(move |v: u64| v + k).unwrap())
+                .collect();
+            for (k, t) in (100..).zip(&fresh) {
+                // SAFETY: alive.
+                if unsafe { (t.as_fn())(0) } != k {
+                    return 3;
+                }
+            }
+            let spans: Vec<_> = (0..16).map(|v| sealed(heap, v)).collect();
+            drop(spans);
+            drop(fresh);
+            heap.compact();
+            0
+        });
+        assert_eq!(wait(pid), Ok(0), "{name} {path:?}: child failed");
+        for (k, t) in (0..).zip(&live) {
+            // SAFETY: alive in the parent.
+            let got = unsafe { (t.as_fn())(1) };
+            assert_eq!(got, k + 1, "{name} {path:?}: parent thunk");
+        }
+        assert_eq!(call_span(&span), 77, "{name} {path:?}: parent span");
+        // And the parent goes on writing.
+        assert!(use_heap(heap, 5));
+    }
+    println!("RAW-FORK-OK {path:?}");
+}
+
+#[test]
+fn a_sys_fork_child_cannot_change_the_parents_code() {
+    let name = "a_sys_fork_child_cannot_change_the_parents_code";
+    if let Some(out) = support::in_child(name, || {
+        raw_fork_child_cannot_touch_parent_code(ForkPath::SysFork)
+    }) {
+        assert!(
+            out.contains("RAW-FORK-OK") || out.contains("SKIPPED"),
+            "{out}"
+        );
+    }
+}
+
+#[test]
+fn a_raw_clone_child_cannot_change_the_parents_code() {
+    let name = "a_raw_clone_child_cannot_change_the_parents_code";
+    if let Some(out) = support::in_child(name, || {
+        raw_fork_child_cannot_touch_parent_code(ForkPath::RawClone)
+    }) {
+        assert!(
+            out.contains("RAW-FORK-OK") || out.contains("SKIPPED"),
+            "{out}"
+        );
+    }
+}
+
+#[test]
+fn fork_while_another_thread_runs_the_first_probe() {
+    // Each trial needs a process that has not probed yet.
+    const TRIALS: usize = 20;
+    let name = "fork_while_another_thread_runs_the_first_probe";
+    let mut forked = 0;
+    for _ in 0..TRIALS {
+        let Some(out) = support::in_child(name, || {
+            let prober = std::thread::spawn(|| {
+                let _ = wxthunk::probe();
+                Heap::new().map(drop)
+            });
+            let mut pids = Vec::new();
+            while !prober.is_finished() && pids.len() < 256 {
+                pids.push(spawn(ForkPath::Libc, || {
+                    let _ = wxthunk::probe();
+                    let heap = Heap::new().unwrap();
+                    if use_heap(&heap, 3) { 0 } else { 2 }
+                }));
+            }
+            prober.join().unwrap().unwrap();
+            let results: Vec<_> = pids.into_iter().map(wait).collect();
+            assert!(results.iter().all(|r| *r == Ok(0)), "{results:?}");
+            println!("FORKED-DURING-PROBE {}", results.len());
+        }) else {
+            return;
+        };
+        forked += out
+            .lines()
+            .find_map(|l| l.split("FORKED-DURING-PROBE ").nth(1))
+            .and_then(|n| n.split_whitespace().next()?.parse::<usize>().ok())
+            .expect("the child reports its forks");
+    }
+    println!("{forked} children forked during a first probe, all made a heap");
+    assert!(forked > 0, "no fork landed during a probe");
+}
