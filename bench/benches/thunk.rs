@@ -63,6 +63,18 @@ fn call_1(c: &mut Criterion) {
             b.iter(|| unsafe { black_box(f)(black_box(5)) })
         });
     }
+    // The FnMut guard is on the call path: one compare-and-swap in, a load
+    // and a store out.
+    let mut total = 0u64;
+    let t = Thunk::<F1>::new_mut(move |x: u64| {
+        total = total.wrapping_add(x);
+        total
+    })
+    .unwrap();
+    let f = t.as_fn();
+    g.bench_function("wxthunk FnMut, global heap", |b| {
+        b.iter(|| unsafe { black_box(f)(black_box(5)) })
+    });
     let cf = BareFn::new_c(move |x: u64| x.wrapping_add(k));
     let f: F1 = cf.bare();
     g.bench_function("closure-ffi 4.1.0", |b| {
