@@ -40,9 +40,11 @@
 //!    and then each heap's lock (so no heap is mid-operation when the address
 //!    space is copied), the parent handler releases them, and the child
 //!    handler *re-initialises* them (never unlocks: an unlock could hand the
-//!    lock to a waiter that does not exist in the child). [`DefaultLock`]
-//!    also drops waiters left in parking_lot's global queue by threads that
-//!    do not exist in the child, the first time it has to wait.
+//!    lock to a waiter that does not exist in the child). A lock whose
+//!    waiters live outside the lock word cannot be re-initialised that way
+//!    (parking_lot's global queue still links the parent's threads, whose
+//!    stacks glibc hands to the child's new threads), so [`DefaultLock`] is
+//!    a futex mutex whose whole state is its word.
 //!    Heaps with a `!Sync` lock ([`NoLock`](super::NoLock), per-thread heaps)
 //!    are only ever used by one thread at a time: the forking thread is not
 //!    inside an operation on its own, and cannot reach another thread's.
