@@ -664,7 +664,7 @@ impl Drop for DropCounter {
 }
 
 #[test]
-fn an_fn_mut_thunk_dropped_during_its_own_call_is_freed_when_the_call_returns() {
+fn fn_mut_and_fn_once_thunks_dropped_during_their_own_call_free_nothing_under_it() {
     type One = unsafe extern "C-unwind" fn(u64) -> u64;
     type Frame = unsafe extern "C-unwind" fn(u64, u64, u64, u64, u64, u64, u64, u64) -> u64;
     for (name, heap) in heaps() {
@@ -748,6 +748,30 @@ fn an_fn_mut_thunk_dropped_during_its_own_call_is_freed_when_the_call_returns() 
             1,
             "{name}: freed while unwinding"
         );
+        assert_eq!(heap.stats().live_allocations, 0, "{name}");
+
+        // FnOnce: the closure is moved out of the thunk before it runs, so
+        // dropping the thunk during the call frees nothing the call uses.
+        static ONCE_DROPS: AtomicUsize = AtomicUsize::new(0);
+        ONCE_DROPS.store(0, Ordering::SeqCst);
+        let slot: std::sync::Arc<Mutex<Option<Thunk<'_, One>>>> = Default::default();
+        let shared = slot.clone();
+        let counter = DropCounter(&ONCE_DROPS);
+        let mut owned = vec![1u64; 8];
+        let t = heap
+            .thunk_once::<One, _>(move |v: u64| {
+                drop(shared.lock().unwrap().take());
+                let held: &DropCounter = &counter;
+                assert_eq!(held.0.load(Ordering::SeqCst), 0);
+                owned.push(v);
+                owned.iter().sum::<u64>()
+            })
+            .unwrap();
+        let f = t.as_fn();
+        *slot.lock().unwrap() = Some(t);
+        // SAFETY: alive when the call starts.
+        assert_eq!(unsafe { f(2) }, 10, "{name}");
+        assert_eq!(ONCE_DROPS.load(Ordering::SeqCst), 1, "{name}");
         assert_eq!(heap.stats().live_allocations, 0, "{name}");
     }
 }
