@@ -43,8 +43,9 @@
 //!    lock to a waiter that does not exist in the child). A lock whose
 //!    waiters live outside the lock word cannot be re-initialised that way
 //!    (parking_lot's global queue still links the parent's threads, whose
-//!    stacks glibc hands to the child's new threads), so [`DefaultLock`] is
-//!    a futex mutex whose whole state is its word.
+//!    stacks glibc hands to the child's new threads), so the child handler
+//!    also switches every [`DefaultLock`] to a futex mutex whose whole state
+//!    is its word.
 //!    Heaps with a `!Sync` lock ([`NoLock`](super::NoLock), per-thread heaps)
 //!    are only ever used by one thread at a time: the forking thread is not
 //!    inside an operation on its own, and cannot reach another thread's.
@@ -266,6 +267,10 @@ unsafe extern "C" fn after_in_child() {
     if !IN_FORK.swap(false, Ordering::AcqRel) {
         return;
     }
+    // SAFETY: the child has one thread, this one; every registered lock and
+    // the registry's are held by it (taken in `prepare`) and replaced by
+    // fresh ones below, never unlocked through the old mutex.
+    unsafe { super::lock::use_futex_locks() };
     // SAFETY: the child has one thread, this one, which holds the
     // registry's lock (taken in `prepare`).
     for e in unsafe { &*registry().data_ptr() } {

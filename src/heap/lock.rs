@@ -1,24 +1,52 @@
 //! The locks a [`Heap`](crate::Heap) can use.
 
 use std::cell::Cell;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use lock_api::{GuardNoSend, RawMutex};
 
 use crate::sys;
 
 /// The lock of [`Heap::new`](crate::Heap::new) and of the global default
-/// heap: a small, fast mutex that stays usable in a child of `fork()`.
+/// heap: `parking_lot`'s small, fast, eventually fair mutex, which switches
+/// to a futex mutex in a child of `fork()`.
 ///
-/// On Linux it is the futex mutex of Rust's standard library (through the
-/// `rustix-futex-sync` crate, which implements [`RawMutex`] for it): its whole
-/// state is one word and its waiters are known only to the kernel, so a
-/// child that re-initialises it (as the fork handlers do) inherits no
-/// waiter it cannot wake. A lock that keeps waiters in a process-wide queue,
-/// as `parking_lot`'s does, is not like that: in a child the queue still
-/// links the parent's threads, and glibc hands their stacks (where the queue
-/// entries live) to the child's new threads, which corrupts it. Other
-/// platforms use `parking_lot`'s mutex (they have no code heap to fork).
-pub struct DefaultLock(sys::RawLock);
+/// parking_lot keeps waiting threads in one process-wide queue, and in a
+/// child of `fork()` that queue still links the parent's threads, which do
+/// not exist there; glibc even hands their stacks, where the entries live, to
+/// the child's new threads, so the queue is corrupted as soon as the child
+/// starts threads. So the child fork handler (the one that re-initialises
+/// every heap's lock, see `fork.rs`) switches every `DefaultLock` in the
+/// child to the futex mutex of Rust's standard library (through the
+/// `rustix-futex-sync` crate), whose whole state is one word and whose
+/// waiters only the kernel knows. The switch happens while the child has a
+/// single thread, so no lock is held or waited for across it; the cost in
+/// the parent is one relaxed load per lock and unlock. (A child made
+/// without fork handlers, by raw `clone()`, keeps parking_lot: use heaps
+/// there from one thread, or from threads that do not contend.)
+pub struct DefaultLock {
+    parking: parking_lot::RawMutex,
+    futex: sys::RawLock,
+}
+
+/// Set in a child of libc `fork()` (and inherited by its children): every
+/// `DefaultLock` uses its futex mutex from then on.
+static FORKED: AtomicBool = AtomicBool::new(false);
+
+/// Switches every `DefaultLock` of this process to its futex mutex.
+///
+/// # Safety
+/// Only from the child fork handler, while the child has one thread and
+/// every `DefaultLock` it will use is unlocked or re-initialised (a lock
+/// taken through one mutex must be released through the same one).
+pub(super) unsafe fn use_futex_locks() {
+    FORKED.store(true, Ordering::Relaxed);
+}
+
+#[inline]
+fn forked() -> bool {
+    FORKED.load(Ordering::Relaxed)
+}
 
 impl std::fmt::Debug for DefaultLock {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -26,27 +54,48 @@ impl std::fmt::Debug for DefaultLock {
     }
 }
 
-// SAFETY: every operation is the inner mutex's, itself a correct `RawMutex`.
+// SAFETY: every operation is that of one correct `RawMutex`, the same one for
+// a lock and its unlock: the choice changes only in the child fork handler,
+// when nothing is locked through the old one by a thread that will unlock it
+// (see `use_futex_locks`).
 unsafe impl RawMutex for DefaultLock {
     #[allow(clippy::declare_interior_mutable_const)]
-    const INIT: DefaultLock = DefaultLock(<sys::RawLock as RawMutex>::INIT);
+    const INIT: DefaultLock = DefaultLock {
+        parking: <parking_lot::RawMutex as RawMutex>::INIT,
+        futex: <sys::RawLock as RawMutex>::INIT,
+    };
 
     type GuardMarker = GuardNoSend;
 
     #[inline]
     fn lock(&self) {
-        self.0.lock();
+        if forked() {
+            self.futex.lock();
+        } else {
+            self.parking.lock();
+        }
     }
 
     #[inline]
     fn try_lock(&self) -> bool {
-        self.0.try_lock()
+        if forked() {
+            self.futex.try_lock()
+        } else {
+            self.parking.try_lock()
+        }
     }
 
     #[inline]
     unsafe fn unlock(&self) {
-        // SAFETY: the caller holds the lock, as `RawMutex::unlock` requires.
-        unsafe { self.0.unlock() }
+        // SAFETY: the caller holds the lock, taken through the same mutex
+        // (the choice did not change in between, see above).
+        unsafe {
+            if forked() {
+                self.futex.unlock();
+            } else {
+                self.parking.unlock();
+            }
+        }
     }
 }
 

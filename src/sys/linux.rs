@@ -11,8 +11,8 @@ use libc::{c_int, c_void};
 
 use super::{ChildRwx, Prot, Share};
 
-/// The mutex behind [`DefaultLock`](crate::DefaultLock): std's futex mutex,
-/// whose state is one word (fork-safe once re-initialised).
+/// The mutex [`DefaultLock`](crate::DefaultLock) uses in a child of
+/// `fork()`: std's futex mutex, whose state is one word.
 pub(crate) type RawLock = rustix_futex_sync::RawMutex;
 
 /// The operating system's name as reported by the probe.

@@ -16,7 +16,7 @@
 //!   `dont_fork`, `process_id` (used by `heap/fork.rs`)
 //! - `read_implies_exec`: whether the kernel would make a read-write mapping
 //!   executable (every read-write mapping is refused then)
-//! - `RawLock`: the mutex behind `DefaultLock`
+//! - `RawLock`: the mutex `DefaultLock` switches to in a fork child
 //! - `ImageFile`: the file holding part of this process's own code, found
 //!   and opened so that it can be mapped again (static trampolines)
 

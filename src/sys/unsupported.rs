@@ -10,7 +10,8 @@ use super::{ChildRwx, Prot, Share};
 /// The operating system's name as reported by the probe.
 pub(crate) const OS: &str = std::env::consts::OS;
 
-/// The mutex behind [`DefaultLock`](crate::DefaultLock).
+/// The mutex [`DefaultLock`](crate::DefaultLock) uses in a child of
+/// `fork()` (never, here: there is nothing to fork with).
 pub(crate) type RawLock = parking_lot::RawMutex;
 
 fn unsupported() -> io::Error {
