@@ -219,7 +219,11 @@ struct State {
 pub(crate) struct Allocation {
     region: u32,
     start: u32,
+    /// Length in granules of the region's size (`1 << shift` bytes).
     granules: u32,
+    /// The region's granule shift: the heap's, or the page size's for a
+    /// region of its own (an allocation larger than the largest region).
+    shift: u8,
     /// The executable address (kept as an integer so that allocations take
     /// their auto traits from the heap they borrow).
     addr: usize,
@@ -228,6 +232,11 @@ pub(crate) struct Allocation {
 impl Allocation {
     pub(crate) fn addr(&self) -> usize {
         self.addr
+    }
+
+    /// Bytes the allocation spans.
+    fn bytes(&self) -> usize {
+        (self.granules as usize) << self.shift
     }
 }
 
@@ -287,12 +296,24 @@ impl Default for HeapBuilder {
             strict: false,
             region_size: 64 * 1024,
             max_region_size: 4 * 1024 * 1024,
-            max_reserved: usize::MAX,
+            max_reserved: DEFAULT_MAX_RESERVED,
         }
     }
 }
 
+/// See [`HeapBuilder::max_reserved`]: 4 GiB (half the address space on
+/// 32-bit targets).
+const DEFAULT_MAX_RESERVED: usize = if (4u64 << 30) > usize::MAX as u64 {
+    usize::MAX / 2
+} else {
+    (4u64 << 30) as usize
+};
+
 impl HeapBuilder {
+    /// The default of [`max_reserved`](Self::max_reserved): 4 GiB of address
+    /// space per heap.
+    pub const DEFAULT_MAX_RESERVED: usize = DEFAULT_MAX_RESERVED;
+
     /// Forces a strategy instead of the probed one.
     ///
     /// [`Strategy::StaticTrampolines`] applies to thunks; spans and pages
@@ -326,8 +347,16 @@ impl HeapBuilder {
         self
     }
 
-    /// The most address space the heap may reserve in all (default: no
-    /// limit). Allocations beyond it fail with [`Error::HeapExhausted`].
+    /// The most address space the heap may reserve in all (default 4 GiB,
+    /// [`DEFAULT_MAX_RESERVED`](HeapBuilder::DEFAULT_MAX_RESERVED)).
+    /// Allocations beyond it fail with [`Error::HeapExhausted`].
+    ///
+    /// Reserved is not resident: a page of a region uses memory only once
+    /// code is written on it, so a 1 GiB span holding 6 bytes of code uses
+    /// one page. The limit bounds the address space and the bookkeeping (a
+    /// bit per 32-byte granule of ordinary regions, a bit per page for a
+    /// span larger than [`max_region_size`](Self::max_region_size), which
+    /// gets a region of its own, unmapped when it is freed).
     pub fn max_reserved(mut self, bytes: usize) -> Self {
         self.max_reserved = bytes;
         self
@@ -550,7 +579,11 @@ impl<L: RawMutex> Heap<L> {
                 released += region.size();
                 reserved -= region.size();
                 *slot = None;
-            } else if region.unshare_after_fork(stamp).is_ok() {
+            } else if region.size() <= self.config.max_region
+                && region.unshare_after_fork(stamp).is_ok()
+            {
+                // (A region of its own holds one live allocation and no
+                // free page; it is given back when that is freed.)
                 released += region.decommit_free_pages();
             }
         }
@@ -652,7 +685,6 @@ impl<L: RawMutex> Heap<L> {
         align: usize,
         stamp: Stamp,
     ) -> Result<Allocation> {
-        let shift = self.config.granule_shift;
         if align == 1 && granules <= CACHE_CLASSES {
             if let Some(alloc) = state.cache[granules - 1].pop() {
                 let region = state.regions[alloc.region as usize]
@@ -663,7 +695,7 @@ impl<L: RawMutex> Heap<L> {
                     return Err(e);
                 }
                 state.live += 1;
-                state.bytes_in_use += granules << shift;
+                state.bytes_in_use += alloc.bytes();
                 return Ok(alloc);
             }
         }
@@ -680,30 +712,44 @@ impl<L: RawMutex> Heap<L> {
         stamp: Stamp,
     ) -> Result<Allocation> {
         let shift = self.config.granule_shift;
-        let (index, start) = match self.find(state, granules, align) {
-            Some(found) => found,
+        let (index, start, shift, granules) = match self.find(state, granules, align) {
+            Some((index, start)) => (index, start, shift, granules32),
             None => self.grow(state, granules)?,
         };
         let region = state.regions[index]
             .as_mut()
             .expect("found in a live region");
         region.unshare_after_fork(stamp)?;
-        region.take(start, granules)?;
-        let addr = region.exec_base().as_ptr() as usize + (start << shift);
-        state.hint = index;
-        state.live += 1;
-        state.bytes_in_use += granules << shift;
-        Ok(Allocation {
+        if self.is_own_region(region) {
+            region.take_whole();
+        } else {
+            region.take(start, granules as usize)?;
+        }
+        let alloc = Allocation {
             region: index as u32,
             start: start as u32,
-            granules: granules32,
-            addr,
-        })
+            granules,
+            shift: shift as u8,
+            addr: region.exec_base().as_ptr() as usize + (start << shift),
+        };
+        state.hint = index;
+        state.live += 1;
+        state.bytes_in_use += alloc.bytes();
+        Ok(alloc)
+    }
+
+    /// Whether `region` holds one allocation larger than the largest
+    /// region, in page-sized granules, and is released with it.
+    fn is_own_region(&self, region: &Region) -> bool {
+        region.size() > self.config.max_region
     }
 
     fn find(&self, state: &State, granules: usize, align: usize) -> Option<(usize, usize)> {
         let try_region = |i: usize| {
             let region = state.regions.get(i)?.as_ref()?;
+            if self.is_own_region(region) {
+                return None;
+            }
             region.find(granules, align).map(|start| (i, start))
         };
         try_region(state.hint).or_else(|| {
@@ -718,11 +764,28 @@ impl<L: RawMutex> Heap<L> {
         })
     }
 
+    /// Maps a new region for `granules` (in the heap's granules) and returns
+    /// where the allocation goes: the region's index, the first granule, the
+    /// region's granule shift and the allocation's length in its granules.
+    ///
+    /// An allocation larger than the largest region gets a region of its
+    /// own with page-sized granules, so that its bookkeeping is a bit per
+    /// page, not per 32 bytes; it is unmapped when the allocation is freed.
     #[cold]
-    fn grow(&self, state: &mut State, granules: usize) -> Result<(usize, usize)> {
-        let shift = self.config.granule_shift;
+    fn grow(&self, state: &mut State, granules: usize) -> Result<(usize, usize, u32, u32)> {
+        let mut shift = self.config.granule_shift;
         let needed = crate::block::round_to_pages(granules << shift)?;
-        let size = state.next_region_size.max(needed);
+        let own = needed > self.config.max_region;
+        let mut granules = granules;
+        if own {
+            shift = sys::page_size().trailing_zeros();
+            granules = needed >> shift;
+        }
+        let size = if own {
+            needed
+        } else {
+            state.next_region_size.max(needed)
+        };
         if state
             .reserved
             .checked_add(size)
@@ -755,8 +818,11 @@ impl<L: RawMutex> Heap<L> {
             }
         };
         state.reserved += size;
-        state.next_region_size = (state.next_region_size * 2).min(self.config.max_region);
-        Ok((index, start))
+        if !own {
+            state.next_region_size = (state.next_region_size * 2).min(self.config.max_region);
+        }
+        // At most `max_region_bytes` granules, checked by `allocate_with`.
+        Ok((index, start, shift, granules as u32))
     }
 
     /// Writes `code` into an allocation and makes it executable.
@@ -790,6 +856,14 @@ impl<L: RawMutex> Heap<L> {
             state.live -= 1;
             return;
         }
+        if self.is_own_region(region) {
+            // Its only allocation: give the whole region back now.
+            state.reserved -= region.size();
+            state.regions[alloc.region as usize] = None;
+            state.live -= 1;
+            state.bytes_in_use -= alloc.bytes();
+            return;
+        }
         let cache = (self.config.span_strategy == Some(Strategy::DualMap)
             && granules <= CACHE_CLASSES)
             .then(|| &mut state.cache[granules - 1])
@@ -802,7 +876,7 @@ impl<L: RawMutex> Heap<L> {
             None => region.release(alloc.start as usize, granules),
         }
         state.live -= 1;
-        state.bytes_in_use -= granules << self.config.granule_shift;
+        state.bytes_in_use -= alloc.bytes();
         state.hint = alloc.region as usize;
     }
 
@@ -874,7 +948,7 @@ impl<L: RawMutex> Heap<L> {
 
     /// Bytes a read of `alloc` may cover.
     pub(crate) fn capacity_of(&self, alloc: &Allocation) -> usize {
-        (alloc.granules as usize) << self.config.granule_shift
+        alloc.bytes()
     }
 }
 

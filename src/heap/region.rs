@@ -19,7 +19,10 @@ enum Backing {
     Protect { base: NonNull<u8> },
     /// A memfd mapped read+exec at `rx` (never writable) and, unless the heap
     /// is strict, read-write at `rw`. In strict mode no writable mapping
-    /// exists: bytes reach the file with `pwrite`.
+    /// exists: bytes reach the file with `pwrite`. `rx` is a `PROT_NONE`
+    /// reservation except for the *committed* pages, which are filled with
+    /// traps and mapped read+exec from the file when code is first written
+    /// on them; compaction turns free ones back into the reservation.
     DualMap {
         file: CodeFile,
         rx: NonNull<u8>,
@@ -72,14 +75,12 @@ impl Region {
             Strategy::DualMap => {
                 let file = CodeFile::create(size)
                     .map_err(|e| Error::os("memfd_create (heap region)", e))?;
-                let rx = file
-                    .map_near(
-                        size,
-                        Prot::ReadExec,
-                        Share::Shared,
-                        super::placement::hint(size),
-                    )
-                    .map_err(|e| Error::os("mmap(PROT_READ|PROT_EXEC) of the heap memfd", e))?;
+                // An inaccessible reservation: each page is mapped read+exec
+                // from the file when code is first written on it, so a page
+                // never written is never reachable as code (and uses no
+                // memory).
+                let rx = sys::map_anon_near(size, Prot::None, super::placement::hint(size))
+                    .map_err(|e| Error::os("mmap (heap region reservation)", e))?;
                 let rw = if strict {
                     None
                 } else {
@@ -167,20 +168,9 @@ impl Region {
         (first, end - first)
     }
 
-    /// Marks `start..start+n` in use. For dual mapping, pages touched for
-    /// the first time are filled with traps first. On error nothing changed.
+    /// Marks `start..start+n` in use. No memory is touched: pages are
+    /// committed when code is written on them.
     pub(crate) fn take(&mut self, start: usize, n: usize) -> Result<()> {
-        let (first_page, pages) = self.page_range(start, n);
-        if let Backing::DualMap { .. } = self.backing {
-            let page = sys::page_size();
-            for p in first_page..first_page + pages {
-                if !self.committed.all_set(p, 1) {
-                    self.fill_traps(p * page, page)?;
-                    self.committed.mark_range(p, 1);
-                    self.committed_pages += 1;
-                }
-            }
-        }
         self.used.set_range(start, n);
         self.free_granules -= n;
         self.live += 1;
@@ -188,12 +178,29 @@ impl Region {
         Ok(())
     }
 
+    /// Marks the whole region as one allocation without touching the bit
+    /// vector (a region of its own for one large allocation: nothing is
+    /// ever searched or freed in it granule by granule, so its bookkeeping
+    /// stays untouched, zero pages that use no memory).
+    pub(crate) fn take_whole(&mut self) {
+        debug_assert_eq!(self.live, 0);
+        self.free_granules = 0;
+        self.live = 1;
+    }
+
     /// Writes `code` at granule `start` of an allocation of `n` granules
     /// and makes it executable. The rest of the allocation holds traps.
     pub(crate) fn write(&mut self, start: usize, n: usize, code: &[u8]) -> Result<()> {
         let offset = start << self.granule_shift;
         let cap = n << self.granule_shift;
-        debug_assert!(code.len() <= cap && self.used.all_set(start, n));
+        debug_assert!(code.len() <= cap);
+        debug_assert!(self.live == 1 && self.free_granules == 0 || self.used.all_set(start, n));
+        if code.is_empty() {
+            return Ok(());
+        }
+        if let Backing::DualMap { .. } = self.backing {
+            self.commit_pages(offset, code.len())?;
+        }
         match &self.backing {
             Backing::DualMap { file, rx, rw } => {
                 match rw {
@@ -215,7 +222,11 @@ impl Region {
                 sys::flush_icache(unsafe { rx.as_ptr().add(offset) }, code.len());
             }
             Backing::Protect { base } => {
-                // Allocations are whole pages here (granule = page).
+                // Allocations are whole pages here (granule = page). Only the
+                // pages the code covers become accessible (and use memory);
+                // the rest of the allocation stays `PROT_NONE`.
+                let cap = code.len().next_multiple_of(sys::page_size()).min(cap);
+                let n = cap >> self.granule_shift;
                 // SAFETY: the pages are ours alone and nothing runs them: a
                 // page is only reused after the allocation that ran there was
                 // freed.
@@ -259,16 +270,21 @@ impl Region {
         let offset = start << self.granule_shift;
         let len = n << self.granule_shift;
         match self.backing {
-            Backing::DualMap { rw: Some(rw), .. } => {
-                // SAFETY: inside the read-write view; the granules were just
-                // freed, so nothing may run them.
-                let dst = unsafe { std::slice::from_raw_parts_mut(rw.as_ptr().add(offset), len) };
-                arch::fill_traps(dst);
-            }
-            Backing::DualMap { rw: None, .. } => {
-                // A failed pwrite (ENOMEM) leaves the old bytes; the granules
-                // are overwritten when reused.
-                let _ = self.fill_traps(offset, len);
+            Backing::DualMap { .. } => {
+                // Only committed pages can hold code; the others are not
+                // reachable and must not be touched (that would commit them).
+                let page = sys::page_size();
+                let (first_page, pages) = self.page_range(start, n);
+                for p in first_page..first_page + pages {
+                    if !self.committed.all_set(p, 1) {
+                        continue;
+                    }
+                    let from = offset.max(p * page);
+                    let to = (offset + len).min((p + 1) * page);
+                    // A failed pwrite (strict heaps, ENOMEM) leaves the old
+                    // bytes; the granules are overwritten when reused.
+                    let _ = self.fill_traps(from, to - from);
+                }
             }
             Backing::Protect { base } => {
                 // SAFETY: the allocation is gone, so nothing may run these
@@ -315,6 +331,43 @@ impl Region {
         }
     }
 
+    /// Commits the dual-mapped pages that `offset..offset+len` covers and
+    /// that are not committed yet: fills them with traps and maps them
+    /// read+exec from the file. On error the pages stay uncommitted.
+    fn commit_pages(&mut self, offset: usize, len: usize) -> Result<()> {
+        let page = sys::page_size();
+        let first = offset / page;
+        let end = (offset + len).div_ceil(page);
+        let mut p = first;
+        while p < end {
+            if self.committed.all_set(p, 1) {
+                p += 1;
+                continue;
+            }
+            // A run of uncommitted pages: one fill and one mapping.
+            let mut q = p + 1;
+            while q < end && !self.committed.all_set(q, 1) {
+                q += 1;
+            }
+            self.fill_traps(p * page, (q - p) * page)?;
+            let Backing::DualMap { file, rx, .. } = &self.backing else {
+                unreachable!("commit_pages on a dual-mapped region only");
+            };
+            // SAFETY: `p..q` are pages of our own reservation, inaccessible
+            // until now, so nothing runs there; they get the file's bytes
+            // (traps just written).
+            unsafe {
+                let at = NonNull::new_unchecked(rx.as_ptr().add(p * page));
+                file.map_over(at, p * page, (q - p) * page, Prot::ReadExec, Share::Shared)
+            }
+            .map_err(|e| Error::os("mmap(PROT_READ|PROT_EXEC) of the heap memfd", e))?;
+            self.committed.mark_range(p, q - p);
+            self.committed_pages += q - p;
+            p = q;
+        }
+        Ok(())
+    }
+
     /// Before writing to a dual-mapped region (through its view or its
     /// file): if the region's file may be shared with another process (it was
     /// made in another process, or before this one last forked), move the
@@ -355,11 +408,29 @@ impl Region {
             Some(_) => Some(map_writable_view(&new, self.size)?),
             None => None,
         };
-        // Replace the executable view in place: atomic for threads running
-        // code here, and the new file holds the same bytes.
-        // SAFETY: `rx` is our view of the region, inherited by a child like
-        // any mapping; the code at every address is unchanged.
-        if let Err(e) = unsafe { new.map_over(*rx, self.size, Prot::ReadExec, Share::Shared) } {
+        // Replace the executable pages in place: atomic for threads running
+        // code there, and the new file holds the same bytes. Uncommitted
+        // pages stay the inaccessible reservation.
+        let mut remapped = Ok(());
+        let mut p = 0;
+        while p < self.size / page && remapped.is_ok() {
+            if !self.committed.all_set(p, 1) {
+                p += 1;
+                continue;
+            }
+            let mut q = p + 1;
+            while q < self.size / page && self.committed.all_set(q, 1) {
+                q += 1;
+            }
+            // SAFETY: `rx` is our view of the region, inherited by a child
+            // like any mapping; the code at every address is unchanged.
+            remapped = unsafe {
+                let at = NonNull::new_unchecked(rx.as_ptr().add(p * page));
+                new.map_over(at, p * page, (q - p) * page, Prot::ReadExec, Share::Shared)
+            };
+            p = q;
+        }
+        if let Err(e) = remapped {
             if let Some(p) = new_rw {
                 // SAFETY: just mapped, unused.
                 let _ = unsafe { sys::unmap(p, self.size) };
@@ -390,8 +461,16 @@ impl Region {
                 continue;
             }
             let ok = match &self.backing {
-                // SAFETY: no allocation is on the page; it holds only traps.
-                Backing::DualMap { file, .. } => file.punch_hole(p * page, page).is_ok(),
+                Backing::DualMap { file, rx, .. } => {
+                    // SAFETY: no allocation is on the page; it holds only
+                    // traps and nothing may run it. It becomes reservation
+                    // again first (so it never shows the hole's zeros as
+                    // code), then the file drops its memory.
+                    let at = unsafe { NonNull::new_unchecked(rx.as_ptr().add(p * page)) };
+                    // SAFETY: as above.
+                    unsafe { sys::decommit(at, page) }.is_ok()
+                        && file.punch_hole(p * page, page).is_ok()
+                }
                 // Protect pages are decommitted when freed already.
                 Backing::Protect { .. } => false,
             };

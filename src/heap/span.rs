@@ -119,15 +119,24 @@ impl<'h, L: RawMutex> Span<'h, L> {
     }
 }
 
+/// Spans up to this size reserve their whole buffer at the first write.
+const SMALL_SPAN: usize = 4096;
+
 impl<L: RawMutex> io::Write for Span<'_, L> {
     /// Appends as much of `buf` as fits; `Ok(0)` when the span is full, so
     /// `write_all` past capacity fails with `WriteZero` after writing what
     /// fits.
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let n = buf.len().min(self.remaining());
-        if self.buf.capacity() == 0 && n > 0 {
+        if self.buf.capacity() == 0 && n > 0 && self.capacity <= SMALL_SPAN {
+            // A small span (a thunk, a snippet) is usually written whole.
             self.buf.reserve_exact(self.capacity);
         }
+        // The buffer grows with what is written, never with the capacity
+        // asked for; an allocation failure is an error, not an abort.
+        self.buf
+            .try_reserve(n)
+            .map_err(|_| io::Error::from(io::ErrorKind::OutOfMemory))?;
         self.buf.extend_from_slice(&buf[..n]);
         Ok(n)
     }

@@ -306,9 +306,9 @@ impl CodeFile {
         mapped(ret)
     }
 
-    /// Maps `len` bytes of the file from offset 0 exactly at `at`, replacing
-    /// whatever was mapped there in one step (`MAP_FIXED`), so that no other
-    /// thread can see the range unmapped.
+    /// Maps `len` bytes of the file from `offset` (a multiple of the page
+    /// size) exactly at `at`, replacing whatever was mapped there in one step
+    /// (`MAP_FIXED`), so that no other thread can see the range unmapped.
     ///
     /// # Safety
     /// - `at..at+len` is a range of whole pages mapped by this module and owned
@@ -318,11 +318,14 @@ impl CodeFile {
     pub(crate) unsafe fn map_over(
         &self,
         at: NonNull<u8>,
+        offset: usize,
         len: usize,
         prot: Prot,
         share: Share,
     ) -> io::Result<()> {
         refuse_writable_exec(prot)?;
+        let offset = libc::off_t::try_from(offset)
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "file offset too large"))?;
         // SAFETY: the caller owns the range it asks us to replace.
         let ret = unsafe {
             libc::mmap(
@@ -331,7 +334,7 @@ impl CodeFile {
                 prot_bits(prot),
                 share_bits(share) | libc::MAP_FIXED,
                 self.fd.as_raw_fd(),
-                0,
+                offset,
             )
         };
         let got = mapped(ret)?;

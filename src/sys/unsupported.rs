@@ -110,6 +110,7 @@ impl CodeFile {
     pub(crate) unsafe fn map_over(
         &self,
         _at: NonNull<u8>,
+        _offset: usize,
         _len: usize,
         _prot: Prot,
         _share: Share,

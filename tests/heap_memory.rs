@@ -1,0 +1,139 @@
+//! Memory proportional to what is written: a huge span holding a few bytes
+//! of code uses a page or two, the rest of it is not reachable as code, and
+//! the reservation limit is a clear error. Its own binary, so that the
+//! resident-memory figures are this test's alone.
+#![cfg(all(target_os = "linux", target_arch = "x86_64"))]
+
+mod support;
+
+use std::io::Write;
+use std::os::unix::process::ExitStatusExt;
+
+use support::code;
+use wxthunk::{Error, Heap, HeapBuilder, Strategy};
+
+const GIB: usize = 1 << 30;
+
+fn rss_bytes() -> usize {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap();
+    let resident: usize = statm.split_whitespace().nth(1).unwrap().parse().unwrap();
+    resident * wxthunk::page_size()
+}
+
+fn configs() -> Vec<(&'static str, HeapBuilder)> {
+    let p = wxthunk::probe();
+    let mut v = Vec::new();
+    if p.allows(Strategy::DualMap) {
+        v.push(("dual-map", Heap::builder().strategy(Strategy::DualMap)));
+        v.push((
+            "dual-map strict",
+            Heap::builder().strategy(Strategy::DualMap).strict(true),
+        ));
+    }
+    if p.allows(Strategy::Protect) {
+        v.push(("protect", Heap::builder().strategy(Strategy::Protect)));
+    }
+    assert!(
+        !v.is_empty(),
+        "no strategy for written code works here:\n{p}"
+    );
+    v
+}
+
+#[test]
+fn a_gigabyte_span_with_six_bytes_of_code_uses_a_page_or_two() {
+    for (name, builder) in configs() {
+        let heap = builder.build().unwrap();
+        // Once to warm up this thread's allocator and the heap's own state.
+        drop(heap.alloc(GIB).unwrap());
+        let before = rss_bytes();
+        let mut span = heap.alloc(GIB).unwrap();
+        assert!(span.capacity() >= GIB, "{name}");
+        span.write_all(&code::ret_u32(42)).unwrap();
+        let x = span.exec().unwrap();
+        // SAFETY: offset 0 holds `mov eax, 42; ret`.
+        let f: extern "C" fn() -> u32 = unsafe { x.func(0).unwrap() };
+        assert_eq!(f(), 42, "{name}");
+        let grown = rss_bytes().saturating_sub(before);
+        let stats = heap.stats();
+        println!("{name}: 1 GiB span, 6 bytes written: RSS +{grown} B, {stats:?}");
+        // The code's page and the span's buffer, plus the bookkeeping the
+        // heap reports (a bit per page of the span: 64 KiB for 1 GiB).
+        let allowed = 3 * 4096 + stats.metadata_bytes;
+        assert!(
+            grown <= allowed,
+            "{name}: RSS grew by {grown} > {allowed} bytes"
+        );
+        assert_eq!(stats.pages_committed, 1, "{name}");
+        drop(x);
+        // A span larger than the largest region has a region of its own,
+        // given back when it is freed.
+        let stats = heap.stats();
+        assert_eq!(
+            (stats.regions, stats.bytes_reserved),
+            (0, 0),
+            "{name}: {stats:?}"
+        );
+    }
+}
+
+#[test]
+fn an_untouched_page_of_a_huge_span_is_not_reachable_as_code() {
+    let name = "an_untouched_page_of_a_huge_span_is_not_reachable_as_code";
+    const VAR: &str = "WXTHUNK_TEST_JUMP";
+    if let Ok(which) = std::env::var(VAR) {
+        // In the child: jump into the middle of the span, far from the
+        // written code. It must fault, not run zeros or stale bytes.
+        let (_, builder) = configs().into_iter().find(|(n, _)| *n == which).unwrap();
+        let heap = builder.build().unwrap();
+        let mut span = heap.alloc(GIB).unwrap();
+        span.write_all(&code::ret_u32(1)).unwrap();
+        let x = span.exec().unwrap();
+        let far = x.as_ptr() as usize + GIB / 2;
+        // SAFETY: deliberately not sound: the test expects the call to fault
+        // (the page is inaccessible), ending this child with SIGSEGV.
+        let f: extern "C" fn() -> u32 = unsafe { std::mem::transmute(far) };
+        println!("RAN {}", f());
+        return;
+    }
+    for (which, _) in configs() {
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([name, "--exact", "--nocapture", "--test-threads=1"])
+            .env(VAR, which)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(
+            out.status.signal(),
+            Some(libc::SIGSEGV),
+            "{which}: {:?}\n{stdout}",
+            out.status
+        );
+        assert!(!stdout.contains("RAN"), "{which}: {stdout}");
+    }
+}
+
+#[test]
+fn the_default_reservation_limit_is_a_clear_error() {
+    assert_eq!(HeapBuilder::DEFAULT_MAX_RESERVED, 4 * GIB);
+    for (name, builder) in configs() {
+        let heap = builder.build().unwrap();
+        match heap.alloc(5 * GIB) {
+            Err(e @ Error::HeapExhausted { limit, .. }) => {
+                assert_eq!(limit, 4 * GIB, "{name}");
+                println!("{name}: {e}");
+            }
+            other => panic!("{name}: {other:?}"),
+        }
+        // The heap is intact and the limit can be raised.
+        let keep = heap.alloc(16).unwrap();
+        drop(keep);
+        let big = Heap::builder()
+            .strategy(heap.strategy())
+            .max_reserved(8 * GIB)
+            .build()
+            .unwrap();
+        let span = big.alloc(5 * GIB).unwrap();
+        assert!(span.capacity() >= 5 * GIB);
+    }
+}
