@@ -16,8 +16,9 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 ///
 /// `Error` is `Send + Sync + 'static`, implements [`std::error::Error`] (with
 /// [`source`](std::error::Error::source) returning the operating-system error
-/// where there is one) and converts into [`io::Error`], so `?` works in
-/// functions returning either.
+/// where there is one; `Display` does not repeat it, the standard
+/// convention, so print the chain, or use `{:#}` with anyhow, to see it) and
+/// converts into [`io::Error`], so `?` works in functions returning either.
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum Error {
@@ -101,6 +102,27 @@ impl Error {
         Error::Os { op, source }
     }
 
+    /// This error followed by its causes, `": "`-separated: for a log line
+    /// or a report where the [`source`](std::error::Error::source) chain is
+    /// not printed.
+    ///
+    /// ```
+    /// let heap = wxthunk::Heap::new()?;
+    /// let e = heap.alloc(0).unwrap_err();
+    /// assert_eq!(e.with_causes(), "a code span needs at least one byte");
+    /// # Ok::<(), wxthunk::Error>(())
+    /// ```
+    pub fn with_causes(&self) -> String {
+        let mut out = self.to_string();
+        let mut next = std::error::Error::source(self);
+        while let Some(cause) = next {
+            out.push_str(": ");
+            out.push_str(&cause.to_string());
+            next = cause.source();
+        }
+        out
+    }
+
     /// The [`io::ErrorKind`] that best describes this error.
     pub fn kind(&self) -> io::ErrorKind {
         match self {
@@ -132,7 +154,9 @@ impl fmt::Display for Error {
             Error::OutOfBounds { offset, len } => {
                 write!(f, "offset {offset} is outside the {len} bytes written")
             }
-            Error::Os { op, source } => write!(f, "{op} failed: {source}"),
+            // The OS error itself is `source()`: error-chain reporters
+            // (anyhow, eyre, `Report`) print it after this.
+            Error::Os { op, .. } => write!(f, "{op} failed"),
             Error::StrategyUnavailable { strategy, reason } => {
                 write!(
                     f,
@@ -227,9 +251,11 @@ impl<T> fmt::Display for TransitionError<T> {
     }
 }
 
+/// Transparent: it displays as its [`Error`] and has that error's source,
+/// so a reporter that walks the chain prints each cause once.
 impl<T> std::error::Error for TransitionError<T> {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        Some(&self.error)
+        std::error::Error::source(&self.error)
     }
 }
 

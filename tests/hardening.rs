@@ -179,11 +179,20 @@ fn read_implies_exec_set_before_first_use_refuses_every_strategy() {
                 policy.notes
             );
             let e = Block::new(64).unwrap_err();
-            assert!(e.to_string().contains("READ_IMPLIES_EXEC"), "{e}");
+            assert!(
+                support::error_chain(&e).contains("READ_IMPLIES_EXEC"),
+                "{e}"
+            );
             let e = wxthunk::Heap::new().unwrap_err();
-            assert!(e.to_string().contains("READ_IMPLIES_EXEC"), "{e}");
+            assert!(
+                support::error_chain(&e).contains("READ_IMPLIES_EXEC"),
+                "{e}"
+            );
             let e = wxthunk::Thunk::<unsafe extern "C" fn() -> u32>::new(|| 1).unwrap_err();
-            assert!(e.to_string().contains("READ_IMPLIES_EXEC"), "{e}");
+            assert!(
+                support::error_chain(&e).contains("READ_IMPLIES_EXEC"),
+                "{e}"
+            );
             no_wx_memfd_mapping();
             println!("REFUSED-ALL");
         },
@@ -216,7 +225,10 @@ fn read_implies_exec_set_later_refuses_new_writable_mappings_and_keeps_live_code
                     continue;
                 }
                 let e = Block::with_strategy(64, s).unwrap_err();
-                assert!(e.to_string().contains("READ_IMPLIES_EXEC"), "{s}: {e}");
+                assert!(
+                    support::error_chain(&e).contains("READ_IMPLIES_EXEC"),
+                    "{s}: {e}"
+                );
             }
             for heap in &heaps {
                 // Refused where the writable mapping is made: a dual-mapped
@@ -229,7 +241,7 @@ fn read_implies_exec_set_later_refuses_new_writable_mappings_and_keeps_live_code
                     })
                     .unwrap_err();
                 assert!(
-                    e.to_string().contains("READ_IMPLIES_EXEC"),
+                    support::error_chain(&e).contains("READ_IMPLIES_EXEC"),
                     "{}: {e}",
                     heap.strategy()
                 );
@@ -245,4 +257,51 @@ fn read_implies_exec_set_later_refuses_new_writable_mappings_and_keeps_live_code
         return;
     };
     assert!(out.contains("REFUSED-LATER"), "{out}");
+}
+
+#[test]
+fn a_refused_seal_hands_the_span_and_the_block_back_intact() {
+    let name = "a_refused_seal_hands_the_span_and_the_block_back_intact";
+    let Some(out) = support::in_child(name, || {
+        if !wxthunk::probe().allows(Strategy::Protect) {
+            println!("SKIPPED: mprotect to exec is refused here already; no seal to make fail");
+            return;
+        }
+        let heap = wxthunk::Heap::builder()
+            .strategy(Strategy::Protect)
+            .build()
+            .unwrap();
+        let mut span = heap.alloc(64).unwrap();
+        span.write_all(&code::ret_u32(5)).unwrap();
+        let mut block = Block::with_strategy(64, Strategy::Protect).unwrap();
+        block.write_all(&code::ret_u32(6)).unwrap();
+        // From now on making written memory executable is refused, so both
+        // seals fail for real.
+        if !support::set_mdwe() {
+            println!("SKIPPED: the kernel has no MDWE; cannot make a seal fail");
+            return;
+        }
+        let err = span.try_exec().unwrap_err();
+        let chain = support::error_chain(&err);
+        assert!(chain.contains("PROT_EXEC"), "{chain}");
+        let span = err.into_inner();
+        assert_eq!(span.as_slice(), &code::ret_u32(5)[..]);
+        assert_eq!(heap.stats().live_allocations, 1);
+        drop(span);
+        assert_eq!(heap.stats().live_allocations, 0);
+
+        let err = block.exec().unwrap_err();
+        let chain = support::error_chain(&err);
+        assert!(chain.contains("PROT_EXEC"), "{chain}");
+        let block = err.into_inner();
+        assert_eq!(block.as_slice(), &code::ret_u32(6)[..]);
+        assert_eq!(block.strategy(), Strategy::Protect);
+        println!("SEALS-REFUSED {chain}");
+    }) else {
+        return;
+    };
+    assert!(
+        out.contains("SEALS-REFUSED") || out.contains("SKIPPED"),
+        "{out}"
+    );
 }

@@ -269,7 +269,7 @@ fn the_reservation_limit_is_a_clear_error_and_freeing_makes_room() {
 }
 
 #[test]
-fn failed_seal_hands_the_span_back() {
+fn a_span_dropped_unsealed_frees_its_space() {
     // A span written and dropped unsealed frees its space.
     let heap = Heap::new().unwrap();
     let mut s = heap.alloc(64).unwrap();

@@ -61,7 +61,15 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("wxthunk: {e}");
+            // The error and its causes, each once.
+            let mut line = e.to_string();
+            let mut next = e.source();
+            while let Some(cause) = next {
+                line.push_str(": ");
+                line.push_str(&cause.to_string());
+                next = cause.source();
+            }
+            eprintln!("wxthunk: {line}");
             ExitCode::FAILURE
         }
     }

@@ -235,7 +235,7 @@ fn try_static_trampolines() -> Check {
         Ok(t) => t,
         Err(e) => {
             return Check::Refused {
-                reason: e.to_string(),
+                reason: e.with_causes(),
             };
         }
     };

@@ -42,6 +42,25 @@ pub fn in_child(name: &str, body: impl FnOnce()) -> Option<String> {
     Some(stdout)
 }
 
+/// An error and its sources, joined by ": " (what an error-chain reporter
+/// prints). Panics if a message repeats its source's, the mistake such
+/// reporters show twice.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut parts = vec![e.to_string()];
+    let mut next = e.source();
+    while let Some(s) = next {
+        let msg = s.to_string();
+        assert!(
+            !parts.last().unwrap().contains(&msg),
+            "{:?} repeats its source {msg:?}",
+            parts.last().unwrap()
+        );
+        parts.push(msg);
+        next = s.source();
+    }
+    parts.join(": ")
+}
+
 /// The variable that forces the default heaps' strategy.
 pub const STRATEGY_VAR: &str = "WXTHUNK_STRATEGY";
 
