@@ -188,7 +188,13 @@ fn c_systemd_memory_deny_write_execute() {
             "{policy}"
         );
         assert!(matches!(policy.seccomp, Seccomp::Filter { .. }));
-        assert!(matches!(policy.rwx_mapping, Check::Refused { .. }));
+        // Under a filter the RWX check is not tried (its fork-like clone
+        // could kill the process).
+        assert!(
+            matches!(&policy.rwx_mapping, Check::Unknown { reason } if reason.starts_with("not tried")),
+            "{}",
+            policy.rwx_mapping
+        );
         assert!(policy.static_trampolines.is_allowed(), "{policy}");
         assert!(policy.thunk_strategy.is_some(), "{policy}");
         // Written code still works where the file-backed mapping does.
@@ -206,4 +212,31 @@ fn c_systemd_memory_deny_write_execute() {
         return;
     };
     assert!(out.contains("LOCKDOWN-OK"), "{out}");
+}
+
+#[test]
+fn d_a_sandbox_that_kills_on_fork_like_clone() {
+    let Some(out) = support::in_child("d_a_sandbox_that_kills_on_fork_like_clone", || {
+        seccomp::install(&seccomp::no_clone3()).unwrap();
+        seccomp::install(&seccomp::program(Lockdown::KillForks)).unwrap();
+        // Probing must not clone a child here: that would kill us (SIGSYS).
+        let policy = wxthunk::probe();
+        println!("{policy}");
+        assert!(
+            matches!(&policy.rwx_mapping, Check::Unknown { reason } if reason.contains("not tried")),
+            "{}",
+            policy.rwx_mapping
+        );
+        assert!(policy.to_string().contains("not tried"), "{policy}");
+        // Threads still work under the filter, and so do thunks.
+        let t = wxthunk::Thunk::<unsafe extern "C" fn(u32) -> u32>::new(|v: u32| v * 3).unwrap();
+        let f = t.as_fn();
+        // SAFETY: `t` is alive until the thread is joined.
+        let got = std::thread::scope(|s| s.spawn(|| unsafe { f(14) }).join().unwrap());
+        assert_eq!(got, 42);
+        println!("PROBED-UNDER-FORK-KILLER");
+    }) else {
+        return;
+    };
+    assert!(out.contains("PROBED-UNDER-FORK-KILLER"), "{out}");
 }

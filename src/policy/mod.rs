@@ -204,8 +204,10 @@ impl Policy {
         Policy::from_capabilities(&capabilities::Capabilities::detect())
     }
 
-    fn from_capabilities(caps: &capabilities::Capabilities) -> Policy {
-        let rwx_mapping = match sys::rwx_mapping_in_child() {
+    /// Asks a short-lived child process to map memory writable and
+    /// executable (never done in this process).
+    fn rwx_in_child() -> Check {
+        match sys::rwx_mapping_in_child() {
             ChildRwx::Allowed => Check::Allowed,
             ChildRwx::Refused(e) => Check::Refused {
                 reason: format!("mmap(PROT_WRITE|PROT_EXEC) failed: {e}"),
@@ -215,6 +217,26 @@ impl Policy {
             },
             ChildRwx::NotTried(e) => Check::Unknown {
                 reason: format!("no child process to try it in: {e}"),
+            },
+        }
+    }
+
+    fn from_capabilities(caps: &capabilities::Capabilities) -> Policy {
+        let seccomp_state = sys::seccomp();
+        // The RWX check needs a fork-like `clone`, which a seccomp filter
+        // may refuse or punish by killing the whole process (sandboxes do),
+        // so it is only tried where no filter is installed.
+        let rwx_mapping = match seccomp_state {
+            Some((0, _)) => Self::rwx_in_child(),
+            Some(_) => Check::Unknown {
+                reason: "not tried: a seccomp filter is installed, and the child process this \
+                         check needs (a fork-like clone) could be refused or kill this process"
+                    .into(),
+            },
+            None => Check::Unknown {
+                reason: "not tried: the seccomp state is unknown, and the child process this \
+                         check needs (a fork-like clone) could kill this process"
+                    .into(),
             },
         };
         let mdwe = match sys::mdwe_flags() {
@@ -235,7 +257,7 @@ impl Policy {
             Some((true, deny_execmem)) => Selinux::Enforcing { deny_execmem },
             Some((false, deny_execmem)) => Selinux::Permissive { deny_execmem },
         };
-        let seccomp = match sys::seccomp() {
+        let seccomp = match seccomp_state {
             None => Seccomp::Unknown,
             Some((0, _)) => Seccomp::Disabled,
             Some((1, _)) => Seccomp::Strict,
@@ -403,11 +425,16 @@ impl fmt::Display for Policy {
             "platform",
             &format_args!("{} {}, page size {}", self.os, self.arch, self.page_size),
         )?;
-        row(
-            f,
-            "rwx mapping",
-            &format_args!("{} (tried in a child process)", self.rwx_mapping),
-        )?;
+        match &self.rwx_mapping {
+            Check::Unknown { reason } if reason.starts_with("not tried") => {
+                row(f, "rwx mapping", &format_args!("{reason}"))?
+            }
+            other => row(
+                f,
+                "rwx mapping",
+                &format_args!("{other} (tried in a child process)"),
+            )?,
+        }
         row(f, "mprotect RW->RX", &self.mprotect_exec)?;
         let seal = match self.memfd_noexec_seal {
             Some(true) => ", memfd with MFD_NOEXEC_SEAL",

@@ -17,6 +17,24 @@ pub enum Lockdown {
     /// exec together fails, and so does `mprotect`/`pkey_mprotect` asking
     /// for exec.
     SystemdWx,
+    /// A sandbox that kills the process on any fork-like call: `fork`,
+    /// `vfork`, and `clone` without `CLONE_THREAD` (threads still work).
+    /// Install [`no_clone3`] too, so that glibc creates threads with `clone`.
+    KillForks,
+}
+
+/// `clone3` fails with `ENOSYS` (its flags are behind a pointer, so a
+/// filter cannot tell a thread from a fork; glibc then falls back to
+/// `clone`), as container runtimes' default profiles do.
+pub fn no_clone3() -> BpfProgram {
+    let filter = SeccompFilter::new(
+        [(libc::SYS_clone3, vec![])].into(),
+        SeccompAction::Allow,
+        SeccompAction::Errno(libc::ENOSYS as u32),
+        std::env::consts::ARCH.try_into().unwrap(),
+    )
+    .unwrap();
+    filter.try_into().unwrap()
 }
 
 fn masked(arg: u8, mask: u64) -> SeccompRule {
@@ -45,11 +63,33 @@ pub fn program(lockdown: Lockdown) -> BpfProgram {
             (libc::SYS_pkey_mprotect, vec![masked(2, x)]),
         ]
         .into(),
+        Lockdown::KillForks => {
+            let no_thread_flag = SeccompRule::new(vec![
+                SeccompCondition::new(
+                    0,
+                    SeccompCmpArgLen::Qword,
+                    SeccompCmpOp::MaskedEq(libc::CLONE_THREAD as u64),
+                    0,
+                )
+                .unwrap(),
+            ])
+            .unwrap();
+            [
+                (libc::SYS_clone, vec![no_thread_flag]),
+                (libc::SYS_fork, vec![]),
+                (libc::SYS_vfork, vec![]),
+            ]
+            .into()
+        }
+    };
+    let on_match = match lockdown {
+        Lockdown::KillForks => SeccompAction::KillProcess,
+        _ => SeccompAction::Errno(libc::EPERM as u32),
     };
     let filter = SeccompFilter::new(
         rules,
         SeccompAction::Allow,
-        SeccompAction::Errno(libc::EPERM as u32),
+        on_match,
         std::env::consts::ARCH.try_into().unwrap(),
     )
     .unwrap();
