@@ -83,6 +83,16 @@ pub enum Error {
         /// How many thunks the page holds.
         capacity: usize,
     },
+    /// An environment switch has a value wxthunk cannot use (e.g.
+    /// `WXTHUNK_STRATEGY=bogus`).
+    InvalidSetting {
+        /// The variable, e.g. `"WXTHUNK_STRATEGY"`.
+        variable: &'static str,
+        /// Its value, as read.
+        value: String,
+        /// The values it accepts.
+        expected: &'static str,
+    },
     /// A default heap cannot be used now.
     HeapUnavailable {
         /// Why not.
@@ -132,6 +142,7 @@ impl Error {
             | Error::TooLarge { .. } => io::ErrorKind::InvalidInput,
             Error::HeapExhausted { .. } => io::ErrorKind::OutOfMemory,
             Error::HeapUnavailable { .. } => io::ErrorKind::Other,
+            Error::InvalidSetting { .. } => io::ErrorKind::InvalidInput,
             Error::PageFull { .. } => io::ErrorKind::StorageFull,
             Error::Os { source, .. } => source.kind(),
             Error::StrategyUnavailable { .. } | Error::NoExecutableMemory { .. } => {
@@ -184,6 +195,11 @@ impl fmt::Display for Error {
                 "the heap cannot reserve {requested} more bytes: {reserved} of its {limit}-byte limit are reserved"
             ),
             Error::HeapUnavailable { reason } => write!(f, "no heap available: {reason}"),
+            Error::InvalidSetting {
+                variable,
+                value,
+                expected,
+            } => write!(f, "{variable}={value:?} is not valid (expected {expected})"),
             Error::PageFull { capacity } => write!(f, "the thunk page is full ({capacity} thunks)"),
             Error::Unsupported { what } => write!(f, "not supported on this platform: {what}"),
         }

@@ -17,8 +17,11 @@ pub use error::{Error, Result, TransitionError};
 pub use fn_ptr::FnPtr;
 pub use heap::{DefaultLock, ExecSpan, Heap, HeapBuilder, HeapStats, NoLock, Span};
 pub use lock_api;
-pub use policy::{Check, Mdwe, Policy, Seccomp, Selinux, probe};
-pub use strategy::Strategy;
+pub use policy::{Check, Mdwe, Policy, STRATEGY_VAR, Seccomp, Selinux, StrategySetting, probe};
+pub use strategy::{ParseStrategyError, Strategy};
+
+/// This crate's version (as `probe --json` reports it).
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 pub use thunk::sig::{ArgClass, ThunkArg, ThunkFn, ThunkFnMut, ThunkFnOnce, ThunkRet, ThunkSig};
 pub use thunk::{SealedThunkPage, Thunk, ThunkPage};
 

@@ -1,6 +1,7 @@
 //! [`Strategy`]: how writable code memory becomes executable.
 
 use std::fmt;
+use std::str::FromStr;
 
 /// How wxthunk turns memory it wrote into memory that runs, without ever
 /// having a page that is writable and executable at once.
@@ -51,7 +52,8 @@ impl Strategy {
         }
     }
 
-    /// The strategy called `name` (as [`name`](Strategy::name) spells it).
+    /// The strategy called `name`, as [`FromStr`](std::str::FromStr) reads
+    /// it (case-insensitive).
     ///
     /// ```
     /// use wxthunk::Strategy;
@@ -59,7 +61,7 @@ impl Strategy {
     /// assert_eq!(Strategy::from_name("rwx"), None);
     /// ```
     pub fn from_name(name: &str) -> Option<Strategy> {
-        Strategy::ALL.iter().copied().find(|s| s.name() == name)
+        name.parse().ok()
     }
 
     /// Whether the strategy can hold code that wxthunk or you write
@@ -75,3 +77,56 @@ impl fmt::Display for Strategy {
         f.write_str(self.name())
     }
 }
+
+/// Reads a strategy by its [`name`](Strategy::name), ignoring ASCII case and
+/// surrounding white space (`"Dual-Map"` is [`Strategy::DualMap`]).
+///
+/// ```
+/// use wxthunk::Strategy;
+/// assert_eq!("Protect".parse::<Strategy>(), Ok(Strategy::Protect));
+/// let e = "rwx".parse::<Strategy>().unwrap_err();
+/// assert_eq!(e.to_string(), "\"rwx\" is not a strategy (expected protect, dual-map or static-trampolines)");
+/// ```
+impl FromStr for Strategy {
+    type Err = ParseStrategyError;
+
+    fn from_str(s: &str) -> Result<Strategy, ParseStrategyError> {
+        let name = s.trim();
+        Strategy::ALL
+            .iter()
+            .copied()
+            .find(|st| st.name().eq_ignore_ascii_case(name))
+            .ok_or_else(|| ParseStrategyError {
+                value: s.to_owned(),
+            })
+    }
+}
+
+/// A string that names no [`Strategy`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ParseStrategyError {
+    value: String,
+}
+
+impl ParseStrategyError {
+    /// The names a strategy can be given by.
+    pub const EXPECTED: &'static str = "protect, dual-map or static-trampolines";
+
+    /// The string that was read.
+    pub fn value(&self) -> &str {
+        &self.value
+    }
+}
+
+impl fmt::Display for ParseStrategyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{:?} is not a strategy (expected {})",
+            self.value,
+            Self::EXPECTED
+        )
+    }
+}
+
+impl std::error::Error for ParseStrategyError {}

@@ -58,3 +58,101 @@ fn detect_agrees_with_the_cached_probe() {
     assert_eq!(fresh.mdwe, cached.mdwe);
     assert_eq!(fresh.block_strategy, cached.block_strategy);
 }
+
+/// Runs this test binary's test `name` in a child with `WXTHUNK_STRATEGY`
+/// set to `value`, and returns its stdout (the child asserts).
+fn with_strategy_var(name: &str, value: &str) -> Option<String> {
+    const MARK: &str = "WXTHUNK_TEST_STRATEGY_CHILD";
+    if std::env::var_os(MARK).is_some() {
+        return None;
+    }
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([name, "--exact", "--nocapture", "--test-threads=1"])
+        .env(MARK, "1")
+        .env(wxthunk::STRATEGY_VAR, value)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success() && stdout.contains("1 passed"),
+        "{value:?}: {}\n{stdout}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Some(stdout)
+}
+
+#[test]
+fn a_strategy_variable_naming_no_strategy_is_reported_and_named_in_errors() {
+    let name = "a_strategy_variable_naming_no_strategy_is_reported_and_named_in_errors";
+    if std::env::var_os("WXTHUNK_TEST_STRATEGY_CHILD").is_some() {
+        let value = std::env::var(wxthunk::STRATEGY_VAR).unwrap();
+        let p = wxthunk::probe();
+        println!("{p}");
+        assert_eq!(
+            p.strategy_setting,
+            wxthunk::StrategySetting::Invalid {
+                value: value.clone()
+            }
+        );
+        assert_eq!(p.thunk_strategy, None, "the default heaps fail");
+        assert!(
+            p.notes
+                .iter()
+                .any(|n| n.contains("WXTHUNK_STRATEGY") && n.contains(&format!("{value:?}"))),
+            "{:?}",
+            p.notes
+        );
+        let e = wxthunk::Heap::global().unwrap_err();
+        let msg = e.to_string();
+        assert!(
+            msg.contains("WXTHUNK_STRATEGY") && msg.contains(&format!("{value:?}")),
+            "{msg}"
+        );
+        let e = wxthunk::Thunk::<unsafe extern "C" fn() -> u32>::new(|| 1).unwrap_err();
+        assert!(matches!(e, wxthunk::Error::InvalidSetting { .. }), "{e}");
+        // Heaps that do not read the variable are unaffected.
+        assert!(wxthunk::Heap::new().is_ok());
+        return;
+    }
+    for value in ["bogus", "", "dual map"] {
+        with_strategy_var(name, value);
+    }
+}
+
+#[test]
+fn a_forced_strategy_is_reported_case_insensitively_and_explained_truthfully() {
+    let name = "a_forced_strategy_is_reported_case_insensitively_and_explained_truthfully";
+    if std::env::var_os("WXTHUNK_TEST_STRATEGY_CHILD").is_some() {
+        let value = std::env::var(wxthunk::STRATEGY_VAR).unwrap();
+        let s: Strategy = value.parse().unwrap();
+        let p = wxthunk::probe();
+        println!("{p}");
+        assert_eq!(p.strategy_setting, wxthunk::StrategySetting::Forced(s));
+        assert_eq!(p.thunk_strategy, Some(s));
+        assert!(
+            p.notes
+                .iter()
+                .any(|n| n.starts_with(&format!("WXTHUNK_STRATEGY={s}:"))),
+            "{:?}",
+            p.notes
+        );
+        // No note claims that what works here does not.
+        assert!(
+            !p.notes.iter().any(|n| n.contains("neither")),
+            "{:?}",
+            p.notes
+        );
+        assert_eq!(wxthunk::Heap::global().unwrap().strategy(), s);
+        return;
+    }
+    let p = wxthunk::probe();
+    for s in [Strategy::Protect, Strategy::StaticTrampolines] {
+        if !p.allows(s) {
+            println!("SKIPPED: {s} does not work here");
+            continue;
+        }
+        let shouting = s.name().to_uppercase();
+        with_strategy_var(name, &shouting);
+    }
+}

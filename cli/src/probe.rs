@@ -1,7 +1,7 @@
 //! `wxthunk probe`: the policy report as a table or as JSON.
 
 use serde_json::{Value, json};
-use wxthunk::{Check, Mdwe, Policy, Seccomp, Selinux};
+use wxthunk::{Check, Mdwe, Policy, Seccomp, Selinux, StrategySetting};
 
 pub fn run(as_json: bool) {
     let policy = wxthunk::probe();
@@ -51,7 +51,14 @@ fn to_json(p: &Policy) -> Value {
         Seccomp::Filter { filters } => json!({ "mode": "filter", "filters": filters }),
         other => json!({ "mode": format!("{other:?}") }),
     };
+    let setting = match &p.strategy_setting {
+        StrategySetting::Unset => json!({ "state": "unset" }),
+        StrategySetting::Forced(s) => json!({ "state": "forced", "strategy": s.name() }),
+        StrategySetting::Invalid { value } => json!({ "state": "invalid", "value": value }),
+        other => json!({ "state": other.to_string() }),
+    };
     json!({
+        "version": wxthunk::VERSION,
         "os": p.os,
         "arch": p.arch,
         "page_size": p.page_size,
@@ -62,7 +69,7 @@ fn to_json(p: &Policy) -> Value {
         "trampoline_source": p.trampoline_source,
         "memfd_noexec_seal": p.memfd_noexec_seal,
         "mdwe": mdwe,
-        "memfd_noexec_sysctl": p.memfd_noexec,
+        "memfd_noexec": p.memfd_noexec,
         "selinux": selinux,
         "seccomp": seccomp,
         "pax": p.pax,
@@ -70,6 +77,7 @@ fn to_json(p: &Policy) -> Value {
         "block_strategy": p.block_strategy.map(|s| s.name()),
         "heap_strategy": p.heap_strategy.map(|s| s.name()),
         "thunk_strategy": p.thunk_strategy.map(|s| s.name()),
+        "strategy_setting": setting,
         "notes": p.notes,
     })
 }

@@ -39,6 +39,16 @@ fn probe_json_is_machine_readable() {
         wxthunk::probe().block_strategy.map(|s| s.to_string())
     );
     assert!(v["notes"].as_array().is_some_and(|n| !n.is_empty()));
+    assert_eq!(v["version"], wxthunk::VERSION);
+    // Every other key is a field of `wxthunk::Policy`, spelled as in Rust.
+    let debug = format!("{:?}", wxthunk::probe());
+    for key in v.as_object().unwrap().keys().filter(|k| *k != "version") {
+        assert!(
+            debug.contains(&format!(" {key}: ")),
+            "{key} is not a Policy field"
+        );
+    }
+    assert_eq!(v["strategy_setting"]["state"], "unset");
 }
 
 #[test]

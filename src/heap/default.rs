@@ -14,26 +14,21 @@ mod enabled {
     use once_cell::race::OnceBox;
 
     use crate::heap::{Heap, HeapBuilder, NoLock};
-    use crate::{Error, Result, Strategy};
-
-    /// The environment variable that forces the default heaps' strategy.
-    pub(crate) const STRATEGY_VAR: &str = "WXTHUNK_STRATEGY";
+    use crate::policy::strategy_setting;
+    use crate::{Error, Result};
 
     /// The builder of the default heaps: the strategy `WXTHUNK_STRATEGY`
-    /// names, or the probed one.
+    /// forces, or the probed one; an error naming the variable and its value
+    /// if it names no strategy.
     fn builder() -> Result<HeapBuilder> {
-        let Some(value) = std::env::var_os(STRATEGY_VAR) else {
-            return Ok(Heap::builder());
-        };
-        let strategy =
-            value
-                .to_str()
-                .and_then(Strategy::from_name)
-                .ok_or(Error::HeapUnavailable {
-                    reason: "WXTHUNK_STRATEGY names no strategy (protect, dual-map or \
-                         static-trampolines)",
-                })?;
-        Ok(Heap::builder().strategy(strategy))
+        let setting = strategy_setting();
+        if let Some(e) = setting.error() {
+            return Err(e);
+        }
+        Ok(match setting.forced() {
+            Some(s) => Heap::builder().strategy(s),
+            None => Heap::builder(),
+        })
     }
 
     /// Published by compare-and-swap, not behind a `Once`: a thread frozen
@@ -51,7 +46,7 @@ mod enabled {
         /// # Errors
         ///
         /// As [`Heap::new`], on the first call (a failed first call is
-        /// retried by the next); [`Error::HeapUnavailable`] if
+        /// retried by the next); [`Error::InvalidSetting`] if
         /// `WXTHUNK_STRATEGY` names no strategy, and
         /// [`Error::StrategyUnavailable`] if it names one that does not work
         /// here.

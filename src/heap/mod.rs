@@ -471,8 +471,14 @@ impl HeapBuilder {
 }
 
 impl Heap {
-    /// A heap with the [`DefaultLock`] and the strategy
-    /// [`probe`](crate::probe) picked for heaps.
+    /// A heap with the [`DefaultLock`] and the strategies
+    /// [`probe`](crate::probe) picked: [`Policy::thunk_strategy`] for its
+    /// thunks ([`strategy`](Heap::strategy)), [`Policy::heap_strategy`] for
+    /// the code written into it ([`span_strategy`](Heap::span_strategy)).
+    /// (Only the default heaps obey `WXTHUNK_STRATEGY`.)
+    ///
+    /// [`Policy::thunk_strategy`]: crate::Policy::thunk_strategy
+    /// [`Policy::heap_strategy`]: crate::Policy::heap_strategy
     ///
     /// # Errors
     ///

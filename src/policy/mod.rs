@@ -1,11 +1,15 @@
 //! [`probe`]: what this process may do with executable memory, and why.
 
 mod capabilities;
+mod settings;
 
 use once_cell::race::OnceBox;
 use std::fmt;
 
 pub(crate) use capabilities::{BLOCK_PREFERENCE, HEAP_PREFERENCE, THUNK_PREFERENCE, capabilities};
+
+pub(crate) use settings::strategy_setting;
+pub use settings::{STRATEGY_VAR, StrategySetting};
 
 use crate::sys::{self, ChildRwx};
 use crate::{Strategy, arch};
@@ -168,6 +172,9 @@ pub struct Policy {
     /// The strategy thunks use by default (the default heap's
     /// [`Heap::strategy`](crate::Heap::strategy)), `None` if none works.
     pub thunk_strategy: Option<Strategy>,
+    /// What `WXTHUNK_STRATEGY` asks of the default heaps (read once, at the
+    /// first use of wxthunk).
+    pub strategy_setting: StrategySetting,
     /// Plain-language explanations of the choices above.
     pub notes: Vec<String>,
 }
@@ -283,9 +290,12 @@ impl Policy {
                 .ok()
                 .map(crate::trampoline::TableSource::describe),
             heap_strategy: caps.choose(HEAP_PREFERENCE).ok(),
-            thunk_strategy: forced_thunk_strategy()
-                .filter(|&s| caps.check(s).is_allowed())
-                .or_else(|| caps.choose(THUNK_PREFERENCE).ok()),
+            thunk_strategy: match strategy_setting() {
+                StrategySetting::Forced(s) => Some(*s).filter(|&s| caps.check(s).is_allowed()),
+                StrategySetting::Invalid { .. } => None,
+                _ => caps.choose(THUNK_PREFERENCE).ok(),
+            },
+            strategy_setting: strategy_setting().clone(),
             notes: Vec::new(),
         };
         policy.notes = policy.explain();
@@ -294,21 +304,34 @@ impl Policy {
 
     /// Whether `strategy` works in this process.
     pub fn allows(&self, strategy: Strategy) -> bool {
+        self.check(strategy).is_allowed()
+    }
+
+    /// The check that says whether `strategy` works here.
+    pub fn check(&self, strategy: Strategy) -> &Check {
         match strategy {
-            Strategy::Protect => self.mprotect_exec.is_allowed(),
-            Strategy::DualMap => self.dual_mapping.is_allowed(),
-            Strategy::StaticTrampolines => self.static_trampolines.is_allowed(),
+            Strategy::Protect => &self.mprotect_exec,
+            Strategy::DualMap => &self.dual_mapping,
+            Strategy::StaticTrampolines => &self.static_trampolines,
         }
     }
 
     fn explain(&self) -> Vec<String> {
         let mut notes = Vec::new();
-        if let Some(s) = forced_thunk_strategy() {
-            notes.push(if self.allows(s) {
-                format!("WXTHUNK_STRATEGY={s}: the default heaps (and so thunks) use it")
-            } else {
-                format!("WXTHUNK_STRATEGY={s}, which does not work here: the default heaps fail")
-            });
+        match &self.strategy_setting {
+            StrategySetting::Forced(s) if self.allows(*s) => notes.push(format!(
+                "{STRATEGY_VAR}={s}: the default heaps (Heap::global, Heap::thread_local, and so \
+                 Thunk::new) use {s}"
+            )),
+            StrategySetting::Forced(s) => notes.push(format!(
+                "{STRATEGY_VAR}={s}, which does not work here ({}): the default heaps fail",
+                self.check(*s).reason().unwrap_or("")
+            )),
+            StrategySetting::Invalid { value } => notes.push(format!(
+                "{STRATEGY_VAR}={value:?} names no strategy (expected {}): the default heaps fail",
+                crate::strategy::ParseStrategyError::EXPECTED
+            )),
+            _ => {}
         }
         if self.read_implies_exec {
             notes.push(sys::READ_IMPLIES_EXEC_REASON.into());
@@ -377,6 +400,8 @@ impl Policy {
             ),
         }
         match self.thunk_strategy {
+            // Forced: the note above says why.
+            _ if self.strategy_setting != StrategySetting::Unset => {}
             Some(Strategy::DualMap) => notes.push(
                 "thunks use dual-map: a generated thunk jumps straight to its closure, the \
                  cheapest call"
@@ -398,13 +423,6 @@ impl Policy {
         }
         notes
     }
-}
-
-/// The strategy the environment forces on the default heaps, if any.
-fn forced_thunk_strategy() -> Option<Strategy> {
-    std::env::var("WXTHUNK_STRATEGY")
-        .ok()
-        .and_then(|v| Strategy::from_name(&v))
 }
 
 fn opt_strategy(s: Option<Strategy>) -> &'static str {
@@ -499,6 +517,7 @@ impl fmt::Display for Policy {
         row(f, "Block strategy", &opt_strategy(self.block_strategy))?;
         row(f, "heap strategy", &opt_strategy(self.heap_strategy))?;
         row(f, "thunk strategy", &opt_strategy(self.thunk_strategy))?;
+        row(f, STRATEGY_VAR, &self.strategy_setting)?;
         if !self.notes.is_empty() {
             writeln!(f, "notes:")?;
             for note in &self.notes {
