@@ -137,3 +137,63 @@ fn the_default_reservation_limit_is_a_clear_error() {
         assert!(span.capacity() >= 5 * GIB);
     }
 }
+
+fn mappings() -> usize {
+    std::fs::read_to_string("/proc/self/maps")
+        .unwrap()
+        .lines()
+        .count()
+}
+
+#[test]
+fn freeing_every_other_protect_page_keeps_the_mapping_count_bounded() {
+    if !wxthunk::probe().allows(Strategy::Protect) {
+        println!("SKIPPED: mprotect to exec is refused here");
+        return;
+    }
+    // One page per allocation; free every other one. Page-by-page protection
+    // changes would split the region into one mapping per page, up to the
+    // kernel's vm.max_map_count, after which freeing failed silently.
+    const N: usize = 20_000;
+    let heap = Heap::builder().strategy(Strategy::Protect).build().unwrap();
+    let before = mappings();
+    let mut spans: Vec<_> = (0..N)
+        .map(|i| {
+            let mut s = heap.alloc(6).unwrap();
+            s.write_all(&code::ret_u32(i as u32)).unwrap();
+            s.exec().unwrap()
+        })
+        .collect();
+    let freed: Vec<usize> = (0..N)
+        .step_by(2)
+        .map(|i| spans[i].as_ptr() as usize)
+        .collect();
+    let mut i = 0;
+    spans.retain(|_| {
+        i += 1;
+        i % 2 == 0
+    });
+    let grown = mappings().saturating_sub(before);
+    println!("{N} protect spans, every other freed: {grown} more mappings");
+    assert!(
+        grown < 200,
+        "{grown} mappings for {} regions",
+        heap.stats().regions
+    );
+    // Freed code is traps, not the old code.
+    for &addr in freed.iter().step_by(997) {
+        // SAFETY: the page is still mapped read+exec (readable) by the heap.
+        let first = unsafe { std::ptr::read_volatile(addr as *const u8) };
+        assert_eq!(first, code::TRAP, "freed code at {addr:#x}");
+    }
+    for (k, s) in spans.iter().enumerate() {
+        // SAFETY: every kept span holds `mov eax, v; ret`.
+        let f: extern "C" fn() -> u32 = unsafe { s.func(0).unwrap() };
+        assert_eq!(f(), (2 * k + 1) as u32);
+    }
+    // Compaction gives the free pages' memory back, splitting nothing.
+    let released = heap.compact();
+    assert!(released >= N / 2 * wxthunk::page_size() / 2, "{released}");
+    let grown = mappings().saturating_sub(before);
+    assert!(grown < 200, "{grown} mappings after compact");
+}

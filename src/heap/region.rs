@@ -20,9 +20,8 @@ enum Backing {
     /// A memfd mapped read+exec at `rx` (never writable) and, unless the heap
     /// is strict, read-write at `rw`. In strict mode no writable mapping
     /// exists: bytes reach the file with `pwrite`. `rx` is a `PROT_NONE`
-    /// reservation except for the *committed* pages, which are filled with
-    /// traps and mapped read+exec from the file when code is first written
-    /// on them; compaction turns free ones back into the reservation.
+    /// reservation except for the pages code was written on, which are
+    /// filled with traps and mapped read+exec from the file then.
     DualMap {
         file: CodeFile,
         rx: NonNull<u8>,
@@ -287,15 +286,27 @@ impl Region {
                 }
             }
             Backing::Protect { base } => {
-                // SAFETY: the allocation is gone, so nothing may run these
-                // pages any more; replacing them with a fresh `PROT_NONE`
-                // mapping drops their memory and makes stray calls fault.
-                let at = unsafe { NonNull::new_unchecked(base.as_ptr().add(offset)) };
-                // SAFETY: as above.
-                if unsafe { sys::decommit(at, len) }.is_ok() {
-                    let (first_page, pages) = self.page_range(start, n);
-                    self.committed_pages -= self.committed.count_range(first_page, pages);
-                    self.committed.unmark_range(first_page, pages);
+                // The pages that held code get traps and go back to
+                // read+exec, like their neighbours, so the kernel merges the
+                // mapping again: freeing never leaves a mapping split (a
+                // process has a bounded number, `vm.max_map_count`).
+                // `compact` gives their memory back.
+                let (first_page, pages) = self.page_range(start, n);
+                let page = sys::page_size();
+                for p in first_page..first_page + pages {
+                    if !self.committed.all_set(p, 1) {
+                        continue;
+                    }
+                    // SAFETY: the allocation is gone, so nothing may run
+                    // this page any more (a page belongs to one allocation).
+                    let at = unsafe { NonNull::new_unchecked(base.as_ptr().add(p * page)) };
+                    // SAFETY: as above.
+                    if unsafe { trap_fill_sealed(at, page) }.is_err() {
+                        // No mapping to spare: drop the page's contents
+                        // instead (it reads as zeros: the old code is gone).
+                        // SAFETY: as above.
+                        let _ = unsafe { sys::discard(at, page) };
+                    }
                 }
             }
         }
@@ -460,19 +471,19 @@ impl Region {
             {
                 continue;
             }
+            // Neither way changes a mapping (so the process's mapping count
+            // stays bounded, however fragmented the free pages are); the page
+            // reads as zeros until code is written on it again.
             let ok = match &self.backing {
-                Backing::DualMap { file, rx, .. } => {
-                    // SAFETY: no allocation is on the page; it holds only
-                    // traps and nothing may run it. It becomes reservation
-                    // again first (so it never shows the hole's zeros as
-                    // code), then the file drops its memory.
-                    let at = unsafe { NonNull::new_unchecked(rx.as_ptr().add(p * page)) };
+                // SAFETY (of the hole): no allocation is on the page; it
+                // holds only traps and nothing may run it.
+                Backing::DualMap { file, .. } => file.punch_hole(p * page, page).is_ok(),
+                Backing::Protect { base } => {
+                    // SAFETY: as above; the region's private pages are ours.
+                    let at = unsafe { NonNull::new_unchecked(base.as_ptr().add(p * page)) };
                     // SAFETY: as above.
-                    unsafe { sys::decommit(at, page) }.is_ok()
-                        && file.punch_hole(p * page, page).is_ok()
+                    unsafe { sys::discard(at, page) }.is_ok()
                 }
-                // Protect pages are decommitted when freed already.
-                Backing::Protect { .. } => false,
             };
             if ok {
                 self.committed.unmark_range(p, 1);
@@ -482,6 +493,28 @@ impl Region {
         }
         released
     }
+}
+
+/// Fills `len` bytes of sealed (read+exec) code at `at` with traps and
+/// seals them again: read-write for the copy, then read+exec.
+///
+/// # Safety
+/// `at..at+len` is whole pages of a protect region that no allocation holds:
+/// nothing may run them.
+unsafe fn trap_fill_sealed(at: NonNull<u8>, len: usize) -> std::io::Result<()> {
+    // SAFETY: the caller owns the pages and nothing runs them.
+    unsafe { sys::protect(at, len, Prot::ReadWrite) }?;
+    // SAFETY: `at..at+len` is now writable and ours.
+    arch::fill_traps(unsafe { std::slice::from_raw_parts_mut(at.as_ptr(), len) });
+    sys::flush_icache(at.as_ptr(), len);
+    // SAFETY: as above; sealing removes write access.
+    let sealed = unsafe { sys::protect(at, len, Prot::ReadExec) };
+    if sealed.is_err() {
+        // Not writable and executable, ever: leave the page inaccessible.
+        // SAFETY: as above.
+        let _ = unsafe { sys::protect(at, len, Prot::None) };
+    }
+    sealed
 }
 
 /// Maps the read-write view of a region's file, kept out of every child

@@ -143,26 +143,20 @@ pub(crate) unsafe fn protect(ptr: NonNull<u8>, len: usize, prot: Prot) -> io::Re
     Ok(())
 }
 
-/// Replaces `len` bytes at `ptr` with fresh inaccessible pages, dropping
-/// their memory, in one step (`mmap(MAP_FIXED, PROT_NONE)`).
+/// Drops the contents of `len` bytes of private memory at `ptr`
+/// (`MADV_DONTNEED`): they read as zeros afterwards. Changes no mapping, so
+/// it works at the kernel's mapping limit.
 ///
 /// # Safety
-/// - `ptr..ptr+len` is a range of whole pages mapped by this module and owned
-///   by the caller;
-/// - nothing reads, writes or runs that range any more.
-pub(crate) unsafe fn decommit(ptr: NonNull<u8>, len: usize) -> io::Result<()> {
-    // SAFETY: the caller owns the range and nothing uses it.
-    let ret = unsafe {
-        libc::mmap(
-            ptr.as_ptr().cast(),
-            len,
-            libc::PROT_NONE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED,
-            -1,
-            0,
-        )
-    };
-    mapped(ret).map(drop)
+/// - `ptr..ptr+len` is a range of whole pages of private anonymous memory
+///   mapped by this module and owned by the caller;
+/// - nothing relies on its contents.
+pub(crate) unsafe fn discard(ptr: NonNull<u8>, len: usize) -> io::Result<()> {
+    // SAFETY: the caller owns the range and nothing relies on its contents.
+    if unsafe { libc::madvise(ptr.as_ptr().cast(), len, libc::MADV_DONTNEED) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// Registers fork handlers (`pthread_atfork`): `prepare` runs in the parent

@@ -52,11 +52,11 @@ pub(crate) unsafe fn protect(_ptr: NonNull<u8>, _len: usize, _prot: Prot) -> io:
     Err(unsupported())
 }
 
-/// Always fails with `Unsupported`.
+/// Nothing is ever mapped here.
 ///
 /// # Safety
-/// None needed: nothing can have been mapped.
-pub(crate) unsafe fn decommit(_ptr: NonNull<u8>, _len: usize) -> io::Result<()> {
+/// None needed.
+pub(crate) unsafe fn discard(_ptr: NonNull<u8>, _len: usize) -> io::Result<()> {
     Err(unsupported())
 }
 
