@@ -47,25 +47,74 @@ fn median_ns(budget: Duration, mut f: impl FnMut()) -> f64 {
     samples[BATCHES / 2]
 }
 
+/// One line of the table: a measurement, or why it was skipped.
 struct Row {
     group: &'static str,
     name: String,
-    ns: f64,
-    vs: Option<f64>,
+    result: Result<(f64, Option<f64>), String>,
 }
 
-fn memory_per_thunk(n: usize) -> Result<(f64, f64, usize), wxthunk::Error> {
-    let heap = Heap::builder()
-        .strategy(wxthunk::probe().heap_strategy.unwrap_or(Strategy::DualMap))
-        .build()?;
+/// The rows so far; in table mode each is printed as it finishes.
+struct Table {
+    rows: Vec<Row>,
+    print: bool,
+}
+
+impl Table {
+    /// Measures one row with `measure` (nanoseconds per iteration, or why it
+    /// cannot run here); the ratio is to `base`, the group's first row.
+    fn row(
+        &mut self,
+        group: &'static str,
+        name: impl Into<String>,
+        base: Option<f64>,
+        measure: impl FnOnce() -> Result<f64, String>,
+    ) -> Option<f64> {
+        let result = measure().map(|ns| (ns, base.map(|b| ns / b)));
+        let row = Row {
+            group,
+            name: name.into(),
+            result,
+        };
+        if self.print {
+            match &row.result {
+                Ok((ns, ratio)) => {
+                    let ratio = ratio.map_or(String::new(), |v| format!("{v:.2}x"));
+                    println!(
+                        "  {:<12} {:<44} {:>8.2}ns {:>8}",
+                        row.group, row.name, ns, ratio
+                    );
+                }
+                Err(why) => println!("  {:<12} {:<44} skipped: {why}", row.group, row.name),
+            }
+        }
+        let ns = row.result.as_ref().ok().map(|(ns, _)| *ns);
+        self.rows.push(row);
+        ns
+    }
+}
+
+/// A wxthunk error and its causes, as a "skipped" reason.
+fn why(e: wxthunk::Error) -> String {
+    e.with_causes()
+}
+
+/// Executable and metadata bytes per live thunk on a heap with the strategy
+/// thunks really use here, and the size of the handle.
+fn memory_per_thunk(n: usize) -> Result<(Strategy, f64, f64, usize), String> {
+    let strategy = wxthunk::probe()
+        .thunk_strategy
+        .ok_or("no strategy for thunks works here")?;
+    let heap = Heap::builder().strategy(strategy).build().map_err(why)?;
     let thunks: Vec<Thunk<'_, F1>> = (0..n)
         .map(|i| heap.thunk::<F1, _>(move |x: u64| x + i as u64))
-        .collect::<Result<_, _>>()?;
+        .collect::<Result<_, _>>()
+        .map_err(why)?;
     let s = heap.stats();
     let exec = s.bytes_committed as f64 / n as f64;
     let meta = s.metadata_bytes as f64 / n as f64;
     drop(thunks);
-    Ok((exec, meta, size_of::<Thunk<'_, F1>>()))
+    Ok((strategy, exec, meta, size_of::<Thunk<'_, F1>>()))
 }
 
 pub fn run(quick: bool, as_json: bool) -> Result<(), Box<dyn std::error::Error>> {
@@ -74,168 +123,171 @@ pub fn run(quick: bool, as_json: bool) -> Result<(), Box<dyn std::error::Error>>
     } else {
         Duration::from_millis(600)
     };
-    let mut rows = Vec::new();
-    let mut add = |group: &'static str, name: String, ns: f64, base: Option<f64>| {
-        rows.push(Row {
-            group,
-            name,
-            ns,
-            vs: base.map(|b| ns / b),
-        });
-        ns
+    if !as_json {
+        println!(
+            "wxthunk bench{}: medians of timed batches (peers: see BENCHMARKS.md)",
+            if quick { " (quick)" } else { "" }
+        );
+        println!(
+            "  ratio = this row's time / the group's first row (the direct call; the global heap)"
+        );
+        println!(
+            "  {:<12} {:<44} {:>10} {:>8}",
+            "group", "what", "median", "ratio"
+        );
+    }
+    let mut t = Table {
+        rows: Vec::new(),
+        print: !as_json,
     };
 
     // Call overhead.
     let f: F1 = direct;
-    let base = add(
-        "call",
-        "direct extern \"C\" fn".into(),
-        median_ns(budget, || {
+    let base = t.row("call", "direct extern \"C\" fn", None, || {
+        Ok(median_ns(budget, || {
             // SAFETY: the pointer is a live function of this type.
             unsafe {
                 black_box(black_box(f)(black_box(5)));
             }
-        }),
-        None,
-    );
+        }))
+    });
     let k = black_box(K);
-    // One heap per thunk strategy that works here.
-    let heaps: Vec<Heap<NoLock>> = Strategy::ALL
+    // One heap per thunk strategy; those that do not work here say why.
+    let heaps: Vec<(Strategy, Result<Heap<NoLock>, String>)> = Strategy::ALL
         .iter()
-        .filter_map(|&s| Heap::builder().strategy(s).build_unlocked().ok())
+        .map(|&s| (s, Heap::builder().strategy(s).build_unlocked().map_err(why)))
         .collect();
-    for heap in &heaps {
-        let t = heap.thunk::<F1, _>(move |x: u64| x.wrapping_add(k))?;
-        let p = t.as_fn();
-        add(
-            "call",
-            format!("thunk ({})", heap.strategy()),
-            median_ns(budget, || {
+    for (s, heap) in &heaps {
+        t.row("call", format!("thunk ({s})"), base, || {
+            let heap = heap.as_ref().map_err(Clone::clone)?;
+            let th = heap
+                .thunk::<F1, _>(move |x: u64| x.wrapping_add(k))
+                .map_err(why)?;
+            let p = th.as_fn();
+            Ok(median_ns(budget, || {
                 // SAFETY: the pointer is a live function of this type.
                 unsafe {
                     black_box(black_box(p)(black_box(5)));
                 }
-            }),
-            Some(base),
-        );
+            }))
+        });
     }
     type F8 = unsafe extern "C" fn(u64, u64, u64, u64, u64, u64, u64, u64) -> u64;
-    let t8 = Thunk::<F8>::new(
-        move |a: u64, b: u64, c: u64, d: u64, e: u64, f: u64, g: u64, h: u64| {
-            a ^ b ^ c ^ d ^ e ^ f ^ g ^ h ^ k
-        },
-    )?;
-    let p8 = t8.as_fn();
-    add(
-        "call",
-        "thunk, 8 ints (builds a frame)".into(),
-        median_ns(budget, || {
+    t.row("call", "thunk, 8 ints (builds a frame)", base, || {
+        let t8 = Thunk::<F8>::new(
+            move |a: u64, b: u64, c: u64, d: u64, e: u64, f: u64, g: u64, h: u64| {
+                a ^ b ^ c ^ d ^ e ^ f ^ g ^ h ^ k
+            },
+        )
+        .map_err(why)?;
+        let p8 = t8.as_fn();
+        Ok(median_ns(budget, || {
             // SAFETY: the pointer is a live function of this type.
             unsafe {
                 black_box(black_box(p8)(black_box(1), 2, 3, 4, 5, 6, 7, 8));
             }
-        }),
-        Some(base),
-    );
+        }))
+    });
 
     // Create + drop.
-    let global = add(
-        "create+drop",
-        "thunk on the global heap".into(),
-        median_ns(budget, || {
+    let global = t.row("create+drop", "thunk on the global heap", None, || {
+        Thunk::<F1>::new(move |x: u64| x.wrapping_add(k)).map_err(why)?;
+        Ok(median_ns(budget, || {
             drop(black_box(
                 Thunk::<F1>::new(move |x: u64| x.wrapping_add(k)).expect("thunk"),
             ));
-        }),
-        None,
-    );
-    for heap in &heaps {
-        add(
+        }))
+    });
+    for (s, heap) in &heaps {
+        t.row(
             "create+drop",
-            format!("thunk on a Heap<NoLock> ({})", heap.strategy()),
-            median_ns(budget, || {
-                drop(black_box(
-                    heap.thunk::<F1, _>(move |x: u64| x.wrapping_add(k))
-                        .expect("thunk"),
-                ));
-            }),
-            Some(global),
+            format!("thunk on a Heap<NoLock> ({s})"),
+            global,
+            || {
+                let heap = heap.as_ref().map_err(Clone::clone)?;
+                heap.thunk::<F1, _>(move |x: u64| x.wrapping_add(k))
+                    .map_err(why)?;
+                Ok(median_ns(budget, || {
+                    drop(black_box(
+                        heap.thunk::<F1, _>(move |x: u64| x.wrapping_add(k))
+                            .expect("thunk"),
+                    ));
+                }))
+            },
         );
     }
-    let local = Heap::builder().build_unlocked()?;
 
     // Code heap.
-    let heap = Heap::new()?;
-    add(
-        "heap",
-        "alloc+free 64 B span (locked heap)".into(),
-        median_ns(budget, || {
+    t.row("heap", "alloc+free 64 B span (locked heap)", None, || {
+        let heap = Heap::new().map_err(why)?;
+        drop(heap.alloc(64).map_err(why)?);
+        Ok(median_ns(budget, || {
             drop(black_box(heap.alloc(64).expect("span")));
-        }),
-        None,
-    );
-    add(
-        "heap",
-        "alloc+free 64 B span (Heap<NoLock>)".into(),
-        median_ns(budget, || {
+        }))
+    });
+    t.row("heap", "alloc+free 64 B span (Heap<NoLock>)", None, || {
+        let local = Heap::builder().build_unlocked().map_err(why)?;
+        drop(local.alloc(64).map_err(why)?);
+        Ok(median_ns(budget, || {
             drop(black_box(local.alloc(64).expect("span")));
-        }),
-        None,
-    );
+        }))
+    });
 
     // Block lifecycle: new, write 64 bytes, exec, call, drop.
     let code = [0xc3u8; 64]; // `ret`s; offset 0 is called
-    add(
+    let strategy = wxthunk::probe()
+        .block_strategy
+        .map_or("none works here".to_owned(), |s| s.to_string());
+    t.row(
         "block",
-        format!(
-            "new+write 64 B+exec+call+drop ({})",
-            Block::new(0)?.strategy()
-        ),
-        median_ns(budget, || {
-            let mut b = Block::new(64).expect("block");
-            b.write_all(&code).expect("write");
-            let x = b.exec().expect("exec");
-            if cfg!(target_arch = "x86_64") {
-                // SAFETY: offset 0 is a `ret` on x86_64.
-                let f: extern "C" fn() = unsafe { x.func(0).expect("func") };
-                f();
-            }
-        }),
+        format!("new+write 64 B+exec+call+drop ({strategy})"),
         None,
+        || {
+            let mut b = Block::new(64).map_err(why)?;
+            b.write_all(&code).map_err(|e| e.to_string())?;
+            drop(b.exec().map_err(|e| why(e.into()))?);
+            Ok(median_ns(budget, || {
+                let mut b = Block::new(64).expect("block");
+                b.write_all(&code).expect("write");
+                let x = b.exec().expect("exec");
+                if cfg!(target_arch = "x86_64") {
+                    // SAFETY: offset 0 is a `ret` on x86_64.
+                    let f: extern "C" fn() = unsafe { x.func(0).expect("func") };
+                    f();
+                }
+            }))
+        },
     );
 
     let n = if quick { 100_000 } else { 1_000_000 };
-    let (exec, meta, handle) = memory_per_thunk(n)?;
-
+    let memory = memory_per_thunk(n);
     if as_json {
-        let rows: Vec<_> = rows
+        let rows: Vec<_> = t
+            .rows
             .iter()
-            .map(|r| json!({ "group": r.group, "name": r.name, "median_ns": r.ns, "ratio": r.vs }))
+            .map(|r| match &r.result {
+                Ok((ns, ratio)) => {
+                    json!({ "group": r.group, "name": r.name, "median_ns": ns, "ratio": ratio })
+                }
+                Err(why) => json!({ "group": r.group, "name": r.name, "skipped": why }),
+            })
             .collect();
-        let out = json!({
-            "rows": rows,
-            "memory_per_thunk": { "live_thunks": n, "executable_bytes": exec, "heap_metadata_bytes": meta, "handle_bytes": handle },
-        });
+        let memory = match &memory {
+            Ok((s, exec, meta, handle)) => json!({
+                "live_thunks": n, "strategy": s.name(), "executable_bytes": exec,
+                "heap_metadata_bytes": meta, "handle_bytes": handle,
+            }),
+            Err(why) => json!({ "skipped": why }),
+        };
+        let out = json!({ "rows": rows, "memory_per_thunk": memory });
         println!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(());
     }
-    println!(
-        "wxthunk bench{}: medians of timed batches (peers: see BENCHMARKS.md)",
-        if quick { " (quick)" } else { "" }
-    );
-    println!(
-        "  {:<12} {:<44} {:>10} {:>8}",
-        "group", "what", "median", "ratio"
-    );
-    for r in &rows {
-        let ratio = r.vs.map_or(String::new(), |v| format!("{v:.2}x"));
-        println!(
-            "  {:<12} {:<44} {:>8.2}ns {:>8}",
-            r.group, r.name, r.ns, ratio
-        );
+    match memory {
+        Ok((s, exec, meta, handle)) => println!(
+            "  memory per live thunk at {n} ({s}): {exec:.1} B executable, {meta:.2} B heap metadata, {handle} B Thunk handle (+ the boxed closure)"
+        ),
+        Err(why) => println!("  memory per live thunk: skipped: {why}"),
     }
-    println!(
-        "  memory per live thunk at {n}: {exec:.1} B executable, {meta:.2} B heap metadata, {handle} B Thunk handle (+ the boxed closure)"
-    );
     Ok(())
 }

@@ -101,15 +101,15 @@ fn bench_json_reports_every_group_and_memory_per_thunk() {
 #[allow(dead_code)]
 mod seccomp;
 
-/// `wxthunk probe` inside lockdown (b): `memfd_create` refused by seccomp
-/// and `PR_SET_MDWE`, both set up in the child before it runs the command.
-#[test]
-fn probe_inside_mdwe_and_a_memfd_refusing_seccomp_filter() {
+/// Runs `wxthunk args` inside lockdown (b): `memfd_create` refused by
+/// seccomp and `PR_SET_MDWE`, both set up in the child before it runs the
+/// command. `None` (and a SKIPPED line) where the kernel has no MDWE.
+fn under_lockdown_b(args: &[&str]) -> Option<std::process::Output> {
     use std::os::unix::process::CommandExt;
 
     let program = seccomp::program(seccomp::Lockdown::NoMemfd);
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_wxthunk"));
-    cmd.arg("probe");
+    cmd.args(args);
     // SAFETY: the hook runs in the forked child before exec and only makes
     // two prctl calls (MDWE, then the seccomp filter compiled above).
     unsafe {
@@ -122,13 +122,21 @@ fn probe_inside_mdwe_and_a_memfd_refusing_seccomp_filter() {
             seccomp::install(&program)
         })
     };
-    let out = match cmd.output() {
-        Ok(out) => out,
+    match cmd.output() {
+        Ok(out) => Some(out),
         Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
-            println!("this kernel has no PR_SET_MDWE: lockdown (b) could not be checked");
-            return;
+            println!("SKIPPED: this kernel has no PR_SET_MDWE: lockdown (b) could not be set up");
+            None
         }
-        Err(e) => panic!("spawn wxthunk probe under lockdown: {e}"),
+        Err(e) => panic!("spawn wxthunk {args:?} under lockdown: {e}"),
+    }
+}
+
+/// `wxthunk probe` inside lockdown (b).
+#[test]
+fn probe_inside_mdwe_and_a_memfd_refusing_seccomp_filter() {
+    let Some(out) = under_lockdown_b(&["probe"]) else {
+        return;
     };
     let stdout = String::from_utf8_lossy(&out.stdout);
     println!("{stdout}");
@@ -146,5 +154,66 @@ fn probe_inside_mdwe_and_a_memfd_refusing_seccomp_filter() {
         "Block strategy        none",
     ] {
         assert!(stdout.contains(want), "missing {want:?}");
+    }
+}
+
+/// Every subcommand works inside lockdown (b), where thunks work (static
+/// trampolines) but written code does not: it shows what works, says per
+/// row why the rest is skipped, and exits 0.
+#[test]
+fn every_subcommand_shows_what_works_inside_lockdown_b() {
+    for args in [
+        &["demo"][..],
+        &["bench", "--quick"],
+        &[],
+        &["bench", "--quick", "--json"],
+    ] {
+        let Some(out) = under_lockdown_b(args) else {
+            return;
+        };
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        println!("--- wxthunk {args:?} ---\n{stdout}{stderr}");
+        assert!(
+            out.status.success(),
+            "wxthunk {args:?}: {}\n{stderr}",
+            out.status
+        );
+        if args.first() == Some(&"bench") && args.contains(&"--json") {
+            let v: serde_json::Value = serde_json::from_str(&stdout).expect("valid JSON");
+            let rows = v["rows"].as_array().unwrap();
+            assert!(rows.iter().any(|r| r["skipped"].is_string()), "{stdout}");
+            assert!(
+                rows.iter().any(
+                    |r| r["name"] == "thunk (static-trampolines)" && r["median_ns"].is_number()
+                ),
+                "{stdout}"
+            );
+            assert_eq!(v["memory_per_thunk"]["strategy"], "static-trampolines");
+            continue;
+        }
+        if args.is_empty() || args[0] == "demo" {
+            assert!(
+                stdout.contains("skipped:"),
+                "the Block half says why: {stdout}"
+            );
+            assert!(
+                stdout.contains("sorted by distance"),
+                "the thunk half runs: {stdout}"
+            );
+            assert!(stdout.contains("nftw walk"), "{stdout}");
+        }
+        if args.is_empty() || args[0] == "bench" {
+            assert!(stdout.contains("thunk (static-trampolines)"), "{stdout}");
+            assert!(stdout.contains("skipped:"), "{stdout}");
+            assert!(
+                stdout.contains("ratio = "),
+                "the ratio has a legend: {stdout}"
+            );
+            assert!(
+                stdout.contains("memory per live thunk at 100000 (static-trampolines)"),
+                "{stdout}"
+            );
+        }
     }
 }

@@ -22,8 +22,35 @@ fn hex(bytes: &[u8]) -> String {
         .join(" ")
 }
 
+/// An error and its causes, each once, for a "skipped" line.
+pub(crate) fn causes(e: &dyn std::error::Error) -> String {
+    let mut line = e.to_string();
+    let mut next = e.source();
+    while let Some(cause) = next {
+        line.push_str(": ");
+        line.push_str(&cause.to_string());
+        next = cause.source();
+    }
+    line
+}
+
+/// Each half shows what works here and says why the rest is skipped; an
+/// error of the tool itself (writing the output, a temporary directory) is
+/// the only failure.
 pub fn run() -> Result<(), Box<dyn std::error::Error>> {
     println!("demo: JIT with Block");
+    if let Err(e) = block() {
+        println!("  skipped: {}", causes(&*e));
+    }
+    #[cfg(target_os = "linux")]
+    {
+        println!();
+        thunks::run()?;
+    }
+    Ok(())
+}
+
+fn block() -> Result<(), Box<dyn std::error::Error>> {
     let Some(add) = codegen::add_u64() else {
         println!(
             "  no demo code for {} yet; the library itself works here",
@@ -71,10 +98,5 @@ pub fn run() -> Result<(), Box<dyn std::error::Error>> {
         code.as_ptr()
     );
     println!("    square(7) + 100     = {}", cb_fn(7));
-    #[cfg(target_os = "linux")]
-    {
-        println!();
-        thunks::run()?;
-    }
     Ok(())
 }

@@ -19,7 +19,14 @@ const FTW_F: c_int = 0;
 
 pub fn run() -> Result<(), Box<dyn std::error::Error>> {
     println!("demo: thunks (closures as bare extern \"C\" fn pointers)");
+    if let Err(e) = sort() {
+        println!("  qsort skipped: {}", super::causes(&e));
+    }
+    walk()
+}
 
+/// qsort with a capturing comparator.
+fn sort() -> Result<(), wxthunk::Error> {
     // qsort: sort by distance from a pivot the comparator captures.
     let pivot = 50;
     let mut calls = 0usize;
@@ -52,7 +59,12 @@ pub fn run() -> Result<(), Box<dyn std::error::Error>> {
         };
     }
     println!("    sorted by distance from {pivot}: {v:?} ({calls} comparisons)");
+    Ok(())
+}
 
+/// nftw collecting paths into a Vec; only a failure to make the files it
+/// walks is an error of the tool.
+fn walk() -> Result<(), Box<dyn std::error::Error>> {
     // nftw: collect the files under a directory into a Vec.
     let root = std::env::temp_dir().join(format!("wxthunk-demo-{}", std::process::id()));
     for f in ["src/lib.rs", "src/heap/region.rs", "README.md"] {
@@ -61,7 +73,7 @@ pub fn run() -> Result<(), Box<dyn std::error::Error>> {
         std::fs::write(&path, f)?;
     }
     let mut files = Vec::new();
-    let rc = {
+    let rc = (|| {
         let visit = Thunk::<Visit>::new_mut(
             |path: *const c_char, _: *const c_void, kind: c_int, _: *mut c_void| {
                 if kind == FTW_F {
@@ -75,11 +87,19 @@ pub fn run() -> Result<(), Box<dyn std::error::Error>> {
                 0
             },
         )?;
-        let dir = CString::new(root.to_string_lossy().as_bytes())?;
+        let dir =
+            CString::new(root.to_string_lossy().as_bytes()).expect("a temporary path has no NUL");
         // SAFETY: the thunk lives across the walk.
-        unsafe { nftw(dir.as_ptr(), visit.as_fn(), 8, FTW_PHYS) }
-    };
+        Ok::<_, wxthunk::Error>(unsafe { nftw(dir.as_ptr(), visit.as_fn(), 8, FTW_PHYS) })
+    })();
     std::fs::remove_dir_all(&root)?;
+    let rc = match rc {
+        Ok(rc) => rc,
+        Err(e) => {
+            println!("  nftw skipped: {}", super::causes(&e));
+            return Ok(());
+        }
+    };
     files.sort();
     println!(
         "  nftw walk of {} (returned {rc}) collected {} files into a Vec:",
