@@ -187,7 +187,7 @@ mod heap {
     fn heap_code_is_private_to_each_process_after_fork() {
         if !wxthunk::probe().allows(Strategy::DualMap) {
             println!(
-                "dual mapping is not allowed here: fork safety of dual-mapped heaps not checked"
+                "SKIPPED: dual mapping is not allowed here: fork safety of dual-mapped heaps not checked"
             );
             return;
         }

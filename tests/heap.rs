@@ -100,7 +100,7 @@ fn freed_code_becomes_traps() {
 #[test]
 fn protect_frees_pages_and_never_shares_a_running_page() {
     if !wxthunk::probe().allows(Strategy::Protect) {
-        println!("protect is not allowed in this process: not checked");
+        println!("SKIPPED: protect is not allowed in this process: not checked");
         return;
     }
     let heap = Heap::builder().strategy(Strategy::Protect).build().unwrap();

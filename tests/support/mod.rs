@@ -76,7 +76,7 @@ pub fn rerun_all_with_default_strategy(strategy: wxthunk::Strategy) -> bool {
     }
     if !wxthunk::probe().allows(strategy) {
         println!(
-            "{strategy} does not work in this process; the suite was not re-run under it:\n{}",
+            "SKIPPED: {strategy} does not work in this process; the suite was not re-run under it:\n{}",
             wxthunk::probe()
         );
         return false;
