@@ -15,7 +15,7 @@ mod enabled {
 
     use crate::heap::{Heap, HeapBuilder, NoLock};
     use crate::policy::strategy_setting;
-    use crate::{Error, Result};
+    use crate::{Error, Result, sys};
 
     /// The builder of the default heaps: the strategy `WXTHUNK_STRATEGY`
     /// forces, or the probed one; an error naming the variable and its value
@@ -57,12 +57,14 @@ mod enabled {
         /// This thread's heap: no locking at all, and not `Send` (the
         /// compiler keeps it and its allocations on this thread).
         ///
-        /// It is created on first use and its record is never freed, so
+        /// It is created on first use and lives until its thread has ended:
         /// allocations dropped by other thread-local destructors during
-        /// thread exit still have a heap to return to. When the thread ends,
-        /// its empty regions are released (`compact`); regions still holding
-        /// allocations that were leaked (`mem::forget`) stay mapped, as the
-        /// leak asked.
+        /// thread exit still have a heap to return to. When the thread's
+        /// last thread-local destructor has run, the heap is freed with
+        /// everything it holds (its record, regions, files) if no
+        /// allocation of it is alive; if some are (leaked on purpose, with
+        /// `mem::forget`), it keeps exactly what they need and the rest is
+        /// released.
         ///
         /// Its strategy is chosen as for [`Heap::global`].
         ///
@@ -72,13 +74,12 @@ mod enabled {
         /// has begun to exit and its thread-local storage is gone.
         pub fn thread_local() -> Result<&'static Heap<NoLock>> {
             LOCAL
-                .try_with(|slot| match slot.heap.get() {
-                    Some(heap) => Ok(heap),
+                .try_with(|slot| match slot.record.get() {
+                    Some(record) => Ok(&record.heap),
                     None => {
-                        let heap: &'static Heap<NoLock> =
-                            Box::leak(Box::new(builder()?.build_unlocked()?));
-                        slot.heap.set(Some(heap));
-                        Ok(heap)
+                        let record = LocalRecord::new(builder()?.build_unlocked()?);
+                        slot.record.set(Some(record));
+                        Ok(&record.heap)
                     }
                 })
                 .map_err(|_| Error::HeapUnavailable {
@@ -87,19 +88,88 @@ mod enabled {
         }
     }
 
+    /// A per-thread heap and what its release at thread exit needs to know.
+    struct LocalRecord {
+        heap: Heap<NoLock>,
+        /// Set when the thread's `LOCAL` slot was destroyed: from then on no
+        /// safe code of the thread can obtain the heap again.
+        slot_gone: Cell<bool>,
+    }
+
+    impl LocalRecord {
+        /// Makes the record, and has the thread-exit destructor free it.
+        fn new(heap: Heap<NoLock>) -> &'static LocalRecord {
+            let record: &'static LocalRecord = Box::leak(Box::new(LocalRecord {
+                heap,
+                slot_gone: Cell::new(false),
+            }));
+            // Without the key the record stays for the rest of the process
+            // (as all did before): safe, only not released.
+            if let Some(key) = exit_key() {
+                let _ = key.set(std::ptr::from_ref(record).cast_mut().cast());
+            }
+            record
+        }
+    }
+
+    /// Runs at thread exit after every `thread_local!` destructor of the
+    /// thread (glibc runs `pthread_key` destructors last), so neither the
+    /// slot nor any other thread-local can reach the heap any more: no
+    /// `&'static Heap<NoLock>` survives its thread in safe code (the heap is
+    /// not `Sync`, so no static holds one, and it is not `Send`).
+    unsafe extern "C" fn release_at_thread_exit(record: *mut std::ffi::c_void) {
+        // SAFETY: the value is the record `LocalRecord::new` leaked.
+        let r = unsafe { &*record.cast::<LocalRecord>() };
+        if !r.slot_gone.get() {
+            // Thread-local destructors did not all run first (not glibc's
+            // order): keep the record, as if leaked.
+            return;
+        }
+        r.heap.compact();
+        if r.heap.stats().live_allocations == 0 {
+            // SAFETY: made by `Box::leak` in `LocalRecord::new`; nothing can
+            // reach it (see above) and nothing of it is alive.
+            drop(unsafe { Box::from_raw(record.cast::<LocalRecord>()) });
+        }
+    }
+
+    /// The key whose destructor releases per-thread heaps, created once
+    /// (racing first uses may each create one; one is kept, published by
+    /// compare-and-swap, fork-safe like the rest).
+    fn exit_key() -> Option<sys::ThreadExitKey> {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        static KEY: AtomicUsize = AtomicUsize::new(0);
+        match KEY.load(Ordering::Acquire) {
+            0 => {}
+            raw => return Some(sys::ThreadExitKey::from_raw(raw - 1)),
+        }
+        let key = sys::ThreadExitKey::new(release_at_thread_exit).ok()?;
+        let raw = key.into_raw() + 1;
+        match KEY.compare_exchange(0, raw, Ordering::AcqRel, Ordering::Acquire) {
+            Ok(_) => Some(sys::ThreadExitKey::from_raw(raw - 1)),
+            Err(winner) => {
+                sys::ThreadExitKey::from_raw(raw - 1).delete();
+                Some(sys::ThreadExitKey::from_raw(winner - 1))
+            }
+        }
+    }
+
     struct LocalSlot {
-        heap: Cell<Option<&'static Heap<NoLock>>>,
+        record: Cell<Option<&'static LocalRecord>>,
     }
 
     impl Drop for LocalSlot {
         fn drop(&mut self) {
-            if let Some(heap) = self.heap.get() {
-                heap.compact();
+            if let Some(record) = self.record.get() {
+                // Give back what is free now; the exit destructor frees the
+                // rest once later thread-local destructors have run.
+                record.heap.compact();
+                record.slot_gone.set(true);
             }
         }
     }
 
     thread_local! {
-        static LOCAL: LocalSlot = const { LocalSlot { heap: Cell::new(None) } };
+        static LOCAL: LocalSlot = const { LocalSlot { record: Cell::new(None) } };
     }
 }

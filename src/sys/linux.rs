@@ -159,6 +159,51 @@ pub(crate) unsafe fn discard(ptr: NonNull<u8>, len: usize) -> io::Result<()> {
     Ok(())
 }
 
+/// A destructor run at the exit of each thread that set a value for it
+/// (`pthread_key_create`). glibc runs these after every `thread_local!`
+/// destructor of the thread (`__call_tls_dtors`, then the key destructors).
+pub(crate) struct ThreadExitKey(libc::pthread_key_t);
+
+impl ThreadExitKey {
+    /// Creates a key whose destructor is `dtor`.
+    pub(crate) fn new(dtor: unsafe extern "C" fn(*mut c_void)) -> io::Result<Self> {
+        let mut key: libc::pthread_key_t = 0;
+        // SAFETY: `key` is a valid place to write; `dtor` lives as long as
+        // the program.
+        let ret = unsafe { libc::pthread_key_create(&mut key, Some(dtor)) };
+        if ret != 0 {
+            return Err(io::Error::from_raw_os_error(ret));
+        }
+        Ok(ThreadExitKey(key))
+    }
+
+    /// The key as an integer (to keep it in an atomic).
+    pub(crate) fn into_raw(self) -> usize {
+        self.0 as usize
+    }
+
+    /// The key [`into_raw`](Self::into_raw) gave.
+    pub(crate) fn from_raw(raw: usize) -> Self {
+        ThreadExitKey(raw as libc::pthread_key_t)
+    }
+
+    /// Sets this thread's value (non-null: the destructor runs for it).
+    pub(crate) fn set(&self, value: *mut c_void) -> io::Result<()> {
+        // SAFETY: the key was created by `new`; any pointer may be stored.
+        let ret = unsafe { libc::pthread_setspecific(self.0, value) };
+        if ret != 0 {
+            return Err(io::Error::from_raw_os_error(ret));
+        }
+        Ok(())
+    }
+
+    /// Deletes a key no thread has set a value for.
+    pub(crate) fn delete(self) {
+        // SAFETY: the key was created by `new` and is not used again.
+        unsafe { libc::pthread_key_delete(self.0) };
+    }
+}
+
 /// Registers fork handlers (`pthread_atfork`): `prepare` runs in the parent
 /// before `fork()`, `parent` and `child` after it in each process.
 pub(crate) fn register_at_fork(

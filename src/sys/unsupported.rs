@@ -60,6 +60,34 @@ pub(crate) unsafe fn discard(_ptr: NonNull<u8>, _len: usize) -> io::Result<()> {
     Err(unsupported())
 }
 
+/// No thread-exit destructors here (nothing to release: nothing is mapped).
+pub(crate) struct ThreadExitKey(usize);
+
+impl ThreadExitKey {
+    /// Always fails with `Unsupported`.
+    pub(crate) fn new(_dtor: unsafe extern "C" fn(*mut std::ffi::c_void)) -> io::Result<Self> {
+        Err(unsupported())
+    }
+
+    /// Never called: there is no key.
+    pub(crate) fn into_raw(self) -> usize {
+        self.0
+    }
+
+    /// Never called: there is no key.
+    pub(crate) fn from_raw(raw: usize) -> Self {
+        ThreadExitKey(raw)
+    }
+
+    /// Always fails with `Unsupported`.
+    pub(crate) fn set(&self, _value: *mut std::ffi::c_void) -> io::Result<()> {
+        Err(unsupported())
+    }
+
+    /// Nothing to delete.
+    pub(crate) fn delete(self) {}
+}
+
 /// Always fails with `Unsupported`.
 pub(crate) fn register_at_fork(
     _prepare: unsafe extern "C" fn(),
