@@ -10,7 +10,14 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "wxthunk", version, about, long_about = None)]
+#[command(
+    name = "wxthunk",
+    version,
+    about,
+    long_about = None,
+    after_help = "With no command: the probe report, the demo, then a quick bench \
+                  (what `cargo run --release` runs)."
+)]
 /// Executable memory under W^X discipline: probe, demo, bench.
 ///
 /// With no subcommand: the probe report, the demo, then a quick bench.

@@ -52,6 +52,15 @@ fn probe_json_is_machine_readable() {
 }
 
 #[test]
+fn help_says_what_running_with_no_command_does() {
+    let out = wxthunk(&["--help"]);
+    assert!(
+        out.contains("With no command: the probe report, the demo, then a quick bench"),
+        "{out}"
+    );
+}
+
+#[test]
 fn probe_table_names_the_strategies() {
     let out = wxthunk(&["probe"]);
     assert!(out.contains("Block strategy"), "{out}");
