@@ -21,7 +21,8 @@ impl Bitmap {
         self.words.len() * 8
     }
 
-    #[cfg(test)]
+    /// Whether bit `i` is set (one word, no loop: for the hot paths).
+    #[inline]
     pub(crate) fn get(&self, i: usize) -> bool {
         self.words[i / 64] >> (i % 64) & 1 == 1
     }

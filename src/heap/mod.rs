@@ -196,6 +196,8 @@ struct Config {
     first_region: usize,
     max_region: usize,
     max_reserved: usize,
+    /// The largest span ([`max_region_bytes`] of the granule).
+    max_span: usize,
 }
 
 struct State {
@@ -449,6 +451,7 @@ impl HeapBuilder {
             first_region,
             max_region,
             max_reserved: self.max_reserved,
+            max_span: limit,
         };
         let state = State {
             regions: Vec::new(),
@@ -654,7 +657,7 @@ impl<L: RawMutex> Heap<L> {
             return Err(no_span_strategy());
         }
         let shift = self.config.granule_shift;
-        let limit = max_region_bytes(shift);
+        let limit = self.config.max_span;
         if len > limit {
             return Err(Error::TooLarge {
                 what: "a code span",

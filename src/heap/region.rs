@@ -160,6 +160,7 @@ impl Region {
         self.size >> self.granule_shift
     }
 
+    #[inline]
     fn page_range(&self, start: usize, n: usize) -> (usize, usize) {
         let page_shift = sys::page_size().trailing_zeros();
         let first = (start << self.granule_shift) >> page_shift;
@@ -272,8 +273,26 @@ impl Region {
             Backing::DualMap { .. } => {
                 // Only committed pages can hold code; the others are not
                 // reachable and must not be touched (that would commit them).
-                let page = sys::page_size();
+                let shift = sys::page_size().trailing_zeros();
+                let first_page = offset >> shift;
+                if (offset + len - 1) >> shift == first_page {
+                    // The usual case: a thunk or a small span on one page.
+                    if !self.committed.get(first_page) {
+                        return;
+                    }
+                    if let Backing::DualMap { rw: Some(rw), .. } = self.backing {
+                        // SAFETY: inside the read-write view; the granules
+                        // were just freed, so nothing may run them.
+                        let dst =
+                            unsafe { std::slice::from_raw_parts_mut(rw.as_ptr().add(offset), len) };
+                        arch::fill_traps(dst);
+                    } else {
+                        let _ = self.fill_traps(offset, len);
+                    }
+                    return;
+                }
                 let (first_page, pages) = self.page_range(start, n);
+                let page = sys::page_size();
                 for p in first_page..first_page + pages {
                     if !self.committed.all_set(p, 1) {
                         continue;
@@ -322,6 +341,7 @@ impl Region {
     }
 
     /// Fills `offset..offset+len` (bytes) with traps.
+    #[inline]
     fn fill_traps(&self, offset: usize, len: usize) -> Result<()> {
         match &self.backing {
             Backing::DualMap { rw: Some(rw), .. } => {
@@ -345,10 +365,21 @@ impl Region {
     /// Commits the dual-mapped pages that `offset..offset+len` covers and
     /// that are not committed yet: fills them with traps and maps them
     /// read+exec from the file. On error the pages stay uncommitted.
+    #[inline]
     fn commit_pages(&mut self, offset: usize, len: usize) -> Result<()> {
+        // Shifts, not divisions: this is on every thunk's creation.
+        let shift = sys::page_size().trailing_zeros();
+        let first = offset >> shift;
+        let end = (offset + len + (1 << shift) - 1) >> shift;
+        if end == first + 1 && self.committed.get(first) {
+            return Ok(()); // the usual case: one page, already committed
+        }
+        self.commit_pages_slow(first, end)
+    }
+
+    #[cold]
+    fn commit_pages_slow(&mut self, first: usize, end: usize) -> Result<()> {
         let page = sys::page_size();
-        let first = offset / page;
-        let end = (offset + len).div_ceil(page);
         let mut p = first;
         while p < end {
             if self.committed.all_set(p, 1) {

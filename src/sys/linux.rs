@@ -19,6 +19,7 @@ pub(crate) type RawLock = rustix_futex_sync::RawMutex;
 pub(crate) const OS: &str = "linux";
 
 /// The size of a page, asked of the kernel once and then cached.
+#[inline]
 pub(crate) fn page_size() -> usize {
     static PAGE_SIZE: AtomicUsize = AtomicUsize::new(0);
     match PAGE_SIZE.load(Ordering::Relaxed) {
