@@ -44,9 +44,11 @@ fn configs() -> Vec<(&'static str, HeapBuilder)> {
 fn a_gigabyte_span_with_six_bytes_of_code_uses_a_page_or_two() {
     for (name, builder) in configs() {
         let heap = builder.build().unwrap();
+        let start = rss_bytes();
         // Once to warm up this thread's allocator and the heap's own state.
         drop(heap.alloc(GIB).unwrap());
         let before = rss_bytes();
+        assert!(before.saturating_sub(start) < 8 << 20, "{name}: a span left its memory");
         let mut span = heap.alloc(GIB).unwrap();
         assert!(span.capacity() >= GIB, "{name}");
         span.write_all(&code::ret_u32(42)).unwrap();
