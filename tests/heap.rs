@@ -9,23 +9,8 @@ use std::io::{self, Write};
 use support::{code, maps};
 use wxthunk::{Error, ExecSpan, Heap, HeapBuilder, NoLock, Strategy};
 
-/// Every heap configuration this process allows: dual mapping (plain and
-/// strict) and protect.
 fn configs() -> Vec<(&'static str, HeapBuilder)> {
-    let policy = wxthunk::probe();
-    let mut v = Vec::new();
-    if policy.allows(Strategy::DualMap) {
-        v.push(("dual-map", Heap::builder().strategy(Strategy::DualMap)));
-        v.push((
-            "dual-map strict",
-            Heap::builder().strategy(Strategy::DualMap).strict(true),
-        ));
-    }
-    if policy.allows(Strategy::Protect) {
-        v.push(("protect", Heap::builder().strategy(Strategy::Protect)));
-    }
-    assert!(!v.is_empty(), "no heap strategy works here:\n{policy}");
-    v
+    support::heap_configs()
 }
 
 fn sealed<L: lock_api::RawMutex>(heap: &Heap<L>, value: u32) -> ExecSpan<'_, L> {

@@ -21,23 +21,7 @@ fn rss_bytes() -> usize {
 }
 
 fn configs() -> Vec<(&'static str, HeapBuilder)> {
-    let p = wxthunk::probe();
-    let mut v = Vec::new();
-    if p.allows(Strategy::DualMap) {
-        v.push(("dual-map", Heap::builder().strategy(Strategy::DualMap)));
-        v.push((
-            "dual-map strict",
-            Heap::builder().strategy(Strategy::DualMap).strict(true),
-        ));
-    }
-    if p.allows(Strategy::Protect) {
-        v.push(("protect", Heap::builder().strategy(Strategy::Protect)));
-    }
-    assert!(
-        !v.is_empty(),
-        "no strategy for written code works here:\n{p}"
-    );
-    v
+    support::heap_configs()
 }
 
 #[test]
@@ -48,7 +32,10 @@ fn a_gigabyte_span_with_six_bytes_of_code_uses_a_page_or_two() {
         // Once to warm up this thread's allocator and the heap's own state.
         drop(heap.alloc(GIB).unwrap());
         let before = rss_bytes();
-        assert!(before.saturating_sub(start) < 8 << 20, "{name}: a span left its memory");
+        assert!(
+            before.saturating_sub(start) < 8 << 20,
+            "{name}: a span left its memory"
+        );
         let mut span = heap.alloc(GIB).unwrap();
         assert!(span.capacity() >= GIB, "{name}");
         span.write_all(&code::ret_u32(42)).unwrap();

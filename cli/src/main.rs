@@ -68,16 +68,20 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            // The error and its causes, each once.
-            let mut line = e.to_string();
-            let mut next = e.source();
-            while let Some(cause) = next {
-                line.push_str(": ");
-                line.push_str(&cause.to_string());
-                next = cause.source();
-            }
-            eprintln!("wxthunk: {line}");
+            eprintln!("wxthunk: {}", causes(&*e));
             ExitCode::FAILURE
         }
     }
+}
+
+/// An error and its causes, each once, `": "`-separated.
+pub(crate) fn causes(e: &dyn std::error::Error) -> String {
+    let mut line = e.to_string();
+    let mut next = e.source();
+    while let Some(cause) = next {
+        line.push_str(": ");
+        line.push_str(&cause.to_string());
+        next = cause.source();
+    }
+    line
 }

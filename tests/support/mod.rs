@@ -61,6 +61,26 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
     parts.join(": ")
 }
 
+/// Every configuration of a heap for written code this process allows:
+/// dual mapping (plain and strict) and protect.
+pub fn heap_configs() -> Vec<(&'static str, wxthunk::HeapBuilder)> {
+    use wxthunk::{Heap, Strategy};
+    let policy = wxthunk::probe();
+    let mut v = Vec::new();
+    if policy.allows(Strategy::DualMap) {
+        v.push(("dual-map", Heap::builder().strategy(Strategy::DualMap)));
+        v.push((
+            "dual-map strict",
+            Heap::builder().strategy(Strategy::DualMap).strict(true),
+        ));
+    }
+    if policy.allows(Strategy::Protect) {
+        v.push(("protect", Heap::builder().strategy(Strategy::Protect)));
+    }
+    assert!(!v.is_empty(), "no heap strategy works here:\n{policy}");
+    v
+}
+
 /// The variable that forces the default heaps' strategy.
 pub const STRATEGY_VAR: &str = "WXTHUNK_STRATEGY";
 

@@ -22,25 +22,13 @@ fn hex(bytes: &[u8]) -> String {
         .join(" ")
 }
 
-/// An error and its causes, each once, for a "skipped" line.
-pub(crate) fn causes(e: &dyn std::error::Error) -> String {
-    let mut line = e.to_string();
-    let mut next = e.source();
-    while let Some(cause) = next {
-        line.push_str(": ");
-        line.push_str(&cause.to_string());
-        next = cause.source();
-    }
-    line
-}
-
 /// Each half shows what works here and says why the rest is skipped; an
 /// error of the tool itself (writing the output, a temporary directory) is
 /// the only failure.
 pub fn run() -> Result<(), Box<dyn std::error::Error>> {
     println!("demo: JIT with Block");
     if let Err(e) = block() {
-        println!("  skipped: {}", causes(&*e));
+        println!("  skipped: {}", crate::causes(&*e));
     }
     #[cfg(target_os = "linux")]
     {

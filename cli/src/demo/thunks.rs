@@ -20,7 +20,7 @@ const FTW_F: c_int = 0;
 pub fn run() -> Result<(), Box<dyn std::error::Error>> {
     println!("demo: thunks (closures as bare extern \"C\" fn pointers)");
     if let Err(e) = sort() {
-        println!("  qsort skipped: {}", super::causes(&e));
+        println!("  qsort skipped: {}", crate::causes(&e));
     }
     walk()
 }
@@ -96,7 +96,7 @@ fn walk() -> Result<(), Box<dyn std::error::Error>> {
     let rc = match rc {
         Ok(rc) => rc,
         Err(e) => {
-            println!("  nftw skipped: {}", super::causes(&e));
+            println!("  nftw skipped: {}", crate::causes(&e));
             return Ok(());
         }
     };
