@@ -52,6 +52,8 @@ fn call_1(c: &mut Criterion) {
     let k = black_box(K);
     let f: F1 = direct1;
     g.bench_function("direct extern \"C\" fn", |b| {
+        // SAFETY: the pointer is a live function of this type: the direct
+        // function, or a thunk or closure kept alive for the whole group.
         b.iter(|| unsafe { black_box(f)(black_box(5)) })
     });
     for (name, heap) in heaps() {
@@ -60,6 +62,8 @@ fn call_1(c: &mut Criterion) {
             .unwrap();
         let f = t.as_fn();
         g.bench_function(format!("wxthunk {name}"), |b| {
+            // SAFETY: the pointer is a live function of this type: the direct
+            // function, or a thunk or closure kept alive for the whole group.
             b.iter(|| unsafe { black_box(f)(black_box(5)) })
         });
     }
@@ -73,11 +77,15 @@ fn call_1(c: &mut Criterion) {
     .unwrap();
     let f = t.as_fn();
     g.bench_function("wxthunk FnMut, global heap", |b| {
+        // SAFETY: the pointer is a live function of this type: the direct
+        // function, or a thunk or closure kept alive for the whole group.
         b.iter(|| unsafe { black_box(f)(black_box(5)) })
     });
     let cf = BareFn::new_c(move |x: u64| x.wrapping_add(k));
     let f: F1 = cf.bare();
     g.bench_function("closure-ffi 4.1.0", |b| {
+        // SAFETY: the pointer is a live function of this type: the direct
+        // function, or a thunk or closure kept alive for the whole group.
         b.iter(|| unsafe { black_box(f)(black_box(5)) })
     });
     let closure = move |x: u64| x.wrapping_add(k);
@@ -95,6 +103,8 @@ fn call_6(c: &mut Criterion) {
     let k = black_box(K);
     let f: F6 = direct6;
     g.bench_function("direct extern \"C\" fn", |b| {
+        // SAFETY: the pointer is a live function of this type: the direct
+        // function, or a thunk or closure kept alive for the whole group.
         b.iter(|| unsafe { black_box(f)(black_box(1), 2.0, 3, 4.0, 5, 6.0) })
     });
     let body =
@@ -103,12 +113,16 @@ fn call_6(c: &mut Criterion) {
         let t = heap.thunk::<F6, _>(body).unwrap();
         let f = t.as_fn();
         g.bench_function(format!("wxthunk {name}"), |b| {
+            // SAFETY: the pointer is a live function of this type: the direct
+            // function, or a thunk or closure kept alive for the whole group.
             b.iter(|| unsafe { black_box(f)(black_box(1), 2.0, 3, 4.0, 5, 6.0) })
         });
     }
     let cf = BareFn::new_c(body);
     let f: F6 = cf.bare();
     g.bench_function("closure-ffi 4.1.0", |b| {
+        // SAFETY: the pointer is a live function of this type: the direct
+        // function, or a thunk or closure kept alive for the whole group.
         b.iter(|| unsafe { black_box(f)(black_box(1), 2.0, 3, 4.0, 5, 6.0) })
     });
     let lf = Closure6::new(&body);
@@ -126,6 +140,8 @@ fn call_8(c: &mut Criterion) {
     let k = black_box(K);
     let f: F8 = direct8;
     g.bench_function("direct extern \"C\" fn", |b| {
+        // SAFETY: the pointer is a live function of this type: the direct
+        // function, or a thunk or closure kept alive for the whole group.
         b.iter(|| unsafe { black_box(f)(black_box(1), 2, 3, 4, 5, 6, 7, 8) })
     });
     let body = move |a: u64, b: u64, c: u64, d: u64, e: u64, f: u64, g: u64, h: u64| {
@@ -136,12 +152,16 @@ fn call_8(c: &mut Criterion) {
         assert!(t.builds_frame());
         let f = t.as_fn();
         g.bench_function(format!("wxthunk {name}"), |b| {
+            // SAFETY: the pointer is a live function of this type: the direct
+            // function, or a thunk or closure kept alive for the whole group.
             b.iter(|| unsafe { black_box(f)(black_box(1), 2, 3, 4, 5, 6, 7, 8) })
         });
     }
     let cf = BareFn::new_c(body);
     let f: F8 = cf.bare();
     g.bench_function("closure-ffi 4.1.0", |b| {
+        // SAFETY: the pointer is a live function of this type: the direct
+        // function, or a thunk or closure kept alive for the whole group.
         b.iter(|| unsafe { black_box(f)(black_box(1), 2, 3, 4, 5, 6, 7, 8) })
     });
     let lf = Closure8::new(&body);
