@@ -732,7 +732,7 @@ impl<L: RawMutex> Heap<L> {
         if self.is_own_region(region) {
             region.take_whole();
         } else {
-            region.take(start, granules as usize)?;
+            region.take(start, granules as usize);
         }
         let alloc = Allocation {
             region: index as u32,

@@ -170,12 +170,11 @@ impl Region {
 
     /// Marks `start..start+n` in use. No memory is touched: pages are
     /// committed when code is written on them.
-    pub(crate) fn take(&mut self, start: usize, n: usize) -> Result<()> {
+    pub(crate) fn take(&mut self, start: usize, n: usize) {
         self.used.set_range(start, n);
         self.free_granules -= n;
         self.live += 1;
         self.cursor = start + n;
-        Ok(())
     }
 
     /// Marks the whole region as one allocation without touching the bit
