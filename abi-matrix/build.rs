@@ -250,7 +250,7 @@ fn check_{name}(heap: &wxthunk::Heap) -> Result<(), String> {{
     writeln!(rs, "/// Checks one signature on a heap.\npub type Check = fn(&wxthunk::Heap) -> Result<(), String>;").unwrap();
     writeln!(
         rs,
-        "pub static SIGNATURES: &[(&str, &str, usize, Check)] = &["
+        "/// Every signature: its Rust type, the C caller's name, its arity and its check.\npub static SIGNATURES: &[(&str, &str, usize, Check)] = &["
     )
     .unwrap();
     for (name, fn_ty, arity) in &checks {

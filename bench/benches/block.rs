@@ -4,6 +4,8 @@
 //! made directly.
 //!
 //! Run: `cargo bench -p wxthunk-bench --bench block`
+// criterion_group! and criterion_main! generate undocumented public items.
+#![allow(missing_docs)]
 
 use std::hint::black_box;
 use std::io::Write;

@@ -2,6 +2,8 @@
 //! state and with 200k live allocations; the page workflow.
 //!
 //! Run: `cargo bench -p wxthunk-bench --bench heap`
+// criterion_group! and criterion_main! generate undocumented public items.
+#![allow(missing_docs)]
 
 use std::hint::black_box;
 use std::io::Write;

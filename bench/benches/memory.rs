@@ -7,6 +7,8 @@
 //! printed apart).
 //!
 //! Run: `cargo bench -p wxthunk-bench --bench memory`
+// criterion_group! and criterion_main! generate undocumented public items.
+#![allow(missing_docs)]
 
 use std::hint::black_box;
 use std::process::Command;

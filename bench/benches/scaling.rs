@@ -4,6 +4,8 @@
 //! no contention.
 //!
 //! Run: `cargo bench -p wxthunk-bench --bench scaling`
+// criterion_group! and criterion_main! generate undocumented public items.
+#![allow(missing_docs)]
 
 use std::hint::black_box;
 use std::sync::Barrier;

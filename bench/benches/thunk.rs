@@ -2,6 +2,8 @@
 //! 4.1.0 and libffi 5 closures.
 //!
 //! Run: `cargo bench -p wxthunk-bench --bench thunk`
+// criterion_group! and criterion_main! generate undocumented public items.
+#![allow(missing_docs)]
 
 use std::hint::black_box;
 use std::time::Duration;

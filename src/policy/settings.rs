@@ -52,6 +52,7 @@ impl StrategySetting {
     }
 
     /// The error the default heaps return for it, if it is invalid.
+    #[cfg_attr(not(feature = "default-heap"), allow(dead_code))]
     pub(crate) fn error(&self) -> Option<crate::Error> {
         match self {
             StrategySetting::Invalid { value } => Some(crate::Error::InvalidSetting {

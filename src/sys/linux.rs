@@ -163,8 +163,10 @@ pub(crate) unsafe fn discard(ptr: NonNull<u8>, len: usize) -> io::Result<()> {
 /// A destructor run at the exit of each thread that set a value for it
 /// (`pthread_key_create`). glibc runs these after every `thread_local!`
 /// destructor of the thread (`__call_tls_dtors`, then the key destructors).
+#[cfg_attr(not(feature = "default-heap"), allow(dead_code))]
 pub(crate) struct ThreadExitKey(libc::pthread_key_t);
 
+#[cfg_attr(not(feature = "default-heap"), allow(dead_code))]
 impl ThreadExitKey {
     /// Creates a key whose destructor is `dtor`.
     pub(crate) fn new(dtor: unsafe extern "C" fn(*mut c_void)) -> io::Result<Self> {

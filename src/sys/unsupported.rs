@@ -61,8 +61,10 @@ pub(crate) unsafe fn discard(_ptr: NonNull<u8>, _len: usize) -> io::Result<()> {
 }
 
 /// No thread-exit destructors here (nothing to release: nothing is mapped).
+#[cfg_attr(not(feature = "default-heap"), allow(dead_code))]
 pub(crate) struct ThreadExitKey(usize);
 
+#[cfg_attr(not(feature = "default-heap"), allow(dead_code))]
 impl ThreadExitKey {
     /// Always fails with `Unsupported`.
     pub(crate) fn new(_dtor: unsafe extern "C" fn(*mut std::ffi::c_void)) -> io::Result<Self> {
