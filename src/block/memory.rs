@@ -3,7 +3,7 @@
 
 use std::ptr::NonNull;
 
-use crate::sys::{self, CodeFile, Prot, Share};
+use crate::sys::{self, CodeFile, Prot};
 use crate::{Error, Result, Strategy, arch};
 
 /// Rounds `len` up to whole pages; 0 becomes one page.
@@ -167,7 +167,7 @@ impl BlockMemory {
                 // SAFETY: `rx` is our reservation or our previous code
                 // mapping of the same size; the new file holds the code that
                 // may run there.
-                unsafe { file.map_over(*rx, 0, capacity, Prot::ReadExec, Share::Shared) }
+                unsafe { file.map_over(*rx, 0, capacity, Prot::ReadExec) }
                     .map_err(|e| Error::os("mmap(PROT_READ|PROT_EXEC) of the memfd", e))?;
                 sys::flush_icache(rx.as_ptr(), used);
                 // SAFETY: the buffer is ours; the sealed block no longer

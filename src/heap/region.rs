@@ -6,7 +6,7 @@ use std::ptr::NonNull;
 
 use super::bitmap::Bitmap;
 use super::fork::Stamp;
-use crate::sys::{self, CodeFile, Prot, Share};
+use crate::sys::{self, CodeFile, Prot};
 use crate::{Error, Result, Strategy, arch};
 
 /// The mappings of a region.
@@ -399,7 +399,7 @@ impl Region {
             // (traps just written).
             unsafe {
                 let at = NonNull::new_unchecked(rx.as_ptr().add(p * page));
-                file.map_over(at, p * page, (q - p) * page, Prot::ReadExec, Share::Shared)
+                file.map_over(at, p * page, (q - p) * page, Prot::ReadExec)
             }
             .map_err(|e| Error::os("mmap(PROT_READ|PROT_EXEC) of the heap memfd", e))?;
             self.committed.mark_range(p, q - p);
@@ -467,7 +467,7 @@ impl Region {
             // like any mapping; the code at every address is unchanged.
             remapped = unsafe {
                 let at = NonNull::new_unchecked(rx.as_ptr().add(p * page));
-                new.map_over(at, p * page, (q - p) * page, Prot::ReadExec, Share::Shared)
+                new.map_over(at, p * page, (q - p) * page, Prot::ReadExec)
             };
             p = q;
         }
@@ -552,7 +552,7 @@ unsafe fn trap_fill_sealed(at: NonNull<u8>, len: usize) -> std::io::Result<()> {
 /// parent's code, on any fork path.
 fn map_writable_view(file: &CodeFile, size: usize) -> Result<NonNull<u8>> {
     let rw = file
-        .map(size, Prot::ReadWrite, Share::Shared)
+        .map(size, Prot::ReadWrite)
         .map_err(|e| Error::os("mmap(PROT_READ|PROT_WRITE) of the heap memfd", e))?;
     // SAFETY: the view was just mapped and is ours.
     if let Err(e) = unsafe { sys::dont_fork(rw, size) } {

@@ -4,7 +4,7 @@
 use once_cell::race::OnceBox;
 
 use super::Check;
-use crate::sys::{self, CodeFile, Prot, Share};
+use crate::sys::{self, CodeFile, Prot};
 use crate::{Error, Result, Strategy, arch};
 
 /// The result of trying each strategy once.
@@ -168,14 +168,14 @@ fn try_dual_map() -> (Check, Option<bool>) {
         }
     };
     let noexec = Some(file.noexec_sealed());
-    let rw = match file.map(page, Prot::ReadWrite, Share::Shared) {
+    let rw = match file.map(page, Prot::ReadWrite) {
         Ok(p) => p,
         Err(e) => {
             let reason = format!("mapping a memfd read-write failed: {e}");
             return (Check::Refused { reason }, noexec);
         }
     };
-    let check = match file.map(page, Prot::ReadExec, Share::Shared) {
+    let check = match file.map(page, Prot::ReadExec) {
         Err(e) => Check::Refused {
             reason: format!("mapping a memfd read+exec failed: {e}"),
         },

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use libc::{c_int, c_void};
 
-use super::{ChildRwx, Prot, Share};
+use super::{ChildRwx, Prot};
 
 /// The mutex [`DefaultLock`](crate::DefaultLock) uses in a child of
 /// `fork()`: std's futex mutex, whose state is one word.
@@ -74,13 +74,6 @@ fn refuse_writable_exec(prot: Prot) -> io::Result<()> {
         ));
     }
     Ok(())
-}
-
-fn share_bits(share: Share) -> c_int {
-    match share {
-        Share::Shared => libc::MAP_SHARED,
-        Share::Private => libc::MAP_PRIVATE,
-    }
 }
 
 fn mapped(ret: *mut c_void) -> io::Result<NonNull<u8>> {
@@ -318,20 +311,15 @@ impl CodeFile {
     }
 
     /// Maps `len` bytes of the file from offset 0 at an address the kernel
-    /// chooses.
-    pub(crate) fn map(&self, len: usize, prot: Prot, share: Share) -> io::Result<NonNull<u8>> {
-        self.map_near(len, prot, share, 0)
+    /// chooses. Every mapping of a code file is `MAP_SHARED`: its views
+    /// must see the same bytes.
+    pub(crate) fn map(&self, len: usize, prot: Prot) -> io::Result<NonNull<u8>> {
+        self.map_near(len, prot, 0)
     }
 
     /// As [`map`](Self::map), asking for address `hint` if that range is
     /// free.
-    pub(crate) fn map_near(
-        &self,
-        len: usize,
-        prot: Prot,
-        share: Share,
-        hint: usize,
-    ) -> io::Result<NonNull<u8>> {
+    pub(crate) fn map_near(&self, len: usize, prot: Prot, hint: usize) -> io::Result<NonNull<u8>> {
         refuse_writable_exec(prot)?;
         // SAFETY: without MAP_FIXED the kernel never replaces an existing
         // mapping; `fd` is open.
@@ -340,7 +328,7 @@ impl CodeFile {
                 hint as *mut c_void,
                 len,
                 prot_bits(prot),
-                share_bits(share),
+                libc::MAP_SHARED,
                 self.fd.as_raw_fd(),
                 0,
             )
@@ -363,7 +351,6 @@ impl CodeFile {
         offset: usize,
         len: usize,
         prot: Prot,
-        share: Share,
     ) -> io::Result<()> {
         refuse_writable_exec(prot)?;
         let offset = libc::off_t::try_from(offset)
@@ -374,7 +361,7 @@ impl CodeFile {
                 at.as_ptr().cast(),
                 len,
                 prot_bits(prot),
-                share_bits(share) | libc::MAP_FIXED,
+                libc::MAP_SHARED | libc::MAP_FIXED,
                 self.fd.as_raw_fd(),
                 offset,
             )

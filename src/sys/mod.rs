@@ -43,17 +43,6 @@ pub(crate) enum Prot {
     ReadExec,
 }
 
-/// Whether a file mapping shares writes with the file (and every other
-/// mapping of it) or keeps them private (copy-on-write).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Share {
-    /// `MAP_SHARED`: writes reach the file.
-    Shared,
-    /// `MAP_PRIVATE`: writes stay in this mapping.
-    #[allow(dead_code)]
-    Private,
-}
-
 /// What a short-lived child process saw when it tried to map memory that is
 /// writable and executable at once (the parent never does).
 #[derive(Debug)]

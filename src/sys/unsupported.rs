@@ -5,7 +5,7 @@
 use std::io;
 use std::ptr::NonNull;
 
-use super::{ChildRwx, Prot, Share};
+use super::{ChildRwx, Prot};
 
 /// The operating system's name as reported by the probe.
 pub(crate) const OS: &str = std::env::consts::OS;
@@ -118,7 +118,7 @@ impl CodeFile {
     }
 
     /// Always fails with `Unsupported`.
-    pub(crate) fn map(&self, _len: usize, _prot: Prot, _share: Share) -> io::Result<NonNull<u8>> {
+    pub(crate) fn map(&self, _len: usize, _prot: Prot) -> io::Result<NonNull<u8>> {
         Err(unsupported())
     }
 
@@ -127,7 +127,6 @@ impl CodeFile {
         &self,
         _len: usize,
         _prot: Prot,
-        _share: Share,
         _hint: usize,
     ) -> io::Result<NonNull<u8>> {
         Err(unsupported())
@@ -143,7 +142,6 @@ impl CodeFile {
         _offset: usize,
         _len: usize,
         _prot: Prot,
-        _share: Share,
     ) -> io::Result<()> {
         Err(unsupported())
     }
