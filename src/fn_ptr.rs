@@ -29,10 +29,6 @@ pub(crate) use sealed::Sealed;
 pub unsafe trait FnPtr: Copy + Send + Sync + Sealed {
     /// The calling convention, as written in the type (e.g. `"C-unwind"`).
     const ABI: &'static str;
-    /// The number of arguments.
-    const ARITY: usize;
-    /// Whether the type is an `unsafe fn`.
-    const IS_UNSAFE: bool;
 
     /// The address the pointer calls.
     fn addr(self) -> *const ();
@@ -83,18 +79,16 @@ macro_rules! impl_fn_ptr_for_abi {
         $crate::fn_ptr::impl_fn_ptr_for_abi!(@one $abi; $($done)*);
     };
     (@one $abi:literal; $($A:ident)*) => {
-        $crate::fn_ptr::impl_fn_ptr_for_abi!(@impl $abi, false, extern $abi fn($($A),*) -> R; $($A)*);
-        $crate::fn_ptr::impl_fn_ptr_for_abi!(@impl $abi, true, unsafe extern $abi fn($($A),*) -> R; $($A)*);
+        $crate::fn_ptr::impl_fn_ptr_for_abi!(@impl $abi, extern $abi fn($($A),*) -> R; $($A)*);
+        $crate::fn_ptr::impl_fn_ptr_for_abi!(@impl $abi, unsafe extern $abi fn($($A),*) -> R; $($A)*);
     };
-    (@impl $abi:literal, $unsafe:literal, $ty:ty; $($A:ident)*) => {
+    (@impl $abi:literal, $ty:ty; $($A:ident)*) => {
         impl<R, $($A),*> $crate::fn_ptr::Sealed for $ty {}
 
         // SAFETY: every fn-pointer type is pointer-sized, `Copy`, and valid
         // for any non-null address.
         unsafe impl<R, $($A),*> $crate::FnPtr for $ty {
             const ABI: &'static str = $abi;
-            const ARITY: usize = <[&str]>::len(&[$(stringify!($A)),*]);
-            const IS_UNSAFE: bool = $unsafe;
 
             #[inline]
             fn addr(self) -> *const () {

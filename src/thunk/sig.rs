@@ -208,8 +208,6 @@ pub unsafe trait ThunkSig: FnPtr {
     const CONV: CallConv;
     #[doc(hidden)]
     const CLASSES: &'static [ArgClass];
-    #[doc(hidden)]
-    const UNWIND: bool;
     /// `(size, align)` of each argument type, in order.
     #[doc(hidden)]
     const LAYOUTS: &'static [(usize, usize)];
@@ -296,7 +294,6 @@ macro_rules! impl_thunk_sig_for_abi {
             type Unsafe = unsafe extern $abi fn($($A),*) -> R;
             const CONV: $crate::thunk::sig::CallConv = $conv;
             const CLASSES: &'static [$crate::ArgClass] = &[$(<$A as $crate::ThunkArg>::CLASS),*];
-            const UNWIND: bool = $unwind;
             const LAYOUTS: &'static [(usize, usize)] = &[$((
                 ::core::mem::size_of::<$A>(),
                 ::core::mem::align_of::<$A>(),
