@@ -6,8 +6,9 @@ use std::ptr::NonNull;
 use crate::FnPtr;
 
 /// Where the calling convention passes a value: in integer registers (and
-/// integer stack slots) or in vector registers.
-#[doc(hidden)]
+/// integer stack slots) or in vector registers. A [`ThunkArg`]
+/// implementation names its type's class; thunk constructors check at
+/// compile time that the type's size fits it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ArgClass {
     /// Integers up to 64 bits, `bool`, pointers.
