@@ -175,6 +175,59 @@ enum Code<'a, L: RawMutex> {
 #[repr(C)]
 struct FrameRecord([usize; 3]);
 
+/// Where a thunk of type `F` puts its context: the one placement rule for
+/// every kind of thunk ([`Thunk`], [`ThunkPage`] entries, static
+/// trampolines), behind the compile-time check that each argument fits the
+/// register its class claims.
+///
+/// # Errors
+///
+/// [`Error::Unsupported`] where there is no code generator for `F`'s
+/// convention.
+#[inline]
+fn placement_of<F: ThunkSig>() -> Result<Placement> {
+    #[allow(clippy::let_unit_value)]
+    let () = const { F::LAYOUT_OK };
+    let Some(placement) = arch::placement(F::CONV, F::CLASSES) else {
+        return Err(Error::Unsupported {
+            what: "thunks for this calling convention on this architecture",
+        });
+    };
+    Ok(placement)
+}
+
+/// The record a frame-building generated thunk reads (`None` for a
+/// register placement, which needs none).
+#[inline]
+fn frame_record(placement: Placement, ctx: usize, entry: *const ()) -> Option<Box<FrameRecord>> {
+    match placement {
+        Placement::Register(_) => None,
+        Placement::Stack(stack_args) => {
+            Some(Box::new(FrameRecord([ctx, entry as usize, stack_args])))
+        }
+    }
+}
+
+/// The machine code of a generated thunk of type `F` that will run at
+/// `at`: it places `ctx` (or, on the frame path, points the adapter at
+/// `record`) and reaches `entry`.
+#[inline]
+fn generated_code<F: ThunkSig>(
+    placement: Placement,
+    ctx: usize,
+    entry: *const (),
+    record: Option<&FrameRecord>,
+    at: usize,
+) -> arch::ThunkCode {
+    match placement {
+        Placement::Register(reg) => arch::register_thunk(reg, ctx, entry as usize, at),
+        Placement::Stack(_) => {
+            let record = record.expect("the frame path has a record");
+            arch::frame_thunk(F::CONV, std::ptr::from_ref(record) as usize, at)
+        }
+    }
+}
+
 /// A closure (or its guarded context) on the heap, with its type erased.
 struct Context {
     ptr: NonNull<()>,
@@ -265,14 +318,7 @@ impl<'a, F: ThunkSig> Thunk<'a, F> {
 
 impl<'a, F: ThunkSig, L: RawMutex> Thunk<'a, F, L> {
     fn build(heap: &'a Heap<L>, ctx: Context, entry: *const ()) -> Result<Self> {
-        // Compile-time: every argument fits the register its class claims.
-        #[allow(clippy::let_unit_value)]
-        let () = const { F::LAYOUT_OK };
-        let Some(placement) = arch::placement(F::CONV, F::CLASSES) else {
-            return Err(Error::Unsupported {
-                what: "thunks for this calling convention on this architecture",
-            });
-        };
+        let placement = placement_of::<F>()?;
         let ctx_addr = ctx.ptr.as_ptr() as usize;
         let builds_frame = matches!(placement, Placement::Stack(_));
         if heap.strategy() == Strategy::StaticTrampolines {
@@ -295,20 +341,9 @@ impl<'a, F: ThunkSig, L: RawMutex> Thunk<'a, F, L> {
                 _closure: PhantomData,
             });
         }
-        let record = match placement {
-            Placement::Register(_) => None,
-            Placement::Stack(stack_args) => Some(Box::new(FrameRecord([
-                ctx_addr,
-                entry as usize,
-                stack_args,
-            ]))),
-        };
-        let record_addr = record
-            .as_deref()
-            .map_or(0, |r| r as *const FrameRecord as usize);
-        let code = heap.exec_code_at(arch::THUNK_CODE_MAX, |at| match placement {
-            Placement::Register(reg) => arch::register_thunk(reg, ctx_addr, entry as usize, at),
-            Placement::Stack(_) => arch::frame_thunk(F::CONV, record_addr, at),
+        let record = frame_record(placement, ctx_addr, entry);
+        let code = heap.exec_code_at(arch::THUNK_CODE_MAX, |at| {
+            generated_code::<F>(placement, ctx_addr, entry, record.as_deref(), at)
         })?;
         // SAFETY: the code just written is a thunk with `F`'s signature (the
         // context is placed per `F::CONV` and `F::CLASSES`, and `entry`

@@ -10,7 +10,7 @@ use lock_api::RawMutex;
 use super::call::{MutCtx, OnceCtx};
 use super::sig::{ThunkFn, ThunkFnMut, ThunkFnOnce, ThunkSig};
 use super::{Context, FrameRecord};
-use crate::arch::{self, Placement, THUNK_CODE_MAX};
+use crate::arch::{self, THUNK_CODE_MAX};
 use crate::heap::{DefaultLock, ExecSpan, Span};
 use crate::{Error, FnPtr, Heap, Result};
 
@@ -131,24 +131,11 @@ impl<'a, F: ThunkSig, L: RawMutex> ThunkPage<'a, F, L> {
                 capacity: self.capacity(),
             });
         }
-        let Some(placement) = arch::placement(F::CONV, F::CLASSES) else {
-            return Err(Error::Unsupported {
-                what: "thunks for this calling convention on this architecture",
-            });
-        };
+        let placement = super::placement_of::<F>()?;
         let at = self.page.exec_ptr() as usize + index * THUNK_CODE_MAX;
         let ctx_addr = ctx.ptr.as_ptr() as usize;
-        let (code, record) = match placement {
-            Placement::Register(reg) => (
-                arch::register_thunk(reg, ctx_addr, entry as usize, at),
-                None,
-            ),
-            Placement::Stack(stack_args) => {
-                let record = Box::new(FrameRecord([ctx_addr, entry as usize, stack_args]));
-                let code = arch::frame_thunk(F::CONV, &*record as *const FrameRecord as usize, at);
-                (code, Some(record))
-            }
-        };
+        let record = super::frame_record(placement, ctx_addr, entry);
+        let code = super::generated_code::<F>(placement, ctx_addr, entry, record.as_deref(), at);
         let mut slot = [0u8; THUNK_CODE_MAX];
         arch::fill_traps_at(&mut slot, at);
         slot[..code.len()].copy_from_slice(code.as_slice());

@@ -66,6 +66,21 @@ pub enum CallConv {
 /// let t = wxthunk::Thunk::<unsafe extern "C" fn(Wide) -> u64>::new(|w: Wide| w.0[0]);
 /// ```
 ///
+/// The same check guards every way of making a thunk, a
+/// [`ThunkPage`](crate::ThunkPage) entry included:
+///
+/// ```compile_fail,E0080
+/// # #[repr(transparent)]
+/// # #[derive(Clone, Copy)]
+/// # struct Wide([u64; 2]);
+/// # unsafe impl wxthunk::ThunkArg for Wide {
+/// #     const CLASS: wxthunk::ArgClass = wxthunk::ArgClass::Integer;
+/// # }
+/// let heap = wxthunk::Heap::new().unwrap();
+/// let mut page = heap.thunk_page::<unsafe extern "C" fn(Wide) -> u64>().unwrap();
+/// page.push(|w: Wide| w.0[0]).unwrap();
+/// ```
+///
 /// # Safety
 ///
 /// `CLASS` must be how the platform's C calling conventions pass the type:
