@@ -241,13 +241,20 @@ pub unsafe trait ThunkSig: FnPtr {
     );
 }
 
+mod sealed {
+    /// Keeps the closure traits closed: implemented (by this crate) for
+    /// every closure type whose call matches `F`, and for nothing else.
+    pub trait Closure<F> {}
+}
+
 /// A closure that can back a thunk of type `F` through `Fn`: implemented
-/// for every `Fn(A1, .., An) -> R` matching `F`.
+/// for every `Fn(A1, .., An) -> R` matching `F`. Sealed: only this crate
+/// implements it (its `entry` is what a thunk jumps to).
 ///
 /// # Safety
 ///
 /// Implemented by this crate only.
-pub unsafe trait ThunkFn<F: ThunkSig> {
+pub unsafe trait ThunkFn<F: ThunkSig>: sealed::Closure<F> {
     #[doc(hidden)]
     fn entry() -> *const ();
 }
@@ -257,7 +264,7 @@ pub unsafe trait ThunkFn<F: ThunkSig> {
 /// # Safety
 ///
 /// Implemented by this crate only.
-pub unsafe trait ThunkFnMut<F: ThunkSig> {
+pub unsafe trait ThunkFnMut<F: ThunkSig>: sealed::Closure<F> {
     #[doc(hidden)]
     fn entry() -> *const ();
 }
@@ -267,7 +274,7 @@ pub unsafe trait ThunkFnMut<F: ThunkSig> {
 /// # Safety
 ///
 /// Implemented by this crate only.
-pub unsafe trait ThunkFnOnce<F: ThunkSig> {
+pub unsafe trait ThunkFnOnce<F: ThunkSig>: sealed::Closure<F> {
     #[doc(hidden)]
     fn entry() -> *const ();
 }
@@ -316,6 +323,13 @@ macro_rules! impl_thunk_sig_for_abi {
             )),*];
             const RET_LAYOUT: (usize, usize) =
                 (::core::mem::size_of::<R>(), ::core::mem::align_of::<R>());
+        }
+
+        // Every closure type that can be called with `$ty`'s arguments.
+        impl<C, R: $crate::ThunkRet, $($A: $crate::ThunkArg),*> $crate::thunk::sig::SealedClosure<$ty> for C
+        where
+            C: FnOnce($($A),*) -> R,
+        {
         }
 
         // SAFETY: `entry` is an `extern $abi` function taking the
@@ -380,6 +394,7 @@ macro_rules! impl_thunk_sig_for_abi {
 }
 
 pub(crate) use impl_thunk_sig_for_abi;
+pub(crate) use sealed::Closure as SealedClosure;
 
 impl_thunk_sig_for_abi!("C", crate::arch::C_CONV, false);
 impl_thunk_sig_for_abi!("C-unwind", crate::arch::C_CONV, true);
