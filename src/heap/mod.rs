@@ -99,7 +99,10 @@ const CACHE_DEPTH: usize = 64;
 /// - [`Strategy::Protect`]: the allocation unit is a page. Writing a span
 ///   makes its pages read-write, copies, and makes them read+exec; a page is
 ///   never made writable again while anything on it is live, because another
-///   thread may be running it. Freed pages are dropped (`PROT_NONE`).
+///   thread may be running it. A freed page gets traps and is read+exec
+///   again, so the kernel merges it back into its neighbours' mapping (the
+///   mapping count stays bounded); [`compact`](Heap::compact) gives its
+///   memory back. Pages never written stay `PROT_NONE`.
 /// - [`Strategy::StaticTrampolines`] (thunks only): a thunk takes a slot in
 ///   a trampoline table mapped from the binary's own file, and creating it
 ///   writes a four-word record, never code. Tables are mapped as earlier

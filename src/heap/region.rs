@@ -13,9 +13,10 @@ use crate::{Error, Result, Strategy, arch};
 #[derive(Debug)]
 enum Backing {
     /// A private anonymous reservation. Pages are `PROT_NONE` until code is
-    /// written; then read-write for the copy, then read+exec. A page belongs
-    /// to one allocation at a time (the allocation unit is a page), so no
-    /// page that may be running is ever made writable.
+    /// written; then read-write for the copy, then read+exec; freed, they
+    /// get traps the same way and stay read+exec. A page belongs to one
+    /// allocation at a time (the allocation unit is a page), so no page that
+    /// may be running is ever made writable.
     Protect { base: NonNull<u8> },
     /// A memfd mapped read+exec at `rx` (never writable) and, unless the heap
     /// is strict, read-write at `rw`. In strict mode no writable mapping
@@ -254,16 +255,15 @@ impl Region {
         Ok(())
     }
 
-    /// Frees `start..start+n`: the bytes become traps (dual mapping) or the
-    /// pages are dropped and made inaccessible (protect), and the granules
-    /// can be allocated again at once.
+    /// Frees `start..start+n`: the bytes become traps, and the granules can
+    /// be allocated again at once.
     pub(crate) fn release(&mut self, start: usize, n: usize) {
         self.scrub(start, n);
         self.release_bits(start, n);
     }
 
-    /// Makes freed granules harmless: traps (dual mapping), or dropped,
-    /// inaccessible pages (protect). The granules stay marked in use.
+    /// Makes freed granules harmless: their bytes become traps (where code
+    /// was written on their pages). The granules stay marked in use.
     #[inline]
     pub(crate) fn scrub(&mut self, start: usize, n: usize) {
         let offset = start << self.granule_shift;
