@@ -255,20 +255,14 @@ fn raw_fork_child_cannot_touch_parent_code(path: ForkPath) {
         println!("SKIPPED: dual mapping does not work here; nothing is shared with a child");
         return;
     }
-    let heaps = [
-        (
-            "dual-map",
-            Heap::builder().strategy(Strategy::DualMap).build().unwrap(),
-        ),
-        (
-            "dual-map strict",
-            Heap::builder()
-                .strategy(Strategy::DualMap)
-                .strict(true)
-                .build()
-                .unwrap(),
-        ),
-    ];
+    // The dual-mapped configurations (plain and strict): the ones that
+    // share memory with a child.
+    let heaps: Vec<(&str, Heap)> = support::heap_configs()
+        .into_iter()
+        .filter(|(name, _)| name.starts_with("dual-map"))
+        .map(|(name, builder)| (name, builder.build().unwrap()))
+        .collect();
+    assert_eq!(heaps.len(), 2);
     for (name, heap) in &heaps {
         let live: Vec<_> = (0..8u64)
             .map(|k| heap.thunk::<Add, _>(move |v: u64| v + k).unwrap())
