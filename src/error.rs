@@ -4,7 +4,7 @@
 use std::fmt;
 use std::io;
 
-use crate::Strategy;
+use crate::strategy::Strategy;
 
 /// A specialised `Result` whose error is [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;

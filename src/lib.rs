@@ -1,10 +1,10 @@
 #![doc = include_str!("../README.md")]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod abi;
 mod arch;
 mod block;
 mod error;
-mod fn_ptr;
 mod heap;
 mod policy;
 mod strategy;
@@ -12,9 +12,9 @@ mod sys;
 mod thunk;
 mod trampoline;
 
+pub use abi::{ArgClass, FnPtr, ThunkArg, ThunkRet, ThunkSig};
 pub use block::{Block, ExecBlock};
 pub use error::{Error, Result, TransitionError};
-pub use fn_ptr::FnPtr;
 pub use heap::{DefaultLock, ExecSpan, Heap, HeapBuilder, HeapStats, NoLock, Span};
 pub use lock_api;
 pub use policy::{Check, Mdwe, Policy, STRATEGY_VAR, Seccomp, Selinux, StrategySetting, probe};
@@ -22,8 +22,7 @@ pub use strategy::{ParseStrategyError, Strategy};
 
 /// This crate's version (as `probe --json` reports it).
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
-pub use thunk::sig::{ArgClass, ThunkArg, ThunkFn, ThunkFnMut, ThunkFnOnce, ThunkRet, ThunkSig};
-pub use thunk::{SealedThunkPage, Thunk, ThunkPage};
+pub use thunk::{SealedThunkPage, Thunk, ThunkFn, ThunkFnMut, ThunkFnOnce, ThunkPage};
 
 /// The size of a memory page on this system, in bytes (cached after the
 /// first call).

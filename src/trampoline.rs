@@ -17,8 +17,10 @@ use once_cell::race::OnceBox;
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use crate::arch;
+use crate::error::{Error, Result};
+use crate::strategy::Strategy;
 use crate::sys::{self, ImageFile, Prot};
-use crate::{Error, Result, Strategy, arch};
 
 /// The size of a table (and of its record page).
 pub(crate) const TABLE_SIZE: usize = arch::TABLE_SIZE;

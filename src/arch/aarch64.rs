@@ -46,14 +46,7 @@ pub(crate) fn flush_icache(ptr: *const u8, len: usize) {
     unsafe { asm!("dsb ish", "isb", options(nostack, preserves_flags)) };
 }
 
-use crate::thunk::sig::CallConv;
-
 pub(crate) use super::no_thunks::{
     ENTRY_SIZE, TABLE_SIZE, frame_thunk, placement, register_thunk, trampoline_freed,
     trampoline_table, trampoline_target,
 };
-
-/// The convention of `extern "C"` here.
-pub(crate) const C_CONV: CallConv = CallConv::Aapcs64;
-/// The convention of `extern "system"` here.
-pub(crate) const SYSTEM_CONV: CallConv = CallConv::Aapcs64;

@@ -18,7 +18,7 @@ pub(crate) use imp::*;
 #[allow(dead_code)]
 mod no_thunks {
     use super::{Placement, ThunkCode};
-    use crate::thunk::sig::{ArgClass, CallConv};
+    use crate::abi::{ArgClass, CallConv};
 
     /// No thunk code generator for this architecture yet.
     pub(crate) fn placement(_conv: CallConv, _classes: &[ArgClass]) -> Option<Placement> {

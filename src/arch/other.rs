@@ -14,14 +14,7 @@ pub(crate) const RET: &[u8] = &[];
 /// Unknown cache model: nothing is flushed, and no code is generated.
 pub(crate) fn flush_icache(_ptr: *const u8, _len: usize) {}
 
-use crate::thunk::sig::CallConv;
-
 pub(crate) use super::no_thunks::{
     ENTRY_SIZE, TABLE_SIZE, frame_thunk, placement, register_thunk, trampoline_freed,
     trampoline_table, trampoline_target,
 };
-
-/// The convention of `extern "C"` here.
-pub(crate) const C_CONV: CallConv = CallConv::Unknown;
-/// The convention of `extern "system"` here.
-pub(crate) const SYSTEM_CONV: CallConv = CallConv::Unknown;

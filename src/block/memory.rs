@@ -3,8 +3,10 @@
 
 use std::ptr::NonNull;
 
+use crate::arch;
+use crate::error::{Error, Result};
+use crate::strategy::Strategy;
 use crate::sys::{self, CodeFile, Prot};
-use crate::{Error, Result, Strategy, arch};
 
 /// Rounds `len` up to whole pages; 0 becomes one page.
 pub(crate) fn round_to_pages(len: usize) -> Result<usize> {

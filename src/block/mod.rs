@@ -9,9 +9,11 @@ use std::io;
 use memory::BlockMemory;
 pub(crate) use memory::round_to_pages;
 
+use crate::abi::FnPtr;
 use crate::error::TransitionError;
+use crate::error::{Error, Result};
 use crate::policy::{BLOCK_PREFERENCE, capabilities};
-use crate::{Error, FnPtr, Result, Strategy};
+use crate::strategy::Strategy;
 
 /// A writable block of memory for machine code: page-rounded, filled through
 /// [`io::Write`], then sealed with [`exec`](Block::exec) into an
@@ -275,7 +277,7 @@ impl ExecBlock {
     pub unsafe fn func<F: FnPtr>(&self, offset: usize) -> Result<F> {
         // SAFETY: our code is mapped for `len` bytes from `as_ptr`; the
         // caller upholds this function's contract for the pointer.
-        unsafe { crate::fn_ptr::func_at(self.as_ptr(), self.len, offset) }
+        unsafe { crate::abi::fn_ptr::func_at(self.as_ptr(), self.len, offset) }
     }
 
     /// Makes the block writable again (for re-JIT), keeping its contents and

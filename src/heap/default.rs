@@ -13,9 +13,10 @@ mod enabled {
 
     use once_cell::race::OnceBox;
 
+    use crate::error::{Error, Result};
     use crate::heap::{Heap, HeapBuilder, NoLock};
     use crate::policy::strategy_setting;
-    use crate::{Error, Result, sys};
+    use crate::sys;
 
     /// The builder of the default heaps: the strategy `WXTHUNK_STRATEGY`
     /// forces, or the probed one; an error naming the variable and its value

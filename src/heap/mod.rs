@@ -33,9 +33,11 @@ pub use span::{ExecSpan, Span};
 pub(crate) use tables::TrampolineSlot;
 use tables::{SlotRef, TablePool};
 
+use crate::error::{Error, Result};
 use crate::policy::{HEAP_PREFERENCE, THUNK_PREFERENCE, capabilities};
+use crate::strategy::Strategy;
+use crate::sys;
 use crate::trampoline::{self, Table};
-use crate::{Error, Result, Strategy, sys};
 
 /// The allocation unit of dual-mapped regions: 32 bytes (a thunk fits one).
 const DUAL_GRANULE_SHIFT: u32 = 5;

@@ -6,8 +6,10 @@ use std::ptr::NonNull;
 
 use super::bitmap::Bitmap;
 use super::fork::Stamp;
+use crate::arch;
+use crate::error::{Error, Result};
+use crate::strategy::Strategy;
 use crate::sys::{self, CodeFile, Prot};
-use crate::{Error, Result, Strategy, arch};
 
 /// The mappings of a region.
 #[derive(Debug)]

@@ -8,8 +8,9 @@ use std::mem::ManuallyDrop;
 use lock_api::RawMutex;
 
 use super::{Allocation, DefaultLock, Heap};
+use crate::abi::FnPtr;
 use crate::error::TransitionError;
-use crate::{Error, FnPtr, Result};
+use crate::error::{Error, Result};
 
 /// A piece of a [`Heap`] being written: bytes go into a private buffer
 /// ([`io::Write`] appends, up to [`capacity`](Span::capacity)), and
@@ -235,7 +236,7 @@ impl<'h, L: RawMutex> ExecSpan<'h, L> {
     pub unsafe fn func<F: FnPtr>(&self, offset: usize) -> Result<F> {
         // SAFETY: our code is mapped for `len` bytes from `as_ptr`; the
         // caller upholds this function's contract for the pointer.
-        unsafe { crate::fn_ptr::func_at(self.as_ptr(), self.len, offset) }
+        unsafe { crate::abi::fn_ptr::func_at(self.as_ptr(), self.len, offset) }
     }
 }
 

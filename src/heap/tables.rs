@@ -10,7 +10,7 @@ use lock_api::RawMutex;
 
 use super::Heap;
 use super::bitmap::Bitmap;
-use crate::Result;
+use crate::error::Result;
 use crate::trampoline::{ENTRIES, Table};
 
 /// The tables of one heap.

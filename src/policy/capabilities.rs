@@ -4,8 +4,11 @@
 use once_cell::race::OnceBox;
 
 use super::Check;
+use crate::abi::conv::C_CONV;
+use crate::arch;
+use crate::error::{Error, Result};
+use crate::strategy::Strategy;
 use crate::sys::{self, CodeFile, Prot};
-use crate::{Error, Result, Strategy, arch};
 
 /// The result of trying each strategy once.
 #[derive(Debug)]
@@ -226,7 +229,7 @@ fn try_static_trampolines() -> Check {
             };
         }
     };
-    let Some(placement) = arch::placement(arch::C_CONV, &[]) else {
+    let Some(placement) = arch::placement(C_CONV, &[]) else {
         return Check::Unknown {
             reason: "no thunk calling scheme for this architecture".into(),
         };
@@ -247,7 +250,7 @@ fn try_static_trampolines() -> Check {
             reached as *const () as usize,
             0,
         ],
-        arch::trampoline_target(arch::C_CONV, placement),
+        arch::trampoline_target(C_CONV, placement),
     );
     // SAFETY: entry 0 of a mapped table jumps through record 0 to the
     // register adapter, which passes the flag's address to `reached` as its

@@ -11,8 +11,9 @@ pub(crate) use capabilities::{BLOCK_PREFERENCE, HEAP_PREFERENCE, THUNK_PREFERENC
 pub(crate) use settings::strategy_setting;
 pub use settings::{STRATEGY_VAR, StrategySetting};
 
+use crate::arch;
+use crate::strategy::Strategy;
 use crate::sys::{self, ChildRwx};
-use crate::{Strategy, arch};
 
 /// The outcome of trying one thing.
 #[derive(Clone, Debug, PartialEq, Eq)]

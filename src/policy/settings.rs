@@ -3,8 +3,8 @@
 
 use once_cell::race::OnceBox;
 
-use crate::Strategy;
 use crate::strategy::ParseStrategyError;
+use crate::strategy::Strategy;
 
 /// The environment variable that forces the default heaps' strategy.
 pub const STRATEGY_VAR: &str = "WXTHUNK_STRATEGY";
@@ -53,9 +53,9 @@ impl StrategySetting {
 
     /// The error the default heaps return for it, if it is invalid.
     #[cfg_attr(not(feature = "default-heap"), allow(dead_code))]
-    pub(crate) fn error(&self) -> Option<crate::Error> {
+    pub(crate) fn error(&self) -> Option<crate::error::Error> {
         match self {
-            StrategySetting::Invalid { value } => Some(crate::Error::InvalidSetting {
+            StrategySetting::Invalid { value } => Some(crate::error::Error::InvalidSetting {
                 variable: STRATEGY_VAR,
                 value: value.clone(),
                 expected: ParseStrategyError::EXPECTED,

@@ -30,8 +30,8 @@
 //! pointer is returned, its adapter word last with release ordering.
 
 pub(crate) mod call;
+mod closure;
 mod page;
-pub(crate) mod sig;
 
 use std::fmt;
 use std::marker::PhantomData;
@@ -39,12 +39,15 @@ use std::ptr::NonNull;
 
 use lock_api::RawMutex;
 
+use crate::abi::{FnPtr, ThunkSig};
 use crate::arch::{self, Placement};
+use crate::error::{Error, Result};
+use crate::heap::Heap;
 use crate::heap::{DefaultLock, ExecSpan, TrampolineSlot};
-use crate::{Error, FnPtr, Heap, Result, Strategy};
+use crate::strategy::Strategy;
 use call::{MutCtx, OnceCtx};
+pub use closure::{ThunkFn, ThunkFnMut, ThunkFnOnce};
 pub use page::{SealedThunkPage, ThunkPage};
-use sig::{ThunkFn, ThunkFnMut, ThunkFnOnce, ThunkSig};
 
 /// A closure behind a bare function pointer of type `F`
 /// (`unsafe extern "C" fn(i32) -> i32` and the like; see [`ThunkSig`]).

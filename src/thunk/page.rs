@@ -8,11 +8,13 @@ use std::marker::PhantomData;
 use lock_api::RawMutex;
 
 use super::call::{MutCtx, OnceCtx};
-use super::sig::{ThunkFn, ThunkFnMut, ThunkFnOnce, ThunkSig};
+use super::closure::{ThunkFn, ThunkFnMut, ThunkFnOnce};
 use super::{Context, FrameRecord};
+use crate::abi::{FnPtr, ThunkSig};
 use crate::arch::{self, THUNK_CODE_MAX};
+use crate::error::{Error, Result};
+use crate::heap::Heap;
 use crate::heap::{DefaultLock, ExecSpan, Span};
-use crate::{Error, FnPtr, Heap, Result};
 
 /// A page of thunks being filled: [`push`](ThunkPage::push) closures (each
 /// gets the next 32-byte slot), then [`seal`](ThunkPage::seal) the page once.

@@ -10,7 +10,7 @@
 
 use std::arch::global_asm;
 
-use crate::thunk::sig::CallConv;
+use crate::abi::CallConv;
 
 // x86_64 System V: stack arguments start at [rsp + 8] on entry.
 global_asm!(

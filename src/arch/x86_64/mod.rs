@@ -16,29 +16,11 @@ pub(crate) const RET: &[u8] = &[0xC3];
 #[inline]
 pub(crate) fn flush_icache(_ptr: *const u8, _len: usize) {}
 
-// The SysV and Windows x64 conventions can be named on any x86_64 target.
-crate::fn_ptr::impl_fn_ptr_for_abi!("sysv64");
-crate::fn_ptr::impl_fn_ptr_for_abi!("sysv64-unwind");
-crate::fn_ptr::impl_fn_ptr_for_abi!("win64");
-crate::fn_ptr::impl_fn_ptr_for_abi!("win64-unwind");
-crate::thunk::sig::impl_thunk_sig_for_abi!("sysv64", crate::thunk::sig::CallConv::SysV64, false);
-crate::thunk::sig::impl_thunk_sig_for_abi!(
-    "sysv64-unwind",
-    crate::thunk::sig::CallConv::SysV64,
-    true
-);
-crate::thunk::sig::impl_thunk_sig_for_abi!("win64", crate::thunk::sig::CallConv::Win64, false);
-crate::thunk::sig::impl_thunk_sig_for_abi!(
-    "win64-unwind",
-    crate::thunk::sig::CallConv::Win64,
-    true
-);
-
 mod adapters;
 mod thunk;
 mod trampolines;
 
-pub(crate) use thunk::{C_CONV, SYSTEM_CONV, frame_thunk, placement, register_thunk};
+pub(crate) use thunk::{frame_thunk, placement, register_thunk};
 pub(crate) use trampolines::{
     ENTRY_SIZE, TABLE_SIZE, trampoline_freed, trampoline_table, trampoline_target,
 };

@@ -14,16 +14,7 @@
 //! calls the entry and returns.
 
 use super::super::{Placement, ThunkCode};
-use crate::thunk::sig::{ArgClass, CallConv};
-
-/// The convention of `extern "C"` here.
-pub(crate) const C_CONV: CallConv = if cfg!(windows) {
-    CallConv::Win64
-} else {
-    CallConv::SysV64
-};
-/// The convention of `extern "system"` here.
-pub(crate) const SYSTEM_CONV: CallConv = C_CONV;
+use crate::abi::{ArgClass, CallConv};
 
 /// Register numbers (as in the ModRM/REX encoding).
 const RCX: u8 = 1;

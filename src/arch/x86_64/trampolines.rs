@@ -23,7 +23,7 @@
 use std::arch::global_asm;
 
 use super::super::Placement;
-use crate::thunk::sig::CallConv;
+use crate::abi::CallConv;
 
 /// The size of the table and the distance from an entry to its record.
 pub(crate) const TABLE_SIZE: usize = 4096;

@@ -1,6 +1,8 @@
 //! [`FnPtr`]: the function-pointer types that code in executable memory can
 //! be called through.
 
+use crate::error::{Error, Result};
+
 mod sealed {
     /// Keeps [`FnPtr`](super::FnPtr) closed: only this crate implements it.
     pub trait Sealed {}
@@ -50,44 +52,24 @@ pub unsafe trait FnPtr: Copy + Send + Sync + Sealed {
 ///
 /// `base..base+len` must be mapped; the caller of the returned pointer
 /// vouches for the code at `offset` (see [`FnPtr::from_addr`]).
-pub(crate) unsafe fn func_at<F: FnPtr>(
-    base: *const u8,
-    len: usize,
-    offset: usize,
-) -> crate::Result<F> {
+pub(crate) unsafe fn func_at<F: FnPtr>(base: *const u8, len: usize, offset: usize) -> Result<F> {
     if offset >= len {
-        return Err(crate::Error::OutOfBounds { offset, len });
+        return Err(Error::OutOfBounds { offset, len });
     }
     // SAFETY: `offset < len`, so the address is inside the mapping and not
     // null; the caller vouches for the code there.
     Ok(unsafe { F::from_addr(base.add(offset).cast()) })
 }
 
-/// Implements [`FnPtr`] for the fn-pointer types of one ABI, 0 to 16
-/// arguments, safe and unsafe.
-macro_rules! impl_fn_ptr_for_abi {
-    ($abi:literal) => {
-        $crate::fn_ptr::impl_fn_ptr_for_abi!(
-            @each $abi; [] A1 A2 A3 A4 A5 A6 A7 A8 A9 A10 A11 A12 A13 A14 A15 A16
-        );
-    };
-    (@each $abi:literal; [$($done:ident)*] $next:ident $($rest:ident)*) => {
-        $crate::fn_ptr::impl_fn_ptr_for_abi!(@one $abi; $($done)*);
-        $crate::fn_ptr::impl_fn_ptr_for_abi!(@each $abi; [$($done)* $next] $($rest)*);
-    };
-    (@each $abi:literal; [$($done:ident)*]) => {
-        $crate::fn_ptr::impl_fn_ptr_for_abi!(@one $abi; $($done)*);
-    };
-    (@one $abi:literal; $($A:ident)*) => {
-        $crate::fn_ptr::impl_fn_ptr_for_abi!(@impl $abi, extern $abi fn($($A),*) -> R; $($A)*);
-        $crate::fn_ptr::impl_fn_ptr_for_abi!(@impl $abi, unsafe extern $abi fn($($A),*) -> R; $($A)*);
-    };
-    (@impl $abi:literal, $ty:ty; $($A:ident)*) => {
-        impl<R, $($A),*> $crate::fn_ptr::Sealed for $ty {}
+/// Implements [`FnPtr`] for one fn-pointer type (a callback of
+/// [`for_each_signature!`](super::for_each_signature)).
+macro_rules! impl_fn_ptr {
+    ($abi:literal, $conv:expr, $unwind:literal, $ty:ty; $(($A:ident $a:ident))*) => {
+        impl<R, $($A),*> $crate::abi::fn_ptr::Sealed for $ty {}
 
         // SAFETY: every fn-pointer type is pointer-sized, `Copy`, and valid
         // for any non-null address.
-        unsafe impl<R, $($A),*> $crate::FnPtr for $ty {
+        unsafe impl<R, $($A),*> $crate::abi::fn_ptr::FnPtr for $ty {
             const ABI: &'static str = $abi;
 
             #[inline]
@@ -110,9 +92,4 @@ macro_rules! impl_fn_ptr_for_abi {
     };
 }
 
-pub(crate) use impl_fn_ptr_for_abi;
-
-impl_fn_ptr_for_abi!("C");
-impl_fn_ptr_for_abi!("C-unwind");
-impl_fn_ptr_for_abi!("system");
-impl_fn_ptr_for_abi!("system-unwind");
+super::for_each_signature!(impl_fn_ptr);

@@ -3,33 +3,8 @@
 
 use std::ptr::NonNull;
 
-use crate::FnPtr;
-
-/// Where the calling convention passes a value: in integer registers (and
-/// integer stack slots) or in vector registers. A [`ThunkArg`]
-/// implementation names its type's class; thunk constructors check at
-/// compile time that the type's size fits it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ArgClass {
-    /// Integers up to 64 bits, `bool`, pointers.
-    Integer,
-    /// `f32`, `f64`.
-    Float,
-}
-
-/// A calling convention, as the code generators know it.
-#[doc(hidden)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum CallConv {
-    /// x86_64 System V (`extern "C"` on Unix, `extern "sysv64"`).
-    SysV64,
-    /// x86_64 Windows (`extern "win64"`, `extern "C"` on Windows).
-    Win64,
-    /// AArch64 procedure call standard.
-    Aapcs64,
-    /// A convention wxthunk has no code generator for.
-    Unknown,
-}
+use super::conv::{ArgClass, CallConv};
+use super::fn_ptr::FnPtr;
 
 /// A type a thunk can pass as an argument (and return): one that fits one
 /// integer or one floating-point register.
@@ -241,82 +216,29 @@ pub unsafe trait ThunkSig: FnPtr {
     );
 }
 
-mod sealed {
-    /// Keeps the closure traits closed: implemented (by this crate) for
-    /// every closure type whose call matches `F`, and for nothing else.
-    pub trait Closure<F> {}
-}
-
-/// A closure that can back a thunk of type `F` through `Fn`: implemented
-/// for every `Fn(A1, .., An) -> R` matching `F`. Sealed: only this crate
-/// implements it (its `entry` is what a thunk jumps to).
-///
-/// # Safety
-///
-/// Implemented by this crate only.
-pub unsafe trait ThunkFn<F: ThunkSig>: sealed::Closure<F> {
-    #[doc(hidden)]
-    fn entry() -> *const ();
-}
-
-/// As [`ThunkFn`], through `FnMut`.
-///
-/// # Safety
-///
-/// Implemented by this crate only.
-pub unsafe trait ThunkFnMut<F: ThunkSig>: sealed::Closure<F> {
-    #[doc(hidden)]
-    fn entry() -> *const ();
-}
-
-/// As [`ThunkFn`], through `FnOnce`.
-///
-/// # Safety
-///
-/// Implemented by this crate only.
-pub unsafe trait ThunkFnOnce<F: ThunkSig>: sealed::Closure<F> {
-    #[doc(hidden)]
-    fn entry() -> *const ();
-}
-
-/// Implements [`ThunkSig`], [`ThunkArg`] (for the pointer and its `Option`)
-/// and the three closure traits for the fn-pointer types of one ABI, 0 to
-/// 16 arguments, safe and unsafe.
-macro_rules! impl_thunk_sig_for_abi {
-    ($abi:literal, $conv:expr, $unwind:literal) => {
-        $crate::thunk::sig::impl_thunk_sig_for_abi!(
-            @each $abi, $conv, $unwind; []
-            (A1 a1) (A2 a2) (A3 a3) (A4 a4) (A5 a5) (A6 a6) (A7 a7) (A8 a8)
-            (A9 a9) (A10 a10) (A11 a11) (A12 a12) (A13 a13) (A14 a14) (A15 a15) (A16 a16)
-        );
-    };
-    (@each $abi:literal, $conv:expr, $unwind:literal; [$(($A:ident $a:ident))*] $next:tt $($rest:tt)*) => {
-        $crate::thunk::sig::impl_thunk_sig_for_abi!(@one $abi, $conv, $unwind; $(($A $a))*);
-        $crate::thunk::sig::impl_thunk_sig_for_abi!(@each $abi, $conv, $unwind; [$(($A $a))* $next] $($rest)*);
-    };
-    (@each $abi:literal, $conv:expr, $unwind:literal; [$(($A:ident $a:ident))*]) => {
-        $crate::thunk::sig::impl_thunk_sig_for_abi!(@one $abi, $conv, $unwind; $(($A $a))*);
-    };
-    (@one $abi:literal, $conv:expr, $unwind:literal; $(($A:ident $a:ident))*) => {
-        $crate::thunk::sig::impl_thunk_sig_for_abi!(@ty $abi, $conv, $unwind, extern $abi fn($($A),*) -> R; $(($A $a))*);
-        $crate::thunk::sig::impl_thunk_sig_for_abi!(@ty $abi, $conv, $unwind, unsafe extern $abi fn($($A),*) -> R; $(($A $a))*);
-    };
-    (@ty $abi:literal, $conv:expr, $unwind:literal, $ty:ty; $(($A:ident $a:ident))*) => {
+/// Implements [`ThunkSig`], and [`ThunkArg`] for the pointer and its
+/// `Option`, for one fn-pointer type (a callback of
+/// [`for_each_signature!`](super::for_each_signature)).
+macro_rules! impl_thunk_sig {
+    ($abi:literal, $conv:expr, $unwind:literal, $ty:ty; $(($A:ident $a:ident))*) => {
         // SAFETY: a fn pointer is one integer-class machine word.
-        unsafe impl<R, $($A),*> $crate::ThunkArg for $ty {
-            const CLASS: $crate::ArgClass = $crate::ArgClass::Integer;
+        unsafe impl<R, $($A),*> $crate::abi::sig::ThunkArg for $ty {
+            const CLASS: $crate::abi::ArgClass = $crate::abi::ArgClass::Integer;
         }
         // SAFETY: `Option` of a fn pointer is a nullable fn pointer.
-        unsafe impl<R, $($A),*> $crate::ThunkArg for Option<$ty> {
-            const CLASS: $crate::ArgClass = $crate::ArgClass::Integer;
+        unsafe impl<R, $($A),*> $crate::abi::sig::ThunkArg for Option<$ty> {
+            const CLASS: $crate::abi::ArgClass = $crate::abi::ArgClass::Integer;
         }
 
         // SAFETY: the classes are those of the argument types, in order,
-        // and `$conv` is the convention of `$abi` on this architecture.
-        unsafe impl<R: $crate::ThunkRet, $($A: $crate::ThunkArg),*> $crate::ThunkSig for $ty {
+        // and `$conv` is the convention of `$abi` on this target.
+        unsafe impl<R: $crate::abi::sig::ThunkRet, $($A: $crate::abi::sig::ThunkArg),*>
+            $crate::abi::sig::ThunkSig for $ty
+        {
             type Unsafe = unsafe extern $abi fn($($A),*) -> R;
-            const CONV: $crate::thunk::sig::CallConv = $conv;
-            const CLASSES: &'static [$crate::ArgClass] = &[$(<$A as $crate::ThunkArg>::CLASS),*];
+            const CONV: $crate::abi::CallConv = $conv;
+            const CLASSES: &'static [$crate::abi::ArgClass] =
+                &[$(<$A as $crate::abi::sig::ThunkArg>::CLASS),*];
             const LAYOUTS: &'static [(usize, usize)] = &[$((
                 ::core::mem::size_of::<$A>(),
                 ::core::mem::align_of::<$A>(),
@@ -324,79 +246,7 @@ macro_rules! impl_thunk_sig_for_abi {
             const RET_LAYOUT: (usize, usize) =
                 (::core::mem::size_of::<R>(), ::core::mem::align_of::<R>());
         }
-
-        // Every closure type that can be called with `$ty`'s arguments.
-        impl<C, R: $crate::ThunkRet, $($A: $crate::ThunkArg),*> $crate::thunk::sig::SealedClosure<$ty> for C
-        where
-            C: FnOnce($($A),*) -> R,
-        {
-        }
-
-        // SAFETY: `entry` is an `extern $abi` function taking the
-        // arguments of `$ty` followed by a pointer to the closure.
-        unsafe impl<C, R: $crate::ThunkRet, $($A: $crate::ThunkArg),*> $crate::ThunkFn<$ty> for C
-        where
-            C: Fn($($A),*) -> R,
-        {
-            fn entry() -> *const () {
-                #[allow(clippy::too_many_arguments)]
-                extern $abi fn entry<C: Fn($($A),*) -> R, R, $($A),*>($($a: $A,)* ctx: *const C) -> R {
-                    // SAFETY: the thunk passes a pointer to its closure,
-                    // which lives (and is shared, `Sync`) while the thunk
-                    // may be called.
-                    let f = unsafe { &*ctx };
-                    $crate::thunk::call::guarded($unwind, || f($($a),*))
-                }
-                entry::<C, R, $($A),*> as extern $abi fn($($A,)* *const C) -> R as *const ()
-            }
-        }
-
-        // SAFETY: as above, with the closure behind a re-entrancy guard.
-        unsafe impl<C, R: $crate::ThunkRet, $($A: $crate::ThunkArg),*> $crate::ThunkFnMut<$ty> for C
-        where
-            C: FnMut($($A),*) -> R,
-        {
-            fn entry() -> *const () {
-                #[allow(clippy::too_many_arguments)]
-                extern $abi fn entry<C: FnMut($($A),*) -> R, R, $($A),*>(
-                    $($a: $A,)* ctx: *const $crate::thunk::call::MutCtx<C>,
-                ) -> R {
-                    // SAFETY: the thunk passes a pointer to its context,
-                    // made by `Box::into_raw` and live while a call may
-                    // start.
-                    unsafe {
-                        $crate::thunk::call::call_mut(ctx.cast_mut(), $unwind, |f| f($($a),*))
-                    }
-                }
-                entry::<C, R, $($A),*> as extern $abi fn($($A,)* *const $crate::thunk::call::MutCtx<C>) -> R as *const ()
-            }
-        }
-
-        // SAFETY: as above, with the closure behind a called-once flag.
-        unsafe impl<C, R: $crate::ThunkRet, $($A: $crate::ThunkArg),*> $crate::ThunkFnOnce<$ty> for C
-        where
-            C: FnOnce($($A),*) -> R,
-        {
-            fn entry() -> *const () {
-                #[allow(clippy::too_many_arguments)]
-                extern $abi fn entry<C: FnOnce($($A),*) -> R, R, $($A),*>(
-                    $($a: $A,)* ctx: *const $crate::thunk::call::OnceCtx<C>,
-                ) -> R {
-                    // SAFETY: the thunk passes a pointer to its context,
-                    // which lives while the thunk may be called.
-                    let ctx = unsafe { &*ctx };
-                    $crate::thunk::call::call_once(ctx, $unwind, |f| f($($a),*))
-                }
-                entry::<C, R, $($A),*> as extern $abi fn($($A,)* *const $crate::thunk::call::OnceCtx<C>) -> R as *const ()
-            }
-        }
     };
 }
 
-pub(crate) use impl_thunk_sig_for_abi;
-pub(crate) use sealed::Closure as SealedClosure;
-
-impl_thunk_sig_for_abi!("C", crate::arch::C_CONV, false);
-impl_thunk_sig_for_abi!("C-unwind", crate::arch::C_CONV, true);
-impl_thunk_sig_for_abi!("system", crate::arch::SYSTEM_CONV, false);
-impl_thunk_sig_for_abi!("system-unwind", crate::arch::SYSTEM_CONV, true);
+super::for_each_signature!(impl_thunk_sig);

@@ -1,0 +1,122 @@
+//! The closure traits: which closures can back a thunk of a given
+//! fn-pointer type, and the monomorphized `entry` function through which
+//! the thunk calls each one.
+//!
+//! For a signature `extern "ABI" fn(A1, .., An) -> R`, a closure's entry is
+//! `extern "ABI" fn(a1: A1, .., an: An, ctx: *const Ctx) -> R`: the
+//! signature plus one trailing pointer to the closure's context. The thunk
+//! code (see `arch`) only puts `ctx` where that trailing argument goes.
+
+use crate::abi::ThunkSig;
+
+mod sealed {
+    /// Keeps the closure traits closed: implemented (by this crate) for
+    /// every closure type whose call matches `F`, and for nothing else.
+    pub trait Closure<F> {}
+}
+
+/// A closure that can back a thunk of type `F` through `Fn`: implemented
+/// for every `Fn(A1, .., An) -> R` matching `F`. Sealed: only this crate
+/// implements it (its `entry` is what a thunk jumps to).
+///
+/// # Safety
+///
+/// Implemented by this crate only.
+pub unsafe trait ThunkFn<F: ThunkSig>: sealed::Closure<F> {
+    #[doc(hidden)]
+    fn entry() -> *const ();
+}
+
+/// As [`ThunkFn`], through `FnMut`.
+///
+/// # Safety
+///
+/// Implemented by this crate only.
+pub unsafe trait ThunkFnMut<F: ThunkSig>: sealed::Closure<F> {
+    #[doc(hidden)]
+    fn entry() -> *const ();
+}
+
+/// As [`ThunkFn`], through `FnOnce`.
+///
+/// # Safety
+///
+/// Implemented by this crate only.
+pub unsafe trait ThunkFnOnce<F: ThunkSig>: sealed::Closure<F> {
+    #[doc(hidden)]
+    fn entry() -> *const ();
+}
+
+/// Implements the three closure traits for every closure type matching one
+/// fn-pointer type (a callback of `abi::for_each_signature!`).
+macro_rules! impl_closure_traits {
+    ($abi:literal, $conv:expr, $unwind:literal, $ty:ty; $(($A:ident $a:ident))*) => {
+        // Every closure type that can be called with `$ty`'s arguments.
+        impl<C, R: $crate::abi::ThunkRet, $($A: $crate::abi::ThunkArg),*> sealed::Closure<$ty> for C
+        where
+            C: FnOnce($($A),*) -> R,
+        {
+        }
+
+        // SAFETY: `entry` is an `extern $abi` function taking the
+        // arguments of `$ty` followed by a pointer to the closure.
+        unsafe impl<C, R: $crate::abi::ThunkRet, $($A: $crate::abi::ThunkArg),*> ThunkFn<$ty> for C
+        where
+            C: Fn($($A),*) -> R,
+        {
+            fn entry() -> *const () {
+                #[allow(clippy::too_many_arguments)]
+                extern $abi fn entry<C: Fn($($A),*) -> R, R, $($A),*>($($a: $A,)* ctx: *const C) -> R {
+                    // SAFETY: the thunk passes a pointer to its closure,
+                    // which lives (and is shared, `Sync`) while the thunk
+                    // may be called.
+                    let f = unsafe { &*ctx };
+                    $crate::thunk::call::guarded($unwind, || f($($a),*))
+                }
+                entry::<C, R, $($A),*> as extern $abi fn($($A,)* *const C) -> R as *const ()
+            }
+        }
+
+        // SAFETY: as above, with the closure behind a re-entrancy guard.
+        unsafe impl<C, R: $crate::abi::ThunkRet, $($A: $crate::abi::ThunkArg),*> ThunkFnMut<$ty> for C
+        where
+            C: FnMut($($A),*) -> R,
+        {
+            fn entry() -> *const () {
+                #[allow(clippy::too_many_arguments)]
+                extern $abi fn entry<C: FnMut($($A),*) -> R, R, $($A),*>(
+                    $($a: $A,)* ctx: *const $crate::thunk::call::MutCtx<C>,
+                ) -> R {
+                    // SAFETY: the thunk passes a pointer to its context,
+                    // made by `Box::into_raw` and live while a call may
+                    // start.
+                    unsafe {
+                        $crate::thunk::call::call_mut(ctx.cast_mut(), $unwind, |f| f($($a),*))
+                    }
+                }
+                entry::<C, R, $($A),*> as extern $abi fn($($A,)* *const $crate::thunk::call::MutCtx<C>) -> R as *const ()
+            }
+        }
+
+        // SAFETY: as above, with the closure behind a called-once flag.
+        unsafe impl<C, R: $crate::abi::ThunkRet, $($A: $crate::abi::ThunkArg),*> ThunkFnOnce<$ty> for C
+        where
+            C: FnOnce($($A),*) -> R,
+        {
+            fn entry() -> *const () {
+                #[allow(clippy::too_many_arguments)]
+                extern $abi fn entry<C: FnOnce($($A),*) -> R, R, $($A),*>(
+                    $($a: $A,)* ctx: *const $crate::thunk::call::OnceCtx<C>,
+                ) -> R {
+                    // SAFETY: the thunk passes a pointer to its context,
+                    // which lives while the thunk may be called.
+                    let ctx = unsafe { &*ctx };
+                    $crate::thunk::call::call_once(ctx, $unwind, |f| f($($a),*))
+                }
+                entry::<C, R, $($A),*> as extern $abi fn($($A,)* *const $crate::thunk::call::OnceCtx<C>) -> R as *const ()
+            }
+        }
+    };
+}
+
+crate::abi::for_each_signature!(impl_closure_traits);
