@@ -3,6 +3,7 @@
 
 mod abi;
 mod arch;
+mod bitmap;
 mod block;
 mod error;
 mod heap;

@@ -12,14 +12,13 @@
 //! deadlock, heap->region on one path and region->heap on another, cannot
 //! happen).
 
-mod bitmap;
 mod default;
 mod fork;
 mod lock;
 mod placement;
 mod region;
 mod span;
-mod tables;
+mod trampoline_slot;
 
 use std::cell::UnsafeCell;
 use std::fmt;
@@ -30,14 +29,13 @@ use fork::Stamp;
 pub use lock::{DefaultLock, NoLock};
 use region::Region;
 pub use span::{ExecSpan, Span};
-pub(crate) use tables::TrampolineSlot;
-use tables::{SlotRef, TablePool};
+pub(crate) use trampoline_slot::TrampolineSlot;
 
 use crate::error::{Error, Result};
 use crate::policy::{HEAP_PREFERENCE, THUNK_PREFERENCE, capabilities};
 use crate::strategy::Strategy;
 use crate::sys;
-use crate::trampoline::{self, Table};
+use crate::trampoline::{self, TablePool};
 
 /// The allocation unit of dual-mapped regions: 32 bytes (a thunk fits one).
 const DUAL_GRANULE_SHIFT: u32 = 5;
@@ -910,54 +908,6 @@ impl<L: RawMutex> Heap<L> {
             Some(code)
         })?;
         Ok(ExecSpan::from_parts(self, alloc, written))
-    }
-
-    /// Takes a slot in a static trampoline table and publishes its record
-    /// (`[ctx, entry, stack_args]` and the adapter `target`).
-    pub(crate) fn trampoline(
-        &self,
-        words: [usize; 3],
-        target: usize,
-    ) -> Result<TrampolineSlot<'_, L>> {
-        debug_assert_eq!(self.config.strategy, Strategy::StaticTrampolines);
-        let mut state = self.state.lock();
-        let state = &mut *state;
-        let reserved = state.reserved;
-        let limit = self.config.max_reserved;
-        let (slot, mapped) = state.tables.take(
-            || {
-                let bytes = Table::reserved_bytes();
-                if reserved.checked_add(bytes).is_none_or(|r| r > limit) {
-                    return Err(Error::HeapExhausted {
-                        requested: bytes,
-                        reserved,
-                        limit,
-                    });
-                }
-                let source = trampoline::source().map_err(|reason| Error::StrategyUnavailable {
-                    strategy: Strategy::StaticTrampolines,
-                    reason: reason.to_owned(),
-                })?;
-                Table::map(source)
-            },
-            words,
-            target,
-        )?;
-        if mapped {
-            state.reserved += Table::reserved_bytes();
-        }
-        state.live += 1;
-        state.bytes_in_use += crate::arch::ENTRY_SIZE;
-        Ok(TrampolineSlot::new(self, slot))
-    }
-
-    /// Frees a static trampoline slot.
-    pub(crate) fn free_trampoline(&self, slot: &SlotRef) {
-        let mut state = self.state.lock();
-        let unmapped = state.tables.release(slot);
-        state.reserved -= unmapped;
-        state.live -= 1;
-        state.bytes_in_use -= crate::arch::ENTRY_SIZE;
     }
 
     /// Bytes a read of `alloc` may cover.

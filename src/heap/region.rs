@@ -4,9 +4,9 @@
 
 use std::ptr::NonNull;
 
-use super::bitmap::Bitmap;
 use super::fork::Stamp;
 use crate::arch;
+use crate::bitmap::Bitmap;
 use crate::error::{Error, Result};
 use crate::strategy::Strategy;
 use crate::sys::{self, CodeFile, Prot};

@@ -4,7 +4,6 @@
 use once_cell::race::OnceBox;
 
 use super::Check;
-use crate::abi::conv::C_CONV;
 use crate::arch;
 use crate::error::{Error, Result};
 use crate::strategy::Strategy;
@@ -208,61 +207,11 @@ fn try_dual_map() -> (Check, Option<bool>) {
     (check, noexec)
 }
 
-/// Maps a trampoline table and calls through entry 0 a function that sets
-/// a flag, the way a register-path thunk would.
+/// Maps a trampoline table and calls through it (see
+/// `trampoline::self_test`).
 fn try_static_trampolines() -> Check {
-    use std::sync::atomic::{AtomicBool, Ordering};
-
-    use crate::trampoline::{self, Table};
-
-    extern "C" fn reached(flag: *const AtomicBool) {
-        // SAFETY: the record's context is the `AtomicBool` below, alive for
-        // the call.
-        unsafe { &*flag }.store(true, Ordering::Relaxed);
-    }
-
-    let source = match trampoline::source() {
-        Ok(s) => s,
-        Err(reason) => {
-            return Check::Refused {
-                reason: reason.to_owned(),
-            };
-        }
-    };
-    let Some(placement) = arch::placement(C_CONV, &[]) else {
-        return Check::Unknown {
-            reason: "no thunk calling scheme for this architecture".into(),
-        };
-    };
-    let table = match Table::map(source) {
-        Ok(t) => t,
-        Err(e) => {
-            return Check::Refused {
-                reason: e.with_causes(),
-            };
-        }
-    };
-    let flag = AtomicBool::new(false);
-    table.publish(
-        0,
-        [
-            std::ptr::from_ref(&flag) as usize,
-            reached as *const () as usize,
-            0,
-        ],
-        arch::trampoline_target(C_CONV, placement),
-    );
-    // SAFETY: entry 0 of a mapped table jumps through record 0 to the
-    // register adapter, which passes the flag's address to `reached` as its
-    // (only) argument: together an `extern "C" fn()`.
-    let f: extern "C" fn() =
-        unsafe { std::mem::transmute::<usize, extern "C" fn()>(table.entry(0)) };
-    f();
-    if flag.load(Ordering::Relaxed) {
-        Check::Allowed
-    } else {
-        Check::Refused {
-            reason: "a call through the trampoline table did not arrive".into(),
-        }
+    match crate::trampoline::self_test() {
+        Ok(()) => Check::Allowed,
+        Err(reason) => Check::Refused { reason },
     }
 }

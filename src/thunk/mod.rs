@@ -45,6 +45,7 @@ use crate::error::{Error, Result};
 use crate::heap::Heap;
 use crate::heap::{DefaultLock, ExecSpan, TrampolineSlot};
 use crate::strategy::Strategy;
+use crate::trampoline;
 use call::{MutCtx, OnceCtx};
 pub use closure::{ThunkFn, ThunkFnMut, ThunkFnOnce};
 pub use page::{SealedThunkPage, ThunkPage};
@@ -325,12 +326,8 @@ impl<'a, F: ThunkSig, L: RawMutex> Thunk<'a, F, L> {
         let ctx_addr = ctx.ptr.as_ptr() as usize;
         let builds_frame = matches!(placement, Placement::Stack(_));
         if heap.strategy() == Strategy::StaticTrampolines {
-            let stack_args = match placement {
-                Placement::Stack(n) => n,
-                Placement::Register(_) => 0,
-            };
-            let target = arch::trampoline_target(F::CONV, placement);
-            let slot = heap.trampoline([ctx_addr, entry as usize, stack_args], target)?;
+            let rec = trampoline::record(F::CONV, placement, ctx_addr, entry as usize);
+            let slot = heap.trampoline(rec)?;
             // SAFETY: the entry jumps through a record that holds the
             // adapter for `F`'s placement, the context and `entry`, which
             // takes `F`'s arguments plus the context; it is not null.
@@ -404,7 +401,7 @@ impl<'a, F: ThunkSig, L: RawMutex> Thunk<'a, F, L> {
             // read+exec (so readable) mapping, which stays mapped while the
             // slot, and so `self`, lives.
             Code::Static(slot) => unsafe {
-                std::slice::from_raw_parts(slot.entry() as *const u8, arch::ENTRY_SIZE)
+                std::slice::from_raw_parts(slot.entry() as *const u8, trampoline::ENTRY_SIZE)
             },
         }
     }

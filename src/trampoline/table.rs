@@ -1,90 +1,19 @@
-//! Static trampolines: the trampoline table assembled into this library's
-//! text (see `arch`), mapped again at run time from the file it was loaded
-//! from, next to a read-write page of records.
-//!
-//! ```text
-//!  base                      base + TABLE_SIZE             base + 2*TABLE_SIZE
-//!  | entry 0 | entry 1 | ... | record 0 | record 1 | ... |
-//!  '-- read+exec, from the binary's file --'-- read-write, anonymous ---'
-//! ```
-//!
-//! Entry `i` reads record `i` at exactly `TABLE_SIZE` bytes ahead of
-//! itself. No page is ever writable and executable, no page gains exec
-//! after it was written, and no memfd is needed: the code comes from the
-//! same file the process already runs.
+//! One mapped trampoline table and its page of records: mapping it from
+//! its [`TableSource`], and publishing and retiring records.
 
-use once_cell::race::OnceBox;
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use super::source::TableSource;
+use super::{ENTRIES, ENTRY_SIZE, Record, TABLE_SIZE};
 use crate::arch;
 use crate::error::{Error, Result};
 use crate::strategy::Strategy;
-use crate::sys::{self, ImageFile, Prot};
+use crate::sys::{self, Prot};
 
-/// The size of a table (and of its record page).
-pub(crate) const TABLE_SIZE: usize = arch::TABLE_SIZE;
-/// Entries (and so thunks) per table.
-pub(crate) const ENTRIES: usize = arch::TABLE_SIZE / arch::ENTRY_SIZE;
 /// Words per record: `[ctx, entry, stack_args, target]`.
-const RECORD_WORDS: usize = arch::ENTRY_SIZE / std::mem::size_of::<usize>();
+const RECORD_WORDS: usize = ENTRY_SIZE / std::mem::size_of::<usize>();
 const TARGET: usize = 3;
-
-/// Where the table's code comes from: the file, found once per process and
-/// kept open (one file descriptor, close-on-exec) so that each new table
-/// maps it without searching again.
-#[derive(Debug)]
-pub(crate) struct TableSource {
-    image: ImageFile,
-    table: &'static [u8],
-}
-
-impl TableSource {
-    /// The file, its offset, and how it was found, for the probe.
-    pub(crate) fn describe(&self) -> String {
-        format!(
-            "{} at offset {:#x} (found with {})",
-            self.image.path(),
-            self.image.offset(),
-            self.image.found_by()
-        )
-    }
-}
-
-/// The table's source, looked up on first use.
-///
-/// # Errors
-///
-/// Why static trampolines cannot work in this process.
-pub(crate) fn source() -> std::result::Result<&'static TableSource, &'static str> {
-    // Compare-and-swap, not a `Once`: fork-safe (see `heap/fork.rs`); racing
-    // first uses may each look, one answer is kept.
-    static SOURCE: OnceBox<std::result::Result<TableSource, String>> = OnceBox::new();
-    SOURCE
-        .get_or_init(|| Box::new(find_source()))
-        .as_ref()
-        .map_err(String::as_str)
-}
-
-fn find_source() -> std::result::Result<TableSource, String> {
-    let table =
-        arch::trampoline_table().ok_or("no trampoline table is assembled for this architecture")?;
-    let page = sys::page_size();
-    if page > TABLE_SIZE {
-        return Err(format!(
-            "the page size ({page}) is larger than the trampoline table ({TABLE_SIZE})"
-        ));
-    }
-    let image = ImageFile::locate(table.as_ptr() as usize)?;
-    if image.offset() % TABLE_SIZE as u64 != 0 {
-        return Err(format!(
-            "the trampoline table is at offset {:#x} of {}, not on a page boundary",
-            image.offset(),
-            image.path()
-        ));
-    }
-    Ok(TableSource { image, table })
-}
 
 /// One mapped table and its record page.
 #[derive(Debug)]
@@ -135,18 +64,13 @@ impl Table {
     /// The address of entry `i`.
     pub(crate) fn entry(&self, i: usize) -> usize {
         debug_assert!(i < ENTRIES);
-        self.base.as_ptr() as usize + i * arch::ENTRY_SIZE
+        self.base.as_ptr() as usize + i * ENTRY_SIZE
     }
 
     fn record(&self, i: usize) -> *mut usize {
         debug_assert!(i < ENTRIES);
         // SAFETY: record `i` is inside the record page (i < ENTRIES).
-        unsafe {
-            self.base
-                .as_ptr()
-                .add(TABLE_SIZE + i * arch::ENTRY_SIZE)
-                .cast()
-        }
+        unsafe { self.base.as_ptr().add(TABLE_SIZE + i * ENTRY_SIZE).cast() }
     }
 
     fn target(&self, i: usize) -> &AtomicUsize {
@@ -162,16 +86,16 @@ impl Table {
     /// through the thunk's published pointer sees the whole record.
     ///
     /// Only the owner of slot `i` may call this.
-    pub(crate) fn publish(&self, i: usize, words: [usize; 3], target: usize) {
+    pub(crate) fn publish(&self, i: usize, rec: Record) {
         let record = self.record(i);
-        for (w, value) in words.into_iter().enumerate() {
+        for (w, value) in rec.words.into_iter().enumerate() {
             // SAFETY: inside record `i`, which only its owner writes; the
             // trampoline does not read these words while the target is the
             // trap (set when the slot was freed).
             unsafe { record.add(w).write(value) };
         }
         const { assert!(RECORD_WORDS == 4) };
-        self.target(i).store(target, Ordering::Release);
+        self.target(i).store(rec.target, Ordering::Release);
     }
 
     /// Points record `i` at the trap target: a stale call through the entry

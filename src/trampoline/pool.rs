@@ -1,21 +1,19 @@
-//! The static trampoline tables of a heap whose strategy is
-//! [`Strategy::StaticTrampolines`](crate::Strategy::StaticTrampolines):
-//! slots are taken and freed like any other thunk slot, under the heap's
-//! lock, with the slot bit vectors kept here (outside the tables). A table
-//! is mapped when every other one is full and unmapped when it empties,
-//! except that one empty table is kept to absorb create/drop churn;
-//! [`Heap::compact`](super::Heap::compact) releases that one too.
+//! The static trampoline tables of one heap (a heap whose thunks are
+//! [`Strategy::StaticTrampolines`](crate::Strategy::StaticTrampolines)):
+//! slots are taken and freed under the heap's lock, with the slot bit
+//! vectors kept here (outside the tables). A table is mapped when every
+//! other one is full and unmapped when it empties, except that one empty
+//! table is kept to absorb create/drop churn;
+//! [`Heap::compact`](crate::Heap::compact) releases that one too.
 
-use lock_api::RawMutex;
-
-use super::Heap;
-use super::bitmap::Bitmap;
-use crate::error::Result;
-use crate::trampoline::{ENTRIES, Table};
+use super::{ENTRIES, Record, Table, source};
+use crate::bitmap::Bitmap;
+use crate::error::{Error, Result};
+use crate::strategy::Strategy;
 
 /// The tables of one heap.
 #[derive(Debug, Default)]
-pub(super) struct TablePool {
+pub(crate) struct TablePool {
     tables: Vec<Option<PoolTable>>,
     /// The table to try first.
     hint: usize,
@@ -40,14 +38,40 @@ pub(crate) struct SlotRef {
     entry: usize,
 }
 
+impl SlotRef {
+    /// The entry's address: the thunk's function pointer.
+    pub(crate) fn entry(&self) -> usize {
+        self.entry
+    }
+}
+
+/// Maps a new table for a heap that has `reserved` bytes of address space
+/// and may have `limit`.
+#[cold]
+fn map_table(reserved: usize, limit: usize) -> Result<Table> {
+    let bytes = Table::reserved_bytes();
+    if reserved.checked_add(bytes).is_none_or(|r| r > limit) {
+        return Err(Error::HeapExhausted {
+            requested: bytes,
+            reserved,
+            limit,
+        });
+    }
+    let source = source().map_err(|reason| Error::StrategyUnavailable {
+        strategy: Strategy::StaticTrampolines,
+        reason: reason.to_owned(),
+    })?;
+    Table::map(source)
+}
+
 impl TablePool {
     /// Tables currently mapped.
-    pub(super) fn tables(&self) -> usize {
+    pub(crate) fn tables(&self) -> usize {
         self.tables.iter().flatten().count()
     }
 
     /// Bytes of bookkeeping (outside the tables).
-    pub(super) fn metadata_bytes(&self) -> usize {
+    pub(crate) fn metadata_bytes(&self) -> usize {
         self.tables.capacity() * std::mem::size_of::<Option<PoolTable>>()
             + self
                 .tables
@@ -57,14 +81,21 @@ impl TablePool {
                 .sum::<usize>()
     }
 
-    /// Takes a free slot and publishes its record. `map` is called to map a
-    /// new table when every table is full (then the flag returned is true);
-    /// on error nothing changed.
-    pub(super) fn take(
+    /// Takes a free slot and publishes its record. A new table is mapped
+    /// when every table is full, if that keeps the heap's address space
+    /// (`reserved` bytes now) within `limit` (then the flag returned is
+    /// true); on error nothing changed.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::HeapExhausted`] past `limit`; [`Error::StrategyUnavailable`]
+    /// if static trampolines do not work here; [`Error::Os`] if a table
+    /// cannot be mapped.
+    pub(crate) fn take(
         &mut self,
-        map: impl FnOnce() -> Result<Table>,
-        words: [usize; 3],
-        target: usize,
+        rec: Record,
+        reserved: usize,
+        limit: usize,
     ) -> Result<(SlotRef, bool)> {
         let found = self
             .tables
@@ -79,7 +110,7 @@ impl TablePool {
             });
         let (t, mapped) = match found {
             Some(t) => (t, false),
-            None => (self.add(map()?), true),
+            None => (self.add(map_table(reserved, limit)?), true),
         };
         let pt = self.tables[t].as_mut().expect("found a live table");
         let index = pt
@@ -91,7 +122,7 @@ impl TablePool {
         }
         pt.used.set_range(index, 1);
         pt.live += 1;
-        pt.table.publish(index, words, target);
+        pt.table.publish(index, rec);
         self.hint = t;
         let slot = SlotRef {
             table: t as u32,
@@ -124,7 +155,7 @@ impl TablePool {
     /// Frees a slot: its record points to the trap target at once. Returns
     /// the bytes of address space unmapped (a table that emptied while
     /// another empty one is kept).
-    pub(super) fn release(&mut self, slot: &SlotRef) -> usize {
+    pub(crate) fn release(&mut self, slot: &SlotRef) -> usize {
         let t = slot.table as usize;
         let pt = self.tables[t].as_mut().expect("a live slot's table");
         pt.table.retire(slot.index as usize);
@@ -145,7 +176,7 @@ impl TablePool {
     }
 
     /// Unmaps every empty table. Returns the bytes released.
-    pub(super) fn release_empty(&mut self) -> usize {
+    pub(crate) fn release_empty(&mut self) -> usize {
         let mut released = 0;
         for slot in &mut self.tables {
             if slot.as_ref().is_some_and(|t| t.live == 0) {
@@ -165,33 +196,5 @@ impl TablePool {
         if self.hint >= self.tables.len() {
             self.hint = 0;
         }
-    }
-}
-
-/// A thunk's slot in a static trampoline table of `heap`; freed on drop.
-pub(crate) struct TrampolineSlot<'h, L: RawMutex> {
-    heap: &'h Heap<L>,
-    slot: SlotRef,
-}
-
-impl<'h, L: RawMutex> TrampolineSlot<'h, L> {
-    pub(super) fn new(heap: &'h Heap<L>, slot: SlotRef) -> Self {
-        TrampolineSlot { heap, slot }
-    }
-
-    /// The entry's address: the thunk's function pointer.
-    pub(crate) fn entry(&self) -> usize {
-        self.slot.entry
-    }
-
-    /// The heap the slot belongs to.
-    pub(crate) fn heap(&self) -> &'h Heap<L> {
-        self.heap
-    }
-}
-
-impl<L: RawMutex> Drop for TrampolineSlot<'_, L> {
-    fn drop(&mut self) {
-        self.heap.free_trampoline(&self.slot);
     }
 }

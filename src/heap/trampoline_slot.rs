@@ -1,0 +1,63 @@
+//! The heap's side of static trampolines (the feature itself is
+//! `crate::trampoline`): taking and freeing a slot under the heap's lock,
+//! with the heap's accounting, and [`TrampolineSlot`], the handle a thunk
+//! owns.
+
+use lock_api::RawMutex;
+
+use super::Heap;
+use crate::error::Result;
+use crate::strategy::Strategy;
+use crate::trampoline::{ENTRY_SIZE, Record, SlotRef};
+
+/// A thunk's slot in a static trampoline table of `heap`; freed on drop.
+pub(crate) struct TrampolineSlot<'h, L: RawMutex> {
+    heap: &'h Heap<L>,
+    slot: SlotRef,
+}
+
+impl<'h, L: RawMutex> TrampolineSlot<'h, L> {
+    /// The entry's address: the thunk's function pointer.
+    pub(crate) fn entry(&self) -> usize {
+        self.slot.entry()
+    }
+
+    /// The heap the slot belongs to.
+    pub(crate) fn heap(&self) -> &'h Heap<L> {
+        self.heap
+    }
+}
+
+impl<L: RawMutex> Drop for TrampolineSlot<'_, L> {
+    fn drop(&mut self) {
+        let mut state = self.heap.state.lock();
+        let unmapped = state.tables.release(&self.slot);
+        state.reserved -= unmapped;
+        state.live -= 1;
+        state.bytes_in_use -= ENTRY_SIZE;
+    }
+}
+
+impl<L: RawMutex> Heap<L> {
+    /// Takes a slot in a static trampoline table and publishes its record.
+    ///
+    /// # Errors
+    ///
+    /// As [`TablePool::take`](crate::trampoline::TablePool::take), with the
+    /// heap's [`max_reserved`](super::HeapBuilder::max_reserved) as the
+    /// limit.
+    pub(crate) fn trampoline(&self, rec: Record) -> Result<TrampolineSlot<'_, L>> {
+        debug_assert_eq!(self.config.strategy, Strategy::StaticTrampolines);
+        let mut state = self.state.lock();
+        let state = &mut *state;
+        let (slot, mapped) = state
+            .tables
+            .take(rec, state.reserved, self.config.max_reserved)?;
+        if mapped {
+            state.reserved += crate::trampoline::Table::reserved_bytes();
+        }
+        state.live += 1;
+        state.bytes_in_use += ENTRY_SIZE;
+        Ok(TrampolineSlot { heap: self, slot })
+    }
+}

@@ -1,0 +1,65 @@
+//! Where a trampoline table's code is mapped from: the file this library's
+//! text was loaded from, found once per process (the look-up itself is
+//! `sys::ImageFile`'s).
+
+use once_cell::race::OnceBox;
+
+use super::TABLE_SIZE;
+use crate::arch;
+use crate::sys::{self, ImageFile};
+
+/// Where the table's code comes from: the file, found once per process and
+/// kept open (one file descriptor, close-on-exec) so that each new table
+/// maps it without searching again.
+#[derive(Debug)]
+pub(crate) struct TableSource {
+    pub(super) image: ImageFile,
+    pub(super) table: &'static [u8],
+}
+
+impl TableSource {
+    /// The file, its offset, and how it was found, for the probe.
+    pub(crate) fn describe(&self) -> String {
+        format!(
+            "{} at offset {:#x} (found with {})",
+            self.image.path(),
+            self.image.offset(),
+            self.image.found_by()
+        )
+    }
+}
+
+/// The table's source, looked up on first use.
+///
+/// # Errors
+///
+/// Why static trampolines cannot work in this process.
+pub(crate) fn source() -> std::result::Result<&'static TableSource, &'static str> {
+    // Compare-and-swap, not a `Once`: fork-safe (see `heap/fork.rs`); racing
+    // first uses may each look, one answer is kept.
+    static SOURCE: OnceBox<std::result::Result<TableSource, String>> = OnceBox::new();
+    SOURCE
+        .get_or_init(|| Box::new(find_source()))
+        .as_ref()
+        .map_err(String::as_str)
+}
+
+fn find_source() -> std::result::Result<TableSource, String> {
+    let table =
+        arch::trampoline_table().ok_or("no trampoline table is assembled for this architecture")?;
+    let page = sys::page_size();
+    if page > TABLE_SIZE {
+        return Err(format!(
+            "the page size ({page}) is larger than the trampoline table ({TABLE_SIZE})"
+        ));
+    }
+    let image = ImageFile::locate(table.as_ptr() as usize)?;
+    if image.offset() % TABLE_SIZE as u64 != 0 {
+        return Err(format!(
+            "the trampoline table is at offset {:#x} of {}, not on a page boundary",
+            image.offset(),
+            image.path()
+        ));
+    }
+    Ok(TableSource { image, table })
+}
