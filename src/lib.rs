@@ -19,7 +19,7 @@ pub use error::{Error, Result, TransitionError};
 pub use heap::{DefaultLock, ExecSpan, Heap, HeapBuilder, HeapStats, NoLock, Span};
 pub use lock_api;
 pub use policy::{Check, Mdwe, Policy, STRATEGY_VAR, Seccomp, Selinux, StrategySetting, probe};
-pub use strategy::{ParseStrategyError, Strategy};
+pub use strategy::{CodeStrategy, ParseStrategyError, Strategy, ThunkStrategy};
 
 /// This crate's version (as `probe --json` reports it).
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

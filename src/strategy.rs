@@ -1,4 +1,15 @@
-//! [`Strategy`]: how writable code memory becomes executable.
+//! Strategies: how wxthunk makes memory it wrote executable
+//! ([`CodeStrategy`]), how it makes a thunk ([`ThunkStrategy`]), and
+//! [`Strategy`], the one flat name for either that users force strategies
+//! by (`HeapBuilder::strategy`, `Block::with_strategy`, `WXTHUNK_STRATEGY`).
+//!
+//! Written code (a [`Block`](crate::Block), a heap span or page, a
+//! generated thunk) needs a [`CodeStrategy`]. A thunk is either generated
+//! code, which then needs one too, or a static trampoline, which needs
+//! none; so a heap's pair of strategies is always one of
+//! `Generated(c)` with its spans under `c`, or static trampolines with
+//! spans under whatever works (possibly nothing): no other combination can
+//! be written.
 
 use std::fmt;
 use std::str::FromStr;
@@ -66,9 +77,136 @@ impl Strategy {
 
     /// Whether the strategy can hold code that wxthunk or you write
     /// ([`Block`](crate::Block)s, heap spans and pages), rather than only
-    /// thunks.
+    /// thunks: whether it is a [`CodeStrategy`].
     pub fn writes_code(self) -> bool {
-        !matches!(self, Strategy::StaticTrampolines)
+        self.code().is_some()
+    }
+
+    /// The strategy for written code this names, if it names one.
+    ///
+    /// ```
+    /// use wxthunk::{CodeStrategy, Strategy};
+    /// assert_eq!(Strategy::Protect.code(), Some(CodeStrategy::Protect));
+    /// assert_eq!(Strategy::StaticTrampolines.code(), None);
+    /// ```
+    pub fn code(self) -> Option<CodeStrategy> {
+        match self {
+            Strategy::Protect => Some(CodeStrategy::Protect),
+            Strategy::DualMap => Some(CodeStrategy::DualMap),
+            Strategy::StaticTrampolines => None,
+        }
+    }
+
+    /// The way of making thunks this names: generated code under a
+    /// [`CodeStrategy`], or static trampolines.
+    ///
+    /// ```
+    /// use wxthunk::{CodeStrategy, Strategy, ThunkStrategy};
+    /// assert_eq!(
+    ///     Strategy::DualMap.thunks(),
+    ///     ThunkStrategy::Generated(CodeStrategy::DualMap)
+    /// );
+    /// assert_eq!(Strategy::StaticTrampolines.thunks(), ThunkStrategy::StaticTrampolines);
+    /// ```
+    pub fn thunks(self) -> ThunkStrategy {
+        match self.code() {
+            Some(code) => ThunkStrategy::Generated(code),
+            None => ThunkStrategy::StaticTrampolines,
+        }
+    }
+}
+
+/// How written code becomes executable: the strategies a
+/// [`Block`](crate::Block), a heap's spans and pages, and generated thunks
+/// can use (every [`Strategy`] but
+/// [`StaticTrampolines`](Strategy::StaticTrampolines)).
+///
+/// ```
+/// use wxthunk::{CodeStrategy, Strategy};
+/// let s: Strategy = CodeStrategy::DualMap.into();
+/// assert_eq!(s, Strategy::DualMap);
+/// assert_eq!(CodeStrategy::try_from(Strategy::StaticTrampolines), Err(Strategy::StaticTrampolines));
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum CodeStrategy {
+    /// [`Strategy::Protect`]: write private pages, then `mprotect` them to
+    /// read+exec.
+    Protect,
+    /// [`Strategy::DualMap`]: write through a read-write view of a memfd,
+    /// run from a read+exec view that is never writable.
+    DualMap,
+}
+
+impl CodeStrategy {
+    /// Its name, as [`Strategy::name`] gives it.
+    pub fn name(self) -> &'static str {
+        Strategy::from(self).name()
+    }
+}
+
+impl From<CodeStrategy> for Strategy {
+    fn from(code: CodeStrategy) -> Strategy {
+        match code {
+            CodeStrategy::Protect => Strategy::Protect,
+            CodeStrategy::DualMap => Strategy::DualMap,
+        }
+    }
+}
+
+/// The strategy for written code a [`Strategy`] names; the strategy itself
+/// back as the error when it names none.
+impl TryFrom<Strategy> for CodeStrategy {
+    type Error = Strategy;
+
+    fn try_from(s: Strategy) -> Result<CodeStrategy, Strategy> {
+        s.code().ok_or(s)
+    }
+}
+
+impl fmt::Display for CodeStrategy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// How a heap makes its thunks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ThunkStrategy {
+    /// A few bytes of code per thunk, written under this strategy (one
+    /// direct jump per call).
+    Generated(CodeStrategy),
+    /// [`Strategy::StaticTrampolines`]: a record in a trampoline table
+    /// mapped from the binary's file; no code is written.
+    StaticTrampolines,
+}
+
+impl ThunkStrategy {
+    /// The flat [`Strategy`] naming this one.
+    pub fn strategy(self) -> Strategy {
+        match self {
+            ThunkStrategy::Generated(code) => code.into(),
+            ThunkStrategy::StaticTrampolines => Strategy::StaticTrampolines,
+        }
+    }
+}
+
+impl From<ThunkStrategy> for Strategy {
+    fn from(thunks: ThunkStrategy) -> Strategy {
+        thunks.strategy()
+    }
+}
+
+impl From<Strategy> for ThunkStrategy {
+    fn from(s: Strategy) -> ThunkStrategy {
+        s.thunks()
+    }
+}
+
+impl fmt::Display for ThunkStrategy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.strategy().name())
     }
 }
 

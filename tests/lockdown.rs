@@ -2,7 +2,9 @@
 //! each in a child process that locks itself down before touching wxthunk:
 //! (a) `PR_SET_MDWE`; (b) a seccomp filter refusing `memfd_create` with
 //! `EPERM`, plus `PR_SET_MDWE`; (c) systemd's `MemoryDenyWriteExecute=`
-//! seccomp rule (no `mmap` with write and exec, no `mprotect` adding exec).
+//! seccomp rule (no `mmap` with write and exec, no `mprotect` adding exec);
+//! (e) a seccomp filter refusing `memfd_create` alone, where written code
+//! uses `mprotect` and thunks static trampolines.
 //! In each the probe must name the strategy thunks use and why, and no
 //! writable+executable mapping may ever appear.
 #![cfg(all(target_os = "linux", target_arch = "x86_64"))]
@@ -13,7 +15,7 @@ use std::ffi::{c_int, c_void};
 use std::io::Write;
 
 use support::seccomp::{self, Lockdown};
-use wxthunk::{Block, Check, Error, Heap, Seccomp, Strategy, Thunk};
+use wxthunk::{Block, Check, CodeStrategy, Error, Heap, Seccomp, Strategy, Thunk, ThunkStrategy};
 
 type Cmp = unsafe extern "C" fn(*const c_void, *const c_void) -> c_int;
 type Sum8 = unsafe extern "C" fn(u64, u64, u64, u64, u64, u64, u64, u64) -> u64;
@@ -239,4 +241,41 @@ fn d_a_sandbox_that_kills_on_fork_like_clone() {
         return;
     };
     assert!(out.contains("PROBED-UNDER-FORK-KILLER"), "{out}");
+}
+
+/// Where memfd is refused but `mprotect` works, the two halves of a heap's
+/// strategy differ: thunks are static trampolines (preferred over
+/// generated code that needs a page and an `mprotect` per thunk), spans
+/// and pages use protect. Each is reported, and each works.
+#[test]
+fn e_no_memfd_alone() {
+    let Some(out) = support::in_child("e_no_memfd_alone", || {
+        seccomp::install(&seccomp::program(Lockdown::NoMemfd)).unwrap();
+        let policy = wxthunk::probe();
+        println!("{policy}");
+        assert!(policy.mprotect_exec.is_allowed(), "{policy}");
+        assert!(matches!(policy.dual_mapping, Check::Refused { .. }));
+        assert!(policy.static_trampolines.is_allowed(), "{policy}");
+        assert_eq!(policy.block_strategy, Some(Strategy::Protect));
+        assert_eq!(policy.heap_strategy, Some(Strategy::Protect));
+        assert_eq!(policy.thunk_strategy, Some(Strategy::StaticTrampolines));
+
+        let heap = Heap::global().unwrap();
+        assert_eq!(heap.thunk_strategy(), ThunkStrategy::StaticTrampolines);
+        assert_eq!(heap.code_strategy(), Some(CodeStrategy::Protect));
+        // The heap's two strategies are what the probe reports for each.
+        assert_eq!(Some(heap.strategy()), policy.thunk_strategy);
+        assert_eq!(heap.span_strategy(), policy.heap_strategy);
+        let mut span = heap.alloc(6).unwrap();
+        span.write_all(&support::code::ret_u32(9)).unwrap();
+        let x = span.exec().unwrap();
+        // SAFETY: the span holds `mov eax, 9; ret`.
+        let f: extern "C" fn() -> u32 = unsafe { x.func(0).unwrap() };
+        assert_eq!(f(), 9);
+        exercise_thunks();
+        println!("LOCKDOWN-OK");
+    }) else {
+        return;
+    };
+    assert!(out.contains("LOCKDOWN-OK"), "{out}");
 }

@@ -5,7 +5,7 @@ use std::ptr::NonNull;
 
 use crate::arch;
 use crate::error::{Error, Result};
-use crate::strategy::Strategy;
+use crate::strategy::CodeStrategy;
 use crate::sys::{self, CodeFile, Prot};
 
 /// Rounds `len` up to whole pages; 0 becomes one page.
@@ -60,10 +60,10 @@ unsafe impl Sync for BlockMemory {}
 
 impl BlockMemory {
     /// Maps `capacity` bytes (a whole number of pages), writable.
-    pub(crate) fn new(capacity: usize, strategy: Strategy) -> Result<Self> {
+    pub(crate) fn new(capacity: usize, strategy: CodeStrategy) -> Result<Self> {
         debug_assert_eq!(capacity % sys::page_size(), 0);
         let kind = match strategy {
-            Strategy::Protect => {
+            CodeStrategy::Protect => {
                 let base =
                     sys::map_anon(capacity, Prot::ReadWrite).map_err(|e| Error::os("mmap", e))?;
                 Kind::Protect {
@@ -71,7 +71,7 @@ impl BlockMemory {
                     writable: true,
                 }
             }
-            Strategy::DualMap => {
+            CodeStrategy::DualMap => {
                 let rx = sys::map_anon(capacity, Prot::None)
                     .map_err(|e| Error::os("mmap (address reservation)", e))?;
                 match sys::map_anon(capacity, Prot::ReadWrite) {
@@ -83,7 +83,6 @@ impl BlockMemory {
                     }
                 }
             }
-            Strategy::StaticTrampolines => unreachable!("refused by Block::with_strategy"),
         };
         Ok(BlockMemory { capacity, kind })
     }
@@ -92,10 +91,10 @@ impl BlockMemory {
         self.capacity
     }
 
-    pub(crate) fn strategy(&self) -> Strategy {
+    pub(crate) fn strategy(&self) -> CodeStrategy {
         match self.kind {
-            Kind::Protect { .. } => Strategy::Protect,
-            Kind::DualMap { .. } => Strategy::DualMap,
+            Kind::Protect { .. } => CodeStrategy::Protect,
+            Kind::DualMap { .. } => CodeStrategy::DualMap,
         }
     }
 

@@ -13,7 +13,7 @@ use crate::abi::FnPtr;
 use crate::error::TransitionError;
 use crate::error::{Error, Result};
 use crate::policy::{BLOCK_PREFERENCE, capabilities};
-use crate::strategy::Strategy;
+use crate::strategy::{CodeStrategy, Strategy};
 
 /// A writable block of memory for machine code: page-rounded, filled through
 /// [`io::Write`], then sealed with [`exec`](Block::exec) into an
@@ -88,21 +88,45 @@ impl Block {
     }
 
     /// Like [`new`](Block::new), with a strategy of your choice.
+    /// [`Strategy::StaticTrampolines`] holds thunks, not written code, so it
+    /// is refused here; [`with_code_strategy`](Block::with_code_strategy)
+    /// takes only strategies for written code.
     ///
     /// # Errors
     ///
     /// As [`new`](Block::new), and [`Error::StrategyUnavailable`](crate::Error::StrategyUnavailable) if
-    /// `strategy` does not work in this process.
+    /// `strategy` does not work in this process or is not a strategy for
+    /// written code.
     pub fn with_strategy(len: usize, strategy: Strategy) -> Result<Block> {
-        let capacity = round_to_pages(len)?;
-        if !strategy.writes_code() {
+        let Some(code) = strategy.code() else {
             return Err(Error::StrategyUnavailable {
                 strategy,
                 reason: "static trampolines hold thunks, not written code; a Block needs \
                          protect or dual-map"
                     .into(),
             });
-        }
+        };
+        Block::with_code_strategy(len, code)
+    }
+
+    /// Like [`new`](Block::new), with a strategy for written code of your
+    /// choice.
+    ///
+    /// ```
+    /// use wxthunk::{Block, CodeStrategy};
+    /// if wxthunk::probe().allows(wxthunk::Strategy::DualMap) {
+    ///     let block = Block::with_code_strategy(64, CodeStrategy::DualMap)?;
+    ///     assert_eq!(block.code_strategy(), CodeStrategy::DualMap);
+    /// }
+    /// # Ok::<(), wxthunk::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`new`](Block::new), and [`Error::StrategyUnavailable`](crate::Error::StrategyUnavailable) if
+    /// `strategy` does not work in this process.
+    pub fn with_code_strategy(len: usize, strategy: CodeStrategy) -> Result<Block> {
+        let capacity = round_to_pages(len)?;
         capabilities().require(strategy)?;
         Ok(Block {
             mem: BlockMemory::new(capacity, strategy)?,
@@ -154,6 +178,11 @@ impl Block {
 
     /// The strategy that will make this block executable.
     pub fn strategy(&self) -> Strategy {
+        self.mem.strategy().into()
+    }
+
+    /// The strategy as a [`CodeStrategy`].
+    pub fn code_strategy(&self) -> CodeStrategy {
         self.mem.strategy()
     }
 
@@ -255,6 +284,11 @@ impl ExecBlock {
 
     /// The strategy that made this block executable.
     pub fn strategy(&self) -> Strategy {
+        self.mem.strategy().into()
+    }
+
+    /// The strategy as a [`CodeStrategy`].
+    pub fn code_strategy(&self) -> CodeStrategy {
         self.mem.strategy()
     }
 

@@ -33,7 +33,7 @@ pub(crate) use trampoline_slot::TrampolineSlot;
 
 use crate::error::{Error, Result};
 use crate::policy::{HEAP_PREFERENCE, THUNK_PREFERENCE, capabilities};
-use crate::strategy::Strategy;
+use crate::strategy::{CodeStrategy, Strategy, ThunkStrategy};
 use crate::sys;
 use crate::trampoline::{self, TablePool};
 
@@ -187,13 +187,37 @@ impl<L: RawMutex> Drop for Locked<L> {
     }
 }
 
+/// What a heap does with its thunks and with the code written into it: the
+/// only two combinations there are (generated thunks are spans, so they
+/// share the spans' strategy).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Mode {
+    /// Thunks are generated code, in spans under this strategy.
+    Generated(CodeStrategy),
+    /// Thunks are static trampolines; spans and pages use `spans`, or
+    /// cannot be allocated when no strategy for written code works here.
+    StaticTrampolines { spans: Option<CodeStrategy> },
+}
+
+impl Mode {
+    fn thunks(self) -> ThunkStrategy {
+        match self {
+            Mode::Generated(code) => ThunkStrategy::Generated(code),
+            Mode::StaticTrampolines { .. } => ThunkStrategy::StaticTrampolines,
+        }
+    }
+
+    fn spans(self) -> Option<CodeStrategy> {
+        match self {
+            Mode::Generated(code) => Some(code),
+            Mode::StaticTrampolines { spans } => spans,
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug)]
 struct Config {
-    /// The strategy of the heap's thunks.
-    strategy: Strategy,
-    /// The strategy of spans and pages (the same, unless thunks use static
-    /// trampolines); `None` when no strategy for written code works here.
-    span_strategy: Option<Strategy>,
+    mode: Mode,
     strict: bool,
     granule_shift: u32,
     first_region: usize,
@@ -287,7 +311,7 @@ pub struct HeapStats {
 #[derive(Clone, Debug)]
 #[must_use]
 pub struct HeapBuilder {
-    strategy: Option<Strategy>,
+    thunks: Option<ThunkStrategy>,
     strict: bool,
     region_size: usize,
     max_region_size: usize,
@@ -297,7 +321,7 @@ pub struct HeapBuilder {
 impl Default for HeapBuilder {
     fn default() -> Self {
         HeapBuilder {
-            strategy: None,
+            thunks: None,
             strict: false,
             region_size: 64 * 1024,
             max_region_size: 4 * 1024 * 1024,
@@ -325,7 +349,28 @@ impl HeapBuilder {
     /// of such a heap use the best strategy for written code that works
     /// here (see [`Heap::span_strategy`]).
     pub fn strategy(mut self, strategy: Strategy) -> Self {
-        self.strategy = Some(strategy);
+        self.thunks = Some(strategy.thunks());
+        self
+    }
+
+    /// Forces how thunks are made: generated code under a
+    /// [`CodeStrategy`] (which spans and pages then share), or static
+    /// trampolines (spans and pages then use the best strategy for written
+    /// code that works here). The same as [`strategy`](Self::strategy) with
+    /// the flat name.
+    ///
+    /// ```
+    /// use wxthunk::{CodeStrategy, Heap, ThunkStrategy};
+    /// let thunks = ThunkStrategy::Generated(CodeStrategy::Protect);
+    /// if wxthunk::probe().allows(thunks.strategy()) {
+    ///     let heap = Heap::builder().thunk_strategy(thunks).build()?;
+    ///     assert_eq!(heap.thunk_strategy(), thunks);
+    ///     assert_eq!(heap.code_strategy(), Some(CodeStrategy::Protect));
+    /// }
+    /// # Ok::<(), wxthunk::Error>(())
+    /// ```
+    pub fn thunk_strategy(mut self, thunks: ThunkStrategy) -> Self {
+        self.thunks = Some(thunks);
         self
     }
 
@@ -417,23 +462,25 @@ impl HeapBuilder {
 
     fn build_any<L: RawMutex>(self) -> Result<Heap<L>> {
         let caps = capabilities();
-        let strategy = match self.strategy {
-            Some(s) => {
-                caps.require(s)?;
-                s
+        let thunks = match self.thunks {
+            Some(t) => {
+                caps.require(t)?;
+                t
             }
             None => caps.choose(THUNK_PREFERENCE)?,
         };
-        let span_strategy = if strategy.writes_code() {
-            Some(strategy)
-        } else {
-            caps.choose(HEAP_PREFERENCE).ok()
+        let mode = match thunks {
+            ThunkStrategy::Generated(code) => Mode::Generated(code),
+            ThunkStrategy::StaticTrampolines => Mode::StaticTrampolines {
+                spans: caps.choose(HEAP_PREFERENCE).ok(),
+            },
         };
+        let span_strategy = mode.spans();
         let page = sys::page_size();
         let first_region = crate::block::round_to_pages(self.region_size)?;
         let max_region = crate::block::round_to_pages(self.max_region_size)?.max(first_region);
         let granule_shift = match span_strategy {
-            Some(Strategy::Protect) => page.trailing_zeros(),
+            Some(CodeStrategy::Protect) => page.trailing_zeros(),
             _ => DUAL_GRANULE_SHIFT,
         };
         let limit = max_region_bytes(granule_shift);
@@ -447,9 +494,8 @@ impl HeapBuilder {
             }
         }
         let config = Config {
-            strategy,
-            span_strategy,
-            strict: self.strict && span_strategy == Some(Strategy::DualMap),
+            mode,
+            strict: self.strict && span_strategy == Some(CodeStrategy::DualMap),
             granule_shift,
             first_region,
             max_region,
@@ -514,7 +560,20 @@ impl<L: RawMutex> Heap<L> {
     /// for [`Strategy::StaticTrampolines`] see
     /// [`span_strategy`](Heap::span_strategy).
     pub fn strategy(&self) -> Strategy {
-        self.config.strategy
+        self.config.mode.thunks().strategy()
+    }
+
+    /// How this heap makes thunks: generated code under its
+    /// [`code_strategy`](Heap::code_strategy), or static trampolines.
+    pub fn thunk_strategy(&self) -> ThunkStrategy {
+        self.config.mode.thunks()
+    }
+
+    /// The strategy of this heap's spans and pages (and generated thunks),
+    /// `None` when no strategy for written code works in this process
+    /// (then the heap holds static-trampoline thunks only).
+    pub fn code_strategy(&self) -> Option<CodeStrategy> {
+        self.config.mode.spans()
     }
 
     /// The strategy of this heap's spans and pages (code written into it),
@@ -522,7 +581,7 @@ impl<L: RawMutex> Heap<L> {
     /// the heap holds thunks only (as static trampolines) and
     /// [`alloc`](Heap::alloc) returns [`Error::NoExecutableMemory`].
     pub fn span_strategy(&self) -> Option<Strategy> {
-        self.config.span_strategy
+        self.config.mode.spans().map(Strategy::from)
     }
 
     /// Whether this heap is strict (no writable mapping of code, ever).
@@ -625,7 +684,7 @@ impl<L: RawMutex> Heap<L> {
         let pages_committed = regions.clone().map(Region::committed_pages).sum::<usize>()
             + tables * trampoline::TABLE_SIZE / page;
         HeapStats {
-            strategy: self.config.strategy,
+            strategy: self.strategy(),
             regions: regions.clone().count(),
             bytes_reserved: state.reserved,
             pages_committed,
@@ -656,7 +715,7 @@ impl<L: RawMutex> Heap<L> {
         if len == 0 {
             return Err(Error::ZeroSize);
         }
-        if self.config.span_strategy.is_none() {
+        if self.config.mode.spans().is_none() {
             return Err(no_span_strategy());
         }
         let shift = self.config.granule_shift;
@@ -811,7 +870,7 @@ impl<L: RawMutex> Heap<L> {
         }
         let region = Region::new(
             size,
-            self.config.span_strategy.expect("checked by allocate_with"),
+            self.config.mode.spans().expect("checked by allocate_with"),
             self.config.strict,
             shift,
             Stamp::now(),
@@ -876,7 +935,7 @@ impl<L: RawMutex> Heap<L> {
             state.bytes_in_use -= alloc.bytes();
             return;
         }
-        let cache = (self.config.span_strategy == Some(Strategy::DualMap)
+        let cache = (self.config.mode.spans() == Some(CodeStrategy::DualMap)
             && granules <= CACHE_CLASSES)
             .then(|| &mut state.cache[granules - 1])
             .filter(|c| c.len() < CACHE_DEPTH);

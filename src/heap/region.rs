@@ -8,7 +8,7 @@ use super::fork::Stamp;
 use crate::arch;
 use crate::bitmap::Bitmap;
 use crate::error::{Error, Result};
-use crate::strategy::Strategy;
+use crate::strategy::CodeStrategy;
 use crate::sys::{self, CodeFile, Prot};
 
 /// The mappings of a region.
@@ -61,7 +61,7 @@ impl Region {
     /// `strategy`, with allocation granules of `1 << granule_shift` bytes.
     pub(crate) fn new(
         size: usize,
-        strategy: Strategy,
+        strategy: CodeStrategy,
         strict: bool,
         granule_shift: u32,
         stamp: Stamp,
@@ -69,12 +69,12 @@ impl Region {
         let page = sys::page_size();
         debug_assert!(size % page == 0 && size > 0);
         let backing = match strategy {
-            Strategy::Protect => {
+            CodeStrategy::Protect => {
                 let base = sys::map_anon_near(size, Prot::None, super::placement::hint(size))
                     .map_err(|e| Error::os("mmap (heap region)", e))?;
                 Backing::Protect { base }
             }
-            Strategy::DualMap => {
+            CodeStrategy::DualMap => {
                 let file = CodeFile::create(size)
                     .map_err(|e| Error::os("memfd_create (heap region)", e))?;
                 // An inaccessible reservation: each page is mapped read+exec
@@ -97,7 +97,6 @@ impl Region {
                 };
                 Backing::DualMap { file, rx, rw }
             }
-            Strategy::StaticTrampolines => unreachable!("not a strategy for written code"),
         };
         let granules = size >> granule_shift;
         Ok(Region {

@@ -7,7 +7,7 @@ use lock_api::RawMutex;
 
 use super::Heap;
 use crate::error::Result;
-use crate::strategy::Strategy;
+use crate::strategy::ThunkStrategy;
 use crate::trampoline::{ENTRY_SIZE, Record, SlotRef};
 
 /// A thunk's slot in a static trampoline table of `heap`; freed on drop.
@@ -47,7 +47,7 @@ impl<L: RawMutex> Heap<L> {
     /// heap's [`max_reserved`](super::HeapBuilder::max_reserved) as the
     /// limit.
     pub(crate) fn trampoline(&self, rec: Record) -> Result<TrampolineSlot<'_, L>> {
-        debug_assert_eq!(self.config.strategy, Strategy::StaticTrampolines);
+        debug_assert_eq!(self.thunk_strategy(), ThunkStrategy::StaticTrampolines);
         let mut state = self.state.lock();
         let state = &mut *state;
         let (slot, mapped) = state

@@ -6,7 +6,7 @@ use once_cell::race::OnceBox;
 use super::Check;
 use crate::arch;
 use crate::error::{Error, Result};
-use crate::strategy::Strategy;
+use crate::strategy::{CodeStrategy, Strategy, ThunkStrategy};
 use crate::sys::{self, CodeFile, Prot};
 
 /// The result of trying each strategy once.
@@ -72,13 +72,19 @@ impl Capabilities {
     }
 
     /// The first strategy of `preference` that works here.
-    pub(crate) fn choose(&self, preference: &[Strategy]) -> Result<Strategy> {
-        if let Some(&s) = preference.iter().find(|&&s| self.check(s).is_allowed()) {
+    pub(crate) fn choose<S: Copy + Into<Strategy>>(&self, preference: &[S]) -> Result<S> {
+        if let Some(&s) = preference
+            .iter()
+            .find(|&&s| self.check(s.into()).is_allowed())
+        {
             return Ok(s);
         }
         let reasons: Vec<String> = preference
             .iter()
-            .map(|&s| format!("{s}: {}", self.check(s)))
+            .map(|&s| {
+                let s = s.into();
+                format!("{s}: {}", self.check(s))
+            })
             .collect();
         Err(Error::NoExecutableMemory {
             reason: reasons.join("; "),
@@ -86,7 +92,8 @@ impl Capabilities {
     }
 
     /// `Ok` if `strategy` works here, else why not.
-    pub(crate) fn require(&self, strategy: Strategy) -> Result<()> {
+    pub(crate) fn require(&self, strategy: impl Into<Strategy>) -> Result<()> {
+        let strategy = strategy.into();
         match self.check(strategy) {
             Check::Allowed => Ok(()),
             other => Err(Error::StrategyUnavailable {
@@ -99,18 +106,19 @@ impl Capabilities {
 
 /// The order in which a [`Block`](crate::Block) prefers strategies: whole
 /// blocks are sealed once, so one `mprotect` beats creating a file.
-pub(crate) const BLOCK_PREFERENCE: &[Strategy] = &[Strategy::Protect, Strategy::DualMap];
+pub(crate) const BLOCK_PREFERENCE: &[CodeStrategy] =
+    &[CodeStrategy::Protect, CodeStrategy::DualMap];
 
 /// The order in which a code heap prefers strategies for the code written
 /// into it: many small pieces of code share a page, and dual mapping writes
 /// them without a system call.
-pub(crate) const HEAP_PREFERENCE: &[Strategy] = &[Strategy::DualMap, Strategy::Protect];
+pub(crate) const HEAP_PREFERENCE: &[CodeStrategy] = &[CodeStrategy::DualMap, CodeStrategy::Protect];
 
 /// The order in which a heap prefers strategies for its thunks.
-pub(crate) const THUNK_PREFERENCE: &[Strategy] = &[
-    Strategy::DualMap,
-    Strategy::StaticTrampolines,
-    Strategy::Protect,
+pub(crate) const THUNK_PREFERENCE: &[ThunkStrategy] = &[
+    ThunkStrategy::Generated(CodeStrategy::DualMap),
+    ThunkStrategy::StaticTrampolines,
+    ThunkStrategy::Generated(CodeStrategy::Protect),
 ];
 
 /// Calls the `ret` instruction at `code`.

@@ -285,16 +285,16 @@ impl Policy {
             seccomp,
             pax: sys::pax_flags(),
             read_implies_exec: sys::read_implies_exec(),
-            block_strategy: caps.choose(BLOCK_PREFERENCE).ok(),
+            block_strategy: caps.choose(BLOCK_PREFERENCE).ok().map(Strategy::from),
             static_trampolines: caps.static_trampolines.clone(),
             trampoline_source: crate::trampoline::source()
                 .ok()
                 .map(crate::trampoline::TableSource::describe),
-            heap_strategy: caps.choose(HEAP_PREFERENCE).ok(),
+            heap_strategy: caps.choose(HEAP_PREFERENCE).ok().map(Strategy::from),
             thunk_strategy: match strategy_setting() {
                 StrategySetting::Forced(s) => Some(*s).filter(|&s| caps.check(s).is_allowed()),
                 StrategySetting::Invalid { .. } => None,
-                _ => caps.choose(THUNK_PREFERENCE).ok(),
+                _ => caps.choose(THUNK_PREFERENCE).ok().map(Strategy::from),
             },
             strategy_setting: strategy_setting().clone(),
             notes: Vec::new(),

@@ -44,7 +44,7 @@ use crate::arch::{self, Placement};
 use crate::error::{Error, Result};
 use crate::heap::Heap;
 use crate::heap::{DefaultLock, ExecSpan, TrampolineSlot};
-use crate::strategy::Strategy;
+use crate::strategy::ThunkStrategy;
 use crate::trampoline;
 use call::{MutCtx, OnceCtx};
 pub use closure::{ThunkFn, ThunkFnMut, ThunkFnOnce};
@@ -325,7 +325,7 @@ impl<'a, F: ThunkSig, L: RawMutex> Thunk<'a, F, L> {
         let placement = placement_of::<F>()?;
         let ctx_addr = ctx.ptr.as_ptr() as usize;
         let builds_frame = matches!(placement, Placement::Stack(_));
-        if heap.strategy() == Strategy::StaticTrampolines {
+        if heap.thunk_strategy() == ThunkStrategy::StaticTrampolines {
             let rec = trampoline::record(F::CONV, placement, ctx_addr, entry as usize);
             let slot = heap.trampoline(rec)?;
             // SAFETY: the entry jumps through a record that holds the
@@ -392,7 +392,7 @@ impl<'a, F: ThunkSig, L: RawMutex> Thunk<'a, F, L> {
     }
 
     /// The thunk's machine code, read back from executable memory: the
-    /// generated thunk, or for [`Strategy::StaticTrampolines`] the table
+    /// generated thunk, or for [`Strategy::StaticTrampolines`](crate::Strategy::StaticTrampolines) the table
     /// entry (the same for every thunk).
     pub fn code(&self) -> &[u8] {
         match &self.code {
