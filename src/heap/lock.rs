@@ -141,3 +141,18 @@ unsafe impl RawMutex for NoLock {
         self.locked.set(false);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_lock_refuses_a_second_lock() {
+        let lock = <NoLock as RawMutex>::INIT;
+        lock.lock();
+        assert!(!lock.try_lock());
+        // SAFETY: locked just above on this thread.
+        unsafe { lock.unlock() };
+        assert!(lock.try_lock());
+    }
+}

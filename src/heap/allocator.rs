@@ -1,0 +1,421 @@
+//! The state behind a heap's lock and the allocator that works on it:
+//! size classes of freed thunk-sized allocations, first fit over the
+//! regions' bit vectors, growth, freeing and compaction.
+
+use lock_api::RawMutex;
+
+use super::Heap;
+use super::fork::Stamp;
+use super::region::Region;
+use super::span::ExecSpan;
+use crate::error::{Error, Result};
+use crate::policy::{HEAP_PREFERENCE, capabilities};
+use crate::strategy::CodeStrategy;
+use crate::sys;
+use crate::trampoline::TablePool;
+
+/// Freed dual-mapped allocations of 1 to `CACHE_CLASSES` granules are kept
+/// (already filled with traps, still marked in use in their region) in a
+/// small stack per size, up to `CACHE_DEPTH` each, and handed out again
+/// before any bit vector is searched: the steady-state alloc/free pair
+/// touches neither the bit vectors nor the region list.
+const CACHE_CLASSES: usize = 8;
+const CACHE_DEPTH: usize = 64;
+
+pub(super) struct State {
+    pub(super) regions: Vec<Option<Region>>,
+    /// Freed allocations ready for reuse, by size in granules (see
+    /// `CACHE_CLASSES`).
+    pub(super) cache: [Vec<Allocation>; CACHE_CLASSES],
+    /// The region to try first (where something was last freed or found).
+    pub(super) hint: usize,
+    pub(super) next_region_size: usize,
+    pub(super) reserved: usize,
+    pub(super) live: usize,
+    pub(super) bytes_in_use: usize,
+    /// Static trampoline tables (thunks of a static-trampoline heap).
+    pub(super) tables: TablePool,
+}
+
+/// Where an allocation is: its region, its first granule and its size in
+/// granules, and the address it runs at.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Allocation {
+    region: u32,
+    start: u32,
+    /// Length in granules of the region's size (`1 << shift` bytes).
+    granules: u32,
+    /// The region's granule shift: the heap's, or the page size's for a
+    /// region of its own (an allocation larger than the largest region).
+    shift: u8,
+    /// The executable address (kept as an integer so that allocations take
+    /// their auto traits from the heap they borrow).
+    addr: usize,
+}
+
+impl Allocation {
+    pub(crate) fn addr(&self) -> usize {
+        self.addr
+    }
+
+    /// Bytes the allocation spans.
+    pub(super) fn bytes(&self) -> usize {
+        (self.granules as usize) << self.shift
+    }
+}
+
+impl State {
+    /// An empty heap's state, to grow from regions of `first_region` bytes.
+    pub(super) fn new(first_region: usize) -> State {
+        State {
+            regions: Vec::new(),
+            cache: std::array::from_fn(|_| Vec::with_capacity(CACHE_DEPTH)),
+            hint: 0,
+            next_region_size: first_region,
+            reserved: 0,
+            live: 0,
+            bytes_in_use: 0,
+            tables: TablePool::default(),
+        }
+    }
+}
+
+impl<L: RawMutex> Heap<L> {
+    /// Releases every empty region back to the system, and the memory of
+    /// free pages in the others. Returns the bytes released (address space
+    /// unmapped plus memory decommitted).
+    pub fn compact(&self) -> usize {
+        let mut state = self.state.lock();
+        // Taken under the lock: a fork cannot slip in between (see fork.rs).
+        let stamp = Stamp::now();
+        let state = &mut *state;
+        for class in &mut state.cache {
+            for alloc in class.drain(..) {
+                let region = state.regions[alloc.region as usize]
+                    .as_mut()
+                    .expect("cached in a live region");
+                region.release_bits(alloc.start as usize, alloc.granules as usize);
+            }
+        }
+        let mut released = 0;
+        let mut reserved = state.reserved;
+        for slot in &mut state.regions {
+            let Some(region) = slot else { continue };
+            if region.live() == 0 {
+                released += region.size();
+                reserved -= region.size();
+                *slot = None;
+            } else if region.size() <= self.config.max_region
+                && region.unshare_after_fork(stamp).is_ok()
+            {
+                // (A region of its own holds one live allocation and no
+                // free page; it is given back when that is freed.)
+                released += region.decommit_free_pages();
+            }
+        }
+        state.reserved = reserved;
+        while matches!(state.regions.last(), Some(None)) {
+            state.regions.pop();
+        }
+        state.hint = 0;
+        let tables = state.tables.release_empty();
+        released += tables;
+        state.reserved -= tables;
+        if state.regions.is_empty() {
+            // Start growing from the first size again.
+            state.next_region_size = self.config.first_region;
+        }
+        released
+    }
+
+    /// Allocates `len` bytes aligned to `align` granules.
+    pub(crate) fn allocate(&self, len: usize, align: usize) -> Result<Allocation> {
+        self.allocate_with(len, align, |_| None::<&[u8]>)
+    }
+
+    /// Allocates, and if `code` is given writes it and makes it executable,
+    /// all under one lock.
+    #[inline]
+    pub(crate) fn allocate_with<C: AsRef<[u8]>>(
+        &self,
+        len: usize,
+        align: usize,
+        code: impl FnOnce(usize) -> Option<C>,
+    ) -> Result<Allocation> {
+        if len == 0 {
+            return Err(Error::ZeroSize);
+        }
+        if self.config.mode.spans().is_none() {
+            return Err(no_span_strategy());
+        }
+        let shift = self.config.granule_shift;
+        let limit = self.config.max_span;
+        if len > limit {
+            return Err(Error::TooLarge {
+                what: "a code span",
+                requested: len,
+                limit,
+            });
+        }
+        // Cannot overflow, nor exceed `u32::MAX` granules: `len <= limit`.
+        let granules = len.next_multiple_of(1 << shift) >> shift;
+        let granules32 = granules as u32;
+        let mut state = self.state.lock();
+        // Taken under the lock: a fork cannot slip in between (see fork.rs).
+        let stamp = Stamp::now();
+        let alloc = self.take_locked(&mut state, granules, granules32, align, stamp)?;
+        if let Some(code) = code(alloc.addr) {
+            let code = code.as_ref();
+            let region = state.regions[alloc.region as usize]
+                .as_mut()
+                .expect("allocation's region is live");
+            if let Err(e) = region.write(alloc.start as usize, alloc.granules as usize, code) {
+                self.free_locked(&mut state, &alloc, stamp);
+                return Err(e);
+            }
+        }
+        Ok(alloc)
+    }
+
+    #[inline]
+    fn take_locked(
+        &self,
+        state: &mut State,
+        granules: usize,
+        granules32: u32,
+        align: usize,
+        stamp: Stamp,
+    ) -> Result<Allocation> {
+        if align == 1 && granules <= CACHE_CLASSES {
+            if let Some(alloc) = state.cache[granules - 1].pop() {
+                let region = state.regions[alloc.region as usize]
+                    .as_mut()
+                    .expect("cached in a live region");
+                if let Err(e) = region.unshare_after_fork(stamp) {
+                    state.cache[granules - 1].push(alloc);
+                    return Err(e);
+                }
+                state.live += 1;
+                state.bytes_in_use += alloc.bytes();
+                return Ok(alloc);
+            }
+        }
+        self.allocate_slow(state, granules, granules32, align, stamp)
+    }
+
+    #[cold]
+    fn allocate_slow(
+        &self,
+        state: &mut State,
+        granules: usize,
+        granules32: u32,
+        align: usize,
+        stamp: Stamp,
+    ) -> Result<Allocation> {
+        let shift = self.config.granule_shift;
+        let (index, start, shift, granules) = match self.find(state, granules, align) {
+            Some((index, start)) => (index, start, shift, granules32),
+            None => self.grow(state, granules)?,
+        };
+        let region = state.regions[index]
+            .as_mut()
+            .expect("found in a live region");
+        region.unshare_after_fork(stamp)?;
+        if self.is_own_region(region) {
+            region.take_whole();
+        } else {
+            region.take(start, granules as usize);
+        }
+        let alloc = Allocation {
+            region: index as u32,
+            start: start as u32,
+            granules,
+            shift: shift as u8,
+            addr: region.exec_base().as_ptr() as usize + (start << shift),
+        };
+        state.hint = index;
+        state.live += 1;
+        state.bytes_in_use += alloc.bytes();
+        Ok(alloc)
+    }
+
+    /// Whether `region` holds one allocation larger than the largest
+    /// region, in page-sized granules, and is released with it.
+    fn is_own_region(&self, region: &Region) -> bool {
+        region.size() > self.config.max_region
+    }
+
+    fn find(&self, state: &State, granules: usize, align: usize) -> Option<(usize, usize)> {
+        let try_region = |i: usize| {
+            let region = state.regions.get(i)?.as_ref()?;
+            if self.is_own_region(region) {
+                return None;
+            }
+            region.find(granules, align).map(|start| (i, start))
+        };
+        try_region(state.hint).or_else(|| {
+            (0..state.regions.len())
+                .filter(|&i| i != state.hint)
+                .filter(|&i| {
+                    state.regions[i]
+                        .as_ref()
+                        .is_some_and(|r| r.free_granules() >= granules)
+                })
+                .find_map(try_region)
+        })
+    }
+
+    /// Maps a new region for `granules` (in the heap's granules) and returns
+    /// where the allocation goes: the region's index, the first granule, the
+    /// region's granule shift and the allocation's length in its granules.
+    ///
+    /// An allocation larger than the largest region gets a region of its
+    /// own with page-sized granules, so that its bookkeeping is a bit per
+    /// page, not per 32 bytes; it is unmapped when the allocation is freed.
+    #[cold]
+    fn grow(&self, state: &mut State, granules: usize) -> Result<(usize, usize, u32, u32)> {
+        let mut shift = self.config.granule_shift;
+        let needed = crate::block::round_to_pages(granules << shift)?;
+        let own = needed > self.config.max_region;
+        let mut granules = granules;
+        if own {
+            shift = sys::page_size().trailing_zeros();
+            granules = needed >> shift;
+        }
+        let size = if own {
+            needed
+        } else {
+            state.next_region_size.max(needed)
+        };
+        if state
+            .reserved
+            .checked_add(size)
+            .is_none_or(|total| total > self.config.max_reserved)
+        {
+            return Err(Error::HeapExhausted {
+                requested: needed,
+                reserved: state.reserved,
+                limit: self.config.max_reserved,
+            });
+        }
+        let region = Region::new(
+            size,
+            self.config.mode.spans().expect("checked by allocate_with"),
+            self.config.strict,
+            shift,
+            Stamp::now(),
+        )?;
+        let start = region
+            .find(granules, 1)
+            .expect("a new region fits the allocation");
+        let index = match state.regions.iter().position(Option::is_none) {
+            Some(i) => {
+                state.regions[i] = Some(region);
+                i
+            }
+            None => {
+                state.regions.push(Some(region));
+                state.regions.len() - 1
+            }
+        };
+        state.reserved += size;
+        if !own {
+            state.next_region_size = (state.next_region_size * 2).min(self.config.max_region);
+        }
+        // At most `max_region_bytes` granules, checked by `allocate_with`.
+        Ok((index, start, shift, granules as u32))
+    }
+
+    /// Writes `code` into an allocation and makes it executable.
+    pub(crate) fn commit(&self, alloc: &Allocation, code: &[u8]) -> Result<()> {
+        let mut state = self.state.lock();
+        let region = state.regions[alloc.region as usize]
+            .as_mut()
+            .expect("allocation's region is live");
+        region.unshare_after_fork(Stamp::now())?;
+        region.write(alloc.start as usize, alloc.granules as usize, code)
+    }
+
+    /// Frees an allocation.
+    pub(crate) fn free(&self, alloc: &Allocation) {
+        let mut state = self.state.lock();
+        // Taken under the lock: a fork cannot slip in between (see fork.rs).
+        let stamp = Stamp::now();
+        self.free_locked(&mut state, alloc, stamp);
+    }
+
+    #[inline]
+    fn free_locked(&self, state: &mut State, alloc: &Allocation, stamp: Stamp) {
+        let granules = alloc.granules as usize;
+        let region = state.regions[alloc.region as usize]
+            .as_mut()
+            .expect("allocation's region is live");
+        if region.unshare_after_fork(stamp).is_err() {
+            // The region is still shared with a forked process and could not
+            // be moved to a file of its own: keep the bytes as they are (the
+            // other process may run them) and leak the granules.
+            state.live -= 1;
+            return;
+        }
+        if self.is_own_region(region) {
+            // Its only allocation: give the whole region back now.
+            state.reserved -= region.size();
+            state.regions[alloc.region as usize] = None;
+            state.live -= 1;
+            state.bytes_in_use -= alloc.bytes();
+            return;
+        }
+        let cache = (self.config.mode.spans() == Some(CodeStrategy::DualMap)
+            && granules <= CACHE_CLASSES)
+            .then(|| &mut state.cache[granules - 1])
+            .filter(|c| c.len() < CACHE_DEPTH);
+        match cache {
+            Some(cache) => {
+                region.scrub(alloc.start as usize, granules);
+                cache.push(*alloc);
+            }
+            None => region.release(alloc.start as usize, granules),
+        }
+        state.live -= 1;
+        state.bytes_in_use -= alloc.bytes();
+        state.hint = alloc.region as usize;
+    }
+
+    /// Allocates `len` bytes, writes the code `make` returns for the
+    /// address it will run at (at most `len` bytes) and makes it executable,
+    /// in one step under one lock.
+    pub(crate) fn exec_code_at<C: AsRef<[u8]>>(
+        &self,
+        len: usize,
+        make: impl FnOnce(usize) -> C,
+    ) -> Result<ExecSpan<'_, L>> {
+        let mut written = 0;
+        let alloc = self.allocate_with(len, 1, |addr| {
+            let code = make(addr);
+            written = code.as_ref().len();
+            debug_assert!(written <= len);
+            Some(code)
+        })?;
+        Ok(ExecSpan::from_parts(self, alloc, written))
+    }
+
+    /// Bytes a read of `alloc` may cover.
+    pub(crate) fn capacity_of(&self, alloc: &Allocation) -> usize {
+        alloc.bytes()
+    }
+}
+
+/// The error of a span allocated from a heap that holds thunks only.
+#[cold]
+fn no_span_strategy() -> Error {
+    let reason = match capabilities().choose(HEAP_PREFERENCE) {
+        Err(Error::NoExecutableMemory { reason }) => reason,
+        _ => String::new(),
+    };
+    Error::NoExecutableMemory {
+        reason: format!(
+            "this heap holds thunks as static trampolines only; no strategy for written code \
+             works here ({reason})"
+        ),
+    }
+}

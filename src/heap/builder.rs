@@ -1,0 +1,286 @@
+//! [`HeapBuilder`]: a heap's strategy, lock and region sizes, checked and
+//! turned into its [`Config`].
+
+use std::cell::UnsafeCell;
+
+use lock_api::{Mutex, RawMutex};
+
+use super::Heap;
+use super::allocator::State;
+use super::fork;
+use super::lock::NoLock;
+use super::locked::Locked;
+use crate::error::{Error, Result};
+use crate::policy::{HEAP_PREFERENCE, THUNK_PREFERENCE, capabilities};
+use crate::strategy::{CodeStrategy, Strategy, ThunkStrategy};
+use crate::sys;
+
+/// The allocation unit of dual-mapped regions: 32 bytes (a thunk fits one).
+const DUAL_GRANULE_SHIFT: u32 = 5;
+
+/// What a heap does with its thunks and with the code written into it: the
+/// only two combinations there are (generated thunks are spans, so they
+/// share the spans' strategy).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Mode {
+    /// Thunks are generated code, in spans under this strategy.
+    Generated(CodeStrategy),
+    /// Thunks are static trampolines; spans and pages use `spans`, or
+    /// cannot be allocated when no strategy for written code works here.
+    StaticTrampolines { spans: Option<CodeStrategy> },
+}
+
+impl Mode {
+    pub(super) fn thunks(self) -> ThunkStrategy {
+        match self {
+            Mode::Generated(code) => ThunkStrategy::Generated(code),
+            Mode::StaticTrampolines { .. } => ThunkStrategy::StaticTrampolines,
+        }
+    }
+
+    pub(super) fn spans(self) -> Option<CodeStrategy> {
+        match self {
+            Mode::Generated(code) => Some(code),
+            Mode::StaticTrampolines { spans } => spans,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Config {
+    pub(super) mode: Mode,
+    pub(super) strict: bool,
+    pub(super) granule_shift: u32,
+    pub(super) first_region: usize,
+    pub(super) max_region: usize,
+    pub(super) max_reserved: usize,
+    /// The largest span ([`max_region_bytes`] of the granule).
+    pub(super) max_span: usize,
+}
+
+/// Builds a [`Heap`] with a chosen strategy and region sizes.
+///
+/// ```
+/// use wxthunk::{Heap, Strategy};
+///
+/// let heap = Heap::builder()
+///     .region_size(64 * 1024)
+///     .max_region_size(1 << 20)
+///     .max_reserved(64 << 20)
+///     .build()?;
+/// assert!(wxthunk::probe().allows(heap.strategy()));
+/// # Ok::<(), wxthunk::Error>(())
+/// ```
+#[derive(Clone, Debug)]
+#[must_use]
+pub struct HeapBuilder {
+    thunks: Option<ThunkStrategy>,
+    strict: bool,
+    region_size: usize,
+    max_region_size: usize,
+    max_reserved: usize,
+}
+
+impl Default for HeapBuilder {
+    fn default() -> Self {
+        HeapBuilder {
+            thunks: None,
+            strict: false,
+            region_size: 64 * 1024,
+            max_region_size: 4 * 1024 * 1024,
+            max_reserved: DEFAULT_MAX_RESERVED,
+        }
+    }
+}
+
+/// See [`HeapBuilder::max_reserved`]: 4 GiB (half the address space on
+/// 32-bit targets).
+const DEFAULT_MAX_RESERVED: usize = if (4u64 << 30) > usize::MAX as u64 {
+    usize::MAX / 2
+} else {
+    (4u64 << 30) as usize
+};
+
+impl HeapBuilder {
+    /// The default of [`max_reserved`](Self::max_reserved): 4 GiB of address
+    /// space per heap.
+    pub const DEFAULT_MAX_RESERVED: usize = DEFAULT_MAX_RESERVED;
+
+    /// Forces a strategy instead of the probed one.
+    ///
+    /// [`Strategy::StaticTrampolines`] applies to thunks; spans and pages
+    /// of such a heap use the best strategy for written code that works
+    /// here (see [`Heap::span_strategy`]).
+    pub fn strategy(mut self, strategy: Strategy) -> Self {
+        self.thunks = Some(strategy.thunks());
+        self
+    }
+
+    /// Forces how thunks are made: generated code under a
+    /// [`CodeStrategy`] (which spans and pages then share), or static
+    /// trampolines (spans and pages then use the best strategy for written
+    /// code that works here). The same as [`strategy`](Self::strategy) with
+    /// the flat name.
+    ///
+    /// ```
+    /// use wxthunk::{CodeStrategy, Heap, ThunkStrategy};
+    /// let thunks = ThunkStrategy::Generated(CodeStrategy::Protect);
+    /// if wxthunk::probe().allows(thunks.strategy()) {
+    ///     let heap = Heap::builder().thunk_strategy(thunks).build()?;
+    ///     assert_eq!(heap.thunk_strategy(), thunks);
+    ///     assert_eq!(heap.code_strategy(), Some(CodeStrategy::Protect));
+    /// }
+    /// # Ok::<(), wxthunk::Error>(())
+    /// ```
+    pub fn thunk_strategy(mut self, thunks: ThunkStrategy) -> Self {
+        self.thunks = Some(thunks);
+        self
+    }
+
+    /// Strict dual mapping: no writable mapping of code ever exists; bytes
+    /// are written into the memfd with `pwrite` (one system call per write
+    /// and per free). No effect on [`Strategy::Protect`].
+    pub fn strict(mut self, strict: bool) -> Self {
+        self.strict = strict;
+        self
+    }
+
+    /// The size of the first region (rounded up to whole pages; default
+    /// 64 KiB). Each new region doubles the last, up to
+    /// [`max_region_size`](Self::max_region_size).
+    pub fn region_size(mut self, bytes: usize) -> Self {
+        self.region_size = bytes;
+        self
+    }
+
+    /// The largest region made by growth (default 4 MiB). An allocation
+    /// larger than this gets a region of its own size.
+    pub fn max_region_size(mut self, bytes: usize) -> Self {
+        self.max_region_size = bytes;
+        self
+    }
+
+    /// The most address space the heap may reserve in all (default 4 GiB,
+    /// [`DEFAULT_MAX_RESERVED`](HeapBuilder::DEFAULT_MAX_RESERVED)).
+    /// Allocations beyond it fail with [`Error::HeapExhausted`](crate::Error::HeapExhausted).
+    ///
+    /// Reserved is not resident: a page of a region uses memory only once
+    /// code is written on it, so a 1 GiB span holding 6 bytes of code uses
+    /// one page. The limit bounds the address space and the bookkeeping (a
+    /// bit per 32-byte granule of ordinary regions, a bit per page for a
+    /// span larger than [`max_region_size`](Self::max_region_size), which
+    /// gets a region of its own, unmapped when it is freed).
+    pub fn max_reserved(mut self, bytes: usize) -> Self {
+        self.max_reserved = bytes;
+        self
+    }
+
+    /// Builds a heap with the [`DefaultLock`](crate::DefaultLock).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::StrategyUnavailable`](crate::Error::StrategyUnavailable) if the forced strategy does not work
+    /// here, [`Error::NoExecutableMemory`](crate::Error::NoExecutableMemory) if none does,
+    /// [`Error::SizeOverflow`](crate::Error::SizeOverflow) for region sizes that cannot be rounded to
+    /// pages, [`Error::TooLarge`](crate::Error::TooLarge) for a region size past the largest region
+    /// (`u32::MAX` allocation units: about 128 GiB with 32-byte granules).
+    pub fn build(self) -> Result<Heap> {
+        self.build_with_lock()
+    }
+
+    /// Builds a heap with the lock `L`, any `Sync` [`lock_api::RawMutex`].
+    /// The heap is safe to use in a child of `fork()` (the crate docs'
+    /// "Fork" section): its lock is held across `fork()` and re-initialised
+    /// in the child. A `!Sync` lock cannot take part in that; use
+    /// [`build_unlocked`](Self::build_unlocked) for a single-threaded heap.
+    ///
+    /// # Errors
+    ///
+    /// As [`build`](Self::build).
+    pub fn build_with_lock<L: RawMutex + Sync>(self) -> Result<Heap<L>> {
+        let heap = self.build_any::<L>()?;
+        let target: *const () = std::ptr::from_ref::<Locked<L>>(&heap.state).cast();
+        let hooks = fork::Hooks {
+            prepare: Locked::<L>::fork_prepare,
+            parent: Locked::<L>::fork_parent,
+            child: Locked::<L>::fork_child,
+        };
+        // SAFETY: the boxed state does not move and unregisters in its
+        // `Drop` (`registered` is set just below, before anything can fork
+        // with it registered and unflagged: the flag only matters at drop).
+        unsafe { fork::register(target, hooks) };
+        let mut heap = heap;
+        heap.state.registered = true;
+        Ok(heap)
+    }
+
+    /// Builds a single-threaded heap without a lock ([`NoLock`](crate::NoLock)).
+    ///
+    /// # Errors
+    ///
+    /// As [`build`](Self::build).
+    pub fn build_unlocked(self) -> Result<Heap<NoLock>> {
+        self.build_any()
+    }
+
+    fn build_any<L: RawMutex>(self) -> Result<Heap<L>> {
+        let caps = capabilities();
+        let thunks = match self.thunks {
+            Some(t) => {
+                caps.require(t)?;
+                t
+            }
+            None => caps.choose(THUNK_PREFERENCE)?,
+        };
+        let mode = match thunks {
+            ThunkStrategy::Generated(code) => Mode::Generated(code),
+            ThunkStrategy::StaticTrampolines => Mode::StaticTrampolines {
+                spans: caps.choose(HEAP_PREFERENCE).ok(),
+            },
+        };
+        let span_strategy = mode.spans();
+        let page = sys::page_size();
+        let first_region = crate::block::round_to_pages(self.region_size)?;
+        let max_region = crate::block::round_to_pages(self.max_region_size)?.max(first_region);
+        let granule_shift = match span_strategy {
+            Some(CodeStrategy::Protect) => page.trailing_zeros(),
+            _ => DUAL_GRANULE_SHIFT,
+        };
+        let limit = max_region_bytes(granule_shift);
+        for requested in [first_region, max_region] {
+            if requested > limit {
+                return Err(Error::TooLarge {
+                    what: "a heap region",
+                    requested,
+                    limit,
+                });
+            }
+        }
+        let config = Config {
+            mode,
+            strict: self.strict && span_strategy == Some(CodeStrategy::DualMap),
+            granule_shift,
+            first_region,
+            max_region,
+            max_reserved: self.max_reserved,
+            max_span: limit,
+        };
+        let state = State::new(first_region);
+        Ok(Heap {
+            state: Box::new(Locked {
+                mutex: UnsafeCell::new(Mutex::new(state)),
+                registered: false,
+            }),
+            config,
+        })
+    }
+}
+
+/// The largest region (and so the largest span) for granules of
+/// `1 << shift` bytes: allocations record their first granule and their
+/// length as `u32`, so a region holds at most `u32::MAX` granules (about
+/// 128 GiB of 32-byte granules); rounded down to whole pages.
+pub(super) fn max_region_bytes(shift: u32) -> usize {
+    let page = sys::page_size();
+    ((u32::MAX as usize) << shift) & !(page - 1)
+}

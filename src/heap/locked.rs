@@ -1,0 +1,80 @@
+//! The heap's lock and the state behind it, boxed so that its address
+//! stays put for the fork registry (see `fork.rs`) however the `Heap`
+//! moves; and the hooks through which the registry holds the lock across
+//! `fork()` and re-initialises it in the child.
+
+use std::cell::UnsafeCell;
+
+use lock_api::{Mutex, RawMutex};
+
+use super::allocator::State;
+use super::fork;
+
+/// A heap's state behind its lock, boxed so that its address stays put for
+/// the fork registry (see `fork.rs`) however the `Heap` moves.
+pub(super) struct Locked<L: RawMutex> {
+    /// Replaced (re-initialised) only by the fork child handler, when the
+    /// child has one thread and no reference to it is in use.
+    pub(super) mutex: UnsafeCell<Mutex<L, State>>,
+    /// In the fork registry (the lock is `Sync`).
+    pub(super) registered: bool,
+}
+
+// SAFETY: `Locked` is the mutex plus a flag; the cell is written only by the
+// fork child handler (see the field), so the mutex's own auto traits hold.
+unsafe impl<L: RawMutex> Sync for Locked<L> where Mutex<L, State>: Sync {}
+// SAFETY: as above.
+unsafe impl<L: RawMutex> Send for Locked<L> where Mutex<L, State>: Send {}
+
+impl<L: RawMutex> Locked<L> {
+    #[inline]
+    fn mutex(&self) -> &Mutex<L, State> {
+        // SAFETY: only the fork child handler writes the cell, when no
+        // reference to it is in use (see the field).
+        unsafe { &*self.mutex.get() }
+    }
+
+    #[inline]
+    pub(super) fn lock(&self) -> lock_api::MutexGuard<'_, L, State> {
+        self.mutex().lock()
+    }
+
+    /// Before `fork()`: takes the lock, so no operation is half done in the
+    /// copy; the parent or child handler ends it.
+    pub(super) unsafe fn fork_prepare(this: *const ()) {
+        // SAFETY: registered heaps are alive until they unregister, which
+        // waits for the fork handlers (the registry's lock).
+        let this = unsafe { &*this.cast::<Self>() };
+        std::mem::forget(this.lock());
+    }
+
+    /// In the parent after `fork()`: releases what `fork_prepare` took.
+    pub(super) unsafe fn fork_parent(this: *const ()) {
+        // SAFETY: as in `fork_prepare`.
+        let this = unsafe { &*this.cast::<Self>() };
+        // SAFETY: `fork_prepare` took the lock on this thread and forgot
+        // the guard.
+        unsafe { this.mutex().force_unlock() };
+    }
+
+    /// In the child after `fork()`: a fresh lock around the same state
+    /// (consistent: `fork_prepare` held the lock across the copy).
+    pub(super) unsafe fn fork_child(this: *const ()) {
+        // SAFETY: as in `fork_prepare`; the child has one thread, this one,
+        // and no reference to the mutex is in use, so replacing it in the
+        // cell is exclusive. `into_inner` takes the state without locking.
+        unsafe {
+            let cell = (*this.cast::<Self>()).mutex.get();
+            let state = std::ptr::read(cell).into_inner();
+            std::ptr::write(cell, Mutex::new(state));
+        }
+    }
+}
+
+impl<L: RawMutex> Drop for Locked<L> {
+    fn drop(&mut self) {
+        if self.registered {
+            fork::unregister(std::ptr::from_ref(self).cast());
+        }
+    }
+}

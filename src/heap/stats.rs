@@ -1,0 +1,63 @@
+//! [`HeapStats`]: what a heap holds and what it costs, from
+//! [`Heap::stats`].
+
+use lock_api::RawMutex;
+
+use super::Heap;
+use super::region::Region;
+use crate::strategy::Strategy;
+use crate::sys;
+use crate::trampoline;
+
+/// Counters describing a heap, from [`Heap::stats`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct HeapStats {
+    /// The heap's strategy.
+    pub strategy: Strategy,
+    /// Regions currently reserved.
+    pub regions: usize,
+    /// Address space reserved by those regions, in bytes.
+    pub bytes_reserved: usize,
+    /// Pages holding bytes (code or traps), i.e. using memory.
+    pub pages_committed: usize,
+    /// `pages_committed` in bytes.
+    pub bytes_committed: usize,
+    /// Live allocations (unsealed spans, sealed spans, pages).
+    pub live_allocations: usize,
+    /// Bytes of the live allocations, rounded up to the allocation unit.
+    pub bytes_in_use: usize,
+    /// Bytes of bookkeeping kept outside the code (region records and bit
+    /// vectors).
+    pub metadata_bytes: usize,
+    /// Static trampoline tables mapped (each a page of code mapped from the
+    /// binary's file and a page of records).
+    pub trampoline_tables: usize,
+}
+
+impl<L: RawMutex> Heap<L> {
+    /// Counters describing the heap now.
+    pub fn stats(&self) -> HeapStats {
+        let state = self.state.lock();
+        let page = sys::page_size();
+        let regions = state.regions.iter().flatten();
+        let tables = state.tables.tables();
+        // A table's code page is the binary's own (page cache, shared); its
+        // record pages use memory.
+        let pages_committed = regions.clone().map(Region::committed_pages).sum::<usize>()
+            + tables * trampoline::TABLE_SIZE / page;
+        HeapStats {
+            strategy: self.strategy(),
+            regions: regions.clone().count(),
+            bytes_reserved: state.reserved,
+            pages_committed,
+            bytes_committed: pages_committed * page,
+            live_allocations: state.live,
+            bytes_in_use: state.bytes_in_use,
+            metadata_bytes: regions.map(Region::metadata_bytes).sum::<usize>()
+                + state.regions.capacity() * std::mem::size_of::<Option<Region>>()
+                + state.tables.metadata_bytes(),
+            trampoline_tables: tables,
+        }
+    }
+}
