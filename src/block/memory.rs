@@ -6,7 +6,7 @@ use std::ptr::NonNull;
 use crate::arch;
 use crate::error::{Error, Result};
 use crate::strategy::CodeStrategy;
-use crate::sys::{self, CodeFile, Prot};
+use crate::sys::{self, CodeFile, Mapping, Prot};
 
 /// Rounds `len` up to whole pages; 0 becomes one page.
 pub(crate) fn round_to_pages(len: usize) -> Result<usize> {
@@ -34,7 +34,7 @@ pub(crate) struct BlockMemory {
 #[derive(Debug)]
 enum Kind {
     /// One private anonymous mapping: read-write, then read+exec.
-    Protect { base: NonNull<u8>, writable: bool },
+    Protect { base: Mapping, writable: bool },
     /// `rx` is the address the code runs at: a `PROT_NONE` reservation until
     /// the first seal, then a read+exec mapping of a memfd written at that
     /// seal. `rw` is a private anonymous buffer that exists only while the
@@ -44,16 +44,9 @@ enum Kind {
     /// file that is mapped executable is ever written again, so a process
     /// forked from this one (which shares the old file) keeps its code, and
     /// a child's writes (to its own private copy of `rw`) cannot reach ours.
-    DualMap {
-        rx: NonNull<u8>,
-        rw: Option<NonNull<u8>>,
-    },
+    DualMap { rx: Mapping, rw: Option<Mapping> },
 }
 
-// SAFETY: `BlockMemory` owns its mappings exclusively (the pointers are not
-// shared with anything else), so moving it to another thread is like moving
-// a `Box<[u8]>`.
-unsafe impl Send for BlockMemory {}
 // SAFETY: through `&BlockMemory` the mappings are only read (or run); all
 // writes and transitions take `&mut self`.
 unsafe impl Sync for BlockMemory {}
@@ -65,23 +58,18 @@ impl BlockMemory {
         let kind = match strategy {
             CodeStrategy::Protect => {
                 let base =
-                    sys::map_anon(capacity, Prot::ReadWrite).map_err(|e| Error::os("mmap", e))?;
+                    Mapping::anon(capacity, Prot::ReadWrite).map_err(|e| Error::os("mmap", e))?;
                 Kind::Protect {
                     base,
                     writable: true,
                 }
             }
             CodeStrategy::DualMap => {
-                let rx = sys::map_anon(capacity, Prot::None)
+                let rx = Mapping::anon(capacity, Prot::None)
                     .map_err(|e| Error::os("mmap (address reservation)", e))?;
-                match sys::map_anon(capacity, Prot::ReadWrite) {
-                    Ok(rw) => Kind::DualMap { rx, rw: Some(rw) },
-                    Err(e) => {
-                        // SAFETY: the reservation is ours and unused.
-                        let _ = unsafe { sys::unmap(rx, capacity) };
-                        return Err(Error::os("mmap", e));
-                    }
-                }
+                let rw =
+                    Mapping::anon(capacity, Prot::ReadWrite).map_err(|e| Error::os("mmap", e))?;
+                Kind::DualMap { rx, rw: Some(rw) }
             }
         };
         Ok(BlockMemory { capacity, kind })
@@ -100,9 +88,9 @@ impl BlockMemory {
 
     /// Where the code runs once sealed.
     pub(crate) fn exec_ptr(&self) -> NonNull<u8> {
-        match self.kind {
-            Kind::Protect { base, .. } => base,
-            Kind::DualMap { rx, .. } => rx,
+        match &self.kind {
+            Kind::Protect { base, .. } => base.ptr(),
+            Kind::DualMap { rx, .. } => rx.ptr(),
         }
     }
 
@@ -111,22 +99,22 @@ impl BlockMemory {
     /// # Panics
     /// If the block is sealed (an internal invariant violation).
     pub(crate) fn write_ptr(&self) -> NonNull<u8> {
-        match self.kind {
+        match &self.kind {
             Kind::Protect {
                 base,
                 writable: true,
-            } => base,
-            Kind::DualMap { rw: Some(rw), .. } => rw,
+            } => base.ptr(),
+            Kind::DualMap { rw: Some(rw), .. } => rw.ptr(),
             _ => unreachable!("write_ptr on a sealed block"),
         }
     }
 
     /// Where the bytes can be read in the current state.
     pub(crate) fn read_ptr(&self) -> NonNull<u8> {
-        match self.kind {
-            Kind::Protect { base, .. } => base,
-            Kind::DualMap { rw: Some(rw), .. } => rw,
-            Kind::DualMap { rx, rw: None } => rx,
+        match &self.kind {
+            Kind::Protect { base, .. } => base.ptr(),
+            Kind::DualMap { rw: Some(rw), .. } => rw.ptr(),
+            Kind::DualMap { rx, rw: None } => rx.ptr(),
         }
     }
 
@@ -155,7 +143,7 @@ impl BlockMemory {
                 // SAFETY: we own the mapping; nothing runs it yet, and the
                 // `Block` giving up `&mut` access is what makes it
                 // unwritable.
-                unsafe { sys::protect(*base, capacity, Prot::ReadExec) }
+                unsafe { base.protect(0, capacity, Prot::ReadExec) }
                     .map_err(|e| Error::os("mprotect(PROT_READ|PROT_EXEC)", e))?;
                 *writable = false;
             }
@@ -168,12 +156,11 @@ impl BlockMemory {
                 // SAFETY: `rx` is our reservation or our previous code
                 // mapping of the same size; the new file holds the code that
                 // may run there.
-                unsafe { file.map_over(*rx, 0, capacity, Prot::ReadExec) }
+                unsafe { file.map_over(rx.ptr(), 0, capacity, Prot::ReadExec) }
                     .map_err(|e| Error::os("mmap(PROT_READ|PROT_EXEC) of the memfd", e))?;
                 sys::flush_icache(rx.as_ptr(), used);
-                // SAFETY: the buffer is ours; the sealed block no longer
+                // The buffer goes (unmapped): the sealed block no longer
                 // reads or writes it.
-                let _ = unsafe { sys::unmap(write, capacity) };
                 *rw = None;
             }
         }
@@ -189,13 +176,13 @@ impl BlockMemory {
             Kind::Protect { base, writable } => {
                 // SAFETY: we own the mapping; the caller gave up the
                 // `ExecBlock`, the only safe way to run it.
-                unsafe { sys::protect(*base, capacity, Prot::ReadWrite) }
+                unsafe { base.protect(0, capacity, Prot::ReadWrite) }
                     .map_err(|e| Error::os("mprotect(PROT_READ|PROT_WRITE)", e))?;
                 *writable = true;
             }
             Kind::DualMap { rx, rw } => {
                 let buf =
-                    sys::map_anon(capacity, Prot::ReadWrite).map_err(|e| Error::os("mmap", e))?;
+                    Mapping::anon(capacity, Prot::ReadWrite).map_err(|e| Error::os("mmap", e))?;
                 // SAFETY: `rx` is readable for `used <= capacity` bytes,
                 // `buf` writable for `capacity`; they are distinct mappings.
                 unsafe { std::ptr::copy_nonoverlapping(rx.as_ptr(), buf.as_ptr(), used) };
@@ -203,26 +190,5 @@ impl BlockMemory {
             }
         }
         Ok(())
-    }
-}
-
-impl Drop for BlockMemory {
-    fn drop(&mut self) {
-        let capacity = self.capacity;
-        let unmap = |ptr: NonNull<u8>| {
-            // SAFETY: the mapping is ours and the block is gone; the unsafe
-            // contract of `ExecBlock::func` forbids running it any more.
-            let result = unsafe { sys::unmap(ptr, capacity) };
-            debug_assert!(result.is_ok(), "munmap failed: {result:?}");
-        };
-        match self.kind {
-            Kind::Protect { base, .. } => unmap(base),
-            Kind::DualMap { rx, rw } => {
-                unmap(rx);
-                if let Some(rw) = rw {
-                    unmap(rw);
-                }
-            }
-        }
     }
 }

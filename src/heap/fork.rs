@@ -144,12 +144,11 @@ fn process_token_slow(mut marker: *mut AtomicU64) -> u64 {
                     Ordering::AcqRel,
                     Ordering::Acquire,
                 ) {
-                    Ok(_) => ours,
-                    Err(winner) => {
-                        // SAFETY: our page lost the race; nothing refers to it.
-                        let _ = unsafe { sys::unmap(page, sys::page_size()) };
-                        winner
-                    }
+                    // Ours is the marker for the rest of the process.
+                    Ok(_) => page.leak().as_ptr().cast(),
+                    // Ours lost the race and is unmapped (nothing refers to
+                    // it); the winner's is used.
+                    Err(winner) => winner,
                 };
             }
             Err(_) => {

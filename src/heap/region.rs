@@ -9,7 +9,7 @@ use crate::arch;
 use crate::bitmap::Bitmap;
 use crate::error::{Error, Result};
 use crate::strategy::CodeStrategy;
-use crate::sys::{self, CodeFile, Prot};
+use crate::sys::{self, CodeFile, Mapping, Prot};
 
 /// The mappings of a region.
 #[derive(Debug)]
@@ -19,7 +19,7 @@ enum Backing {
     /// get traps the same way and stay read+exec. A page belongs to one
     /// allocation at a time (the allocation unit is a page), so no page that
     /// may be running is ever made writable.
-    Protect { base: NonNull<u8> },
+    Protect { base: Mapping },
     /// A memfd mapped read+exec at `rx` (never writable) and, unless the heap
     /// is strict, read-write at `rw`. In strict mode no writable mapping
     /// exists: bytes reach the file with `pwrite`. `rx` is a `PROT_NONE`
@@ -27,8 +27,8 @@ enum Backing {
     /// filled with traps and mapped read+exec from the file then.
     DualMap {
         file: CodeFile,
-        rx: NonNull<u8>,
-        rw: Option<NonNull<u8>>,
+        rx: Mapping,
+        rw: Option<Mapping>,
     },
 }
 
@@ -51,11 +51,6 @@ pub(crate) struct Region {
     stamp: Stamp,
 }
 
-// SAFETY: a region owns its mappings exclusively; the raw pointers are not
-// shared with anything but the allocations the heap hands out, which only
-// reach them through the heap (under its lock) or run them read-only.
-unsafe impl Send for Region {}
-
 impl Region {
     /// Reserves a region of `size` bytes (a multiple of the page size) for
     /// `strategy`, with allocation granules of `1 << granule_shift` bytes.
@@ -70,7 +65,7 @@ impl Region {
         debug_assert!(size % page == 0 && size > 0);
         let backing = match strategy {
             CodeStrategy::Protect => {
-                let base = sys::map_anon_near(size, Prot::None, super::placement::hint(size))
+                let base = Mapping::anon_near(size, Prot::None, super::placement::hint(size))
                     .map_err(|e| Error::os("mmap (heap region)", e))?;
                 Backing::Protect { base }
             }
@@ -81,19 +76,12 @@ impl Region {
                 // from the file when code is first written on it, so a page
                 // never written is never reachable as code (and uses no
                 // memory).
-                let rx = sys::map_anon_near(size, Prot::None, super::placement::hint(size))
+                let rx = Mapping::anon_near(size, Prot::None, super::placement::hint(size))
                     .map_err(|e| Error::os("mmap (heap region reservation)", e))?;
                 let rw = if strict {
                     None
                 } else {
-                    match map_writable_view(&file, size) {
-                        Ok(rw) => Some(rw),
-                        Err(e) => {
-                            // SAFETY: the view is ours and unused.
-                            let _ = unsafe { sys::unmap(rx, size) };
-                            return Err(e);
-                        }
-                    }
+                    Some(map_writable_view(&file, size)?)
                 };
                 Backing::DualMap { file, rx, rw }
             }
@@ -136,9 +124,9 @@ impl Region {
 
     /// Where granule 0 runs.
     pub(crate) fn exec_base(&self) -> NonNull<u8> {
-        match self.backing {
-            Backing::Protect { base } => base,
-            Backing::DualMap { rx, .. } => rx,
+        match &self.backing {
+            Backing::Protect { base } => base.ptr(),
+            Backing::DualMap { rx, .. } => rx.ptr(),
         }
     }
 
@@ -231,21 +219,20 @@ impl Region {
                 // SAFETY: the pages are ours alone and nothing runs them: a
                 // page is only reused after the allocation that ran there was
                 // freed.
-                let at = unsafe { NonNull::new_unchecked(base.as_ptr().add(offset)) };
-                // SAFETY: as above.
-                unsafe { sys::protect(at, cap, Prot::ReadWrite) }
+                unsafe { base.protect(offset, cap, Prot::ReadWrite) }
                     .map_err(|e| Error::os("mprotect(PROT_READ|PROT_WRITE) (heap)", e))?;
+                let at = base.at(offset);
                 // SAFETY: `at..at+cap` is now writable and ours.
                 let dst = unsafe { std::slice::from_raw_parts_mut(at.as_ptr(), cap) };
                 dst[..code.len()].copy_from_slice(code);
                 arch::fill_traps(&mut dst[code.len()..]);
                 sys::flush_icache(at.as_ptr(), cap);
                 // SAFETY: as above; sealing removes write access.
-                let sealed = unsafe { sys::protect(at, cap, Prot::ReadExec) };
+                let sealed = unsafe { base.protect(offset, cap, Prot::ReadExec) };
                 if let Err(e) = sealed {
                     // Leave the pages inaccessible rather than writable.
                     // SAFETY: as above.
-                    let _ = unsafe { sys::protect(at, cap, Prot::None) };
+                    let _ = unsafe { base.protect(offset, cap, Prot::None) };
                     return Err(Error::os("mprotect(PROT_READ|PROT_EXEC) (heap)", e));
                 }
                 let (first_page, pages) = self.page_range(start, n);
@@ -269,7 +256,7 @@ impl Region {
     pub(crate) fn scrub(&mut self, start: usize, n: usize) {
         let offset = start << self.granule_shift;
         let len = n << self.granule_shift;
-        match self.backing {
+        match &self.backing {
             Backing::DualMap { .. } => {
                 // Only committed pages can hold code; the others are not
                 // reachable and must not be touched (that would commit them).
@@ -280,7 +267,7 @@ impl Region {
                     if !self.committed.get(first_page) {
                         return;
                     }
-                    if let Backing::DualMap { rw: Some(rw), .. } = self.backing {
+                    if let Backing::DualMap { rw: Some(rw), .. } = &self.backing {
                         // SAFETY: inside the read-write view; the granules
                         // were just freed, so nothing may run them.
                         let dst =
@@ -318,13 +305,11 @@ impl Region {
                     }
                     // SAFETY: the allocation is gone, so nothing may run
                     // this page any more (a page belongs to one allocation).
-                    let at = unsafe { NonNull::new_unchecked(base.as_ptr().add(p * page)) };
-                    // SAFETY: as above.
-                    if unsafe { trap_fill_sealed(at, page) }.is_err() {
+                    if unsafe { trap_fill_sealed(base, p * page, page) }.is_err() {
                         // No mapping to spare: drop the page's contents
                         // instead (it reads as zeros: the old code is gone).
                         // SAFETY: as above.
-                        let _ = unsafe { sys::discard(at, page) };
+                        let _ = unsafe { base.discard(p * page, page) };
                     }
                 }
             }
@@ -398,11 +383,8 @@ impl Region {
             // SAFETY: `p..q` are pages of our own reservation, inaccessible
             // until now, so nothing runs there; they get the file's bytes
             // (traps just written).
-            unsafe {
-                let at = NonNull::new_unchecked(rx.as_ptr().add(p * page));
-                file.map_over(at, p * page, (q - p) * page, Prot::ReadExec)
-            }
-            .map_err(|e| Error::os("mmap(PROT_READ|PROT_EXEC) of the heap memfd", e))?;
+            unsafe { file.map_over(rx.at(p * page), p * page, (q - p) * page, Prot::ReadExec) }
+                .map_err(|e| Error::os("mmap(PROT_READ|PROT_EXEC) of the heap memfd", e))?;
             self.committed.mark_range(p, q - p);
             self.committed_pages += q - p;
             p = q;
@@ -466,25 +448,20 @@ impl Region {
             }
             // SAFETY: `rx` is our view of the region, inherited by a child
             // like any mapping; the code at every address is unchanged.
-            remapped = unsafe {
-                let at = NonNull::new_unchecked(rx.as_ptr().add(p * page));
-                new.map_over(at, p * page, (q - p) * page, Prot::ReadExec)
-            };
+            remapped =
+                unsafe { new.map_over(rx.at(p * page), p * page, (q - p) * page, Prot::ReadExec) };
             p = q;
         }
-        if let Err(e) = remapped {
-            if let Some(p) = new_rw {
-                // SAFETY: just mapped, unused.
-                let _ = unsafe { sys::unmap(p, self.size) };
-            }
-            return Err(Error::os("mmap(MAP_FIXED) (unshare after fork)", e));
+        // (On error the new view, just mapped and unused, is unmapped as it
+        // drops.)
+        remapped.map_err(|e| Error::os("mmap(MAP_FIXED) (unshare after fork)", e))?;
+        // Our own old view is unmapped as it is replaced: writes happen under
+        // the heap's lock, which we hold, and go to the new view from now
+        // on. An inherited one is not ours to unmap (see `Drop`).
+        let old = std::mem::replace(rw, new_rw);
+        if inherited {
+            std::mem::forget(old);
         }
-        if let (Some(old), false) = (*rw, inherited) {
-            // SAFETY: our own old view; writes happen under the heap's lock,
-            // which we hold, and go to the new view from now on.
-            let _ = unsafe { sys::unmap(old, self.size) };
-        }
-        *rw = new_rw;
         *file = new;
         self.stamp = stamp;
         Ok(())
@@ -509,12 +486,8 @@ impl Region {
                 // SAFETY (of the hole): no allocation is on the page; it
                 // holds only traps and nothing may run it.
                 Backing::DualMap { file, .. } => file.punch_hole(p * page, page).is_ok(),
-                Backing::Protect { base } => {
-                    // SAFETY: as above; the region's private pages are ours.
-                    let at = unsafe { NonNull::new_unchecked(base.as_ptr().add(p * page)) };
-                    // SAFETY: as above.
-                    unsafe { sys::discard(at, page) }.is_ok()
-                }
+                // SAFETY: as above; the region's private pages are ours.
+                Backing::Protect { base } => unsafe { base.discard(p * page, page) }.is_ok(),
             };
             if ok {
                 self.committed.unmark_range(p, 1);
@@ -526,24 +499,25 @@ impl Region {
     }
 }
 
-/// Fills `len` bytes of sealed (read+exec) code at `at` with traps and
-/// seals them again: read-write for the copy, then read+exec.
+/// Fills `len` bytes of sealed (read+exec) code at `offset` of `base` with
+/// traps and seals them again: read-write for the copy, then read+exec.
 ///
 /// # Safety
-/// `at..at+len` is whole pages of a protect region that no allocation holds:
-/// nothing may run them.
-unsafe fn trap_fill_sealed(at: NonNull<u8>, len: usize) -> std::io::Result<()> {
+/// `offset..offset+len` is whole pages of a protect region that no
+/// allocation holds: nothing may run them.
+unsafe fn trap_fill_sealed(base: &Mapping, offset: usize, len: usize) -> std::io::Result<()> {
     // SAFETY: the caller owns the pages and nothing runs them.
-    unsafe { sys::protect(at, len, Prot::ReadWrite) }?;
+    unsafe { base.protect(offset, len, Prot::ReadWrite) }?;
+    let at = base.at(offset);
     // SAFETY: `at..at+len` is now writable and ours.
     arch::fill_traps(unsafe { std::slice::from_raw_parts_mut(at.as_ptr(), len) });
     sys::flush_icache(at.as_ptr(), len);
     // SAFETY: as above; sealing removes write access.
-    let sealed = unsafe { sys::protect(at, len, Prot::ReadExec) };
+    let sealed = unsafe { base.protect(offset, len, Prot::ReadExec) };
     if sealed.is_err() {
         // Not writable and executable, ever: leave the page inaccessible.
         // SAFETY: as above.
-        let _ = unsafe { sys::protect(at, len, Prot::None) };
+        let _ = unsafe { base.protect(offset, len, Prot::None) };
     }
     sealed
 }
@@ -551,41 +525,24 @@ unsafe fn trap_fill_sealed(at: NonNull<u8>, len: usize) -> std::io::Result<()> {
 /// Maps the read-write view of a region's file, kept out of every child
 /// process (`MADV_DONTFORK`): a child never holds a writable alias of its
 /// parent's code, on any fork path.
-fn map_writable_view(file: &CodeFile, size: usize) -> Result<NonNull<u8>> {
+fn map_writable_view(file: &CodeFile, size: usize) -> Result<Mapping> {
     let rw = file
         .map(size, Prot::ReadWrite)
         .map_err(|e| Error::os("mmap(PROT_READ|PROT_WRITE) of the heap memfd", e))?;
-    // SAFETY: the view was just mapped and is ours.
-    if let Err(e) = unsafe { sys::dont_fork(rw, size) } {
-        // SAFETY: as above, unused.
-        let _ = unsafe { sys::unmap(rw, size) };
-        return Err(Error::os(
-            "madvise(MADV_DONTFORK) of the heap memfd view",
-            e,
-        ));
-    }
+    rw.dont_fork()
+        .map_err(|e| Error::os("madvise(MADV_DONTFORK) of the heap memfd view", e))?;
     Ok(rw)
 }
 
 impl Drop for Region {
     fn drop(&mut self) {
-        let size = self.size;
-        let unmap = |p: NonNull<u8>| {
-            // SAFETY: the heap drops a region only when no allocation is
-            // live in it (or the heap itself is gone, and with it every
-            // allocation, which borrow it).
-            let r = unsafe { sys::unmap(p, size) };
-            debug_assert!(r.is_ok(), "munmap: {r:?}");
-        };
-        match self.backing {
-            Backing::Protect { base } => unmap(base),
-            Backing::DualMap { rx, rw, .. } => {
-                unmap(rx);
-                // In a child that never wrote here, the writable view was
-                // not inherited (MADV_DONTFORK): its range is not ours.
-                if let (Some(rw), true) = (rw, self.stamp.is_this_process()) {
-                    unmap(rw);
-                }
+        // The mappings unmap themselves (the heap drops a region only when no
+        // allocation is live in it, or with the heap, which every allocation
+        // borrows). But in a child that never wrote here, the writable view
+        // was not inherited (MADV_DONTFORK): its range is not ours to unmap.
+        if !self.stamp.is_this_process() {
+            if let Backing::DualMap { rw, .. } = &mut self.backing {
+                std::mem::forget(rw.take());
             }
         }
     }

@@ -7,7 +7,7 @@ use super::Check;
 use crate::arch;
 use crate::error::{Error, Result};
 use crate::strategy::{CodeStrategy, Strategy, ThunkStrategy};
-use crate::sys::{self, CodeFile, Prot};
+use crate::sys::{self, CodeFile, Mapping, Prot};
 
 /// The result of trying each strategy once.
 #[derive(Debug)]
@@ -134,7 +134,7 @@ unsafe fn call_ret(code: *const u8) {
 
 fn try_protect() -> Check {
     let page = sys::page_size();
-    let base = match sys::map_anon(page, Prot::ReadWrite) {
+    let base = match Mapping::anon(page, Prot::ReadWrite) {
         Ok(p) => p,
         Err(e) => {
             return Check::Unknown {
@@ -146,7 +146,7 @@ fn try_protect() -> Check {
     unsafe { std::ptr::copy_nonoverlapping(arch::RET.as_ptr(), base.as_ptr(), arch::RET.len()) };
     sys::flush_icache(base.as_ptr(), arch::RET.len());
     // SAFETY: we own the scratch page; nothing else refers to it.
-    let check = match unsafe { sys::protect(base, page, Prot::ReadExec) } {
+    match unsafe { base.protect(0, page, Prot::ReadExec) } {
         Ok(()) if arch::RET.is_empty() => Check::Unknown {
             reason: "no test instruction for this architecture".into(),
         },
@@ -158,10 +158,7 @@ fn try_protect() -> Check {
         Err(e) => Check::Refused {
             reason: format!("mprotect(PROT_READ|PROT_EXEC) of a written page failed: {e}"),
         },
-    };
-    // SAFETY: the scratch page is ours and no longer used.
-    let _ = unsafe { sys::unmap(base, page) };
-    check
+    }
 }
 
 fn try_dual_map() -> (Check, Option<bool>) {
@@ -195,7 +192,7 @@ fn try_dual_map() -> (Check, Option<bool>) {
                 std::ptr::copy_nonoverlapping(arch::RET.as_ptr(), rw.as_ptr(), arch::RET.len())
             };
             sys::flush_icache(rx.as_ptr(), arch::RET.len());
-            let check = if arch::RET.is_empty() {
+            if arch::RET.is_empty() {
                 Check::Unknown {
                     reason: "no test instruction for this architecture".into(),
                 }
@@ -204,14 +201,9 @@ fn try_dual_map() -> (Check, Option<bool>) {
                 // the `ret` just written through `rw`.
                 unsafe { call_ret(rx.as_ptr()) };
                 Check::Allowed
-            };
-            // SAFETY: the scratch view is ours and no longer used.
-            let _ = unsafe { sys::unmap(rx, page) };
-            check
+            }
         }
     };
-    // SAFETY: the scratch view is ours and no longer used.
-    let _ = unsafe { sys::unmap(rw, page) };
     (check, noexec)
 }
 

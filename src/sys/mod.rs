@@ -5,30 +5,33 @@
 //!
 //! The API each platform module provides:
 //! - `page_size() -> usize` (queried once, then cached)
-//! - `map_anon(len, Prot) -> io::Result<NonNull<u8>>`, `unsafe unmap`,
-//!   `unsafe protect`
+//! - the raw mapping primitives [`Mapping`] is built on (`map_anon_near`,
+//!   `unmap`, `protect`, `discard`, `dont_fork`), visible only inside `sys`
 //! - `CodeFile`: an anonymous file (a `memfd` on Linux) that can be mapped
 //!   several times, for the dual-mapping strategy
+//! - `ImageFile`: the file holding part of this process's own code, found
+//!   and opened so that it can be mapped again (static trampolines)
 //! - `flush_icache(ptr, len)`
 //! - probe helpers: `mdwe_flags`, `memfd_noexec_sysctl`, `selinux`,
 //!   `seccomp`, `pax_flags`, `rwx_mapping_in_child`
 //! - fork support: `register_at_fork`, `map_wipe_on_fork_page`,
-//!   `dont_fork`, `process_id` (used by `heap/fork.rs`)
+//!   `process_id` (used by `heap/fork.rs`)
+//! - `ThreadExitKey`: a destructor at thread exit (per-thread heaps)
 //! - `read_implies_exec`: whether the kernel would make a read-write mapping
 //!   executable (every read-write mapping is refused then)
 //! - `RawLock`: the mutex `DefaultLock` switches to in a fork child
-//! - `ImageFile`: the file holding part of this process's own code, found
-//!   and opened so that it can be mapped again (static trampolines)
+//!
+//! On platforms without support (`unsupported.rs`) every constructor fails
+//! with `Unsupported`, and the types that only a working constructor could
+//! make (`CodeFile`, `ImageFile`) are uninhabited, as in memmap2's stub.
 
-#[cfg_attr(target_os = "linux", path = "linux.rs")]
+#[cfg_attr(target_os = "linux", path = "linux/mod.rs")]
 #[cfg_attr(not(target_os = "linux"), path = "unsupported.rs")]
 mod platform;
 
-#[cfg_attr(target_os = "linux", path = "image_linux.rs")]
-#[cfg_attr(not(target_os = "linux"), path = "image_unsupported.rs")]
-mod image;
+mod mapping;
 
-pub(crate) use image::ImageFile;
+pub(crate) use mapping::Mapping;
 pub(crate) use platform::*;
 
 /// Memory protection of a mapping. There is deliberately no

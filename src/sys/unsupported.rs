@@ -5,7 +5,13 @@
 use std::io;
 use std::ptr::NonNull;
 
-use super::{ChildRwx, Prot};
+use super::{ChildRwx, Mapping, Prot};
+
+/// No value: the types below that only a working constructor could make
+/// hold one, so they cannot exist (memmap2's stub style), and their methods
+/// need no body.
+#[derive(Debug)]
+enum Void {}
 
 /// The operating system's name as reported by the probe.
 pub(crate) const OS: &str = std::env::consts::OS;
@@ -27,20 +33,11 @@ pub(crate) fn page_size() -> usize {
 }
 
 /// Always fails with `Unsupported`.
-pub(crate) fn map_anon(_len: usize, _prot: Prot) -> io::Result<NonNull<u8>> {
-    Err(unsupported())
-}
-
-/// Always fails with `Unsupported`.
-pub(crate) fn map_anon_near(_len: usize, _prot: Prot, _hint: usize) -> io::Result<NonNull<u8>> {
-    Err(unsupported())
-}
-
-/// Always fails with `Unsupported`.
-///
-/// # Safety
-/// None needed: nothing can have been mapped.
-pub(crate) unsafe fn unmap(_ptr: NonNull<u8>, _len: usize) -> io::Result<()> {
+pub(in crate::sys) fn map_anon_near(
+    _len: usize,
+    _prot: Prot,
+    _hint: usize,
+) -> io::Result<NonNull<u8>> {
     Err(unsupported())
 }
 
@@ -48,7 +45,19 @@ pub(crate) unsafe fn unmap(_ptr: NonNull<u8>, _len: usize) -> io::Result<()> {
 ///
 /// # Safety
 /// None needed: nothing can have been mapped.
-pub(crate) unsafe fn protect(_ptr: NonNull<u8>, _len: usize, _prot: Prot) -> io::Result<()> {
+pub(in crate::sys) unsafe fn unmap(_ptr: NonNull<u8>, _len: usize) -> io::Result<()> {
+    Err(unsupported())
+}
+
+/// Always fails with `Unsupported`.
+///
+/// # Safety
+/// None needed: nothing can have been mapped.
+pub(in crate::sys) unsafe fn protect(
+    _ptr: NonNull<u8>,
+    _len: usize,
+    _prot: Prot,
+) -> io::Result<()> {
     Err(unsupported())
 }
 
@@ -56,7 +65,7 @@ pub(crate) unsafe fn protect(_ptr: NonNull<u8>, _len: usize, _prot: Prot) -> io:
 ///
 /// # Safety
 /// None needed.
-pub(crate) unsafe fn discard(_ptr: NonNull<u8>, _len: usize) -> io::Result<()> {
+pub(in crate::sys) unsafe fn discard(_ptr: NonNull<u8>, _len: usize) -> io::Result<()> {
     Err(unsupported())
 }
 
@@ -102,9 +111,9 @@ pub(crate) fn register_at_fork(
 /// Nothing to flush: nothing can have been mapped.
 pub(crate) fn flush_icache(_ptr: *const u8, _len: usize) {}
 
-/// Never constructed here.
+/// Cannot exist here: [`create`](CodeFile::create) always fails.
 #[derive(Debug)]
-pub(crate) struct CodeFile(());
+pub(crate) struct CodeFile(Void);
 
 impl CodeFile {
     /// Always fails with `Unsupported`.
@@ -112,30 +121,20 @@ impl CodeFile {
         Err(unsupported())
     }
 
-    /// Never called: no `CodeFile` exists.
     pub(crate) fn noexec_sealed(&self) -> bool {
-        false
+        match self.0 {}
     }
 
-    /// Always fails with `Unsupported`.
-    pub(crate) fn map(&self, _len: usize, _prot: Prot) -> io::Result<NonNull<u8>> {
-        Err(unsupported())
+    pub(crate) fn map(&self, _len: usize, _prot: Prot) -> io::Result<Mapping> {
+        match self.0 {}
     }
 
-    /// Always fails with `Unsupported`.
-    pub(crate) fn map_near(
-        &self,
-        _len: usize,
-        _prot: Prot,
-        _hint: usize,
-    ) -> io::Result<NonNull<u8>> {
-        Err(unsupported())
+    pub(crate) fn map_near(&self, _len: usize, _prot: Prot, _hint: usize) -> io::Result<Mapping> {
+        match self.0 {}
     }
 
-    /// Always fails with `Unsupported`.
-    ///
     /// # Safety
-    /// None needed: nothing can have been mapped.
+    /// Never callable: no `CodeFile` exists.
     pub(crate) unsafe fn map_over(
         &self,
         _at: NonNull<u8>,
@@ -143,17 +142,45 @@ impl CodeFile {
         _len: usize,
         _prot: Prot,
     ) -> io::Result<()> {
-        Err(unsupported())
+        match self.0 {}
     }
 
-    /// Always fails with `Unsupported`.
     pub(crate) fn punch_hole(&self, _offset: usize, _len: usize) -> io::Result<()> {
-        Err(unsupported())
+        match self.0 {}
     }
 
-    /// Always fails with `Unsupported`.
     pub(crate) fn write_at(&self, _offset: usize, _bytes: &[u8]) -> io::Result<()> {
-        Err(unsupported())
+        match self.0 {}
+    }
+}
+
+/// Cannot exist here: [`locate`](ImageFile::locate) always fails, so the
+/// static trampoline table cannot be mapped again.
+#[derive(Debug)]
+pub(crate) struct ImageFile(Void);
+
+impl ImageFile {
+    /// Always fails: no way to find this process's own files here.
+    pub(crate) fn locate(_addr: usize) -> Result<ImageFile, String> {
+        Err("finding this process's own files is not implemented on this platform".into())
+    }
+
+    pub(crate) fn path(&self) -> &str {
+        match self.0 {}
+    }
+
+    pub(crate) fn found_by(&self) -> &'static str {
+        match self.0 {}
+    }
+
+    pub(crate) fn offset(&self) -> u64 {
+        match self.0 {}
+    }
+
+    /// # Safety
+    /// Never callable: no `ImageFile` exists.
+    pub(crate) unsafe fn map_exec_over(&self, _at: NonNull<u8>, _len: usize) -> io::Result<()> {
+        match self.0 {}
     }
 }
 
@@ -183,7 +210,7 @@ pub(crate) fn pax_flags() -> Option<String> {
 }
 
 /// Not on this platform.
-pub(crate) fn map_wipe_on_fork_page() -> io::Result<NonNull<u8>> {
+pub(crate) fn map_wipe_on_fork_page() -> io::Result<Mapping> {
     Err(unsupported())
 }
 
@@ -191,7 +218,7 @@ pub(crate) fn map_wipe_on_fork_page() -> io::Result<NonNull<u8>> {
 ///
 /// # Safety
 /// None needed.
-pub(crate) unsafe fn dont_fork(_ptr: NonNull<u8>, _len: usize) -> io::Result<()> {
+pub(in crate::sys) unsafe fn dont_fork(_ptr: NonNull<u8>, _len: usize) -> io::Result<()> {
     Err(unsupported())
 }
 

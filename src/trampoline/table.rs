@@ -1,7 +1,6 @@
 //! One mapped trampoline table and its page of records: mapping it from
 //! its [`TableSource`], and publishing and retiring records.
 
-use std::ptr::NonNull;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::source::TableSource;
@@ -9,21 +8,21 @@ use super::{ENTRIES, ENTRY_SIZE, Record, TABLE_SIZE};
 use crate::arch;
 use crate::error::{Error, Result};
 use crate::strategy::Strategy;
-use crate::sys::{self, Prot};
+use crate::sys::{Mapping, Prot};
 
 /// Words per record: `[ctx, entry, stack_args, target]`.
 const RECORD_WORDS: usize = ENTRY_SIZE / std::mem::size_of::<usize>();
 const TARGET: usize = 3;
 
-/// One mapped table and its record page.
+/// One mapped table and its record page, unmapped when dropped (the pool
+/// drops a table only when none of its entries is live, or with its heap,
+/// which every thunk borrows).
 #[derive(Debug)]
 pub(crate) struct Table {
-    base: NonNull<u8>,
+    /// Both halves: the table's code (mapped over the first half from the
+    /// binary's file) and the records.
+    mapping: Mapping,
 }
-
-// SAFETY: a table owns its mappings; records are written through atomics
-// or by the one owner of a slot, under the heap's lock.
-unsafe impl Send for Table {}
 
 impl Table {
     /// Maps a table from `source`, with every record pointing to the trap
@@ -34,9 +33,10 @@ impl Table {
     /// [`Error::Os`] if a mapping fails; [`Error::StrategyUnavailable`] if
     /// the file no longer holds the table's code.
     pub(crate) fn map(source: &TableSource) -> Result<Table> {
-        let base = sys::map_anon(2 * TABLE_SIZE, Prot::ReadWrite)
+        let mapping = Mapping::anon(2 * TABLE_SIZE, Prot::ReadWrite)
             .map_err(|e| Error::os("mmap (trampoline table)", e))?;
-        let table = Table { base };
+        let base = mapping.ptr();
+        let table = Table { mapping };
         // SAFETY: the first half of our fresh reservation; nothing uses it.
         unsafe { source.image.map_exec_over(base, TABLE_SIZE) }
             .map_err(|e| Error::os("mmap(PROT_READ|PROT_EXEC) of the trampoline table", e))?;
@@ -64,13 +64,18 @@ impl Table {
     /// The address of entry `i`.
     pub(crate) fn entry(&self, i: usize) -> usize {
         debug_assert!(i < ENTRIES);
-        self.base.as_ptr() as usize + i * ENTRY_SIZE
+        self.mapping.as_ptr() as usize + i * ENTRY_SIZE
     }
 
     fn record(&self, i: usize) -> *mut usize {
         debug_assert!(i < ENTRIES);
         // SAFETY: record `i` is inside the record page (i < ENTRIES).
-        unsafe { self.base.as_ptr().add(TABLE_SIZE + i * ENTRY_SIZE).cast() }
+        unsafe {
+            self.mapping
+                .as_ptr()
+                .add(TABLE_SIZE + i * ENTRY_SIZE)
+                .cast()
+        }
     }
 
     fn target(&self, i: usize) -> &AtomicUsize {
@@ -108,14 +113,5 @@ impl Table {
     /// Bytes of address space a table takes (code and records).
     pub(crate) const fn reserved_bytes() -> usize {
         2 * TABLE_SIZE
-    }
-}
-
-impl Drop for Table {
-    fn drop(&mut self) {
-        // SAFETY: the heap drops a table only when none of its entries is
-        // live (or the heap itself is gone, and with it every thunk).
-        let r = unsafe { sys::unmap(self.base, 2 * TABLE_SIZE) };
-        debug_assert!(r.is_ok(), "munmap: {r:?}");
     }
 }

@@ -1,0 +1,177 @@
+//! [`CodeFile`]: an anonymous in-memory file (`memfd`) that code is kept
+//! in and mapped from, several times: the backing of dual mapping.
+
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::ptr::NonNull;
+
+use libc::c_void;
+
+use super::{mapped, prot_bits, refuse_writable_exec};
+use crate::sys::{Mapping, Prot};
+
+/// An anonymous in-memory file (`memfd`) that holds code and can be mapped
+/// several times: the backing of the dual-mapping strategy.
+#[derive(Debug)]
+pub(crate) struct CodeFile {
+    fd: OwnedFd,
+    noexec_sealed: bool,
+}
+
+impl CodeFile {
+    /// Creates a file of `len` bytes, all zero.
+    ///
+    /// The file is created with `MFD_NOEXEC_SEAL` where the kernel has it
+    /// (Linux 6.3+): it can never be `execve`d, which is the only kind of
+    /// memfd `vm.memfd_noexec=2` allows, and mapping it `PROT_EXEC` still
+    /// works. Older kernels reject the flag with `EINVAL`; then it is created
+    /// without it.
+    pub(crate) fn create(len: usize) -> io::Result<Self> {
+        let name = c"wxthunk";
+        let mut noexec_sealed = true;
+        // SAFETY: `name` is a NUL-terminated string; the flags are valid.
+        let mut fd =
+            unsafe { libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC | libc::MFD_NOEXEC_SEAL) };
+        if fd < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::EINVAL) {
+            noexec_sealed = false;
+            // SAFETY: as above.
+            fd = unsafe { libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC) };
+        }
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `fd` was just returned by memfd_create and is owned by no
+        // one else.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        let size = libc::off_t::try_from(len)
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "file size too large"))?;
+        // SAFETY: `fd` is a valid, open file descriptor.
+        if unsafe { libc::ftruncate(fd.as_raw_fd(), size) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(CodeFile { fd, noexec_sealed })
+    }
+
+    /// Whether the file was created with `MFD_NOEXEC_SEAL`.
+    pub(crate) fn noexec_sealed(&self) -> bool {
+        self.noexec_sealed
+    }
+
+    /// Maps `len` bytes of the file from offset 0 at an address the kernel
+    /// chooses. Every mapping of a code file is `MAP_SHARED`: its views
+    /// must see the same bytes.
+    pub(crate) fn map(&self, len: usize, prot: Prot) -> io::Result<Mapping> {
+        self.map_near(len, prot, 0)
+    }
+
+    /// As [`map`](Self::map), asking for address `hint` if that range is
+    /// free.
+    pub(crate) fn map_near(&self, len: usize, prot: Prot, hint: usize) -> io::Result<Mapping> {
+        refuse_writable_exec(prot)?;
+        // SAFETY: without MAP_FIXED the kernel never replaces an existing
+        // mapping; `fd` is open.
+        let ret = unsafe {
+            libc::mmap(
+                hint as *mut c_void,
+                len,
+                prot_bits(prot),
+                libc::MAP_SHARED,
+                self.fd.as_raw_fd(),
+                0,
+            )
+        };
+        let ptr = mapped(ret)?;
+        // SAFETY: `len` bytes at `ptr` were just mapped, by us, for us.
+        Ok(unsafe { Mapping::from_raw(ptr, len) })
+    }
+
+    /// Maps `len` bytes of the file from `offset` (a multiple of the page
+    /// size) exactly at `at`, replacing whatever was mapped there in one step
+    /// (`MAP_FIXED`), so that no other thread can see the range unmapped.
+    ///
+    /// # Safety
+    /// - `at..at+len` is a range of whole pages mapped by this module and owned
+    ///   by the caller;
+    /// - nothing relies on the old contents of that range (code that runs
+    ///   there must find the same instructions in the file).
+    pub(crate) unsafe fn map_over(
+        &self,
+        at: NonNull<u8>,
+        offset: usize,
+        len: usize,
+        prot: Prot,
+    ) -> io::Result<()> {
+        refuse_writable_exec(prot)?;
+        let offset = libc::off_t::try_from(offset)
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "file offset too large"))?;
+        // SAFETY: the caller owns the range it asks us to replace.
+        let ret = unsafe {
+            libc::mmap(
+                at.as_ptr().cast(),
+                len,
+                prot_bits(prot),
+                libc::MAP_SHARED | libc::MAP_FIXED,
+                self.fd.as_raw_fd(),
+                offset,
+            )
+        };
+        let got = mapped(ret)?;
+        debug_assert_eq!(got, at);
+        Ok(())
+    }
+
+    /// Gives the memory behind `offset..offset+len` back to the system; the
+    /// range reads as zeros afterwards, in every mapping of the file.
+    pub(crate) fn punch_hole(&self, offset: usize, len: usize) -> io::Result<()> {
+        let (off, len) = match (libc::off_t::try_from(offset), libc::off_t::try_from(len)) {
+            (Ok(o), Ok(l)) => (o, l),
+            _ => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "range too large",
+                ));
+            }
+        };
+        // SAFETY: `fd` is open; the flags are valid together.
+        let ret = unsafe {
+            libc::fallocate(
+                self.fd.as_raw_fd(),
+                libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
+                off,
+                len,
+            )
+        };
+        if ret != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    /// Writes all of `bytes` at `offset` of the file (`pwrite`).
+    pub(crate) fn write_at(&self, mut offset: usize, mut bytes: &[u8]) -> io::Result<()> {
+        while !bytes.is_empty() {
+            let off = libc::off_t::try_from(offset).map_err(|_| {
+                io::Error::new(io::ErrorKind::InvalidInput, "file offset too large")
+            })?;
+            // SAFETY: `bytes` is a valid slice for reads of its length; `fd`
+            // is open.
+            let n = unsafe {
+                libc::pwrite(self.fd.as_raw_fd(), bytes.as_ptr().cast(), bytes.len(), off)
+            };
+            if n < 0 {
+                let err = io::Error::last_os_error();
+                if err.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(err);
+            }
+            if n == 0 {
+                return Err(io::ErrorKind::WriteZero.into());
+            }
+            let n = n as usize;
+            bytes = &bytes[n..];
+            offset += n;
+        }
+        Ok(())
+    }
+}

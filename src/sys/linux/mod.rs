@@ -1,0 +1,196 @@
+//! Linux, through the `libc` crate. This file: the page size and the raw
+//! mapping primitives (`mmap`, `munmap`, `mprotect`, `madvise`) that
+//! [`Mapping`](super::Mapping) is built on, with the `READ_IMPLIES_EXEC`
+//! guard every one of them applies. The rest, one job a file:
+//! - `code_file.rs`: [`CodeFile`], the memfd behind dual mapping;
+//! - `process.rs`: thread-exit keys, fork handlers, the wipe-on-fork page;
+//! - `probe.rs`: the read-only look-ups the policy probe makes;
+//! - `image.rs`: [`ImageFile`], this library's own file, for static
+//!   trampolines.
+
+mod code_file;
+mod image;
+mod probe;
+mod process;
+
+pub(crate) use code_file::CodeFile;
+pub(crate) use image::ImageFile;
+pub(crate) use probe::{
+    mdwe_flags, memfd_noexec_sysctl, pax_flags, rwx_mapping_in_child, seccomp, selinux,
+};
+#[cfg_attr(not(feature = "default-heap"), allow(unused_imports))]
+pub(crate) use process::ThreadExitKey;
+pub(crate) use process::{map_wipe_on_fork_page, process_id, register_at_fork};
+
+use std::io;
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use libc::{c_int, c_void};
+
+use super::Prot;
+
+/// The mutex [`DefaultLock`](crate::DefaultLock) uses in a child of
+/// `fork()`: std's futex mutex, whose state is one word.
+pub(crate) type RawLock = rustix_futex_sync::RawMutex;
+
+/// The operating system's name as reported by the probe.
+pub(crate) const OS: &str = "linux";
+
+/// The size of a page, asked of the kernel once and then cached.
+#[inline]
+pub(crate) fn page_size() -> usize {
+    static PAGE_SIZE: AtomicUsize = AtomicUsize::new(0);
+    match PAGE_SIZE.load(Ordering::Relaxed) {
+        0 => {
+            // SAFETY: sysconf has no preconditions.
+            let raw = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+            // A kernel that does not answer gets the smallest page any Linux
+            // architecture uses; every size we compute is a multiple of it.
+            let size = usize::try_from(raw)
+                .ok()
+                .filter(|s| s.is_power_of_two())
+                .unwrap_or(4096);
+            PAGE_SIZE.store(size, Ordering::Relaxed);
+            size
+        }
+        size => size,
+    }
+}
+
+pub(super) fn prot_bits(prot: Prot) -> c_int {
+    match prot {
+        Prot::None => libc::PROT_NONE,
+        Prot::ReadWrite => libc::PROT_READ | libc::PROT_WRITE,
+        Prot::ReadExec => libc::PROT_READ | libc::PROT_EXEC,
+    }
+}
+
+/// Whether the `READ_IMPLIES_EXEC` personality is set (by `setarch -X`, by
+/// `personality(2)`, inherited, or by the kernel for a binary without a
+/// `PT_GNU_STACK` header): then the kernel adds `PROT_EXEC` to every
+/// `mmap`/`mprotect` asking for `PROT_READ`, so a read-write mapping would be
+/// writable and executable. Asked of the kernel each time (one cheap system
+/// call): the personality can change at any moment.
+pub(crate) fn read_implies_exec() -> bool {
+    // SAFETY: 0xffffffff only queries the personality; nothing changes.
+    let persona = unsafe { libc::personality(0xffff_ffff) };
+    persona != -1 && persona & libc::READ_IMPLIES_EXEC != 0
+}
+
+/// Why wxthunk refuses writable mappings under `READ_IMPLIES_EXEC`.
+pub(crate) const READ_IMPLIES_EXEC_REASON: &str = "the READ_IMPLIES_EXEC personality is set (setarch -X or personality(2)): the kernel makes \
+     every readable mapping executable, so a writable mapping would be writable and executable, \
+     which wxthunk never makes; clear it with personality(persona & !READ_IMPLIES_EXEC)";
+
+/// Refuses a mapping or protection change with `prot` if the kernel would
+/// make it writable and executable at once.
+pub(super) fn refuse_writable_exec(prot: Prot) -> io::Result<()> {
+    if prot == Prot::ReadWrite && read_implies_exec() {
+        return Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            READ_IMPLIES_EXEC_REASON,
+        ));
+    }
+    Ok(())
+}
+
+pub(super) fn mapped(ret: *mut c_void) -> io::Result<NonNull<u8>> {
+    if ret == libc::MAP_FAILED {
+        return Err(io::Error::last_os_error());
+    }
+    NonNull::new(ret.cast()).ok_or_else(|| io::Error::other("mmap returned address zero"))
+}
+
+/// Maps `len` bytes of private, zero-filled memory with `prot`, asking for
+/// address `hint` if that range is free (the kernel picks another address
+/// otherwise; nothing is ever replaced). The caller owns the result: wrap it
+/// in a [`Mapping`](super::Mapping).
+pub(in crate::sys) fn map_anon_near(
+    len: usize,
+    prot: Prot,
+    hint: usize,
+) -> io::Result<NonNull<u8>> {
+    refuse_writable_exec(prot)?;
+    // SAFETY: without MAP_FIXED the hint is only a hint: the kernel never
+    // replaces an existing mapping; the flags ask for nothing else.
+    let ret = unsafe {
+        libc::mmap(
+            hint as *mut c_void,
+            len,
+            prot_bits(prot),
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    mapped(ret)
+}
+
+/// Unmaps `len` bytes at `ptr`.
+///
+/// # Safety
+/// - `ptr..ptr+len` is a range of whole pages mapped by this module and owned
+///   by the caller;
+/// - nothing reads, writes or runs that range any more.
+pub(in crate::sys) unsafe fn unmap(ptr: NonNull<u8>, len: usize) -> io::Result<()> {
+    // SAFETY: the caller owns the range and nothing uses it (see above).
+    if unsafe { libc::munmap(ptr.as_ptr().cast(), len) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Changes the protection of `len` bytes at `ptr` to `prot`.
+///
+/// # Safety
+/// - `ptr..ptr+len` is a range of whole pages mapped by this module and owned
+///   by the caller;
+/// - no live Rust reference or running code relies on the access being
+///   removed.
+pub(in crate::sys) unsafe fn protect(ptr: NonNull<u8>, len: usize, prot: Prot) -> io::Result<()> {
+    refuse_writable_exec(prot)?;
+    // SAFETY: the caller owns the range and nothing relies on the old access.
+    if unsafe { libc::mprotect(ptr.as_ptr().cast(), len, prot_bits(prot)) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Drops the contents of `len` bytes of private memory at `ptr`
+/// (`MADV_DONTNEED`): they read as zeros afterwards. Changes no mapping, so
+/// it works at the kernel's mapping limit.
+///
+/// # Safety
+/// - `ptr..ptr+len` is a range of whole pages of private anonymous memory
+///   mapped by this module and owned by the caller;
+/// - nothing relies on its contents.
+pub(in crate::sys) unsafe fn discard(ptr: NonNull<u8>, len: usize) -> io::Result<()> {
+    // SAFETY: the caller owns the range and nothing relies on its contents.
+    if unsafe { libc::madvise(ptr.as_ptr().cast(), len, libc::MADV_DONTNEED) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Keeps `ptr..ptr+len` out of every process made by copying this one
+/// (`MADV_DONTFORK`): in a child the range is simply not mapped, so a
+/// writable alias of shared code can never be written by a child, on any
+/// fork path.
+///
+/// # Safety
+/// `ptr..ptr+len` is a range of whole pages mapped by this module and owned
+/// by the caller.
+pub(in crate::sys) unsafe fn dont_fork(ptr: NonNull<u8>, len: usize) -> io::Result<()> {
+    // SAFETY: the caller owns the range; the advice changes only what a
+    // child inherits.
+    if unsafe { libc::madvise(ptr.as_ptr().cast(), len, libc::MADV_DONTFORK) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Makes instruction fetches from `ptr..ptr+len` see what was written there.
+pub(crate) fn flush_icache(ptr: *const u8, len: usize) {
+    crate::arch::flush_icache(ptr, len);
+}
