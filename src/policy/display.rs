@@ -1,0 +1,110 @@
+//! The table [`Policy`]'s `Display` prints (the CLI's `probe`).
+
+use std::fmt;
+
+use super::report::{Check, Mdwe, Policy, Seccomp, Selinux};
+use super::settings::STRATEGY_VAR;
+use crate::strategy::Strategy;
+
+fn opt_strategy(s: Option<Strategy>) -> &'static str {
+    s.map_or("none (no strategy works here)", Strategy::name)
+}
+
+impl fmt::Display for Policy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let row = |f: &mut fmt::Formatter<'_>, key: &str, value: &dyn fmt::Display| {
+            writeln!(f, "  {key:<22}{value}")
+        };
+        writeln!(
+            f,
+            "wxthunk probe: what this process may do with executable memory"
+        )?;
+        row(
+            f,
+            "platform",
+            &format_args!("{} {}, page size {}", self.os, self.arch, self.page_size),
+        )?;
+        match &self.rwx_mapping {
+            Check::Unknown { reason } if reason.starts_with("not tried") => {
+                row(f, "rwx mapping", &format_args!("{reason}"))?
+            }
+            other => row(
+                f,
+                "rwx mapping",
+                &format_args!("{other} (tried in a child process)"),
+            )?,
+        }
+        row(f, "mprotect RW->RX", &self.mprotect_exec)?;
+        let seal = match self.memfd_noexec_seal {
+            Some(true) => ", memfd with MFD_NOEXEC_SEAL",
+            Some(false) => ", memfd without MFD_NOEXEC_SEAL",
+            None => "",
+        };
+        row(
+            f,
+            "memfd dual mapping",
+            &format_args!("{}{seal}", self.dual_mapping),
+        )?;
+        let mdwe = match &self.mdwe {
+            Mdwe::NotSupported => "not supported by this kernel".to_owned(),
+            Mdwe::Off => "off".to_owned(),
+            Mdwe::RefuseExecGain { inherited: true } => {
+                "on (refuse exec gain, inherited)".to_owned()
+            }
+            Mdwe::RefuseExecGain { inherited: false } => {
+                "on (refuse exec gain, not inherited)".to_owned()
+            }
+            Mdwe::Unknown { reason } => format!("unknown ({reason})"),
+        };
+        match &self.trampoline_source {
+            Some(source) if self.static_trampolines.is_allowed() => row(
+                f,
+                "static trampolines",
+                &format_args!("allowed, table mapped from {source}"),
+            )?,
+            _ => row(f, "static trampolines", &self.static_trampolines)?,
+        }
+        row(f, "MDWE", &mdwe)?;
+        let sysctl = self
+            .memfd_noexec
+            .map_or("absent".to_owned(), |v| v.to_string());
+        row(f, "vm.memfd_noexec", &sysctl)?;
+        let execmem = |d: &Option<bool>| match d {
+            Some(true) => ", deny_execmem on",
+            Some(false) => ", deny_execmem off",
+            None => "",
+        };
+        let selinux = match &self.selinux {
+            Selinux::Absent => "absent".to_owned(),
+            Selinux::Permissive { deny_execmem } => format!("permissive{}", execmem(deny_execmem)),
+            Selinux::Enforcing { deny_execmem } => format!("enforcing{}", execmem(deny_execmem)),
+        };
+        row(f, "SELinux", &selinux)?;
+        let seccomp = match &self.seccomp {
+            Seccomp::Unknown => "unknown".to_owned(),
+            Seccomp::Disabled => "off".to_owned(),
+            Seccomp::Strict => "strict".to_owned(),
+            Seccomp::Filter { filters: Some(n) } => format!("filter ({n} installed)"),
+            Seccomp::Filter { filters: None } => "filter".to_owned(),
+        };
+        row(f, "seccomp", &seccomp)?;
+        row(f, "PaX", &self.pax.as_deref().unwrap_or("absent"))?;
+        let persona = if self.read_implies_exec {
+            "READ_IMPLIES_EXEC (readable mappings are executable: refused)"
+        } else {
+            "normal"
+        };
+        row(f, "personality", &persona)?;
+        row(f, "Block strategy", &opt_strategy(self.block_strategy))?;
+        row(f, "heap strategy", &opt_strategy(self.heap_strategy))?;
+        row(f, "thunk strategy", &opt_strategy(self.thunk_strategy))?;
+        row(f, STRATEGY_VAR, &self.strategy_setting)?;
+        if !self.notes.is_empty() {
+            writeln!(f, "notes:")?;
+            for note in &self.notes {
+                writeln!(f, "  - {note}")?;
+            }
+        }
+        Ok(())
+    }
+}

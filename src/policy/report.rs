@@ -1,0 +1,290 @@
+//! [`Policy`], what [`probe`](crate::probe) reports, and the types it
+//! reports in: each check found by trying, and the kernel settings that
+//! explain the outcome.
+
+use std::fmt;
+
+use super::capabilities::{self, BLOCK_PREFERENCE, HEAP_PREFERENCE, THUNK_PREFERENCE};
+use super::settings::{StrategySetting, strategy_setting};
+use crate::arch;
+use crate::strategy::Strategy;
+use crate::sys::{self, ChildRwx};
+
+/// The outcome of trying one thing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Check {
+    /// It was tried and it worked (code made executable this way ran).
+    Allowed,
+    /// It was tried and refused.
+    Refused {
+        /// What failed and how.
+        reason: String,
+    },
+    /// It could not be tried.
+    Unknown {
+        /// Why not.
+        reason: String,
+    },
+}
+
+impl Check {
+    /// Whether it was tried and worked.
+    pub fn is_allowed(&self) -> bool {
+        matches!(self, Check::Allowed)
+    }
+
+    /// Why it was refused or could not be tried; `None` when allowed.
+    pub fn reason(&self) -> Option<&str> {
+        match self {
+            Check::Allowed => None,
+            Check::Refused { reason } | Check::Unknown { reason } => Some(reason),
+        }
+    }
+}
+
+impl fmt::Display for Check {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Check::Allowed => f.write_str("allowed"),
+            Check::Refused { reason } => write!(f, "refused ({reason})"),
+            Check::Unknown { reason } => write!(f, "unknown ({reason})"),
+        }
+    }
+}
+
+/// Linux's memory-deny-write-execute state (`prctl(PR_GET_MDWE)`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Mdwe {
+    /// The kernel has no MDWE (Linux before 6.3), or this is not Linux.
+    NotSupported,
+    /// MDWE is available and off.
+    Off,
+    /// `PR_MDWE_REFUSE_EXEC_GAIN`: no mapping may be writable and executable,
+    /// and no mapping may gain exec after it was created.
+    RefuseExecGain {
+        /// Whether children inherit the setting (false when
+        /// `PR_MDWE_NO_INHERIT` is set).
+        inherited: bool,
+    },
+    /// The state could not be read.
+    Unknown {
+        /// Why not.
+        reason: String,
+    },
+}
+
+/// SELinux's state.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Selinux {
+    /// SELinux is not active (or this is not Linux).
+    Absent,
+    /// Active; logs denials but does not enforce them.
+    Permissive {
+        /// The `deny_execmem` boolean, when readable.
+        deny_execmem: Option<bool>,
+    },
+    /// Active and enforcing.
+    Enforcing {
+        /// The `deny_execmem` boolean, when readable.
+        deny_execmem: Option<bool>,
+    },
+}
+
+/// The seccomp state of the calling thread.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Seccomp {
+    /// Could not be read (no `/proc`, or not Linux).
+    Unknown,
+    /// No seccomp.
+    Disabled,
+    /// Strict mode: only `read`, `write`, `exit` and `sigreturn`.
+    Strict,
+    /// One or more BPF filters decide which system calls are allowed.
+    Filter {
+        /// How many filters are installed, when the kernel says.
+        filters: Option<u32>,
+    },
+}
+
+/// What this process may do with executable memory, and what wxthunk will
+/// therefore do. Returned by [`probe`](crate::probe).
+///
+/// Every `Check` was found by trying, on scratch memory, not guessed from
+/// settings: the settings (`mdwe`, `memfd_noexec`, `selinux`, `seccomp`,
+/// `pax`) are reported alongside to explain the outcome. Its `Display` is a
+/// table for people; the fields are for programs.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct Policy {
+    /// The operating system (`std::env::consts::OS` spelling).
+    pub os: &'static str,
+    /// The architecture (`std::env::consts::ARCH` spelling).
+    pub arch: &'static str,
+    /// The page size in bytes.
+    pub page_size: usize,
+    /// Mapping memory writable and executable at once. wxthunk never does
+    /// this in your process: a short-lived child process tries it.
+    pub rwx_mapping: Check,
+    /// Making a written read-write page read+exec with `mprotect`
+    /// ([`Strategy::Protect`]).
+    pub mprotect_exec: Check,
+    /// Mapping a `memfd` read-write and read+exec at once
+    /// ([`Strategy::DualMap`]).
+    pub dual_mapping: Check,
+    /// Whether memfds are created with `MFD_NOEXEC_SEAL` (`None` when no
+    /// memfd could be created).
+    pub memfd_noexec_seal: Option<bool>,
+    /// Linux MDWE state.
+    pub mdwe: Mdwe,
+    /// The `vm.memfd_noexec` sysctl (0, 1, 2), when present.
+    pub memfd_noexec: Option<u8>,
+    /// SELinux state.
+    pub selinux: Selinux,
+    /// Seccomp state.
+    pub seccomp: Seccomp,
+    /// PaX flags, on PaX kernels.
+    pub pax: Option<String>,
+    /// Whether the `READ_IMPLIES_EXEC` personality is set: the kernel then
+    /// makes every readable mapping executable, so wxthunk refuses every
+    /// strategy (each needs a read-write mapping) and every writable mapping
+    /// it would make, whenever the personality is set.
+    pub read_implies_exec: bool,
+    /// The strategy [`Block::new`](crate::Block::new) uses, `None` if no
+    /// strategy works.
+    pub block_strategy: Option<Strategy>,
+    /// Mapping the static trampoline table again from the binary's file and
+    /// calling through it ([`Strategy::StaticTrampolines`]).
+    pub static_trampolines: Check,
+    /// Where the trampoline table's code is mapped from (file, offset, and
+    /// how it was found), when it was found.
+    pub trampoline_source: Option<String>,
+    /// The strategy a code heap uses by default for the code written into
+    /// it (spans, pages), `None` if no strategy for written code works.
+    pub heap_strategy: Option<Strategy>,
+    /// The strategy thunks use by default (the default heap's
+    /// [`Heap::strategy`](crate::Heap::strategy)), `None` if none works.
+    pub thunk_strategy: Option<Strategy>,
+    /// What `WXTHUNK_STRATEGY` asks of the default heaps (read once, at the
+    /// first use of wxthunk).
+    pub strategy_setting: StrategySetting,
+    /// Plain-language explanations of the choices above.
+    pub notes: Vec<String>,
+}
+
+impl Policy {
+    /// Probes again, now, without the cache [`probe`](crate::probe) keeps; for a process
+    /// that changed its own restrictions since. The strategies the rest of
+    /// the crate uses were fixed at the first probe.
+    pub fn detect() -> Policy {
+        Policy::from_capabilities(&capabilities::Capabilities::detect())
+    }
+
+    /// Asks a short-lived child process to map memory writable and
+    /// executable (never done in this process).
+    fn rwx_in_child() -> Check {
+        match sys::rwx_mapping_in_child() {
+            ChildRwx::Allowed => Check::Allowed,
+            ChildRwx::Refused(e) => Check::Refused {
+                reason: format!("mmap(PROT_WRITE|PROT_EXEC) failed: {e}"),
+            },
+            ChildRwx::Killed(sig) => Check::Refused {
+                reason: format!("the child trying it was killed by signal {sig}"),
+            },
+            ChildRwx::NotTried(e) => Check::Unknown {
+                reason: format!("no child process to try it in: {e}"),
+            },
+        }
+    }
+
+    pub(super) fn from_capabilities(caps: &capabilities::Capabilities) -> Policy {
+        let seccomp_state = sys::seccomp();
+        // The RWX check needs a fork-like `clone`, which a seccomp filter
+        // may refuse or punish by killing the whole process (sandboxes do),
+        // so it is only tried where no filter is installed.
+        let rwx_mapping = match seccomp_state {
+            Some((0, _)) => Self::rwx_in_child(),
+            Some(_) => Check::Unknown {
+                reason: "not tried: a seccomp filter is installed, and the child process this \
+                         check needs (a fork-like clone) could be refused or kill this process"
+                    .into(),
+            },
+            None => Check::Unknown {
+                reason: "not tried: the seccomp state is unknown, and the child process this \
+                         check needs (a fork-like clone) could kill this process"
+                    .into(),
+            },
+        };
+        let mdwe = match sys::mdwe_flags() {
+            Ok(None) => Mdwe::NotSupported,
+            Ok(Some(0)) => Mdwe::Off,
+            Ok(Some(flags)) if flags & 1 != 0 => Mdwe::RefuseExecGain {
+                inherited: flags & 2 == 0,
+            },
+            Ok(Some(flags)) => Mdwe::Unknown {
+                reason: format!("unknown flags {flags:#x}"),
+            },
+            Err(e) => Mdwe::Unknown {
+                reason: e.to_string(),
+            },
+        };
+        let selinux = match sys::selinux() {
+            None => Selinux::Absent,
+            Some((true, deny_execmem)) => Selinux::Enforcing { deny_execmem },
+            Some((false, deny_execmem)) => Selinux::Permissive { deny_execmem },
+        };
+        let seccomp = match seccomp_state {
+            None => Seccomp::Unknown,
+            Some((0, _)) => Seccomp::Disabled,
+            Some((1, _)) => Seccomp::Strict,
+            Some((_, filters)) => Seccomp::Filter { filters },
+        };
+        let mut policy = Policy {
+            os: sys::OS,
+            arch: arch::NAME,
+            page_size: sys::page_size(),
+            rwx_mapping,
+            mprotect_exec: caps.protect.clone(),
+            dual_mapping: caps.dual_map.clone(),
+            memfd_noexec_seal: caps.memfd_noexec_seal,
+            mdwe,
+            memfd_noexec: sys::memfd_noexec_sysctl(),
+            selinux,
+            seccomp,
+            pax: sys::pax_flags(),
+            read_implies_exec: sys::read_implies_exec(),
+            block_strategy: caps.choose(BLOCK_PREFERENCE).ok().map(Strategy::from),
+            static_trampolines: caps.static_trampolines.clone(),
+            trampoline_source: crate::trampoline::source()
+                .ok()
+                .map(crate::trampoline::TableSource::describe),
+            heap_strategy: caps.choose(HEAP_PREFERENCE).ok().map(Strategy::from),
+            thunk_strategy: match strategy_setting() {
+                StrategySetting::Forced(s) => Some(*s).filter(|&s| caps.check(s).is_allowed()),
+                StrategySetting::Invalid { .. } => None,
+                _ => caps.choose(THUNK_PREFERENCE).ok().map(Strategy::from),
+            },
+            strategy_setting: strategy_setting().clone(),
+            notes: Vec::new(),
+        };
+        policy.notes = policy.explain();
+        policy
+    }
+
+    /// Whether `strategy` works in this process.
+    pub fn allows(&self, strategy: Strategy) -> bool {
+        self.check(strategy).is_allowed()
+    }
+
+    /// The check that says whether `strategy` works here.
+    pub fn check(&self, strategy: Strategy) -> &Check {
+        match strategy {
+            Strategy::Protect => &self.mprotect_exec,
+            Strategy::DualMap => &self.dual_mapping,
+            Strategy::StaticTrampolines => &self.static_trampolines,
+        }
+    }
+}
