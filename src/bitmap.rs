@@ -158,6 +158,8 @@ impl Bitmap {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::Bitmap;
 
     /// The obvious search, for comparison.
@@ -167,35 +169,52 @@ mod tests {
             .find(|&s| (s..s + n).all(|i| !b.get(i)))
     }
 
-    #[test]
-    fn search_agrees_with_the_naive_search() {
-        // A deterministic pseudo-random sweep over sizes, fills and runs.
-        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
-        let mut rand = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
-        for bits in [1, 63, 64, 65, 127, 128, 200, 1000] {
-            for _ in 0..50 {
-                let mut b = Bitmap::new(bits);
-                for i in 0..bits {
-                    if rand() % 3 == 0 {
-                        b.set_range(i, 1);
-                    }
-                }
-                for _ in 0..20 {
-                    let n = 1 + (rand() % 70) as usize;
-                    let align = 1 << (rand() % 4);
-                    let from = (rand() as usize) % bits;
-                    assert_eq!(
-                        b.find_clear_run(from, n, align),
-                        naive(&b, from, n, align),
-                        "bits={bits} n={n} align={align} from={from}"
-                    );
+    /// A bit vector of `bits` bits with each bit set where `fill` says
+    /// (the pattern repeats), and a search: run length, alignment, start.
+    fn case() -> impl Strategy<Value = (Bitmap, usize, usize, usize)> {
+        // Word boundaries are where the search's fast paths meet.
+        let sizes = prop_oneof![
+            Just(1usize),
+            Just(63),
+            Just(64),
+            Just(65),
+            Just(127),
+            Just(128),
+            1usize..1100
+        ];
+        (sizes, proptest::collection::vec(any::<bool>(), 1..300)).prop_flat_map(|(bits, fill)| {
+            let mut b = Bitmap::new(bits);
+            for i in 0..bits {
+                if fill[i % fill.len()] {
+                    b.set_range(i, 1);
                 }
             }
+            (Just(b), 1usize..70, 0u32..4, 0..bits)
+                .prop_map(|(b, n, shift, from)| (b, n, 1 << shift, from))
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn search_agrees_with_the_naive_search((b, n, align, from) in case()) {
+            prop_assert_eq!(b.find_clear_run(from, n, align), naive(&b, from, n, align));
+        }
+
+        #[test]
+        fn set_then_clear_restores_and_counts(
+            bits in 1usize..700,
+            start_frac in 0.0f64..1.0,
+            len_frac in 0.0f64..1.0,
+        ) {
+            let mut b = Bitmap::new(bits);
+            let start = ((bits as f64 * start_frac) as usize).min(bits - 1);
+            let len = 1 + ((bits - start - 1) as f64 * len_frac) as usize;
+            b.set_range(start, len);
+            prop_assert!(b.all_set(start, len));
+            prop_assert_eq!(b.count_range(0, bits), len);
+            prop_assert!(b.all_clear(0, start));
+            b.clear_range(start, len);
+            prop_assert!(b.all_clear(0, bits));
         }
     }
 

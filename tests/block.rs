@@ -3,7 +3,7 @@
 //! process allows.
 #![cfg(all(target_os = "linux", target_arch = "x86_64"))]
 
-mod support;
+use wxthunk_testkit as support;
 
 use std::io::{self, Write};
 

@@ -2,46 +2,18 @@
 //! child, and what the child writes never reaches the parent's code.
 #![cfg(all(target_os = "linux", target_arch = "x86_64"))]
 
-mod support;
+use wxthunk_testkit as support;
 
 use std::io::Write;
 
 use support::code;
+use support::fork::fork_and_wait;
 use wxthunk::{Block, ExecBlock, Strategy};
 
 fn sealed(strategy: Strategy, value: u32) -> ExecBlock {
     let mut b = Block::with_strategy(0, strategy).unwrap();
     b.write_all(&code::ret_u32(value)).unwrap();
     b.exec().unwrap()
-}
-
-/// Forks; the child runs `child` and exits with its result (101 if it
-/// panics); the parent gets the child's pid.
-fn fork_child(child: impl FnOnce() -> i32) -> libc::pid_t {
-    // SAFETY: the child only runs `child` (machine code, the allocator,
-    // mmap) and leaves with `_exit`, running no destructors or atexit
-    // handlers of the parent's state.
-    let pid = unsafe { libc::fork() };
-    assert!(pid >= 0, "fork: {}", std::io::Error::last_os_error());
-    if pid == 0 {
-        let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(child)).unwrap_or(101);
-        // SAFETY: ends the child at once.
-        unsafe { libc::_exit(code) };
-    }
-    pid
-}
-
-/// Waits for a child from [`fork_child`] and returns its exit code.
-fn wait_child(pid: libc::pid_t) -> i32 {
-    let mut status = 0;
-    // SAFETY: `status` is a valid place to write; `pid` is our child.
-    assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
-    assert!(libc::WIFEXITED(status), "child died: status {status:#x}");
-    libc::WEXITSTATUS(status)
-}
-
-fn fork_and_wait(child: impl FnOnce() -> i32) -> i32 {
-    wait_child(fork_child(child))
 }
 
 #[test]
@@ -101,6 +73,7 @@ mod heap {
     use std::mem::ManuallyDrop;
 
     use super::code;
+    use super::support::fork::{ForkPath, spawn, wait};
     use wxthunk::{ExecSpan, Heap, Strategy};
 
     fn sealed(heap: &Heap, value: u32) -> ExecSpan<'_> {
@@ -129,7 +102,7 @@ mod heap {
         // SAFETY: after fork the child owns this bitwise copy; the parent
         // never drops it.
         let child_a = ManuallyDrop::new(unsafe { std::ptr::read(&a) });
-        let pid = super::fork_child(move || {
+        let pid = spawn(ForkPath::Libc, move || {
             // Free A in the child and fill its slot with new code.
             drop(ManuallyDrop::into_inner(child_a));
             let fresh: Vec<_> = (100..150).map(|v| sealed(heap, v)).collect();
@@ -162,7 +135,7 @@ mod heap {
         let sent = unsafe { libc::write(write_fd, [1u8].as_ptr().cast(), 1) };
         assert_eq!(sent, 1);
         assert_eq!(
-            super::wait_child(pid),
+            wait(pid).unwrap(),
             0,
             "{name}: child failed (2: it saw the parent's new code)"
         );

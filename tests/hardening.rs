@@ -2,20 +2,16 @@
 //! that locks itself down first, then uses the library end to end.
 #![cfg(all(target_os = "linux", target_arch = "x86_64"))]
 
-mod support;
+use wxthunk_testkit as support;
 
 use std::io::Write;
 
-use support::code;
+use support::{Lockdown, code};
 use wxthunk::{Block, Check, Error, Mdwe, Strategy};
 
 #[test]
 fn blocks_work_under_mdwe() {
-    let Some(out) = support::in_child("blocks_work_under_mdwe", || {
-        if !support::set_mdwe() {
-            println!("MDWE-UNSUPPORTED");
-            return;
-        }
+    let Some(out) = support::run_locked("blocks_work_under_mdwe", Lockdown::Mdwe, || {
         let policy = wxthunk::probe();
         println!("{policy}");
         assert!(
@@ -70,20 +66,12 @@ fn blocks_work_under_mdwe() {
     }) else {
         return;
     };
-    if out.contains("MDWE-UNSUPPORTED") {
-        println!("SKIPPED: this kernel has no PR_SET_MDWE: blocks under MDWE not checked");
-        return;
-    }
     assert!(out.contains("MDWE-OK strategy=dual-map"), "{out}");
 }
 
 #[test]
 fn heaps_work_under_mdwe() {
-    let Some(out) = support::in_child("heaps_work_under_mdwe", || {
-        if !support::set_mdwe() {
-            println!("MDWE-UNSUPPORTED");
-            return;
-        }
+    let Some(out) = support::run_locked("heaps_work_under_mdwe", Lockdown::Mdwe, || {
         let policy = wxthunk::probe();
         assert_eq!(policy.heap_strategy, Some(Strategy::DualMap), "{policy}");
         for (name, heap) in [
@@ -129,10 +117,6 @@ fn heaps_work_under_mdwe() {
     }) else {
         return;
     };
-    if out.contains("MDWE-UNSUPPORTED") {
-        println!("SKIPPED: this kernel has no PR_SET_MDWE: heaps under MDWE not checked");
-        return;
-    }
     assert!(out.contains("MDWE-HEAP-OK"), "{out}");
 }
 

@@ -2,7 +2,7 @@
 //! compaction, statistics, threads.
 #![cfg(all(target_os = "linux", target_arch = "x86_64"))]
 
-mod support;
+use wxthunk_testkit as support;
 
 use std::io::{self, Write};
 

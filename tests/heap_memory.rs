@@ -4,7 +4,7 @@
 //! resident-memory figures are this test's alone.
 #![cfg(all(target_os = "linux", target_arch = "x86_64"))]
 
-mod support;
+use wxthunk_testkit as support;
 
 use std::io::Write;
 use std::os::unix::process::ExitStatusExt;

@@ -3,7 +3,7 @@
 //! compact, checked against a plain model after every step.
 #![cfg(all(target_os = "linux", target_arch = "x86_64"))]
 
-mod support;
+use wxthunk_testkit as support;
 
 use std::collections::BTreeMap;
 use std::io::Write;

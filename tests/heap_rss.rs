@@ -3,7 +3,7 @@
 //! measurements are its own.
 #![cfg(all(target_os = "linux", target_arch = "x86_64"))]
 
-mod support;
+use wxthunk_testkit as support;
 
 use std::io::Write;
 

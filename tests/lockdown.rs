@@ -9,12 +9,12 @@
 //! writable+executable mapping may ever appear.
 #![cfg(all(target_os = "linux", target_arch = "x86_64"))]
 
-mod support;
+use wxthunk_testkit as support;
 
 use std::ffi::{c_int, c_void};
 use std::io::Write;
 
-use support::seccomp::{self, Lockdown};
+use support::Lockdown;
 use wxthunk::{Block, Check, CodeStrategy, Error, Heap, Seccomp, Strategy, Thunk, ThunkStrategy};
 
 type Cmp = unsafe extern "C" fn(*const c_void, *const c_void) -> c_int;
@@ -81,20 +81,9 @@ fn exercise_thunks() {
     assert!(wx.is_empty(), "writable+executable mappings: {wx:?}");
 }
 
-fn mdwe_or_say_so() -> bool {
-    if support::set_mdwe() {
-        return true;
-    }
-    println!("MDWE-UNSUPPORTED");
-    false
-}
-
 #[test]
 fn a_mdwe() {
-    let Some(out) = support::in_child("a_mdwe", || {
-        if !mdwe_or_say_so() {
-            return;
-        }
+    let Some(out) = support::run_locked("a_mdwe", Lockdown::Mdwe, || {
         let policy = wxthunk::probe();
         println!("{policy}");
         assert!(matches!(policy.mprotect_exec, Check::Refused { .. }));
@@ -111,21 +100,12 @@ fn a_mdwe() {
     }) else {
         return;
     };
-    if out.contains("MDWE-UNSUPPORTED") {
-        println!("SKIPPED: this kernel has no PR_SET_MDWE: lockdown (a) not checked");
-        return;
-    }
     assert!(out.contains("LOCKDOWN-OK"), "{out}");
 }
 
 #[test]
 fn b_no_memfd_and_mdwe() {
-    let Some(out) = support::in_child("b_no_memfd_and_mdwe", || {
-        let program = seccomp::program(Lockdown::NoMemfd);
-        if !mdwe_or_say_so() {
-            return;
-        }
-        seccomp::install(&program).unwrap();
+    let Some(out) = support::run_locked("b_no_memfd_and_mdwe", Lockdown::NoMemfdMdwe, || {
         // SAFETY: the name is NUL-terminated; the call is refused anyway.
         let fd = unsafe { libc::memfd_create(c"probe".as_ptr(), libc::MFD_CLOEXEC) };
         assert_eq!(fd, -1);
@@ -172,45 +152,44 @@ fn b_no_memfd_and_mdwe() {
     }) else {
         return;
     };
-    if out.contains("MDWE-UNSUPPORTED") {
-        println!("SKIPPED: this kernel has no PR_SET_MDWE: lockdown (b) not checked");
-        return;
-    }
     assert!(out.contains("LOCKDOWN-OK"), "{out}");
 }
 
 #[test]
 fn c_systemd_memory_deny_write_execute() {
-    let Some(out) = support::in_child("c_systemd_memory_deny_write_execute", || {
-        seccomp::install(&seccomp::program(Lockdown::SystemdWx)).unwrap();
-        let policy = wxthunk::probe();
-        println!("{policy}");
-        assert!(
-            matches!(&policy.mprotect_exec, Check::Refused { reason } if reason.contains("not permitted")),
-            "{policy}"
-        );
-        assert!(matches!(policy.seccomp, Seccomp::Filter { .. }));
-        // Under a filter the RWX check is not tried (its fork-like clone
-        // could kill the process).
-        assert!(
-            matches!(&policy.rwx_mapping, Check::Unknown { reason } if reason.starts_with("not tried")),
-            "{}",
-            policy.rwx_mapping
-        );
-        assert!(policy.static_trampolines.is_allowed(), "{policy}");
-        assert!(policy.thunk_strategy.is_some(), "{policy}");
-        // Written code still works where the file-backed mapping does.
-        if policy.dual_mapping.is_allowed() {
-            let mut b = Block::new(16).unwrap();
-            b.write_all(&support::code::ret_u32(5)).unwrap();
-            let x = b.exec().unwrap();
-            // SAFETY: offset 0 holds `mov eax, 5; ret`.
-            let f: extern "C" fn() -> u32 = unsafe { x.func(0).unwrap() };
-            assert_eq!(f(), 5);
-        }
-        exercise_thunks();
-        println!("LOCKDOWN-OK thunks={}", policy.thunk_strategy.unwrap());
-    }) else {
+    let Some(out) = support::run_locked(
+        "c_systemd_memory_deny_write_execute",
+        Lockdown::SystemdWx,
+        || {
+            let policy = wxthunk::probe();
+            println!("{policy}");
+            assert!(
+                matches!(&policy.mprotect_exec, Check::Refused { reason } if reason.contains("not permitted")),
+                "{policy}"
+            );
+            assert!(matches!(policy.seccomp, Seccomp::Filter { .. }));
+            // Under a filter the RWX check is not tried (its fork-like clone
+            // could kill the process).
+            assert!(
+                matches!(&policy.rwx_mapping, Check::Unknown { reason } if reason.starts_with("not tried")),
+                "{}",
+                policy.rwx_mapping
+            );
+            assert!(policy.static_trampolines.is_allowed(), "{policy}");
+            assert!(policy.thunk_strategy.is_some(), "{policy}");
+            // Written code still works where the file-backed mapping does.
+            if policy.dual_mapping.is_allowed() {
+                let mut b = Block::new(16).unwrap();
+                b.write_all(&support::code::ret_u32(5)).unwrap();
+                let x = b.exec().unwrap();
+                // SAFETY: offset 0 holds `mov eax, 5; ret`.
+                let f: extern "C" fn() -> u32 = unsafe { x.func(0).unwrap() };
+                assert_eq!(f(), 5);
+            }
+            exercise_thunks();
+            println!("LOCKDOWN-OK thunks={}", policy.thunk_strategy.unwrap());
+        },
+    ) else {
         return;
     };
     assert!(out.contains("LOCKDOWN-OK"), "{out}");
@@ -218,26 +197,29 @@ fn c_systemd_memory_deny_write_execute() {
 
 #[test]
 fn d_a_sandbox_that_kills_on_fork_like_clone() {
-    let Some(out) = support::in_child("d_a_sandbox_that_kills_on_fork_like_clone", || {
-        seccomp::install(&seccomp::no_clone3()).unwrap();
-        seccomp::install(&seccomp::program(Lockdown::KillForks)).unwrap();
-        // Probing must not clone a child here: that would kill us (SIGSYS).
-        let policy = wxthunk::probe();
-        println!("{policy}");
-        assert!(
-            matches!(&policy.rwx_mapping, Check::Unknown { reason } if reason.contains("not tried")),
-            "{}",
-            policy.rwx_mapping
-        );
-        assert!(policy.to_string().contains("not tried"), "{policy}");
-        // Threads still work under the filter, and so do thunks.
-        let t = wxthunk::Thunk::<unsafe extern "C" fn(u32) -> u32>::new(|v: u32| v * 3).unwrap();
-        let f = t.as_fn();
-        // SAFETY: `t` is alive until the thread is joined.
-        let got = std::thread::scope(|s| s.spawn(|| unsafe { f(14) }).join().unwrap());
-        assert_eq!(got, 42);
-        println!("PROBED-UNDER-FORK-KILLER");
-    }) else {
+    let Some(out) = support::run_locked(
+        "d_a_sandbox_that_kills_on_fork_like_clone",
+        Lockdown::KillForks,
+        || {
+            // Probing must not clone a child here: that would kill us (SIGSYS).
+            let policy = wxthunk::probe();
+            println!("{policy}");
+            assert!(
+                matches!(&policy.rwx_mapping, Check::Unknown { reason } if reason.contains("not tried")),
+                "{}",
+                policy.rwx_mapping
+            );
+            assert!(policy.to_string().contains("not tried"), "{policy}");
+            // Threads still work under the filter, and so do thunks.
+            let t =
+                wxthunk::Thunk::<unsafe extern "C" fn(u32) -> u32>::new(|v: u32| v * 3).unwrap();
+            let f = t.as_fn();
+            // SAFETY: `t` is alive until the thread is joined.
+            let got = std::thread::scope(|s| s.spawn(|| unsafe { f(14) }).join().unwrap());
+            assert_eq!(got, 42);
+            println!("PROBED-UNDER-FORK-KILLER");
+        },
+    ) else {
         return;
     };
     assert!(out.contains("PROBED-UNDER-FORK-KILLER"), "{out}");
@@ -249,8 +231,7 @@ fn d_a_sandbox_that_kills_on_fork_like_clone() {
 /// and pages use protect. Each is reported, and each works.
 #[test]
 fn e_no_memfd_alone() {
-    let Some(out) = support::in_child("e_no_memfd_alone", || {
-        seccomp::install(&seccomp::program(Lockdown::NoMemfd)).unwrap();
+    let Some(out) = support::run_locked("e_no_memfd_alone", Lockdown::NoMemfd, || {
         let policy = wxthunk::probe();
         println!("{policy}");
         assert!(policy.mprotect_exec.is_allowed(), "{policy}");

@@ -3,7 +3,7 @@
 //! threads change the address space while it looks.
 #![cfg(all(target_os = "linux", target_arch = "x86_64"))]
 
-mod support;
+use wxthunk_testkit as support;
 
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};

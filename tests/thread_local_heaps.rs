@@ -5,7 +5,7 @@
 //! this test's.
 #![cfg(all(target_os = "linux", target_arch = "x86_64"))]
 
-mod support;
+use wxthunk_testkit as support;
 
 use std::cell::RefCell;
 use std::io::Write;

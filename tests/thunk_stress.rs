@@ -3,7 +3,7 @@
 //! at a time in this binary (RSS is process-wide).
 #![cfg(all(target_os = "linux", target_arch = "x86_64"))]
 
-mod support;
+use wxthunk_testkit as support;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 

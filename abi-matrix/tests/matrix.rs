@@ -1,12 +1,39 @@
 //! Runs the generated signature matrix under every heap strategy this
-//! process allows.
+//! process allows, in this process and inside each lockdown (in a child
+//! process that locks itself down first).
 #![cfg(all(target_arch = "x86_64", target_os = "linux"))]
 
 use wxthunk::{Heap, Strategy};
 use wxthunk_abi_matrix::SIGNATURES;
+use wxthunk_testkit::{Lockdown, run_locked};
 
 #[test]
 fn c_callers_pass_every_argument_and_get_every_result() {
+    every_signature_on_every_heap();
+}
+
+/// One test per lockdown: the child that runs it locks itself down first.
+macro_rules! under_lockdown {
+    ($($name:ident: $lockdown:expr;)*) => {$(
+        #[test]
+        fn $name() {
+            if let Some(out) = run_locked(stringify!($name), $lockdown, every_signature_on_every_heap) {
+                assert!(out.contains(" signatures ("), "{out}");
+            }
+        }
+    )*};
+}
+
+under_lockdown! {
+    under_mdwe: Lockdown::Mdwe;
+    under_mdwe_without_memfd: Lockdown::NoMemfdMdwe;
+    under_systemd_memory_deny_write_execute: Lockdown::SystemdWx;
+    without_memfd: Lockdown::NoMemfd;
+}
+
+/// Calls every generated signature through a thunk on every heap this
+/// process allows, checking every argument and result in C.
+fn every_signature_on_every_heap() {
     let policy = wxthunk::probe();
     let mut heaps = Vec::new();
     for (name, builder) in [

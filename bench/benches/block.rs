@@ -9,7 +9,6 @@
 
 use std::hint::black_box;
 use std::io::Write;
-use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use wxthunk::{Block, Strategy};
@@ -90,7 +89,7 @@ fn lifecycle(c: &mut Criterion) {
 
 criterion_group! {
     name = benches;
-    config = Criterion::default().warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(2));
+    config = wxthunk_bench::config();
     targets = lifecycle
 }
 criterion_main!(benches);

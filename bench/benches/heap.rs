@@ -9,18 +9,11 @@ use std::hint::black_box;
 use std::io::Write;
 
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
-use jit_allocator2::{JitAllocator, JitAllocatorOptions};
 use wxthunk::{Heap, NoLock, Strategy};
+use wxthunk_bench::{jit_allocator, jit_write_release};
 
 const SPAN: usize = 64;
 const LIVE: usize = 200_000;
-
-fn jit_allocator(dual: bool) -> Box<JitAllocator> {
-    JitAllocator::new(JitAllocatorOptions {
-        use_dual_mapping: dual,
-        ..Default::default()
-    })
-}
 
 fn unlocked(strategy: Strategy) -> Heap<NoLock> {
     Heap::builder().strategy(strategy).build_unlocked().unwrap()
@@ -87,13 +80,7 @@ fn span_write_exec_free(c: &mut Criterion) {
     });
     let mut jit = jit_allocator(true);
     g.bench_function("jit-allocator2 dual-map", |b| {
-        b.iter(|| {
-            let (rx, rw) = jit.alloc(SPAN).unwrap();
-            // SAFETY: `rw` is the writable view of SPAN fresh bytes.
-            unsafe { std::ptr::copy_nonoverlapping(code.as_ptr(), rw, SPAN) };
-            // SAFETY: `rx` was just allocated by this allocator.
-            unsafe { jit.release(black_box(rx)).unwrap() };
-        })
+        b.iter(|| jit_write_release(&mut jit, &code))
     });
     g.finish();
 }
@@ -121,20 +108,14 @@ fn page_workflow(c: &mut Criterion) {
     }
     let mut jit = jit_allocator(true);
     g.bench_function("jit-allocator2 dual-map", |b| {
-        b.iter(|| {
-            let (rx, rw) = jit.alloc(page).unwrap();
-            // SAFETY: `rw` is the writable view of `page` fresh bytes.
-            unsafe { std::ptr::copy_nonoverlapping(code.as_ptr(), rw, page) };
-            // SAFETY: `rx` was just allocated by this allocator.
-            unsafe { jit.release(black_box(rx)).unwrap() };
-        })
+        b.iter(|| jit_write_release(&mut jit, &code))
     });
     g.finish();
 }
 
 criterion_group! {
     name = benches;
-    config = Criterion::default().warm_up_time(std::time::Duration::from_millis(500)).measurement_time(std::time::Duration::from_secs(2));
+    config = wxthunk_bench::config();
     targets = span_alloc_free, span_write_exec_free, page_workflow
 }
 criterion_main!(benches);

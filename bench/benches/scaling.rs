@@ -75,7 +75,7 @@ fn scaling(c: &mut Criterion) {
 
 criterion_group! {
     name = benches;
-    config = Criterion::default().warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(2));
+    config = wxthunk_bench::config();
     targets = scaling
 }
 criterion_main!(benches);

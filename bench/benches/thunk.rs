@@ -6,7 +6,6 @@
 #![allow(missing_docs)]
 
 use std::hint::black_box;
-use std::time::Duration;
 
 use closure_ffi::BareFn;
 use criterion::{Criterion, criterion_group, criterion_main};
@@ -233,7 +232,7 @@ fn create_drop(c: &mut Criterion) {
 
 criterion_group! {
     name = benches;
-    config = Criterion::default().warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(2));
+    config = wxthunk_bench::config();
     targets = call_1, call_6, call_8, create_drop
 }
 criterion_main!(benches);

@@ -2,6 +2,8 @@
 
 use std::process::Command;
 
+use wxthunk_testkit::Lockdown;
+
 fn wxthunk(args: &[&str]) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_wxthunk"))
         .args(args)
@@ -106,31 +108,17 @@ fn bench_json_reports_every_group_and_memory_per_thunk() {
     assert!(mem["handle_bytes"].as_u64().is_some());
 }
 
-#[path = "../../tests/support/seccomp.rs"]
-#[allow(dead_code)]
-mod seccomp;
-
 /// Runs `wxthunk args` inside lockdown (b): `memfd_create` refused by
 /// seccomp and `PR_SET_MDWE`, both set up in the child before it runs the
 /// command. `None` (and a SKIPPED line) where the kernel has no MDWE.
 fn under_lockdown_b(args: &[&str]) -> Option<std::process::Output> {
     use std::os::unix::process::CommandExt;
 
-    let program = seccomp::program(seccomp::Lockdown::NoMemfd);
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_wxthunk"));
     cmd.args(args);
     // SAFETY: the hook runs in the forked child before exec and only makes
-    // two prctl calls (MDWE, then the seccomp filter compiled above).
-    unsafe {
-        cmd.pre_exec(move || {
-            let zero: libc::c_ulong = 0;
-            let flags = libc::PR_MDWE_REFUSE_EXEC_GAIN as libc::c_ulong;
-            if libc::prctl(libc::PR_SET_MDWE, flags, zero, zero, zero) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            seccomp::install(&program)
-        })
-    };
+    // system calls (prctl, then installing the filter compiled here).
+    unsafe { cmd.pre_exec(Lockdown::NoMemfdMdwe.pre_exec_hook()) };
     match cmd.output() {
         Ok(out) => Some(out),
         Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {

@@ -1,14 +1,12 @@
 //! `wxthunk demo`: wxthunk at work on real machine code.
 
-#[cfg_attr(target_arch = "x86_64", path = "x86_64.rs")]
-#[cfg_attr(not(target_arch = "x86_64"), path = "other_arch.rs")]
-mod codegen;
 #[cfg(target_os = "linux")]
 mod thunks;
 
 use std::io::Write;
 
 use wxthunk::Block;
+use wxthunk_testkit::code;
 
 extern "C" fn square(x: u64) -> u64 {
     x * x
@@ -39,13 +37,13 @@ pub fn run() -> Result<(), Box<dyn std::error::Error>> {
 }
 
 fn block() -> Result<(), Box<dyn std::error::Error>> {
-    let Some(add) = codegen::add_u64() else {
+    if !code::RUNS_HERE {
         println!(
             "  no demo code for {} yet; the library itself works here",
             std::env::consts::ARCH
         );
         return Ok(());
-    };
+    }
     let mut block = Block::new(0)?;
     println!(
         "  Block::new(0): {} bytes, strategy {}, code will run at {:p}",
@@ -53,37 +51,36 @@ fn block() -> Result<(), Box<dyn std::error::Error>> {
         block.strategy(),
         block.exec_ptr()
     );
-    block.write_all(&add)?;
+    block.write_all(code::ADD)?;
     let add_at = 0;
     let callback_at = block.len();
-    let callback = codegen::call_then_add_one(square as extern "C" fn(u64) -> u64 as usize)
-        .expect("the same architecture has both snippets");
+    let callback = code::call_then_add_one(square as extern "C" fn(u64) -> u64 as usize);
     block.write_all(&callback)?;
     println!("  wrote {} bytes; sealing (exec)", block.len());
-    let code = block.exec()?;
+    let exec = block.exec()?;
     // SAFETY: `add_at` holds a SysV/C function (u64, u64) -> u64.
-    let add_fn: extern "C" fn(u64, u64) -> u64 = unsafe { code.func(add_at)? };
+    let add_fn: extern "C" fn(u64, u64) -> u64 = unsafe { exec.func(add_at)? };
     // SAFETY: `callback_at` holds a C function (u64) -> u64 that calls
     // `square`, which lives as long as the program.
-    let cb_fn: extern "C" fn(u64) -> u64 = unsafe { code.func(callback_at)? };
+    let cb_fn: extern "C" fn(u64) -> u64 = unsafe { exec.func(callback_at)? };
     println!(
         "  add      [{}]",
-        hex(&code.as_slice()[add_at..callback_at])
+        hex(&exec.as_slice()[add_at..callback_at])
     );
     println!("    add(2, 40)          = {}", add_fn(2, 40));
-    println!("  callback [{}]", hex(&code.as_slice()[callback_at..]));
+    println!("  callback [{}]", hex(&exec.as_slice()[callback_at..]));
     println!(
         "    square(7) + 1       = {}  (JIT code calling back into Rust)",
         cb_fn(7)
     );
-    let mut again = code.into_writable()?;
-    again.as_mut_slice()[callback_at + codegen::CALLBACK_ADDEND_OFFSET] = 100;
-    let code = again.exec()?;
+    let mut again = exec.into_writable()?;
+    again.as_mut_slice()[callback_at + code::CALL_THEN_ADD_ONE_ADDEND] = 100;
+    let exec = again.exec()?;
     // SAFETY: as above; only the immediate operand changed.
-    let cb_fn: extern "C" fn(u64) -> u64 = unsafe { code.func(callback_at)? };
+    let cb_fn: extern "C" fn(u64) -> u64 = unsafe { exec.func(callback_at)? };
     println!(
         "  re-JIT (into_writable, patch, exec) at the same address {:p}",
-        code.as_ptr()
+        exec.as_ptr()
     );
     println!("    square(7) + 100     = {}", cb_fn(7));
     Ok(())

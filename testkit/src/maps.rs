@@ -1,30 +1,40 @@
-//! Reading `/proc/self/maps`.
+//! Reading `/proc/self/maps`: which mappings exist, and whether any is
+//! writable and executable at once.
 
 /// One line of `/proc/self/maps`.
 #[derive(Debug, Clone)]
 pub struct Mapping {
+    /// First address.
     pub start: usize,
+    /// One past the last address.
     pub end: usize,
+    /// The permission field (`r-xp` and the like).
     pub perms: String,
+    /// The file or pseudo-name (`[heap]`, `/memfd:wxthunk (deleted)`), or
+    /// empty.
     pub name: String,
 }
 
 impl Mapping {
+    /// Readable, writable and executable.
     pub fn is_rwx(&self) -> bool {
         let p = self.perms.as_bytes();
         p.len() >= 3 && p[0] == b'r' && p[1] == b'w' && p[2] == b'x'
     }
 
+    /// Writable and executable (whether or not readable).
     pub fn writable_and_executable(&self) -> bool {
         let p = self.perms.as_bytes();
         p.len() >= 3 && p[1] == b'w' && p[2] == b'x'
     }
 
+    /// Whether `addr` is inside.
     pub fn contains(&self, addr: usize) -> bool {
         (self.start..self.end).contains(&addr)
     }
 }
 
+/// Every mapping of this process, in address order.
 pub fn read() -> Vec<Mapping> {
     let text = std::fs::read_to_string("/proc/self/maps").expect("read /proc/self/maps");
     text.lines()
@@ -55,4 +65,19 @@ pub fn wx_mappings() -> Vec<Mapping> {
 /// The mapping containing `addr`, if any.
 pub fn mapping_at(addr: usize) -> Option<Mapping> {
     read().into_iter().find(|m| m.contains(addr))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn this_function_is_in_an_executable_mapping_and_none_is_wx() {
+        let m = mapping_at(
+            this_function_is_in_an_executable_mapping_and_none_is_wx as *const () as usize,
+        )
+        .expect("our own code is mapped");
+        assert_eq!(m.perms.as_bytes()[2], b'x', "{m:?}");
+        assert!(wx_mappings().is_empty());
+    }
 }

@@ -1,5 +1,6 @@
 //! Seccomp filters that reproduce the lockdowns hardened services run
-//! under, installed in a child process (they cannot be removed).
+//! under, installed in a child process (they cannot be removed); see
+//! [`Lockdown`](crate::Lockdown) for the whole lockdowns built from them.
 
 use std::collections::BTreeMap;
 
@@ -10,7 +11,7 @@ use seccompiler::{
 
 /// Which system calls a filter refuses (with `EPERM`).
 #[derive(Clone, Copy, Debug)]
-pub enum Lockdown {
+pub enum Filter {
     /// `memfd_create` fails.
     NoMemfd,
     /// systemd's `MemoryDenyWriteExecute=`: `mmap` asking for write and
@@ -52,18 +53,18 @@ fn masked(arg: u8, mask: u64) -> SeccompRule {
 
 /// Compiles the filter (before any `fork`, so that a `pre_exec` hook only
 /// has to install it).
-pub fn program(lockdown: Lockdown) -> BpfProgram {
+pub fn program(filter: Filter) -> BpfProgram {
     let wx = (libc::PROT_WRITE | libc::PROT_EXEC) as u64;
     let x = libc::PROT_EXEC as u64;
-    let rules: BTreeMap<i64, Vec<SeccompRule>> = match lockdown {
-        Lockdown::NoMemfd => [(libc::SYS_memfd_create, vec![])].into(),
-        Lockdown::SystemdWx => [
+    let rules: BTreeMap<i64, Vec<SeccompRule>> = match filter {
+        Filter::NoMemfd => [(libc::SYS_memfd_create, vec![])].into(),
+        Filter::SystemdWx => [
             (libc::SYS_mmap, vec![masked(2, wx)]),
             (libc::SYS_mprotect, vec![masked(2, x)]),
             (libc::SYS_pkey_mprotect, vec![masked(2, x)]),
         ]
         .into(),
-        Lockdown::KillForks => {
+        Filter::KillForks => {
             let no_thread_flag = SeccompRule::new(vec![
                 SeccompCondition::new(
                     0,
@@ -82,8 +83,8 @@ pub fn program(lockdown: Lockdown) -> BpfProgram {
             .into()
         }
     };
-    let on_match = match lockdown {
-        Lockdown::KillForks => SeccompAction::KillProcess,
+    let on_match = match filter {
+        Filter::KillForks => SeccompAction::KillProcess,
         _ => SeccompAction::Errno(libc::EPERM as u32),
     };
     let filter = SeccompFilter::new(

@@ -1,12 +1,7 @@
-//! Helpers shared by the integration tests: running a test body in a fresh
-//! child process (for process-wide settings such as MDWE), reading
-//! `/proc/self/maps`, and small x86_64 code snippets.
-
-#![allow(dead_code)]
-
-pub mod code;
-pub mod maps;
-pub mod seccomp;
+//! Running a test body in a fresh child process, made by re-running the
+//! test binary with only that test (process-wide settings such as MDWE or
+//! seccomp then touch no other test), and re-running a whole test binary
+//! under a forced strategy.
 
 use std::process::Command;
 
@@ -40,45 +35,6 @@ pub fn in_child(name: &str, body: impl FnOnce()) -> Option<String> {
         "child {name} did not run its test"
     );
     Some(stdout)
-}
-
-/// An error and its sources, joined by ": " (what an error-chain reporter
-/// prints). Panics if a message repeats its source's, the mistake such
-/// reporters show twice.
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut parts = vec![e.to_string()];
-    let mut next = e.source();
-    while let Some(s) = next {
-        let msg = s.to_string();
-        assert!(
-            !parts.last().unwrap().contains(&msg),
-            "{:?} repeats its source {msg:?}",
-            parts.last().unwrap()
-        );
-        parts.push(msg);
-        next = s.source();
-    }
-    parts.join(": ")
-}
-
-/// Every configuration of a heap for written code this process allows:
-/// dual mapping (plain and strict) and protect.
-pub fn heap_configs() -> Vec<(&'static str, wxthunk::HeapBuilder)> {
-    use wxthunk::{Heap, Strategy};
-    let policy = wxthunk::probe();
-    let mut v = Vec::new();
-    if policy.allows(Strategy::DualMap) {
-        v.push(("dual-map", Heap::builder().strategy(Strategy::DualMap)));
-        v.push((
-            "dual-map strict",
-            Heap::builder().strategy(Strategy::DualMap).strict(true),
-        ));
-    }
-    if policy.allows(Strategy::Protect) {
-        v.push(("protect", Heap::builder().strategy(Strategy::Protect)));
-    }
-    assert!(!v.is_empty(), "no heap strategy works here:\n{policy}");
-    v
 }
 
 /// The variable that forces the default heaps' strategy.
@@ -120,30 +76,4 @@ pub fn rerun_all_with_default_strategy(strategy: wxthunk::Strategy) -> bool {
         "the re-run ran no tests"
     );
     true
-}
-
-/// Turns on `PR_SET_MDWE(PR_MDWE_REFUSE_EXEC_GAIN)` for this process.
-/// Returns false if the kernel has no MDWE.
-pub fn set_mdwe() -> bool {
-    let zero: libc::c_ulong = 0;
-    // SAFETY: PR_SET_MDWE takes flags by value and no pointers.
-    let ret = unsafe {
-        libc::prctl(
-            libc::PR_SET_MDWE,
-            libc::PR_MDWE_REFUSE_EXEC_GAIN as libc::c_ulong,
-            zero,
-            zero,
-            zero,
-        )
-    };
-    if ret == 0 {
-        return true;
-    }
-    let err = std::io::Error::last_os_error();
-    assert_eq!(
-        err.raw_os_error(),
-        Some(libc::EINVAL),
-        "PR_SET_MDWE failed: {err}"
-    );
-    false
 }
