@@ -1,12 +1,49 @@
 //! Per-architecture facts and code: the trap instruction that fills unused
-//! code, the instruction-cache flush, and the calling conventions that exist
-//! only on some architectures. Chosen by `cfg_attr(path)`; no other module
-//! tests `target_arch`.
+//! code, the instruction-cache flush, and the code generators (where a
+//! thunk's context goes, the thunk encoders, the static-trampoline table and
+//! adapters as assembly). Depends on the ABI layer (`crate::abi`) and nothing
+//! above it. Chosen by `cfg_attr(path)`; besides the ABI layer (which
+//! conventions a target has), no other module tests `target_arch`.
 
-#[cfg_attr(target_arch = "x86_64", path = "x86_64/mod.rs")]
+// The x86_64 code generator's assembly (trampoline table, adapters) is ELF
+// assembly (section flags, `.type`, `.size`, `.hidden`), so it is chosen on
+// ELF targets only; x86_64 Mach-O and COFF targets get no code generator
+// (they have no platform layer either: every operation there returns
+// `Unsupported`). `.ci/check-asm` assembles it for several ELF targets.
+#[cfg_attr(
+    all(
+        target_arch = "x86_64",
+        any(
+            target_os = "linux",
+            target_os = "android",
+            target_os = "freebsd",
+            target_os = "netbsd",
+            target_os = "openbsd",
+            target_os = "dragonfly",
+            target_os = "illumos",
+            target_os = "solaris",
+        )
+    ),
+    path = "x86_64/mod.rs"
+)]
 #[cfg_attr(target_arch = "aarch64", path = "aarch64.rs")]
 #[cfg_attr(
-    not(any(target_arch = "x86_64", target_arch = "aarch64")),
+    not(any(
+        all(
+            target_arch = "x86_64",
+            any(
+                target_os = "linux",
+                target_os = "android",
+                target_os = "freebsd",
+                target_os = "netbsd",
+                target_os = "openbsd",
+                target_os = "dragonfly",
+                target_os = "illumos",
+                target_os = "solaris",
+            )
+        ),
+        target_arch = "aarch64"
+    )),
     path = "other.rs"
 )]
 mod imp;

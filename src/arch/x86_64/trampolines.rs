@@ -30,64 +30,8 @@ pub(crate) const TABLE_SIZE: usize = 4096;
 /// The size of one entry, and of one record.
 pub(crate) const ENTRY_SIZE: usize = 32;
 
-global_asm!(
-    ".pushsection .text.wxthunk_0_1_trampolines,\"ax\",@progbits",
-    ".p2align 12",
-    ".globl wxthunk_0_1_trampoline_table",
-    ".hidden wxthunk_0_1_trampoline_table",
-    ".type wxthunk_0_1_trampoline_table, @function",
-    "wxthunk_0_1_trampoline_table:",
-    ".rept 128",
-    "2:",
-    "endbr64",
-    "lea r11, [rip + 4096 - 11]",
-    "jmp qword ptr [r11 + 24]",
-    ".fill 2b + 32 - ., 1, 0xcc",
-    ".endr",
-    ".size wxthunk_0_1_trampoline_table, . - wxthunk_0_1_trampoline_table",
-    ".popsection",
-);
-
-/// One register adapter per argument register: `ctx` into the register,
-/// then on to the entry.
-macro_rules! register_adapters {
-    ($($name:literal, $reg:literal;)*) => {
-        global_asm!(
-            ".text",
-            $(
-                ".p2align 4",
-                concat!(".globl wxthunk_0_1_tramp_", $name),
-                concat!(".hidden wxthunk_0_1_tramp_", $name),
-                concat!(".type wxthunk_0_1_tramp_", $name, ", @function"),
-                concat!("wxthunk_0_1_tramp_", $name, ":"),
-                "endbr64",
-                concat!("mov ", $reg, ", qword ptr [r11]"),
-                "jmp qword ptr [r11 + 8]",
-                concat!(".size wxthunk_0_1_tramp_", $name, ", . - wxthunk_0_1_tramp_", $name),
-            )*
-            // The target of every free record: a call through a freed or
-            // never-used entry stops at once (SIGILL) instead of running
-            // whatever the slot held before.
-            ".p2align 4",
-            ".globl wxthunk_0_1_tramp_freed",
-            ".hidden wxthunk_0_1_tramp_freed",
-            ".type wxthunk_0_1_tramp_freed, @function",
-            "wxthunk_0_1_tramp_freed:",
-            "endbr64",
-            "ud2",
-            ".size wxthunk_0_1_tramp_freed, . - wxthunk_0_1_tramp_freed",
-        );
-    };
-}
-
-register_adapters! {
-    "rdi", "rdi";
-    "rsi", "rsi";
-    "rdx", "rdx";
-    "rcx", "rcx";
-    "r8", "r8";
-    "r9", "r9";
-}
+// The table and the adapters, in `trampolines.s` (ELF assembly).
+global_asm!(include_str!("trampolines.s"));
 
 unsafe extern "C" {
     static wxthunk_0_1_trampoline_table: [u8; TABLE_SIZE];
