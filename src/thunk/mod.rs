@@ -31,23 +31,26 @@
 
 pub(crate) mod call;
 mod closure;
+mod codegen;
+mod context;
 mod page;
 
 use std::fmt;
 use std::marker::PhantomData;
-use std::ptr::NonNull;
 
 use lock_api::RawMutex;
 
 use crate::abi::{FnPtr, ThunkSig};
 use crate::arch::{self, Placement};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::heap::Heap;
 use crate::heap::{DefaultLock, ExecSpan, TrampolineSlot};
 use crate::strategy::ThunkStrategy;
 use crate::trampoline;
 use call::{MutCtx, OnceCtx};
 pub use closure::{ThunkFn, ThunkFnMut, ThunkFnOnce};
+use codegen::{FrameRecord, frame_record, generated_code, placement_of};
+use context::Context;
 pub use page::{SealedThunkPage, ThunkPage};
 
 /// A closure behind a bare function pointer of type `F`
@@ -173,112 +176,6 @@ enum Code<'a, L: RawMutex> {
     Generated(ExecSpan<'a, L>),
     /// An entry of a static trampoline table, with its record.
     Static(TrampolineSlot<'a, L>),
-}
-
-/// What the frame-path adapter reads: `[ctx, entry, stack_args]`.
-#[repr(C)]
-struct FrameRecord([usize; 3]);
-
-/// Where a thunk of type `F` puts its context: the one placement rule for
-/// every kind of thunk ([`Thunk`], [`ThunkPage`] entries, static
-/// trampolines), behind the compile-time check that each argument fits the
-/// register its class claims.
-///
-/// # Errors
-///
-/// [`Error::Unsupported`] where there is no code generator for `F`'s
-/// convention.
-#[inline]
-fn placement_of<F: ThunkSig>() -> Result<Placement> {
-    #[allow(clippy::let_unit_value)]
-    let () = const { F::LAYOUT_OK };
-    let Some(placement) = arch::placement(F::CONV, F::CLASSES) else {
-        return Err(Error::Unsupported {
-            what: "thunks for this calling convention on this architecture",
-        });
-    };
-    Ok(placement)
-}
-
-/// The record a frame-building generated thunk reads (`None` for a
-/// register placement, which needs none).
-#[inline]
-fn frame_record(placement: Placement, ctx: usize, entry: *const ()) -> Option<Box<FrameRecord>> {
-    match placement {
-        Placement::Register(_) => None,
-        Placement::Stack(stack_args) => {
-            Some(Box::new(FrameRecord([ctx, entry as usize, stack_args])))
-        }
-    }
-}
-
-/// The machine code of a generated thunk of type `F` that will run at
-/// `at`: it places `ctx` (or, on the frame path, points the adapter at
-/// `record`) and reaches `entry`.
-#[inline]
-fn generated_code<F: ThunkSig>(
-    placement: Placement,
-    ctx: usize,
-    entry: *const (),
-    record: Option<&FrameRecord>,
-    at: usize,
-) -> arch::ThunkCode {
-    match placement {
-        Placement::Register(reg) => arch::register_thunk(reg, ctx, entry as usize, at),
-        Placement::Stack(_) => {
-            let record = record.expect("the frame path has a record");
-            arch::frame_thunk(F::CONV, std::ptr::from_ref(record) as usize, at)
-        }
-    }
-}
-
-/// A closure (or its guarded context) on the heap, with its type erased.
-struct Context {
-    ptr: NonNull<()>,
-    drop: unsafe fn(NonNull<()>),
-}
-
-// SAFETY: the constructors only build a `Context` from closures that may be
-// sent to another thread (`Send`) and, for `Fn`, shared (`Sync`); `FnMut`
-// and `FnOnce` contexts serialise access themselves with an atomic flag.
-unsafe impl Send for Context {}
-// SAFETY: as above.
-unsafe impl Sync for Context {}
-
-impl Context {
-    fn boxed<T>(value: T) -> Self {
-        unsafe fn drop_box<T>(ptr: NonNull<()>) {
-            // SAFETY: `ptr` came from `Box::leak` of a `Box<T>` in `boxed`
-            // and is dropped once, by `Context::drop`.
-            drop(unsafe { Box::from_raw(ptr.cast::<T>().as_ptr()) });
-        }
-        Context {
-            ptr: NonNull::from(Box::leak(Box::new(value))).cast(),
-            drop: drop_box::<T>,
-        }
-    }
-
-    /// The context of an `FnMut` thunk, which a drop during one of its
-    /// calls leaves for that call to free.
-    fn boxed_mut<C>(value: MutCtx<C>) -> Self {
-        unsafe fn release<C>(ptr: NonNull<()>) {
-            // SAFETY: `ptr` came from `Box::leak` of a `Box<MutCtx<C>>` in
-            // `boxed_mut`; `Context::drop` calls this once, after the code
-            // that leads to it was freed.
-            unsafe { MutCtx::release(ptr.cast::<MutCtx<C>>().as_ptr()) }
-        }
-        Context {
-            ptr: NonNull::from(Box::leak(Box::new(value))).cast(),
-            drop: release::<C>,
-        }
-    }
-}
-
-impl Drop for Context {
-    fn drop(&mut self) {
-        // SAFETY: `drop` matches the type `ptr` was made from; called once.
-        unsafe { (self.drop)(self.ptr) }
-    }
 }
 
 #[cfg(feature = "default-heap")]
@@ -440,7 +337,7 @@ impl<L: RawMutex> Heap<L> {
     ///
     /// # Errors
     ///
-    /// [`Error::Unsupported`] on an architecture without a thunk code
+    /// [`Error::Unsupported`](crate::Error::Unsupported) on an architecture without a thunk code
     /// generator; otherwise as [`Heap::alloc`].
     pub fn thunk<'a, F, C>(&'a self, closure: C) -> Result<Thunk<'a, F, L>>
     where

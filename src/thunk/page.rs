@@ -9,7 +9,8 @@ use lock_api::RawMutex;
 
 use super::call::{MutCtx, OnceCtx};
 use super::closure::{ThunkFn, ThunkFnMut, ThunkFnOnce};
-use super::{Context, FrameRecord};
+use super::codegen::{FrameRecord, frame_record, generated_code, placement_of};
+use super::context::Context;
 use crate::abi::{FnPtr, ThunkSig};
 use crate::arch::{self, THUNK_CODE_MAX};
 use crate::error::{Error, Result};
@@ -133,11 +134,11 @@ impl<'a, F: ThunkSig, L: RawMutex> ThunkPage<'a, F, L> {
                 capacity: self.capacity(),
             });
         }
-        let placement = super::placement_of::<F>()?;
+        let placement = placement_of::<F>()?;
         let at = self.page.exec_ptr() as usize + index * THUNK_CODE_MAX;
         let ctx_addr = ctx.ptr.as_ptr() as usize;
-        let record = super::frame_record(placement, ctx_addr, entry);
-        let code = super::generated_code::<F>(placement, ctx_addr, entry, record.as_deref(), at);
+        let record = frame_record(placement, ctx_addr, entry);
+        let code = generated_code::<F>(placement, ctx_addr, entry, record.as_deref(), at);
         let mut slot = [0u8; THUNK_CODE_MAX];
         arch::fill_traps_at(&mut slot, at);
         slot[..code.len()].copy_from_slice(code.as_slice());
