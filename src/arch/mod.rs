@@ -2,51 +2,32 @@
 //! code, the instruction-cache flush, and the code generators (where a
 //! thunk's context goes, the thunk encoders, the static-trampoline table and
 //! adapters as assembly). Depends on the ABI layer (`crate::abi`) and nothing
-//! above it. Chosen by `cfg_attr(path)`; besides the ABI layer (which
+//! above it. Chosen by `cfg_if!` and `path`; besides the ABI layer (which
 //! conventions a target has), no other module tests `target_arch`.
 
 // The x86_64 code generator's assembly (trampoline table, adapters) is ELF
 // assembly (section flags, `.type`, `.size`, `.hidden`), so it is chosen on
-// ELF targets only; x86_64 Mach-O and COFF targets get no code generator
-// (they have no platform layer either: every operation there returns
-// `Unsupported`). `.ci/check-asm` assembles it for several ELF targets.
-#[cfg_attr(
-    all(
+// ELF targets only: every x86_64 Unix but Apple's (Mach-O) and Cygwin's
+// (PE). x86_64 macOS and Windows get no code generator (they have no
+// platform layer either: every operation there returns `Unsupported`).
+// `.ci/check-asm` assembles the assembly for several ELF targets.
+cfg_if::cfg_if! {
+    if #[cfg(all(
         target_arch = "x86_64",
-        any(
-            target_os = "linux",
-            target_os = "android",
-            target_os = "freebsd",
-            target_os = "netbsd",
-            target_os = "openbsd",
-            target_os = "dragonfly",
-            target_os = "illumos",
-            target_os = "solaris",
-        )
-    ),
-    path = "x86_64/mod.rs"
-)]
-#[cfg_attr(target_arch = "aarch64", path = "aarch64.rs")]
-#[cfg_attr(
-    not(any(
-        all(
-            target_arch = "x86_64",
-            any(
-                target_os = "linux",
-                target_os = "android",
-                target_os = "freebsd",
-                target_os = "netbsd",
-                target_os = "openbsd",
-                target_os = "dragonfly",
-                target_os = "illumos",
-                target_os = "solaris",
-            )
-        ),
-        target_arch = "aarch64"
-    )),
-    path = "other.rs"
-)]
-mod imp;
+        unix,
+        not(target_vendor = "apple"),
+        not(target_os = "cygwin")
+    ))] {
+        #[path = "x86_64/mod.rs"]
+        mod imp;
+    } else if #[cfg(target_arch = "aarch64")] {
+        #[path = "aarch64.rs"]
+        mod imp;
+    } else {
+        #[path = "other.rs"]
+        mod imp;
+    }
+}
 
 pub(crate) use imp::*;
 
