@@ -5,9 +5,7 @@ use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::ptr::NonNull;
 
-use libc::c_void;
-
-use super::{mapped, prot_bits, refuse_writable_exec};
+use super::{Place, mmap};
 use crate::sys::{Mapping, Prot};
 
 /// An anonymous in-memory file (`memfd`) that holds code and can be mapped
@@ -67,20 +65,9 @@ impl CodeFile {
     /// As [`map`](Self::map), asking for address `hint` if that range is
     /// free.
     pub(crate) fn map_near(&self, len: usize, prot: Prot, hint: usize) -> io::Result<Mapping> {
-        refuse_writable_exec(prot)?;
-        // SAFETY: without MAP_FIXED the kernel never replaces an existing
-        // mapping; `fd` is open.
-        let ret = unsafe {
-            libc::mmap(
-                hint as *mut c_void,
-                len,
-                prot_bits(prot),
-                libc::MAP_SHARED,
-                self.fd.as_raw_fd(),
-                0,
-            )
-        };
-        let ptr = mapped(ret)?;
+        let fd = self.fd.as_raw_fd();
+        // SAFETY: a hint replaces nothing; `fd` is open.
+        let ptr = unsafe { mmap(Place::Near(hint), len, prot, libc::MAP_SHARED, fd, 0) }?;
         // SAFETY: `len` bytes at `ptr` were just mapped, by us, for us.
         Ok(unsafe { Mapping::from_raw(ptr, len) })
     }
@@ -101,23 +88,10 @@ impl CodeFile {
         len: usize,
         prot: Prot,
     ) -> io::Result<()> {
-        refuse_writable_exec(prot)?;
-        let offset = libc::off_t::try_from(offset)
-            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "file offset too large"))?;
-        // SAFETY: the caller owns the range it asks us to replace.
-        let ret = unsafe {
-            libc::mmap(
-                at.as_ptr().cast(),
-                len,
-                prot_bits(prot),
-                libc::MAP_SHARED | libc::MAP_FIXED,
-                self.fd.as_raw_fd(),
-                offset,
-            )
-        };
-        let got = mapped(ret)?;
-        debug_assert_eq!(got, at);
-        Ok(())
+        let fd = self.fd.as_raw_fd();
+        // SAFETY: the caller owns the range it asks us to replace, and
+        // nothing relies on its old contents; `fd` is open.
+        unsafe { mmap(Place::Over(at), len, prot, libc::MAP_SHARED, fd, offset) }.map(drop)
     }
 
     /// Gives the memory behind `offset..offset+len` back to the system; the

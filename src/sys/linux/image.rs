@@ -22,6 +22,9 @@ use std::ptr::NonNull;
 
 use libc::c_int;
 
+use super::{Place, mmap};
+use crate::sys::Prot;
+
 /// A file holding part of this process's code, open for mapping.
 #[derive(Debug)]
 pub(crate) struct ImageFile {
@@ -69,25 +72,23 @@ impl ImageFile {
     ///   owned by the caller;
     /// - nothing relies on its old contents.
     pub(crate) unsafe fn map_exec_over(&self, at: NonNull<u8>, len: usize) -> io::Result<()> {
-        let offset = libc::off_t::try_from(self.offset)
+        let offset = usize::try_from(self.offset)
             .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "file offset too large"))?;
-        // SAFETY: the caller owns the range it asks us to replace; the new
-        // mapping is read+exec, never writable.
-        let ret = unsafe {
-            libc::mmap(
-                at.as_ptr().cast(),
+        let fd = self.fd.as_raw_fd();
+        // SAFETY: the caller owns the range it asks us to replace, and
+        // nothing relies on its old contents; the new mapping is read+exec,
+        // never writable, and private.
+        unsafe {
+            mmap(
+                Place::Over(at),
                 len,
-                libc::PROT_READ | libc::PROT_EXEC,
-                libc::MAP_PRIVATE | libc::MAP_FIXED,
-                self.fd.as_raw_fd(),
+                Prot::ReadExec,
+                libc::MAP_PRIVATE,
+                fd,
                 offset,
             )
-        };
-        if ret == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
         }
-        debug_assert_eq!(ret.cast::<u8>(), at.as_ptr());
-        Ok(())
+        .map(drop)
     }
 }
 

@@ -95,11 +95,51 @@ pub(super) fn refuse_writable_exec(prot: Prot) -> io::Result<()> {
     Ok(())
 }
 
-pub(super) fn mapped(ret: *mut c_void) -> io::Result<NonNull<u8>> {
+/// Where a new mapping goes: anywhere near a hint (the kernel never
+/// replaces an existing mapping), or exactly at an address, replacing what
+/// is there (`MAP_FIXED`).
+#[derive(Clone, Copy)]
+pub(super) enum Place {
+    Near(usize),
+    Over(NonNull<u8>),
+}
+
+/// `mmap(2)` of `len` bytes with `prot` and `flags` (`MAP_SHARED` or
+/// `MAP_PRIVATE`, and `MAP_ANONYMOUS` with `fd == -1`), at `place`: the
+/// one call every mapping of this module goes through, so the
+/// `READ_IMPLIES_EXEC` guard cannot be missed.
+///
+/// # Safety
+/// With [`Place::Over`], the range is whole pages mapped by `sys` and owned
+/// by the caller, and nothing relies on what was mapped there. `fd` is open
+/// (or -1 for anonymous memory).
+pub(super) unsafe fn mmap(
+    place: Place,
+    len: usize,
+    prot: Prot,
+    flags: c_int,
+    fd: c_int,
+    offset: usize,
+) -> io::Result<NonNull<u8>> {
+    refuse_writable_exec(prot)?;
+    let offset = libc::off_t::try_from(offset)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "file offset too large"))?;
+    let (addr, flags) = match place {
+        Place::Near(hint) => (hint as *mut c_void, flags),
+        Place::Over(at) => (at.as_ptr().cast(), flags | libc::MAP_FIXED),
+    };
+    // SAFETY: without MAP_FIXED the address is only a hint and nothing is
+    // replaced; with it, the caller owns the range (see above).
+    let ret = unsafe { libc::mmap(addr, len, prot_bits(prot), flags, fd, offset) };
     if ret == libc::MAP_FAILED {
         return Err(io::Error::last_os_error());
     }
-    NonNull::new(ret.cast()).ok_or_else(|| io::Error::other("mmap returned address zero"))
+    let got =
+        NonNull::new(ret.cast()).ok_or_else(|| io::Error::other("mmap returned address zero"))?;
+    if let Place::Over(at) = place {
+        debug_assert_eq!(got, at);
+    }
+    Ok(got)
 }
 
 /// Maps `len` bytes of private, zero-filled memory with `prot`, asking for
@@ -111,20 +151,9 @@ pub(in crate::sys) fn map_anon_near(
     prot: Prot,
     hint: usize,
 ) -> io::Result<NonNull<u8>> {
-    refuse_writable_exec(prot)?;
-    // SAFETY: without MAP_FIXED the hint is only a hint: the kernel never
-    // replaces an existing mapping; the flags ask for nothing else.
-    let ret = unsafe {
-        libc::mmap(
-            hint as *mut c_void,
-            len,
-            prot_bits(prot),
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-            -1,
-            0,
-        )
-    };
-    mapped(ret)
+    let flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS;
+    // SAFETY: a hint replaces nothing; no file.
+    unsafe { mmap(Place::Near(hint), len, prot, flags, -1, 0) }
 }
 
 /// Unmaps `len` bytes at `ptr`.
