@@ -46,19 +46,12 @@ fn use_heap<L: lock_api::RawMutex>(heap: &Heap<L>, k: u64) -> bool {
 
 /// Every kind of heap this process can make, all `Sync`.
 fn shared_heaps() -> Vec<(&'static str, Heap)> {
-    let p = wxthunk::probe();
     let mut v = vec![("Heap::new", Heap::new().unwrap())];
-    for (name, s, strict) in [
-        ("dual-map", Strategy::DualMap, false),
-        ("dual-map strict", Strategy::DualMap, true),
-        ("protect", Strategy::Protect, false),
-        ("static-trampolines", Strategy::StaticTrampolines, false),
-    ] {
-        if p.allows(s) {
-            let heap = Heap::builder().strategy(s).strict(strict).build().unwrap();
-            v.push((name, heap));
-        }
-    }
+    v.extend(
+        support::thunk_heap_configs()
+            .into_iter()
+            .map(|(name, b)| (name, b.build().unwrap())),
+    );
     v
 }
 

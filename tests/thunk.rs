@@ -13,41 +13,13 @@ use wxthunk::{Heap, Strategy, Thunk};
 
 type Cmp = unsafe extern "C" fn(*const c_void, *const c_void) -> c_int;
 
+/// A heap of every kind this process allows (testkit's thunk heap
+/// configurations, built).
 fn heaps() -> Vec<(&'static str, Heap)> {
-    let p = wxthunk::probe();
-    let mut v = Vec::new();
-    if p.allows(Strategy::DualMap) {
-        v.push((
-            "dual-map",
-            Heap::builder().strategy(Strategy::DualMap).build().unwrap(),
-        ));
-        v.push((
-            "dual-map strict",
-            Heap::builder()
-                .strategy(Strategy::DualMap)
-                .strict(true)
-                .build()
-                .unwrap(),
-        ));
-    }
-    if p.allows(Strategy::Protect) {
-        v.push((
-            "protect",
-            Heap::builder().strategy(Strategy::Protect).build().unwrap(),
-        ));
-    }
-    if p.allows(Strategy::StaticTrampolines) {
-        v.push((
-            "static-trampolines",
-            Heap::builder()
-                .strategy(Strategy::StaticTrampolines)
-                .build()
-                .unwrap(),
-        ));
-    } else {
-        println!("static trampolines do not work here: {p}");
-    }
-    v
+    support::thunk_heap_configs()
+        .into_iter()
+        .map(|(name, b)| (name, b.build().unwrap()))
+        .collect()
 }
 
 /// The tests below that use the default heap (`Thunk::new`) run again,

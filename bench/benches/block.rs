@@ -12,9 +12,10 @@ use std::io::Write;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use wxthunk::{Block, Strategy};
+use wxthunk_testkit::code;
 
 /// x86_64 `ret`s: offset 0 is called.
-const CODE: [u8; 64] = [0xc3; 64];
+const CODE: [u8; 64] = [code::RET; 64];
 
 fn call(ptr: *const u8) {
     if cfg!(target_arch = "x86_64") {

@@ -11,6 +11,7 @@ use std::io::Write;
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use wxthunk::{Heap, NoLock, Strategy};
 use wxthunk_bench::{jit_allocator, jit_write_release};
+use wxthunk_testkit::code;
 
 const SPAN: usize = 64;
 const LIVE: usize = 200_000;
@@ -61,7 +62,7 @@ fn span_alloc_free(c: &mut Criterion) {
 
 fn span_write_exec_free(c: &mut Criterion) {
     let mut g = c.benchmark_group("heap/alloc+write 64B+exec+free");
-    let code = [0xc3u8; SPAN];
+    let code = [code::RET; SPAN];
     let heap = unlocked(Strategy::DualMap);
     g.bench_function("wxthunk Heap<NoLock> dual-map", |b| {
         b.iter(|| {
@@ -88,7 +89,7 @@ fn span_write_exec_free(c: &mut Criterion) {
 fn page_workflow(c: &mut Criterion) {
     let mut g = c.benchmark_group("heap/allocate_page+write+seal+free");
     let page = wxthunk::page_size();
-    let code = vec![0xc3u8; page];
+    let code = vec![code::RET; page];
     for (name, strategy) in [
         ("wxthunk dual-map", Strategy::DualMap),
         ("wxthunk protect", Strategy::Protect),

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 use wxthunk::{Block, Heap, NoLock, Strategy, Thunk};
+use wxthunk_testkit::code;
 
 type F1 = unsafe extern "C" fn(u64) -> u64;
 const K: u64 = 7;
@@ -234,7 +235,7 @@ pub fn run(quick: bool, as_json: bool) -> Result<(), Box<dyn std::error::Error>>
     });
 
     // Block lifecycle: new, write 64 bytes, exec, call, drop.
-    let code = [0xc3u8; 64]; // `ret`s; offset 0 is called
+    let code = [code::RET; 64]; // offset 0 is called
     let strategy = wxthunk::probe()
         .block_strategy
         .map_or("none works here".to_owned(), |s| s.to_string());

@@ -2,9 +2,8 @@
 
 use wxthunk::{Heap, HeapBuilder, Strategy};
 
-/// Every configuration of a heap for written code this process allows:
-/// dual mapping (plain and strict) and protect.
-pub fn heap_configs() -> Vec<(&'static str, HeapBuilder)> {
+/// The configurations for written code this process allows.
+fn written_code_configs() -> Vec<(&'static str, HeapBuilder)> {
     let policy = wxthunk::probe();
     let mut v = Vec::new();
     if policy.allows(Strategy::DualMap) {
@@ -17,19 +16,35 @@ pub fn heap_configs() -> Vec<(&'static str, HeapBuilder)> {
     if policy.allows(Strategy::Protect) {
         v.push(("protect", Heap::builder().strategy(Strategy::Protect)));
     }
-    assert!(!v.is_empty(), "no heap strategy works here:\n{policy}");
     v
 }
 
-/// Every configuration of a heap for thunks this process allows: the
-/// written-code ones of [`heap_configs`] and static trampolines.
+/// Every configuration of a heap for written code this process allows:
+/// dual mapping (plain and strict) and protect. Panics if there is none.
+pub fn heap_configs() -> Vec<(&'static str, HeapBuilder)> {
+    let v = written_code_configs();
+    assert!(
+        !v.is_empty(),
+        "no heap strategy works here:\n{}",
+        wxthunk::probe()
+    );
+    v
+}
+
+/// Every configuration of a heap for thunks this process allows: those of
+/// [`heap_configs`] and static trampolines. Panics if there is none.
 pub fn thunk_heap_configs() -> Vec<(&'static str, HeapBuilder)> {
-    let mut v = heap_configs();
+    let mut v = written_code_configs();
     if wxthunk::probe().allows(Strategy::StaticTrampolines) {
         v.push((
             "static-trampolines",
             Heap::builder().strategy(Strategy::StaticTrampolines),
         ));
     }
+    assert!(
+        !v.is_empty(),
+        "no thunk strategy works here:\n{}",
+        wxthunk::probe()
+    );
     v
 }
