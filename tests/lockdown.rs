@@ -44,10 +44,13 @@ fn exercise_thunks() {
         .build()
         .unwrap();
     for heap in [Heap::global().unwrap(), &statics] {
+        // Capturing, so that the thunk is generated code (or a trampoline),
+        // not the compiled function of a capture-free closure.
+        let zero = pivot as u64 - 40;
         let frame = heap
             .thunk::<Sum8, _>(
                 move |a: u64, b: u64, c: u64, d: u64, e: u64, f: u64, g: u64, h: u64| {
-                    a + 2 * b + 3 * c + 4 * d + 5 * e + 6 * f + 7 * g + 8 * h
+                    a + 2 * b + 3 * c + 4 * d + 5 * e + 6 * f + 7 * g + 8 * h + zero
                 },
             )
             .unwrap();

@@ -338,7 +338,7 @@ fn the_frame_building_path_for_sysv_and_win64() {
                         .enumerate()
                         .map(|(x, v)| (x as f64 + 1.0) * v)
                         .sum::<f64>();
-                    ints * 1000.0 + floats
+                    ints * 1000.0 + floats + (base - base) as f64
                 },
             )
             .unwrap();
@@ -367,9 +367,9 @@ fn the_frame_building_path_for_sysv_and_win64() {
 
         // And a win64 register-path thunk.
         let t = heap
-            .thunk::<unsafe extern "win64" fn(u32, f32, u32) -> u32, _>(|a: u32, b: f32, c: u32| {
-                a + b as u32 + c
-            })
+            .thunk::<unsafe extern "win64" fn(u32, f32, u32) -> u32, _>(
+                move |a: u32, b: f32, c: u32| a + b as u32 + c + (base - base) as u32,
+            )
             .unwrap();
         assert!(!t.builds_frame());
         // SAFETY: the thunk is alive.
@@ -380,31 +380,38 @@ fn the_frame_building_path_for_sysv_and_win64() {
 #[test]
 fn panics_unwind_through_unwind_thunks_on_both_paths() {
     for (name, heap) in heaps() {
+        // Captured, so that each thunk is generated code or a trampoline
+        // (a capture-free closure's thunk is a compiled function).
+        let zero = std::hint::black_box(0);
         let reg = heap
-            .thunk::<unsafe extern "C-unwind" fn(i32) -> i32, _>(|v: i32| {
+            .thunk::<unsafe extern "C-unwind" fn(i32) -> i32, _>(move |v: i32| {
                 if v < 0 {
                     panic!("negative: {v}");
                 }
-                v * 2
+                v * 2 + zero as i32
             })
             .unwrap();
         type Wide = unsafe extern "C-unwind" fn(u64, u64, u64, u64, u64, u64, u64) -> u64;
         let frame = heap
-            .thunk::<Wide, _>(|a: u64, _: u64, _: u64, _: u64, _: u64, _: u64, g: u64| {
-                if g == 0 {
-                    panic!("g is zero");
-                }
-                a + g
-            })
+            .thunk::<Wide, _>(
+                move |a: u64, _: u64, _: u64, _: u64, _: u64, _: u64, g: u64| {
+                    if g == 0 {
+                        panic!("g is zero");
+                    }
+                    a + g + zero
+                },
+            )
             .unwrap();
         assert!(frame.builds_frame());
         type WinWide = unsafe extern "win64-unwind" fn(u64, u64, u64, u64, u64) -> u64;
         let win = heap
-            .thunk::<WinWide, _>(
-                |a: u64, _: u64, _: u64, _: u64, e: u64| {
-                    if e == 0 { panic!("e is zero") } else { a + e }
-                },
-            )
+            .thunk::<WinWide, _>(move |a: u64, _: u64, _: u64, _: u64, e: u64| {
+                if e == 0 {
+                    panic!("e is zero")
+                } else {
+                    a + e + zero
+                }
+            })
             .unwrap();
         for _ in 0..3 {
             // SAFETY: the thunks are alive.

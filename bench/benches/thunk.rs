@@ -230,9 +230,43 @@ fn create_drop(c: &mut Criterion) {
     }
 }
 
+/// Create+drop of thunks whose closure captures nothing, or 24 bytes.
+fn create_drop_by_capture(c: &mut Criterion) {
+    let mut g = c.benchmark_group("thunk/create+drop, capturing nothing");
+    g.bench_function("wxthunk global heap", |b| {
+        b.iter(|| {
+            drop(black_box(
+                Thunk::<F1>::new(|x: u64| x.wrapping_add(K)).unwrap(),
+            ))
+        })
+    });
+    g.bench_function("closure-ffi 4.1.0", |b| {
+        b.iter(|| drop(black_box(BareFn::new_c(|x: u64| x.wrapping_add(K)))))
+    });
+    g.finish();
+
+    let mut g = c.benchmark_group("thunk/create+drop, capturing 24 bytes");
+    let (p, q, r) = black_box((1u64, 2u64, 3u64));
+    g.bench_function("wxthunk global heap", |b| {
+        b.iter(|| {
+            drop(black_box(
+                Thunk::<F1>::new(move |x: u64| x.wrapping_add(p ^ q ^ r)).unwrap(),
+            ))
+        })
+    });
+    g.bench_function("closure-ffi 4.1.0", |b| {
+        b.iter(|| {
+            drop(black_box(BareFn::new_c(move |x: u64| {
+                x.wrapping_add(p ^ q ^ r)
+            })))
+        })
+    });
+    g.finish();
+}
+
 criterion_group! {
     name = benches;
     config = wxthunk_bench::config();
-    targets = call_1, call_6, call_8, create_drop
+    targets = call_1, call_6, call_8, create_drop, create_drop_by_capture
 }
 criterion_main!(benches);

@@ -218,6 +218,33 @@ pub fn run(quick: bool, as_json: bool) -> Result<(), Box<dyn std::error::Error>>
         );
     }
 
+    t.row(
+        "create+drop",
+        "thunk capturing nothing (global heap)",
+        global,
+        || {
+            Thunk::<F1>::new(|x: u64| x.wrapping_add(K)).map_err(why)?;
+            Ok(median_ns(budget, || {
+                drop(black_box(
+                    Thunk::<F1>::new(|x: u64| x.wrapping_add(K)).expect("thunk"),
+                ));
+            }))
+        },
+    );
+    let (p, q, r) = black_box((1u64, 2u64, 3u64));
+    t.row(
+        "create+drop",
+        "thunk capturing 24 bytes (global heap)",
+        global,
+        || {
+            Ok(median_ns(budget, || {
+                drop(black_box(
+                    Thunk::<F1>::new(move |x: u64| x.wrapping_add(p ^ q ^ r)).expect("thunk"),
+                ));
+            }))
+        },
+    );
+
     // Code heap.
     t.row("heap", "alloc+free 64 B span (locked heap)", None, || {
         let heap = Heap::new().map_err(why)?;

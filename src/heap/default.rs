@@ -51,6 +51,7 @@ mod enabled {
         /// `WXTHUNK_STRATEGY` names no strategy, and
         /// [`Error::StrategyUnavailable`] if it names one that does not work
         /// here.
+        #[inline]
         pub fn global() -> Result<&'static Heap> {
             GLOBAL.get_or_try_init(|| Ok(Box::new(builder()?.build()?)))
         }

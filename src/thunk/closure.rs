@@ -25,6 +25,11 @@ mod sealed {
 pub unsafe trait ThunkFn<F: ThunkSig>: sealed::Closure<F> {
     #[doc(hidden)]
     fn entry() -> *const ();
+
+    /// For a zero-sized closure: a function of exactly `F`'s signature that
+    /// calls the closure without a context (see `bare` in the impls).
+    #[doc(hidden)]
+    fn bare() -> *const ();
 }
 
 /// As [`ThunkFn`], through `FnMut`.
@@ -74,6 +79,25 @@ macro_rules! impl_closure_traits {
                     $crate::thunk::call::guarded($unwind, || f($($a),*))
                 }
                 entry::<C, R, $($A),*> as extern $abi fn($($A,)* *const C) -> R as *const ()
+            }
+
+            fn bare() -> *const () {
+                /// The thunk of a zero-sized closure: `F`'s own signature,
+                /// no context. A zero-sized value has no bytes, so a
+                /// well-aligned dangling reference is a reference to it;
+                /// the closure itself lives in the `Thunk` (which drops it),
+                /// and is only ever shared (`Fn`, `Sync`).
+                #[allow(clippy::too_many_arguments)]
+                extern $abi fn bare<C: Fn($($A),*) -> R, R, $($A),*>($($a: $A),*) -> R {
+                    assert!(::core::mem::size_of::<C>() == 0, "wxthunk: bare entry of a sized closure");
+                    // SAFETY: `C` is zero-sized (checked above, and by the
+                    // only caller of `bare`), so the dangling, aligned
+                    // pointer is valid for its (empty) reads; the closure
+                    // it stands for is alive while the thunk may be called.
+                    let f: &C = unsafe { ::core::ptr::NonNull::<C>::dangling().as_ref() };
+                    $crate::thunk::call::guarded($unwind, || f($($a),*))
+                }
+                bare::<C, R, $($A),*> as extern $abi fn($($A),*) -> R as *const ()
             }
         }
 

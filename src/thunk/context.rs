@@ -9,7 +9,9 @@ use super::call::MutCtx;
 /// A closure (or its guarded context) on the heap, with its type erased.
 pub(super) struct Context {
     pub(super) ptr: NonNull<()>,
-    drop: unsafe fn(NonNull<()>),
+    /// `None` when there is nothing to do: a zero-sized value that needs no
+    /// drop (and so no allocation either).
+    drop: Option<unsafe fn(NonNull<()>)>,
 }
 
 // SAFETY: the constructors only build a `Context` from closures that may be
@@ -26,9 +28,12 @@ impl Context {
             // and is dropped once, by `Context::drop`.
             drop(unsafe { Box::from_raw(ptr.cast::<T>().as_ptr()) });
         }
+        // A zero-sized `Box` allocates nothing; if dropping `T` does
+        // nothing either, the context costs nothing at all.
+        let trivial = size_of::<T>() == 0 && !std::mem::needs_drop::<T>();
         Context {
             ptr: NonNull::from(Box::leak(Box::new(value))).cast(),
-            drop: drop_box::<T>,
+            drop: (!trivial).then_some(drop_box::<T> as unsafe fn(NonNull<()>)),
         }
     }
 
@@ -43,14 +48,18 @@ impl Context {
         }
         Context {
             ptr: NonNull::from(Box::leak(Box::new(value))).cast(),
-            drop: release::<C>,
+            drop: Some(release::<C>),
         }
     }
 }
 
 impl Drop for Context {
+    #[inline]
     fn drop(&mut self) {
-        // SAFETY: `drop` matches the type `ptr` was made from; called once.
-        unsafe { (self.drop)(self.ptr) }
+        if let Some(drop) = self.drop {
+            // SAFETY: `drop` matches the type `ptr` was made from; called
+            // once.
+            unsafe { drop(self.ptr) }
+        }
     }
 }

@@ -145,6 +145,28 @@ pub use page::{SealedThunkPage, ThunkPage};
 /// the closure unwinds to the caller through `"C-unwind"` and friends, and
 /// aborts with a message naming wxthunk through `"C"`.
 ///
+/// # Closures that capture nothing
+///
+/// An `Fn` closure of size zero (one that captures nothing, or only
+/// zero-sized values) needs no context, so [`new`](Thunk::new) and
+/// [`Heap::thunk`] make its thunk without any memory: the pointer is an
+/// ordinary function of exactly `F`'s signature, compiled for that closure
+/// type, which calls the closure. Nothing is allocated, locked or written,
+/// and nothing counts in [`Heap::stats`]. The closure still lives in the
+/// `Thunk` and is dropped with it; calling the pointer after that is as
+/// unsound as for any thunk (see [`as_fn`](Thunk::as_fn)), though it does
+/// not trap.
+///
+/// ```
+/// let heap = wxthunk::Heap::new()?;
+/// let t = heap.thunk::<extern "C" fn(u32) -> u32, _>(|v: u32| v * 2)?;
+/// // SAFETY: `t` is alive.
+/// assert_eq!(unsafe { (t.as_fn())(21) }, 42);
+/// assert!(t.code().is_empty());
+/// assert_eq!(heap.stats().live_allocations, 0);
+/// # Ok::<(), wxthunk::Error>(())
+/// ```
+///
 /// # Signal handlers
 ///
 /// Calling a thunk is async-signal-safe (it is a few instructions and a
@@ -176,6 +198,9 @@ enum Code<'a, L: RawMutex> {
     Generated(ExecSpan<'a, L>),
     /// An entry of a static trampoline table, with its record.
     Static(TrampolineSlot<'a, L>),
+    /// None: a zero-sized `Fn` closure's thunk is a compiled function of
+    /// exactly the signature (see [`Thunk::zero_sized`]).
+    Compiled(&'a Heap<L>),
 }
 
 #[cfg(feature = "default-heap")]
@@ -218,6 +243,27 @@ impl<'a, F: ThunkSig> Thunk<'a, F> {
 }
 
 impl<'a, F: ThunkSig, L: RawMutex> Thunk<'a, F, L> {
+    /// The thunk of a zero-sized `Fn` closure: no code memory, no context
+    /// allocation (a zero-sized `Box` allocates nothing), no lock. The
+    /// pointer is an ordinary monomorphized function of `F`'s signature
+    /// that calls the closure; the closure stays in the thunk and is
+    /// dropped with it.
+    fn zero_sized<C: ThunkFn<F> + Send + Sync + 'a>(heap: &'a Heap<L>, closure: C) -> Self {
+        debug_assert_eq!(std::mem::size_of::<C>(), 0);
+        // SAFETY: `bare` is an `extern` function of `F`'s ABI and
+        // arguments returning `F`'s result, calling the zero-sized closure;
+        // it is not null and lives as long as the program.
+        let fn_ptr = unsafe { <F::Unsafe as FnPtr>::from_addr(C::bare()) };
+        Thunk {
+            fn_ptr,
+            code: Code::Compiled(heap),
+            ctx: Context::boxed(closure),
+            record: None,
+            builds_frame: false,
+            _closure: PhantomData,
+        }
+    }
+
     fn build(heap: &'a Heap<L>, ctx: Context, entry: *const ()) -> Result<Self> {
         let placement = placement_of::<F>()?;
         let ctx_addr = ctx.ptr.as_ptr() as usize;
@@ -285,12 +331,15 @@ impl<'a, F: ThunkSig, L: RawMutex> Thunk<'a, F, L> {
         match &self.code {
             Code::Generated(span) => span.heap(),
             Code::Static(slot) => slot.heap(),
+            Code::Compiled(heap) => heap,
         }
     }
 
     /// The thunk's machine code, read back from executable memory: the
     /// generated thunk, or for [`Strategy::StaticTrampolines`](crate::Strategy::StaticTrampolines) the table
-    /// entry (the same for every thunk).
+    /// entry (the same for every thunk). Empty for the thunk of a
+    /// zero-sized `Fn` closure, which is a compiled function (see
+    /// "Closures that capture nothing" on [`Thunk`]).
     pub fn code(&self) -> &[u8] {
         match &self.code {
             Code::Generated(span) => span.as_slice(),
@@ -300,6 +349,7 @@ impl<'a, F: ThunkSig, L: RawMutex> Thunk<'a, F, L> {
             Code::Static(slot) => unsafe {
                 std::slice::from_raw_parts(slot.entry() as *const u8, trampoline::ENTRY_SIZE)
             },
+            Code::Compiled(_) => &[],
         }
     }
 
@@ -344,6 +394,9 @@ impl<L: RawMutex> Heap<L> {
         F: ThunkSig,
         C: ThunkFn<F> + Send + Sync + 'a,
     {
+        if std::mem::size_of::<C>() == 0 {
+            return Ok(Thunk::zero_sized(self, closure));
+        }
         Thunk::build(self, Context::boxed(closure), C::entry())
     }
 

@@ -6,6 +6,10 @@ unsafe impl wxthunk::ThunkFn<unsafe extern "C" fn() -> u32> for NotAClosure {
     fn entry() -> *const () {
         std::ptr::null()
     }
+
+    fn bare() -> *const () {
+        std::ptr::null()
+    }
 }
 
 fn main() {}
