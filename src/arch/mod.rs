@@ -39,7 +39,7 @@ mod no_thunks {
     use crate::abi::{ArgClass, CallConv};
 
     /// No thunk code generator for this architecture yet.
-    pub(crate) fn placement(_conv: CallConv, _classes: &[ArgClass]) -> Option<Placement> {
+    pub(crate) const fn placement(_conv: CallConv, _classes: &[ArgClass]) -> Option<Placement> {
         None
     }
 

@@ -26,7 +26,7 @@ pub(super) struct FrameRecord([usize; 3]);
 pub(super) fn placement_of<F: ThunkSig>() -> Result<Placement> {
     #[allow(clippy::let_unit_value)]
     let () = const { F::LAYOUT_OK };
-    let Some(placement) = arch::placement(F::CONV, F::CLASSES) else {
+    let Some(placement) = (const { arch::placement(F::CONV, F::CLASSES) }) else {
         return Err(Error::Unsupported {
             what: "thunks for this calling convention on this architecture",
         });

@@ -29,24 +29,34 @@ const SYSV_FLOAT_REGS: usize = 8;
 const WIN64_REGS: [u8; 4] = [RCX, RDX, R8, R9];
 
 /// Where the context goes: after `classes`, as one more pointer argument.
-pub(crate) fn placement(conv: CallConv, classes: &[ArgClass]) -> Option<Placement> {
+/// A `const fn`, so each signature's placement is computed at compile time.
+pub(crate) const fn placement(conv: CallConv, classes: &[ArgClass]) -> Option<Placement> {
     match conv {
         CallConv::SysV64 => {
-            let ints = classes.iter().filter(|&&c| c == ArgClass::Integer).count();
+            let mut ints = 0;
+            let mut i = 0;
+            while i < classes.len() {
+                if matches!(classes[i], ArgClass::Integer) {
+                    ints += 1;
+                }
+                i += 1;
+            }
             let floats = classes.len() - ints;
-            Some(match SYSV_INT_REGS.get(ints) {
-                Some(&reg) => Placement::Register(reg),
+            Some(if ints < SYSV_INT_REGS.len() {
+                Placement::Register(SYSV_INT_REGS[ints])
+            } else {
                 // Every argument that missed its registers takes one 8-byte
                 // stack slot, in order; the context comes after them all.
-                None => Placement::Stack(
+                Placement::Stack(
                     ints - SYSV_INT_REGS.len() + floats.saturating_sub(SYSV_FLOAT_REGS),
-                ),
+                )
             })
         }
-        CallConv::Win64 => Some(match WIN64_REGS.get(classes.len()) {
-            Some(&reg) => Placement::Register(reg),
+        CallConv::Win64 => Some(if classes.len() < WIN64_REGS.len() {
+            Placement::Register(WIN64_REGS[classes.len()])
+        } else {
             // Positions 4.. are stack slots after the 32-byte shadow space.
-            None => Placement::Stack(classes.len() - WIN64_REGS.len()),
+            Placement::Stack(classes.len() - WIN64_REGS.len())
         }),
         CallConv::Aapcs64 | CallConv::Unknown => None,
     }
