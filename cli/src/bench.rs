@@ -100,7 +100,7 @@ fn why(e: wxthunk::Error) -> String {
     e.with_causes()
 }
 
-/// Executable and metadata bytes per live thunk on a heap with the strategy
+/// Resident and metadata bytes per live thunk on a heap with the strategy
 /// thunks really use here, and the size of the handle.
 fn memory_per_thunk(n: usize) -> Result<(Strategy, f64, f64, usize), String> {
     let strategy = wxthunk::probe()
@@ -302,7 +302,7 @@ pub fn run(quick: bool, as_json: bool) -> Result<(), Box<dyn std::error::Error>>
             .collect();
         let memory = match &memory {
             Ok((s, exec, meta, handle)) => json!({
-                "live_thunks": n, "strategy": s.name(), "executable_bytes": exec,
+                "live_thunks": n, "strategy": s.name(), "resident_bytes": exec,
                 "heap_metadata_bytes": meta, "handle_bytes": handle,
             }),
             Err(why) => json!({ "skipped": why }),
@@ -313,7 +313,7 @@ pub fn run(quick: bool, as_json: bool) -> Result<(), Box<dyn std::error::Error>>
     }
     match memory {
         Ok((s, exec, meta, handle)) => println!(
-            "  memory per live thunk at {n} ({s}): {exec:.1} B executable, {meta:.2} B heap metadata, {handle} B Thunk handle (+ the boxed closure)"
+            "  memory per live thunk at {n} ({s}): {exec:.1} B resident (code, and the closure's data slot when it is inline), {meta:.2} B heap metadata, {handle} B Thunk handle"
         ),
         Err(why) => println!("  memory per live thunk: skipped: {why}"),
     }

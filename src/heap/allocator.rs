@@ -2,6 +2,8 @@
 //! size classes of freed thunk-sized allocations, first fit over the
 //! regions' bit vectors, growth, freeing and compaction.
 
+use std::ptr::NonNull;
+
 use lock_api::RawMutex;
 
 use super::Heap;
@@ -102,8 +104,8 @@ impl<L: RawMutex> Heap<L> {
         for slot in &mut state.regions {
             let Some(region) = slot else { continue };
             if region.live() == 0 {
-                released += region.size();
-                reserved -= region.size();
+                released += region.reserved_bytes();
+                reserved -= region.reserved_bytes();
                 *slot = None;
             } else if region.size() <= self.config.max_region
                 && region.unshare_after_fork(stamp).is_ok()
@@ -130,17 +132,20 @@ impl<L: RawMutex> Heap<L> {
 
     /// Allocates `len` bytes aligned to `align` granules.
     pub(crate) fn allocate(&self, len: usize, align: usize) -> Result<Allocation> {
-        self.allocate_with(len, align, |_| None::<&[u8]>)
+        self.allocate_with(len, align, false, |_, _| None::<&[u8]>)
     }
 
     /// Allocates, and if `code` is given writes it and makes it executable,
-    /// all under one lock.
+    /// all under one lock. `code` gets the address the code will run at and,
+    /// when `want_data` is set, the allocation's data slot (see
+    /// `region::DataSlots`), if its region has one.
     #[inline]
     pub(crate) fn allocate_with<C: AsRef<[u8]>>(
         &self,
         len: usize,
         align: usize,
-        code: impl FnOnce(usize) -> Option<C>,
+        want_data: bool,
+        code: impl FnOnce(usize, Option<NonNull<u8>>) -> Option<C>,
     ) -> Result<Allocation> {
         if len == 0 {
             return Err(Error::ZeroSize);
@@ -164,11 +169,16 @@ impl<L: RawMutex> Heap<L> {
         // Taken under the lock: a fork cannot slip in between (see fork.rs).
         let stamp = Stamp::now();
         let alloc = self.take_locked(&mut state, granules, granules32, align, stamp)?;
-        if let Some(code) = code(alloc.addr) {
+        let region = state.regions[alloc.region as usize]
+            .as_mut()
+            .expect("allocation's region is live");
+        let data = if want_data {
+            region.data_slot(alloc.start as usize)
+        } else {
+            None
+        };
+        if let Some(code) = code(alloc.addr, data) {
             let code = code.as_ref();
-            let region = state.regions[alloc.region as usize]
-                .as_mut()
-                .expect("allocation's region is live");
             if let Err(e) = region.write(alloc.start as usize, alloc.granules as usize, code) {
                 self.free_locked(&mut state, &alloc, stamp);
                 return Err(e);
@@ -287,24 +297,21 @@ impl<L: RawMutex> Heap<L> {
         } else {
             state.next_region_size.max(needed)
         };
+        let strategy = self.config.mode.spans().expect("checked by allocate_with");
+        let reserving = Region::reserved_for(size, strategy, shift);
         if state
             .reserved
-            .checked_add(size)
+            .checked_add(reserving)
             .is_none_or(|total| total > self.config.max_reserved)
         {
             return Err(Error::HeapExhausted {
-                requested: needed,
+                requested: reserving,
                 reserved: state.reserved,
                 limit: self.config.max_reserved,
             });
         }
-        let region = Region::new(
-            size,
-            self.config.mode.spans().expect("checked by allocate_with"),
-            self.config.strict,
-            shift,
-            Stamp::now(),
-        )?;
+        let region = Region::new(size, strategy, self.config.strict, shift, Stamp::now())?;
+        debug_assert_eq!(region.reserved_bytes(), reserving);
         let start = region
             .find(granules, 1)
             .expect("a new region fits the allocation");
@@ -318,7 +325,7 @@ impl<L: RawMutex> Heap<L> {
                 state.regions.len() - 1
             }
         };
-        state.reserved += size;
+        state.reserved += reserving;
         if !own {
             state.next_region_size = (state.next_region_size * 2).min(self.config.max_region);
         }
@@ -359,7 +366,7 @@ impl<L: RawMutex> Heap<L> {
         }
         if self.is_own_region(region) {
             // Its only allocation: give the whole region back now.
-            state.reserved -= region.size();
+            state.reserved -= region.reserved_bytes();
             state.regions[alloc.region as usize] = None;
             state.live -= 1;
             state.bytes_in_use -= alloc.bytes();
@@ -389,9 +396,21 @@ impl<L: RawMutex> Heap<L> {
         len: usize,
         make: impl FnOnce(usize) -> C,
     ) -> Result<ExecSpan<'_, L>> {
+        self.exec_code_with_data(len, false, |addr, _| make(addr))
+    }
+
+    /// As [`exec_code_at`](Self::exec_code_at); with `want_data`, `make`
+    /// also gets the allocation's private data slot (`DATA_SLOT` bytes, for
+    /// a small closure) where the heap's regions have them.
+    pub(crate) fn exec_code_with_data<C: AsRef<[u8]>>(
+        &self,
+        len: usize,
+        want_data: bool,
+        make: impl FnOnce(usize, Option<NonNull<u8>>) -> C,
+    ) -> Result<ExecSpan<'_, L>> {
         let mut written = 0;
-        let alloc = self.allocate_with(len, 1, |addr| {
-            let code = make(addr);
+        let alloc = self.allocate_with(len, 1, want_data, |addr, data| {
+            let code = make(addr, data);
             written = code.as_ref().len();
             debug_assert!(written <= len);
             Some(code)

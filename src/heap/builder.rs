@@ -16,7 +16,7 @@ use crate::strategy::{CodeStrategy, Strategy, ThunkStrategy};
 use crate::sys;
 
 /// The allocation unit of dual-mapped regions: 32 bytes (a thunk fits one).
-const DUAL_GRANULE_SHIFT: u32 = 5;
+pub(super) const DUAL_GRANULE_SHIFT: u32 = 5;
 
 /// What a heap does with its thunks and with the code written into it: the
 /// only two combinations there are (generated thunks are spans, so they

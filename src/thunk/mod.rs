@@ -37,15 +37,17 @@ mod page;
 
 use std::fmt;
 use std::marker::PhantomData;
+use std::mem::ManuallyDrop;
 
 use lock_api::RawMutex;
 
 use crate::abi::{FnPtr, ThunkSig};
 use crate::arch::{self, Placement};
 use crate::error::Result;
+use crate::heap::DATA_SLOT;
 use crate::heap::Heap;
 use crate::heap::{DefaultLock, ExecSpan, TrampolineSlot};
-use crate::strategy::ThunkStrategy;
+use crate::strategy::{CodeStrategy, ThunkStrategy};
 use crate::trampoline;
 use call::{MutCtx, OnceCtx};
 pub use closure::{ThunkFn, ThunkFnMut, ThunkFnOnce};
@@ -179,11 +181,10 @@ pub use page::{SealedThunkPage, ThunkPage};
 /// closure bounds above); not for a [`NoLock`](crate::NoLock) heap.
 pub struct Thunk<'a, F: ThunkSig, L: RawMutex = DefaultLock> {
     fn_ptr: F::Unsafe,
-    // Field order is drop order: the code goes first, so no new call can
-    // start, then the closure.
-    code: Code<'a, L>,
-    // Only dropped: the thunk's code holds its address.
-    #[allow(dead_code)]
+    // Dropped first (by `Drop for Thunk`), so no new call can start; then
+    // the closure (moved out of its data slot first when it is inline, as
+    // the slot goes with the code).
+    code: ManuallyDrop<Code<'a, L>>,
     ctx: Context,
     // Only dropped: a generated frame-path thunk holds its address.
     #[allow(dead_code)]
@@ -256,12 +257,56 @@ impl<'a, F: ThunkSig, L: RawMutex> Thunk<'a, F, L> {
         let fn_ptr = unsafe { <F::Unsafe as FnPtr>::from_addr(C::bare()) };
         Thunk {
             fn_ptr,
-            code: Code::Compiled(heap),
+            code: ManuallyDrop::new(Code::Compiled(heap)),
             ctx: Context::boxed(closure),
             record: None,
             builds_frame: false,
             _closure: PhantomData,
         }
+    }
+
+    /// The thunk of a small `Fn` closure on a dual-mapped heap: the closure
+    /// lives in the private data slot of the code's granule, so nothing is
+    /// allocated besides the granule. The code is written (under the heap's
+    /// lock) first; the closure is moved into its slot after, before the
+    /// pointer exists anywhere but here.
+    fn build_inline<C: ThunkFn<F> + Send + Sync + 'a>(
+        heap: &'a Heap<L>,
+        closure: C,
+    ) -> Result<Self> {
+        let placement = placement_of::<F>()?;
+        let entry = C::entry();
+        let mut slot = None;
+        let code = heap.exec_code_with_data(arch::THUNK_CODE_MAX, true, |at, data| {
+            slot = data;
+            let ctx = data.map_or(0, |d| d.as_ptr() as usize);
+            generated_code::<F>(placement, ctx, entry, None, at)
+        })?;
+        let Some(slot) = slot else {
+            // No data slot after all (not expected of a dual-mapped
+            // granule): the code, pointing nowhere, goes; box the closure.
+            drop(code);
+            return Thunk::build(heap, Context::boxed(closure), entry);
+        };
+        // SAFETY: the slot is this granule's, `DATA_SLOT` bytes aligned to
+        // `DATA_SLOT`, which `C` fits (checked by the caller); nothing else
+        // uses it while the granule is ours, and no call can reach it
+        // before the pointer is returned.
+        unsafe { slot.cast::<C>().as_ptr().write(closure) };
+        // SAFETY: the code just written is a thunk with `F`'s signature (the
+        // context is placed per `F::CONV` and `F::CLASSES`, and `entry`
+        // takes `F`'s arguments plus the context); it is not null.
+        let fn_ptr = unsafe { <F::Unsafe as FnPtr>::from_addr(code.as_ptr().cast()) };
+        Ok(Thunk {
+            fn_ptr,
+            code: ManuallyDrop::new(Code::Generated(code)),
+            // SAFETY: the slot holds the closure until `Drop for Thunk`
+            // moves it out, before it frees the code and so the slot.
+            ctx: unsafe { Context::inline::<C>(slot) },
+            record: None,
+            builds_frame: false,
+            _closure: PhantomData,
+        })
     }
 
     fn build(heap: &'a Heap<L>, ctx: Context, entry: *const ()) -> Result<Self> {
@@ -277,7 +322,7 @@ impl<'a, F: ThunkSig, L: RawMutex> Thunk<'a, F, L> {
             let fn_ptr = unsafe { <F::Unsafe as FnPtr>::from_addr(slot.entry() as *const ()) };
             return Ok(Thunk {
                 fn_ptr,
-                code: Code::Static(slot),
+                code: ManuallyDrop::new(Code::Static(slot)),
                 ctx,
                 record: None,
                 builds_frame,
@@ -294,7 +339,7 @@ impl<'a, F: ThunkSig, L: RawMutex> Thunk<'a, F, L> {
         let fn_ptr = unsafe { <F::Unsafe as FnPtr>::from_addr(code.as_ptr().cast()) };
         Ok(Thunk {
             fn_ptr,
-            code: Code::Generated(code),
+            code: ManuallyDrop::new(Code::Generated(code)),
             ctx,
             record,
             builds_frame,
@@ -328,7 +373,7 @@ impl<'a, F: ThunkSig, L: RawMutex> Thunk<'a, F, L> {
 
     /// The heap the thunk's code lives in.
     pub fn heap(&self) -> &'a Heap<L> {
-        match &self.code {
+        match &*self.code {
             Code::Generated(span) => span.heap(),
             Code::Static(slot) => slot.heap(),
             Code::Compiled(heap) => heap,
@@ -341,7 +386,7 @@ impl<'a, F: ThunkSig, L: RawMutex> Thunk<'a, F, L> {
     /// zero-sized `Fn` closure, which is a compiled function (see
     /// "Closures that capture nothing" on [`Thunk`]).
     pub fn code(&self) -> &[u8] {
-        match &self.code {
+        match &*self.code {
             Code::Generated(span) => span.as_slice(),
             // SAFETY: the entry is `ENTRY_SIZE` bytes of the table's
             // read+exec (so readable) mapping, which stays mapped while the
@@ -357,6 +402,18 @@ impl<'a, F: ThunkSig, L: RawMutex> Thunk<'a, F, L> {
     /// argument register) instead of jumping straight to the closure.
     pub fn builds_frame(&self) -> bool {
         self.builds_frame
+    }
+}
+
+impl<F: ThunkSig, L: RawMutex> Drop for Thunk<'_, F, L> {
+    fn drop(&mut self) {
+        // An inline closure leaves its data slot before the slot goes with
+        // the code; it is dropped after the code is freed, like any other.
+        let moved = self.ctx.move_out_inline();
+        // SAFETY: `code` is dropped here, once, and not used again.
+        unsafe { ManuallyDrop::drop(&mut self.code) };
+        drop(moved);
+        // `ctx` (a boxed closure) and `record` drop now, with the fields.
     }
 }
 
@@ -396,6 +453,16 @@ impl<L: RawMutex> Heap<L> {
     {
         if std::mem::size_of::<C>() == 0 {
             return Ok(Thunk::zero_sized(self, closure));
+        }
+        let small = size_of::<C>() <= DATA_SLOT && align_of::<C>() <= DATA_SLOT;
+        let registers = matches!(
+            const { crate::arch::placement(F::CONV, F::CLASSES) },
+            Some(Placement::Register(_))
+        );
+        if small && registers && self.code_strategy() == Some(CodeStrategy::DualMap) {
+            if let ThunkStrategy::Generated(_) = self.thunk_strategy() {
+                return Thunk::build_inline(self, closure);
+            }
         }
         Thunk::build(self, Context::boxed(closure), C::entry())
     }

@@ -36,6 +36,27 @@ enum Backing {
     },
 }
 
+/// Bytes of private data paired with each granule of a dual-mapped region
+/// (see [`DataSlots`]).
+pub(crate) const DATA_SLOT: usize = 16;
+
+/// Private read-write data slots paired with the granules of a dual-mapped
+/// region, [`DATA_SLOT`] bytes each: a small closure lives in the slot of
+/// its thunk's granule, so creating the thunk allocates nothing else.
+///
+/// The mapping is private and anonymous, never executable and never shared
+/// with another process: a fork child gets its own copy-on-write copy (its
+/// inherited thunks keep their closures; neither process sees the other's
+/// later writes). Pages are touched only where a thunk was made; `compact`
+/// gives back pages whose granules are all free.
+#[derive(Debug)]
+struct DataSlots {
+    map: Mapping,
+    /// Data pages a slot was handed out on (and so may use memory).
+    committed: Bitmap,
+    committed_pages: usize,
+}
+
 /// A region of a code heap.
 #[derive(Debug)]
 pub(crate) struct Region {
@@ -53,6 +74,9 @@ pub(crate) struct Region {
     /// The process (and libc-fork epoch) the file and the read-write view
     /// belong to; see `fork.rs`.
     stamp: Stamp,
+    /// Data slots for small closures (dual-mapped regions of thunk-sized
+    /// granules only).
+    data: Option<DataSlots>,
 }
 
 impl Region {
@@ -91,6 +115,18 @@ impl Region {
             }
         };
         let granules = size >> granule_shift;
+        let data = match Self::data_bytes(size, strategy, granule_shift) {
+            0 => None,
+            len => {
+                let map = Mapping::anon(len, Prot::ReadWrite)
+                    .map_err(|e| Error::os("mmap (heap data slots)", e))?;
+                Some(DataSlots {
+                    committed: Bitmap::new(len / page),
+                    map,
+                    committed_pages: 0,
+                })
+            }
+        };
         Ok(Region {
             size,
             granule_shift,
@@ -102,7 +138,45 @@ impl Region {
             live: 0,
             cursor: 0,
             stamp,
+            data,
         })
+    }
+
+    /// The data slot paired with granule `start`, marked as using memory;
+    /// `None` for a region without data slots.
+    #[inline]
+    pub(crate) fn data_slot(&mut self, start: usize) -> Option<NonNull<u8>> {
+        let data = self.data.as_mut()?;
+        let offset = start * DATA_SLOT;
+        let page = offset >> sys::page_size().trailing_zeros();
+        if !data.committed.get(page) {
+            data.committed.mark_range(page, 1);
+            data.committed_pages += 1;
+        }
+        Some(data.map.at(offset))
+    }
+
+    /// Bytes of data slots a region of `size` bytes gets: `DATA_SLOT` per
+    /// granule, in whole pages, for dual-mapped regions of thunk-sized
+    /// granules; none otherwise.
+    fn data_bytes(size: usize, strategy: CodeStrategy, granule_shift: u32) -> usize {
+        match strategy {
+            CodeStrategy::DualMap if granule_shift == super::builder::DUAL_GRANULE_SHIFT => {
+                ((size >> granule_shift) * DATA_SLOT).next_multiple_of(sys::page_size())
+            }
+            _ => 0,
+        }
+    }
+
+    /// Address space a region of `size` bytes takes: its code and its data
+    /// slots (what [`reserved_bytes`](Self::reserved_bytes) will say).
+    pub(crate) fn reserved_for(size: usize, strategy: CodeStrategy, granule_shift: u32) -> usize {
+        size + Self::data_bytes(size, strategy, granule_shift)
+    }
+
+    /// Address space the region takes: its code and its data slots.
+    pub(crate) fn reserved_bytes(&self) -> usize {
+        self.size + self.data.as_ref().map_or(0, |d| d.map.len())
     }
 
     pub(crate) fn size(&self) -> usize {
@@ -117,13 +191,18 @@ impl Region {
         self.free_granules
     }
 
+    /// Pages that use memory: code pages holding bytes, and data pages a
+    /// slot was handed out on.
     pub(crate) fn committed_pages(&self) -> usize {
-        self.committed_pages
+        self.committed_pages + self.data.as_ref().map_or(0, |d| d.committed_pages)
     }
 
     /// Bytes of bookkeeping kept for this region (outside the code).
     pub(crate) fn metadata_bytes(&self) -> usize {
-        std::mem::size_of::<Region>() + self.used.heap_bytes() + self.committed.heap_bytes()
+        std::mem::size_of::<Region>()
+            + self.used.heap_bytes()
+            + self.committed.heap_bytes()
+            + self.data.as_ref().map_or(0, |d| d.committed.heap_bytes())
     }
 
     /// Where granule 0 runs.
@@ -422,6 +501,27 @@ impl Region {
                 self.committed.unmark_range(p, 1);
                 self.committed_pages -= 1;
                 released += page;
+            }
+        }
+        let granules = self.used_len();
+        if let Some(data) = &mut self.data {
+            // A data page serves `page / DATA_SLOT` granules; when none of
+            // them is in use, its closures are gone and it can go too.
+            let per_data_page = page / DATA_SLOT;
+            for d in 0..data.map.len() / page {
+                let first = d * per_data_page;
+                let n = per_data_page.min(granules.saturating_sub(first));
+                if !data.committed.get(d) || n == 0 || !self.used.all_clear(first, n) {
+                    continue;
+                }
+                // SAFETY: no granule of this page is allocated, so no
+                // closure lives in it and nothing reads it; it is our own
+                // private memory, read as zeros afterwards.
+                if unsafe { data.map.discard(d * page, page) }.is_ok() {
+                    data.committed.unmark_range(d, 1);
+                    data.committed_pages -= 1;
+                    released += page;
+                }
             }
         }
         released
