@@ -106,6 +106,18 @@ pub(crate) enum Placement {
 /// The largest thunk: one 32-byte heap granule.
 pub(crate) const THUNK_CODE_MAX: usize = 32;
 
+/// A granule of traps, as a freed thunk granule holds them (granules are
+/// aligned to their size, so the pattern lines up with instructions).
+pub(crate) const TRAP_GRANULE: [u8; THUNK_CODE_MAX] = {
+    let mut g = [0; THUNK_CODE_MAX];
+    let mut i = 0;
+    while i < THUNK_CODE_MAX {
+        g[i] = TRAP[i % TRAP.len()];
+        i += 1;
+    }
+    g
+};
+
 /// The machine code of one thunk, built on the stack.
 #[derive(Clone, Copy)]
 pub(crate) struct ThunkCode {
@@ -130,6 +142,14 @@ impl ThunkCode {
 
     pub(crate) fn as_slice(&self) -> &[u8] {
         &self.bytes[..self.len]
+    }
+
+    /// The whole granule: the code, then traps.
+    #[inline]
+    pub(crate) fn into_granule(self) -> [u8; THUNK_CODE_MAX] {
+        let mut g = TRAP_GRANULE;
+        g[..self.len].copy_from_slice(self.as_slice());
+        g
     }
 
     #[allow(dead_code)]

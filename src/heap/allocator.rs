@@ -10,11 +10,16 @@ use super::Heap;
 use super::fork::Stamp;
 use super::region::Region;
 use super::span::ExecSpan;
+use crate::arch::ThunkCode;
 use crate::error::{Error, Result};
 use crate::policy::{HEAP_PREFERENCE, capabilities};
 use crate::strategy::CodeStrategy;
 use crate::sys;
 use crate::trampoline::TablePool;
+
+/// The dual-mapped allocation unit in bytes (one generated thunk).
+pub(crate) const GRANULE: usize = 1 << super::builder::DUAL_GRANULE_SHIFT;
+const _: () = assert!(GRANULE == crate::arch::THUNK_CODE_MAX);
 
 /// Freed dual-mapped allocations of 1 to `CACHE_CLASSES` granules are kept
 /// (already filled with traps, still marked in use in their region) in a
@@ -353,6 +358,9 @@ impl<L: RawMutex> Heap<L> {
 
     #[inline]
     fn free_locked(&self, state: &mut State, alloc: &Allocation, stamp: Stamp) {
+        if self.free_granule_fast(state, alloc, stamp) {
+            return;
+        }
         let granules = alloc.granules as usize;
         let region = state.regions[alloc.region as usize]
             .as_mut()
@@ -386,6 +394,62 @@ impl<L: RawMutex> Heap<L> {
         state.live -= 1;
         state.bytes_in_use -= alloc.bytes();
         state.hint = alloc.region as usize;
+    }
+
+    /// The fast path of a one-granule thunk: a granule from the first size
+    /// class whose page holds bytes already, in a region of this process
+    /// with a writable view, and its data slot; the granule (`GRANULE`
+    /// bytes, traps where `make` leaves them) written through that view.
+    /// `None`, with nothing changed, when any of that does not hold: the
+    /// caller takes the general path.
+    #[inline]
+    pub(crate) fn exec_granule_fast(
+        &self,
+        make: impl FnOnce(usize, NonNull<u8>) -> ThunkCode,
+    ) -> Option<(ExecSpan<'_, L>, NonNull<u8>)> {
+        let mut state = self.state.lock();
+        let state = &mut *state;
+        let alloc = *state.cache[0].last()?;
+        let stamp = Stamp::now();
+        let region = state.regions[alloc.region as usize].as_mut()?;
+        let view = region.granule_view(alloc.start as usize, stamp)?;
+        let data = region.data_slot(alloc.start as usize)?;
+        state.cache[0].pop();
+        let code = make(alloc.addr, data);
+        let len = code.len();
+        let granule = code.into_granule();
+        // SAFETY: `view` is this granule's `GRANULE` bytes in the writable
+        // view; the granule is ours (taken under the lock) and runs nothing
+        // until its pointer is published, after this.
+        unsafe { std::ptr::copy_nonoverlapping(granule.as_ptr(), view, GRANULE) };
+        sys::flush_icache(alloc.addr as *const u8, GRANULE);
+        state.live += 1;
+        state.bytes_in_use += GRANULE;
+        Some((ExecSpan::from_parts(self, alloc, len), data))
+    }
+
+    /// The fast path of freeing a one-granule allocation: traps written
+    /// through the view and the granule kept in the first size class.
+    /// Returns false, with nothing changed, when the general path is needed.
+    #[inline]
+    fn free_granule_fast(&self, state: &mut State, alloc: &Allocation, stamp: Stamp) -> bool {
+        if alloc.granules != 1 || state.cache[0].len() >= CACHE_DEPTH {
+            return false;
+        }
+        let Some(region) = state.regions[alloc.region as usize].as_mut() else {
+            return false;
+        };
+        let Some(view) = region.granule_view(alloc.start as usize, stamp) else {
+            return false;
+        };
+        // SAFETY: the granule was just freed by its owner, so nothing may
+        // run it; `view` is its `GRANULE` writable bytes.
+        unsafe { std::ptr::copy_nonoverlapping(crate::arch::TRAP_GRANULE.as_ptr(), view, GRANULE) };
+        state.cache[0].push(*alloc);
+        state.live -= 1;
+        state.bytes_in_use -= GRANULE;
+        state.hint = alloc.region as usize;
+        true
     }
 
     /// Allocates `len` bytes, writes the code `make` returns for the

@@ -38,6 +38,7 @@ mod page;
 use std::fmt;
 use std::marker::PhantomData;
 use std::mem::ManuallyDrop;
+use std::ptr::NonNull;
 
 use lock_api::RawMutex;
 
@@ -276,6 +277,12 @@ impl<'a, F: ThunkSig, L: RawMutex> Thunk<'a, F, L> {
     ) -> Result<Self> {
         let placement = placement_of::<F>()?;
         let entry = C::entry();
+        let fast = heap.exec_granule_fast(|at, data| {
+            generated_code::<F>(placement, data.as_ptr() as usize, entry, None, at)
+        });
+        if let Some((code, slot)) = fast {
+            return Ok(Self::with_inline(code, slot, closure));
+        }
         let mut slot = None;
         let code = heap.exec_code_with_data(arch::THUNK_CODE_MAX, true, |at, data| {
             slot = data;
@@ -288,16 +295,27 @@ impl<'a, F: ThunkSig, L: RawMutex> Thunk<'a, F, L> {
             drop(code);
             return Thunk::build(heap, Context::boxed(closure), entry);
         };
+        Ok(Self::with_inline(code, slot, closure))
+    }
+
+    /// The thunk whose code is `code` and whose closure goes into `slot`,
+    /// the granule's data slot.
+    #[inline]
+    fn with_inline<C: ThunkFn<F> + Send + Sync + 'a>(
+        code: ExecSpan<'a, L>,
+        slot: NonNull<u8>,
+        closure: C,
+    ) -> Self {
         // SAFETY: the slot is this granule's, `DATA_SLOT` bytes aligned to
-        // `DATA_SLOT`, which `C` fits (checked by the caller); nothing else
-        // uses it while the granule is ours, and no call can reach it
+        // `DATA_SLOT`, which `C` fits (checked by `Heap::thunk`); nothing
+        // else uses it while the granule is ours, and no call can reach it
         // before the pointer is returned.
         unsafe { slot.cast::<C>().as_ptr().write(closure) };
         // SAFETY: the code just written is a thunk with `F`'s signature (the
         // context is placed per `F::CONV` and `F::CLASSES`, and `entry`
         // takes `F`'s arguments plus the context); it is not null.
         let fn_ptr = unsafe { <F::Unsafe as FnPtr>::from_addr(code.as_ptr().cast()) };
-        Ok(Thunk {
+        Thunk {
             fn_ptr,
             code: ManuallyDrop::new(Code::Generated(code)),
             // SAFETY: the slot holds the closure until `Drop for Thunk`
@@ -306,7 +324,7 @@ impl<'a, F: ThunkSig, L: RawMutex> Thunk<'a, F, L> {
             record: None,
             builds_frame: false,
             _closure: PhantomData,
-        })
+        }
     }
 
     fn build(heap: &'a Heap<L>, ctx: Context, entry: *const ()) -> Result<Self> {

@@ -333,6 +333,22 @@ impl Region {
         self.release_bits(start, n);
     }
 
+    /// The read-write view of granule `start`, if the fast path of a
+    /// one-granule thunk may use it: the region belongs to this process
+    /// (`stamp`, see `fork.rs`), is not strict (it has a writable view),
+    /// and the granule's page holds bytes already (nothing to commit).
+    #[inline]
+    pub(crate) fn granule_view(&self, start: usize, stamp: Stamp) -> Option<*mut u8> {
+        let Backing::DualMap { rw: Some(rw), .. } = &self.backing else {
+            return None;
+        };
+        let offset = start << self.granule_shift;
+        let page = offset >> sys::page_size().trailing_zeros();
+        (self.stamp == stamp && self.committed.get(page))
+            // SAFETY: `start` is a granule of this region, so in the view.
+            .then(|| unsafe { rw.as_ptr().add(offset) })
+    }
+
     /// Makes freed granules harmless: their bytes become traps (where code
     /// was written on their pages). The granules stay marked in use.
     #[inline]
