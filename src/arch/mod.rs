@@ -126,12 +126,22 @@ pub(crate) struct ThunkCode {
 }
 
 impl ThunkCode {
+    /// No code yet: a granule of traps.
     #[allow(dead_code)]
     pub(crate) fn new() -> Self {
         ThunkCode {
-            bytes: [0; THUNK_CODE_MAX],
+            bytes: TRAP_GRANULE,
             len: 0,
         }
+    }
+
+    /// The first `len` bytes of `bytes`, which hold traps after them.
+    #[allow(dead_code)]
+    #[inline]
+    pub(crate) fn from_bytes(bytes: [u8; THUNK_CODE_MAX], len: usize) -> Self {
+        debug_assert!(bytes[len..] == TRAP_GRANULE[len..]);
+        debug_assert!(len <= THUNK_CODE_MAX);
+        ThunkCode { bytes, len }
     }
 
     #[allow(dead_code)]
@@ -144,12 +154,11 @@ impl ThunkCode {
         &self.bytes[..self.len]
     }
 
-    /// The whole granule: the code, then traps.
+    /// The whole granule: the code, then traps (every `ThunkCode` keeps
+    /// traps after its code).
     #[inline]
     pub(crate) fn into_granule(self) -> [u8; THUNK_CODE_MAX] {
-        let mut g = TRAP_GRANULE;
-        g[..self.len].copy_from_slice(self.as_slice());
-        g
+        self.bytes
     }
 
     #[allow(dead_code)]

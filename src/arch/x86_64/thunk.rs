@@ -86,13 +86,32 @@ fn jump(code: &mut ThunkCode, from: usize, target: usize, scratch: u8) {
     }
 }
 
-/// The register-path thunk, to run at address `at`.
+/// The register-path thunk, to run at address `at`: written at fixed
+/// offsets (it is on every thunk's creation), with the same bytes as
+/// `endbr64`, [`mov_imm64`] and [`jump`] would push.
+#[inline]
 pub(crate) fn register_thunk(reg: u8, ctx: usize, entry: usize, at: usize) -> ThunkCode {
-    let mut code = ThunkCode::new();
-    code.push(&ENDBR64);
-    mov_imm64(&mut code, reg, ctx);
-    jump(&mut code, at, entry, 11);
-    code
+    let mut b = super::super::TRAP_GRANULE;
+    b[..4].copy_from_slice(&ENDBR64);
+    b[4] = 0x48 | (reg >> 3); // REX.W (+B)
+    b[5] = 0xb8 + (reg & 7); // mov reg, imm64
+    b[6..14].copy_from_slice(&(ctx as u64).to_le_bytes());
+    // `jmp rel32` from the end of the 19-byte form, when within reach.
+    let disp = (entry as i64).wrapping_sub(at.wrapping_add(19) as i64);
+    let len = match i32::try_from(disp) {
+        Ok(disp) => {
+            b[14] = 0xe9;
+            b[15..19].copy_from_slice(&disp.to_le_bytes());
+            19
+        }
+        Err(_) => {
+            b[14..16].copy_from_slice(&[0x49, 0xbb]); // mov r11, imm64
+            b[16..24].copy_from_slice(&(entry as u64).to_le_bytes());
+            b[24..27].copy_from_slice(&[0x41, 0xff, 0xe3]); // jmp r11
+            27
+        }
+    };
+    ThunkCode::from_bytes(b, len)
 }
 
 /// The frame-path thunk, to run at address `at`: hands `record`
@@ -165,6 +184,28 @@ mod tests {
             placement(CallConv::Win64, &[F; 7]),
             Some(Placement::Stack(3))
         );
+    }
+
+    proptest::proptest! {
+        /// The fixed-offset encoder writes exactly what the general one
+        /// (`mov_imm64`, `jump`) pushes, near and far, for every register.
+        #[test]
+        fn register_thunk_matches_the_general_encoder(
+            reg in proptest::sample::select(vec![RDI, RSI, RDX, RCX, R8, R9]),
+            ctx: usize,
+            at in 0usize..(1 << 47),
+            near: bool,
+            offset in -(1i64 << 31)..(1i64 << 31),
+            far: usize,
+        ) {
+            let entry = if near { (at as i64).wrapping_add(offset) as usize } else { far };
+            let mut general = ThunkCode::new();
+            general.push(&ENDBR64);
+            mov_imm64(&mut general, reg, ctx);
+            jump(&mut general, at, entry, 11);
+            let fixed = register_thunk(reg, ctx, entry, at);
+            proptest::prop_assert_eq!(fixed.as_slice(), general.as_slice());
+        }
     }
 
     #[test]
