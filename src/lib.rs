@@ -5,6 +5,7 @@ mod abi;
 mod arch;
 mod bitmap;
 mod block;
+mod data_slot;
 mod error;
 mod heap;
 mod policy;

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 /// The layers from the bottom up; a module may use the ones before it.
 const LAYERS: &[&[&str]] = &[
-    &["strategy", "bitmap"],
+    &["strategy", "bitmap", "data_slot"],
     &["error"],
     &["abi"],
     &["arch"],

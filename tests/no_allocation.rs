@@ -149,22 +149,31 @@ impl Drop for Counted {
     }
 }
 
-fn dual_map_heap() -> Option<Heap<wxthunk::NoLock>> {
-    if !wxthunk::probe().allows(wxthunk::Strategy::DualMap) {
-        println!("SKIPPED: dual mapping does not work here: no data slots to check");
-        return None;
+/// The heaps whose thunks keep small closures in data slots: dual-mapped
+/// regions and static-trampoline tables.
+fn slot_heaps() -> Vec<(&'static str, Heap<wxthunk::NoLock>)> {
+    let mut v = Vec::new();
+    for (name, s) in [
+        ("dual-map", wxthunk::Strategy::DualMap),
+        ("static-trampolines", wxthunk::Strategy::StaticTrampolines),
+    ] {
+        if wxthunk::probe().allows(s) {
+            v.push((name, Heap::builder().strategy(s).build_unlocked().unwrap()));
+        } else {
+            println!("SKIPPED: {name} does not work here: its data slots are not checked");
+        }
     }
-    Some(
-        Heap::builder()
-            .strategy(wxthunk::Strategy::DualMap)
-            .build_unlocked()
-            .unwrap(),
-    )
+    v
 }
 
 #[test]
 fn small_closures_live_in_data_slots_and_allocate_nothing() {
-    let Some(heap) = dual_map_heap() else { return };
+    for (name, heap) in slot_heaps() {
+        small_closures_on(name, &heap);
+    }
+}
+
+fn small_closures_on(name: &str, heap: &Heap<wxthunk::NoLock>) {
     let k = std::hint::black_box(7u64);
     // Warm up: the first region and the heap's own bookkeeping.
     let warm: Vec<_> = (0..10)
@@ -203,15 +212,23 @@ fn small_closures_live_in_data_slots_and_allocate_nothing() {
         assert_eq!(unsafe { (t.as_fn())(5) }, 1005 + i as u64);
     }
     drop(thunks);
-    assert_eq!(heap.stats().live_allocations, 0);
-    // Compaction gives the data pages back with the code pages.
+    assert_eq!(heap.stats().live_allocations, 0, "{name}");
+    // Compaction gives the data pages back with the code pages (and the
+    // tables with their record and data pages).
     heap.compact();
-    assert_eq!(heap.stats().bytes_committed, 0, "{:?}", heap.stats());
+    assert_eq!(
+        heap.stats().bytes_committed,
+        0,
+        "{name}: {:?}",
+        heap.stats()
+    );
 }
 
 #[test]
 fn an_inline_closure_is_dropped_once_after_its_code_is_freed() {
-    let Some(heap) = dual_map_heap() else { return };
+    let Some((_, heap)) = slot_heaps().into_iter().find(|(n, _)| *n == "dual-map") else {
+        return;
+    };
     static DROPS: AtomicUsize = AtomicUsize::new(0);
     let counted = Counted(&DROPS);
     let t = heap

@@ -95,7 +95,6 @@ use builder::Config;
 pub use builder::HeapBuilder;
 pub use lock::{DefaultLock, NoLock};
 use locked::Locked;
-pub(crate) use region::DATA_SLOT;
 pub use span::{ExecSpan, Span};
 pub use stats::HeapStats;
 pub(crate) use trampoline_slot::TrampolineSlot;

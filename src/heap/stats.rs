@@ -7,7 +7,6 @@ use super::Heap;
 use super::region::Region;
 use crate::strategy::Strategy;
 use crate::sys;
-use crate::trampoline;
 
 /// Counters describing a heap, from [`Heap::stats`].
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -43,9 +42,9 @@ impl<L: RawMutex> Heap<L> {
         let regions = state.regions.iter().flatten();
         let tables = state.tables.tables();
         // A table's code page is the binary's own (page cache, shared); its
-        // record pages use memory.
+        // record page uses memory, and its data page once a slot was used.
         let pages_committed = regions.clone().map(Region::committed_pages).sum::<usize>()
-            + tables * trampoline::TABLE_SIZE / page;
+            + state.tables.committed_pages();
         HeapStats {
             strategy: self.strategy(),
             regions: regions.clone().count(),

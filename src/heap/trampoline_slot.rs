@@ -3,6 +3,8 @@
 //! with the heap's accounting, and [`TrampolineSlot`], the handle a thunk
 //! owns.
 
+use std::ptr::NonNull;
+
 use lock_api::RawMutex;
 
 use super::Heap;
@@ -46,18 +48,28 @@ impl<L: RawMutex> Heap<L> {
     /// As [`TablePool::take`](crate::trampoline::TablePool::take), with the
     /// heap's [`max_reserved`](super::HeapBuilder::max_reserved) as the
     /// limit.
-    pub(crate) fn trampoline(&self, rec: Record) -> Result<TrampolineSlot<'_, L>> {
+    ///
+    /// `rec` makes the record from the slot's data slot, handed out (and
+    /// passed) when `want_data` is set: private memory for a small closure,
+    /// which the caller writes before the slot's entry is published
+    /// anywhere.
+    pub(crate) fn trampoline(
+        &self,
+        rec: impl FnOnce(Option<NonNull<u8>>) -> Record,
+        want_data: bool,
+    ) -> Result<(TrampolineSlot<'_, L>, Option<NonNull<u8>>)> {
         debug_assert_eq!(self.thunk_strategy(), ThunkStrategy::StaticTrampolines);
         let mut state = self.state.lock();
         let state = &mut *state;
-        let (slot, mapped) = state
-            .tables
-            .take(rec, state.reserved, self.config.max_reserved)?;
+        let (slot, data, mapped) =
+            state
+                .tables
+                .take(rec, want_data, state.reserved, self.config.max_reserved)?;
         if mapped {
             state.reserved += crate::trampoline::Table::reserved_bytes();
         }
         state.live += 1;
         state.bytes_in_use += ENTRY_SIZE;
-        Ok(TrampolineSlot { heap: self, slot })
+        Ok((TrampolineSlot { heap: self, slot }, data))
     }
 }

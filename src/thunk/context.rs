@@ -7,7 +7,7 @@ use std::mem::MaybeUninit;
 use std::ptr::NonNull;
 
 use super::call::MutCtx;
-use crate::heap::DATA_SLOT;
+use crate::data_slot::DATA_SLOT;
 
 /// A closure (or its guarded context) with its type erased.
 pub(super) struct Context {

@@ -45,7 +45,6 @@ use lock_api::RawMutex;
 use crate::abi::{FnPtr, ThunkSig};
 use crate::arch::{self, Placement};
 use crate::error::Result;
-use crate::heap::DATA_SLOT;
 use crate::heap::Heap;
 use crate::heap::{DefaultLock, ExecSpan, TrampolineSlot};
 use crate::strategy::{CodeStrategy, ThunkStrategy};
@@ -298,6 +297,46 @@ impl<'a, F: ThunkSig, L: RawMutex> Thunk<'a, F, L> {
         Ok(Self::with_inline(code, slot, closure))
     }
 
+    /// The thunk of a small `Fn` closure on a static-trampoline heap: the
+    /// closure lives in the data slot of its table entry, so nothing is
+    /// allocated besides the entry. The record (pointing at the slot) is
+    /// published under the heap's lock; the closure is moved into the slot
+    /// after, before the entry's pointer exists anywhere but here.
+    fn build_static_inline<C: ThunkFn<F> + Send + Sync + 'a>(
+        heap: &'a Heap<L>,
+        closure: C,
+    ) -> Result<Self> {
+        let placement = placement_of::<F>()?;
+        let entry = C::entry() as usize;
+        let (slot, data) = heap.trampoline(
+            |data| {
+                let ctx = data.map_or(0, |d| d.as_ptr() as usize);
+                trampoline::record(F::CONV, placement, ctx, entry)
+            },
+            true,
+        )?;
+        let data = data.expect("a data slot was asked for");
+        // SAFETY: the data slot is this entry's, `DATA_SLOT` bytes aligned
+        // to `DATA_SLOT`, which `C` fits (checked by `Heap::thunk`); only
+        // the owner of the entry uses it, and no call can reach it before
+        // the entry's pointer is returned.
+        unsafe { data.cast::<C>().as_ptr().write(closure) };
+        // SAFETY: the entry jumps through a record that holds the adapter
+        // for `F`'s placement, the context and `entry`, which takes `F`'s
+        // arguments plus the context; it is not null.
+        let fn_ptr = unsafe { <F::Unsafe as FnPtr>::from_addr(slot.entry() as *const ()) };
+        Ok(Thunk {
+            fn_ptr,
+            code: ManuallyDrop::new(Code::Static(slot)),
+            // SAFETY: the slot holds the closure until `Drop for Thunk`
+            // moves it out, before it frees the entry and so the slot.
+            ctx: unsafe { Context::inline::<C>(data) },
+            record: None,
+            builds_frame: matches!(placement, Placement::Stack(_)),
+            _closure: PhantomData,
+        })
+    }
+
     /// The thunk whose code is `code` and whose closure goes into `slot`,
     /// the granule's data slot.
     #[inline]
@@ -332,8 +371,10 @@ impl<'a, F: ThunkSig, L: RawMutex> Thunk<'a, F, L> {
         let ctx_addr = ctx.ptr.as_ptr() as usize;
         let builds_frame = matches!(placement, Placement::Stack(_));
         if heap.thunk_strategy() == ThunkStrategy::StaticTrampolines {
-            let rec = trampoline::record(F::CONV, placement, ctx_addr, entry as usize);
-            let slot = heap.trampoline(rec)?;
+            let (slot, _) = heap.trampoline(
+                |_| trampoline::record(F::CONV, placement, ctx_addr, entry as usize),
+                false,
+            )?;
             // SAFETY: the entry jumps through a record that holds the
             // adapter for `F`'s placement, the context and `entry`, which
             // takes `F`'s arguments plus the context; it is not null.
@@ -472,14 +513,20 @@ impl<L: RawMutex> Heap<L> {
         if std::mem::size_of::<C>() == 0 {
             return Ok(Thunk::zero_sized(self, closure));
         }
-        let small = size_of::<C>() <= DATA_SLOT && align_of::<C>() <= DATA_SLOT;
+        let small = crate::data_slot::fits::<C>();
         let registers = matches!(
             const { crate::arch::placement(F::CONV, F::CLASSES) },
             Some(Placement::Register(_))
         );
-        if small && registers && self.code_strategy() == Some(CodeStrategy::DualMap) {
-            if let ThunkStrategy::Generated(_) = self.thunk_strategy() {
-                return Thunk::build_inline(self, closure);
+        if small {
+            match self.thunk_strategy() {
+                ThunkStrategy::StaticTrampolines => {
+                    return Thunk::build_static_inline(self, closure);
+                }
+                ThunkStrategy::Generated(CodeStrategy::DualMap) if registers => {
+                    return Thunk::build_inline(self, closure);
+                }
+                _ => {}
             }
         }
         Thunk::build(self, Context::boxed(closure), C::entry())

@@ -7,7 +7,10 @@
 //! [`Heap::compact`](crate::Heap::compact) releases that one too.
 
 use super::{ENTRIES, Record, Table, source};
-use crate::bitmap::Bitmap;
+
+const _: () = assert!(ENTRIES <= u16::MAX as usize + 1);
+use std::ptr::NonNull;
+
 use crate::error::{Error, Result};
 use crate::strategy::Strategy;
 
@@ -24,8 +27,13 @@ pub(crate) struct TablePool {
 #[derive(Debug)]
 struct PoolTable {
     table: Table,
-    used: Bitmap,
+    /// Free entries, a stack (the last freed is reused first, while its
+    /// record and data slot are warm in the cache).
+    free: Vec<u16>,
     live: usize,
+    /// Whether a data slot of this table was handed out (its data page may
+    /// use memory).
+    data_touched: bool,
 }
 
 /// Where a taken slot is.
@@ -70,6 +78,18 @@ impl TablePool {
         self.tables.iter().flatten().count()
     }
 
+    /// Pages of the tables that use memory: every record page, and the
+    /// data pages a slot was handed out on (the code pages are the binary's
+    /// own, in the page cache).
+    pub(crate) fn committed_pages(&self) -> usize {
+        let per_part = super::TABLE_SIZE / crate::sys::page_size();
+        self.tables
+            .iter()
+            .flatten()
+            .map(|t| per_part * (1 + usize::from(t.data_touched)))
+            .sum()
+    }
+
     /// Bytes of bookkeeping (outside the tables).
     pub(crate) fn metadata_bytes(&self) -> usize {
         self.tables.capacity() * std::mem::size_of::<Option<PoolTable>>()
@@ -77,7 +97,7 @@ impl TablePool {
                 .tables
                 .iter()
                 .flatten()
-                .map(|t| t.used.heap_bytes())
+                .map(|t| t.free.capacity() * std::mem::size_of::<u16>())
                 .sum::<usize>()
     }
 
@@ -93,10 +113,11 @@ impl TablePool {
     /// cannot be mapped.
     pub(crate) fn take(
         &mut self,
-        rec: Record,
+        rec: impl FnOnce(Option<NonNull<u8>>) -> Record,
+        want_data: bool,
         reserved: usize,
         limit: usize,
-    ) -> Result<(SlotRef, bool)> {
+    ) -> Result<(SlotRef, Option<NonNull<u8>>, bool)> {
         let found = self
             .tables
             .get(self.hint)
@@ -113,31 +134,37 @@ impl TablePool {
             None => (self.add(map_table(reserved, limit)?), true),
         };
         let pt = self.tables[t].as_mut().expect("found a live table");
-        let index = pt
-            .used
-            .find_clear_run(0, 1, 1)
-            .expect("a table that is not full has a free slot");
+        let index = usize::from(
+            pt.free
+                .pop()
+                .expect("a table that is not full has a free slot"),
+        );
         if pt.live == 0 {
             self.empty -= 1;
         }
-        pt.used.set_range(index, 1);
         pt.live += 1;
-        pt.table.publish(index, rec);
+        let data = want_data.then(|| {
+            pt.data_touched = true;
+            pt.table.data_slot(index)
+        });
+        pt.table.publish(index, rec(data));
         self.hint = t;
         let slot = SlotRef {
             table: t as u32,
             index: index as u32,
             entry: pt.table.entry(index),
         };
-        Ok((slot, mapped))
+        Ok((slot, data, mapped))
     }
 
     #[cold]
     fn add(&mut self, table: Table) -> usize {
         let pt = PoolTable {
             table,
-            used: Bitmap::new(ENTRIES),
+            // Popped from the end: entry 0 first.
+            free: (0..ENTRIES as u16).rev().collect(),
             live: 0,
+            data_touched: false,
         };
         self.empty += 1;
         match self.tables.iter().position(Option::is_none) {
@@ -159,7 +186,7 @@ impl TablePool {
         let t = slot.table as usize;
         let pt = self.tables[t].as_mut().expect("a live slot's table");
         pt.table.retire(slot.index as usize);
-        pt.used.clear_range(slot.index as usize, 1);
+        pt.free.push(slot.index as u16);
         pt.live -= 1;
         if pt.live > 0 {
             self.hint = t;

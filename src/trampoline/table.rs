@@ -1,11 +1,13 @@
 //! One mapped trampoline table and its page of records: mapping it from
 //! its [`TableSource`], and publishing and retiring records.
 
+use std::ptr::NonNull;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::source::TableSource;
 use super::{ENTRIES, ENTRY_SIZE, Record, TABLE_SIZE};
 use crate::arch;
+use crate::data_slot::DATA_SLOT;
 use crate::error::{Error, Result};
 use crate::strategy::Strategy;
 use crate::sys::{Mapping, Prot};
@@ -19,10 +21,15 @@ const TARGET: usize = 3;
 /// which every thunk borrows).
 #[derive(Debug)]
 pub(crate) struct Table {
-    /// Both halves: the table's code (mapped over the first half from the
-    /// binary's file) and the records.
+    /// The three parts, each `TABLE_SIZE` bytes: the table's code (mapped
+    /// over the first part from the binary's file), the records, and the
+    /// data slots (`DATA_SLOT` bytes per entry, for small closures).
     mapping: Mapping,
 }
+
+/// Where the data slots start, from the table's base.
+const DATA_AT: usize = 2 * TABLE_SIZE;
+const _: () = assert!(ENTRIES * DATA_SLOT <= TABLE_SIZE);
 
 impl Table {
     /// Maps a table from `source`, with every record pointing to the trap
@@ -33,7 +40,7 @@ impl Table {
     /// [`Error::Os`] if a mapping fails; [`Error::StrategyUnavailable`] if
     /// the file no longer holds the table's code.
     pub(crate) fn map(source: &TableSource) -> Result<Table> {
-        let mapping = Mapping::anon(2 * TABLE_SIZE, Prot::ReadWrite)
+        let mapping = Mapping::anon(Self::reserved_bytes(), Prot::ReadWrite)
             .map_err(|e| Error::os("mmap (trampoline table)", e))?;
         let base = mapping.ptr();
         let table = Table { mapping };
@@ -110,8 +117,16 @@ impl Table {
             .store(arch::trampoline_freed(), Ordering::Release);
     }
 
-    /// Bytes of address space a table takes (code and records).
+    /// The data slot of entry `i`: private read-write memory, `DATA_SLOT`
+    /// bytes aligned to `DATA_SLOT`, for the closure of the thunk holding
+    /// slot `i`.
+    pub(crate) fn data_slot(&self, i: usize) -> NonNull<u8> {
+        debug_assert!(i < ENTRIES);
+        self.mapping.at(DATA_AT + i * DATA_SLOT)
+    }
+
+    /// Bytes of address space a table takes (code, records, data slots).
     pub(crate) const fn reserved_bytes() -> usize {
-        2 * TABLE_SIZE
+        3 * TABLE_SIZE
     }
 }

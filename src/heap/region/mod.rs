@@ -11,6 +11,7 @@ use std::ptr::NonNull;
 use super::fork::Stamp;
 use crate::arch;
 use crate::bitmap::Bitmap;
+use crate::data_slot::DATA_SLOT;
 use crate::error::{Error, Result};
 use crate::strategy::CodeStrategy;
 use crate::sys::{self, CodeFile, Mapping, Prot};
@@ -35,10 +36,6 @@ enum Backing {
         rw: Option<Mapping>,
     },
 }
-
-/// Bytes of private data paired with each granule of a dual-mapped region
-/// (see [`DataSlots`]).
-pub(crate) const DATA_SLOT: usize = 16;
 
 /// Private read-write data slots paired with the granules of a dual-mapped
 /// region, [`DATA_SLOT`] bytes each: a small closure lives in the slot of
