@@ -9,8 +9,9 @@
 //! # How
 //!
 //! Only dual-mapped regions share memory with a child (a `memfd` mapped
-//! `MAP_SHARED`); protect regions, static-trampoline records and blocks'
-//! buffers are private and copied on write by the kernel.
+//! `MAP_SHARED`); protect regions, static-trampoline records, the data
+//! slots that hold small closures (`crate::data_slot`) and blocks' buffers
+//! are private and copied on write by the kernel.
 //!
 //! 1. **No writable alias is inherited.** The read-write view of every
 //!    dual-mapped region is `MADV_DONTFORK`: in a child (any fork path) it is

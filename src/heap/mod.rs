@@ -29,6 +29,13 @@
 //! region list. Everything else is first-fit over the bit vectors, starting
 //! at the region last used.
 //!
+//! Each granule of a dual-mapped region has a 16-byte **data slot** in a
+//! private anonymous mapping beside the region (`region/mod.rs`): a small
+//! closure lives there, so making a thunk allocates nothing but its
+//! granule. One-granule thunks have a **fast path** (`allocator.rs`): a
+//! cached granule whose page holds bytes gets its whole granule (code,
+//! then traps) in one copy, and a freed one gets a granule of traps.
+//!
 //! Freed code always becomes **traps** first (a stale call stops at once);
 //! [`Heap::compact`] unmaps empty regions and gives the memory of free
 //! pages back.

@@ -20,6 +20,12 @@
 //!   adapter (with unwind information) that builds a new frame with the
 //!   stack arguments and the context, calls `entry` and returns.
 //!
+//! Where the closure lives: a zero-sized `Fn` closure needs no context (its
+//! thunk is a compiled function, see "Closures that capture nothing" on
+//! [`Thunk`]); a small `Fn` closure (up to 16 bytes) lives in the private
+//! data slot paired with its thunk's code slot (`crate::data_slot`); any
+//! other closure, and every `FnMut`/`FnOnce` context, is boxed.
+//!
 //! On a heap whose strategy is
 //! [`StaticTrampolines`](crate::Strategy::StaticTrampolines) no code is
 //! written: the thunk is an entry of a trampoline table mapped from the

@@ -4,12 +4,12 @@
 //! library's own text (the per-ISA assembly is in `arch`, e.g.
 //! `arch/x86_64/trampolines.rs`). At run time it is mapped again, read+exec,
 //! from the file the process loaded it from (found by `sys::ImageFile`),
-//! next to a read-write page of records:
+//! next to a read-write page of records and one of data slots:
 //!
 //! ```text
-//!  base                      base + TABLE_SIZE             base + 2*TABLE_SIZE
-//!  | entry 0 | entry 1 | ... | record 0 | record 1 | ... |
-//!  '-- read+exec, from the binary's file --'-- read-write, anonymous ---'
+//!  base                      base + TABLE_SIZE         base + 2*TABLE_SIZE
+//!  | entry 0 | entry 1 | ... | record 0 | record 1 | ... | data 0 | data 1 | ... |
+//!  '-- read+exec, from the binary's file --'---- read-write, anonymous, private ----'
 //! ```
 //!
 //! Entry `i` reads record `i` at exactly `TABLE_SIZE` bytes ahead of
@@ -17,14 +17,16 @@
 //! adapter (in `arch`) that puts `ctx` where the signature's placement says
 //! and reaches `entry`, the closure's entry function. Creating a thunk
 //! writes a record, never code: no page is ever writable and executable, no
-//! page gains exec after it was written, and no memfd is needed.
+//! page gains exec after it was written, and no memfd is needed. A small
+//! `Fn` closure lives in its entry's 16-byte data slot
+//! (`crate::data_slot`), so such a thunk allocates nothing else.
 //!
 //! This module owns the feature:
 //! - `source.rs`: where the table's code comes from (found once per
 //!   process), and the check that the file still holds it;
 //! - `table.rs`: one mapped table with its records (publish, retire);
-//! - `pool.rs`: the tables of one heap, and which slots are taken (bit
-//!   vectors outside the tables), kept under the heap's lock;
+//! - `pool.rs`: the tables of one heap, and their free entries (a stack per
+//!   table, outside the tables), kept under the heap's lock;
 //! - [`record`] and [`self_test`] below: what a thunk's record holds, and the
 //!   probe's end-to-end check.
 //!
@@ -43,7 +45,7 @@ use crate::abi::CallConv;
 use crate::abi::conv::C_CONV;
 use crate::arch::{self, Placement};
 
-/// The size of a table (and of its record page).
+/// The size of a table (and of its record page, and of its data page).
 pub(crate) const TABLE_SIZE: usize = arch::TABLE_SIZE;
 /// The size of one entry, and of one record.
 pub(crate) const ENTRY_SIZE: usize = arch::ENTRY_SIZE;
