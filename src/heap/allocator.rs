@@ -37,7 +37,6 @@ pub(super) struct State {
     /// The region to try first (where something was last freed or found).
     pub(super) hint: usize,
     pub(super) next_region_size: usize,
-    pub(super) reserved: usize,
     pub(super) live: usize,
     pub(super) bytes_in_use: usize,
     /// Static trampoline tables (thunks of a static-trampoline heap).
@@ -55,6 +54,8 @@ pub(crate) struct Allocation {
     /// The region's granule shift: the heap's, or the page size's for a
     /// region of its own (an allocation larger than the largest region).
     shift: u8,
+    /// The heap shard the region belongs to (see `shard.rs`).
+    shard: u8,
     /// The executable address (kept as an integer so that allocations take
     /// their auto traits from the heap they borrow).
     addr: usize,
@@ -79,7 +80,6 @@ impl State {
             cache: std::array::from_fn(|_| Vec::with_capacity(CACHE_DEPTH)),
             hint: 0,
             next_region_size: first_region,
-            reserved: 0,
             live: 0,
             bytes_in_use: 0,
             tables: TablePool::default(),
@@ -92,7 +92,14 @@ impl<L: RawMutex> Heap<L> {
     /// free pages in the others. Returns the bytes released (address space
     /// unmapped plus memory decommitted).
     pub fn compact(&self) -> usize {
-        let mut state = self.state.lock();
+        self.shards
+            .iter()
+            .map(|shard| self.compact_shard(shard))
+            .sum()
+    }
+
+    fn compact_shard(&self, shard: &super::locked::Locked<L>) -> usize {
+        let mut state = shard.lock();
         // Taken under the lock: a fork cannot slip in between (see fork.rs).
         let stamp = Stamp::now();
         let state = &mut *state;
@@ -105,12 +112,11 @@ impl<L: RawMutex> Heap<L> {
             }
         }
         let mut released = 0;
-        let mut reserved = state.reserved;
         for slot in &mut state.regions {
             let Some(region) = slot else { continue };
             if region.live() == 0 {
                 released += region.reserved_bytes();
-                reserved -= region.reserved_bytes();
+                self.space.release(region.reserved_bytes());
                 *slot = None;
             } else if region.size() <= self.config.max_region
                 && region.unshare_after_fork(stamp).is_ok()
@@ -120,14 +126,13 @@ impl<L: RawMutex> Heap<L> {
                 released += region.decommit_free_pages();
             }
         }
-        state.reserved = reserved;
         while matches!(state.regions.last(), Some(None)) {
             state.regions.pop();
         }
         state.hint = 0;
         let tables = state.tables.release_empty();
         released += tables;
-        state.reserved -= tables;
+        self.space.release(tables);
         if state.regions.is_empty() {
             // Start growing from the first size again.
             state.next_region_size = self.config.first_region;
@@ -170,10 +175,11 @@ impl<L: RawMutex> Heap<L> {
         // Cannot overflow, nor exceed `u32::MAX` granules: `len <= limit`.
         let granules = len.next_multiple_of(1 << shift) >> shift;
         let granules32 = granules as u32;
-        let mut state = self.state.lock();
+        let (shard, locked) = self.my_shard();
+        let mut state = locked.lock();
         // Taken under the lock: a fork cannot slip in between (see fork.rs).
         let stamp = Stamp::now();
-        let alloc = self.take_locked(&mut state, granules, granules32, align, stamp)?;
+        let alloc = self.take_locked(&mut state, granules, granules32, align, stamp, shard)?;
         let region = state.regions[alloc.region as usize]
             .as_mut()
             .expect("allocation's region is live");
@@ -200,6 +206,7 @@ impl<L: RawMutex> Heap<L> {
         granules32: u32,
         align: usize,
         stamp: Stamp,
+        shard: usize,
     ) -> Result<Allocation> {
         if align == 1 && granules <= CACHE_CLASSES {
             if let Some(alloc) = state.cache[granules - 1].pop() {
@@ -215,7 +222,7 @@ impl<L: RawMutex> Heap<L> {
                 return Ok(alloc);
             }
         }
-        self.allocate_slow(state, granules, granules32, align, stamp)
+        self.allocate_slow(state, granules, granules32, align, stamp, shard)
     }
 
     #[cold]
@@ -226,6 +233,7 @@ impl<L: RawMutex> Heap<L> {
         granules32: u32,
         align: usize,
         stamp: Stamp,
+        shard: usize,
     ) -> Result<Allocation> {
         let shift = self.config.granule_shift;
         let (index, start, shift, granules) = match self.find(state, granules, align) {
@@ -246,6 +254,7 @@ impl<L: RawMutex> Heap<L> {
             start: start as u32,
             granules,
             shift: shift as u8,
+            shard: shard as u8,
             addr: region.exec_base().as_ptr() as usize + (start << shift),
         };
         state.hint = index;
@@ -304,18 +313,14 @@ impl<L: RawMutex> Heap<L> {
         };
         let strategy = self.config.mode.spans().expect("checked by allocate_with");
         let reserving = Region::reserved_for(size, strategy, shift);
-        if state
-            .reserved
-            .checked_add(reserving)
-            .is_none_or(|total| total > self.config.max_reserved)
-        {
-            return Err(Error::HeapExhausted {
-                requested: reserving,
-                reserved: state.reserved,
-                limit: self.config.max_reserved,
-            });
-        }
-        let region = Region::new(size, strategy, self.config.strict, shift, Stamp::now())?;
+        self.space.reserve(reserving)?;
+        let region = match Region::new(size, strategy, self.config.strict, shift, Stamp::now()) {
+            Ok(region) => region,
+            Err(e) => {
+                self.space.release(reserving);
+                return Err(e);
+            }
+        };
         debug_assert_eq!(region.reserved_bytes(), reserving);
         let start = region
             .find(granules, 1)
@@ -330,7 +335,6 @@ impl<L: RawMutex> Heap<L> {
                 state.regions.len() - 1
             }
         };
-        state.reserved += reserving;
         if !own {
             state.next_region_size = (state.next_region_size * 2).min(self.config.max_region);
         }
@@ -340,7 +344,7 @@ impl<L: RawMutex> Heap<L> {
 
     /// Writes `code` into an allocation and makes it executable.
     pub(crate) fn commit(&self, alloc: &Allocation, code: &[u8]) -> Result<()> {
-        let mut state = self.state.lock();
+        let mut state = self.shard(alloc.shard).lock();
         let region = state.regions[alloc.region as usize]
             .as_mut()
             .expect("allocation's region is live");
@@ -350,7 +354,7 @@ impl<L: RawMutex> Heap<L> {
 
     /// Frees an allocation.
     pub(crate) fn free(&self, alloc: &Allocation) {
-        let mut state = self.state.lock();
+        let mut state = self.shard(alloc.shard).lock();
         // Taken under the lock: a fork cannot slip in between (see fork.rs).
         let stamp = Stamp::now();
         self.free_locked(&mut state, alloc, stamp);
@@ -374,7 +378,7 @@ impl<L: RawMutex> Heap<L> {
         }
         if self.is_own_region(region) {
             // Its only allocation: give the whole region back now.
-            state.reserved -= region.reserved_bytes();
+            self.space.release(region.reserved_bytes());
             state.regions[alloc.region as usize] = None;
             state.live -= 1;
             state.bytes_in_use -= alloc.bytes();
@@ -407,7 +411,7 @@ impl<L: RawMutex> Heap<L> {
         &self,
         make: impl FnOnce(usize, NonNull<u8>) -> ThunkCode,
     ) -> Option<(ExecSpan<'_, L>, NonNull<u8>)> {
-        let mut state = self.state.lock();
+        let mut state = self.my_shard().1.lock();
         let state = &mut *state;
         let alloc = *state.cache[0].last()?;
         let stamp = Stamp::now();

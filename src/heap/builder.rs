@@ -10,6 +10,7 @@ use super::allocator::State;
 use super::fork;
 use super::lock::NoLock;
 use super::locked::Locked;
+use super::shard::AddressSpace;
 use crate::error::{Error, Result};
 use crate::policy::{HEAP_PREFERENCE, THUNK_PREFERENCE, capabilities};
 use crate::strategy::{CodeStrategy, Strategy, ThunkStrategy};
@@ -53,7 +54,6 @@ pub(super) struct Config {
     pub(super) granule_shift: u32,
     pub(super) first_region: usize,
     pub(super) max_region: usize,
-    pub(super) max_reserved: usize,
     /// The largest span ([`max_region_bytes`] of the granule).
     pub(super) max_span: usize,
 }
@@ -198,19 +198,21 @@ impl HeapBuilder {
     ///
     /// As [`build`](Self::build).
     pub fn build_with_lock<L: RawMutex + Sync>(self) -> Result<Heap<L>> {
-        let heap = self.build_any::<L>()?;
-        let target: *const () = std::ptr::from_ref::<Locked<L>>(&heap.state).cast();
-        let hooks = fork::Hooks {
-            prepare: Locked::<L>::fork_prepare,
-            parent: Locked::<L>::fork_parent,
-            child: Locked::<L>::fork_child,
-        };
-        // SAFETY: the boxed state does not move and unregisters in its
-        // `Drop` (`registered` is set just below, before anything can fork
-        // with it registered and unflagged: the flag only matters at drop).
-        unsafe { fork::register(target, hooks) };
-        let mut heap = heap;
-        heap.state.registered = true;
+        let mut heap = self.build_any::<L>(super::shard::shard_count())?;
+        for shard in heap.shards.iter_mut() {
+            let target: *const () = std::ptr::from_ref::<Locked<L>>(shard).cast();
+            let hooks = fork::Hooks {
+                prepare: Locked::<L>::fork_prepare,
+                parent: Locked::<L>::fork_parent,
+                child: Locked::<L>::fork_child,
+            };
+            // SAFETY: the boxed shards do not move and each unregisters in
+            // its `Drop` (`registered` is set just below, before anything
+            // can fork with it registered and unflagged: the flag only
+            // matters at drop).
+            unsafe { fork::register(target, hooks) };
+            shard.registered = true;
+        }
         Ok(heap)
     }
 
@@ -220,10 +222,10 @@ impl HeapBuilder {
     ///
     /// As [`build`](Self::build).
     pub fn build_unlocked(self) -> Result<Heap<NoLock>> {
-        self.build_any()
+        self.build_any(1)
     }
 
-    fn build_any<L: RawMutex>(self) -> Result<Heap<L>> {
+    fn build_any<L: RawMutex>(self, shards: usize) -> Result<Heap<L>> {
         let caps = capabilities();
         let thunks = match self.thunks {
             Some(t) => {
@@ -262,15 +264,17 @@ impl HeapBuilder {
             granule_shift,
             first_region,
             max_region,
-            max_reserved: self.max_reserved,
             max_span: limit,
         };
-        let state = State::new(first_region);
-        Ok(Heap {
-            state: Box::new(Locked {
-                mutex: UnsafeCell::new(Mutex::new(state)),
+        let shards = (0..shards)
+            .map(|_| Locked {
+                mutex: UnsafeCell::new(Mutex::new(State::new(first_region))),
                 registered: false,
-            }),
+            })
+            .collect();
+        Ok(Heap {
+            shards,
+            space: AddressSpace::new(self.max_reserved),
             config,
         })
     }

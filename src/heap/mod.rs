@@ -42,14 +42,22 @@
 //!
 //! # Lock order
 //!
-//! A heap has exactly one lock, around all of its state (regions, bit
+//! A heap's state is split into **shards** (`shard.rs`): one for a heap
+//! without a lock, one per core (at most 8) for a `Sync` heap. Each thread
+//! allocates from one shard, and an allocation is freed into its own, so
+//! threads creating and dropping at once do not share a lock. The shards
+//! share one address-space budget (an atomic counter against
+//! [`HeapBuilder::max_reserved`]).
+//!
+//! Each shard has exactly one lock, around all of its state (regions, bit
 //! vectors, size classes, trampoline tables, counters); regions have none
 //! of their own. While holding it, wxthunk takes no other lock, calls no
-//! user code and never touches another heap. The only other lock is the
-//! fork registry's (`fork.rs`), always taken *before* heap locks: by the
-//! prepare handler, which then takes every registered heap's lock across
+//! user code and never touches another shard or heap (`stats` and
+//! `compact` visit the shards one at a time). The only other lock is the
+//! fork registry's (`fork.rs`), always taken *before* shard locks: by the
+//! prepare handler, which then takes every registered shard's lock across
 //! `fork()`, and alone by a heap being built or dropped. So the one order
-//! is registry, then heap (the member_thunk deadlock, heap->region on one
+//! is registry, then shard (the member_thunk deadlock, heap->region on one
 //! path and region->heap on another, cannot happen).
 //!
 //! # Fork model
@@ -70,7 +78,8 @@
 //! | `region.rs` | one region: its mappings, its bit vectors, writing and scrubbing |
 //! | `span.rs` | [`Span`] and [`ExecSpan`], the handles of allocations |
 //! | `stats.rs` | [`HeapStats`] |
-//! | `locked.rs` | the boxed lock and its fork hooks |
+//! | `locked.rs` | a shard's lock and its fork hooks |
+//! | `shard.rs` | which shard a thread uses; the shared address-space budget |
 //! | `lock.rs` | [`DefaultLock`] and [`NoLock`] |
 //! | `fork.rs` | the fork model and registry |
 //! | `default.rs` | the global and per-thread heaps |
@@ -89,6 +98,7 @@ mod lock;
 mod locked;
 mod placement;
 mod region;
+mod shard;
 mod span;
 mod stats;
 mod trampoline_slot;
@@ -102,6 +112,7 @@ use builder::Config;
 pub use builder::HeapBuilder;
 pub use lock::{DefaultLock, NoLock};
 use locked::Locked;
+use shard::AddressSpace;
 pub use span::{ExecSpan, Span};
 pub use stats::HeapStats;
 pub(crate) use trampoline_slot::TrampolineSlot;
@@ -188,7 +199,12 @@ use crate::sys;
 ///   to call: one direct jump instead of two indirect ones), or forced with
 ///   [`HeapBuilder::strategy`](crate::HeapBuilder::strategy).
 pub struct Heap<L: RawMutex = DefaultLock> {
-    state: Box<Locked<L>>,
+    /// The heap's state, in one shard per thread group (`shard.rs`): one
+    /// for a single-threaded heap, a few for a `Sync` one, so that threads
+    /// creating and dropping at once do not share one lock.
+    shards: Box<[Locked<L>]>,
+    /// The address space all shards reserve together, against the limit.
+    space: AddressSpace,
     config: Config,
 }
 

@@ -37,26 +37,37 @@ pub struct HeapStats {
 impl<L: RawMutex> Heap<L> {
     /// Counters describing the heap now.
     pub fn stats(&self) -> HeapStats {
-        let state = self.state.lock();
         let page = sys::page_size();
-        let regions = state.regions.iter().flatten();
-        let tables = state.tables.tables();
-        // A table's code page is the binary's own (page cache, shared); its
-        // record page uses memory, and its data page once a slot was used.
-        let pages_committed = regions.clone().map(Region::committed_pages).sum::<usize>()
-            + state.tables.committed_pages();
-        HeapStats {
+        let mut stats = HeapStats {
             strategy: self.strategy(),
-            regions: regions.clone().count(),
-            bytes_reserved: state.reserved,
-            pages_committed,
-            bytes_committed: pages_committed * page,
-            live_allocations: state.live,
-            bytes_in_use: state.bytes_in_use,
-            metadata_bytes: regions.map(Region::metadata_bytes).sum::<usize>()
+            regions: 0,
+            bytes_reserved: 0,
+            pages_committed: 0,
+            bytes_committed: 0,
+            live_allocations: 0,
+            bytes_in_use: 0,
+            metadata_bytes: 0,
+            trampoline_tables: 0,
+        };
+        // One shard at a time (never two locks at once).
+        for shard in self.shards.iter() {
+            let state = shard.lock();
+            let regions = state.regions.iter().flatten();
+            // A table's code page is the binary's own (page cache, shared);
+            // its record page uses memory, and its data page once a slot
+            // was used.
+            stats.pages_committed += regions.clone().map(Region::committed_pages).sum::<usize>()
+                + state.tables.committed_pages();
+            stats.regions += regions.clone().count();
+            stats.live_allocations += state.live;
+            stats.bytes_in_use += state.bytes_in_use;
+            stats.metadata_bytes += regions.map(Region::metadata_bytes).sum::<usize>()
                 + state.regions.capacity() * std::mem::size_of::<Option<Region>>()
-                + state.tables.metadata_bytes(),
-            trampoline_tables: tables,
+                + state.tables.metadata_bytes();
+            stats.trampoline_tables += state.tables.tables();
         }
+        stats.bytes_committed = stats.pages_committed * page;
+        stats.bytes_reserved = self.space.reserved();
+        stats
     }
 }

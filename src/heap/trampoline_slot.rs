@@ -8,14 +8,16 @@ use std::ptr::NonNull;
 use lock_api::RawMutex;
 
 use super::Heap;
-use crate::error::Result;
-use crate::strategy::ThunkStrategy;
-use crate::trampoline::{ENTRY_SIZE, Record, SlotRef};
+use crate::error::{Error, Result};
+use crate::strategy::{Strategy, ThunkStrategy};
+use crate::trampoline::{self, ENTRY_SIZE, Record, SlotRef, Table};
 
 /// A thunk's slot in a static trampoline table of `heap`; freed on drop.
 pub(crate) struct TrampolineSlot<'h, L: RawMutex> {
     heap: &'h Heap<L>,
     slot: SlotRef,
+    /// The shard whose tables hold the slot.
+    shard: u8,
 }
 
 impl<'h, L: RawMutex> TrampolineSlot<'h, L> {
@@ -32,9 +34,9 @@ impl<'h, L: RawMutex> TrampolineSlot<'h, L> {
 
 impl<L: RawMutex> Drop for TrampolineSlot<'_, L> {
     fn drop(&mut self) {
-        let mut state = self.heap.state.lock();
+        let mut state = self.heap.shard(self.shard).lock();
         let unmapped = state.tables.release(&self.slot);
-        state.reserved -= unmapped;
+        self.heap.space.release(unmapped);
         state.live -= 1;
         state.bytes_in_use -= ENTRY_SIZE;
     }
@@ -59,17 +61,32 @@ impl<L: RawMutex> Heap<L> {
         want_data: bool,
     ) -> Result<(TrampolineSlot<'_, L>, Option<NonNull<u8>>)> {
         debug_assert_eq!(self.thunk_strategy(), ThunkStrategy::StaticTrampolines);
-        let mut state = self.state.lock();
+        let (shard, locked) = self.my_shard();
+        let mut state = locked.lock();
         let state = &mut *state;
-        let (slot, data, mapped) =
-            state
-                .tables
-                .take(rec, want_data, state.reserved, self.config.max_reserved)?;
-        if mapped {
-            state.reserved += crate::trampoline::Table::reserved_bytes();
-        }
+        let space = &self.space;
+        let (slot, data) = state.tables.take(rec, want_data, || {
+            let bytes = Table::reserved_bytes();
+            space.reserve(bytes)?;
+            let source = trampoline::source().map_err(|reason| Error::StrategyUnavailable {
+                strategy: Strategy::StaticTrampolines,
+                reason: reason.to_owned(),
+            });
+            let table = source.and_then(Table::map);
+            if table.is_err() {
+                space.release(bytes);
+            }
+            table
+        })?;
         state.live += 1;
         state.bytes_in_use += ENTRY_SIZE;
-        Ok((TrampolineSlot { heap: self, slot }, data))
+        Ok((
+            TrampolineSlot {
+                heap: self,
+                slot,
+                shard: shard as u8,
+            },
+            data,
+        ))
     }
 }

@@ -6,13 +6,12 @@
 //! table is kept to absorb create/drop churn;
 //! [`Heap::compact`](crate::Heap::compact) releases that one too.
 
-use super::{ENTRIES, Record, Table, source};
+use super::{ENTRIES, Record, Table};
 
 const _: () = assert!(ENTRIES <= u16::MAX as usize + 1);
 use std::ptr::NonNull;
 
-use crate::error::{Error, Result};
-use crate::strategy::Strategy;
+use crate::error::Result;
 
 /// The tables of one heap.
 #[derive(Debug, Default)]
@@ -53,25 +52,6 @@ impl SlotRef {
     }
 }
 
-/// Maps a new table for a heap that has `reserved` bytes of address space
-/// and may have `limit`.
-#[cold]
-fn map_table(reserved: usize, limit: usize) -> Result<Table> {
-    let bytes = Table::reserved_bytes();
-    if reserved.checked_add(bytes).is_none_or(|r| r > limit) {
-        return Err(Error::HeapExhausted {
-            requested: bytes,
-            reserved,
-            limit,
-        });
-    }
-    let source = source().map_err(|reason| Error::StrategyUnavailable {
-        strategy: Strategy::StaticTrampolines,
-        reason: reason.to_owned(),
-    })?;
-    Table::map(source)
-}
-
 impl TablePool {
     /// Tables currently mapped.
     pub(crate) fn tables(&self) -> usize {
@@ -101,23 +81,21 @@ impl TablePool {
                 .sum::<usize>()
     }
 
-    /// Takes a free slot and publishes its record. A new table is mapped
-    /// when every table is full, if that keeps the heap's address space
-    /// (`reserved` bytes now) within `limit` (then the flag returned is
-    /// true); on error nothing changed.
+    /// Takes a free slot and publishes the record `rec` makes (from the
+    /// slot's data slot, handed out when `want_data` is set). When every
+    /// table is full, `map` maps a new one (the heap reserves its address
+    /// space there). On error nothing changed.
     ///
     /// # Errors
     ///
-    /// [`Error::HeapExhausted`] past `limit`; [`Error::StrategyUnavailable`]
-    /// if static trampolines do not work here; [`Error::Os`] if a table
-    /// cannot be mapped.
+    /// What `map` returns ([`Error::HeapExhausted`](crate::Error::HeapExhausted)
+    /// past the heap's limit, and the like).
     pub(crate) fn take(
         &mut self,
         rec: impl FnOnce(Option<NonNull<u8>>) -> Record,
         want_data: bool,
-        reserved: usize,
-        limit: usize,
-    ) -> Result<(SlotRef, Option<NonNull<u8>>, bool)> {
+        map: impl FnOnce() -> Result<Table>,
+    ) -> Result<(SlotRef, Option<NonNull<u8>>)> {
         let found = self
             .tables
             .get(self.hint)
@@ -129,9 +107,9 @@ impl TablePool {
                     .iter()
                     .position(|t| t.as_ref().is_some_and(|t| t.live < ENTRIES))
             });
-        let (t, mapped) = match found {
-            Some(t) => (t, false),
-            None => (self.add(map_table(reserved, limit)?), true),
+        let t = match found {
+            Some(t) => t,
+            None => self.add(map()?),
         };
         let pt = self.tables[t].as_mut().expect("found a live table");
         let index = usize::from(
@@ -154,7 +132,7 @@ impl TablePool {
             index: index as u32,
             entry: pt.table.entry(index),
         };
-        Ok((slot, data, mapped))
+        Ok((slot, data))
     }
 
     #[cold]
