@@ -166,7 +166,9 @@ impl HeapBuilder {
     ///
     /// Reserved is not resident: a page of a region uses memory only once
     /// code is written on it, so a 1 GiB span holding 6 bytes of code uses
-    /// one page. The limit bounds the address space and the bookkeeping (a
+    /// one page. A dual-mapped region also reserves 16 bytes of private
+    /// data slots per 32-byte granule (for small closures), counted here
+    /// too; all shards of a heap share the one limit. The limit bounds the address space and the bookkeeping (a
     /// bit per 32-byte granule of ordinary regions, a bit per page for a
     /// span larger than [`max_region_size`](Self::max_region_size), which
     /// gets a region of its own, unmapped when it is freed).
@@ -189,9 +191,11 @@ impl HeapBuilder {
     }
 
     /// Builds a heap with the lock `L`, any `Sync` [`lock_api::RawMutex`].
-    /// The heap is safe to use in a child of `fork()` (the crate docs'
-    /// "Fork" section): its lock is held across `fork()` and re-initialised
-    /// in the child. A `!Sync` lock cannot take part in that; use
+    /// Its state is split into one shard per core (at most 8), each with
+    /// its own lock, and each thread allocates from one, so threads do not
+    /// contend for one lock. The heap is safe to use in a child of `fork()`
+    /// (the crate docs' "Fork" section): its locks are held across `fork()`
+    /// and re-initialised in the child. A `!Sync` lock cannot take part in that; use
     /// [`build_unlocked`](Self::build_unlocked) for a single-threaded heap.
     ///
     /// # Errors

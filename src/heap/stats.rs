@@ -16,9 +16,12 @@ pub struct HeapStats {
     pub strategy: Strategy,
     /// Regions currently reserved.
     pub regions: usize,
-    /// Address space reserved by those regions, in bytes.
+    /// Address space reserved, in bytes: regions with their data slots,
+    /// and trampoline tables (code, records, data slots).
     pub bytes_reserved: usize,
-    /// Pages holding bytes (code or traps), i.e. using memory.
+    /// Pages using memory: code pages holding bytes (code or traps), data
+    /// pages a closure's slot was handed out on, and the record (and, once
+    /// used, data) pages of trampoline tables.
     pub pages_committed: usize,
     /// `pages_committed` in bytes.
     pub bytes_committed: usize,
