@@ -278,3 +278,62 @@ fn fork_while_another_thread_runs_the_first_probe() {
     println!("{forked} children forked during a first probe, all made a heap");
     assert!(forked > 0, "no fork landed during a probe");
 }
+
+/// Closures in data slots across `fork()` (every fork path): a child that
+/// drops an inherited thunk and reuses its granule and data slot for new
+/// closures changes nothing the parent sees, and the parent's later reuse
+/// changes nothing the child's inherited thunks see.
+#[test]
+fn inline_closures_stay_each_processs_own_across_fork() {
+    for (name, heap) in shared_heaps() {
+        for path in [ForkPath::Libc, ForkPath::SysFork, ForkPath::RawClone] {
+            let one = std::hint::black_box(1u64);
+            let kept = heap.thunk::<Add, _>(move |v: u64| v + one).unwrap();
+            let t = heap.thunk::<Add, _>(move |v: u64| v * 10 + one).unwrap();
+            let other = heap.thunk::<Add, _>(move |v: u64| v * 100 + one).unwrap();
+            // The child owns this bitwise copy of `t` after the fork; the
+            // parent never drops it (ManuallyDrop).
+            // SAFETY: read once, for the child only.
+            let child_t = std::mem::ManuallyDrop::new(unsafe { std::ptr::read(&t) });
+            let (heap_ref, other_ref, kept_ref) = (&heap, &other, &kept);
+            let pid = spawn(path, move || {
+                let (heap, other, kept) = (heap_ref, other_ref, kept_ref);
+                // SAFETY: alive in this process.
+                if unsafe { (other.as_fn())(2) } != 201 {
+                    return 2;
+                }
+                drop(std::mem::ManuallyDrop::into_inner(child_t));
+                let fresh: Vec<_> = (0..50u64)
+                    .map(|k| heap.thunk::<Add, _>(move |v: u64| v + 1000 + k).unwrap())
+                    .collect();
+                for (k, f) in fresh.iter().enumerate() {
+                    // SAFETY: alive.
+                    if unsafe { (f.as_fn())(1) } != 1001 + k as u64 {
+                        return 3;
+                    }
+                }
+                // SAFETY: alive (the child's copy of the parent's thunk).
+                if unsafe { (kept.as_fn())(1) } != 2 {
+                    return 4;
+                }
+                std::mem::forget(fresh);
+                0
+            });
+            assert_eq!(wait(pid), Ok(0), "{name} {path:?}");
+            // SAFETY: alive in the parent.
+            assert_eq!(
+                unsafe { (t.as_fn())(4) },
+                41,
+                "{name} {path:?}: the parent's closure"
+            );
+            // SAFETY: alive.
+            assert_eq!(unsafe { (other.as_fn())(3) }, 301, "{name} {path:?}");
+            drop(t);
+            let reused: Vec<_> = (0..50u64)
+                .map(|k| heap.thunk::<Add, _>(move |v: u64| v + 5000 + k).unwrap())
+                .collect();
+            // SAFETY: alive.
+            assert_eq!(unsafe { (reused[0].as_fn())(1) }, 5001, "{name} {path:?}");
+        }
+    }
+}
