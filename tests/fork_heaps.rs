@@ -321,11 +321,8 @@ fn inline_closures_stay_each_processs_own_across_fork() {
             });
             assert_eq!(wait(pid), Ok(0), "{name} {path:?}");
             // SAFETY: alive in the parent.
-            assert_eq!(
-                unsafe { (t.as_fn())(4) },
-                41,
-                "{name} {path:?}: the parent's closure"
-            );
+            let got = unsafe { (t.as_fn())(4) };
+            assert_eq!(got, 41, "{name} {path:?}: the parent's closure");
             // SAFETY: alive.
             assert_eq!(unsafe { (other.as_fn())(3) }, 301, "{name} {path:?}");
             drop(t);
