@@ -12,6 +12,14 @@ use std::io::Write;
 use wxthunk::{Error, ExecSpan, Heap, Strategy};
 use wxthunk_testkit::code;
 
+/// Dual-mapped heaps of 64 KiB regions.
+fn builder() -> wxthunk::HeapBuilder {
+    Heap::builder()
+        .strategy(Strategy::DualMap)
+        .region_size(64 * 1024)
+        .max_region_size(64 * 1024)
+}
+
 fn span(heap: &Heap, v: u32) -> ExecSpan<'_> {
     let mut s = heap.alloc(6).unwrap();
     s.write_all(&code::ret_u32(v)).unwrap();
@@ -25,12 +33,7 @@ fn threads_use_their_own_shards_and_share_the_limit() {
         println!("SKIPPED: {cores} core(s) or no dual mapping: a Sync heap has one shard here");
         return;
     }
-    let heap = Heap::builder()
-        .strategy(Strategy::DualMap)
-        .region_size(64 * 1024)
-        .max_region_size(64 * 1024)
-        .build()
-        .unwrap();
+    let heap = builder().build().unwrap();
     // Two threads, one after the other: consecutive shards.
     let spans: Vec<ExecSpan<'_>> = std::thread::scope(|s| {
         let a = s
@@ -64,22 +67,11 @@ fn threads_use_their_own_shards_and_share_the_limit() {
     // One limit for all shards: room for one region (and its data slots),
     // taken by the first thread; the second thread's shard finds none.
     let one_region = {
-        let probe = Heap::builder()
-            .strategy(Strategy::DualMap)
-            .region_size(64 * 1024)
-            .max_region_size(64 * 1024)
-            .build_unlocked()
-            .unwrap();
+        let probe = builder().build_unlocked().unwrap();
         let _s = probe.alloc(6).unwrap();
         probe.stats().bytes_reserved
     };
-    let tight = Heap::builder()
-        .strategy(Strategy::DualMap)
-        .region_size(64 * 1024)
-        .max_region_size(64 * 1024)
-        .max_reserved(one_region)
-        .build()
-        .unwrap();
+    let tight = builder().max_reserved(one_region).build().unwrap();
     std::thread::scope(|s| {
         let first = s.spawn(|| span(&tight, 1)).join().unwrap();
         let second = s.spawn(|| tight.alloc(6).map(drop)).join().unwrap();

@@ -43,6 +43,20 @@ pub(super) struct State {
     pub(super) tables: TablePool,
 }
 
+/// What an allocation asks for, under the shard's lock.
+#[derive(Clone, Copy)]
+struct Want {
+    /// Length in the heap's granules (and as `u32`, which it fits).
+    granules: usize,
+    granules32: u32,
+    /// Alignment in granules.
+    align: usize,
+    /// [`Stamp::now`], taken under the lock.
+    stamp: Stamp,
+    /// The shard whose state this is.
+    shard: usize,
+}
+
 /// Where an allocation is: its region, its first granule and its size in
 /// granules, and the address it runs at.
 #[derive(Clone, Copy, Debug)]
@@ -179,7 +193,14 @@ impl<L: RawMutex> Heap<L> {
         let mut state = locked.lock();
         // Taken under the lock: a fork cannot slip in between (see fork.rs).
         let stamp = Stamp::now();
-        let alloc = self.take_locked(&mut state, granules, granules32, align, stamp, shard)?;
+        let want = Want {
+            granules,
+            granules32,
+            align,
+            stamp,
+            shard,
+        };
+        let alloc = self.take_locked(&mut state, want)?;
         let region = state.regions[alloc.region as usize]
             .as_mut()
             .expect("allocation's region is live");
@@ -199,15 +220,13 @@ impl<L: RawMutex> Heap<L> {
     }
 
     #[inline]
-    fn take_locked(
-        &self,
-        state: &mut State,
-        granules: usize,
-        granules32: u32,
-        align: usize,
-        stamp: Stamp,
-        shard: usize,
-    ) -> Result<Allocation> {
+    fn take_locked(&self, state: &mut State, want: Want) -> Result<Allocation> {
+        let Want {
+            granules,
+            align,
+            stamp,
+            ..
+        } = want;
         if align == 1 && granules <= CACHE_CLASSES {
             if let Some(alloc) = state.cache[granules - 1].pop() {
                 let region = state.regions[alloc.region as usize]
@@ -222,19 +241,18 @@ impl<L: RawMutex> Heap<L> {
                 return Ok(alloc);
             }
         }
-        self.allocate_slow(state, granules, granules32, align, stamp, shard)
+        self.allocate_slow(state, want)
     }
 
     #[cold]
-    fn allocate_slow(
-        &self,
-        state: &mut State,
-        granules: usize,
-        granules32: u32,
-        align: usize,
-        stamp: Stamp,
-        shard: usize,
-    ) -> Result<Allocation> {
+    fn allocate_slow(&self, state: &mut State, want: Want) -> Result<Allocation> {
+        let Want {
+            granules,
+            granules32,
+            align,
+            stamp,
+            shard,
+        } = want;
         let shift = self.config.granule_shift;
         let (index, start, shift, granules) = match self.find(state, granules, align) {
             Some((index, start)) => (index, start, shift, granules32),
