@@ -262,6 +262,26 @@ fn create_drop_by_capture(c: &mut Criterion) {
         })
     });
     g.finish();
+
+    // 10,000 thunks created, then all dropped: time per thunk.
+    let mut g = c.benchmark_group("thunk/create 10,000 then drop them all (per 10,000)");
+    g.bench_function("wxthunk global heap", |b| {
+        b.iter(|| {
+            let v: Vec<_> = (0..10_000u64)
+                .map(|i| Thunk::<F1>::new(move |x: u64| x.wrapping_add(i)).unwrap())
+                .collect();
+            drop(black_box(v));
+        })
+    });
+    g.bench_function("closure-ffi 4.1.0", |b| {
+        b.iter(|| {
+            let v: Vec<_> = (0..10_000u64)
+                .map(|i| BareFn::new_c(move |x: u64| x.wrapping_add(i)))
+                .collect();
+            drop(black_box(v));
+        })
+    });
+    g.finish();
 }
 
 criterion_group! {

@@ -245,6 +245,43 @@ pub fn run(quick: bool, as_json: bool) -> Result<(), Box<dyn std::error::Error>>
         },
     );
 
+    t.row(
+        "create+drop",
+        "10,000 created, then all dropped (per thunk)",
+        global,
+        || {
+            Ok(median_ns(budget, || {
+                let v: Vec<_> = (0..10_000u64)
+                    .map(|i| Thunk::<F1>::new(move |x: u64| x.wrapping_add(i)).expect("thunk"))
+                    .collect();
+                drop(black_box(v));
+            }) / 10_000.0)
+        },
+    );
+    t.row(
+        "create+drop",
+        "two threads at once on the global heap (per op)",
+        global,
+        || {
+            let per_thread = || {
+                let t0 = Instant::now();
+                let n = 200_000u32;
+                for _ in 0..n {
+                    drop(black_box(
+                        Thunk::<F1>::new(move |x: u64| x.wrapping_add(k)).expect("thunk"),
+                    ));
+                }
+                t0.elapsed().as_nanos() as f64 / f64::from(n)
+            };
+            let (a, b) = std::thread::scope(|s| {
+                let a = s.spawn(per_thread);
+                let b = s.spawn(per_thread);
+                (a.join().expect("thread"), b.join().expect("thread"))
+            });
+            Ok((a + b) / 2.0)
+        },
+    );
+
     // Code heap.
     t.row("heap", "alloc+free 64 B span (locked heap)", None, || {
         let heap = Heap::new().map_err(why)?;

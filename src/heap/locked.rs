@@ -10,8 +10,13 @@ use lock_api::{Mutex, RawMutex};
 use super::allocator::State;
 use super::fork;
 
-/// A heap's state behind its lock, boxed so that its address stays put for
-/// the fork registry (see `fork.rs`) however the `Heap` moves.
+/// A heap shard's state behind its lock, boxed so that its address stays
+/// put for the fork registry (see `fork.rs`) however the `Heap` moves.
+/// Aligned to 128 bytes (two cache lines, the unit adjacent-line
+/// prefetchers fetch), so that shards next to each other share no line:
+/// otherwise one thread's counters and another's lock word would bounce
+/// between cores.
+#[repr(align(128))]
 pub(super) struct Locked<L: RawMutex> {
     /// Replaced (re-initialised) only by the fork child handler, when the
     /// child has one thread and no reference to it is in use.
