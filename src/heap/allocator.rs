@@ -29,6 +29,21 @@ const _: () = assert!(GRANULE == crate::arch::THUNK_CODE_MAX);
 const CACHE_CLASSES: usize = 8;
 const CACHE_DEPTH: usize = 64;
 
+/// The depth of the first size class (one granule: a thunk), deeper than
+/// the others so that a burst of thousands of thunks created and then
+/// dropped stays on the fast path: at most 32 KiB of granules (and 16 KiB
+/// of data slots) per shard wait there, which `compact` gives back.
+const THUNK_CACHE_DEPTH: usize = 1024;
+
+/// How deep size class `class` (0-based) may grow.
+const fn cache_depth(class: usize) -> usize {
+    if class == 0 {
+        THUNK_CACHE_DEPTH
+    } else {
+        CACHE_DEPTH
+    }
+}
+
 pub(super) struct State {
     pub(super) regions: Vec<Option<Region>>,
     /// Freed allocations ready for reuse, by size in granules (see
@@ -405,7 +420,7 @@ impl<L: RawMutex> Heap<L> {
         let cache = (self.config.mode.spans() == Some(CodeStrategy::DualMap)
             && granules <= CACHE_CLASSES)
             .then(|| &mut state.cache[granules - 1])
-            .filter(|c| c.len() < CACHE_DEPTH);
+            .filter(|c| c.len() < cache_depth(granules - 1));
         match cache {
             Some(cache) => {
                 region.scrub(alloc.start as usize, granules);
@@ -455,7 +470,7 @@ impl<L: RawMutex> Heap<L> {
     /// Returns false, with nothing changed, when the general path is needed.
     #[inline]
     fn free_granule_fast(&self, state: &mut State, alloc: &Allocation, stamp: Stamp) -> bool {
-        if alloc.granules != 1 || state.cache[0].len() >= CACHE_DEPTH {
+        if alloc.granules != 1 || state.cache[0].len() >= THUNK_CACHE_DEPTH {
             return false;
         }
         let Some(region) = state.regions[alloc.region as usize].as_mut() else {
