@@ -16,6 +16,11 @@ impl Bitmap {
         }
     }
 
+    /// How many bits.
+    pub(crate) fn len(&self) -> usize {
+        self.bits
+    }
+
     /// Bytes of memory the bit vector itself occupies.
     pub(crate) fn heap_bytes(&self) -> usize {
         self.words.len() * 8

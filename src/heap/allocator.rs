@@ -10,16 +10,11 @@ use super::Heap;
 use super::fork::Stamp;
 use super::region::Region;
 use super::span::ExecSpan;
-use crate::arch::ThunkCode;
 use crate::error::{Error, Result};
 use crate::policy::{HEAP_PREFERENCE, capabilities};
 use crate::strategy::CodeStrategy;
 use crate::sys;
 use crate::trampoline::TablePool;
-
-/// The dual-mapped allocation unit in bytes (one generated thunk).
-pub(crate) const GRANULE: usize = 1 << super::builder::DUAL_GRANULE_SHIFT;
-const _: () = assert!(GRANULE == crate::arch::THUNK_CODE_MAX);
 
 /// Freed dual-mapped allocations of 1 to `CACHE_CLASSES` granules are kept
 /// (already filled with traps, still marked in use in their region) in a
@@ -33,7 +28,7 @@ const CACHE_DEPTH: usize = 64;
 /// the others so that a burst of thousands of thunks created and then
 /// dropped stays on the fast path: at most 32 KiB of granules (and 16 KiB
 /// of data slots) per shard wait there, which `compact` gives back.
-const THUNK_CACHE_DEPTH: usize = 1024;
+pub(super) const THUNK_CACHE_DEPTH: usize = 1024;
 
 /// How deep size class `class` (0-based) may grow.
 const fn cache_depth(class: usize) -> usize {
@@ -76,10 +71,10 @@ struct Want {
 /// granules, and the address it runs at.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Allocation {
-    region: u32,
-    start: u32,
+    pub(super) region: u32,
+    pub(super) start: u32,
     /// Length in granules of the region's size (`1 << shift` bytes).
-    granules: u32,
+    pub(super) granules: u32,
     /// The region's granule shift: the heap's, or the page size's for a
     /// region of its own (an allocation larger than the largest region).
     shift: u8,
@@ -87,7 +82,7 @@ pub(crate) struct Allocation {
     shard: u8,
     /// The executable address (kept as an integer so that allocations take
     /// their auto traits from the heap they borrow).
-    addr: usize,
+    pub(super) addr: usize,
 }
 
 impl Allocation {
@@ -121,17 +116,18 @@ impl<L: RawMutex> Heap<L> {
     /// free pages in the others. Returns the bytes released (address space
     /// unmapped plus memory decommitted).
     pub fn compact(&self) -> usize {
+        // One shard at a time (never two locks at once).
         self.shards
             .iter()
-            .map(|shard| self.compact_shard(shard))
+            .map(|shard| self.compact_shard(&mut shard.lock()))
             .sum()
     }
 
-    fn compact_shard(&self, shard: &super::locked::Locked<L>) -> usize {
-        let mut state = shard.lock();
+    /// [`compact`](Heap::compact) for one shard, whose lock the caller
+    /// holds.
+    fn compact_shard(&self, state: &mut State) -> usize {
         // Taken under the lock: a fork cannot slip in between (see fork.rs).
         let stamp = Stamp::now();
-        let state = &mut *state;
         for class in &mut state.cache {
             for alloc in class.drain(..) {
                 let region = state.regions[alloc.region as usize]
@@ -431,62 +427,6 @@ impl<L: RawMutex> Heap<L> {
         state.live -= 1;
         state.bytes_in_use -= alloc.bytes();
         state.hint = alloc.region as usize;
-    }
-
-    /// The fast path of a one-granule thunk: a granule from the first size
-    /// class whose page holds bytes already, in a region of this process
-    /// with a writable view, and its data slot; the granule (`GRANULE`
-    /// bytes, traps where `make` leaves them) written through that view.
-    /// `None`, with nothing changed, when any of that does not hold: the
-    /// caller takes the general path.
-    #[inline]
-    pub(crate) fn exec_granule_fast(
-        &self,
-        make: impl FnOnce(usize, NonNull<u8>) -> ThunkCode,
-    ) -> Option<(ExecSpan<'_, L>, NonNull<u8>)> {
-        let mut state = self.my_shard().1.lock();
-        let state = &mut *state;
-        let alloc = *state.cache[0].last()?;
-        let stamp = Stamp::now();
-        let region = state.regions[alloc.region as usize].as_mut()?;
-        let view = region.granule_view(alloc.start as usize, stamp)?;
-        let data = region.data_slot(alloc.start as usize)?;
-        state.cache[0].pop();
-        let code = make(alloc.addr, data);
-        let len = code.len();
-        let granule = code.into_granule();
-        // SAFETY: `view` is this granule's `GRANULE` bytes in the writable
-        // view; the granule is ours (taken under the lock) and runs nothing
-        // until its pointer is published, after this.
-        unsafe { std::ptr::copy_nonoverlapping(granule.as_ptr(), view, GRANULE) };
-        sys::flush_icache(alloc.addr as *const u8, GRANULE);
-        state.live += 1;
-        state.bytes_in_use += GRANULE;
-        Some((ExecSpan::from_parts(self, alloc, len), data))
-    }
-
-    /// The fast path of freeing a one-granule allocation: traps written
-    /// through the view and the granule kept in the first size class.
-    /// Returns false, with nothing changed, when the general path is needed.
-    #[inline]
-    fn free_granule_fast(&self, state: &mut State, alloc: &Allocation, stamp: Stamp) -> bool {
-        if alloc.granules != 1 || state.cache[0].len() >= THUNK_CACHE_DEPTH {
-            return false;
-        }
-        let Some(region) = state.regions[alloc.region as usize].as_mut() else {
-            return false;
-        };
-        let Some(view) = region.granule_view(alloc.start as usize, stamp) else {
-            return false;
-        };
-        // SAFETY: the granule was just freed by its owner, so nothing may
-        // run it; `view` is its `GRANULE` writable bytes.
-        unsafe { std::ptr::copy_nonoverlapping(crate::arch::TRAP_GRANULE.as_ptr(), view, GRANULE) };
-        state.cache[0].push(*alloc);
-        state.live -= 1;
-        state.bytes_in_use -= GRANULE;
-        state.hint = alloc.region as usize;
-        true
     }
 
     /// Allocates `len` bytes, writes the code `make` returns for the

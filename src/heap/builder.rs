@@ -10,14 +10,12 @@ use super::allocator::State;
 use super::fork;
 use super::lock::NoLock;
 use super::locked::Locked;
+use super::region::DUAL_GRANULE_SHIFT;
 use super::shard::AddressSpace;
 use crate::error::{Error, Result};
 use crate::policy::{HEAP_PREFERENCE, THUNK_PREFERENCE, capabilities};
 use crate::strategy::{CodeStrategy, Strategy, ThunkStrategy};
 use crate::sys;
-
-/// The allocation unit of dual-mapped regions: 32 bytes (a thunk fits one).
-pub(super) const DUAL_GRANULE_SHIFT: u32 = 5;
 
 /// What a heap does with its thunks and with the code written into it: the
 /// only two combinations there are (generated thunks are spans, so they

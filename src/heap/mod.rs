@@ -93,6 +93,7 @@
 mod allocator;
 mod builder;
 mod default;
+mod fast;
 mod fork;
 mod lock;
 mod locked;

@@ -35,6 +35,7 @@
 //! or the same frame adapter). The record is published before the thunk's
 //! pointer is returned, its adapter word last with release ordering.
 
+mod build;
 pub(crate) mod call;
 mod closure;
 mod codegen;
@@ -44,12 +45,11 @@ mod page;
 use std::fmt;
 use std::marker::PhantomData;
 use std::mem::ManuallyDrop;
-use std::ptr::NonNull;
 
 use lock_api::RawMutex;
 
 use crate::abi::{FnPtr, ThunkSig};
-use crate::arch::{self, Placement};
+use crate::arch::Placement;
 use crate::error::Result;
 use crate::heap::Heap;
 use crate::heap::{DefaultLock, ExecSpan, TrampolineSlot};
@@ -57,7 +57,7 @@ use crate::strategy::{CodeStrategy, ThunkStrategy};
 use crate::trampoline;
 use call::{MutCtx, OnceCtx};
 pub use closure::{ThunkFn, ThunkFnMut, ThunkFnOnce};
-use codegen::{FrameRecord, frame_record, generated_code, placement_of};
+use codegen::FrameRecord;
 use context::Context;
 pub use page::{SealedThunkPage, ThunkPage};
 
@@ -250,168 +250,6 @@ impl<'a, F: ThunkSig> Thunk<'a, F> {
 }
 
 impl<'a, F: ThunkSig, L: RawMutex> Thunk<'a, F, L> {
-    /// The thunk of a zero-sized `Fn` closure: no code memory, no context
-    /// allocation (a zero-sized `Box` allocates nothing), no lock. The
-    /// pointer is an ordinary monomorphized function of `F`'s signature
-    /// that calls the closure; the closure stays in the thunk and is
-    /// dropped with it.
-    fn zero_sized<C: ThunkFn<F> + Send + Sync + 'a>(heap: &'a Heap<L>, closure: C) -> Self {
-        debug_assert_eq!(std::mem::size_of::<C>(), 0);
-        // SAFETY: `bare` is an `extern` function of `F`'s ABI and
-        // arguments returning `F`'s result, calling the zero-sized closure;
-        // it is not null and lives as long as the program.
-        let fn_ptr = unsafe { <F::Unsafe as FnPtr>::from_addr(C::bare()) };
-        Thunk {
-            fn_ptr,
-            code: ManuallyDrop::new(Code::Compiled(heap)),
-            ctx: Context::boxed(closure),
-            record: None,
-            builds_frame: false,
-            _closure: PhantomData,
-        }
-    }
-
-    /// The thunk of a small `Fn` closure on a dual-mapped heap: the closure
-    /// lives in the private data slot of the code's granule, so nothing is
-    /// allocated besides the granule. The code is written (under the heap's
-    /// lock) first; the closure is moved into its slot after, before the
-    /// pointer exists anywhere but here.
-    fn build_inline<C: ThunkFn<F> + Send + Sync + 'a>(
-        heap: &'a Heap<L>,
-        closure: C,
-    ) -> Result<Self> {
-        let placement = placement_of::<F>()?;
-        let entry = C::entry();
-        let fast = heap.exec_granule_fast(|at, data| {
-            generated_code::<F>(placement, data.as_ptr() as usize, entry, None, at)
-        });
-        if let Some((code, slot)) = fast {
-            return Ok(Self::with_inline(code, slot, closure));
-        }
-        let mut slot = None;
-        let code = heap.exec_code_with_data(arch::THUNK_CODE_MAX, true, |at, data| {
-            slot = data;
-            let ctx = data.map_or(0, |d| d.as_ptr() as usize);
-            generated_code::<F>(placement, ctx, entry, None, at)
-        })?;
-        let Some(slot) = slot else {
-            // No data slot after all (not expected of a dual-mapped
-            // granule): the code, pointing nowhere, goes; box the closure.
-            drop(code);
-            return Thunk::build(heap, Context::boxed(closure), entry);
-        };
-        Ok(Self::with_inline(code, slot, closure))
-    }
-
-    /// The thunk of a small `Fn` closure on a static-trampoline heap: the
-    /// closure lives in the data slot of its table entry, so nothing is
-    /// allocated besides the entry. The record (pointing at the slot) is
-    /// published under the heap's lock; the closure is moved into the slot
-    /// after, before the entry's pointer exists anywhere but here.
-    fn build_static_inline<C: ThunkFn<F> + Send + Sync + 'a>(
-        heap: &'a Heap<L>,
-        closure: C,
-    ) -> Result<Self> {
-        let placement = placement_of::<F>()?;
-        let entry = C::entry() as usize;
-        let (slot, data) = heap.trampoline(
-            |data| {
-                let ctx = data.map_or(0, |d| d.as_ptr() as usize);
-                trampoline::record(F::CONV, placement, ctx, entry)
-            },
-            true,
-        )?;
-        let data = data.expect("a data slot was asked for");
-        // SAFETY: the data slot is this entry's, `DATA_SLOT` bytes aligned
-        // to `DATA_SLOT`, which `C` fits (checked by `Heap::thunk`); only
-        // the owner of the entry uses it, and no call can reach it before
-        // the entry's pointer is returned.
-        unsafe { data.cast::<C>().as_ptr().write(closure) };
-        // SAFETY: the entry jumps through a record that holds the adapter
-        // for `F`'s placement, the context and `entry`, which takes `F`'s
-        // arguments plus the context; it is not null.
-        let fn_ptr = unsafe { <F::Unsafe as FnPtr>::from_addr(slot.entry() as *const ()) };
-        Ok(Thunk {
-            fn_ptr,
-            code: ManuallyDrop::new(Code::Static(slot)),
-            // SAFETY: the slot holds the closure until `Drop for Thunk`
-            // moves it out, before it frees the entry and so the slot.
-            ctx: unsafe { Context::inline::<C>(data) },
-            record: None,
-            builds_frame: matches!(placement, Placement::Stack(_)),
-            _closure: PhantomData,
-        })
-    }
-
-    /// The thunk whose code is `code` and whose closure goes into `slot`,
-    /// the granule's data slot.
-    #[inline]
-    fn with_inline<C: ThunkFn<F> + Send + Sync + 'a>(
-        code: ExecSpan<'a, L>,
-        slot: NonNull<u8>,
-        closure: C,
-    ) -> Self {
-        // SAFETY: the slot is this granule's, `DATA_SLOT` bytes aligned to
-        // `DATA_SLOT`, which `C` fits (checked by `Heap::thunk`); nothing
-        // else uses it while the granule is ours, and no call can reach it
-        // before the pointer is returned.
-        unsafe { slot.cast::<C>().as_ptr().write(closure) };
-        // SAFETY: the code just written is a thunk with `F`'s signature (the
-        // context is placed per `F::CONV` and `F::CLASSES`, and `entry`
-        // takes `F`'s arguments plus the context); it is not null.
-        let fn_ptr = unsafe { <F::Unsafe as FnPtr>::from_addr(code.as_ptr().cast()) };
-        Thunk {
-            fn_ptr,
-            code: ManuallyDrop::new(Code::Generated(code)),
-            // SAFETY: the slot holds the closure until `Drop for Thunk`
-            // moves it out, before it frees the code and so the slot.
-            ctx: unsafe { Context::inline::<C>(slot) },
-            record: None,
-            builds_frame: false,
-            _closure: PhantomData,
-        }
-    }
-
-    fn build(heap: &'a Heap<L>, ctx: Context, entry: *const ()) -> Result<Self> {
-        let placement = placement_of::<F>()?;
-        let ctx_addr = ctx.ptr.as_ptr() as usize;
-        let builds_frame = matches!(placement, Placement::Stack(_));
-        if heap.thunk_strategy() == ThunkStrategy::StaticTrampolines {
-            let (slot, _) = heap.trampoline(
-                |_| trampoline::record(F::CONV, placement, ctx_addr, entry as usize),
-                false,
-            )?;
-            // SAFETY: the entry jumps through a record that holds the
-            // adapter for `F`'s placement, the context and `entry`, which
-            // takes `F`'s arguments plus the context; it is not null.
-            let fn_ptr = unsafe { <F::Unsafe as FnPtr>::from_addr(slot.entry() as *const ()) };
-            return Ok(Thunk {
-                fn_ptr,
-                code: ManuallyDrop::new(Code::Static(slot)),
-                ctx,
-                record: None,
-                builds_frame,
-                _closure: PhantomData,
-            });
-        }
-        let record = frame_record(placement, ctx_addr, entry);
-        let code = heap.exec_code_at(arch::THUNK_CODE_MAX, |at| {
-            generated_code::<F>(placement, ctx_addr, entry, record.as_deref(), at)
-        })?;
-        // SAFETY: the code just written is a thunk with `F`'s signature (the
-        // context is placed per `F::CONV` and `F::CLASSES`, and `entry`
-        // takes `F`'s arguments plus the context); it is not null.
-        let fn_ptr = unsafe { <F::Unsafe as FnPtr>::from_addr(code.as_ptr().cast()) };
-        Ok(Thunk {
-            fn_ptr,
-            code: ManuallyDrop::new(Code::Generated(code)),
-            ctx,
-            record,
-            builds_frame,
-            _closure: PhantomData,
-        })
-    }
-
     /// The bare function pointer. It is `unsafe` to call even when `F` is a
     /// safe fn type: it does not borrow the thunk, so only the caller can
     /// make sure of what the compiler cannot.

@@ -1,9 +1,14 @@
 //! One region of a code heap: a contiguous reservation of pages, the
 //! mappings that make it writable and executable under the heap's strategy,
 //! and the bit vectors (outside the code) that say what is in use.
-//! `unshare.rs`: moving a dual-mapped region to a file of its own after a
-//! fork (step 2 of the fork model in `fork.rs`).
+//! `data.rs`: the private data slots paired with the granules of a
+//! dual-mapped region; `pages.rs`: committing pages when code is first
+//! written on them and giving free ones back; `unshare.rs`: moving a
+//! dual-mapped region to a file of its own after a fork (step 2 of the
+//! fork model in `fork.rs`).
 
+mod data;
+mod pages;
 mod unshare;
 
 use std::ptr::NonNull;
@@ -11,10 +16,10 @@ use std::ptr::NonNull;
 use super::fork::Stamp;
 use crate::arch;
 use crate::bitmap::Bitmap;
-use crate::data_slot::DATA_SLOT;
 use crate::error::{Error, Result};
 use crate::strategy::CodeStrategy;
 use crate::sys::{self, CodeFile, Mapping, Prot};
+use data::DataSlots;
 
 /// The mappings of a region.
 #[derive(Debug)]
@@ -37,22 +42,11 @@ enum Backing {
     },
 }
 
-/// Private read-write data slots paired with the granules of a dual-mapped
-/// region, [`DATA_SLOT`] bytes each: a small closure lives in the slot of
-/// its thunk's granule, so creating the thunk allocates nothing else.
-///
-/// The mapping is private and anonymous, never executable and never shared
-/// with another process: a fork child gets its own copy-on-write copy (its
-/// inherited thunks keep their closures; neither process sees the other's
-/// later writes). Pages are touched only where a thunk was made; `compact`
-/// gives back pages whose granules are all free.
-#[derive(Debug)]
-struct DataSlots {
-    map: Mapping,
-    /// Data pages a slot was handed out on (and so may use memory).
-    committed: Bitmap,
-    committed_pages: usize,
-}
+/// The allocation unit of dual-mapped regions: 32 bytes (a thunk fits one).
+pub(crate) const DUAL_GRANULE_SHIFT: u32 = 5;
+/// `1 << DUAL_GRANULE_SHIFT`: one generated thunk.
+pub(crate) const GRANULE: usize = 1 << DUAL_GRANULE_SHIFT;
+const _: () = assert!(GRANULE == crate::arch::THUNK_CODE_MAX);
 
 /// A region of a code heap.
 #[derive(Debug)]
@@ -112,18 +106,7 @@ impl Region {
             }
         };
         let granules = size >> granule_shift;
-        let data = match Self::data_bytes(size, strategy, granule_shift) {
-            0 => None,
-            len => {
-                let map = Mapping::anon(len, Prot::ReadWrite)
-                    .map_err(|e| Error::os("mmap (heap data slots)", e))?;
-                Some(DataSlots {
-                    committed: Bitmap::new(len / page),
-                    map,
-                    committed_pages: 0,
-                })
-            }
-        };
+        let data = DataSlots::new(data::bytes_for(size, strategy, granule_shift))?;
         Ok(Region {
             size,
             granule_shift,
@@ -143,37 +126,18 @@ impl Region {
     /// `None` for a region without data slots.
     #[inline]
     pub(crate) fn data_slot(&mut self, start: usize) -> Option<NonNull<u8>> {
-        let data = self.data.as_mut()?;
-        let offset = start * DATA_SLOT;
-        let page = offset >> sys::page_size().trailing_zeros();
-        if !data.committed.get(page) {
-            data.committed.mark_range(page, 1);
-            data.committed_pages += 1;
-        }
-        Some(data.map.at(offset))
-    }
-
-    /// Bytes of data slots a region of `size` bytes gets: `DATA_SLOT` per
-    /// granule, in whole pages, for dual-mapped regions of thunk-sized
-    /// granules; none otherwise.
-    fn data_bytes(size: usize, strategy: CodeStrategy, granule_shift: u32) -> usize {
-        match strategy {
-            CodeStrategy::DualMap if granule_shift == super::builder::DUAL_GRANULE_SHIFT => {
-                ((size >> granule_shift) * DATA_SLOT).next_multiple_of(sys::page_size())
-            }
-            _ => 0,
-        }
+        self.data.as_mut()?.slot(start)
     }
 
     /// Address space a region of `size` bytes takes: its code and its data
     /// slots (what [`reserved_bytes`](Self::reserved_bytes) will say).
     pub(crate) fn reserved_for(size: usize, strategy: CodeStrategy, granule_shift: u32) -> usize {
-        size + Self::data_bytes(size, strategy, granule_shift)
+        size + data::bytes_for(size, strategy, granule_shift)
     }
 
     /// Address space the region takes: its code and its data slots.
     pub(crate) fn reserved_bytes(&self) -> usize {
-        self.size + self.data.as_ref().map_or(0, |d| d.map.len())
+        self.size + self.data.as_ref().map_or(0, DataSlots::len)
     }
 
     pub(crate) fn size(&self) -> usize {
@@ -191,7 +155,7 @@ impl Region {
     /// Pages that use memory: code pages holding bytes, and data pages a
     /// slot was handed out on.
     pub(crate) fn committed_pages(&self) -> usize {
-        self.committed_pages + self.data.as_ref().map_or(0, |d| d.committed_pages)
+        self.committed_pages + self.data.as_ref().map_or(0, DataSlots::committed_pages)
     }
 
     /// Bytes of bookkeeping kept for this region (outside the code).
@@ -199,7 +163,7 @@ impl Region {
         std::mem::size_of::<Region>()
             + self.used.heap_bytes()
             + self.committed.heap_bytes()
-            + self.data.as_ref().map_or(0, |d| d.committed.heap_bytes())
+            + self.data.as_ref().map_or(0, DataSlots::metadata_bytes)
     }
 
     /// Where granule 0 runs.
@@ -441,103 +405,6 @@ impl Region {
             }
             Backing::Protect { .. } => Ok(()),
         }
-    }
-
-    /// Commits the dual-mapped pages that `offset..offset+len` covers and
-    /// that are not committed yet: fills them with traps and maps them
-    /// read+exec from the file. On error the pages stay uncommitted.
-    #[inline]
-    fn commit_pages(&mut self, offset: usize, len: usize) -> Result<()> {
-        // Shifts, not divisions: this is on every thunk's creation.
-        let shift = sys::page_size().trailing_zeros();
-        let first = offset >> shift;
-        let end = (offset + len + (1 << shift) - 1) >> shift;
-        if end == first + 1 && self.committed.get(first) {
-            return Ok(()); // the usual case: one page, already committed
-        }
-        self.commit_pages_slow(first, end)
-    }
-
-    #[cold]
-    fn commit_pages_slow(&mut self, first: usize, end: usize) -> Result<()> {
-        let page = sys::page_size();
-        let mut p = first;
-        while p < end {
-            if self.committed.all_set(p, 1) {
-                p += 1;
-                continue;
-            }
-            // A run of uncommitted pages: one fill and one mapping.
-            let mut q = p + 1;
-            while q < end && !self.committed.all_set(q, 1) {
-                q += 1;
-            }
-            self.fill_traps(p * page, (q - p) * page)?;
-            let Backing::DualMap { file, rx, .. } = &self.backing else {
-                unreachable!("commit_pages on a dual-mapped region only");
-            };
-            // SAFETY: `p..q` are pages of our own reservation, inaccessible
-            // until now, so nothing runs there; they get the file's bytes
-            // (traps just written).
-            unsafe { file.map_over(rx.at(p * page), p * page, (q - p) * page, Prot::ReadExec) }
-                .map_err(|e| Error::os("mmap(PROT_READ|PROT_EXEC) of the heap memfd", e))?;
-            self.committed.mark_range(p, q - p);
-            self.committed_pages += q - p;
-            p = q;
-        }
-        Ok(())
-    }
-
-    /// Gives back the memory of committed pages that hold no allocation.
-    /// Returns the bytes released.
-    pub(crate) fn decommit_free_pages(&mut self) -> usize {
-        let page = sys::page_size();
-        let per_page = page >> self.granule_shift;
-        let mut released = 0;
-        for p in 0..self.size / page {
-            if !self.committed.all_set(p, 1)
-                || !self.used.all_clear(p * per_page.max(1), per_page.max(1))
-            {
-                continue;
-            }
-            // Neither way changes a mapping (so the process's mapping count
-            // stays bounded, however fragmented the free pages are); the page
-            // reads as zeros until code is written on it again.
-            let ok = match &self.backing {
-                // SAFETY (of the hole): no allocation is on the page; it
-                // holds only traps and nothing may run it.
-                Backing::DualMap { file, .. } => file.punch_hole(p * page, page).is_ok(),
-                // SAFETY: as above; the region's private pages are ours.
-                Backing::Protect { base } => unsafe { base.discard(p * page, page) }.is_ok(),
-            };
-            if ok {
-                self.committed.unmark_range(p, 1);
-                self.committed_pages -= 1;
-                released += page;
-            }
-        }
-        let granules = self.used_len();
-        if let Some(data) = &mut self.data {
-            // A data page serves `page / DATA_SLOT` granules; when none of
-            // them is in use, its closures are gone and it can go too.
-            let per_data_page = page / DATA_SLOT;
-            for d in 0..data.map.len() / page {
-                let first = d * per_data_page;
-                let n = per_data_page.min(granules.saturating_sub(first));
-                if !data.committed.get(d) || n == 0 || !self.used.all_clear(first, n) {
-                    continue;
-                }
-                // SAFETY: no granule of this page is allocated, so no
-                // closure lives in it and nothing reads it; it is our own
-                // private memory, read as zeros afterwards.
-                if unsafe { data.map.discard(d * page, page) }.is_ok() {
-                    data.committed.unmark_range(d, 1);
-                    data.committed_pages -= 1;
-                    released += page;
-                }
-            }
-        }
-        released
     }
 }
 

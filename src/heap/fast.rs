@@ -1,0 +1,80 @@
+//! The fast path of one-granule thunks on dual-mapped heaps: a cached
+//! granule whose page holds bytes, in a region of this process with a
+//! writable view, is written in one 32-byte copy (code, then traps), and a
+//! freed one gets a granule of traps and goes back to the first size class.
+//! Everything else takes the general path in `allocator.rs`.
+
+use std::ptr::NonNull;
+
+use lock_api::RawMutex;
+
+use super::Heap;
+use super::allocator::{Allocation, State, THUNK_CACHE_DEPTH};
+use super::fork::Stamp;
+use super::region::GRANULE;
+use super::span::ExecSpan;
+use crate::arch::{TRAP_GRANULE, ThunkCode};
+use crate::sys;
+
+impl<L: RawMutex> Heap<L> {
+    /// The fast path of a one-granule thunk: a granule from the first size
+    /// class whose page holds bytes already, in a region of this process
+    /// with a writable view, and its data slot; the granule (`GRANULE`
+    /// bytes, traps where `make` leaves them) written through that view.
+    /// `None`, with nothing changed, when any of that does not hold: the
+    /// caller takes the general path.
+    #[inline]
+    pub(crate) fn exec_granule_fast(
+        &self,
+        make: impl FnOnce(usize, NonNull<u8>) -> ThunkCode,
+    ) -> Option<(ExecSpan<'_, L>, NonNull<u8>)> {
+        let mut state = self.my_shard().1.lock();
+        let state = &mut *state;
+        let alloc = *state.cache[0].last()?;
+        let stamp = Stamp::now();
+        let region = state.regions[alloc.region as usize].as_mut()?;
+        let view = region.granule_view(alloc.start as usize, stamp)?;
+        let data = region.data_slot(alloc.start as usize)?;
+        state.cache[0].pop();
+        let code = make(alloc.addr, data);
+        let len = code.len();
+        let granule = code.into_granule();
+        // SAFETY: `view` is this granule's `GRANULE` bytes in the writable
+        // view; the granule is ours (taken under the lock) and runs nothing
+        // until its pointer is published, after this.
+        unsafe { std::ptr::copy_nonoverlapping(granule.as_ptr(), view, GRANULE) };
+        sys::flush_icache(alloc.addr as *const u8, GRANULE);
+        state.live += 1;
+        state.bytes_in_use += GRANULE;
+        Some((ExecSpan::from_parts(self, alloc, len), data))
+    }
+
+    /// The fast path of freeing a one-granule allocation: traps written
+    /// through the view and the granule kept in the first size class.
+    /// Returns false, with nothing changed, when the general path is needed.
+    #[inline]
+    pub(super) fn free_granule_fast(
+        &self,
+        state: &mut State,
+        alloc: &Allocation,
+        stamp: Stamp,
+    ) -> bool {
+        if alloc.granules != 1 || state.cache[0].len() >= THUNK_CACHE_DEPTH {
+            return false;
+        }
+        let Some(region) = state.regions[alloc.region as usize].as_mut() else {
+            return false;
+        };
+        let Some(view) = region.granule_view(alloc.start as usize, stamp) else {
+            return false;
+        };
+        // SAFETY: the granule was just freed by its owner, so nothing may
+        // run it; `view` is its `GRANULE` writable bytes.
+        unsafe { std::ptr::copy_nonoverlapping(TRAP_GRANULE.as_ptr(), view, GRANULE) };
+        state.cache[0].push(*alloc);
+        state.live -= 1;
+        state.bytes_in_use -= GRANULE;
+        state.hint = alloc.region as usize;
+        true
+    }
+}

@@ -1,0 +1,89 @@
+//! Which pages of a region use memory: a dual-mapped page is committed
+//! (filled with traps and mapped read+exec from the file) when code is
+//! first written on it, and `compact` gives back pages that hold no
+//! allocation, code and data slots alike.
+
+use super::{Backing, Region};
+use crate::error::{Error, Result};
+use crate::sys::{self, Prot};
+
+impl Region {
+    /// Commits the dual-mapped pages that `offset..offset+len` covers and
+    /// that are not committed yet: fills them with traps and maps them
+    /// read+exec from the file. On error the pages stay uncommitted.
+    #[inline]
+    pub(super) fn commit_pages(&mut self, offset: usize, len: usize) -> Result<()> {
+        // Shifts, not divisions: this is on every thunk's creation.
+        let shift = sys::page_size().trailing_zeros();
+        let first = offset >> shift;
+        let end = (offset + len + (1 << shift) - 1) >> shift;
+        if end == first + 1 && self.committed.get(first) {
+            return Ok(()); // the usual case: one page, already committed
+        }
+        self.commit_pages_slow(first, end)
+    }
+
+    #[cold]
+    fn commit_pages_slow(&mut self, first: usize, end: usize) -> Result<()> {
+        let page = sys::page_size();
+        let mut p = first;
+        while p < end {
+            if self.committed.all_set(p, 1) {
+                p += 1;
+                continue;
+            }
+            // A run of uncommitted pages: one fill and one mapping.
+            let mut q = p + 1;
+            while q < end && !self.committed.all_set(q, 1) {
+                q += 1;
+            }
+            self.fill_traps(p * page, (q - p) * page)?;
+            let Backing::DualMap { file, rx, .. } = &self.backing else {
+                unreachable!("commit_pages on a dual-mapped region only");
+            };
+            // SAFETY: `p..q` are pages of our own reservation, inaccessible
+            // until now, so nothing runs there; they get the file's bytes
+            // (traps just written).
+            unsafe { file.map_over(rx.at(p * page), p * page, (q - p) * page, Prot::ReadExec) }
+                .map_err(|e| Error::os("mmap(PROT_READ|PROT_EXEC) of the heap memfd", e))?;
+            self.committed.mark_range(p, q - p);
+            self.committed_pages += q - p;
+            p = q;
+        }
+        Ok(())
+    }
+
+    /// Gives back the memory of committed pages that hold no allocation.
+    /// Returns the bytes released.
+    pub(crate) fn decommit_free_pages(&mut self) -> usize {
+        let page = sys::page_size();
+        let per_page = page >> self.granule_shift;
+        let mut released = 0;
+        for p in 0..self.size / page {
+            if !self.committed.all_set(p, 1)
+                || !self.used.all_clear(p * per_page.max(1), per_page.max(1))
+            {
+                continue;
+            }
+            // Neither way changes a mapping (so the process's mapping count
+            // stays bounded, however fragmented the free pages are); the page
+            // reads as zeros until code is written on it again.
+            let ok = match &self.backing {
+                // SAFETY (of the hole): no allocation is on the page; it
+                // holds only traps and nothing may run it.
+                Backing::DualMap { file, .. } => file.punch_hole(p * page, page).is_ok(),
+                // SAFETY: as above; the region's private pages are ours.
+                Backing::Protect { base } => unsafe { base.discard(p * page, page) }.is_ok(),
+            };
+            if ok {
+                self.committed.unmark_range(p, 1);
+                self.committed_pages -= 1;
+                released += page;
+            }
+        }
+        if let Some(data) = &mut self.data {
+            released += data.decommit_free(&self.used);
+        }
+        released
+    }
+}
