@@ -3,7 +3,7 @@
 //! # Design
 //!
 //! A heap is a list of **regions**, each one contiguous reservation of
-//! pages (`region.rs`) mapped under the heap's [`CodeStrategy`]: a memfd
+//! pages (`region/`) mapped under the heap's [`CodeStrategy`]: a memfd
 //! seen through a read+exec view that is never writable and a read-write
 //! view to write through (dual map), or private pages flipped between
 //! read-write and read+exec by `mprotect` (protect). Regions grow
@@ -30,9 +30,9 @@
 //! at the region last used.
 //!
 //! Each granule of a dual-mapped region has a 16-byte **data slot** in a
-//! private anonymous mapping beside the region (`region/mod.rs`): a small
+//! private anonymous mapping beside the region (`region/data.rs`): a small
 //! closure lives there, so making a thunk allocates nothing but its
-//! granule. One-granule thunks have a **fast path** (`allocator.rs`): a
+//! granule. One-granule thunks have a **fast path** (`fast.rs`): a
 //! cached granule whose page holds bytes gets its whole granule (code,
 //! then traps) in one copy, and a freed one gets a granule of traps.
 //!
@@ -75,7 +75,8 @@
 //! | `mod.rs` | [`Heap`] and the methods every user calls |
 //! | `builder.rs` | [`HeapBuilder`](crate::HeapBuilder), the heap's configuration and mode |
 //! | `allocator.rs` | the state behind the lock: size classes, first fit, growth, freeing, compaction |
-//! | `region.rs` | one region: its mappings, its bit vectors, writing and scrubbing |
+//! | `region/` | one region: its mappings, its bit vectors, writing and scrubbing (`mod.rs`), its data slots (`data.rs`), page commit and decommit (`pages.rs`), moving to a file of its own after fork (`unshare.rs`) |
+//! | `fast.rs` | the fast path of one-granule thunks |
 //! | `span.rs` | [`Span`] and [`ExecSpan`], the handles of allocations |
 //! | `stats.rs` | [`HeapStats`] |
 //! | `locked.rs` | a shard's lock and its fork hooks |
