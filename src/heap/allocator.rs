@@ -2,8 +2,6 @@
 //! size classes of freed thunk-sized allocations, first fit over the
 //! regions' bit vectors, growth, freeing and compaction.
 
-use std::ptr::NonNull;
-
 use lock_api::RawMutex;
 
 use super::Heap;
@@ -55,16 +53,16 @@ pub(super) struct State {
 
 /// What an allocation asks for, under the shard's lock.
 #[derive(Clone, Copy)]
-struct Want {
+pub(super) struct Want {
     /// Length in the heap's granules (and as `u32`, which it fits).
-    granules: usize,
-    granules32: u32,
+    pub(super) granules: usize,
+    pub(super) granules32: u32,
     /// Alignment in granules.
-    align: usize,
+    pub(super) align: usize,
     /// [`Stamp::now`], taken under the lock.
-    stamp: Stamp,
+    pub(super) stamp: Stamp,
     /// The shard whose state this is.
-    shard: usize,
+    pub(super) shard: usize,
 }
 
 /// Where an allocation is: its region, its first granule and its size in
@@ -167,20 +165,17 @@ impl<L: RawMutex> Heap<L> {
 
     /// Allocates `len` bytes aligned to `align` granules.
     pub(crate) fn allocate(&self, len: usize, align: usize) -> Result<Allocation> {
-        self.allocate_with(len, align, false, |_, _| None::<&[u8]>)
+        self.allocate_with(len, align, |_| None::<&[u8]>)
     }
 
-    /// Allocates, and if `code` is given writes it and makes it executable,
-    /// all under one lock. `code` gets the address the code will run at and,
-    /// when `want_data` is set, the allocation's data slot (see
-    /// `region::DataSlots`), if its region has one.
+    /// Allocates, and if `code` (given the address the code will run at)
+    /// returns code, writes it and makes it executable, all under one lock.
     #[inline]
     pub(crate) fn allocate_with<C: AsRef<[u8]>>(
         &self,
         len: usize,
         align: usize,
-        want_data: bool,
-        code: impl FnOnce(usize, Option<NonNull<u8>>) -> Option<C>,
+        code: impl FnOnce(usize) -> Option<C>,
     ) -> Result<Allocation> {
         if len == 0 {
             return Err(Error::ZeroSize);
@@ -215,12 +210,7 @@ impl<L: RawMutex> Heap<L> {
         let region = state.regions[alloc.region as usize]
             .as_mut()
             .expect("allocation's region is live");
-        let data = if want_data {
-            region.data_slot(alloc.start as usize)
-        } else {
-            None
-        };
-        if let Some(code) = code(alloc.addr, data) {
+        if let Some(code) = code(alloc.addr) {
             let code = code.as_ref();
             if let Err(e) = region.write(alloc.start as usize, alloc.granules as usize, code) {
                 self.free_locked(&mut state, &alloc, stamp);
@@ -231,7 +221,7 @@ impl<L: RawMutex> Heap<L> {
     }
 
     #[inline]
-    fn take_locked(&self, state: &mut State, want: Want) -> Result<Allocation> {
+    pub(super) fn take_locked(&self, state: &mut State, want: Want) -> Result<Allocation> {
         let Want {
             granules,
             align,
@@ -390,7 +380,7 @@ impl<L: RawMutex> Heap<L> {
     }
 
     #[inline]
-    fn free_locked(&self, state: &mut State, alloc: &Allocation, stamp: Stamp) {
+    pub(super) fn free_locked(&self, state: &mut State, alloc: &Allocation, stamp: Stamp) {
         if self.free_granule_fast(state, alloc, stamp) {
             return;
         }
@@ -437,21 +427,9 @@ impl<L: RawMutex> Heap<L> {
         len: usize,
         make: impl FnOnce(usize) -> C,
     ) -> Result<ExecSpan<'_, L>> {
-        self.exec_code_with_data(len, false, |addr, _| make(addr))
-    }
-
-    /// As [`exec_code_at`](Self::exec_code_at); with `want_data`, `make`
-    /// also gets the allocation's private data slot (`DATA_SLOT` bytes, for
-    /// a small closure) where the heap's regions have them.
-    pub(crate) fn exec_code_with_data<C: AsRef<[u8]>>(
-        &self,
-        len: usize,
-        want_data: bool,
-        make: impl FnOnce(usize, Option<NonNull<u8>>) -> C,
-    ) -> Result<ExecSpan<'_, L>> {
         let mut written = 0;
-        let alloc = self.allocate_with(len, 1, want_data, |addr, data| {
-            let code = make(addr, data);
+        let alloc = self.allocate_with(len, 1, |addr| {
+            let code = make(addr);
             written = code.as_ref().len();
             debug_assert!(written <= len);
             Some(code)

@@ -65,9 +65,7 @@ impl<'a, F: ThunkSig, L: RawMutex> Thunk<'a, F, L> {
         if let Some((code, slot)) = fast {
             return Ok(Self::with_inline(code, slot, closure));
         }
-        let mut slot = None;
-        let code = heap.exec_code_with_data(arch::THUNK_CODE_MAX, true, |at, data| {
-            slot = data;
+        let (code, slot) = heap.exec_thunk_granule(|at, data| {
             let ctx = data.map_or(0, |d| d.as_ptr() as usize);
             generated_code::<F>(placement, ctx, entry, None, at)
         })?;
