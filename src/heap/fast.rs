@@ -40,12 +40,9 @@ impl<L: RawMutex> Heap<L> {
         state.cache[0].pop();
         let code = make(alloc.addr, data);
         let len = code.len();
-        let granule = code.into_granule();
-        // SAFETY: `view` is this granule's `GRANULE` bytes in the writable
-        // view; the granule is ours (taken under the lock) and runs nothing
-        // until its pointer is published, after this.
-        unsafe { std::ptr::copy_nonoverlapping(granule.as_ptr(), view, GRANULE) };
-        sys::flush_icache(alloc.addr as *const u8, GRANULE);
+        // SAFETY: `view` is this granule's writable view; the granule is
+        // ours (taken under the lock) and unpublished.
+        unsafe { write_granule(view, alloc.addr, code) };
         state.live += 1;
         state.bytes_in_use += GRANULE;
         Some((ExecSpan::from_parts(self, alloc, len), data))
@@ -87,15 +84,8 @@ impl<L: RawMutex> Heap<L> {
         let code = make(alloc.addr, data);
         let len = code.len();
         match region.granule_view(alloc.start as usize, stamp) {
-            Some(view) => {
-                let granule = code.into_granule();
-                // SAFETY: `view` is this granule's `GRANULE` bytes in the
-                // writable view; the granule is ours (taken under the lock)
-                // and runs nothing until its pointer is published, after
-                // this.
-                unsafe { std::ptr::copy_nonoverlapping(granule.as_ptr(), view, GRANULE) };
-                sys::flush_icache(alloc.addr as *const u8, GRANULE);
-            }
+            // SAFETY: as in `exec_granule_fast`.
+            Some(view) => unsafe { write_granule(view, alloc.addr, code) },
             None => {
                 if let Err(e) = region.write(alloc.start as usize, 1, code.as_slice()) {
                     self.free_locked(state, &alloc, stamp);
@@ -139,4 +129,19 @@ impl<L: RawMutex> Heap<L> {
         state.hint = alloc.region as usize;
         true
     }
+}
+
+/// Writes `code` as a whole granule (the code, then traps) through `view`,
+/// the writable view of the granule that runs at `addr`.
+///
+/// # Safety
+/// `view` is the `GRANULE` writable bytes of a granule the caller holds
+/// (taken under its shard's lock) and whose pointer is not yet published,
+/// so nothing runs it.
+#[inline]
+unsafe fn write_granule(view: *mut u8, addr: usize, code: ThunkCode) {
+    let granule = code.into_granule();
+    // SAFETY: the caller's contract: `view` is `GRANULE` bytes, ours.
+    unsafe { std::ptr::copy_nonoverlapping(granule.as_ptr(), view, GRANULE) };
+    sys::flush_icache(addr as *const u8, GRANULE);
 }
