@@ -334,3 +334,64 @@ fn inline_closures_stay_each_processs_own_across_fork() {
         }
     }
 }
+
+/// A thunk the parent drops, and whose granule and data slot it reuses
+/// (through its thread cache on the global heap), while a libc-fork child
+/// still runs its copy: the child's copy is untouched.
+#[test]
+fn the_parent_reuses_a_dropped_thunk_while_the_child_runs_its_copy() {
+    let owned = shared_heaps();
+    let heaps = owned
+        .iter()
+        .map(|(name, h)| (*name, h))
+        .chain([("global", Heap::global().unwrap())]);
+    for (name, heap) in heaps {
+        let three = std::hint::black_box(3u64);
+        let t = heap.thunk::<Add, _>(move |v: u64| v + three).unwrap();
+        let addr = t.as_fn() as usize;
+        let mut fds = [0; 2];
+        // SAFETY: `fds` has room for the two descriptors.
+        assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+        let [read_fd, write_fd] = fds;
+        // The child owns this bitwise copy of `t`; the parent never drops it.
+        // SAFETY: read once, for the child only.
+        let child_t = std::mem::ManuallyDrop::new(unsafe { std::ptr::read(&t) });
+        let pid = spawn(ForkPath::Libc, move || {
+            let mut byte = [0u8];
+            // SAFETY: reading one byte into a one-byte buffer.
+            if unsafe { libc::read(read_fd, byte.as_mut_ptr().cast(), 1) } != 1 {
+                return 2;
+            }
+            // SAFETY: the child's copy of a thunk it never dropped.
+            if unsafe { (child_t.as_fn())(1) } != 4 {
+                return 3; // the parent's free or reuse reached the child
+            }
+            0
+        });
+        drop(t);
+        let reused: Vec<_> = (0..200u64)
+            .map(|k| heap.thunk::<Add, _>(move |v: u64| v * 1000 + k).unwrap())
+            .collect();
+        assert!(
+            reused.iter().any(|r| r.as_fn() as usize == addr),
+            "{name}: the parent reuses the dropped thunk's slot"
+        );
+        // SAFETY: writing one byte from a one-byte buffer.
+        let sent = unsafe { libc::write(write_fd, [1u8].as_ptr().cast(), 1) };
+        assert_eq!(sent, 1);
+        assert_eq!(
+            wait(pid),
+            Ok(0),
+            "{name}: the child's copy changed (3) or the pipe failed (2)"
+        );
+        for (k, r) in (0..).zip(&reused) {
+            // SAFETY: alive.
+            assert_eq!(unsafe { (r.as_fn())(2) }, 2000 + k, "{name}");
+        }
+        // SAFETY: closing our own descriptors.
+        unsafe {
+            libc::close(read_fd);
+            libc::close(write_fd);
+        }
+    }
+}

@@ -88,6 +88,20 @@ impl Allocation {
         self.addr
     }
 
+    /// A one-granule allocation at granule `start` of region 0, for tests
+    /// of what only moves allocations around.
+    #[cfg(test)]
+    pub(super) fn for_test(start: u32) -> Self {
+        Allocation {
+            region: 0,
+            start,
+            granules: 1,
+            shift: 5,
+            shard: 0,
+            addr: 0,
+        }
+    }
+
     /// Bytes the allocation spans.
     pub(super) fn bytes(&self) -> usize {
         (self.granules as usize) << self.shift
@@ -114,6 +128,11 @@ impl<L: RawMutex> Heap<L> {
     /// free pages in the others. Returns the bytes released (address space
     /// unmapped plus memory decommitted).
     pub fn compact(&self) -> usize {
+        // Thread caches first, so their granules are free when the shards
+        // are compacted.
+        if let Some(taken) = self.caches.and_then(|caches| caches.drain()) {
+            self.give_back_ready(&mut taken.into_iter());
+        }
         // One shard at a time (never two locks at once).
         self.shards
             .iter()

@@ -12,6 +12,7 @@ use super::lock::NoLock;
 use super::locked::Locked;
 use super::region::DUAL_GRANULE_SHIFT;
 use super::shard::AddressSpace;
+use super::thread_cache::{GiveBack, ThreadCaches};
 use crate::error::{Error, Result};
 use crate::policy::{HEAP_PREFERENCE, THUNK_PREFERENCE, capabilities};
 use crate::strategy::{CodeStrategy, Strategy, ThunkStrategy};
@@ -77,6 +78,9 @@ pub struct HeapBuilder {
     region_size: usize,
     max_region_size: usize,
     max_reserved: usize,
+    /// Per-thread caches of ready granules, and how they give granules
+    /// back at thread exit (the global heap's, see `thread_cache.rs`).
+    thread_caches: Option<GiveBack>,
 }
 
 impl Default for HeapBuilder {
@@ -87,6 +91,7 @@ impl Default for HeapBuilder {
             region_size: 64 * 1024,
             max_region_size: 4 * 1024 * 1024,
             max_reserved: DEFAULT_MAX_RESERVED,
+            thread_caches: None,
         }
     }
 }
@@ -175,6 +180,16 @@ impl HeapBuilder {
         self
     }
 
+    /// Gives a `Sync` heap per-thread caches of ready thunk granules, where
+    /// its thunks are dual-mapped and not strict and the process-wide
+    /// barrier works; `give_back` frees granules of an ending thread into
+    /// the heap. For the global heap, which is never dropped.
+    #[cfg_attr(not(feature = "default-heap"), allow(dead_code))]
+    pub(super) fn thread_caches(mut self, give_back: GiveBack) -> Self {
+        self.thread_caches = Some(give_back);
+        self
+    }
+
     /// Builds a heap with the [`DefaultLock`](crate::DefaultLock).
     ///
     /// # Errors
@@ -200,7 +215,13 @@ impl HeapBuilder {
     ///
     /// As [`build`](Self::build).
     pub fn build_with_lock<L: RawMutex + Sync>(self) -> Result<Heap<L>> {
+        let give_back = self.thread_caches;
         let mut heap = self.build_any::<L>(super::shard::shard_count())?;
+        // Registered before the shards: the fork handlers stop the caches
+        // first (`thread_cache.rs`).
+        let cacheable =
+            heap.config.mode == Mode::Generated(CodeStrategy::DualMap) && !heap.config.strict;
+        heap.caches = give_back.filter(|_| cacheable).and_then(ThreadCaches::new);
         for shard in heap.shards.iter_mut() {
             let target: *const () = std::ptr::from_ref::<Locked<L>>(shard).cast();
             let hooks = fork::Hooks {
@@ -278,6 +299,7 @@ impl HeapBuilder {
             shards,
             space: AddressSpace::new(self.max_reserved),
             config,
+            caches: None,
         })
     }
 }

@@ -14,6 +14,7 @@ mod enabled {
     use once_cell::race::OnceBox;
 
     use crate::error::{Error, Result};
+    use crate::heap::ready::Ready;
     use crate::heap::{Heap, HeapBuilder, NoLock};
     use crate::policy::strategy_setting;
     use crate::sys;
@@ -53,7 +54,11 @@ mod enabled {
         /// here.
         #[inline]
         pub fn global() -> Result<&'static Heap> {
-            GLOBAL.get_or_try_init(|| Ok(Box::new(builder()?.build()?)))
+            GLOBAL.get_or_try_init(|| {
+                Ok(Box::new(
+                    builder()?.thread_caches(give_back_to_global).build()?,
+                ))
+            })
         }
 
         /// This thread's heap: no locking at all, and not `Send` (the
@@ -91,6 +96,14 @@ mod enabled {
     }
 
     /// A per-thread heap and what its release at thread exit needs to know.
+    /// Frees granules of an ending thread's cache into the global heap
+    /// (the only heap with thread caches; it exists once a cache does).
+    fn give_back_to_global(granules: &mut dyn Iterator<Item = Ready>) {
+        if let Some(heap) = GLOBAL.get() {
+            heap.give_back_ready(granules);
+        }
+    }
+
     struct LocalRecord {
         heap: Heap<NoLock>,
         /// Set when the thread's `LOCAL` slot was destroyed: from then on no

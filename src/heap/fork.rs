@@ -47,6 +47,13 @@
 //!    stacks glibc hands to the child's new threads), so the child handler
 //!    also switches every [`DefaultLock`] to a futex mutex whose whole state
 //!    is its word.
+//!    The global heap's per-thread caches (`thread_cache.rs`) are in the
+//!    registry too, before the heap's shards: the prepare handler takes
+//!    their list's lock and waits, behind a process-wide barrier, until no
+//!    thread is inside its cache (so none is between a stamp check and a
+//!    write through a view when the address space is copied); the parent
+//!    handler lets them go on, and the child keeps only the forking
+//!    thread's cache.
 //!    Heaps with a `!Sync` lock ([`NoLock`](super::NoLock), per-thread heaps)
 //!    are only ever used by one thread at a time: the forking thread is not
 //!    inside an operation on its own, and cannot reach another thread's.
@@ -57,8 +64,9 @@
 //!
 //! # Lock order
 //!
-//! The registry's lock, then heap locks (in registration order, by the
-//! prepare handler only). Nothing takes the registry's lock while holding a
+//! The registry's lock, then the thread caches' list lock, then heap locks
+//! (in registration order, by the prepare handler only; unregistering keeps
+//! the order). Nothing takes the registry's lock while holding a
 //! heap's lock: heaps register when built and unregister when dropped, never
 //! inside an operation.
 
@@ -81,6 +89,18 @@ pub(crate) struct Stamp {
 }
 
 impl Stamp {
+    /// A stamp no process has (tokens are never zero).
+    pub(crate) const NONE: Stamp = Stamp {
+        process: 0,
+        epoch: 0,
+    };
+
+    /// A stamp of the given parts, for tests.
+    #[cfg(test)]
+    pub(crate) fn for_test(process: u64, epoch: u64) -> Stamp {
+        Stamp { process, epoch }
+    }
+
     /// The stamp of this process now.
     #[inline]
     pub(crate) fn now() -> Stamp {
@@ -212,7 +232,9 @@ pub(crate) unsafe fn register(target: *const (), hooks: Hooks) {
 pub(crate) fn unregister(target: *const ()) {
     let mut entries = registry().lock();
     if let Some(i) = entries.iter().position(|e| e.target == target) {
-        entries.swap_remove(i);
+        // In order: the handlers rely on registration order (a heap's
+        // thread caches come before its shards).
+        entries.remove(i);
     }
 }
 

@@ -76,7 +76,9 @@
 //! | `builder.rs` | [`HeapBuilder`](crate::HeapBuilder), the heap's configuration and mode |
 //! | `allocator.rs` | the state behind the lock: size classes, first fit, growth, freeing, compaction |
 //! | `region/` | one region: its mappings, its bit vectors, writing and scrubbing (`mod.rs`), its data slots (`data.rs`), page commit and decommit (`pages.rs`), moving to a file of its own after fork (`unshare.rs`) |
-//! | `fast.rs` | the fast path of one-granule thunks |
+//! | `fast.rs` | the fast paths of one-granule thunks |
+//! | `ready.rs` | ready granules (looked up once, written without a lookup), magazines of them, and the handle of a thunk in one |
+//! | `thread_cache.rs` | the global heap's per-thread caches of ready granules, and how `compact` and `fork()` stop them |
 //! | `span.rs` | [`Span`] and [`ExecSpan`], the handles of allocations |
 //! | `stats.rs` | [`HeapStats`] |
 //! | `locked.rs` | a shard's lock and its fork hooks |
@@ -99,10 +101,12 @@ mod fork;
 mod lock;
 mod locked;
 mod placement;
+mod ready;
 mod region;
 mod shard;
 mod span;
 mod stats;
+mod thread_cache;
 mod trampoline_slot;
 
 use std::fmt;
@@ -114,9 +118,11 @@ use builder::Config;
 pub use builder::HeapBuilder;
 pub use lock::{DefaultLock, NoLock};
 use locked::Locked;
+pub(crate) use ready::ThunkGranule;
 use shard::AddressSpace;
 pub use span::{ExecSpan, Span};
 pub use stats::HeapStats;
+use thread_cache::ThreadCaches;
 pub(crate) use trampoline_slot::TrampolineSlot;
 
 use crate::error::Result;
@@ -208,6 +214,9 @@ pub struct Heap<L: RawMutex = DefaultLock> {
     /// The address space all shards reserve together, against the limit.
     space: AddressSpace,
     config: Config,
+    /// Per-thread caches of ready thunk granules (`thread_cache.rs`): the
+    /// global heap's, where the process-wide barrier works.
+    caches: Option<&'static ThreadCaches>,
 }
 
 impl Heap {

@@ -69,6 +69,17 @@ impl<L: RawMutex> Heap<L> {
                 + state.tables.metadata_bytes();
             stats.trampoline_tables += state.tables.tables();
         }
+        // Ready granules in thread caches are in use in their shards, not
+        // live. (Read apart from the shards: while other threads move
+        // granules between their caches and shards the sum is a snapshot of
+        // moments close together, never below zero.)
+        if let Some(caches) = self.caches {
+            let held = caches.held();
+            stats.live_allocations = stats.live_allocations.saturating_sub(held);
+            stats.bytes_in_use = stats
+                .bytes_in_use
+                .saturating_sub(held * super::region::GRANULE);
+        }
         stats.bytes_committed = stats.pages_committed * page;
         stats.bytes_reserved = self.space.reserved();
         stats

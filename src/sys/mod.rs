@@ -16,6 +16,9 @@
 //!   `seccomp`, `pax_flags`, `rwx_mapping_in_child`
 //! - fork support: `register_at_fork`, `map_wipe_on_fork_page`,
 //!   `process_id` (used by `heap/fork.rs`)
+//! - `register_process_barrier`, `process_barrier`: the heavy side of an
+//!   asymmetric memory barrier (`membarrier(2)`), for the global heap's
+//!   per-thread caches
 //! - `ThreadExitKey`: a destructor at thread exit (per-thread heaps)
 //! - `read_implies_exec`: whether the kernel would make a read-write mapping
 //!   executable (every read-write mapping is refused then)

@@ -227,6 +227,16 @@ pub(crate) fn process_id() -> u64 {
     1
 }
 
+/// No process-wide barrier here: per-thread caches stay off.
+pub(crate) fn register_process_barrier() -> io::Result<()> {
+    Err(unsupported())
+}
+
+/// Never called: [`register_process_barrier`] fails.
+pub(crate) fn process_barrier() -> io::Result<()> {
+    Err(unsupported())
+}
+
 /// No such personality here.
 pub(crate) fn read_implies_exec() -> bool {
     false

@@ -50,20 +50,52 @@ impl<'a, F: ThunkSig, L: RawMutex> Thunk<'a, F, L> {
 
     /// The thunk of a small `Fn` closure on a dual-mapped heap: the closure
     /// lives in the private data slot of the code's granule, so nothing is
-    /// allocated besides the granule. The code is written (under the heap's
-    /// lock) first; the closure is moved into its slot after, before the
-    /// pointer exists anywhere but here.
+    /// allocated besides the granule. The code is written first (into a
+    /// ready granule of this thread's cache on the global heap, else under
+    /// the shard's lock); the closure is moved into its slot after, before
+    /// the pointer exists anywhere but here.
+    #[inline(always)]
     pub(super) fn build_inline<C: ThunkFn<F> + Send + Sync + 'a>(
         heap: &'a Heap<L>,
         closure: C,
     ) -> Result<Self> {
         let placement = placement_of::<F>()?;
         let entry = C::entry();
+        let cached = heap.thunk_granule_cached(|at, data| {
+            generated_code::<F>(placement, data.as_ptr() as usize, entry, None, at)
+        });
+        match cached {
+            Some((granule, slot)) => {
+                // SAFETY: the granule was just written with a thunk of `F`'s
+                // signature (the context, `slot`, placed per `F::CONV` and
+                // `F::CLASSES`; `entry` takes `F`'s arguments plus the
+                // context); it is not null.
+                let fn_ptr = unsafe { <F::Unsafe as FnPtr>::from_addr(granule.as_ptr().cast()) };
+                Ok(Self::with_inline(
+                    fn_ptr,
+                    Code::Granule(granule),
+                    slot,
+                    closure,
+                ))
+            }
+            None => Self::build_inline_locked(heap, closure, placement),
+        }
+    }
+
+    /// [`build_inline`](Self::build_inline) under the shard's lock: a heap
+    /// without thread caches, or a cache that could not serve.
+    #[inline(never)]
+    fn build_inline_locked<C: ThunkFn<F> + Send + Sync + 'a>(
+        heap: &'a Heap<L>,
+        closure: C,
+        placement: Placement,
+    ) -> Result<Self> {
+        let entry = C::entry();
         let fast = heap.exec_granule_fast(|at, data| {
             generated_code::<F>(placement, data.as_ptr() as usize, entry, None, at)
         });
         if let Some((code, slot)) = fast {
-            return Ok(Self::with_inline(code, slot, closure));
+            return Ok(Self::with_span(code, slot, closure));
         }
         let (code, slot) = heap.exec_thunk_granule(|at, data| {
             let ctx = data.map_or(0, |d| d.as_ptr() as usize);
@@ -75,7 +107,7 @@ impl<'a, F: ThunkSig, L: RawMutex> Thunk<'a, F, L> {
             drop(code);
             return Thunk::build(heap, Context::boxed(closure), entry);
         };
-        Ok(Self::with_inline(code, slot, closure))
+        Ok(Self::with_span(code, slot, closure))
     }
 
     /// The thunk of a small `Fn` closure on a static-trampoline heap: the
@@ -118,11 +150,27 @@ impl<'a, F: ThunkSig, L: RawMutex> Thunk<'a, F, L> {
         })
     }
 
-    /// The thunk whose code is `code` and whose closure goes into `slot`,
-    /// the granule's data slot.
+    /// The thunk whose code is the span `code` and whose closure goes into
+    /// `slot`, the granule's data slot.
     #[inline]
-    fn with_inline<C: ThunkFn<F> + Send + Sync + 'a>(
+    fn with_span<C: ThunkFn<F> + Send + Sync + 'a>(
         code: ExecSpan<'a, L>,
+        slot: NonNull<u8>,
+        closure: C,
+    ) -> Self {
+        // SAFETY: the code just written is a thunk with `F`'s signature (the
+        // context is placed per `F::CONV` and `F::CLASSES`, and `entry`
+        // takes `F`'s arguments plus the context); it is not null.
+        let fn_ptr = unsafe { <F::Unsafe as FnPtr>::from_addr(code.as_ptr().cast()) };
+        Self::with_inline(fn_ptr, Code::Generated(code), slot, closure)
+    }
+
+    /// The thunk at `fn_ptr`, whose code is `code` and whose closure goes
+    /// into `slot`, the code granule's data slot.
+    #[inline(always)]
+    fn with_inline<C: ThunkFn<F> + Send + Sync + 'a>(
+        fn_ptr: F::Unsafe,
+        code: Code<'a, L>,
         slot: NonNull<u8>,
         closure: C,
     ) -> Self {
@@ -131,13 +179,9 @@ impl<'a, F: ThunkSig, L: RawMutex> Thunk<'a, F, L> {
         // else uses it while the granule is ours, and no call can reach it
         // before the pointer is returned.
         unsafe { slot.cast::<C>().as_ptr().write(closure) };
-        // SAFETY: the code just written is a thunk with `F`'s signature (the
-        // context is placed per `F::CONV` and `F::CLASSES`, and `entry`
-        // takes `F`'s arguments plus the context); it is not null.
-        let fn_ptr = unsafe { <F::Unsafe as FnPtr>::from_addr(code.as_ptr().cast()) };
         Thunk {
             fn_ptr,
-            code: ManuallyDrop::new(Code::Generated(code)),
+            code: ManuallyDrop::new(code),
             // SAFETY: the slot holds the closure until `Drop for Thunk`
             // moves it out, before it frees the code and so the slot.
             ctx: unsafe { Context::inline::<C>(slot) },

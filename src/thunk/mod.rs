@@ -52,7 +52,7 @@ use crate::abi::{FnPtr, ThunkSig};
 use crate::arch::Placement;
 use crate::error::Result;
 use crate::heap::Heap;
-use crate::heap::{DefaultLock, ExecSpan, TrampolineSlot};
+use crate::heap::{DefaultLock, ExecSpan, ThunkGranule, TrampolineSlot};
 use crate::strategy::{CodeStrategy, ThunkStrategy};
 use crate::trampoline;
 use call::{MutCtx, OnceCtx};
@@ -203,6 +203,9 @@ pub struct Thunk<'a, F: ThunkSig, L: RawMutex = DefaultLock> {
 enum Code<'a, L: RawMutex> {
     /// Generated into a heap region (dual-map or protect).
     Generated(ExecSpan<'a, L>),
+    /// Generated into a ready granule of a thread cache (the global heap's
+    /// fast path), freed back to the cache.
+    Granule(ThunkGranule<'a, L>),
     /// An entry of a static trampoline table, with its record.
     Static(TrampolineSlot<'a, L>),
     /// None: a zero-sized `Fn` closure's thunk is a compiled function of
@@ -217,6 +220,7 @@ impl<'a, F: ThunkSig> Thunk<'a, F> {
     /// # Errors
     ///
     /// As [`Heap::thunk`], and as [`Heap::global`] on its first use.
+    #[inline]
     pub fn new<C>(closure: C) -> Result<Self>
     where
         C: ThunkFn<F> + Send + Sync + 'a,
@@ -278,6 +282,7 @@ impl<'a, F: ThunkSig, L: RawMutex> Thunk<'a, F, L> {
     pub fn heap(&self) -> &'a Heap<L> {
         match &*self.code {
             Code::Generated(span) => span.heap(),
+            Code::Granule(granule) => granule.heap(),
             Code::Static(slot) => slot.heap(),
             Code::Compiled(heap) => heap,
         }
@@ -291,6 +296,7 @@ impl<'a, F: ThunkSig, L: RawMutex> Thunk<'a, F, L> {
     pub fn code(&self) -> &[u8] {
         match &*self.code {
             Code::Generated(span) => span.as_slice(),
+            Code::Granule(granule) => granule.as_slice(),
             // SAFETY: the entry is `ENTRY_SIZE` bytes of the table's
             // read+exec (so readable) mapping, which stays mapped while the
             // slot, and so `self`, lives.
@@ -349,6 +355,7 @@ impl<L: RawMutex> Heap<L> {
     ///
     /// [`Error::Unsupported`](crate::Error::Unsupported) on an architecture without a thunk code
     /// generator; otherwise as [`Heap::alloc`].
+    #[inline(always)]
     pub fn thunk<'a, F, C>(&'a self, closure: C) -> Result<Thunk<'a, F, L>>
     where
         F: ThunkSig,

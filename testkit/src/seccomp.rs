@@ -14,6 +14,9 @@ use seccompiler::{
 pub enum Filter {
     /// `memfd_create` fails.
     NoMemfd,
+    /// `membarrier` fails (the process-wide barrier the global heap's
+    /// per-thread caches need).
+    NoMembarrier,
     /// systemd's `MemoryDenyWriteExecute=`: `mmap` asking for write and
     /// exec together fails, and so does `mprotect`/`pkey_mprotect` asking
     /// for exec.
@@ -58,6 +61,7 @@ pub fn program(filter: Filter) -> BpfProgram {
     let x = libc::PROT_EXEC as u64;
     let rules: BTreeMap<i64, Vec<SeccompRule>> = match filter {
         Filter::NoMemfd => [(libc::SYS_memfd_create, vec![])].into(),
+        Filter::NoMembarrier => [(libc::SYS_membarrier, vec![])].into(),
         Filter::SystemdWx => [
             (libc::SYS_mmap, vec![masked(2, wx)]),
             (libc::SYS_mprotect, vec![masked(2, x)]),

@@ -20,7 +20,9 @@ pub(crate) use probe::{
 };
 #[cfg_attr(not(feature = "default-heap"), allow(unused_imports))]
 pub(crate) use process::ThreadExitKey;
-pub(crate) use process::{map_wipe_on_fork_page, process_id, register_at_fork};
+pub(crate) use process::{
+    map_wipe_on_fork_page, process_barrier, process_id, register_at_fork, register_process_barrier,
+};
 
 use std::io;
 use std::ptr::NonNull;

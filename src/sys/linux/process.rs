@@ -93,3 +93,50 @@ pub(crate) fn process_id() -> u64 {
     // SAFETY: getpid has no preconditions.
     u64::from(unsafe { libc::getpid() }.unsigned_abs())
 }
+
+/// `membarrier(2)` commands (the kernel's ABI values).
+const MEMBARRIER_CMD_PRIVATE_EXPEDITED: libc::c_long = 1 << 3;
+const MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED: libc::c_long = 1 << 4;
+
+/// Registers this process for [`process_barrier`] (`membarrier(2)`'s
+/// private expedited command, Linux 4.14+). Fails where the kernel lacks it
+/// or a seccomp filter refuses the call.
+pub(crate) fn register_process_barrier() -> io::Result<()> {
+    // SAFETY: the registration command takes no pointer; it only marks this
+    // process's memory map for later barriers.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_membarrier,
+            MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED,
+            0,
+            0,
+        )
+    };
+    if ret != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Makes every thread of this process that is running now execute a full
+/// memory barrier before this returns (`membarrier(2)`, private expedited):
+/// the heavy side of an asymmetric barrier whose light side is a compiler
+/// fence. Registers first when the process is not registered (a child of a
+/// registered one may not be).
+pub(crate) fn process_barrier() -> io::Result<()> {
+    for _ in 0..2 {
+        // SAFETY: the command takes no pointer and has no precondition
+        // beyond registration, whose absence it reports as `EPERM`.
+        let ret =
+            unsafe { libc::syscall(libc::SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) };
+        if ret == 0 {
+            return Ok(());
+        }
+        let err = io::Error::last_os_error();
+        if err.raw_os_error() != Some(libc::EPERM) {
+            return Err(err);
+        }
+        register_process_barrier()?;
+    }
+    Err(io::Error::from_raw_os_error(libc::EPERM))
+}

@@ -1,0 +1,221 @@
+//! Ready granules: a free one-granule allocation of a dual-mapped region
+//! together with everything writing a thunk into it needs (its writable
+//! view, whose page holds bytes, and its private data slot), looked up
+//! once under the shard's lock so that a thunk can be made and freed later
+//! without any lookup. A [`Magazine`] is a small stack of them taken under
+//! one [`Stamp`]; the global heap keeps one per thread (`thread_cache.rs`).
+//! [`ThunkGranule`] is the handle of a thunk made from one.
+//!
+//! A ready granule is valid while its stamp is the current one: its region
+//! is this process's own and not shared with a fork child, so its view is
+//! still the one to write through (a region is only ever moved, and its
+//! view replaced, after the stamp changed; see `fork.rs`). The granule is
+//! marked in use in its region and counted live in its shard while it is
+//! ready, so nothing else takes it and its region is not released; its
+//! bytes are traps.
+
+use std::mem::MaybeUninit;
+use std::ptr::NonNull;
+
+use lock_api::RawMutex;
+
+use super::Heap;
+use super::allocator::Allocation;
+use super::fork::Stamp;
+
+/// A free granule, ready to take a thunk (see the module docs).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Ready {
+    pub(super) alloc: Allocation,
+    /// The granule's writable view.
+    pub(super) view: NonNull<u8>,
+    /// The granule's private data slot (`crate::data_slot`).
+    pub(super) data: NonNull<u8>,
+}
+
+impl Ready {
+    /// The address the granule runs at.
+    #[inline]
+    pub(crate) fn addr(&self) -> usize {
+        self.alloc.addr
+    }
+
+    /// The granule's data slot.
+    #[inline]
+    pub(crate) fn data(&self) -> NonNull<u8> {
+        self.data
+    }
+}
+
+// SAFETY: a `Ready` names heap-owned memory of a granule nobody else holds
+// (marked in use, see the module docs); whichever thread holds it may write
+// there, as the heap's lock or a thread cache orders.
+unsafe impl Send for Ready {}
+// SAFETY: a shared `Ready` gives out addresses only, never access; handles
+// that hold one (`ThunkGranule`) take their auto traits from their heap.
+unsafe impl Sync for Ready {}
+
+/// Ready granules a magazine holds at most.
+pub(super) const MAGAZINE_DEPTH: usize = 64;
+
+/// A stack of up to [`MAGAZINE_DEPTH`] ready granules, all taken under one
+/// stamp. Not synchronised: its owner (a thread cache) orders access.
+pub(super) struct Magazine {
+    stamp: Stamp,
+    len: usize,
+    slots: [MaybeUninit<Ready>; MAGAZINE_DEPTH],
+}
+
+impl Magazine {
+    pub(super) const fn new() -> Self {
+        Magazine {
+            stamp: Stamp::NONE,
+            len: 0,
+            slots: [MaybeUninit::uninit(); MAGAZINE_DEPTH],
+        }
+    }
+
+    /// Ready granules held.
+    #[inline]
+    pub(super) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the granules held were taken under `now` (an empty magazine
+    /// takes any stamp).
+    #[inline]
+    pub(super) fn is_current(&self, now: Stamp) -> bool {
+        self.len == 0 || self.stamp == now
+    }
+
+    /// The last granule pushed, if there is one and it is current.
+    #[inline]
+    pub(super) fn pop(&mut self, now: Stamp) -> Option<Ready> {
+        if self.len == 0 || self.stamp != now {
+            return None;
+        }
+        self.len -= 1;
+        // SAFETY: slots below `len` are initialised (see `push`).
+        Some(unsafe { self.slots[self.len].assume_init() })
+    }
+
+    /// Pushes `ready`, taken under `now`; gives it back when the magazine
+    /// is full or holds granules of another stamp.
+    #[inline]
+    pub(super) fn push(&mut self, ready: Ready, now: Stamp) -> Result<(), Ready> {
+        if self.len == MAGAZINE_DEPTH || !self.is_current(now) {
+            return Err(ready);
+        }
+        self.stamp = now;
+        self.slots[self.len] = MaybeUninit::new(ready);
+        self.len += 1;
+        Ok(())
+    }
+
+    /// Takes the `n` granules pushed last (all, when `n >= len`).
+    pub(super) fn take(&mut self, n: usize) -> impl Iterator<Item = Ready> + '_ {
+        let keep = self.len.saturating_sub(n);
+        let end = std::mem::replace(&mut self.len, keep);
+        // SAFETY: slots below the old `len` were initialised; those from
+        // `keep` on are no longer counted, so each is read once.
+        self.slots[keep..end]
+            .iter()
+            .map(|slot| unsafe { slot.assume_init() })
+    }
+}
+
+/// The handle of a thunk made from a ready granule: frees the granule (its
+/// bytes become traps) when dropped, back to a magazine when it can.
+pub(crate) struct ThunkGranule<'h, L: RawMutex> {
+    heap: &'h Heap<L>,
+    ready: Ready,
+    /// The stamp the granule was ready under: freeing it through its view
+    /// needs the same one.
+    stamp: Stamp,
+    len: u8,
+}
+
+impl<'h, L: RawMutex> ThunkGranule<'h, L> {
+    pub(super) fn new(heap: &'h Heap<L>, ready: Ready, stamp: Stamp, len: usize) -> Self {
+        debug_assert!(len <= super::region::GRANULE);
+        ThunkGranule {
+            heap,
+            ready,
+            stamp,
+            len: len as u8,
+        }
+    }
+
+    pub(crate) fn heap(&self) -> &'h Heap<L> {
+        self.heap
+    }
+
+    /// The address the thunk runs at.
+    pub(crate) fn as_ptr(&self) -> *const u8 {
+        self.ready.addr() as *const u8
+    }
+
+    /// The thunk's code, read back from the executable mapping.
+    pub(crate) fn as_slice(&self) -> &[u8] {
+        // SAFETY: the executable mapping is readable, holds the `len` bytes
+        // written, and does not change while `self` (the granule's holder)
+        // lives.
+        unsafe { std::slice::from_raw_parts(self.as_ptr(), usize::from(self.len)) }
+    }
+}
+
+impl<L: RawMutex> Drop for ThunkGranule<'_, L> {
+    fn drop(&mut self) {
+        self.heap.free_ready(&self.ready, &self.stamp);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ready(i: u32) -> Ready {
+        Ready {
+            alloc: Allocation::for_test(i),
+            view: NonNull::dangling(),
+            data: NonNull::dangling(),
+        }
+    }
+
+    fn stamp(epoch: u64) -> Stamp {
+        Stamp::for_test(1, epoch)
+    }
+
+    #[test]
+    fn a_magazine_is_a_stack_of_one_stamp() {
+        let mut m = Magazine::new();
+        assert!(m.pop(stamp(0)).is_none());
+        for i in 0..3 {
+            m.push(ready(i), stamp(0)).unwrap();
+        }
+        // Another stamp neither pops nor pushes while granules are held.
+        assert!(m.pop(stamp(1)).is_none());
+        assert!(m.push(ready(9), stamp(1)).is_err());
+        assert_eq!(m.pop(stamp(0)).unwrap().alloc.start, 2);
+        assert_eq!(m.len(), 2);
+        // Emptied, it takes any stamp.
+        let taken: Vec<_> = m.take(MAGAZINE_DEPTH).map(|r| r.alloc.start).collect();
+        assert_eq!(taken, [0, 1]);
+        assert!(m.is_current(stamp(1)));
+        m.push(ready(5), stamp(1)).unwrap();
+        assert_eq!(m.pop(stamp(1)).unwrap().alloc.start, 5);
+    }
+
+    #[test]
+    fn a_full_magazine_refuses_and_gives_back_the_last_pushed() {
+        let mut m = Magazine::new();
+        for i in 0..MAGAZINE_DEPTH as u32 {
+            m.push(ready(i), stamp(0)).unwrap();
+        }
+        let refused = m.push(ready(99), stamp(0)).unwrap_err();
+        assert_eq!(refused.alloc.start, 99);
+        let last: Vec<_> = m.take(3).map(|r| r.alloc.start).collect();
+        assert_eq!(last, [61, 62, 63]);
+        assert_eq!(m.len(), MAGAZINE_DEPTH - 3);
+    }
+}

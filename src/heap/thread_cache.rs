@@ -1,0 +1,309 @@
+//! Per-thread caches in front of the global heap: each thread that makes
+//! thunks there keeps a [`Magazine`] of ready granules, so that making and
+//! dropping a thunk in the steady state takes no lock and no atomic
+//! read-modify-write, only a flag store, a compiler fence and a load.
+//!
+//! # What a cache may hold
+//!
+//! At most [`MAGAZINE_DEPTH`] (64) ready granules per thread: 2 KiB of
+//! code granules and 1 KiB of data slots. A thread takes them from its
+//! shard [`REFILL`] at a time when its magazine is empty, and gives
+//! [`REFILL`] back when a free finds it full. All of them go back to the
+//! shards when the thread ends (its thread-local destructor) and when
+//! [`Heap::compact`](super::Heap::compact) runs, which takes them from
+//! every thread's cache. [`Heap::stats`](super::Heap::stats) does not count
+//! them as live.
+//!
+//! # How `compact` takes another thread's cache
+//!
+//! The owner brackets every use of its magazine with `busy`: it stores
+//! true, fences the compiler, and then reads `steal`; if set, it stores
+//! false again and takes the shard path instead. `compact` sets `steal` on
+//! every cache, then runs a process-wide memory barrier (`membarrier(2)`,
+//! the heavy side of an asymmetric fence), then waits until each `busy`
+//! reads false, then empties the magazines and clears `steal`. The barrier
+//! makes every other running thread execute a full fence, so for each
+//! owner either its `busy` store is visible to `compact` after the
+//! barrier, or its later load of `steal` sees true (the store-buffer race
+//! a plain Dekker handshake would need a fence on both sides for). Where
+//! the barrier cannot be registered the global heap has no thread caches.
+//!
+//! # Fork
+//!
+//! The registry's lock is held across `fork()` (a hook in the fork
+//! registry, registered before the heap's shards, so the lock order is
+//! caches, then shards) and re-initialised in the child. In the child only
+//! the forking thread's cache is kept: the other threads do not exist
+//! there and may have been inside their magazines when the address space
+//! was copied, so their caches are abandoned (their granules stay marked
+//! in use: at most 64 per thread of the parent, for the child's life).
+//! Every granule's stamp changed with the fork, so none is written through
+//! its old view: the kept magazine is flushed through the shards' general
+//! path on its next use, which moves regions to files of their own first.
+
+use std::cell::{OnceCell, UnsafeCell};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering, compiler_fence};
+
+use lock_api::Mutex;
+
+use super::fork;
+use super::lock::DefaultLock;
+use super::ready::{MAGAZINE_DEPTH, Magazine, Ready};
+use crate::sys;
+
+/// Ready granules moved between a magazine and its shard at a time.
+pub(super) const REFILL: usize = 16;
+
+/// Gives ready granules back to the heap that owns the caches (its general
+/// free path): called when a thread ends and by `compact`.
+pub(super) type GiveBack = fn(&mut dyn Iterator<Item = Ready>);
+
+/// One thread's cache (see the module docs for the protocol).
+struct Cache {
+    /// Set by the owner around every use of `magazine`.
+    busy: AtomicBool,
+    /// Set by `compact` while it empties the magazine.
+    steal: AtomicBool,
+    /// `magazine.len()`, for `stats` (written by whoever holds the
+    /// magazine).
+    held: AtomicUsize,
+    magazine: UnsafeCell<Magazine>,
+}
+
+// SAFETY: the magazine is only touched by its owner inside `busy` (with
+// `steal` clear) or by `compact` with `steal` set after seeing `busy`
+// clear (release/acquire on `busy` and `steal`); see the module docs.
+unsafe impl Sync for Cache {}
+// SAFETY: as above; the magazine's `Ready`s are `Send`.
+unsafe impl Send for Cache {}
+
+/// The thread caches of one heap (the global heap).
+pub(super) struct ThreadCaches {
+    /// Every live thread's cache. Replaced only by the fork child handler.
+    caches: UnsafeCell<Mutex<DefaultLock, Vec<Arc<Cache>>>>,
+    give_back: GiveBack,
+}
+
+// SAFETY: the mutex serialises the list; the cell is replaced only by the
+// fork child handler, when the child has one thread and no reference into
+// the list is in use.
+unsafe impl Sync for ThreadCaches {}
+// SAFETY: as above.
+unsafe impl Send for ThreadCaches {}
+
+thread_local! {
+    /// This thread's cache, and the caches it is registered with.
+    static MINE: Mine = const { Mine { cache: OnceCell::new() } };
+}
+
+struct Mine {
+    cache: OnceCell<(&'static ThreadCaches, Arc<Cache>)>,
+}
+
+impl Drop for Mine {
+    fn drop(&mut self) {
+        if let Some((owner, cache)) = self.cache.get() {
+            owner.retire(cache);
+        }
+    }
+}
+
+impl ThreadCaches {
+    /// The caches of a heap, for the rest of the process (they are leaked:
+    /// the global heap is never dropped), or `None` where the process-wide
+    /// barrier `compact` needs cannot be registered. `give_back` returns
+    /// granules to the heap.
+    pub(super) fn new(give_back: GiveBack) -> Option<&'static ThreadCaches> {
+        sys::register_process_barrier().ok()?;
+        let caches: &'static ThreadCaches = Box::leak(Box::new(ThreadCaches {
+            caches: UnsafeCell::new(Mutex::new(Vec::new())),
+            give_back,
+        }));
+        let hooks = fork::Hooks {
+            prepare: Self::fork_prepare,
+            parent: Self::fork_parent,
+            child: Self::fork_child,
+        };
+        // SAFETY: the caches are leaked, so valid forever; never
+        // unregistered.
+        unsafe { fork::register(std::ptr::from_ref(caches).cast(), hooks) };
+        Some(caches)
+    }
+
+    fn list(&self) -> &Mutex<DefaultLock, Vec<Arc<Cache>>> {
+        // SAFETY: only the fork child handler writes the cell, when no
+        // reference to it is in use (see the field).
+        unsafe { &*self.caches.get() }
+    }
+
+    /// Runs `f` on this thread's magazine, made on first use; `None` when
+    /// the magazine is unavailable (this thread's locals are gone, `compact`
+    /// or a `fork()` is holding it, or a signal handler interrupted its
+    /// use): the caller takes the shard path then. While `f` runs no
+    /// `fork()` can happen (the prepare handler waits for it).
+    #[inline(always)]
+    pub(super) fn with<R>(&'static self, f: impl FnOnce(&mut Magazine) -> R) -> Option<R> {
+        MINE.try_with(|mine| {
+            let (owner, cache) = mine.cache.get_or_init(|| (self, self.register()));
+            if !std::ptr::eq(*owner, self) {
+                return None;
+            }
+            // A use interrupted by a signal handler that uses it too.
+            if cache.busy.load(Ordering::Relaxed) {
+                return None;
+            }
+            cache.busy.store(true, Ordering::Relaxed);
+            // The light side of the asymmetric fence (module docs): the
+            // heavy side, the stealer's barrier, orders this store before
+            // the load below on the hardware.
+            compiler_fence(Ordering::SeqCst);
+            if cache.steal.load(Ordering::Acquire) {
+                cache.busy.store(false, Ordering::Release);
+                return None;
+            }
+            // SAFETY: `busy` is set and `steal` was clear after it, so a
+            // stealer leaves the magazine alone until `busy` is clear
+            // again; only this thread sets `busy`.
+            let magazine = unsafe { &mut *cache.magazine.get() };
+            let r = f(magazine);
+            cache.held.store(magazine.len(), Ordering::Relaxed);
+            cache.busy.store(false, Ordering::Release);
+            Some(r)
+        })
+        .ok()
+        .flatten()
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn register(&self) -> Arc<Cache> {
+        let cache = Arc::new(Cache {
+            busy: AtomicBool::new(false),
+            steal: AtomicBool::new(false),
+            held: AtomicUsize::new(0),
+            magazine: UnsafeCell::new(Magazine::new()),
+        });
+        self.list().lock().push(cache.clone());
+        cache
+    }
+
+    /// At thread exit: the cache leaves the list and its granules go back.
+    fn retire(&self, cache: &Arc<Cache>) {
+        {
+            let mut list = self.list().lock();
+            let Some(i) = list.iter().position(|c| Arc::ptr_eq(c, cache)) else {
+                // Abandoned in a fork child (module docs).
+                return;
+            };
+            list.swap_remove(i);
+        }
+        // SAFETY: off the list, so `compact` cannot reach it; this thread
+        // is its owner and is not inside `with` (a thread-local destructor).
+        let magazine = unsafe { &mut *cache.magazine.get() };
+        cache.held.store(0, Ordering::Relaxed);
+        (self.give_back)(&mut magazine.take(MAGAZINE_DEPTH));
+    }
+
+    /// Ready granules held by all caches (not live, for `stats`).
+    pub(super) fn held(&self) -> usize {
+        let list = self.list().lock();
+        list.iter().map(|c| c.held.load(Ordering::Relaxed)).sum()
+    }
+
+    /// Takes every thread's ready granules (`compact`, which frees them).
+    /// `None`, taking nothing, when the process-wide barrier fails (a
+    /// seccomp filter installed since refuses it, say).
+    pub(super) fn drain(&self) -> Option<Vec<Ready>> {
+        let list = self.list().lock();
+        let mut taken = Vec::new();
+        let held = stop_all(&list, None);
+        if held {
+            for cache in list.iter() {
+                // SAFETY: `stop_all` saw every `busy` clear with `steal`
+                // set, after the barrier: no owner is inside, and none
+                // enters until `steal` is cleared (module docs).
+                let magazine = unsafe { &mut *cache.magazine.get() };
+                taken.extend(magazine.take(MAGAZINE_DEPTH));
+                cache.held.store(0, Ordering::Relaxed);
+            }
+        }
+        resume_all(&list);
+        held.then_some(taken)
+    }
+
+    /// Before `fork()`: takes the list's lock (the guard is forgotten) and
+    /// stops every other thread's cache, so no thread is between a stamp
+    /// check and a write through a view when the address space is copied.
+    unsafe fn fork_prepare(this: *const ()) {
+        // SAFETY: registered caches are leaked, so valid.
+        let this = unsafe { &*this.cast::<Self>() };
+        let list = this.list().lock();
+        // Where the barrier fails, see the module docs' "Fork".
+        stop_all(&list, this_thread_cache());
+        std::mem::forget(list);
+    }
+
+    /// In the parent after `fork()`: resumes the caches (the epoch is
+    /// bumped by now, so every ready granule is stale) and releases the
+    /// lock.
+    unsafe fn fork_parent(this: *const ()) {
+        // SAFETY: as in `fork_prepare`.
+        let this = unsafe { &*this.cast::<Self>() };
+        // SAFETY: `fork_prepare` took the lock on this thread and forgot
+        // the guard; no other thread touches the list meanwhile.
+        resume_all(unsafe { &*this.list().data_ptr() });
+        // SAFETY: as above.
+        unsafe { this.list().force_unlock() };
+    }
+
+    /// In the child after `fork()`: a fresh lock around the list, which
+    /// keeps only this thread's cache (module docs), resumed.
+    unsafe fn fork_child(this: *const ()) {
+        let mine = this_thread_cache();
+        // SAFETY: as in `Locked::fork_child`: the child has one thread,
+        // this one, and no reference to the mutex is in use, so replacing
+        // it in the cell is exclusive; `into_inner` takes the list without
+        // locking (`fork_prepare` held it across the copy, so it is whole).
+        unsafe {
+            let cell = (*this.cast::<Self>()).caches.get();
+            let mut list = std::ptr::read(cell).into_inner();
+            list.retain(|c| Some(Arc::as_ptr(c)) == mine);
+            resume_all(&list);
+            std::ptr::write(cell, Mutex::new(list));
+        }
+    }
+}
+
+/// This thread's cache, if it has one.
+fn this_thread_cache() -> Option<*const Cache> {
+    MINE.try_with(|m| m.cache.get().map(|(_, c)| Arc::as_ptr(c)))
+        .ok()
+        .flatten()
+}
+
+/// Sets `steal` on every cache, runs the process-wide barrier, and waits
+/// until every cache but `except` (the caller's own, when a signal handler
+/// forks) is out of use. Returns whether the barrier ran: without it an
+/// owner may still be inside (module docs).
+fn stop_all(list: &[Arc<Cache>], except: Option<*const Cache>) -> bool {
+    for cache in list {
+        cache.steal.store(true, Ordering::Relaxed);
+    }
+    if sys::process_barrier().is_err() {
+        return false;
+    }
+    for cache in list.iter().filter(|c| Some(Arc::as_ptr(c)) != except) {
+        while cache.busy.load(Ordering::Acquire) {
+            std::thread::yield_now();
+        }
+    }
+    true
+}
+
+/// Clears `steal` on every cache.
+fn resume_all(list: &[Arc<Cache>]) {
+    for cache in list {
+        cache.steal.store(false, Ordering::Release);
+    }
+}
