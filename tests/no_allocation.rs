@@ -256,3 +256,54 @@ fn an_inline_closure_is_dropped_once_after_its_code_is_freed() {
     // SAFETY: alive.
     assert_eq!(unsafe { (big.as_fn())() }, 6);
 }
+
+#[test]
+fn the_handle_is_three_words() {
+    type T = Thunk<'static, unsafe extern "C" fn(u64) -> u64>;
+    assert_eq!(std::mem::size_of::<T>(), 3 * std::mem::size_of::<usize>());
+    assert_eq!(std::mem::size_of::<Option<T>>(), std::mem::size_of::<T>());
+}
+
+/// A closure of one word that needs a drop (an `Arc`) lives inline too: no
+/// allocation, and dropped once, after its code is freed; on the global
+/// heap (through this thread's cache) and on heaps with data slots.
+#[test]
+fn a_word_that_needs_a_drop_lives_inline_and_is_dropped_once() {
+    fn check<L: lock_api::RawMutex>(name: &str, heap: &Heap<L>) {
+        let shared = std::sync::Arc::new(5u64);
+        let make = || {
+            let held = shared.clone();
+            heap.thunk::<unsafe extern "C" fn(u64) -> u64, _>(move |x: u64| *held * x)
+                .unwrap()
+        };
+        drop(make()); // warm up
+        let n = allocations_in(|| {
+            for k in 0..500u64 {
+                let t = make();
+                // SAFETY: alive.
+                assert_eq!(unsafe { (t.as_fn())(k) }, 5 * k, "{name}");
+                assert_eq!(std::sync::Arc::strong_count(&shared), 2, "{name}");
+            }
+        });
+        assert_eq!(n, 0, "{name}: an inline Arc capture allocated {n} times");
+        assert_eq!(
+            std::sync::Arc::strong_count(&shared),
+            1,
+            "{name}: dropped once"
+        );
+        // Two words that need a drop are boxed, and dropped once too.
+        let wide = std::hint::black_box(3u64);
+        let held = shared.clone();
+        let boxed = heap
+            .thunk::<unsafe extern "C" fn(u64) -> u64, _>(move |x: u64| *held + x + wide)
+            .unwrap();
+        // SAFETY: alive.
+        assert_eq!(unsafe { (boxed.as_fn())(1) }, 9, "{name}");
+        drop(boxed);
+        assert_eq!(std::sync::Arc::strong_count(&shared), 1, "{name}");
+    }
+    check("global", Heap::global().unwrap());
+    for (name, heap) in slot_heaps() {
+        check(name, &heap);
+    }
+}

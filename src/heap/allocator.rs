@@ -6,7 +6,8 @@ use lock_api::RawMutex;
 
 use super::Heap;
 use super::fork::Stamp;
-use super::region::Region;
+use super::ready::{MAGAZINE_DEPTH, Magazine, Ready};
+use super::region::{DUAL_GRANULE_SHIFT, GranuleAt, Region};
 use super::span::ExecSpan;
 use crate::error::{Error, Result};
 use crate::policy::{HEAP_PREFERENCE, capabilities};
@@ -49,6 +50,9 @@ pub(super) struct State {
     pub(super) bytes_in_use: usize,
     /// Static trampoline tables (thunks of a static-trampoline heap).
     pub(super) tables: TablePool,
+    /// Ready thunk granules of a heap without thread caches (`fast.rs`):
+    /// taken and freed under this lock, without looking anything up.
+    pub(super) ready: Magazine,
 }
 
 /// What an allocation asks for, under the shard's lock.
@@ -88,17 +92,15 @@ impl Allocation {
         self.addr
     }
 
-    /// A one-granule allocation at granule `start` of region 0, for tests
-    /// of what only moves allocations around.
-    #[cfg(test)]
-    pub(super) fn for_test(start: u32) -> Self {
+    /// The one-granule allocation of a thunk granule at `addr`.
+    pub(super) fn granule(at: GranuleAt, addr: usize) -> Self {
         Allocation {
-            region: 0,
-            start,
+            region: at.index,
+            start: at.start,
             granules: 1,
-            shift: 5,
-            shard: 0,
-            addr: 0,
+            shift: DUAL_GRANULE_SHIFT as u8,
+            shard: at.shard,
+            addr,
         }
     }
 
@@ -119,6 +121,7 @@ impl State {
             live: 0,
             bytes_in_use: 0,
             tables: TablePool::default(),
+            ready: Magazine::new(),
         }
     }
 }
@@ -145,6 +148,10 @@ impl<L: RawMutex> Heap<L> {
     fn compact_shard(&self, state: &mut State) -> usize {
         // Taken under the lock: a fork cannot slip in between (see fork.rs).
         let stamp = Stamp::now();
+        let ready: Vec<Ready> = state.ready.take(MAGAZINE_DEPTH).collect();
+        for r in ready {
+            self.free_locked(state, &r.alloc(), stamp);
+        }
         for class in &mut state.cache {
             for alloc in class.drain(..) {
                 let region = state.regions[alloc.region as usize]
@@ -276,7 +283,7 @@ impl<L: RawMutex> Heap<L> {
         let shift = self.config.granule_shift;
         let (index, start, shift, granules) = match self.find(state, granules, align) {
             Some((index, start)) => (index, start, shift, granules32),
-            None => self.grow(state, granules)?,
+            None => self.grow(state, granules, shard)?,
         };
         let region = state.regions[index]
             .as_mut()
@@ -335,7 +342,12 @@ impl<L: RawMutex> Heap<L> {
     /// own with page-sized granules, so that its bookkeeping is a bit per
     /// page, not per 32 bytes; it is unmapped when the allocation is freed.
     #[cold]
-    fn grow(&self, state: &mut State, granules: usize) -> Result<(usize, usize, u32, u32)> {
+    fn grow(
+        &self,
+        state: &mut State,
+        granules: usize,
+        shard: usize,
+    ) -> Result<(usize, usize, u32, u32)> {
         let mut shift = self.config.granule_shift;
         let needed = crate::block::round_to_pages(granules << shift)?;
         let own = needed > self.config.max_region;
@@ -352,7 +364,20 @@ impl<L: RawMutex> Heap<L> {
         let strategy = self.config.mode.spans().expect("checked by allocate_with");
         let reserving = Region::reserved_for(size, strategy, shift);
         self.space.reserve(reserving)?;
-        let region = match Region::new(size, strategy, self.config.strict, shift, Stamp::now()) {
+        let index = state
+            .regions
+            .iter()
+            .position(Option::is_none)
+            .unwrap_or(state.regions.len());
+        let place = (index as u32, shard as u8);
+        let region = match Region::new(
+            size,
+            strategy,
+            self.config.strict,
+            shift,
+            Stamp::now(),
+            place,
+        ) {
             Ok(region) => region,
             Err(e) => {
                 self.space.release(reserving);
@@ -363,16 +388,11 @@ impl<L: RawMutex> Heap<L> {
         let start = region
             .find(granules, 1)
             .expect("a new region fits the allocation");
-        let index = match state.regions.iter().position(Option::is_none) {
-            Some(i) => {
-                state.regions[i] = Some(region);
-                i
-            }
-            None => {
-                state.regions.push(Some(region));
-                state.regions.len() - 1
-            }
-        };
+        if index == state.regions.len() {
+            state.regions.push(Some(region));
+        } else {
+            state.regions[index] = Some(region);
+        }
         if !own {
             state.next_region_size = (state.next_region_size * 2).min(self.config.max_region);
         }

@@ -95,9 +95,15 @@ impl Stamp {
         epoch: 0,
     };
 
-    /// A stamp of the given parts, for tests.
-    #[cfg(test)]
-    pub(crate) fn for_test(process: u64, epoch: u64) -> Stamp {
+    /// The stamp's two words (for `RegionInfo`, which publishes them).
+    #[inline]
+    pub(crate) fn parts(self) -> (u64, u64) {
+        (self.process, self.epoch)
+    }
+
+    /// The stamp of two words from [`parts`](Self::parts).
+    #[inline]
+    pub(crate) fn from_parts(process: u64, epoch: u64) -> Stamp {
         Stamp { process, epoch }
     }
 

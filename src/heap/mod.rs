@@ -118,7 +118,7 @@ use builder::Config;
 pub use builder::HeapBuilder;
 pub use lock::{DefaultLock, NoLock};
 use locked::Locked;
-pub(crate) use ready::ThunkGranule;
+pub(crate) use region::RegionInfo;
 use shard::AddressSpace;
 pub use span::{ExecSpan, Span};
 pub use stats::HeapStats;

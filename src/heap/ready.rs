@@ -1,10 +1,8 @@
 //! Ready granules: a free one-granule allocation of a dual-mapped region
-//! together with everything writing a thunk into it needs (its writable
-//! view, whose page holds bytes, and its private data slot), looked up
-//! once under the shard's lock so that a thunk can be made and freed later
+//! together with its writable view (whose page holds bytes), looked up
+//! once under the shard's lock so that a thunk can be written into it later
 //! without any lookup. A [`Magazine`] is a small stack of them taken under
 //! one [`Stamp`]; the global heap keeps one per thread (`thread_cache.rs`).
-//! [`ThunkGranule`] is the handle of a thunk made from one.
 //!
 //! A ready granule is valid while its stamp is the current one: its region
 //! is this process's own and not shared with a fork child, so its view is
@@ -17,33 +15,27 @@
 use std::mem::MaybeUninit;
 use std::ptr::NonNull;
 
-use lock_api::RawMutex;
-
-use super::Heap;
 use super::allocator::Allocation;
 use super::fork::Stamp;
+use super::region::RegionInfo;
 
-/// A free granule, ready to take a thunk (see the module docs).
+/// A free granule, ready to take a thunk (see the module docs): 24 bytes.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Ready {
-    pub(super) alloc: Allocation,
+    /// The address the granule runs at.
+    pub(super) addr: usize,
+    /// Its region's lock-free side (which outlives the granule).
+    pub(super) info: NonNull<RegionInfo>,
     /// The granule's writable view.
     pub(super) view: NonNull<u8>,
-    /// The granule's private data slot (`crate::data_slot`).
-    pub(super) data: NonNull<u8>,
 }
 
 impl Ready {
-    /// The address the granule runs at.
-    #[inline]
-    pub(crate) fn addr(&self) -> usize {
-        self.alloc.addr
-    }
-
-    /// The granule's data slot.
-    #[inline]
-    pub(crate) fn data(&self) -> NonNull<u8> {
-        self.data
+    /// The granule as an allocation, for the general free.
+    pub(super) fn alloc(&self) -> Allocation {
+        // SAFETY: the region outlives its ready granules (module docs).
+        let info = unsafe { self.info.as_ref() };
+        Allocation::granule(info.granule(self.addr), self.addr)
     }
 }
 
@@ -124,66 +116,20 @@ impl Magazine {
     }
 }
 
-/// The handle of a thunk made from a ready granule: frees the granule (its
-/// bytes become traps) when dropped, back to a magazine when it can.
-pub(crate) struct ThunkGranule<'h, L: RawMutex> {
-    heap: &'h Heap<L>,
-    ready: Ready,
-    /// The stamp the granule was ready under: freeing it through its view
-    /// needs the same one.
-    stamp: Stamp,
-    len: u8,
-}
-
-impl<'h, L: RawMutex> ThunkGranule<'h, L> {
-    pub(super) fn new(heap: &'h Heap<L>, ready: Ready, stamp: Stamp, len: usize) -> Self {
-        debug_assert!(len <= super::region::GRANULE);
-        ThunkGranule {
-            heap,
-            ready,
-            stamp,
-            len: len as u8,
-        }
-    }
-
-    pub(crate) fn heap(&self) -> &'h Heap<L> {
-        self.heap
-    }
-
-    /// The address the thunk runs at.
-    pub(crate) fn as_ptr(&self) -> *const u8 {
-        self.ready.addr() as *const u8
-    }
-
-    /// The thunk's code, read back from the executable mapping.
-    pub(crate) fn as_slice(&self) -> &[u8] {
-        // SAFETY: the executable mapping is readable, holds the `len` bytes
-        // written, and does not change while `self` (the granule's holder)
-        // lives.
-        unsafe { std::slice::from_raw_parts(self.as_ptr(), usize::from(self.len)) }
-    }
-}
-
-impl<L: RawMutex> Drop for ThunkGranule<'_, L> {
-    fn drop(&mut self) {
-        self.heap.free_ready(&self.ready, &self.stamp);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn ready(i: u32) -> Ready {
+    fn ready(i: usize) -> Ready {
         Ready {
-            alloc: Allocation::for_test(i),
+            addr: i,
+            info: NonNull::dangling(),
             view: NonNull::dangling(),
-            data: NonNull::dangling(),
         }
     }
 
     fn stamp(epoch: u64) -> Stamp {
-        Stamp::for_test(1, epoch)
+        Stamp::from_parts(1, epoch)
     }
 
     #[test]
@@ -196,25 +142,25 @@ mod tests {
         // Another stamp neither pops nor pushes while granules are held.
         assert!(m.pop(stamp(1)).is_none());
         assert!(m.push(ready(9), stamp(1)).is_err());
-        assert_eq!(m.pop(stamp(0)).unwrap().alloc.start, 2);
+        assert_eq!(m.pop(stamp(0)).unwrap().addr, 2);
         assert_eq!(m.len(), 2);
         // Emptied, it takes any stamp.
-        let taken: Vec<_> = m.take(MAGAZINE_DEPTH).map(|r| r.alloc.start).collect();
+        let taken: Vec<_> = m.take(MAGAZINE_DEPTH).map(|r| r.addr).collect();
         assert_eq!(taken, [0, 1]);
         assert!(m.is_current(stamp(1)));
         m.push(ready(5), stamp(1)).unwrap();
-        assert_eq!(m.pop(stamp(1)).unwrap().alloc.start, 5);
+        assert_eq!(m.pop(stamp(1)).unwrap().addr, 5);
     }
 
     #[test]
     fn a_full_magazine_refuses_and_gives_back_the_last_pushed() {
         let mut m = Magazine::new();
-        for i in 0..MAGAZINE_DEPTH as u32 {
+        for i in 0..MAGAZINE_DEPTH {
             m.push(ready(i), stamp(0)).unwrap();
         }
         let refused = m.push(ready(99), stamp(0)).unwrap_err();
-        assert_eq!(refused.alloc.start, 99);
-        let last: Vec<_> = m.take(3).map(|r| r.alloc.start).collect();
+        assert_eq!(refused.addr, 99);
+        let last: Vec<_> = m.take(3).map(|r| r.addr).collect();
         assert_eq!(last, [61, 62, 63]);
         assert_eq!(m.len(), MAGAZINE_DEPTH - 3);
     }

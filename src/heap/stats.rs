@@ -62,8 +62,9 @@ impl<L: RawMutex> Heap<L> {
             stats.pages_committed += regions.clone().map(Region::committed_pages).sum::<usize>()
                 + state.tables.committed_pages();
             stats.regions += regions.clone().count();
-            stats.live_allocations += state.live;
-            stats.bytes_in_use += state.bytes_in_use;
+            // Ready granules are in use in their regions, not live.
+            stats.live_allocations += state.live - state.ready.len();
+            stats.bytes_in_use += state.bytes_in_use - state.ready.len() * super::region::GRANULE;
             stats.metadata_bytes += regions.map(Region::metadata_bytes).sum::<usize>()
                 + state.regions.capacity() * std::mem::size_of::<Option<Region>>()
                 + state.tables.metadata_bytes();

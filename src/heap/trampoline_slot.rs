@@ -26,9 +26,28 @@ impl<'h, L: RawMutex> TrampolineSlot<'h, L> {
         self.slot.entry()
     }
 
-    /// The heap the slot belongs to.
-    pub(crate) fn heap(&self) -> &'h Heap<L> {
-        self.heap
+    /// The slot's data slot.
+    pub(crate) fn data_slot(&self) -> NonNull<u8> {
+        self.slot.data_slot()
+    }
+
+    /// The slot in one word (its entry's address aside), for a thunk's
+    /// handle; [`from_packed`](Self::from_packed) takes it back.
+    pub(crate) fn into_packed(self) -> u64 {
+        let packed = self.slot.pack(self.shard);
+        std::mem::forget(self);
+        packed
+    }
+
+    /// The slot of `heap` that [`into_packed`](Self::into_packed) gave
+    /// `packed` for, whose entry is at `entry`.
+    ///
+    /// # Safety
+    /// `packed` and `entry` came from one slot of `heap`, which is taken
+    /// back once.
+    pub(crate) unsafe fn from_packed(heap: &'h Heap<L>, entry: usize, packed: u64) -> Self {
+        let (slot, shard) = SlotRef::unpack(packed, entry);
+        TrampolineSlot { heap, slot, shard }
     }
 }
 

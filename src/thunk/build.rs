@@ -1,34 +1,31 @@
 //! Making a [`Thunk`]: where its closure goes and which code it gets. One
-//! constructor per kind:
+//! constructor per kind (`handle.rs`):
 //! - a zero-sized `Fn` closure: a compiled function, no memory at all;
 //! - a small `Fn` closure: inline in the data slot of its code slot (a
-//!   dual-mapped granule, on the fast path when it can be, or a trampoline
-//!   table entry);
+//!   dual-mapped granule, from this thread's cache or under the shard's
+//!   lock, or a trampoline table entry);
 //! - anything else: a boxed context, and generated code or a trampoline.
-
-use std::marker::PhantomData;
-use std::mem::ManuallyDrop;
-use std::ptr::NonNull;
 
 use lock_api::RawMutex;
 
+use super::Thunk;
 use super::closure::ThunkFn;
 use super::codegen::{frame_record, generated_code, placement_of};
 use super::context::Context;
-use super::{Code, Thunk};
+use super::handle::{self, Code, Slow, write_inline};
 use crate::abi::{FnPtr, ThunkSig};
 use crate::arch::{self, Placement};
 use crate::error::Result;
-use crate::heap::{ExecSpan, Heap};
+use crate::heap::Heap;
 use crate::strategy::ThunkStrategy;
 use crate::trampoline;
 
 impl<'a, F: ThunkSig, L: RawMutex> Thunk<'a, F, L> {
     /// The thunk of a zero-sized `Fn` closure: no code memory, no context
-    /// allocation (a zero-sized `Box` allocates nothing), no lock. The
-    /// pointer is an ordinary monomorphized function of `F`'s signature
-    /// that calls the closure; the closure stays in the thunk and is
-    /// dropped with it.
+    /// allocation, no lock. The pointer is an ordinary monomorphized
+    /// function of `F`'s signature that calls the closure. A closure that
+    /// needs no drop is not kept at all (it is no bytes and no drop); one
+    /// that does is kept in a `SLOW` thunk and dropped with it.
     pub(super) fn zero_sized<C: ThunkFn<F> + Send + Sync + 'a>(
         heap: &'a Heap<L>,
         closure: C,
@@ -38,14 +35,20 @@ impl<'a, F: ThunkSig, L: RawMutex> Thunk<'a, F, L> {
         // arguments returning `F`'s result, calling the zero-sized closure;
         // it is not null and lives as long as the program.
         let fn_ptr = unsafe { <F::Unsafe as FnPtr>::from_addr(C::bare()) };
-        Thunk {
-            fn_ptr,
-            code: ManuallyDrop::new(Code::Compiled(heap)),
+        if !std::mem::needs_drop::<C>() {
+            // No bytes and no drop: nothing to keep.
+            std::mem::forget(closure);
+            // SAFETY: a compiled function needs nothing of the heap.
+            return unsafe { Self::from_parts(fn_ptr, heap, handle::COMPILED, 0) };
+        }
+        let slow = Slow {
+            code: Code::Compiled,
             ctx: Context::boxed(closure),
             record: None,
             builds_frame: false,
-            _closure: PhantomData,
-        }
+        };
+        // SAFETY: as above; the box keeps the closure for its drop.
+        unsafe { Self::from_slow(fn_ptr, heap, slow) }
     }
 
     /// The thunk of a small `Fn` closure on a dual-mapped heap: the closure
@@ -53,61 +56,44 @@ impl<'a, F: ThunkSig, L: RawMutex> Thunk<'a, F, L> {
     /// allocated besides the granule. The code is written first (into a
     /// ready granule of this thread's cache on the global heap, else under
     /// the shard's lock); the closure is moved into its slot after, before
-    /// the pointer exists anywhere but here.
+    /// the pointer exists anywhere but here. `tag` is the closure's
+    /// [`inline_tag`](handle::inline_tag).
     #[inline(always)]
     pub(super) fn build_inline<C: ThunkFn<F> + Send + Sync + 'a>(
         heap: &'a Heap<L>,
         closure: C,
+        tag: usize,
     ) -> Result<Self> {
         let placement = placement_of::<F>()?;
         let entry = C::entry();
-        let cached = heap.thunk_granule_cached(|at, data| {
+        let granule = heap.thunk_granule(|at, data| {
             generated_code::<F>(placement, data.as_ptr() as usize, entry, None, at)
-        });
-        match cached {
-            Some((granule, slot)) => {
-                // SAFETY: the granule was just written with a thunk of `F`'s
-                // signature (the context, `slot`, placed per `F::CONV` and
-                // `F::CLASSES`; `entry` takes `F`'s arguments plus the
-                // context); it is not null.
-                let fn_ptr = unsafe { <F::Unsafe as FnPtr>::from_addr(granule.as_ptr().cast()) };
-                Ok(Self::with_inline(
-                    fn_ptr,
-                    Code::Granule(granule),
-                    slot,
-                    closure,
-                ))
-            }
-            None => Self::build_inline_locked(heap, closure, placement),
-        }
-    }
-
-    /// [`build_inline`](Self::build_inline) under the shard's lock: a heap
-    /// without thread caches, or a cache that could not serve.
-    #[inline(never)]
-    fn build_inline_locked<C: ThunkFn<F> + Send + Sync + 'a>(
-        heap: &'a Heap<L>,
-        closure: C,
-        placement: Placement,
-    ) -> Result<Self> {
-        let entry = C::entry();
-        let fast = heap.exec_granule_fast(|at, data| {
-            generated_code::<F>(placement, data.as_ptr() as usize, entry, None, at)
-        });
-        if let Some((code, slot)) = fast {
-            return Ok(Self::with_span(code, slot, closure));
-        }
-        let (code, slot) = heap.exec_thunk_granule(|at, data| {
-            let ctx = data.map_or(0, |d| d.as_ptr() as usize);
-            generated_code::<F>(placement, ctx, entry, None, at)
         })?;
-        let Some(slot) = slot else {
-            // No data slot after all (not expected of a dual-mapped
-            // granule): the code, pointing nowhere, goes; box the closure.
-            drop(code);
+        let Some(granule) = granule else {
+            // No data slots on this heap after all (not expected of a
+            // dual-mapped one): box the closure.
             return Thunk::build(heap, Context::boxed(closure), entry);
         };
-        Ok(Self::with_span(code, slot, closure))
+        // SAFETY: the granule's data slot, which `C` fits (`tag` is its
+        // inline tag); only this thunk uses it, and no call can reach it
+        // before the pointer is returned.
+        unsafe { write_inline(granule.data, closure) };
+        // SAFETY: the code just written is a thunk with `F`'s signature (the
+        // context, the data slot, placed per `F::CONV` and `F::CLASSES`;
+        // `entry` takes `F`'s arguments plus the context); it is not null.
+        let fn_ptr = unsafe { <F::Unsafe as FnPtr>::from_addr(granule.addr as *const ()) };
+        let info = std::ptr::from_ref(granule.info).expose_provenance() as u64;
+        debug_assert!(info & handle::LEN_BITS == 0 && granule.len as u64 <= handle::LEN_BITS);
+        // SAFETY: a `GRANULE` thunk of `heap`: the word is its region's
+        // info (aligned to 64) and its length; the thunk owns the granule.
+        Ok(unsafe {
+            Self::from_parts(
+                fn_ptr,
+                heap,
+                handle::GRANULE | tag,
+                info | granule.len as u64,
+            )
+        })
     }
 
     /// The thunk of a small `Fn` closure on a static-trampoline heap: the
@@ -118,6 +104,7 @@ impl<'a, F: ThunkSig, L: RawMutex> Thunk<'a, F, L> {
     pub(super) fn build_static_inline<C: ThunkFn<F> + Send + Sync + 'a>(
         heap: &'a Heap<L>,
         closure: C,
+        tag: usize,
     ) -> Result<Self> {
         let placement = placement_of::<F>()?;
         let entry = C::entry() as usize;
@@ -129,68 +116,21 @@ impl<'a, F: ThunkSig, L: RawMutex> Thunk<'a, F, L> {
             true,
         )?;
         let data = data.expect("a data slot was asked for");
-        // SAFETY: the data slot is this entry's, `DATA_SLOT` bytes aligned
-        // to `DATA_SLOT`, which `C` fits (checked by `Heap::thunk`); only
-        // the owner of the entry uses it, and no call can reach it before
-        // the entry's pointer is returned.
-        unsafe { data.cast::<C>().as_ptr().write(closure) };
+        // SAFETY: the entry's data slot, which `C` fits (`tag` is its
+        // inline tag); only the owner of the entry uses it, and no call can
+        // reach it before the entry's pointer is returned.
+        unsafe { write_inline(data, closure) };
         // SAFETY: the entry jumps through a record that holds the adapter
         // for `F`'s placement, the context and `entry`, which takes `F`'s
         // arguments plus the context; it is not null.
         let fn_ptr = unsafe { <F::Unsafe as FnPtr>::from_addr(slot.entry() as *const ()) };
-        Ok(Thunk {
-            fn_ptr,
-            code: ManuallyDrop::new(Code::Static(slot)),
-            // SAFETY: the slot holds the closure until `Drop for Thunk`
-            // moves it out, before it frees the entry and so the slot.
-            ctx: unsafe { Context::inline::<C>(data) },
-            record: None,
-            builds_frame: matches!(placement, Placement::Stack(_)),
-            _closure: PhantomData,
-        })
+        // SAFETY: a `STATIC` thunk of `heap`: the word is its slot, which
+        // the thunk owns from now on.
+        Ok(unsafe { Self::from_parts(fn_ptr, heap, handle::STATIC | tag, slot.into_packed()) })
     }
 
-    /// The thunk whose code is the span `code` and whose closure goes into
-    /// `slot`, the granule's data slot.
-    #[inline]
-    fn with_span<C: ThunkFn<F> + Send + Sync + 'a>(
-        code: ExecSpan<'a, L>,
-        slot: NonNull<u8>,
-        closure: C,
-    ) -> Self {
-        // SAFETY: the code just written is a thunk with `F`'s signature (the
-        // context is placed per `F::CONV` and `F::CLASSES`, and `entry`
-        // takes `F`'s arguments plus the context); it is not null.
-        let fn_ptr = unsafe { <F::Unsafe as FnPtr>::from_addr(code.as_ptr().cast()) };
-        Self::with_inline(fn_ptr, Code::Generated(code), slot, closure)
-    }
-
-    /// The thunk at `fn_ptr`, whose code is `code` and whose closure goes
-    /// into `slot`, the code granule's data slot.
-    #[inline(always)]
-    fn with_inline<C: ThunkFn<F> + Send + Sync + 'a>(
-        fn_ptr: F::Unsafe,
-        code: Code<'a, L>,
-        slot: NonNull<u8>,
-        closure: C,
-    ) -> Self {
-        // SAFETY: the slot is this granule's, `DATA_SLOT` bytes aligned to
-        // `DATA_SLOT`, which `C` fits (checked by `Heap::thunk`); nothing
-        // else uses it while the granule is ours, and no call can reach it
-        // before the pointer is returned.
-        unsafe { slot.cast::<C>().as_ptr().write(closure) };
-        Thunk {
-            fn_ptr,
-            code: ManuallyDrop::new(code),
-            // SAFETY: the slot holds the closure until `Drop for Thunk`
-            // moves it out, before it frees the code and so the slot.
-            ctx: unsafe { Context::inline::<C>(slot) },
-            record: None,
-            builds_frame: false,
-            _closure: PhantomData,
-        }
-    }
-
+    /// A `SLOW` thunk: the context `ctx` (boxed), and generated code or a
+    /// trampoline that passes it to `entry`.
     pub(super) fn build(heap: &'a Heap<L>, ctx: Context, entry: *const ()) -> Result<Self> {
         let placement = placement_of::<F>()?;
         let ctx_addr = ctx.ptr.as_ptr() as usize;
@@ -204,14 +144,14 @@ impl<'a, F: ThunkSig, L: RawMutex> Thunk<'a, F, L> {
             // adapter for `F`'s placement, the context and `entry`, which
             // takes `F`'s arguments plus the context; it is not null.
             let fn_ptr = unsafe { <F::Unsafe as FnPtr>::from_addr(slot.entry() as *const ()) };
-            return Ok(Thunk {
-                fn_ptr,
-                code: ManuallyDrop::new(Code::Static(slot)),
+            let slow = Slow {
+                code: Code::Static(slot),
                 ctx,
                 record: None,
                 builds_frame,
-                _closure: PhantomData,
-            });
+            };
+            // SAFETY: the thunk owns the slot and the context, in `slow`.
+            return Ok(unsafe { Self::from_slow(fn_ptr, heap, slow) });
         }
         let record = frame_record(placement, ctx_addr, entry);
         let code = heap.exec_code_at(arch::THUNK_CODE_MAX, |at| {
@@ -221,13 +161,14 @@ impl<'a, F: ThunkSig, L: RawMutex> Thunk<'a, F, L> {
         // context is placed per `F::CONV` and `F::CLASSES`, and `entry`
         // takes `F`'s arguments plus the context); it is not null.
         let fn_ptr = unsafe { <F::Unsafe as FnPtr>::from_addr(code.as_ptr().cast()) };
-        Ok(Thunk {
-            fn_ptr,
-            code: ManuallyDrop::new(Code::Generated(code)),
+        let slow = Slow {
+            code: Code::Generated(code),
             ctx,
             record,
             builds_frame,
-            _closure: PhantomData,
-        })
+        };
+        // SAFETY: the thunk owns the code, the context and the record, in
+        // `slow`.
+        Ok(unsafe { Self::from_slow(fn_ptr, heap, slow) })
     }
 }

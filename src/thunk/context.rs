@@ -1,13 +1,11 @@
-//! [`Context`]: a thunk's closure (or its guarded `FnMut`/`FnOnce`
-//! context) with its type erased: boxed, or for a small `Fn` closure inline
-//! in the private data slot of its thunk's granule; what the thunk's code
-//! passes to the closure's entry function.
+//! [`Context`]: a boxed thunk closure (or its guarded `FnMut`/`FnOnce`
+//! context) with its type erased: what the code of a `SLOW` thunk
+//! (`handle.rs`) passes to the closure's entry function. Small `Fn`
+//! closures live inline in data slots instead (`handle.rs`).
 
-use std::mem::MaybeUninit;
 use std::ptr::NonNull;
 
 use super::call::MutCtx;
-use crate::data_slot::DATA_SLOT;
 
 /// A closure (or its guarded context) with its type erased.
 pub(super) struct Context {
@@ -18,15 +16,10 @@ pub(super) struct Context {
 #[derive(Clone, Copy)]
 enum Kind {
     /// Nothing to do when dropped: a zero-sized value that needs no drop
-    /// (which a zero-sized `Box` holds without allocating), or an inline
-    /// value that needs none.
+    /// (which a zero-sized `Box` holds without allocating).
     Trivial,
     /// In a `Box`; this frees it.
     Boxed(unsafe fn(NonNull<()>)),
-    /// Inline in a data slot, which goes with the thunk's code: the thunk
-    /// moves the value out ([`Context::move_out_inline`]) before its code
-    /// is freed, and this drops the moved value.
-    Inline(unsafe fn(*mut u8)),
 }
 
 // SAFETY: the constructors only build a `Context` from closures that may be
@@ -35,26 +28,6 @@ enum Kind {
 unsafe impl Send for Context {}
 // SAFETY: as above.
 unsafe impl Sync for Context {}
-
-/// An inline closure moved out of its data slot, dropped with this.
-pub(super) struct MovedOut {
-    bytes: Slot,
-    drop: unsafe fn(*mut u8),
-}
-
-/// Room for one inline value, aligned as a data slot is.
-#[repr(C, align(16))]
-struct Slot([MaybeUninit<u8>; DATA_SLOT]);
-
-const _: () = assert!(std::mem::align_of::<Slot>() == DATA_SLOT);
-
-impl Drop for MovedOut {
-    fn drop(&mut self) {
-        // SAFETY: `bytes` holds the value moved out of the data slot (a
-        // bitwise move), of the type `drop` was made for; dropped once.
-        unsafe { (self.drop)(self.bytes.0.as_mut_ptr().cast()) }
-    }
-}
 
 impl Context {
     pub(super) fn boxed<T>(value: T) -> Self {
@@ -74,53 +47,6 @@ impl Context {
                 Kind::Boxed(drop_box::<T>)
             },
         }
-    }
-
-    /// The context of a value written into the data slot at `slot`.
-    ///
-    /// # Safety
-    /// `slot` holds a `T` (which fits a slot) and stays valid until the
-    /// owner of the context moves it out with
-    /// [`move_out_inline`](Self::move_out_inline).
-    pub(super) unsafe fn inline<T>(slot: NonNull<u8>) -> Self {
-        // A constant condition (folded away); the only caller checks it the
-        // same way before choosing this path.
-        assert!(size_of::<T>() <= DATA_SLOT && align_of::<T>() <= DATA_SLOT);
-        unsafe fn drop_moved<T>(ptr: *mut u8) {
-            // SAFETY: `ptr` holds a `T` moved out of its slot, dropped once.
-            unsafe { std::ptr::drop_in_place(ptr.cast::<T>()) }
-        }
-        Context {
-            ptr: slot.cast(),
-            kind: if std::mem::needs_drop::<T>() {
-                Kind::Inline(drop_moved::<T>)
-            } else {
-                Kind::Trivial
-            },
-        }
-    }
-
-    /// Moves an inline value out of its data slot (before the slot goes
-    /// with the thunk's code); the result drops it. `None` for every other
-    /// context, which drops where it is.
-    #[inline]
-    pub(super) fn move_out_inline(&mut self) -> Option<MovedOut> {
-        let Kind::Inline(drop) = self.kind else {
-            return None;
-        };
-        let mut bytes = Slot([MaybeUninit::uninit(); DATA_SLOT]);
-        // SAFETY: the slot holds the value (see `inline`), at most
-        // `DATA_SLOT` bytes; copying them is a move, after which the slot
-        // is not read again (the kind becomes trivial).
-        unsafe {
-            std::ptr::copy_nonoverlapping(
-                self.ptr.as_ptr().cast::<u8>(),
-                bytes.0.as_mut_ptr().cast::<u8>(),
-                DATA_SLOT,
-            )
-        };
-        self.kind = Kind::Trivial;
-        Some(MovedOut { bytes, drop })
     }
 
     /// The context of an `FnMut` thunk, which a drop during one of its
@@ -147,10 +73,6 @@ impl Drop for Context {
             // SAFETY: `drop` matches the type `ptr` was made from; called
             // once.
             Kind::Boxed(drop) => unsafe { drop(self.ptr) },
-            // The owner moves an inline value out before its slot goes; one
-            // that did not (a bug) leaks it rather than touch a slot that
-            // may be another thunk's now.
-            Kind::Inline(_) => debug_assert!(false, "inline context dropped in place"),
         }
     }
 }

@@ -40,11 +40,11 @@ pub(crate) mod call;
 mod closure;
 mod codegen;
 mod context;
+mod handle;
 mod page;
 
 use std::fmt;
 use std::marker::PhantomData;
-use std::mem::ManuallyDrop;
 
 use lock_api::RawMutex;
 
@@ -52,13 +52,13 @@ use crate::abi::{FnPtr, ThunkSig};
 use crate::arch::Placement;
 use crate::error::Result;
 use crate::heap::Heap;
-use crate::heap::{DefaultLock, ExecSpan, ThunkGranule, TrampolineSlot};
+use crate::heap::{DefaultLock, RegionInfo, TrampolineSlot};
 use crate::strategy::{CodeStrategy, ThunkStrategy};
 use crate::trampoline;
 use call::{MutCtx, OnceCtx};
 pub use closure::{ThunkFn, ThunkFnMut, ThunkFnOnce};
-use codegen::FrameRecord;
 use context::Context;
+use handle::{Code, MovedOut, Slow};
 pub use page::{SealedThunkPage, ThunkPage};
 
 /// A closure behind a bare function pointer of type `F`
@@ -187,30 +187,14 @@ pub use page::{SealedThunkPage, ThunkPage};
 /// closure bounds above); not for a [`NoLock`](crate::NoLock) heap.
 pub struct Thunk<'a, F: ThunkSig, L: RawMutex = DefaultLock> {
     fn_ptr: F::Unsafe,
-    // Dropped first (by `Drop for Thunk`), so no new call can start; then
-    // the closure (moved out of its data slot first when it is inline, as
-    // the slot goes with the code).
-    code: ManuallyDrop<Code<'a, L>>,
-    ctx: Context,
-    // Only dropped: a generated frame-path thunk holds its address.
-    #[allow(dead_code)]
-    record: Option<Box<FrameRecord>>,
-    builds_frame: bool,
-    _closure: PhantomData<&'a ()>,
-}
-
-/// Where a thunk's code is.
-enum Code<'a, L: RawMutex> {
-    /// Generated into a heap region (dual-map or protect).
-    Generated(ExecSpan<'a, L>),
-    /// Generated into a ready granule of a thread cache (the global heap's
-    /// fast path), freed back to the cache.
-    Granule(ThunkGranule<'a, L>),
-    /// An entry of a static trampoline table, with its record.
-    Static(TrampolineSlot<'a, L>),
-    /// None: a zero-sized `Fn` closure's thunk is a compiled function of
-    /// exactly the signature (see [`Thunk::zero_sized`]).
-    Compiled(&'a Heap<L>),
+    /// The heap's address, with the thunk's kind in its low bits
+    /// (`handle.rs`).
+    heap: usize,
+    /// What the kind says (`handle.rs`).
+    extra: u64,
+    /// Borrows the heap (and so takes its auto traits) and whatever the
+    /// closure borrows.
+    _heap: PhantomData<&'a Heap<L>>,
 }
 
 #[cfg(feature = "default-heap")]
@@ -280,12 +264,11 @@ impl<'a, F: ThunkSig, L: RawMutex> Thunk<'a, F, L> {
 
     /// The heap the thunk's code lives in.
     pub fn heap(&self) -> &'a Heap<L> {
-        match &*self.code {
-            Code::Generated(span) => span.heap(),
-            Code::Granule(granule) => granule.heap(),
-            Code::Static(slot) => slot.heap(),
-            Code::Compiled(heap) => heap,
-        }
+        let heap = std::ptr::with_exposed_provenance::<Heap<L>>(self.heap & !handle::TAGS);
+        // SAFETY: the word is the (exposed) address of the heap the thunk
+        // borrows for `'a` (`from_parts`), with tag bits below its
+        // alignment.
+        unsafe { &*heap }
     }
 
     /// The thunk's machine code, read back from executable memory: the
@@ -294,35 +277,130 @@ impl<'a, F: ThunkSig, L: RawMutex> Thunk<'a, F, L> {
     /// zero-sized `Fn` closure, which is a compiled function (see
     /// "Closures that capture nothing" on [`Thunk`]).
     pub fn code(&self) -> &[u8] {
-        match &*self.code {
-            Code::Generated(span) => span.as_slice(),
-            Code::Granule(granule) => granule.as_slice(),
+        let at = self.fn_ptr.addr() as *const u8;
+        match self.kind() {
+            handle::COMPILED => &[],
+            // SAFETY: the code is `len` bytes of its region's read+exec (so
+            // readable) view, which stays mapped while the granule, and so
+            // `self`, lives.
+            handle::GRANULE => unsafe {
+                std::slice::from_raw_parts(at, (self.extra & handle::LEN_BITS) as usize)
+            },
             // SAFETY: the entry is `ENTRY_SIZE` bytes of the table's
             // read+exec (so readable) mapping, which stays mapped while the
             // slot, and so `self`, lives.
-            Code::Static(slot) => unsafe {
-                std::slice::from_raw_parts(slot.entry() as *const u8, trampoline::ENTRY_SIZE)
+            handle::STATIC => unsafe { std::slice::from_raw_parts(at, trampoline::ENTRY_SIZE) },
+            _ => match &self.slow().code {
+                Code::Generated(span) => span.as_slice(),
+                // SAFETY: as for `STATIC`.
+                Code::Static(_) => unsafe {
+                    std::slice::from_raw_parts(at, trampoline::ENTRY_SIZE)
+                },
+                Code::Compiled => &[],
             },
-            Code::Compiled(_) => &[],
         }
     }
 
     /// Whether a call builds a new frame (the context did not fit an
     /// argument register) instead of jumping straight to the closure.
     pub fn builds_frame(&self) -> bool {
-        self.builds_frame
+        match self.kind() {
+            handle::COMPILED | handle::GRANULE => false,
+            handle::STATIC => matches!(
+                const { crate::arch::placement(F::CONV, F::CLASSES) },
+                Some(Placement::Stack(_))
+            ),
+            _ => self.slow().builds_frame,
+        }
+    }
+
+    fn kind(&self) -> usize {
+        self.heap & handle::KIND
+    }
+
+    /// The rest of a `SLOW` thunk.
+    fn slow(&self) -> &Slow<'a, L> {
+        debug_assert_eq!(self.kind(), handle::SLOW);
+        // SAFETY: for a `SLOW` thunk the word is its `Slow` box, which it
+        // owns until dropped.
+        unsafe { &*std::ptr::with_exposed_provenance::<Slow<'a, L>>(self.extra as usize) }
+    }
+
+    /// The thunk at `fn_ptr` on `heap`, of the kind (and inline tag) `tag`,
+    /// with `extra` (`handle.rs`).
+    ///
+    /// # Safety
+    /// `fn_ptr` is a thunk of `F`'s signature made on `heap` as `tag` and
+    /// `extra` say, which the result owns from now on.
+    #[inline(always)]
+    unsafe fn from_parts(fn_ptr: F::Unsafe, heap: &'a Heap<L>, tag: usize, extra: u64) -> Self {
+        const { assert!(align_of::<Heap<L>>() > handle::TAGS) };
+        Thunk {
+            fn_ptr,
+            heap: std::ptr::from_ref(heap).expose_provenance() | tag,
+            extra,
+            _heap: PhantomData,
+        }
+    }
+
+    /// A `SLOW` thunk at `fn_ptr` owning `slow`.
+    ///
+    /// # Safety
+    /// As [`from_parts`](Self::from_parts), for the code in `slow`.
+    unsafe fn from_slow(fn_ptr: F::Unsafe, heap: &'a Heap<L>, slow: Slow<'a, L>) -> Self {
+        let slow = Box::into_raw(Box::new(slow)).expose_provenance();
+        // SAFETY: the caller's contract; the thunk owns the box.
+        unsafe { Self::from_parts(fn_ptr, heap, handle::SLOW, slow as u64) }
     }
 }
 
 impl<F: ThunkSig, L: RawMutex> Drop for Thunk<'_, F, L> {
     fn drop(&mut self) {
-        // An inline closure leaves its data slot before the slot goes with
-        // the code; it is dropped after the code is freed, like any other.
-        let moved = self.ctx.move_out_inline();
-        // SAFETY: `code` is dropped here, once, and not used again.
-        unsafe { ManuallyDrop::drop(&mut self.code) };
-        drop(moved);
-        // `ctx` (a boxed closure) and `record` drop now, with the fields.
+        let heap = self.heap();
+        let addr = self.fn_ptr.addr() as usize;
+        let inline_drop = self.heap & handle::INLINE_DROP != 0;
+        match self.kind() {
+            handle::COMPILED => {}
+            handle::GRANULE => {
+                // SAFETY: a `GRANULE` thunk's word is its region's info
+                // (aligned to 64) with the code's length in the low bits;
+                // the region outlives the granule, which the thunk holds.
+                let info = unsafe {
+                    &*std::ptr::with_exposed_provenance::<RegionInfo>(
+                        (self.extra & !handle::LEN_BITS) as usize,
+                    )
+                };
+                // The closure leaves its data slot before the slot goes
+                // with the code; it is dropped after the code is freed.
+                let moved = inline_drop.then(|| {
+                    // SAFETY: an `INLINE_DROP` closure is in the slot,
+                    // moved out once, here.
+                    unsafe { MovedOut::take(info.granule(addr).data) }
+                });
+                // SAFETY: the thunk's granule, freed once; the thunk is
+                // being dropped, so no new call can reach it through it.
+                unsafe { heap.free_thunk_granule(addr, info) };
+                drop(moved);
+            }
+            handle::STATIC => {
+                // SAFETY: a `STATIC` thunk's word is its slot, packed, and
+                // its entry is at `addr`; taken back once, here.
+                let slot = unsafe { TrampolineSlot::from_packed(heap, addr, self.extra) };
+                let moved = inline_drop.then(|| {
+                    // SAFETY: as for `GRANULE`.
+                    unsafe { MovedOut::take(slot.data_slot()) }
+                });
+                drop(slot);
+                drop(moved);
+            }
+            _ => {
+                let slow =
+                    std::ptr::with_exposed_provenance_mut::<Slow<'_, L>>(self.extra as usize);
+                // SAFETY: a `SLOW` thunk owns its box (its word is the box's
+                // exposed address), freed once, here.
+                drop(unsafe { Box::from_raw(slow) });
+            }
+        }
     }
 }
 
@@ -364,18 +442,17 @@ impl<L: RawMutex> Heap<L> {
         if std::mem::size_of::<C>() == 0 {
             return Ok(Thunk::zero_sized(self, closure));
         }
-        let small = crate::data_slot::fits::<C>();
         let registers = matches!(
             const { crate::arch::placement(F::CONV, F::CLASSES) },
             Some(Placement::Register(_))
         );
-        if small {
+        if let Some(tag) = const { handle::inline_tag::<C>() } {
             match self.thunk_strategy() {
                 ThunkStrategy::StaticTrampolines => {
-                    return Thunk::build_static_inline(self, closure);
+                    return Thunk::build_static_inline(self, closure, tag);
                 }
                 ThunkStrategy::Generated(CodeStrategy::DualMap) if registers => {
-                    return Thunk::build_inline(self, closure);
+                    return Thunk::build_inline(self, closure, tag);
                 }
                 _ => {}
             }

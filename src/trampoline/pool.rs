@@ -50,7 +50,31 @@ impl SlotRef {
     pub(crate) fn entry(&self) -> usize {
         self.entry
     }
+
+    /// The slot and `tag` (a byte the caller keeps with it) in one word,
+    /// without the entry's address.
+    pub(crate) fn pack(&self, tag: u8) -> u64 {
+        u64::from(self.table) | u64::from(self.index) << 32 | u64::from(tag) << 56
+    }
+
+    /// The slot [`pack`](Self::pack)ed into `packed`, whose entry is at
+    /// `entry`, and its tag.
+    pub(crate) fn unpack(packed: u64, entry: usize) -> (SlotRef, u8) {
+        let slot = SlotRef {
+            table: packed as u32,
+            index: (packed >> 32) as u32 & 0xff_ffff,
+            entry,
+        };
+        (slot, (packed >> 56) as u8)
+    }
+
+    /// The slot's data slot (`Table::data_slot`), from its entry's address.
+    pub(crate) fn data_slot(&self) -> NonNull<u8> {
+        super::table::data_slot_of(self.entry, self.index as usize)
+    }
 }
+
+const _: () = assert!(ENTRIES < 1 << 24);
 
 impl TablePool {
     /// Tables currently mapped.

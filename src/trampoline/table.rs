@@ -29,6 +29,13 @@ pub(crate) struct Table {
 
 /// Where the data slots start, from the table's base.
 const DATA_AT: usize = 2 * TABLE_SIZE;
+
+/// The data slot of entry `index`, whose address is `entry` ([`Table::data_slot`] without the table).
+pub(crate) fn data_slot_of(entry: usize, index: usize) -> NonNull<u8> {
+    let base = entry - index * ENTRY_SIZE;
+    let slot = base + DATA_AT + index * DATA_SLOT;
+    NonNull::new(slot as *mut u8).expect("inside a live table's mapping")
+}
 const _: () = assert!(ENTRIES * DATA_SLOT <= TABLE_SIZE);
 
 impl Table {

@@ -65,6 +65,11 @@ impl DataSlots {
         Some(self.map.at(offset))
     }
 
+    /// The first slot's address.
+    pub(super) fn base(&self) -> NonNull<u8> {
+        self.map.ptr()
+    }
+
     /// Bytes of address space.
     pub(super) fn len(&self) -> usize {
         self.map.len()

@@ -8,6 +8,7 @@
 //! fork model in `fork.rs`).
 
 mod data;
+mod info;
 mod pages;
 mod unshare;
 
@@ -20,6 +21,7 @@ use crate::error::{Error, Result};
 use crate::strategy::CodeStrategy;
 use crate::sys::{self, CodeFile, Mapping, Prot};
 use data::DataSlots;
+pub(crate) use info::{GranuleAt, RegionInfo};
 
 /// The mappings of a region.
 #[derive(Debug)]
@@ -68,17 +70,22 @@ pub(crate) struct Region {
     /// Data slots for small closures (dual-mapped regions of thunk-sized
     /// granules only).
     data: Option<DataSlots>,
+    /// What thunk handles need without the lock (regions with data slots
+    /// only), boxed so that its address stays put.
+    info: Option<Box<RegionInfo>>,
 }
 
 impl Region {
     /// Reserves a region of `size` bytes (a multiple of the page size) for
     /// `strategy`, with allocation granules of `1 << granule_shift` bytes.
+    /// `index` and `shard` say where the heap keeps it.
     pub(crate) fn new(
         size: usize,
         strategy: CodeStrategy,
         strict: bool,
         granule_shift: u32,
         stamp: Stamp,
+        (index, shard): (u32, u8),
     ) -> Result<Region> {
         let page = sys::page_size();
         debug_assert!(size % page == 0 && size > 0);
@@ -107,6 +114,17 @@ impl Region {
         };
         let granules = size >> granule_shift;
         let data = DataSlots::new(data::bytes_for(size, strategy, granule_shift))?;
+        let info = match (&backing, &data) {
+            (Backing::DualMap { rx, rw, .. }, Some(data)) => Some(Box::new(RegionInfo::new(
+                rx.ptr().as_ptr() as usize,
+                data.base().as_ptr() as usize,
+                index,
+                shard,
+                rw.as_ref().map(Mapping::ptr),
+                stamp,
+            ))),
+            _ => None,
+        };
         Ok(Region {
             size,
             granule_shift,
@@ -119,7 +137,15 @@ impl Region {
             cursor: 0,
             stamp,
             data,
+            info,
         })
+    }
+
+    /// The region's lock-free side, for thunk handles (regions with data
+    /// slots only).
+    #[inline]
+    pub(crate) fn info(&self) -> Option<&RegionInfo> {
+        self.info.as_deref()
     }
 
     /// The data slot paired with granule `start`, marked as using memory;

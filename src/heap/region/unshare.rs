@@ -80,6 +80,9 @@ impl Region {
         }
         *file = new;
         self.stamp = stamp;
+        if let Some(info) = &self.info {
+            info.publish(rw.as_ref().map(crate::sys::Mapping::ptr), stamp);
+        }
         Ok(())
     }
 }

@@ -1,0 +1,138 @@
+//! What a [`Thunk`](super::Thunk) owns, in the two words after its function
+//! pointer: the heap's address with the thunk's *kind* in its low bits, and
+//! one word whose meaning the kind gives.
+//!
+//! | kind | the closure | the other word |
+//! | --- | --- | --- |
+//! | `COMPILED` | zero-sized, needs no drop: nowhere | 0 |
+//! | `GRANULE` | inline in the data slot of a one-granule thunk | its region's [`RegionInfo`] (aligned to 64) or'ed with the code's length |
+//! | `STATIC` | inline in the data slot of a trampoline table entry | the slot, packed |
+//! | `SLOW` | boxed, or anything else | a [`Slow`] box holding the rest |
+//!
+//! An inline closure that needs no drop is bytes in its slot that go with
+//! the slot. One that needs a drop is inline only when it is at most a
+//! word: the slot's second word holds its drop function (`INLINE_DROP`),
+//! and the thunk moves it out of the slot before the slot goes, then drops
+//! it. Larger ones are boxed (a `SLOW` thunk).
+
+use std::mem::MaybeUninit;
+use std::ptr::NonNull;
+
+use lock_api::RawMutex;
+
+use super::codegen::FrameRecord;
+use super::context::Context;
+use crate::data_slot;
+use crate::heap::{ExecSpan, TrampolineSlot};
+
+/// Kinds, in the two low bits of the heap word.
+pub(super) const SLOW: usize = 0;
+pub(super) const COMPILED: usize = 1;
+pub(super) const GRANULE: usize = 2;
+pub(super) const STATIC: usize = 3;
+pub(super) const KIND: usize = 3;
+/// With `GRANULE` and `STATIC`: the inline closure needs a drop, and its
+/// drop function is the data slot's second word.
+pub(super) const INLINE_DROP: usize = 4;
+/// Every tag bit of the heap word (a heap is aligned to at least 8).
+pub(super) const TAGS: usize = 7;
+/// The code-length bits of a `GRANULE` thunk's other word.
+pub(super) const LEN_BITS: u64 = 63;
+
+/// The rest of a thunk of kind `SLOW`, boxed. Dropped in field order: the
+/// code first (so no new call can start), then the closure, then the
+/// record the code read.
+pub(super) struct Slow<'a, L: RawMutex> {
+    pub(super) code: Code<'a, L>,
+    /// Only dropped: the code passes its address.
+    #[allow(dead_code)]
+    pub(super) ctx: Context,
+    /// Only dropped: a generated frame-path thunk holds its address.
+    #[allow(dead_code)]
+    pub(super) record: Option<Box<FrameRecord>>,
+    pub(super) builds_frame: bool,
+}
+
+/// Where a `SLOW` thunk's code is.
+pub(super) enum Code<'a, L: RawMutex> {
+    /// Generated into a heap region (dual-map or protect).
+    Generated(ExecSpan<'a, L>),
+    /// An entry of a static trampoline table, with its record (only
+    /// dropped: the thunk's pointer is its entry).
+    Static(#[allow(dead_code)] TrampolineSlot<'a, L>),
+    /// None: a zero-sized closure that needs a drop, called through a
+    /// compiled function.
+    Compiled,
+}
+
+/// The inline tag for a closure of type `C` (0, or `INLINE_DROP`), or
+/// `None` when it cannot live in a data slot (it is boxed then).
+pub(super) const fn inline_tag<C>() -> Option<usize> {
+    if !data_slot::fits::<C>() {
+        None
+    } else if !std::mem::needs_drop::<C>() {
+        Some(0)
+    } else if size_of::<C>() <= size_of::<usize>() && align_of::<C>() <= align_of::<usize>() {
+        Some(INLINE_DROP)
+    } else {
+        None
+    }
+}
+
+/// Writes `closure` into the data slot `slot` (and, when its tag is
+/// `INLINE_DROP`, its drop function after it).
+///
+/// # Safety
+/// `slot` is a data slot (`DATA_SLOT` bytes aligned to `DATA_SLOT`) that
+/// only the caller uses, and [`inline_tag::<C>`] is `Some`.
+pub(super) unsafe fn write_inline<C>(slot: NonNull<u8>, closure: C) {
+    unsafe fn drop_word<C>(word: *mut u8) {
+        // SAFETY: `word` holds a `C` moved out of its slot, dropped once.
+        unsafe { std::ptr::drop_in_place(word.cast::<C>()) }
+    }
+    // SAFETY: the slot fits `C` (the caller checked `inline_tag`), and is
+    // the caller's.
+    unsafe { slot.cast::<C>().as_ptr().write(closure) };
+    if inline_tag::<C>() == Some(INLINE_DROP) {
+        // SAFETY: a `C` that needs a drop is at most a word here, so the
+        // slot's second word is free; it is aligned to a word.
+        unsafe {
+            slot.cast::<unsafe fn(*mut u8)>()
+                .add(1)
+                .write(drop_word::<C> as unsafe fn(*mut u8));
+        }
+    }
+}
+
+/// An inline closure moved out of its data slot, dropped with this.
+pub(super) struct MovedOut {
+    word: MaybeUninit<usize>,
+    drop: unsafe fn(*mut u8),
+}
+
+impl MovedOut {
+    /// Moves the closure out of `slot`, written by [`write_inline`] with
+    /// the tag `INLINE_DROP`.
+    ///
+    /// # Safety
+    /// `slot` holds such a closure, not moved out before; it is not read
+    /// again.
+    pub(super) unsafe fn take(slot: NonNull<u8>) -> MovedOut {
+        // SAFETY: the caller's contract: the first word is the closure
+        // (at most a word, bitwise moved here), the second its drop.
+        unsafe {
+            MovedOut {
+                word: slot.cast::<MaybeUninit<usize>>().read(),
+                drop: slot.cast::<unsafe fn(*mut u8)>().add(1).read(),
+            }
+        }
+    }
+}
+
+impl Drop for MovedOut {
+    fn drop(&mut self) {
+        // SAFETY: `word` holds the closure moved out of its slot, of the
+        // type `drop` was made for; dropped once.
+        unsafe { (self.drop)(self.word.as_mut_ptr().cast()) }
+    }
+}
