@@ -6,18 +6,21 @@
 //!   lock, or a trampoline table entry);
 //! - anything else: a boxed context, and generated code or a trampoline.
 
+use std::mem::MaybeUninit;
+use std::ptr::NonNull;
+
 use lock_api::RawMutex;
 
 use super::Thunk;
 use super::closure::ThunkFn;
-use super::codegen::{frame_record, generated_code, placement_of};
+use super::codegen::{FrameRecord, frame_record, generated_code, placement_of};
 use super::context::Context;
-use super::handle::{self, Code, Slow, write_inline};
+use super::handle::{self, Code, Slow, WithClosure, free_with_closure, write_inline};
 use crate::abi::{FnPtr, ThunkSig};
 use crate::arch::{self, Placement};
 use crate::error::Result;
 use crate::heap::Heap;
-use crate::strategy::ThunkStrategy;
+use crate::strategy::{CodeStrategy, ThunkStrategy};
 use crate::trampoline;
 
 impl<'a, F: ThunkSig, L: RawMutex> Thunk<'a, F, L> {
@@ -41,12 +44,7 @@ impl<'a, F: ThunkSig, L: RawMutex> Thunk<'a, F, L> {
             // SAFETY: a compiled function needs nothing of the heap.
             return unsafe { Self::from_parts(fn_ptr, heap, handle::COMPILED, 0) };
         }
-        let slow = Slow {
-            code: Code::Compiled,
-            ctx: Context::boxed(closure),
-            record: None,
-            builds_frame: false,
-        };
+        let slow = Slow::boxed(Code::Compiled, Context::boxed(closure), None, false);
         // SAFETY: as above; the box keeps the closure for its drop.
         unsafe { Self::from_slow(fn_ptr, heap, slow) }
     }
@@ -72,7 +70,7 @@ impl<'a, F: ThunkSig, L: RawMutex> Thunk<'a, F, L> {
         let Some(granule) = granule else {
             // No data slots on this heap after all (not expected of a
             // dual-mapped one): box the closure.
-            return Thunk::build(heap, Context::boxed(closure), entry);
+            return Thunk::build_boxed(heap, closure);
         };
         // SAFETY: the granule's data slot, which `C` fits (`tag` is its
         // inline tag); only this thunk uses it, and no call can reach it
@@ -144,12 +142,7 @@ impl<'a, F: ThunkSig, L: RawMutex> Thunk<'a, F, L> {
             // adapter for `F`'s placement, the context and `entry`, which
             // takes `F`'s arguments plus the context; it is not null.
             let fn_ptr = unsafe { <F::Unsafe as FnPtr>::from_addr(slot.entry() as *const ()) };
-            let slow = Slow {
-                code: Code::Static(slot),
-                ctx,
-                record: None,
-                builds_frame,
-            };
+            let slow = Slow::boxed(Code::Static(slot), ctx, None, builds_frame);
             // SAFETY: the thunk owns the slot and the context, in `slow`.
             return Ok(unsafe { Self::from_slow(fn_ptr, heap, slow) });
         }
@@ -161,14 +154,84 @@ impl<'a, F: ThunkSig, L: RawMutex> Thunk<'a, F, L> {
         // context is placed per `F::CONV` and `F::CLASSES`, and `entry`
         // takes `F`'s arguments plus the context); it is not null.
         let fn_ptr = unsafe { <F::Unsafe as FnPtr>::from_addr(code.as_ptr().cast()) };
-        let slow = Slow {
-            code: Code::Generated(code),
-            ctx,
-            record,
-            builds_frame,
-        };
+        let slow = Slow::boxed(Code::Generated(code), ctx, record, builds_frame);
         // SAFETY: the thunk owns the code, the context and the record, in
         // `slow`.
+        Ok(unsafe { Self::from_slow(fn_ptr, heap, slow) })
+    }
+
+    /// Generated code passing `ctx_addr` to `entry`, in a span of `heap`,
+    /// with the record a frame-path thunk reads.
+    #[allow(clippy::type_complexity)]
+    fn generated(
+        heap: &'a Heap<L>,
+        placement: Placement,
+        ctx_addr: usize,
+        entry: *const (),
+    ) -> Result<(*const (), Code<'a, L>, Option<Box<FrameRecord>>)> {
+        let record = frame_record(placement, ctx_addr, entry);
+        let code = heap.exec_code_at(arch::THUNK_CODE_MAX, |at| {
+            generated_code::<F>(placement, ctx_addr, entry, record.as_deref(), at)
+        })?;
+        Ok((code.as_ptr().cast(), Code::Generated(code), record))
+    }
+
+    /// A `SLOW` thunk of an `Fn` closure that does not fit a data slot: the
+    /// closure and the rest of the thunk in one allocation.
+    pub(super) fn build_boxed<C: ThunkFn<F> + Send + Sync + 'a>(
+        heap: &'a Heap<L>,
+        closure: C,
+    ) -> Result<Self> {
+        let placement = placement_of::<F>()?;
+        let entry = C::entry();
+        let mut both = Box::new(WithClosure {
+            slow: MaybeUninit::<Slow<'a, L>>::uninit(),
+            closure,
+        });
+        let ctx_addr = std::ptr::from_ref(&both.closure) as usize;
+        let builds_frame = matches!(placement, Placement::Stack(_));
+        // On error `both` drops the closure (its `Slow` was never written).
+        let (fn_ptr, code, record) = if heap.thunk_strategy() == ThunkStrategy::StaticTrampolines {
+            let (slot, _) = heap.trampoline(
+                |_| trampoline::record(F::CONV, placement, ctx_addr, entry as usize),
+                false,
+            )?;
+            (slot.entry() as *const (), Code::Static(slot), None)
+        } else if let (Placement::Register(_), Some(CodeStrategy::DualMap)) =
+            (placement, heap.code_strategy())
+        {
+            let granule = heap
+                .thunk_granule(|at, _| generated_code::<F>(placement, ctx_addr, entry, None, at))?;
+            match granule {
+                Some(g) => {
+                    let code = Code::Granule {
+                        heap,
+                        addr: g.addr,
+                        info: g.info,
+                        len: g.len,
+                    };
+                    (g.addr as *const (), code, None)
+                }
+                None => Self::generated(heap, placement, ctx_addr, entry)?,
+            }
+        } else {
+            Self::generated(heap, placement, ctx_addr, entry)?
+        };
+        both.slow.write(Slow {
+            code,
+            // The closure is freed with the box, after the code.
+            ctx: Context::trivial(NonNull::from(&both.closure).cast()),
+            record,
+            builds_frame,
+            free: free_with_closure::<L, C>,
+        });
+        let slow = Box::into_raw(both).cast::<Slow<'a, L>>();
+        // SAFETY: the code (generated, or a trampoline whose record holds
+        // the adapter for `F`'s placement) passes the boxed closure to
+        // `entry`, which takes `F`'s arguments plus the context; not null.
+        let fn_ptr = unsafe { <F::Unsafe as FnPtr>::from_addr(fn_ptr) };
+        // SAFETY: the thunk owns the box: its `Slow` (written above) and
+        // the closure; `free_with_closure` frees it whole.
         Ok(unsafe { Self::from_slow(fn_ptr, heap, slow) })
     }
 }

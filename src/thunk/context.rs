@@ -16,7 +16,8 @@ pub(super) struct Context {
 #[derive(Clone, Copy)]
 enum Kind {
     /// Nothing to do when dropped: a zero-sized value that needs no drop
-    /// (which a zero-sized `Box` holds without allocating).
+    /// (which a zero-sized `Box` holds without allocating), or one freed
+    /// with the box that holds the thunk (`handle::WithClosure`).
     Trivial,
     /// In a `Box`; this frees it.
     Boxed(unsafe fn(NonNull<()>)),
@@ -46,6 +47,15 @@ impl Context {
             } else {
                 Kind::Boxed(drop_box::<T>)
             },
+        }
+    }
+
+    /// The context of a value someone else frees (after the code that
+    /// passes it): nothing to do when dropped.
+    pub(super) fn trivial(ptr: NonNull<()>) -> Self {
+        Context {
+            ptr,
+            kind: Kind::Trivial,
         }
     }
 

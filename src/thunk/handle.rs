@@ -23,7 +23,7 @@ use lock_api::RawMutex;
 use super::codegen::FrameRecord;
 use super::context::Context;
 use crate::data_slot;
-use crate::heap::{ExecSpan, TrampolineSlot};
+use crate::heap::{ExecSpan, Heap, RegionInfo, TrampolineSlot};
 
 /// Kinds, in the two low bits of the heap word.
 pub(super) const SLOW: usize = 0;
@@ -39,9 +39,10 @@ pub(super) const TAGS: usize = 7;
 /// The code-length bits of a `GRANULE` thunk's other word.
 pub(super) const LEN_BITS: u64 = 63;
 
-/// The rest of a thunk of kind `SLOW`, boxed. Dropped in field order: the
-/// code first (so no new call can start), then the closure, then the
-/// record the code read.
+/// The rest of a thunk of kind `SLOW`, boxed alone or at the start of a
+/// [`WithClosure`]. Dropped in field order: the code first (so no new call
+/// can start), then the context, then the record the code read (and then,
+/// in a `WithClosure`, the closure).
 pub(super) struct Slow<'a, L: RawMutex> {
     pub(super) code: Code<'a, L>,
     /// Only dropped: the code passes its address.
@@ -51,12 +52,79 @@ pub(super) struct Slow<'a, L: RawMutex> {
     #[allow(dead_code)]
     pub(super) record: Option<Box<FrameRecord>>,
     pub(super) builds_frame: bool,
+    /// Frees the box this `Slow` starts.
+    pub(super) free: unsafe fn(*mut Slow<'a, L>),
+}
+
+impl<'a, L: RawMutex> Slow<'a, L> {
+    /// A `Slow` boxed alone, for [`Thunk::from_slow`](super::Thunk).
+    pub(super) fn boxed(
+        code: Code<'a, L>,
+        ctx: Context,
+        record: Option<Box<FrameRecord>>,
+        builds_frame: bool,
+    ) -> *mut Slow<'a, L> {
+        unsafe fn free<L: RawMutex>(slow: *mut Slow<'_, L>) {
+            // SAFETY: made by `Box::into_raw` in `boxed`, freed once.
+            drop(unsafe { Box::from_raw(slow) });
+        }
+        Box::into_raw(Box::new(Slow {
+            code,
+            ctx,
+            record,
+            builds_frame,
+            free: free::<L>,
+        }))
+    }
+}
+
+impl<L: RawMutex> Drop for Code<'_, L> {
+    fn drop(&mut self) {
+        if let Code::Granule {
+            heap, addr, info, ..
+        } = *self
+        {
+            // SAFETY: the thunk's granule (from `thunk_granule` of `heap`),
+            // freed once, here; the thunk is being dropped, so no new call
+            // reaches it.
+            unsafe { heap.free_thunk_granule(addr, info) };
+        }
+    }
+}
+
+/// A `Slow` and the boxed closure it calls, in one allocation: the
+/// closure's address is known before the code that passes it is made, so
+/// the `Slow` part is written after.
+#[repr(C)]
+pub(super) struct WithClosure<S, C> {
+    pub(super) slow: S,
+    pub(super) closure: C,
+}
+
+/// Frees a `WithClosure<Slow, C>` from the pointer to its `Slow` (its
+/// first field; `repr(C)`).
+///
+/// # Safety
+/// `slow` came from `Box::into_raw` of a `WithClosure<MaybeUninit<Slow>, C>`
+/// whose `slow` was then written; freed once.
+pub(super) unsafe fn free_with_closure<L: RawMutex, C>(slow: *mut Slow<'_, L>) {
+    // SAFETY: the caller's contract; `MaybeUninit<Slow>` has `Slow`'s
+    // layout, so the allocation is a `WithClosure<Slow, C>`, whole.
+    drop(unsafe { Box::from_raw(slow.cast::<WithClosure<Slow<'_, L>, C>>()) });
 }
 
 /// Where a `SLOW` thunk's code is.
 pub(super) enum Code<'a, L: RawMutex> {
     /// Generated into a heap region (dual-map or protect).
     Generated(ExecSpan<'a, L>),
+    /// Generated into a one-granule thunk of a dual-mapped heap (its data
+    /// slot unused), freed the way `GRANULE` thunks are.
+    Granule {
+        heap: &'a Heap<L>,
+        addr: usize,
+        info: &'a RegionInfo,
+        len: usize,
+    },
     /// An entry of a static trampoline table, with its record (only
     /// dropped: the thunk's pointer is its entry).
     Static(#[allow(dead_code)] TrampolineSlot<'a, L>),

@@ -292,6 +292,8 @@ impl<'a, F: ThunkSig, L: RawMutex> Thunk<'a, F, L> {
             handle::STATIC => unsafe { std::slice::from_raw_parts(at, trampoline::ENTRY_SIZE) },
             _ => match &self.slow().code {
                 Code::Generated(span) => span.as_slice(),
+                // SAFETY: as for `GRANULE`.
+                Code::Granule { len, .. } => unsafe { std::slice::from_raw_parts(at, *len) },
                 // SAFETY: as for `STATIC`.
                 Code::Static(_) => unsafe {
                     std::slice::from_raw_parts(at, trampoline::ENTRY_SIZE)
@@ -343,12 +345,14 @@ impl<'a, F: ThunkSig, L: RawMutex> Thunk<'a, F, L> {
         }
     }
 
-    /// A `SLOW` thunk at `fn_ptr` owning `slow`.
+    /// A `SLOW` thunk at `fn_ptr` owning the box `slow` (freed by its
+    /// `free`).
     ///
     /// # Safety
-    /// As [`from_parts`](Self::from_parts), for the code in `slow`.
-    unsafe fn from_slow(fn_ptr: F::Unsafe, heap: &'a Heap<L>, slow: Slow<'a, L>) -> Self {
-        let slow = Box::into_raw(Box::new(slow)).expose_provenance();
+    /// As [`from_parts`](Self::from_parts), for the code in `slow`, a box
+    /// the thunk owns from now on.
+    unsafe fn from_slow(fn_ptr: F::Unsafe, heap: &'a Heap<L>, slow: *mut Slow<'a, L>) -> Self {
+        let slow = slow.expose_provenance();
         // SAFETY: the caller's contract; the thunk owns the box.
         unsafe { Self::from_parts(fn_ptr, heap, handle::SLOW, slow as u64) }
     }
@@ -397,8 +401,9 @@ impl<F: ThunkSig, L: RawMutex> Drop for Thunk<'_, F, L> {
                 let slow =
                     std::ptr::with_exposed_provenance_mut::<Slow<'_, L>>(self.extra as usize);
                 // SAFETY: a `SLOW` thunk owns its box (its word is the box's
-                // exposed address), freed once, here.
-                drop(unsafe { Box::from_raw(slow) });
+                // exposed address), freed once, here, by its own `free`
+                // (which knows the box's type).
+                unsafe { ((*slow).free)(slow) };
             }
         }
     }
@@ -457,7 +462,7 @@ impl<L: RawMutex> Heap<L> {
                 _ => {}
             }
         }
-        Thunk::build(self, Context::boxed(closure), C::entry())
+        Thunk::build_boxed(self, closure)
     }
 
     /// A thunk for an `FnMut` closure, with its code in this heap.
