@@ -6,7 +6,7 @@ use lock_api::RawMutex;
 
 use super::Heap;
 use super::fork::Stamp;
-use super::ready::{MAGAZINE_DEPTH, Magazine, Ready};
+use super::ready::{MAGAZINE_DEPTH, Magazines, Ready};
 use super::region::{DUAL_GRANULE_SHIFT, GranuleAt, Region};
 use super::span::ExecSpan;
 use crate::error::{Error, Result};
@@ -50,9 +50,10 @@ pub(super) struct State {
     pub(super) bytes_in_use: usize,
     /// Static trampoline tables (thunks of a static-trampoline heap).
     pub(super) tables: TablePool,
-    /// Ready thunk granules of a heap without thread caches (`fast.rs`):
-    /// taken and freed under this lock, without looking anything up.
-    pub(super) ready: Magazine,
+    /// Ready thunk granules and trampoline slots of a heap without thread
+    /// caches (`fast.rs`, `trampoline_slot.rs`): taken and freed under this
+    /// lock, without looking anything up.
+    pub(super) ready: Magazines,
 }
 
 /// What an allocation asks for, under the shard's lock.
@@ -121,7 +122,7 @@ impl State {
             live: 0,
             bytes_in_use: 0,
             tables: TablePool::default(),
-            ready: Magazine::new(),
+            ready: Magazines::new(),
         }
     }
 }
@@ -133,8 +134,9 @@ impl<L: RawMutex> Heap<L> {
     pub fn compact(&self) -> usize {
         // Thread caches first, so their granules are free when the shards
         // are compacted.
-        if let Some(taken) = self.caches.and_then(|caches| caches.drain()) {
-            self.give_back_ready(&mut taken.into_iter());
+        if let Some((granules, slots)) = self.caches.and_then(|caches| caches.drain()) {
+            self.give_back_ready(&mut granules.into_iter());
+            self.give_back_slots(&mut slots.into_iter());
         }
         // One shard at a time (never two locks at once).
         self.shards
@@ -148,9 +150,13 @@ impl<L: RawMutex> Heap<L> {
     fn compact_shard(&self, state: &mut State) -> usize {
         // Taken under the lock: a fork cannot slip in between (see fork.rs).
         let stamp = Stamp::now();
-        let ready: Vec<Ready> = state.ready.take(MAGAZINE_DEPTH).collect();
+        let ready: Vec<Ready> = state.ready.granules.take(MAGAZINE_DEPTH).collect();
         for r in ready {
             self.free_locked(state, &r.alloc(), stamp);
+        }
+        let slots: Vec<_> = state.ready.slots.take(MAGAZINE_DEPTH).collect();
+        for slot in slots {
+            self.release_slot_locked(state, slot);
         }
         for class in &mut state.cache {
             for alloc in class.drain(..) {

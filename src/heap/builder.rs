@@ -219,8 +219,11 @@ impl HeapBuilder {
         let mut heap = self.build_any::<L>(super::shard::shard_count())?;
         // Registered before the shards: the fork handlers stop the caches
         // first (`thread_cache.rs`).
-        let cacheable =
-            heap.config.mode == Mode::Generated(CodeStrategy::DualMap) && !heap.config.strict;
+        // Ready granules need writable views; ready slots need nothing.
+        let cacheable = match heap.config.mode {
+            Mode::Generated(code) => code == CodeStrategy::DualMap && !heap.config.strict,
+            Mode::StaticTrampolines { .. } => true,
+        };
         heap.caches = give_back.filter(|_| cacheable).and_then(ThreadCaches::new);
         for shard in heap.shards.iter_mut() {
             let target: *const () = std::ptr::from_ref::<Locked<L>>(shard).cast();

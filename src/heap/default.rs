@@ -14,7 +14,7 @@ mod enabled {
     use once_cell::race::OnceBox;
 
     use crate::error::{Error, Result};
-    use crate::heap::ready::Ready;
+    use crate::heap::ready::Magazines;
     use crate::heap::{Heap, HeapBuilder, NoLock};
     use crate::policy::strategy_setting;
     use crate::sys;
@@ -96,11 +96,11 @@ mod enabled {
     }
 
     /// A per-thread heap and what its release at thread exit needs to know.
-    /// Frees granules of an ending thread's cache into the global heap
-    /// (the only heap with thread caches; it exists once a cache does).
-    fn give_back_to_global(granules: &mut dyn Iterator<Item = Ready>) {
+    /// Frees what an ending thread's cache holds into the global heap (the
+    /// only heap with thread caches; it exists once a cache does).
+    fn give_back_to_global(magazines: &mut Magazines) {
         if let Some(heap) = GLOBAL.get() {
-            heap.give_back_ready(granules);
+            heap.give_back_magazines(magazines);
         }
     }
 

@@ -19,7 +19,7 @@ use lock_api::RawMutex;
 use super::Heap;
 use super::allocator::{Allocation, State, THUNK_CACHE_DEPTH, Want};
 use super::fork::Stamp;
-use super::ready::{MAGAZINE_DEPTH, Magazine, Ready};
+use super::ready::{MAGAZINE_DEPTH, Magazine, Magazines, Ready};
 use super::region::{GRANULE, RegionInfo};
 use super::thread_cache::REFILL;
 use crate::arch::{TRAP_GRANULE, ThunkCode};
@@ -57,7 +57,8 @@ impl<L: RawMutex> Heap<L> {
         make: impl FnOnce(usize, NonNull<u8>) -> ThunkCode,
     ) -> Result<Option<GranuleThunk<'_>>> {
         if let Some(caches) = self.caches {
-            let ready = caches.with(|magazine| {
+            let ready = caches.with(|magazines| {
+                let magazine = &mut magazines.granules;
                 // Stable while the magazine is held: a fork waits (fork.rs).
                 let now = Stamp::now();
                 match magazine.pop(now) {
@@ -104,18 +105,20 @@ impl<L: RawMutex> Heap<L> {
         let state = &mut *state;
         // Taken under the lock: a fork cannot slip in between (see fork.rs).
         let stamp = Stamp::now();
-        let mut ready = state.ready.pop(stamp);
+        let mut ready = state.ready.granules.pop(stamp);
         let fillable =
             self.config.mode.spans() == Some(CodeStrategy::DualMap) && !self.config.strict;
         if ready.is_none() && fillable {
-            if !state.ready.is_current(stamp) {
-                let stale: Vec<Ready> = state.ready.take(MAGAZINE_DEPTH).collect();
+            if !state.ready.granules.is_current(stamp) {
+                let stale: Vec<Ready> = state.ready.granules.take(MAGAZINE_DEPTH).collect();
                 for r in stale {
                     self.free_locked(state, &r.alloc(), stamp);
                 }
             }
-            self.fill(state, shard, stamp, |state, r| state.ready.push(r, stamp));
-            ready = state.ready.pop(stamp);
+            self.fill(state, shard, stamp, |state, r| {
+                state.ready.granules.push(r, stamp)
+            });
+            ready = state.ready.granules.pop(stamp);
         }
         if let Some(ready) = ready {
             // SAFETY: a ready granule's region outlives it (the granule is
@@ -182,7 +185,8 @@ impl<L: RawMutex> Heap<L> {
     #[inline]
     pub(crate) unsafe fn free_thunk_granule(&self, addr: usize, info: &RegionInfo) {
         let cached = self.caches.and_then(|caches| {
-            caches.with(|magazine| {
+            caches.with(|magazines| {
+                let magazine = &mut magazines.granules;
                 // Stable while the magazine is held: a fork waits, so no
                 // child can be made between this check and the traps.
                 let now = Stamp::now();
@@ -230,7 +234,7 @@ impl<L: RawMutex> Heap<L> {
                 info: NonNull::from(info),
                 view,
             };
-            if state.ready.push(ready, stamp).is_ok() {
+            if state.ready.granules.push(ready, stamp).is_ok() {
                 return;
             }
         }
@@ -314,6 +318,13 @@ impl<L: RawMutex> Heap<L> {
                 break;
             }
         }
+    }
+
+    /// Empties `magazines` into the heap's general free paths.
+    #[cfg_attr(not(feature = "default-heap"), allow(dead_code))]
+    pub(super) fn give_back_magazines(&self, magazines: &mut Magazines) {
+        self.give_back_ready(&mut magazines.granules.take(MAGAZINE_DEPTH));
+        self.give_back_slots(&mut magazines.slots.take(MAGAZINE_DEPTH));
     }
 
     /// Frees ready granules through the general path (their bytes are

@@ -50,15 +50,95 @@ unsafe impl Sync for Ready {}
 /// Ready granules a magazine holds at most.
 pub(super) const MAGAZINE_DEPTH: usize = 64;
 
-/// A stack of up to [`MAGAZINE_DEPTH`] ready granules, all taken under one
-/// stamp. Not synchronised: its owner (a thread cache) orders access.
-pub(super) struct Magazine {
-    stamp: Stamp,
-    len: usize,
-    slots: [MaybeUninit<Ready>; MAGAZINE_DEPTH],
+/// A free static-trampoline slot, ready to take a thunk: taken in its
+/// table (counted live in its shard), its record pointing at the trap
+/// target. Records and data slots are private memory, so a fork child's
+/// copy is its own; the stamp only makes a child flush what it inherited.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ReadySlot {
+    /// The entry's address.
+    pub(super) entry: usize,
+    /// The slot, packed with its shard (`SlotRef::pack`).
+    pub(super) packed: u64,
 }
 
-impl Magazine {
+/// A value a magazine holds: whole machine words, moved a word at a time.
+///
+/// # Safety
+/// The type is `usize`-sized words with no padding (every byte is part of
+/// an initialised word), aligned to a word.
+pub(super) unsafe trait Words: Copy {}
+
+// SAFETY: three word-sized fields, no padding.
+unsafe impl Words for Ready {}
+// SAFETY: two word-sized fields (`usize`, `u64` on 64-bit targets, where
+// static trampolines exist), no padding there.
+unsafe impl Words for ReadySlot {}
+
+/// Moves `value` to `dst` a word at a time, each a volatile store, so that
+/// the next [`read_words`] of it (its popping, on the next thunk creation)
+/// reads every word from exactly one store: a wider load over narrower
+/// stores still in the store buffer would stall on store forwarding.
+///
+/// # Safety
+/// `dst` is valid for a write of `T`.
+#[inline(always)]
+unsafe fn write_words<T: Words>(dst: *mut T, value: T) {
+    const { assert!(size_of::<T>() % size_of::<usize>() == 0) };
+    let src = std::ptr::from_ref(&value).cast::<usize>();
+    for i in 0..size_of::<T>() / size_of::<usize>() {
+        // SAFETY: `T` is words (`Words`); `dst` is valid for `T`.
+        unsafe { dst.cast::<usize>().add(i).write_volatile(src.add(i).read()) };
+    }
+}
+
+/// Reads a `T` a word at a time, each a volatile load (see
+/// [`write_words`]).
+///
+/// # Safety
+/// `src` holds an initialised `T`.
+#[inline(always)]
+unsafe fn read_words<T: Words>(src: *const T) -> T {
+    let mut value = MaybeUninit::<T>::uninit();
+    for i in 0..size_of::<T>() / size_of::<usize>() {
+        // SAFETY: `T` is words (`Words`); `src` holds a `T`.
+        unsafe {
+            let word = src.cast::<usize>().add(i).read_volatile();
+            value.as_mut_ptr().cast::<usize>().add(i).write(word);
+        }
+    }
+    // SAFETY: every word of `value` was written.
+    unsafe { value.assume_init() }
+}
+
+/// A stack of up to [`MAGAZINE_DEPTH`] ready granules (or trampoline
+/// slots), all taken under one stamp. Not synchronised: its owner (a thread
+/// cache, or a shard's lock) orders access.
+#[repr(C)]
+pub(super) struct Magazine<T: Words = Ready> {
+    stamp: Stamp,
+    len: usize,
+    slots: [MaybeUninit<T>; MAGAZINE_DEPTH],
+}
+
+/// A thread's (or a shard's) magazines: of granules and of trampoline
+/// slots.
+#[repr(C)]
+pub(super) struct Magazines {
+    pub(super) granules: Magazine<Ready>,
+    pub(super) slots: Magazine<ReadySlot>,
+}
+
+impl Magazines {
+    pub(super) const fn new() -> Self {
+        Magazines {
+            granules: Magazine::new(),
+            slots: Magazine::new(),
+        }
+    }
+}
+
+impl<T: Words> Magazine<T> {
     pub(super) const fn new() -> Self {
         Magazine {
             stamp: Stamp::NONE,
@@ -82,30 +162,31 @@ impl Magazine {
 
     /// The last granule pushed, if there is one and it is current.
     #[inline]
-    pub(super) fn pop(&mut self, now: Stamp) -> Option<Ready> {
+    pub(super) fn pop(&mut self, now: Stamp) -> Option<T> {
         if self.len == 0 || self.stamp != now {
             return None;
         }
         self.len -= 1;
         // SAFETY: slots below `len` are initialised (see `push`).
-        Some(unsafe { self.slots[self.len].assume_init() })
+        Some(unsafe { read_words(self.slots[self.len].as_ptr()) })
     }
 
     /// Pushes `ready`, taken under `now`; gives it back when the magazine
     /// is full or holds granules of another stamp.
     #[inline]
-    pub(super) fn push(&mut self, ready: Ready, now: Stamp) -> Result<(), Ready> {
+    pub(super) fn push(&mut self, ready: T, now: Stamp) -> Result<(), T> {
         if self.len == MAGAZINE_DEPTH || !self.is_current(now) {
             return Err(ready);
         }
         self.stamp = now;
-        self.slots[self.len] = MaybeUninit::new(ready);
+        // SAFETY: a slot of the magazine, valid for a `T`.
+        unsafe { write_words(self.slots[self.len].as_mut_ptr(), ready) };
         self.len += 1;
         Ok(())
     }
 
     /// Takes the `n` granules pushed last (all, when `n >= len`).
-    pub(super) fn take(&mut self, n: usize) -> impl Iterator<Item = Ready> + '_ {
+    pub(super) fn take(&mut self, n: usize) -> impl Iterator<Item = T> + '_ {
         let keep = self.len.saturating_sub(n);
         let end = std::mem::replace(&mut self.len, keep);
         // SAFETY: slots below the old `len` were initialised; those from
@@ -134,7 +215,7 @@ mod tests {
 
     #[test]
     fn a_magazine_is_a_stack_of_one_stamp() {
-        let mut m = Magazine::new();
+        let mut m = Magazine::<Ready>::new();
         assert!(m.pop(stamp(0)).is_none());
         for i in 0..3 {
             m.push(ready(i), stamp(0)).unwrap();
@@ -154,7 +235,7 @@ mod tests {
 
     #[test]
     fn a_full_magazine_refuses_and_gives_back_the_last_pushed() {
-        let mut m = Magazine::new();
+        let mut m = Magazine::<Ready>::new();
         for i in 0..MAGAZINE_DEPTH {
             m.push(ready(i), stamp(0)).unwrap();
         }

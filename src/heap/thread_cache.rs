@@ -5,8 +5,9 @@
 //!
 //! # What a cache may hold
 //!
-//! At most [`MAGAZINE_DEPTH`] (64) ready granules per thread: 2 KiB of
-//! code granules and 1 KiB of data slots. A thread takes them from its
+//! At most [`MAGAZINE_DEPTH`] (64) ready granules per thread (2 KiB of
+//! code granules and 1 KiB of data slots) and as many static-trampoline
+//! slots (entries, records and data slots) on a static-trampoline heap. A thread takes them from its
 //! shard [`REFILL`] at a time when its magazine is empty, and gives
 //! [`REFILL`] back when a free finds it full. All of them go back to the
 //! shards when the thread ends (its thread-local destructor) and when
@@ -49,26 +50,39 @@ use lock_api::Mutex;
 
 use super::fork;
 use super::lock::DefaultLock;
-use super::ready::{MAGAZINE_DEPTH, Magazine, Ready};
+use super::ready::{MAGAZINE_DEPTH, Magazines, Ready, ReadySlot};
 use crate::sys;
 
 /// Ready granules moved between a magazine and its shard at a time.
 pub(super) const REFILL: usize = 16;
 
-/// Gives ready granules back to the heap that owns the caches (its general
-/// free path): called when a thread ends and by `compact`.
-pub(super) type GiveBack = fn(&mut dyn Iterator<Item = Ready>);
+/// Gives everything in a thread's magazines back to the heap that owns the
+/// caches (its general free paths), emptying them: called when a thread
+/// ends.
+pub(super) type GiveBack = fn(&mut Magazines);
 
-/// One thread's cache (see the module docs for the protocol).
+/// One thread's cache (see the module docs for the protocol). In this
+/// order (`repr(C)`): the flags and counters, then the granules' magazine,
+/// whose top the steady state touches, then the slots'.
+#[repr(C)]
 struct Cache {
     /// Set by the owner around every use of `magazine`.
     busy: AtomicBool,
     /// Set by `compact` while it empties the magazine.
     steal: AtomicBool,
-    /// `magazine.len()`, for `stats` (written by whoever holds the
-    /// magazine).
-    held: AtomicUsize,
-    magazine: UnsafeCell<Magazine>,
+    /// The magazines' lengths (granules, trampoline slots), for `stats`
+    /// (written by whoever holds the magazines).
+    held: [AtomicUsize; 2],
+    magazine: UnsafeCell<Magazines>,
+}
+
+impl Cache {
+    /// Publishes the magazines' lengths for `stats`.
+    #[inline(always)]
+    fn set_held(&self, magazines: &Magazines) {
+        self.held[0].store(magazines.granules.len(), Ordering::Relaxed);
+        self.held[1].store(magazines.slots.len(), Ordering::Relaxed);
+    }
 }
 
 // SAFETY: the magazine is only touched by its owner inside `busy` (with
@@ -143,7 +157,7 @@ impl ThreadCaches {
     /// use): the caller takes the shard path then. While `f` runs no
     /// `fork()` can happen (the prepare handler waits for it).
     #[inline(always)]
-    pub(super) fn with<R>(&'static self, f: impl FnOnce(&mut Magazine) -> R) -> Option<R> {
+    pub(super) fn with<R>(&'static self, f: impl FnOnce(&mut Magazines) -> R) -> Option<R> {
         MINE.try_with(|mine| {
             let (owner, cache) = mine.cache.get_or_init(|| (self, self.register()));
             if !std::ptr::eq(*owner, self) {
@@ -167,7 +181,7 @@ impl ThreadCaches {
             // again; only this thread sets `busy`.
             let magazine = unsafe { &mut *cache.magazine.get() };
             let r = f(magazine);
-            cache.held.store(magazine.len(), Ordering::Relaxed);
+            cache.set_held(magazine);
             cache.busy.store(false, Ordering::Release);
             Some(r)
         })
@@ -181,8 +195,8 @@ impl ThreadCaches {
         let cache = Arc::new(Cache {
             busy: AtomicBool::new(false),
             steal: AtomicBool::new(false),
-            held: AtomicUsize::new(0),
-            magazine: UnsafeCell::new(Magazine::new()),
+            held: [AtomicUsize::new(0), AtomicUsize::new(0)],
+            magazine: UnsafeCell::new(Magazines::new()),
         });
         self.list().lock().push(cache.clone());
         cache
@@ -201,22 +215,29 @@ impl ThreadCaches {
         // SAFETY: off the list, so `compact` cannot reach it; this thread
         // is its owner and is not inside `with` (a thread-local destructor).
         let magazine = unsafe { &mut *cache.magazine.get() };
-        cache.held.store(0, Ordering::Relaxed);
-        (self.give_back)(&mut magazine.take(MAGAZINE_DEPTH));
+        (self.give_back)(magazine);
+        cache.set_held(magazine);
     }
 
-    /// Ready granules held by all caches (not live, for `stats`).
-    pub(super) fn held(&self) -> usize {
+    /// Ready granules and trampoline slots held by all caches (not live,
+    /// for `stats`).
+    pub(super) fn held(&self) -> (usize, usize) {
         let list = self.list().lock();
-        list.iter().map(|c| c.held.load(Ordering::Relaxed)).sum()
+        list.iter().fold((0, 0), |(g, s), c| {
+            (
+                g + c.held[0].load(Ordering::Relaxed),
+                s + c.held[1].load(Ordering::Relaxed),
+            )
+        })
     }
 
-    /// Takes every thread's ready granules (`compact`, which frees them).
+    /// Takes every thread's ready granules and slots (`compact`, which
+    /// frees them).
     /// `None`, taking nothing, when the process-wide barrier fails (a
     /// seccomp filter installed since refuses it, say).
-    pub(super) fn drain(&self) -> Option<Vec<Ready>> {
+    pub(super) fn drain(&self) -> Option<(Vec<Ready>, Vec<ReadySlot>)> {
         let list = self.list().lock();
-        let mut taken = Vec::new();
+        let mut taken = (Vec::new(), Vec::new());
         let held = stop_all(&list, None);
         if held {
             for cache in list.iter() {
@@ -224,8 +245,9 @@ impl ThreadCaches {
                 // set, after the barrier: no owner is inside, and none
                 // enters until `steal` is cleared (module docs).
                 let magazine = unsafe { &mut *cache.magazine.get() };
-                taken.extend(magazine.take(MAGAZINE_DEPTH));
-                cache.held.store(0, Ordering::Relaxed);
+                taken.0.extend(magazine.granules.take(MAGAZINE_DEPTH));
+                taken.1.extend(magazine.slots.take(MAGAZINE_DEPTH));
+                cache.set_held(magazine);
             }
         }
         resume_all(&list);

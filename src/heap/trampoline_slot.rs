@@ -1,16 +1,35 @@
 //! The heap's side of static trampolines (the feature itself is
-//! `crate::trampoline`): taking and freeing a slot under the heap's lock,
-//! with the heap's accounting, and [`TrampolineSlot`], the handle a thunk
-//! owns.
+//! `crate::trampoline`): taking and freeing slots with the heap's
+//! accounting. The thunks of small closures take a *ready* slot (taken in
+//! its table, its record retired) from this thread's cache on the global
+//! heap or from the shard's magazine, publish its record themselves, and
+//! give it back the same way ([`Heap::trampoline_slot`],
+//! [`Heap::free_trampoline_slot`]); other thunks hold a
+//! [`TrampolineSlot`], taken and freed under the shard's lock.
 
 use std::ptr::NonNull;
 
 use lock_api::RawMutex;
 
 use super::Heap;
+use super::allocator::State;
+use super::fork::Stamp;
+use super::ready::{MAGAZINE_DEPTH, Magazine, ReadySlot};
+use super::thread_cache::REFILL;
 use crate::error::{Error, Result};
 use crate::strategy::{Strategy, ThunkStrategy};
 use crate::trampoline::{self, ENTRY_SIZE, Record, SlotRef, Table};
+
+/// A static-trampoline thunk's slot, as its handle keeps it.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct SlotThunk {
+    /// The entry's address: the thunk's function pointer.
+    pub(crate) entry: usize,
+    /// The slot, packed ([`SlotRef::pack`]).
+    pub(crate) packed: u64,
+    /// The slot's data slot.
+    pub(crate) data: NonNull<u8>,
+}
 
 /// A thunk's slot in a static trampoline table of `heap`; freed on drop.
 pub(crate) struct TrampolineSlot<'h, L: RawMutex> {
@@ -26,28 +45,12 @@ impl<'h, L: RawMutex> TrampolineSlot<'h, L> {
         self.slot.entry()
     }
 
-    /// The slot's data slot.
-    pub(crate) fn data_slot(&self) -> NonNull<u8> {
-        self.slot.data_slot()
-    }
-
     /// The slot in one word (its entry's address aside), for a thunk's
-    /// handle; [`from_packed`](Self::from_packed) takes it back.
+    /// handle, which frees it with [`Heap::free_trampoline_slot`].
     pub(crate) fn into_packed(self) -> u64 {
         let packed = self.slot.pack(self.shard);
         std::mem::forget(self);
         packed
-    }
-
-    /// The slot of `heap` that [`into_packed`](Self::into_packed) gave
-    /// `packed` for, whose entry is at `entry`.
-    ///
-    /// # Safety
-    /// `packed` and `entry` came from one slot of `heap`, which is taken
-    /// back once.
-    pub(crate) unsafe fn from_packed(heap: &'h Heap<L>, entry: usize, packed: u64) -> Self {
-        let (slot, shard) = SlotRef::unpack(packed, entry);
-        TrampolineSlot { heap, slot, shard }
     }
 }
 
@@ -83,20 +86,7 @@ impl<L: RawMutex> Heap<L> {
         let (shard, locked) = self.my_shard();
         let mut state = locked.lock();
         let state = &mut *state;
-        let space = &self.space;
-        let (slot, data) = state.tables.take(rec, want_data, || {
-            let bytes = Table::reserved_bytes();
-            space.reserve(bytes)?;
-            let source = trampoline::source().map_err(|reason| Error::StrategyUnavailable {
-                strategy: Strategy::StaticTrampolines,
-                reason: reason.to_owned(),
-            });
-            let table = source.and_then(Table::map);
-            if table.is_err() {
-                space.release(bytes);
-            }
-            table
-        })?;
+        let (slot, data) = state.tables.take(rec, want_data, || self.map_table())?;
         state.live += 1;
         state.bytes_in_use += ENTRY_SIZE;
         Ok((
@@ -107,5 +97,191 @@ impl<L: RawMutex> Heap<L> {
             },
             data,
         ))
+    }
+}
+
+impl<L: RawMutex> Heap<L> {
+    /// Maps a new trampoline table, within the heap's address-space limit.
+    fn map_table(&self) -> Result<Table> {
+        let bytes = Table::reserved_bytes();
+        self.space.reserve(bytes)?;
+        let source = trampoline::source().map_err(|reason| Error::StrategyUnavailable {
+            strategy: Strategy::StaticTrampolines,
+            reason: reason.to_owned(),
+        });
+        let table = source.and_then(Table::map);
+        if table.is_err() {
+            self.space.release(bytes);
+        }
+        table
+    }
+
+    /// A slot for a small closure's thunk with its record published (`rec`
+    /// makes it from the slot's data slot, which the caller writes before
+    /// the entry's pointer is published anywhere): a ready slot from this
+    /// thread's cache or the shard's magazine, else one taken under the
+    /// shard's lock.
+    ///
+    /// # Errors
+    ///
+    /// As [`trampoline`](Self::trampoline).
+    #[inline]
+    pub(crate) fn trampoline_slot(
+        &self,
+        rec: impl FnOnce(NonNull<u8>) -> Record,
+    ) -> Result<SlotThunk> {
+        debug_assert_eq!(self.thunk_strategy(), ThunkStrategy::StaticTrampolines);
+        let cached = self.caches.and_then(|caches| {
+            caches.with(|magazines| {
+                let magazine = &mut magazines.slots;
+                let now = Stamp::now();
+                magazine.pop(now).or_else(|| {
+                    self.refill_slots(magazine, now);
+                    magazine.pop(now)
+                })
+            })
+        });
+        let ready = match cached.flatten() {
+            Some(ready) => Some(ready),
+            None => self.ready_slot_locked(),
+        };
+        let Some(ReadySlot { entry, packed }) = ready else {
+            let (slot, data) = self.trampoline(|data| rec(data.expect("asked for")), true)?;
+            let entry = slot.entry();
+            return Ok(SlotThunk {
+                entry,
+                packed: slot.into_packed(),
+                data: data.expect("a data slot was asked for"),
+            });
+        };
+        let data = SlotRef::unpack(packed, entry).0.data_slot();
+        // SAFETY: a ready slot is taken in its live table and ours now
+        // (popped); its record is retired, so publishing it is the owner's.
+        unsafe { trampoline::publish_at(entry, rec(data)) };
+        Ok(SlotThunk {
+            entry,
+            packed,
+            data,
+        })
+    }
+
+    /// A ready slot from this thread's shard's magazine (filled when
+    /// empty), under the shard's lock.
+    #[inline(never)]
+    fn ready_slot_locked(&self) -> Option<ReadySlot> {
+        let (shard, locked) = self.my_shard();
+        let mut state = locked.lock();
+        let state = &mut *state;
+        // Taken under the lock: a fork cannot slip in between (see fork.rs).
+        let now = Stamp::now();
+        if let Some(ready) = state.ready.slots.pop(now) {
+            return Some(ready);
+        }
+        if !state.ready.slots.is_current(now) {
+            let stale: Vec<ReadySlot> = state.ready.slots.take(MAGAZINE_DEPTH).collect();
+            for slot in stale {
+                self.release_slot_locked(state, slot);
+            }
+        }
+        self.fill_slots(state, shard, |state, slot| {
+            state.ready.slots.push(slot, now)
+        });
+        state.ready.slots.pop(now)
+    }
+
+    /// Frees a static-trampoline thunk's slot: its record is retired (a
+    /// stale call stops at the trap) and the slot goes back to this
+    /// thread's cache or the shard's magazine, else to its table.
+    ///
+    /// # Safety
+    /// `entry` and `packed` are a [`SlotThunk`] of this heap, freed once.
+    #[inline(never)]
+    pub(crate) unsafe fn free_trampoline_slot(&self, entry: usize, packed: u64) {
+        // SAFETY: the thunk's own slot, in a live table (it is taken).
+        unsafe { trampoline::retire_at(entry) };
+        let ready = ReadySlot { entry, packed };
+        let cached = self.caches.and_then(|caches| {
+            caches.with(|magazines| {
+                let now = Stamp::now();
+                if let Err(ready) = magazines.slots.push(ready, now) {
+                    self.give_back_slots(&mut magazines.slots.take(REFILL));
+                    if let Err(ready) = magazines.slots.push(ready, now) {
+                        self.give_back_slots(&mut std::iter::once(ready));
+                    }
+                }
+            })
+        });
+        if cached.is_none() {
+            self.free_slot_locked(ready);
+        }
+    }
+
+    /// [`free_trampoline_slot`](Self::free_trampoline_slot) under the
+    /// shard's lock: into the shard's magazine, or back to its table.
+    #[inline(never)]
+    fn free_slot_locked(&self, ready: ReadySlot) {
+        let (_, shard) = SlotRef::unpack(ready.packed, ready.entry);
+        let mut state = self.shard(shard).lock();
+        let now = Stamp::now();
+        if let Err(ready) = state.ready.slots.push(ready, now) {
+            self.release_slot_locked(&mut state, ready);
+        }
+    }
+
+    /// Fills `magazine` with up to [`REFILL`] ready slots of this thread's
+    /// shard, after giving back any it holds of an older stamp.
+    #[cold]
+    #[inline(never)]
+    fn refill_slots(&self, magazine: &mut Magazine<ReadySlot>, now: Stamp) {
+        if !magazine.is_current(now) {
+            self.give_back_slots(&mut magazine.take(MAGAZINE_DEPTH));
+        }
+        let (shard, locked) = self.my_shard();
+        let mut state = locked.lock();
+        self.fill_slots(&mut state, shard, |_, slot| magazine.push(slot, now));
+    }
+
+    /// Takes up to [`REFILL`] ready slots in shard `shard`'s tables (whose
+    /// state is `state`) and hands each to `push`; stops early where a
+    /// table cannot be mapped or `push` refuses.
+    fn fill_slots(
+        &self,
+        state: &mut State,
+        shard: usize,
+        mut push: impl FnMut(&mut State, ReadySlot) -> std::result::Result<(), ReadySlot>,
+    ) {
+        for _ in 0..REFILL {
+            let Ok(slot) = state.tables.take_ready(|| self.map_table()) else {
+                break;
+            };
+            state.live += 1;
+            state.bytes_in_use += ENTRY_SIZE;
+            let ready = ReadySlot {
+                entry: slot.entry(),
+                packed: slot.pack(shard as u8),
+            };
+            if let Err(ready) = push(state, ready) {
+                self.release_slot_locked(state, ready);
+                break;
+            }
+        }
+    }
+
+    /// Gives ready slots back to their tables.
+    pub(super) fn give_back_slots(&self, slots: &mut dyn Iterator<Item = ReadySlot>) {
+        for ready in slots {
+            let (_, shard) = SlotRef::unpack(ready.packed, ready.entry);
+            self.release_slot_locked(&mut self.shard(shard).lock(), ready);
+        }
+    }
+
+    /// Gives a ready slot back to its table, in the shard whose state is
+    /// `state`.
+    pub(super) fn release_slot_locked(&self, state: &mut State, ready: ReadySlot) {
+        let (slot, _) = SlotRef::unpack(ready.packed, ready.entry);
+        let unmapped = state.tables.release(&slot);
+        self.space.release(unmapped);
+        state.live -= 1;
+        state.bytes_in_use -= ENTRY_SIZE;
     }
 }

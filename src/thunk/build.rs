@@ -106,25 +106,20 @@ impl<'a, F: ThunkSig, L: RawMutex> Thunk<'a, F, L> {
     ) -> Result<Self> {
         let placement = placement_of::<F>()?;
         let entry = C::entry() as usize;
-        let (slot, data) = heap.trampoline(
-            |data| {
-                let ctx = data.map_or(0, |d| d.as_ptr() as usize);
-                trampoline::record(F::CONV, placement, ctx, entry)
-            },
-            true,
-        )?;
-        let data = data.expect("a data slot was asked for");
+        let slot = heap.trampoline_slot(|data| {
+            trampoline::record(F::CONV, placement, data.as_ptr() as usize, entry)
+        })?;
         // SAFETY: the entry's data slot, which `C` fits (`tag` is its
         // inline tag); only the owner of the entry uses it, and no call can
         // reach it before the entry's pointer is returned.
-        unsafe { write_inline(data, closure) };
+        unsafe { write_inline(slot.data, closure) };
         // SAFETY: the entry jumps through a record that holds the adapter
         // for `F`'s placement, the context and `entry`, which takes `F`'s
         // arguments plus the context; it is not null.
-        let fn_ptr = unsafe { <F::Unsafe as FnPtr>::from_addr(slot.entry() as *const ()) };
+        let fn_ptr = unsafe { <F::Unsafe as FnPtr>::from_addr(slot.entry as *const ()) };
         // SAFETY: a `STATIC` thunk of `heap`: the word is its slot, which
         // the thunk owns from now on.
-        Ok(unsafe { Self::from_parts(fn_ptr, heap, handle::STATIC | tag, slot.into_packed()) })
+        Ok(unsafe { Self::from_parts(fn_ptr, heap, handle::STATIC | tag, slot.packed) })
     }
 
     /// A `SLOW` thunk: the context `ctx` (boxed), and generated code or a

@@ -52,7 +52,7 @@ use crate::abi::{FnPtr, ThunkSig};
 use crate::arch::Placement;
 use crate::error::Result;
 use crate::heap::Heap;
-use crate::heap::{DefaultLock, RegionInfo, TrampolineSlot};
+use crate::heap::{DefaultLock, RegionInfo};
 use crate::strategy::{CodeStrategy, ThunkStrategy};
 use crate::trampoline;
 use call::{MutCtx, OnceCtx};
@@ -387,14 +387,14 @@ impl<F: ThunkSig, L: RawMutex> Drop for Thunk<'_, F, L> {
                 drop(moved);
             }
             handle::STATIC => {
-                // SAFETY: a `STATIC` thunk's word is its slot, packed, and
-                // its entry is at `addr`; taken back once, here.
-                let slot = unsafe { TrampolineSlot::from_packed(heap, addr, self.extra) };
                 let moved = inline_drop.then(|| {
+                    let data = trampoline::SlotRef::unpack(self.extra, addr).0.data_slot();
                     // SAFETY: as for `GRANULE`.
-                    unsafe { MovedOut::take(slot.data_slot()) }
+                    unsafe { MovedOut::take(data) }
                 });
-                drop(slot);
+                // SAFETY: a `STATIC` thunk's word is its slot, packed, and
+                // its entry is at `addr`; freed once, here.
+                unsafe { heap.free_trampoline_slot(addr, self.extra) };
                 drop(moved);
             }
             _ => {

@@ -39,7 +39,7 @@ mod table;
 
 pub(crate) use pool::{SlotRef, TablePool};
 pub(crate) use source::{TableSource, source};
-pub(crate) use table::Table;
+pub(crate) use table::{Table, publish_at, retire_at};
 
 use crate::abi::CallConv;
 use crate::abi::conv::C_CONV;

@@ -159,6 +159,23 @@ impl TablePool {
         Ok((slot, data))
     }
 
+    /// Takes a slot whose record stays retired (pointing at the trap
+    /// target) and whose data slot may be used: a ready slot, published
+    /// later by its owner ([`publish_at`](super::table::publish_at)). As
+    /// [`take`](Self::take) otherwise.
+    ///
+    /// # Errors
+    ///
+    /// As [`take`](Self::take).
+    pub(crate) fn take_ready(&mut self, map: impl FnOnce() -> Result<Table>) -> Result<SlotRef> {
+        // The record the slot holds while ready: retired (the trap target).
+        let retired = |_| Record {
+            words: [0; 3],
+            target: crate::arch::trampoline_freed(),
+        };
+        self.take(retired, true, map).map(|(slot, _)| slot)
+    }
+
     #[cold]
     fn add(&mut self, table: Table) -> usize {
         let pt = PoolTable {

@@ -30,6 +30,54 @@ pub(crate) struct Table {
 /// Where the data slots start, from the table's base.
 const DATA_AT: usize = 2 * TABLE_SIZE;
 
+/// The record of the entry at `entry`: exactly `TABLE_SIZE` bytes ahead.
+fn record_of(entry: usize) -> *mut usize {
+    std::ptr::with_exposed_provenance_mut::<usize>(entry + TABLE_SIZE)
+}
+
+/// The target word of the record of the entry at `entry`.
+///
+/// # Safety
+/// `entry` is an entry of a live table.
+unsafe fn target_of<'t>(entry: usize) -> &'t AtomicUsize {
+    // SAFETY: the target word is an aligned `usize` in the record page,
+    // which lives as long as the table (the caller's contract); it is only
+    // accessed atomically (here and by the trampoline's load, which x86_64
+    // and AArch64 make single-copy atomic for an aligned word).
+    unsafe { AtomicUsize::from_ptr(record_of(entry).add(TARGET)) }
+}
+
+/// Fills the record of the entry at `entry` (`[ctx, entry, stack_args]`
+/// and the target), the target last with release ordering: a thread that
+/// reaches the entry through the thunk's published pointer sees the whole
+/// record.
+///
+/// # Safety
+/// `entry` is an entry of a live table whose slot the caller owns.
+pub(crate) unsafe fn publish_at(entry: usize, rec: Record) {
+    let record = record_of(entry);
+    for (w, value) in rec.words.into_iter().enumerate() {
+        // SAFETY: inside the entry's record, which only its owner writes;
+        // the trampoline does not read these words while the target is the
+        // trap (set when the slot was freed).
+        unsafe { record.add(w).write(value) };
+    }
+    const { assert!(RECORD_WORDS == 4) };
+    // SAFETY: the caller's contract.
+    unsafe { target_of(entry) }.store(rec.target, Ordering::Release);
+}
+
+/// Points the record of the entry at `entry` at the trap target: a stale
+/// call through the entry stops at once.
+///
+/// # Safety
+/// `entry` is an entry of a live table whose slot the caller owns (or
+/// the pool, freeing it).
+pub(crate) unsafe fn retire_at(entry: usize) {
+    // SAFETY: the caller's contract.
+    unsafe { target_of(entry) }.store(arch::trampoline_freed(), Ordering::Release);
+}
+
 /// The data slot of entry `index`, whose address is `entry` ([`Table::data_slot`] without the table).
 pub(crate) fn data_slot_of(entry: usize, index: usize) -> NonNull<u8> {
     let base = entry - index * ENTRY_SIZE;
@@ -68,9 +116,7 @@ impl Table {
             });
         }
         for i in 0..ENTRIES {
-            table
-                .target(i)
-                .store(arch::trampoline_freed(), Ordering::Relaxed);
+            table.retire(i);
         }
         Ok(table)
     }
@@ -81,47 +127,21 @@ impl Table {
         self.mapping.as_ptr() as usize + i * ENTRY_SIZE
     }
 
-    fn record(&self, i: usize) -> *mut usize {
-        debug_assert!(i < ENTRIES);
-        // SAFETY: record `i` is inside the record page (i < ENTRIES).
-        unsafe {
-            self.mapping
-                .as_ptr()
-                .add(TABLE_SIZE + i * ENTRY_SIZE)
-                .cast()
-        }
-    }
-
-    fn target(&self, i: usize) -> &AtomicUsize {
-        // SAFETY: the target word is an aligned `usize` in the record page,
-        // which lives as long as `self`; it is only accessed atomically
-        // (here and by the trampoline's load, which x86_64 and AArch64 make
-        // single-copy atomic for an aligned word).
-        unsafe { AtomicUsize::from_ptr(self.record(i).add(TARGET)) }
-    }
-
     /// Fills record `i` (`[ctx, entry, stack_args]` and the target), the
     /// target last with release ordering: a thread that reaches the entry
     /// through the thunk's published pointer sees the whole record.
     ///
     /// Only the owner of slot `i` may call this.
     pub(crate) fn publish(&self, i: usize, rec: Record) {
-        let record = self.record(i);
-        for (w, value) in rec.words.into_iter().enumerate() {
-            // SAFETY: inside record `i`, which only its owner writes; the
-            // trampoline does not read these words while the target is the
-            // trap (set when the slot was freed).
-            unsafe { record.add(w).write(value) };
-        }
-        const { assert!(RECORD_WORDS == 4) };
-        self.target(i).store(rec.target, Ordering::Release);
+        // SAFETY: entry `i` of this live table; its owner calls.
+        unsafe { publish_at(self.entry(i), rec) }
     }
 
     /// Points record `i` at the trap target: a stale call through the entry
     /// stops at once.
     pub(crate) fn retire(&self, i: usize) {
-        self.target(i)
-            .store(arch::trampoline_freed(), Ordering::Release);
+        // SAFETY: entry `i` of this live table.
+        unsafe { retire_at(self.entry(i)) }
     }
 
     /// The data slot of entry `i`: private read-write memory, `DATA_SLOT`
