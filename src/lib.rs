@@ -8,6 +8,7 @@ mod block;
 mod data_slot;
 mod error;
 mod heap;
+mod owner;
 mod policy;
 mod strategy;
 mod sys;

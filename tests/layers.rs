@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 /// The layers from the bottom up; a module may use the ones before it.
 const LAYERS: &[&[&str]] = &[
-    &["strategy", "bitmap", "data_slot"],
+    &["strategy", "bitmap", "data_slot", "owner"],
     &["error"],
     &["abi"],
     &["arch"],

@@ -49,6 +49,11 @@ mod no_thunks {
     }
 
     /// Never called: `placement` returns `None`.
+    pub(crate) fn register_thunk_len(_code: &[u8; super::THUNK_CODE_MAX]) -> usize {
+        unreachable!("no thunk code generator for this architecture")
+    }
+
+    /// Never called: `placement` returns `None`.
     pub(crate) fn frame_thunk(_conv: CallConv, _record: usize, _at: usize) -> ThunkCode {
         unreachable!("no thunk code generator for this architecture")
     }

@@ -113,7 +113,7 @@ impl Allocation {
 
 impl State {
     /// An empty heap's state, to grow from regions of `first_region` bytes.
-    pub(super) fn new(first_region: usize) -> State {
+    pub(super) fn new(first_region: usize, shard: u8) -> State {
         State {
             regions: Vec::new(),
             cache: std::array::from_fn(|_| Vec::with_capacity(CACHE_DEPTH)),
@@ -121,7 +121,7 @@ impl State {
             next_region_size: first_region,
             live: 0,
             bytes_in_use: 0,
-            tables: TablePool::default(),
+            tables: TablePool::new(shard),
             ready: Magazines::new(),
         }
     }

@@ -293,8 +293,8 @@ impl HeapBuilder {
             max_span: limit,
         };
         let shards = (0..shards)
-            .map(|_| Locked {
-                mutex: UnsafeCell::new(Mutex::new(State::new(first_region))),
+            .map(|shard| Locked {
+                mutex: UnsafeCell::new(Mutex::new(State::new(first_region, shard as u8))),
                 registered: false,
             })
             .collect();

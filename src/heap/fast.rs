@@ -54,41 +54,51 @@ impl<L: RawMutex> Heap<L> {
     #[inline(always)]
     pub(crate) fn thunk_granule(
         &self,
-        make: impl FnOnce(usize, NonNull<u8>) -> ThunkCode,
+        make: impl FnOnce(usize, NonNull<u8>) -> ThunkCode + Copy,
     ) -> Result<Option<GranuleThunk<'_>>> {
-        if let Some(caches) = self.caches {
-            let ready = caches.with(|magazines| {
-                let magazine = &mut magazines.granules;
-                // Stable while the magazine is held: a fork waits (fork.rs).
-                let now = Stamp::now();
-                match magazine.pop(now) {
-                    Some(ready) => Some(ready),
-                    None => {
-                        self.refill(magazine, now);
-                        magazine.pop(now)
-                    }
-                }
-            });
-            if let Some(Some(ready)) = ready {
-                // SAFETY: a ready granule's region outlives it (the granule
-                // is marked in use), and so the handle that holds it.
-                let info = unsafe { ready.info.as_ref() };
-                let data = info.granule(ready.addr).data;
-                let code = make(ready.addr, data);
-                let len = code.len();
-                // SAFETY: `view` is the ready granule's writable view; the
-                // granule is ours (popped from this thread's magazine) and
-                // unpublished.
-                unsafe { write_granule(ready.view.as_ptr(), ready.addr, code) };
-                return Ok(Some(GranuleThunk {
-                    addr: ready.addr,
-                    info,
-                    data,
-                    len,
-                }));
-            }
+        match self.thunk_granule_cached(make) {
+            Some(granule) => Ok(Some(granule)),
+            None => self.thunk_granule_locked(make),
         }
-        self.thunk_granule_locked(make)
+    }
+
+    /// [`thunk_granule`](Self::thunk_granule) from this thread's cache
+    /// only: `None` on a heap without thread caches, or when the cache is
+    /// unavailable or cannot be refilled (nothing is written then).
+    #[inline(always)]
+    pub(crate) fn thunk_granule_cached(
+        &self,
+        make: impl FnOnce(usize, NonNull<u8>) -> ThunkCode,
+    ) -> Option<GranuleThunk<'_>> {
+        let caches = self.caches?;
+        let ready = caches.with(|magazines| {
+            let magazine = &mut magazines.granules;
+            // Stable while the magazine is held: a fork waits (fork.rs).
+            let now = Stamp::now();
+            match magazine.pop(now) {
+                Some(ready) => Some(ready),
+                None => {
+                    self.refill(magazine, now);
+                    magazine.pop(now)
+                }
+            }
+        })??;
+        // SAFETY: a ready granule's region outlives it (the granule is
+        // marked in use), and so the handle that holds it.
+        let info = unsafe { ready.info.as_ref() };
+        info.owner.set(std::ptr::from_ref(self).expose_provenance());
+        let data = info.granule(ready.addr).data;
+        let code = make(ready.addr, data);
+        let len = code.len();
+        // SAFETY: `view` is the ready granule's writable view; the granule
+        // is ours (popped from this thread's magazine) and unpublished.
+        unsafe { write_granule(ready.view.as_ptr(), ready.addr, code) };
+        Some(GranuleThunk {
+            addr: ready.addr,
+            info,
+            data,
+            len,
+        })
     }
 
     /// [`thunk_granule`](Self::thunk_granule) under the shard's lock, once:
@@ -125,6 +135,7 @@ impl<L: RawMutex> Heap<L> {
             // marked in use), and so the handle that holds it; the box
             // never moves.
             let info = unsafe { ready.info.as_ref() };
+            info.owner.set(std::ptr::from_ref(self).expose_provenance());
             let data = info.granule(ready.addr).data;
             let code = make(ready.addr, data);
             let len = code.len();
@@ -159,6 +170,7 @@ impl<L: RawMutex> Heap<L> {
         // region, which outlives the granule now taken (and so its handle);
         // the heap's lock is released below, but the box never moves.
         let info = unsafe { info.as_ref() };
+        info.owner.set(std::ptr::from_ref(self).expose_provenance());
         let code = make(alloc.addr, data);
         let len = code.len();
         if let Err(e) = region.write(start, 1, code.as_slice()) {

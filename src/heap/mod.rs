@@ -116,6 +116,7 @@ use lock_api::RawMutex;
 pub(crate) use allocator::Allocation;
 use builder::Config;
 pub use builder::HeapBuilder;
+pub(crate) use fast::GranuleThunk;
 pub use lock::{DefaultLock, NoLock};
 use locked::Locked;
 pub(crate) use region::RegionInfo;

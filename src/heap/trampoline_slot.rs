@@ -48,7 +48,7 @@ impl<'h, L: RawMutex> TrampolineSlot<'h, L> {
     /// The slot in one word (its entry's address aside), for a thunk's
     /// handle, which frees it with [`Heap::free_trampoline_slot`].
     pub(crate) fn into_packed(self) -> u64 {
-        let packed = self.slot.pack(self.shard);
+        let packed = self.slot.pack();
         std::mem::forget(self);
         packed
     }
@@ -130,6 +130,17 @@ impl<L: RawMutex> Heap<L> {
         &self,
         rec: impl FnOnce(NonNull<u8>) -> Record,
     ) -> Result<SlotThunk> {
+        let slot = self.take_trampoline_slot(rec)?;
+        // The handle finds its heap through the slot's table
+        // (`crate::owner`).
+        SlotRef::info_of(slot.packed)
+            .owner
+            .set(std::ptr::from_ref(self).expose_provenance());
+        Ok(slot)
+    }
+
+    #[inline(always)]
+    fn take_trampoline_slot(&self, rec: impl FnOnce(NonNull<u8>) -> Record) -> Result<SlotThunk> {
         debug_assert_eq!(self.thunk_strategy(), ThunkStrategy::StaticTrampolines);
         let cached = self.caches.and_then(|caches| {
             caches.with(|magazines| {
@@ -169,7 +180,7 @@ impl<L: RawMutex> Heap<L> {
     /// empty), under the shard's lock.
     #[inline(never)]
     fn ready_slot_locked(&self) -> Option<ReadySlot> {
-        let (shard, locked) = self.my_shard();
+        let (_, locked) = self.my_shard();
         let mut state = locked.lock();
         let state = &mut *state;
         // Taken under the lock: a fork cannot slip in between (see fork.rs).
@@ -183,9 +194,7 @@ impl<L: RawMutex> Heap<L> {
                 self.release_slot_locked(state, slot);
             }
         }
-        self.fill_slots(state, shard, |state, slot| {
-            state.ready.slots.push(slot, now)
-        });
+        self.fill_slots(state, |state, slot| state.ready.slots.push(slot, now));
         state.ready.slots.pop(now)
     }
 
@@ -236,18 +245,17 @@ impl<L: RawMutex> Heap<L> {
         if !magazine.is_current(now) {
             self.give_back_slots(&mut magazine.take(MAGAZINE_DEPTH));
         }
-        let (shard, locked) = self.my_shard();
+        let (_, locked) = self.my_shard();
         let mut state = locked.lock();
-        self.fill_slots(&mut state, shard, |_, slot| magazine.push(slot, now));
+        self.fill_slots(&mut state, |_, slot| magazine.push(slot, now));
     }
 
-    /// Takes up to [`REFILL`] ready slots in shard `shard`'s tables (whose
-    /// state is `state`) and hands each to `push`; stops early where a
+    /// Takes up to [`REFILL`] ready slots in a shard's tables (its state is
+    /// `state`) and hands each to `push`; stops early where a
     /// table cannot be mapped or `push` refuses.
     fn fill_slots(
         &self,
         state: &mut State,
-        shard: usize,
         mut push: impl FnMut(&mut State, ReadySlot) -> std::result::Result<(), ReadySlot>,
     ) {
         for _ in 0..REFILL {
@@ -258,7 +266,7 @@ impl<L: RawMutex> Heap<L> {
             state.bytes_in_use += ENTRY_SIZE;
             let ready = ReadySlot {
                 entry: slot.entry(),
-                packed: slot.pack(shard as u8),
+                packed: slot.pack(),
             };
             if let Err(ready) = push(state, ready) {
                 self.release_slot_locked(state, ready);

@@ -18,8 +18,8 @@ use super::context::Context;
 use super::handle::{self, Code, Slow, WithClosure, free_with_closure, write_inline};
 use crate::abi::{FnPtr, ThunkSig};
 use crate::arch::{self, Placement};
-use crate::error::Result;
-use crate::heap::Heap;
+use crate::error::{Error, Result};
+use crate::heap::{GranuleThunk, Heap};
 use crate::strategy::{CodeStrategy, ThunkStrategy};
 use crate::trampoline;
 
@@ -41,12 +41,15 @@ impl<'a, F: ThunkSig, L: RawMutex> Thunk<'a, F, L> {
         if !std::mem::needs_drop::<C>() {
             // No bytes and no drop: nothing to keep.
             std::mem::forget(closure);
-            // SAFETY: a compiled function needs nothing of the heap.
-            return unsafe { Self::from_parts(fn_ptr, heap, handle::COMPILED, 0) };
+            const { assert!(align_of::<Heap<L>>() > handle::TAGS) };
+            let heap = std::ptr::from_ref(heap).expose_provenance();
+            // SAFETY: a compiled function needs nothing of the heap, which
+            // the thunk keeps only for `heap()`.
+            return unsafe { Self::from_parts(fn_ptr, handle::COMPILED, heap) };
         }
-        let slow = Slow::boxed(Code::Compiled, Context::boxed(closure), None, false);
+        let slow = Slow::boxed(heap, Code::Compiled, Context::boxed(closure), None, false);
         // SAFETY: as above; the box keeps the closure for its drop.
-        unsafe { Self::from_slow(fn_ptr, heap, slow) }
+        unsafe { Self::from_slow(fn_ptr, slow) }
     }
 
     /// The thunk of a small `Fn` closure on a dual-mapped heap: the closure
@@ -64,34 +67,70 @@ impl<'a, F: ThunkSig, L: RawMutex> Thunk<'a, F, L> {
     ) -> Result<Self> {
         let placement = placement_of::<F>()?;
         let entry = C::entry();
-        let granule = heap.thunk_granule(|at, data| {
+        let make = move |at, data: NonNull<u8>| {
             generated_code::<F>(placement, data.as_ptr() as usize, entry, None, at)
-        })?;
-        let Some(granule) = granule else {
-            // No data slots on this heap after all (not expected of a
-            // dual-mapped one): box the closure.
-            return Thunk::build_boxed(heap, closure);
         };
+        match heap.thunk_granule_cached(make) {
+            // SAFETY: a thunk granule of `heap`, just written by `make`.
+            Some(granule) => Ok(unsafe { Self::with_granule(granule, closure, tag) }),
+            None => Self::out_of_line(move || {
+                match heap.thunk_granule(make)? {
+                    // SAFETY: as above.
+                    Some(granule) => Ok(unsafe { Self::with_granule(granule, closure, tag) }),
+                    // No data slots on this heap after all (not expected
+                    // of a dual-mapped one): box the closure.
+                    None => Thunk::build_boxed(heap, closure),
+                }
+            }),
+        }
+    }
+
+    /// The `GRANULE` thunk of `granule`, whose data slot gets `closure`.
+    ///
+    /// # Safety
+    /// `granule` came from `thunk_granule` of the heap the thunk borrows,
+    /// with the code of a thunk of `F`'s signature passing its data slot to
+    /// `C::entry()`; `tag` is `C`'s inline tag. The result owns it.
+    #[inline(always)]
+    unsafe fn with_granule<C: ThunkFn<F> + Send + Sync + 'a>(
+        granule: GranuleThunk<'a>,
+        closure: C,
+        tag: usize,
+    ) -> Self {
         // SAFETY: the granule's data slot, which `C` fits (`tag` is its
         // inline tag); only this thunk uses it, and no call can reach it
         // before the pointer is returned.
         unsafe { write_inline(granule.data, closure) };
-        // SAFETY: the code just written is a thunk with `F`'s signature (the
-        // context, the data slot, placed per `F::CONV` and `F::CLASSES`;
-        // `entry` takes `F`'s arguments plus the context); it is not null.
+        // SAFETY: the code is a thunk with `F`'s signature (the caller's
+        // contract); it is not null.
         let fn_ptr = unsafe { <F::Unsafe as FnPtr>::from_addr(granule.addr as *const ()) };
-        let info = std::ptr::from_ref(granule.info).expose_provenance() as u64;
-        debug_assert!(info & handle::LEN_BITS == 0 && granule.len as u64 <= handle::LEN_BITS);
-        // SAFETY: a `GRANULE` thunk of `heap`: the word is its region's
-        // info (aligned to 64) and its length; the thunk owns the granule.
-        Ok(unsafe {
-            Self::from_parts(
-                fn_ptr,
-                heap,
-                handle::GRANULE | tag,
-                info | granule.len as u64,
-            )
-        })
+        let info = std::ptr::from_ref(granule.info).expose_provenance();
+        // SAFETY: a `GRANULE` thunk (its region's info records its heap):
+        // it keeps the region's info; it owns the granule.
+        unsafe { Self::from_parts(fn_ptr, handle::GRANULE | tag, info) }
+    }
+
+    /// Runs `slow` out of line and hands its thunk back in registers (a
+    /// `Thunk` is two words; the `Result` around it is not), so that the
+    /// fast path's result never goes through memory shared with it.
+    #[inline(always)]
+    pub(super) fn out_of_line(slow: impl FnOnce() -> Result<Self>) -> Result<Self> {
+        #[inline(never)]
+        fn run<T>(slow: impl FnOnce() -> Result<T>, err: &mut MaybeUninit<Error>) -> Option<T> {
+            match slow() {
+                Ok(t) => Some(t),
+                Err(e) => {
+                    err.write(e);
+                    None
+                }
+            }
+        }
+        let mut err = MaybeUninit::uninit();
+        match run(slow, &mut err) {
+            Some(thunk) => Ok(thunk),
+            // SAFETY: `run` wrote the error when it returned `None`.
+            None => Err(unsafe { err.assume_init() }),
+        }
     }
 
     /// The thunk of a small `Fn` closure on a static-trampoline heap: the
@@ -117,9 +156,9 @@ impl<'a, F: ThunkSig, L: RawMutex> Thunk<'a, F, L> {
         // for `F`'s placement, the context and `entry`, which takes `F`'s
         // arguments plus the context; it is not null.
         let fn_ptr = unsafe { <F::Unsafe as FnPtr>::from_addr(slot.entry as *const ()) };
-        // SAFETY: a `STATIC` thunk of `heap`: the word is its slot, which
-        // the thunk owns from now on.
-        Ok(unsafe { Self::from_parts(fn_ptr, heap, handle::STATIC | tag, slot.packed) })
+        // SAFETY: a `STATIC` thunk of `heap` (which its table's info
+        // records): it keeps its slot, packed, and owns it from now on.
+        Ok(unsafe { Self::from_parts(fn_ptr, handle::STATIC | tag, slot.packed as usize) })
     }
 
     /// A `SLOW` thunk: the context `ctx` (boxed), and generated code or a
@@ -137,9 +176,9 @@ impl<'a, F: ThunkSig, L: RawMutex> Thunk<'a, F, L> {
             // adapter for `F`'s placement, the context and `entry`, which
             // takes `F`'s arguments plus the context; it is not null.
             let fn_ptr = unsafe { <F::Unsafe as FnPtr>::from_addr(slot.entry() as *const ()) };
-            let slow = Slow::boxed(Code::Static(slot), ctx, None, builds_frame);
+            let slow = Slow::boxed(heap, Code::Static(slot), ctx, None, builds_frame);
             // SAFETY: the thunk owns the slot and the context, in `slow`.
-            return Ok(unsafe { Self::from_slow(fn_ptr, heap, slow) });
+            return Ok(unsafe { Self::from_slow(fn_ptr, slow) });
         }
         let record = frame_record(placement, ctx_addr, entry);
         let code = heap.exec_code_at(arch::THUNK_CODE_MAX, |at| {
@@ -149,10 +188,10 @@ impl<'a, F: ThunkSig, L: RawMutex> Thunk<'a, F, L> {
         // context is placed per `F::CONV` and `F::CLASSES`, and `entry`
         // takes `F`'s arguments plus the context); it is not null.
         let fn_ptr = unsafe { <F::Unsafe as FnPtr>::from_addr(code.as_ptr().cast()) };
-        let slow = Slow::boxed(Code::Generated(code), ctx, record, builds_frame);
+        let slow = Slow::boxed(heap, Code::Generated(code), ctx, record, builds_frame);
         // SAFETY: the thunk owns the code, the context and the record, in
         // `slow`.
-        Ok(unsafe { Self::from_slow(fn_ptr, heap, slow) })
+        Ok(unsafe { Self::from_slow(fn_ptr, slow) })
     }
 
     /// Generated code passing `ctx_addr` to `entry`, in a span of `heap`,
@@ -213,6 +252,7 @@ impl<'a, F: ThunkSig, L: RawMutex> Thunk<'a, F, L> {
             Self::generated(heap, placement, ctx_addr, entry)?
         };
         both.slow.write(Slow {
+            heap,
             code,
             // The closure is freed with the box, after the code.
             ctx: Context::trivial(NonNull::from(&both.closure).cast()),
@@ -227,6 +267,6 @@ impl<'a, F: ThunkSig, L: RawMutex> Thunk<'a, F, L> {
         let fn_ptr = unsafe { <F::Unsafe as FnPtr>::from_addr(fn_ptr) };
         // SAFETY: the thunk owns the box: its `Slow` (written above) and
         // the closure; `free_with_closure` frees it whole.
-        Ok(unsafe { Self::from_slow(fn_ptr, heap, slow) })
+        Ok(unsafe { Self::from_slow(fn_ptr, slow) })
     }
 }

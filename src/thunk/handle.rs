@@ -1,12 +1,13 @@
-//! What a [`Thunk`](super::Thunk) owns, in the two words after its function
-//! pointer: the heap's address with the thunk's *kind* in its low bits, and
-//! one word whose meaning the kind gives.
+//! What a [`Thunk`](super::Thunk) owns, in the one word after its function
+//! pointer (two words in all, so that a `Thunk` moves in two registers):
+//! the thunk's *kind* in the low bits, and the address of what the kind
+//! keeps. The heap is found from there (`crate::owner`).
 //!
-//! | kind | the closure | the other word |
+//! | kind | the closure | the address kept |
 //! | --- | --- | --- |
-//! | `COMPILED` | zero-sized, needs no drop: nowhere | 0 |
-//! | `GRANULE` | inline in the data slot of a one-granule thunk | its region's [`RegionInfo`] (aligned to 64) or'ed with the code's length |
-//! | `STATIC` | inline in the data slot of a trampoline table entry | the slot, packed |
+//! | `COMPILED` | zero-sized, needs no drop: nowhere | the heap |
+//! | `GRANULE` | inline in the data slot of a one-granule thunk | its region's `RegionInfo` |
+//! | `STATIC` | inline in the data slot of a trampoline table entry | its table's `TableInfo` (the slot packed) |
 //! | `SLOW` | boxed, or anything else | a [`Slow`] box holding the rest |
 //!
 //! An inline closure that needs no drop is bytes in its slot that go with
@@ -25,7 +26,7 @@ use super::context::Context;
 use crate::data_slot;
 use crate::heap::{ExecSpan, Heap, RegionInfo, TrampolineSlot};
 
-/// Kinds, in the two low bits of the heap word.
+/// Kinds, in the two low bits of the word.
 pub(super) const SLOW: usize = 0;
 pub(super) const COMPILED: usize = 1;
 pub(super) const GRANULE: usize = 2;
@@ -34,16 +35,15 @@ pub(super) const KIND: usize = 3;
 /// With `GRANULE` and `STATIC`: the inline closure needs a drop, and its
 /// drop function is the data slot's second word.
 pub(super) const INLINE_DROP: usize = 4;
-/// Every tag bit of the heap word (a heap is aligned to at least 8).
+/// Every tag bit of the word (what a thunk keeps is aligned to at least 8).
 pub(super) const TAGS: usize = 7;
-/// The code-length bits of a `GRANULE` thunk's other word.
-pub(super) const LEN_BITS: u64 = 63;
 
 /// The rest of a thunk of kind `SLOW`, boxed alone or at the start of a
 /// [`WithClosure`]. Dropped in field order: the code first (so no new call
 /// can start), then the context, then the record the code read (and then,
 /// in a `WithClosure`, the closure).
 pub(super) struct Slow<'a, L: RawMutex> {
+    pub(super) heap: &'a Heap<L>,
     pub(super) code: Code<'a, L>,
     /// Only dropped: the code passes its address.
     #[allow(dead_code)]
@@ -59,6 +59,7 @@ pub(super) struct Slow<'a, L: RawMutex> {
 impl<'a, L: RawMutex> Slow<'a, L> {
     /// A `Slow` boxed alone, for [`Thunk::from_slow`](super::Thunk).
     pub(super) fn boxed(
+        heap: &'a Heap<L>,
         code: Code<'a, L>,
         ctx: Context,
         record: Option<Box<FrameRecord>>,
@@ -69,6 +70,7 @@ impl<'a, L: RawMutex> Slow<'a, L> {
             drop(unsafe { Box::from_raw(slow) });
         }
         Box::into_raw(Box::new(Slow {
+            heap,
             code,
             ctx,
             record,

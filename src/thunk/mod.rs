@@ -187,11 +187,9 @@ pub use page::{SealedThunkPage, ThunkPage};
 /// closure bounds above); not for a [`NoLock`](crate::NoLock) heap.
 pub struct Thunk<'a, F: ThunkSig, L: RawMutex = DefaultLock> {
     fn_ptr: F::Unsafe,
-    /// The heap's address, with the thunk's kind in its low bits
-    /// (`handle.rs`).
-    heap: usize,
-    /// What the kind says (`handle.rs`).
-    extra: u64,
+    /// The thunk's kind in its low bits, and the (exposed) address of what
+    /// the kind keeps (`handle.rs`).
+    word: usize,
     /// Borrows the heap (and so takes its auto traits) and whatever the
     /// closure borrows.
     _heap: PhantomData<&'a Heap<L>>,
@@ -264,11 +262,16 @@ impl<'a, F: ThunkSig, L: RawMutex> Thunk<'a, F, L> {
 
     /// The heap the thunk's code lives in.
     pub fn heap(&self) -> &'a Heap<L> {
-        let heap = std::ptr::with_exposed_provenance::<Heap<L>>(self.heap & !handle::TAGS);
-        // SAFETY: the word is the (exposed) address of the heap the thunk
-        // borrows for `'a` (`from_parts`), with tag bits below its
-        // alignment.
-        unsafe { &*heap }
+        let addr = match self.kind() {
+            handle::COMPILED => self.kept(),
+            handle::GRANULE => self.region().owner.get(),
+            handle::STATIC => trampoline::SlotRef::info_of(self.kept() as u64).owner.get(),
+            _ => return self.slow().heap,
+        };
+        // SAFETY: the (exposed) address of the heap the thunk was made on,
+        // which it borrows for `'a` (`crate::owner`: every live thunk's
+        // region or table records its heap's current address).
+        unsafe { &*std::ptr::with_exposed_provenance::<Heap<L>>(addr) }
     }
 
     /// The thunk's machine code, read back from executable memory: the
@@ -280,12 +283,13 @@ impl<'a, F: ThunkSig, L: RawMutex> Thunk<'a, F, L> {
         let at = self.fn_ptr.addr() as *const u8;
         match self.kind() {
             handle::COMPILED => &[],
-            // SAFETY: the code is `len` bytes of its region's read+exec (so
-            // readable) view, which stays mapped while the granule, and so
-            // `self`, lives.
-            handle::GRANULE => unsafe {
-                std::slice::from_raw_parts(at, (self.extra & handle::LEN_BITS) as usize)
-            },
+            handle::GRANULE => {
+                // SAFETY: the granule is `THUNK_CODE_MAX` bytes of its
+                // region's read+exec (so readable) view, which stays
+                // mapped while the granule, and so `self`, lives.
+                let granule = unsafe { &*at.cast::<[u8; crate::arch::THUNK_CODE_MAX]>() };
+                &granule[..crate::arch::register_thunk_len(granule)]
+            }
             // SAFETY: the entry is `ENTRY_SIZE` bytes of the table's
             // read+exec (so readable) mapping, which stays mapped while the
             // slot, and so `self`, lives.
@@ -316,31 +320,46 @@ impl<'a, F: ThunkSig, L: RawMutex> Thunk<'a, F, L> {
         }
     }
 
+    #[inline]
     fn kind(&self) -> usize {
-        self.heap & handle::KIND
+        self.word & handle::KIND
+    }
+
+    /// The exposed address the kind keeps.
+    #[inline]
+    fn kept(&self) -> usize {
+        self.word & !handle::TAGS
+    }
+
+    /// A `GRANULE` thunk's region.
+    #[inline]
+    fn region(&self) -> &RegionInfo {
+        debug_assert_eq!(self.kind(), handle::GRANULE);
+        // SAFETY: a `GRANULE` thunk keeps its region's boxed info, which
+        // outlives the granule the thunk holds.
+        unsafe { &*std::ptr::with_exposed_provenance::<RegionInfo>(self.kept()) }
     }
 
     /// The rest of a `SLOW` thunk.
     fn slow(&self) -> &Slow<'a, L> {
         debug_assert_eq!(self.kind(), handle::SLOW);
-        // SAFETY: for a `SLOW` thunk the word is its `Slow` box, which it
-        // owns until dropped.
-        unsafe { &*std::ptr::with_exposed_provenance::<Slow<'a, L>>(self.extra as usize) }
+        // SAFETY: a `SLOW` thunk keeps its `Slow` box, which it owns until
+        // dropped.
+        unsafe { &*std::ptr::with_exposed_provenance::<Slow<'a, L>>(self.kept()) }
     }
 
-    /// The thunk at `fn_ptr` on `heap`, of the kind (and inline tag) `tag`,
-    /// with `extra` (`handle.rs`).
+    /// The thunk at `fn_ptr` of the kind (and inline tag) `tag`, keeping
+    /// what `kept` (an exposed address aligned to 8) points to.
     ///
     /// # Safety
-    /// `fn_ptr` is a thunk of `F`'s signature made on `heap` as `tag` and
-    /// `extra` say, which the result owns from now on.
+    /// `fn_ptr` is a thunk of `F`'s signature made on a heap that lives for
+    /// `'a`, as `tag` and `kept` say (`handle.rs`); the result owns it.
     #[inline(always)]
-    unsafe fn from_parts(fn_ptr: F::Unsafe, heap: &'a Heap<L>, tag: usize, extra: u64) -> Self {
-        const { assert!(align_of::<Heap<L>>() > handle::TAGS) };
+    unsafe fn from_parts(fn_ptr: F::Unsafe, tag: usize, kept: usize) -> Self {
+        debug_assert_eq!(kept & handle::TAGS, 0);
         Thunk {
             fn_ptr,
-            heap: std::ptr::from_ref(heap).expose_provenance() | tag,
-            extra,
+            word: kept | tag,
             _heap: PhantomData,
         }
     }
@@ -351,29 +370,21 @@ impl<'a, F: ThunkSig, L: RawMutex> Thunk<'a, F, L> {
     /// # Safety
     /// As [`from_parts`](Self::from_parts), for the code in `slow`, a box
     /// the thunk owns from now on.
-    unsafe fn from_slow(fn_ptr: F::Unsafe, heap: &'a Heap<L>, slow: *mut Slow<'a, L>) -> Self {
-        let slow = slow.expose_provenance();
+    unsafe fn from_slow(fn_ptr: F::Unsafe, slow: *mut Slow<'a, L>) -> Self {
+        const { assert!(align_of::<Slow<'a, L>>() > handle::TAGS) };
         // SAFETY: the caller's contract; the thunk owns the box.
-        unsafe { Self::from_parts(fn_ptr, heap, handle::SLOW, slow as u64) }
+        unsafe { Self::from_parts(fn_ptr, handle::SLOW, slow.expose_provenance()) }
     }
 }
 
 impl<F: ThunkSig, L: RawMutex> Drop for Thunk<'_, F, L> {
     fn drop(&mut self) {
-        let heap = self.heap();
         let addr = self.fn_ptr.addr() as usize;
-        let inline_drop = self.heap & handle::INLINE_DROP != 0;
+        let inline_drop = self.word & handle::INLINE_DROP != 0;
         match self.kind() {
             handle::COMPILED => {}
             handle::GRANULE => {
-                // SAFETY: a `GRANULE` thunk's word is its region's info
-                // (aligned to 64) with the code's length in the low bits;
-                // the region outlives the granule, which the thunk holds.
-                let info = unsafe {
-                    &*std::ptr::with_exposed_provenance::<RegionInfo>(
-                        (self.extra & !handle::LEN_BITS) as usize,
-                    )
-                };
+                let (heap, info) = (self.heap(), self.region());
                 // The closure leaves its data slot before the slot goes
                 // with the code; it is dropped after the code is freed.
                 let moved = inline_drop.then(|| {
@@ -387,22 +398,23 @@ impl<F: ThunkSig, L: RawMutex> Drop for Thunk<'_, F, L> {
                 drop(moved);
             }
             handle::STATIC => {
+                let heap = self.heap();
+                let packed = self.kept() as u64;
                 let moved = inline_drop.then(|| {
-                    let data = trampoline::SlotRef::unpack(self.extra, addr).0.data_slot();
+                    let data = trampoline::SlotRef::unpack(packed, addr).0.data_slot();
                     // SAFETY: as for `GRANULE`.
                     unsafe { MovedOut::take(data) }
                 });
-                // SAFETY: a `STATIC` thunk's word is its slot, packed, and
-                // its entry is at `addr`; freed once, here.
-                unsafe { heap.free_trampoline_slot(addr, self.extra) };
+                // SAFETY: a `STATIC` thunk keeps its slot, packed, and its
+                // entry is at `addr`; freed once, here.
+                unsafe { heap.free_trampoline_slot(addr, packed) };
                 drop(moved);
             }
             _ => {
-                let slow =
-                    std::ptr::with_exposed_provenance_mut::<Slow<'_, L>>(self.extra as usize);
-                // SAFETY: a `SLOW` thunk owns its box (its word is the box's
-                // exposed address), freed once, here, by its own `free`
-                // (which knows the box's type).
+                let slow = std::ptr::with_exposed_provenance_mut::<Slow<'_, L>>(self.kept());
+                // SAFETY: a `SLOW` thunk owns its box (the word keeps the
+                // box's exposed address), freed once, here, by its own
+                // `free` (which knows the box's type).
                 unsafe { ((*slow).free)(slow) };
             }
         }

@@ -6,16 +6,19 @@
 //! table is kept to absorb create/drop churn;
 //! [`Heap::compact`](crate::Heap::compact) releases that one too.
 
-use super::{ENTRIES, Record, Table};
+use super::{ENTRIES, ENTRY_SIZE, Record, Table};
+use crate::owner::Owner;
 
 const _: () = assert!(ENTRIES <= u16::MAX as usize + 1);
 use std::ptr::NonNull;
 
 use crate::error::Result;
 
-/// The tables of one heap.
+/// The tables of one heap shard.
 #[derive(Debug, Default)]
 pub(crate) struct TablePool {
+    /// The shard (kept in each table's [`TableInfo`]).
+    shard: u8,
     tables: Vec<Option<PoolTable>>,
     /// The table to try first.
     hint: usize,
@@ -26,6 +29,8 @@ pub(crate) struct TablePool {
 #[derive(Debug)]
 struct PoolTable {
     table: Table,
+    /// Boxed, so that its address stays put while the table lives.
+    info: Box<TableInfo>,
     /// Free entries, a stack (the last freed is reused first, while its
     /// record and data slot are warm in the cache).
     free: Vec<u16>,
@@ -33,6 +38,19 @@ struct PoolTable {
     /// Whether a data slot of this table was handed out (its data page may
     /// use memory).
     data_touched: bool,
+}
+
+/// What a thunk's handle needs of its table without the shard's lock:
+/// where the table is, which one of which shard it is, and the heap that
+/// owns it.
+#[derive(Debug)]
+#[repr(align(8))]
+pub(crate) struct TableInfo {
+    /// The heap that owns the table (`crate::owner`).
+    pub(crate) owner: Owner,
+    base: usize,
+    table: u32,
+    shard: u8,
 }
 
 /// Where a taken slot is.
@@ -43,6 +61,8 @@ pub(crate) struct SlotRef {
     /// The entry's address (an integer, so that handles take their auto
     /// traits from the heap they borrow).
     entry: usize,
+    /// The table's info (an exposed address, likewise).
+    info: usize,
 }
 
 impl SlotRef {
@@ -51,21 +71,30 @@ impl SlotRef {
         self.entry
     }
 
-    /// The slot and `tag` (a byte the caller keeps with it) in one word,
-    /// without the entry's address.
-    pub(crate) fn pack(&self, tag: u8) -> u64 {
-        u64::from(self.table) | u64::from(self.index) << 32 | u64::from(tag) << 56
+    /// The slot in one word besides its entry's address: its table's info
+    /// (aligned to 8, so three low bits are free).
+    pub(crate) fn pack(&self) -> u64 {
+        self.info as u64
     }
 
     /// The slot [`pack`](Self::pack)ed into `packed`, whose entry is at
-    /// `entry`, and its tag.
+    /// `entry`, and its shard.
     pub(crate) fn unpack(packed: u64, entry: usize) -> (SlotRef, u8) {
+        let info = Self::info_of(packed);
         let slot = SlotRef {
-            table: packed as u32,
-            index: (packed >> 32) as u32 & 0xff_ffff,
+            table: info.table,
+            index: ((entry - info.base) / ENTRY_SIZE) as u32,
             entry,
+            info: packed as usize,
         };
-        (slot, (packed >> 56) as u8)
+        (slot, info.shard)
+    }
+
+    /// The table info a [`pack`](Self::pack)ed slot names.
+    pub(crate) fn info_of<'t>(packed: u64) -> &'t TableInfo {
+        // SAFETY: `packed` is the exposed address of a live table's boxed
+        // info (a taken slot keeps its table mapped).
+        unsafe { &*std::ptr::with_exposed_provenance::<TableInfo>(packed as usize) }
     }
 
     /// The slot's data slot (`Table::data_slot`), from its entry's address.
@@ -77,6 +106,14 @@ impl SlotRef {
 const _: () = assert!(ENTRIES < 1 << 24);
 
 impl TablePool {
+    /// The tables of shard `shard`, none mapped yet.
+    pub(crate) fn new(shard: u8) -> Self {
+        TablePool {
+            shard,
+            ..TablePool::default()
+        }
+    }
+
     /// Tables currently mapped.
     pub(crate) fn tables(&self) -> usize {
         self.tables.iter().flatten().count()
@@ -155,6 +192,7 @@ impl TablePool {
             table: t as u32,
             index: index as u32,
             entry: pt.table.entry(index),
+            info: std::ptr::from_ref::<TableInfo>(&pt.info).expose_provenance(),
         };
         Ok((slot, data))
     }
@@ -178,24 +216,32 @@ impl TablePool {
 
     #[cold]
     fn add(&mut self, table: Table) -> usize {
+        let index = self
+            .tables
+            .iter()
+            .position(Option::is_none)
+            .unwrap_or(self.tables.len());
+        let info = Box::new(TableInfo {
+            owner: Owner::default(),
+            base: table.entry(0),
+            table: index as u32,
+            shard: self.shard,
+        });
         let pt = PoolTable {
             table,
+            info,
             // Popped from the end: entry 0 first.
             free: (0..ENTRIES as u16).rev().collect(),
             live: 0,
             data_touched: false,
         };
         self.empty += 1;
-        match self.tables.iter().position(Option::is_none) {
-            Some(i) => {
-                self.tables[i] = Some(pt);
-                i
-            }
-            None => {
-                self.tables.push(Some(pt));
-                self.tables.len() - 1
-            }
+        if index == self.tables.len() {
+            self.tables.push(Some(pt));
+        } else {
+            self.tables[index] = Some(pt);
         }
+        index
     }
 
     /// Frees a slot: its record points to the trap target at once. Returns

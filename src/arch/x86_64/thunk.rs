@@ -114,6 +114,13 @@ pub(crate) fn register_thunk(reg: u8, ctx: usize, entry: usize, at: usize) -> Th
     ThunkCode::from_bytes(b, len)
 }
 
+/// The length of the register-path thunk whose granule is `code` (as
+/// [`register_thunk`] wrote it): the short form has its `jmp rel32` where
+/// the long form has `mov r11`.
+pub(crate) fn register_thunk_len(code: &[u8; super::super::THUNK_CODE_MAX]) -> usize {
+    if code[14] == 0xe9 { 19 } else { 27 }
+}
+
 /// The frame-path thunk, to run at address `at`: hands `record`
 /// (`[ctx, entry, stack_args]`) to the adapter for `conv` in r11.
 pub(crate) fn frame_thunk(conv: CallConv, record: usize, at: usize) -> ThunkCode {
@@ -129,6 +136,15 @@ pub(crate) fn frame_thunk(conv: CallConv, record: usize, at: usize) -> ThunkCode
 mod tests {
     use super::*;
     use ArgClass::{Float as F, Integer as I};
+
+    #[test]
+    fn a_register_thunk_says_its_length() {
+        for (entry, at, len) in [(0x1000, 0x2000, 19), (0x7f00_0000_0000, 0x1000, 27)] {
+            let code = register_thunk(RDI, 0x1234, entry, at);
+            assert_eq!(code.len(), len);
+            assert_eq!(register_thunk_len(&code.into_granule()), len);
+        }
+    }
 
     #[test]
     fn sysv_placement() {

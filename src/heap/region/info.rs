@@ -13,6 +13,7 @@ use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering, fence};
 
 use crate::heap::fork::Stamp;
+use crate::owner::Owner;
 
 /// The lock-free side of a dual-mapped region of thunk granules. Aligned
 /// to 64 bytes (a cache line of its own), which also leaves a thunk's
@@ -20,6 +21,8 @@ use crate::heap::fork::Stamp;
 #[derive(Debug)]
 #[repr(align(64))]
 pub(crate) struct RegionInfo {
+    /// The heap that owns the region (`crate::owner`).
+    pub(crate) owner: Owner,
     /// The executable view's base.
     exec: usize,
     /// The data slots' base.
@@ -54,6 +57,7 @@ impl RegionInfo {
     ) -> Self {
         let (process, epoch) = stamp.parts();
         RegionInfo {
+            owner: Owner::default(),
             exec,
             data,
             index,
