@@ -56,33 +56,39 @@ impl<L: RawMutex> Heap<L> {
         &self,
         make: impl FnOnce(usize, NonNull<u8>) -> ThunkCode + Copy,
     ) -> Result<Option<GranuleThunk<'_>>> {
-        match self.thunk_granule_cached(make) {
+        match self.thunk_granule_fast(make) {
             Some(granule) => Ok(Some(granule)),
             None => self.thunk_granule_locked(make),
         }
     }
 
-    /// [`thunk_granule`](Self::thunk_granule) from this thread's cache
-    /// only: `None` on a heap without thread caches, or when the cache is
-    /// unavailable or cannot be refilled (nothing is written then).
+    /// [`thunk_granule`](Self::thunk_granule) from a ready granule only:
+    /// this thread's cache on the global heap, else the shard's magazine
+    /// (one lock round trip). `None` when none can be had (nothing is
+    /// written then): the caller takes [`thunk_granule`](Self::thunk_granule).
     #[inline(always)]
-    pub(crate) fn thunk_granule_cached(
+    pub(crate) fn thunk_granule_fast(
         &self,
         make: impl FnOnce(usize, NonNull<u8>) -> ThunkCode,
     ) -> Option<GranuleThunk<'_>> {
-        let caches = self.caches?;
-        let ready = caches.with(|magazines| {
-            let magazine = &mut magazines.granules;
-            // Stable while the magazine is held: a fork waits (fork.rs).
-            let now = Stamp::now();
-            match magazine.pop(now) {
-                Some(ready) => Some(ready),
-                None => {
-                    self.refill(magazine, now);
-                    magazine.pop(now)
+        let cached = self.caches.and_then(|caches| {
+            caches.with(|magazines| {
+                let magazine = &mut magazines.granules;
+                // Stable while the magazine is held: a fork waits (fork.rs).
+                let now = Stamp::now();
+                match magazine.pop(now) {
+                    Some(ready) => Some(ready),
+                    None => {
+                        self.refill(magazine, now);
+                        magazine.pop(now)
+                    }
                 }
-            }
-        })??;
+            })
+        });
+        let ready = match cached {
+            Some(ready) => ready?,
+            None => self.ready_granule_locked()?,
+        };
         // SAFETY: a ready granule's region outlives it (the granule is
         // marked in use), and so the handle that holds it.
         let info = unsafe { ready.info.as_ref() };
@@ -91,7 +97,7 @@ impl<L: RawMutex> Heap<L> {
         let code = make(ready.addr, data);
         let len = code.len();
         // SAFETY: `view` is the ready granule's writable view; the granule
-        // is ours (popped from this thread's magazine) and unpublished.
+        // is ours (popped from a magazine) and unpublished.
         unsafe { write_granule(ready.view.as_ptr(), ready.addr, code) };
         Some(GranuleThunk {
             addr: ready.addr,
@@ -101,10 +107,38 @@ impl<L: RawMutex> Heap<L> {
         })
     }
 
-    /// [`thunk_granule`](Self::thunk_granule) under the shard's lock, once:
-    /// a ready granule from the shard's magazine (refilled when empty), or
-    /// where none can be made ready, a granule from the first size class or
-    /// the regions' bit vectors written by the general region write.
+    /// A ready granule from this thread's shard's magazine (filled when
+    /// empty), under the shard's lock; `None` where the heap's granules
+    /// cannot be made ready (not dual-mapped, strict, or none left).
+    #[inline(never)]
+    fn ready_granule_locked(&self) -> Option<Ready> {
+        if self.config.mode.spans() != Some(CodeStrategy::DualMap) || self.config.strict {
+            return None;
+        }
+        let (shard, locked) = self.my_shard();
+        let mut state = locked.lock();
+        let state = &mut *state;
+        // Taken under the lock: a fork cannot slip in between (see fork.rs).
+        let stamp = Stamp::now();
+        if let Some(ready) = state.ready.granules.pop(stamp) {
+            return Some(ready);
+        }
+        if !state.ready.granules.is_current(stamp) {
+            let stale: Vec<Ready> = state.ready.granules.take(MAGAZINE_DEPTH).collect();
+            for r in stale {
+                self.free_locked(state, &r.alloc(), stamp);
+            }
+        }
+        self.fill(state, shard, stamp, |state, r| {
+            state.ready.granules.push(r, stamp)
+        });
+        state.ready.granules.pop(stamp)
+    }
+
+    /// [`thunk_granule`](Self::thunk_granule) where no granule can be made
+    /// ready (a strict heap, a region shared with a fork child): under the
+    /// shard's lock, a granule from the first size class or the regions'
+    /// bit vectors, written by the general region write.
     #[inline(never)]
     fn thunk_granule_locked(
         &self,
@@ -115,40 +149,6 @@ impl<L: RawMutex> Heap<L> {
         let state = &mut *state;
         // Taken under the lock: a fork cannot slip in between (see fork.rs).
         let stamp = Stamp::now();
-        let mut ready = state.ready.granules.pop(stamp);
-        let fillable =
-            self.config.mode.spans() == Some(CodeStrategy::DualMap) && !self.config.strict;
-        if ready.is_none() && fillable {
-            if !state.ready.granules.is_current(stamp) {
-                let stale: Vec<Ready> = state.ready.granules.take(MAGAZINE_DEPTH).collect();
-                for r in stale {
-                    self.free_locked(state, &r.alloc(), stamp);
-                }
-            }
-            self.fill(state, shard, stamp, |state, r| {
-                state.ready.granules.push(r, stamp)
-            });
-            ready = state.ready.granules.pop(stamp);
-        }
-        if let Some(ready) = ready {
-            // SAFETY: a ready granule's region outlives it (the granule is
-            // marked in use), and so the handle that holds it; the box
-            // never moves.
-            let info = unsafe { ready.info.as_ref() };
-            info.owner.set(std::ptr::from_ref(self).expose_provenance());
-            let data = info.granule(ready.addr).data;
-            let code = make(ready.addr, data);
-            let len = code.len();
-            // SAFETY: the ready granule's writable view; the granule is
-            // ours (popped under the lock) and unpublished.
-            unsafe { write_granule(ready.view.as_ptr(), ready.addr, code) };
-            return Ok(Some(GranuleThunk {
-                addr: ready.addr,
-                info,
-                data,
-                len,
-            }));
-        }
         let want = Want {
             granules: 1,
             granules32: 1,

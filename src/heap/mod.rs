@@ -124,7 +124,7 @@ use shard::AddressSpace;
 pub use span::{ExecSpan, Span};
 pub use stats::HeapStats;
 use thread_cache::ThreadCaches;
-pub(crate) use trampoline_slot::TrampolineSlot;
+pub(crate) use trampoline_slot::{SlotThunk, TrampolineSlot};
 
 use crate::error::Result;
 use crate::strategy::{CodeStrategy, Strategy, ThunkStrategy};

@@ -118,29 +118,39 @@ impl<L: RawMutex> Heap<L> {
 
     /// A slot for a small closure's thunk with its record published (`rec`
     /// makes it from the slot's data slot, which the caller writes before
-    /// the entry's pointer is published anywhere): a ready slot from this
-    /// thread's cache or the shard's magazine, else one taken under the
-    /// shard's lock.
+    /// the entry's pointer is published anywhere): a ready slot when one
+    /// can be had ([`trampoline_slot_fast`](Self::trampoline_slot_fast)),
+    /// else one taken under the shard's lock.
     ///
     /// # Errors
     ///
     /// As [`trampoline`](Self::trampoline).
-    #[inline]
     pub(crate) fn trampoline_slot(
         &self,
-        rec: impl FnOnce(NonNull<u8>) -> Record,
+        rec: impl FnOnce(NonNull<u8>) -> Record + Copy,
     ) -> Result<SlotThunk> {
-        let slot = self.take_trampoline_slot(rec)?;
-        // The handle finds its heap through the slot's table
-        // (`crate::owner`).
-        SlotRef::info_of(slot.packed)
-            .owner
-            .set(std::ptr::from_ref(self).expose_provenance());
+        if let Some(slot) = self.trampoline_slot_fast(rec) {
+            return Ok(slot);
+        }
+        let (slot, data) = self.trampoline(|data| rec(data.expect("asked for")), true)?;
+        let entry = slot.entry();
+        let slot = SlotThunk {
+            entry,
+            packed: slot.into_packed(),
+            data: data.expect("a data slot was asked for"),
+        };
+        self.own_slot(&slot);
         Ok(slot)
     }
 
+    /// [`trampoline_slot`](Self::trampoline_slot) from a ready slot only:
+    /// this thread's cache on the global heap, else the shard's magazine
+    /// (one lock round trip); `None` when none can be had (nothing changed).
     #[inline(always)]
-    fn take_trampoline_slot(&self, rec: impl FnOnce(NonNull<u8>) -> Record) -> Result<SlotThunk> {
+    pub(crate) fn trampoline_slot_fast(
+        &self,
+        rec: impl FnOnce(NonNull<u8>) -> Record,
+    ) -> Option<SlotThunk> {
         debug_assert_eq!(self.thunk_strategy(), ThunkStrategy::StaticTrampolines);
         let cached = self.caches.and_then(|caches| {
             caches.with(|magazines| {
@@ -152,28 +162,30 @@ impl<L: RawMutex> Heap<L> {
                 })
             })
         });
-        let ready = match cached.flatten() {
-            Some(ready) => Some(ready),
-            None => self.ready_slot_locked(),
-        };
-        let Some(ReadySlot { entry, packed }) = ready else {
-            let (slot, data) = self.trampoline(|data| rec(data.expect("asked for")), true)?;
-            let entry = slot.entry();
-            return Ok(SlotThunk {
-                entry,
-                packed: slot.into_packed(),
-                data: data.expect("a data slot was asked for"),
-            });
+        let ReadySlot { entry, packed } = match cached {
+            Some(ready) => ready?,
+            None => self.ready_slot_locked()?,
         };
         let data = SlotRef::unpack(packed, entry).0.data_slot();
         // SAFETY: a ready slot is taken in its live table and ours now
         // (popped); its record is retired, so publishing it is the owner's.
         unsafe { trampoline::publish_at(entry, rec(data)) };
-        Ok(SlotThunk {
+        let slot = SlotThunk {
             entry,
             packed,
             data,
-        })
+        };
+        self.own_slot(&slot);
+        Some(slot)
+    }
+
+    /// Records this heap as the owner of `slot`'s table: the handle finds
+    /// its heap there (`crate::owner`).
+    #[inline(always)]
+    fn own_slot(&self, slot: &SlotThunk) {
+        SlotRef::info_of(slot.packed)
+            .owner
+            .set(std::ptr::from_ref(self).expose_provenance());
     }
 
     /// A ready slot from this thread's shard's magazine (filled when

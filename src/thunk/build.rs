@@ -19,7 +19,7 @@ use super::handle::{self, Code, Slow, WithClosure, free_with_closure, write_inli
 use crate::abi::{FnPtr, ThunkSig};
 use crate::arch::{self, Placement};
 use crate::error::{Error, Result};
-use crate::heap::{GranuleThunk, Heap};
+use crate::heap::{GranuleThunk, Heap, SlotThunk};
 use crate::strategy::{CodeStrategy, ThunkStrategy};
 use crate::trampoline;
 
@@ -70,7 +70,7 @@ impl<'a, F: ThunkSig, L: RawMutex> Thunk<'a, F, L> {
         let make = move |at, data: NonNull<u8>| {
             generated_code::<F>(placement, data.as_ptr() as usize, entry, None, at)
         };
-        match heap.thunk_granule_cached(make) {
+        match heap.thunk_granule_fast(make) {
             // SAFETY: a thunk granule of `heap`, just written by `make`.
             Some(granule) => Ok(unsafe { Self::with_granule(granule, closure, tag) }),
             None => Self::out_of_line(move || {
@@ -138,6 +138,7 @@ impl<'a, F: ThunkSig, L: RawMutex> Thunk<'a, F, L> {
     /// allocated besides the entry. The record (pointing at the slot) is
     /// published under the heap's lock; the closure is moved into the slot
     /// after, before the entry's pointer exists anywhere but here.
+    #[inline(always)]
     pub(super) fn build_static_inline<C: ThunkFn<F> + Send + Sync + 'a>(
         heap: &'a Heap<L>,
         closure: C,
@@ -145,20 +146,44 @@ impl<'a, F: ThunkSig, L: RawMutex> Thunk<'a, F, L> {
     ) -> Result<Self> {
         let placement = placement_of::<F>()?;
         let entry = C::entry() as usize;
-        let slot = heap.trampoline_slot(|data| {
+        let rec = move |data: NonNull<u8>| {
             trampoline::record(F::CONV, placement, data.as_ptr() as usize, entry)
-        })?;
+        };
+        match heap.trampoline_slot_fast(rec) {
+            // SAFETY: a slot of `heap` whose record was just published.
+            Some(slot) => Ok(unsafe { Self::with_slot(slot, closure, tag) }),
+            None => Self::out_of_line(move || {
+                let slot = heap.trampoline_slot(rec)?;
+                // SAFETY: as above.
+                Ok(unsafe { Self::with_slot(slot, closure, tag) })
+            }),
+        }
+    }
+
+    /// The `STATIC` thunk of `slot`, whose data slot gets `closure`.
+    ///
+    /// # Safety
+    /// `slot` came from `trampoline_slot` of the heap the thunk borrows,
+    /// its record passing its data slot to `C::entry()` through the
+    /// adapter for `F`'s placement; `tag` is `C`'s inline tag. The result
+    /// owns it.
+    #[inline(always)]
+    unsafe fn with_slot<C: ThunkFn<F> + Send + Sync + 'a>(
+        slot: SlotThunk,
+        closure: C,
+        tag: usize,
+    ) -> Self {
         // SAFETY: the entry's data slot, which `C` fits (`tag` is its
         // inline tag); only the owner of the entry uses it, and no call can
         // reach it before the entry's pointer is returned.
         unsafe { write_inline(slot.data, closure) };
         // SAFETY: the entry jumps through a record that holds the adapter
-        // for `F`'s placement, the context and `entry`, which takes `F`'s
-        // arguments plus the context; it is not null.
+        // for `F`'s placement, the context and `C::entry()`, which takes
+        // `F`'s arguments plus the context; it is not null.
         let fn_ptr = unsafe { <F::Unsafe as FnPtr>::from_addr(slot.entry as *const ()) };
-        // SAFETY: a `STATIC` thunk of `heap` (which its table's info
-        // records): it keeps its slot, packed, and owns it from now on.
-        Ok(unsafe { Self::from_parts(fn_ptr, handle::STATIC | tag, slot.packed as usize) })
+        // SAFETY: a `STATIC` thunk (its table's info records its heap): it
+        // keeps its slot, packed, and owns it from now on.
+        unsafe { Self::from_parts(fn_ptr, handle::STATIC | tag, slot.packed as usize) }
     }
 
     /// A `SLOW` thunk: the context `ctx` (boxed), and generated code or a
