@@ -42,7 +42,7 @@
 //! its old view: the kept magazine is flushed through the shards' general
 //! path on its next use, which moves regions to files of their own first.
 
-use std::cell::{OnceCell, UnsafeCell};
+use std::cell::{Cell, OnceCell, UnsafeCell};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering, compiler_fence};
 
@@ -66,6 +66,8 @@ pub(super) type GiveBack = fn(&mut Magazines);
 /// whose top the steady state touches, then the slots'.
 #[repr(C)]
 struct Cache {
+    /// The caches this one is registered with.
+    owner: *const ThreadCaches,
     /// Set by the owner around every use of `magazine`.
     busy: AtomicBool,
     /// Set by `compact` while it empties the magazine.
@@ -109,6 +111,10 @@ unsafe impl Send for ThreadCaches {}
 thread_local! {
     /// This thread's cache, and the caches it is registered with.
     static MINE: Mine = const { Mine { cache: OnceCell::new() } };
+    /// `MINE`'s cache, once made; null before, and again from the moment
+    /// `MINE` is dropped. Without a destructor, so reading it needs no
+    /// check of the thread-local's state.
+    static FAST: Cell<*const Cache> = const { Cell::new(std::ptr::null()) };
 }
 
 struct Mine {
@@ -117,6 +123,8 @@ struct Mine {
 
 impl Drop for Mine {
     fn drop(&mut self) {
+        // No use of the cache through `FAST` from now on.
+        FAST.set(std::ptr::null());
         if let Some((owner, cache)) = self.cache.get() {
             owner.retire(cache);
         }
@@ -158,41 +166,61 @@ impl ThreadCaches {
     /// `fork()` can happen (the prepare handler waits for it).
     #[inline(always)]
     pub(super) fn with<R>(&'static self, f: impl FnOnce(&mut Magazines) -> R) -> Option<R> {
-        MINE.try_with(|mine| {
-            let (owner, cache) = mine.cache.get_or_init(|| (self, self.register()));
-            if !std::ptr::eq(*owner, self) {
-                return None;
-            }
-            // A use interrupted by a signal handler that uses it too.
-            if cache.busy.load(Ordering::Relaxed) {
-                return None;
-            }
-            cache.busy.store(true, Ordering::Relaxed);
-            // The light side of the asymmetric fence (module docs): the
-            // heavy side, the stealer's barrier, orders this store before
-            // the load below on the hardware.
-            compiler_fence(Ordering::SeqCst);
-            if cache.steal.load(Ordering::Acquire) {
-                cache.busy.store(false, Ordering::Release);
-                return None;
-            }
-            // SAFETY: `busy` is set and `steal` was clear after it, so a
-            // stealer leaves the magazine alone until `busy` is clear
-            // again; only this thread sets `busy`.
-            let magazine = unsafe { &mut *cache.magazine.get() };
-            let r = f(magazine);
-            cache.set_held(magazine);
+        let cache = FAST.get();
+        let cache = if cache.is_null() {
+            self.first_use()?
+        } else {
+            // SAFETY: a non-null `FAST` is `MINE`'s cache, which `MINE`'s
+            // `Arc` keeps alive until `MINE` is dropped, which nulls `FAST`
+            // first; `with` does not run inside that drop.
+            unsafe { &*cache }
+        };
+        if !std::ptr::eq(cache.owner, self) {
+            return None;
+        }
+        // A use interrupted by a signal handler that uses it too.
+        if cache.busy.load(Ordering::Relaxed) {
+            return None;
+        }
+        cache.busy.store(true, Ordering::Relaxed);
+        // The light side of the asymmetric fence (module docs): the heavy
+        // side, the stealer's barrier, orders this store before the load
+        // below on the hardware.
+        compiler_fence(Ordering::SeqCst);
+        if cache.steal.load(Ordering::Acquire) {
             cache.busy.store(false, Ordering::Release);
-            Some(r)
+            return None;
+        }
+        // SAFETY: `busy` is set and `steal` was clear after it, so a
+        // stealer leaves the magazine alone until `busy` is clear again;
+        // only this thread sets `busy`.
+        let magazine = unsafe { &mut *cache.magazine.get() };
+        let r = f(magazine);
+        cache.set_held(magazine);
+        cache.busy.store(false, Ordering::Release);
+        Some(r)
+    }
+
+    /// This thread's cache, made and registered on its first use (`None`
+    /// once this thread's locals are being destroyed).
+    #[cold]
+    #[inline(never)]
+    fn first_use(&'static self) -> Option<&'static Cache> {
+        MINE.try_with(|mine| {
+            let (_, cache) = mine.cache.get_or_init(|| (self, self.register()));
+            let cache = Arc::as_ptr(cache);
+            FAST.set(cache);
+            // SAFETY: as in `with`: `MINE` keeps it until it nulls `FAST`.
+            unsafe { &*cache }
         })
         .ok()
-        .flatten()
     }
 
     #[cold]
     #[inline(never)]
     fn register(&self) -> Arc<Cache> {
         let cache = Arc::new(Cache {
+            owner: self,
             busy: AtomicBool::new(false),
             steal: AtomicBool::new(false),
             held: [AtomicUsize::new(0), AtomicUsize::new(0)],
