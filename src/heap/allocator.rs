@@ -131,6 +131,13 @@ impl<L: RawMutex> Heap<L> {
     /// Releases every empty region back to the system, and the memory of
     /// free pages in the others. Returns the bytes released (address space
     /// unmapped plus memory decommitted).
+    ///
+    /// Free thunk granules and trampoline slots kept ready for reuse (at
+    /// most 64 of each per shard, and on the global heap per thread) go
+    /// back first, those of other threads' caches included. (Where a
+    /// seccomp filter installed after the global heap was made refuses
+    /// `membarrier(2)`, other threads' caches are left alone; they go back
+    /// when their threads end.)
     pub fn compact(&self) -> usize {
         // Thread caches first, so their granules are free when the shards
         // are compacted.

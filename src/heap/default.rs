@@ -45,6 +45,14 @@ mod enabled {
         /// `WXTHUNK_STRATEGY` names (`protect`, `dual-map`,
         /// `static-trampolines`). It is never dropped.
         ///
+        /// Each thread that makes thunks on it keeps a small cache of free
+        /// thunk slots (at most 64 granules and 64 trampoline slots, about
+        /// 3 KiB of code and data slots), so that making and dropping a
+        /// thunk of a small closure takes no lock; the cache goes back when
+        /// the thread ends, and [`Heap::compact`] takes it back at any time.
+        /// The caches need `membarrier(2)`; where it is refused there are
+        /// none.
+        ///
         /// # Errors
         ///
         /// As [`Heap::new`], on the first call (a failed first call is

@@ -21,7 +21,7 @@ use super::allocator::{Allocation, State, THUNK_CACHE_DEPTH, Want};
 use super::fork::Stamp;
 use super::ready::{MAGAZINE_DEPTH, Magazine, Magazines, Ready};
 use super::region::{GRANULE, RegionInfo};
-use super::thread_cache::REFILL;
+use super::thread_cache::{GRANULES, REFILL};
 use crate::arch::{TRAP_GRANULE, ThunkCode};
 use crate::error::Result;
 use crate::strategy::CodeStrategy;
@@ -72,7 +72,7 @@ impl<L: RawMutex> Heap<L> {
         make: impl FnOnce(usize, NonNull<u8>) -> ThunkCode,
     ) -> Option<GranuleThunk<'_>> {
         let cached = self.caches.and_then(|caches| {
-            caches.with(|magazines| {
+            caches.with::<GRANULES, _>(|magazines| {
                 let magazine = &mut magazines.granules;
                 // Stable while the magazine is held: a fork waits (fork.rs).
                 let now = Stamp::now();
@@ -197,7 +197,7 @@ impl<L: RawMutex> Heap<L> {
     #[inline]
     pub(crate) unsafe fn free_thunk_granule(&self, addr: usize, info: &RegionInfo) {
         let cached = self.caches.and_then(|caches| {
-            caches.with(|magazines| {
+            caches.with::<GRANULES, _>(|magazines| {
                 let magazine = &mut magazines.granules;
                 // Stable while the magazine is held: a fork waits, so no
                 // child can be made between this check and the traps.

@@ -32,9 +32,22 @@
 //! Each granule of a dual-mapped region has a 16-byte **data slot** in a
 //! private anonymous mapping beside the region (`region/data.rs`): a small
 //! closure lives there, so making a thunk allocates nothing but its
-//! granule. One-granule thunks have a **fast path** (`fast.rs`): a
-//! cached granule whose page holds bytes gets its whole granule (code,
-//! then traps) in one copy, and a freed one gets a granule of traps.
+//! granule.
+//!
+//! One-granule thunks take **ready granules** (`ready.rs`): free granules
+//! looked up once under the shard's lock (writable view, page holding
+//! bytes, data slot), kept in small stacks (**magazines**, 64 deep) and
+//! written later without any lookup (`fast.rs`). The global heap keeps one
+//! magazine per thread (**thread caches**, `thread_cache.rs`): in the
+//! steady state making and dropping a thunk takes no lock and no atomic
+//! read-modify-write; `compact` and `fork()` stop the caches with an
+//! asymmetric fence (`membarrier(2)`). Other heaps keep one magazine per
+//! shard, under its lock. Static-trampoline slots go the same way
+//! (`trampoline_slot.rs`). A thunk's handle keeps only its function pointer
+//! and the address of its region's lock-free side (`region/info.rs`: where
+//! the views are, and the writable view and stamp under a sequence lock)
+//! or its table's; the heap's address is recorded there too
+//! (`crate::owner`).
 //!
 //! Freed code always becomes **traps** first (a stale call stops at once);
 //! [`Heap::compact`] unmaps empty regions and gives the memory of free
@@ -75,7 +88,7 @@
 //! | `mod.rs` | [`Heap`] and the methods every user calls |
 //! | `builder.rs` | [`HeapBuilder`](crate::HeapBuilder), the heap's configuration and mode |
 //! | `allocator.rs` | the state behind the lock: size classes, first fit, growth, freeing, compaction |
-//! | `region/` | one region: its mappings, its bit vectors, writing and scrubbing (`mod.rs`), its data slots (`data.rs`), page commit and decommit (`pages.rs`), moving to a file of its own after fork (`unshare.rs`) |
+//! | `region/` | one region: its mappings, its bit vectors, writing and scrubbing (`mod.rs`), its data slots (`data.rs`), its lock-free side for thunk handles (`info.rs`), page commit and decommit (`pages.rs`), moving to a file of its own after fork (`unshare.rs`) |
 //! | `fast.rs` | the fast paths of one-granule thunks |
 //! | `ready.rs` | ready granules (looked up once, written without a lookup), magazines of them, and the handle of a thunk in one |
 //! | `thread_cache.rs` | the global heap's per-thread caches of ready granules, and how `compact` and `fork()` stop them |

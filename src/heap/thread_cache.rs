@@ -56,6 +56,11 @@ use crate::sys;
 /// Ready granules moved between a magazine and its shard at a time.
 pub(super) const REFILL: usize = 16;
 
+/// [`ThreadCaches::with`] on the magazine of granules.
+pub(super) const GRANULES: usize = 0;
+/// [`ThreadCaches::with`] on the magazine of trampoline slots.
+pub(super) const SLOTS: usize = 1;
+
 /// Gives everything in a thread's magazines back to the heap that owns the
 /// caches (its general free paths), emptying them: called when a thread
 /// ends.
@@ -164,8 +169,13 @@ impl ThreadCaches {
     /// or a `fork()` is holding it, or a signal handler interrupted its
     /// use): the caller takes the shard path then. While `f` runs no
     /// `fork()` can happen (the prepare handler waits for it).
+    /// `M` is the magazine `f` changes ([`GRANULES`] or [`SLOTS`]), whose
+    /// length `stats` then sees.
     #[inline(always)]
-    pub(super) fn with<R>(&'static self, f: impl FnOnce(&mut Magazines) -> R) -> Option<R> {
+    pub(super) fn with<const M: usize, R>(
+        &'static self,
+        f: impl FnOnce(&mut Magazines) -> R,
+    ) -> Option<R> {
         let cache = FAST.get();
         let cache = if cache.is_null() {
             self.first_use()?
@@ -196,7 +206,11 @@ impl ThreadCaches {
         // only this thread sets `busy`.
         let magazine = unsafe { &mut *cache.magazine.get() };
         let r = f(magazine);
-        cache.set_held(magazine);
+        let len = match M {
+            GRANULES => magazine.granules.len(),
+            _ => magazine.slots.len(),
+        };
+        cache.held[M].store(len, Ordering::Relaxed);
         cache.busy.store(false, Ordering::Release);
         Some(r)
     }

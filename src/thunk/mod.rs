@@ -22,9 +22,11 @@
 //!
 //! Where the closure lives: a zero-sized `Fn` closure needs no context (its
 //! thunk is a compiled function, see "Closures that capture nothing" on
-//! [`Thunk`]); a small `Fn` closure (up to 16 bytes) lives in the private
-//! data slot paired with its thunk's code slot (`crate::data_slot`); any
-//! other closure, and every `FnMut`/`FnOnce` context, is boxed.
+//! [`Thunk`]); a small `Fn` closure (up to 16 bytes, or up to a word if it
+//! needs a drop) lives in the private data slot paired with its thunk's
+//! code slot (`crate::data_slot`); any other closure, and every
+//! `FnMut`/`FnOnce` context, is boxed. A `Thunk` is two words, its function
+//! pointer and one word saying what it keeps (`handle.rs`).
 //!
 //! On a heap whose strategy is
 //! [`StaticTrampolines`](crate::Strategy::StaticTrampolines) no code is
@@ -175,11 +177,21 @@ pub use page::{SealedThunkPage, ThunkPage};
 /// # Ok::<(), wxthunk::Error>(())
 /// ```
 ///
+/// # Cost
+///
+/// A `Thunk` is two words (its function pointer and what it keeps). A
+/// small `Fn` closure (up to 16 bytes, or a word that needs a drop) lives
+/// in the private data slot of its thunk's code: making and dropping such a
+/// thunk allocates nothing, and on the global heap takes no lock (see
+/// [`Heap::global`]). Larger closures and `FnMut`/`FnOnce` contexts are
+/// boxed. `BENCHMARKS.md` has the figures.
+///
 /// # Signal handlers
 ///
 /// Calling a thunk is async-signal-safe (it is a few instructions and a
 /// jump; the closure is what runs, so it must be async-signal-safe itself).
-/// Creating or dropping one is not: it takes the heap's lock and allocates.
+/// Creating or dropping one is not: it may take the heap's lock and
+/// allocate.
 ///
 /// # Auto traits
 ///
