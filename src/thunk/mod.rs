@@ -390,25 +390,42 @@ impl<'a, F: ThunkSig, L: RawMutex> Thunk<'a, F, L> {
 }
 
 impl<F: ThunkSig, L: RawMutex> Drop for Thunk<'_, F, L> {
+    #[inline]
     fn drop(&mut self) {
+        match self.kind() {
+            // A compiled function keeps nothing: its drop is this test.
+            handle::COMPILED => {}
+            handle::GRANULE => self.release_granule(),
+            _ => self.release(),
+        }
+    }
+}
+
+impl<F: ThunkSig, L: RawMutex> Thunk<'_, F, L> {
+    /// `Drop` of a `GRANULE` thunk.
+    #[inline(never)]
+    fn release_granule(&mut self) {
+        let addr = self.fn_ptr.addr() as usize;
+        let (heap, info) = (self.heap(), self.region());
+        // The closure leaves its data slot before the slot goes with the
+        // code; it is dropped after the code is freed.
+        let moved = (self.word & handle::INLINE_DROP != 0).then(|| {
+            // SAFETY: an `INLINE_DROP` closure is in the slot, moved out
+            // once, here.
+            unsafe { MovedOut::take(info.granule(addr).data) }
+        });
+        // SAFETY: the thunk's granule, freed once; the thunk is being
+        // dropped, so no new call can reach it through it.
+        unsafe { heap.free_thunk_granule(addr, info) };
+        drop(moved);
+    }
+
+    /// `Drop` of a `STATIC` or `SLOW` thunk.
+    #[inline(never)]
+    fn release(&mut self) {
         let addr = self.fn_ptr.addr() as usize;
         let inline_drop = self.word & handle::INLINE_DROP != 0;
         match self.kind() {
-            handle::COMPILED => {}
-            handle::GRANULE => {
-                let (heap, info) = (self.heap(), self.region());
-                // The closure leaves its data slot before the slot goes
-                // with the code; it is dropped after the code is freed.
-                let moved = inline_drop.then(|| {
-                    // SAFETY: an `INLINE_DROP` closure is in the slot,
-                    // moved out once, here.
-                    unsafe { MovedOut::take(info.granule(addr).data) }
-                });
-                // SAFETY: the thunk's granule, freed once; the thunk is
-                // being dropped, so no new call can reach it through it.
-                unsafe { heap.free_thunk_granule(addr, info) };
-                drop(moved);
-            }
             handle::STATIC => {
                 let heap = self.heap();
                 let packed = self.kept() as u64;
