@@ -66,29 +66,49 @@ impl<L: RawMutex> Heap<L> {
     /// this thread's cache on the global heap, else the shard's magazine
     /// (one lock round trip). `None` when none can be had (nothing is
     /// written then): the caller takes [`thunk_granule`](Self::thunk_granule).
+    ///
+    /// The code is written while the magazine is held (inside the cache's
+    /// busy section, or under the shard's lock): no `fork()` can happen
+    /// before the write is done, so no region is moved to a new file (its
+    /// pages copied) while a write through its old view is under way.
     #[inline(always)]
     pub(crate) fn thunk_granule_fast(
         &self,
         make: impl FnOnce(usize, NonNull<u8>) -> ThunkCode,
     ) -> Option<GranuleThunk<'_>> {
-        let cached = self.caches.and_then(|caches| {
-            caches.with::<GRANULES, _>(|magazines| {
-                let magazine = &mut magazines.granules;
-                // Stable while the magazine is held: a fork waits (fork.rs).
-                let now = Stamp::now();
-                match magazine.pop(now) {
-                    Some(ready) => Some(ready),
-                    None => {
-                        self.refill(magazine, now);
-                        magazine.pop(now)
-                    }
-                }
-            })
-        });
-        let ready = match cached {
-            Some(ready) => ready?,
-            None => self.ready_granule_locked()?,
-        };
+        match self.caches {
+            Some(caches) => caches
+                .with::<GRANULES, _>(|magazines| {
+                    let magazine = &mut magazines.granules;
+                    // Stable while the magazine is held: a fork waits
+                    // (fork.rs).
+                    let now = Stamp::now();
+                    let ready = match magazine.pop(now) {
+                        Some(ready) => ready,
+                        None => {
+                            self.refill(magazine, now);
+                            magazine.pop(now)?
+                        }
+                    };
+                    // SAFETY: popped from this thread's magazine, held.
+                    Some(unsafe { self.write_ready(ready, make) })
+                })
+                .flatten(),
+            None => self.thunk_granule_shard(make),
+        }
+    }
+
+    /// Writes the thunk `make` returns into `ready`.
+    ///
+    /// # Safety
+    /// `ready` is the caller's (popped from a magazine it holds, which it
+    /// still holds: no fork can happen before this returns).
+    #[inline(always)]
+    unsafe fn write_ready(
+        &self,
+        ready: Ready,
+        make: impl FnOnce(usize, NonNull<u8>) -> ThunkCode,
+    ) -> GranuleThunk<'_> {
         // SAFETY: a ready granule's region outlives it (the granule is
         // marked in use), and so the handle that holds it.
         let info = unsafe { ready.info.as_ref() };
@@ -96,22 +116,26 @@ impl<L: RawMutex> Heap<L> {
         let data = info.granule(ready.addr).data;
         let code = make(ready.addr, data);
         let len = code.len();
-        // SAFETY: `view` is the ready granule's writable view; the granule
-        // is ours (popped from a magazine) and unpublished.
+        // SAFETY: `view` is the ready granule's writable view (its stamp is
+        // current); the granule is ours and unpublished.
         unsafe { write_granule(ready.view.as_ptr(), ready.addr, code) };
-        Some(GranuleThunk {
+        GranuleThunk {
             addr: ready.addr,
             info,
             data,
             len,
-        })
+        }
     }
 
-    /// A ready granule from this thread's shard's magazine (filled when
-    /// empty), under the shard's lock; `None` where the heap's granules
-    /// cannot be made ready (not dual-mapped, strict, or none left).
+    /// A thunk in a ready granule from this thread's shard's magazine
+    /// (filled when empty), written under the shard's lock; `None` where
+    /// the heap's granules cannot be made ready (not dual-mapped, strict,
+    /// or none left).
     #[inline(never)]
-    fn ready_granule_locked(&self) -> Option<Ready> {
+    fn thunk_granule_shard(
+        &self,
+        make: impl FnOnce(usize, NonNull<u8>) -> ThunkCode,
+    ) -> Option<GranuleThunk<'_>> {
         if self.config.mode.spans() != Some(CodeStrategy::DualMap) || self.config.strict {
             return None;
         }
@@ -120,19 +144,23 @@ impl<L: RawMutex> Heap<L> {
         let state = &mut *state;
         // Taken under the lock: a fork cannot slip in between (see fork.rs).
         let stamp = Stamp::now();
-        if let Some(ready) = state.ready.granules.pop(stamp) {
-            return Some(ready);
-        }
-        if !state.ready.granules.is_current(stamp) {
-            let stale: Vec<Ready> = state.ready.granules.take(MAGAZINE_DEPTH).collect();
-            for r in stale {
-                self.free_locked(state, &r.alloc(), stamp);
+        let ready = match state.ready.granules.pop(stamp) {
+            Some(ready) => ready,
+            None => {
+                if !state.ready.granules.is_current(stamp) {
+                    let stale: Vec<Ready> = state.ready.granules.take(MAGAZINE_DEPTH).collect();
+                    for r in stale {
+                        self.free_locked(state, &r.alloc(), stamp);
+                    }
+                }
+                self.fill(state, shard, stamp, |state, r| {
+                    state.ready.granules.push(r, stamp)
+                });
+                state.ready.granules.pop(stamp)?
             }
-        }
-        self.fill(state, shard, stamp, |state, r| {
-            state.ready.granules.push(r, stamp)
-        });
-        state.ready.granules.pop(stamp)
+        };
+        // SAFETY: popped under the shard's lock, still held.
+        Some(unsafe { self.write_ready(ready, make) })
     }
 
     /// [`thunk_granule`](Self::thunk_granule) where no granule can be made
