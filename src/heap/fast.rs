@@ -27,17 +27,22 @@ use crate::error::Result;
 use crate::strategy::CodeStrategy;
 use crate::sys;
 
-/// A one-granule thunk's allocation: what its handle keeps.
+/// A one-granule thunk's allocation: what its handle keeps. Two words, so
+/// that it comes back from a call in registers.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct GranuleThunk<'h> {
     /// The address the code runs at.
     pub(crate) addr: usize,
     /// Its region's lock-free side, valid while the granule is held.
     pub(crate) info: &'h RegionInfo,
+}
+
+impl GranuleThunk<'_> {
     /// The granule's private data slot.
-    pub(crate) data: NonNull<u8>,
-    /// Bytes of code written.
-    pub(crate) len: usize,
+    #[inline]
+    pub(crate) fn data(&self) -> NonNull<u8> {
+        self.info.granule(self.addr).data
+    }
 }
 
 impl<L: RawMutex> Heap<L> {
@@ -78,21 +83,24 @@ impl<L: RawMutex> Heap<L> {
     ) -> Option<GranuleThunk<'_>> {
         match self.caches {
             Some(caches) => caches
-                .with::<GRANULES, _>(|magazines| {
-                    let magazine = &mut magazines.granules;
-                    // Stable while the magazine is held: a fork waits
-                    // (fork.rs).
-                    let now = Stamp::now();
-                    let ready = match magazine.pop(now) {
-                        Some(ready) => ready,
-                        None => {
-                            self.refill(magazine, now);
-                            magazine.pop(now)?
-                        }
-                    };
-                    // SAFETY: popped from this thread's magazine, held.
-                    Some(unsafe { self.write_ready(ready, make) })
-                })
+                .with::<GRANULES, _>(
+                    #[inline(always)]
+                    |magazines| {
+                        let magazine = &mut magazines.granules;
+                        // Stable while the magazine is held: a fork waits
+                        // (fork.rs).
+                        let now = Stamp::now();
+                        let ready = match magazine.pop(now) {
+                            Some(ready) => ready,
+                            None => {
+                                self.refill(magazine, now);
+                                magazine.pop(now)?
+                            }
+                        };
+                        // SAFETY: popped from this thread's magazine, held.
+                        Some(unsafe { self.write_ready(ready, make) })
+                    },
+                )
                 .flatten(),
             None => self.thunk_granule_shard(make),
         }
@@ -115,15 +123,12 @@ impl<L: RawMutex> Heap<L> {
         info.owner.set(std::ptr::from_ref(self).expose_provenance());
         let data = info.granule(ready.addr).data;
         let code = make(ready.addr, data);
-        let len = code.len();
         // SAFETY: `view` is the ready granule's writable view (its stamp is
         // current); the granule is ours and unpublished.
         unsafe { write_granule(ready.view.as_ptr(), ready.addr, code) };
         GranuleThunk {
             addr: ready.addr,
             info,
-            data,
-            len,
         }
     }
 
@@ -200,7 +205,6 @@ impl<L: RawMutex> Heap<L> {
         let info = unsafe { info.as_ref() };
         info.owner.set(std::ptr::from_ref(self).expose_provenance());
         let code = make(alloc.addr, data);
-        let len = code.len();
         if let Err(e) = region.write(start, 1, code.as_slice()) {
             self.free_locked(state, &alloc, stamp);
             return Err(e);
@@ -208,8 +212,6 @@ impl<L: RawMutex> Heap<L> {
         Ok(Some(GranuleThunk {
             addr: alloc.addr,
             info,
-            data,
-            len,
         }))
     }
 

@@ -13,7 +13,7 @@ use lock_api::RawMutex;
 
 use super::Thunk;
 use super::closure::ThunkFn;
-use super::codegen::{FrameRecord, frame_record, generated_code, placement_of};
+use super::codegen::{FrameRecord, frame_record, generated_code, placement_const, placement_of};
 use super::context::Context;
 use super::handle::{self, Code, Slow, WithClosure, free_with_closure, write_inline};
 use crate::abi::{FnPtr, ThunkSig};
@@ -65,10 +65,17 @@ impl<'a, F: ThunkSig, L: RawMutex> Thunk<'a, F, L> {
         closure: C,
         tag: usize,
     ) -> Result<Self> {
-        let placement = placement_of::<F>()?;
+        // The check only: the code is made with `placement_const`.
+        placement_of::<F>()?;
         let entry = C::entry();
         let make = move |at, data: NonNull<u8>| {
-            generated_code::<F>(placement, data.as_ptr() as usize, entry, None, at)
+            generated_code::<F>(
+                placement_const::<F>(),
+                data.as_ptr() as usize,
+                entry,
+                None,
+                at,
+            )
         };
         match heap.thunk_granule_fast(make) {
             // SAFETY: a thunk granule of `heap`, just written by `make`.
@@ -100,7 +107,7 @@ impl<'a, F: ThunkSig, L: RawMutex> Thunk<'a, F, L> {
         // SAFETY: the granule's data slot, which `C` fits (`tag` is its
         // inline tag); only this thunk uses it, and no call can reach it
         // before the pointer is returned.
-        unsafe { write_inline(granule.data, closure) };
+        unsafe { write_inline(granule.data(), closure) };
         // SAFETY: the code is a thunk with `F`'s signature (the caller's
         // contract); it is not null.
         let fn_ptr = unsafe { <F::Unsafe as FnPtr>::from_addr(granule.addr as *const ()) };
@@ -259,15 +266,15 @@ impl<'a, F: ThunkSig, L: RawMutex> Thunk<'a, F, L> {
         } else if let (Placement::Register(_), Some(CodeStrategy::DualMap)) =
             (placement, heap.code_strategy())
         {
-            let granule = heap
-                .thunk_granule(|at, _| generated_code::<F>(placement, ctx_addr, entry, None, at))?;
+            let granule = heap.thunk_granule(|at, _| {
+                generated_code::<F>(placement_const::<F>(), ctx_addr, entry, None, at)
+            })?;
             match granule {
                 Some(g) => {
                     let code = Code::Granule {
                         heap,
                         addr: g.addr,
                         info: g.info,
-                        len: g.len,
                     };
                     (g.addr as *const (), code, None)
                 }

@@ -22,7 +22,7 @@ pub(super) struct FrameRecord([usize; 3]);
 ///
 /// [`Error::Unsupported`] where there is no code generator for `F`'s
 /// convention.
-#[inline]
+#[inline(always)]
 pub(super) fn placement_of<F: ThunkSig>() -> Result<Placement> {
     #[allow(clippy::let_unit_value)]
     let () = const { F::LAYOUT_OK };
@@ -32,6 +32,19 @@ pub(super) fn placement_of<F: ThunkSig>() -> Result<Placement> {
         });
     };
     Ok(placement)
+}
+
+/// [`placement_of`]'s placement as a constant, for closures that make code
+/// after `placement_of` succeeded (so it is never `None` there): a closure
+/// that captured the `Placement` value instead would copy it around, and
+/// copies of its odd layout (a byte tag, then a byte or a word) cost a
+/// store-forwarding stall on the creation path.
+#[inline(always)]
+pub(super) fn placement_const<F: ThunkSig>() -> Placement {
+    match const { arch::placement(F::CONV, F::CLASSES) } {
+        Some(placement) => placement,
+        None => unreachable!("placement_of checked that there is a placement"),
+    }
 }
 
 /// The record a frame-building generated thunk reads (`None` for a

@@ -125,7 +125,6 @@ pub(super) enum Code<'a, L: RawMutex> {
         heap: &'a Heap<L>,
         addr: usize,
         info: &'a RegionInfo,
-        len: usize,
     },
     /// An entry of a static trampoline table, with its record (only
     /// dropped: the thunk's pointer is its entry).

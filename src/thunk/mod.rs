@@ -295,13 +295,10 @@ impl<'a, F: ThunkSig, L: RawMutex> Thunk<'a, F, L> {
         let at = self.fn_ptr.addr() as *const u8;
         match self.kind() {
             handle::COMPILED => &[],
-            handle::GRANULE => {
-                // SAFETY: the granule is `THUNK_CODE_MAX` bytes of its
-                // region's read+exec (so readable) view, which stays
-                // mapped while the granule, and so `self`, lives.
-                let granule = unsafe { &*at.cast::<[u8; crate::arch::THUNK_CODE_MAX]>() };
-                &granule[..crate::arch::register_thunk_len(granule)]
-            }
+            // SAFETY: the granule is `THUNK_CODE_MAX` bytes of its region's
+            // read+exec (so readable) view, which stays mapped while the
+            // granule, and so `self`, lives.
+            handle::GRANULE => unsafe { granule_code(at) },
             // SAFETY: the entry is `ENTRY_SIZE` bytes of the table's
             // read+exec (so readable) mapping, which stays mapped while the
             // slot, and so `self`, lives.
@@ -309,7 +306,7 @@ impl<'a, F: ThunkSig, L: RawMutex> Thunk<'a, F, L> {
             _ => match &self.slow().code {
                 Code::Generated(span) => span.as_slice(),
                 // SAFETY: as for `GRANULE`.
-                Code::Granule { len, .. } => unsafe { std::slice::from_raw_parts(at, *len) },
+                Code::Granule { .. } => unsafe { granule_code(at) },
                 // SAFETY: as for `STATIC`.
                 Code::Static(_) => unsafe {
                     std::slice::from_raw_parts(at, trampoline::ENTRY_SIZE)
@@ -387,6 +384,17 @@ impl<'a, F: ThunkSig, L: RawMutex> Thunk<'a, F, L> {
         // SAFETY: the caller's contract; the thunk owns the box.
         unsafe { Self::from_parts(fn_ptr, handle::SLOW, slow.expose_provenance()) }
     }
+}
+
+/// The register-path thunk code of the granule at `at`, read back.
+///
+/// # Safety
+/// `at` is a live one-granule thunk's granule, readable for
+/// `THUNK_CODE_MAX` bytes while the returned slice lives.
+unsafe fn granule_code<'t>(at: *const u8) -> &'t [u8] {
+    // SAFETY: the caller's contract.
+    let granule = unsafe { &*at.cast::<[u8; crate::arch::THUNK_CODE_MAX]>() };
+    &granule[..crate::arch::register_thunk_len(granule)]
 }
 
 impl<F: ThunkSig, L: RawMutex> Drop for Thunk<'_, F, L> {
