@@ -93,6 +93,13 @@ impl Allocation {
         self.addr
     }
 
+    /// A ready granule as an allocation, for the general free.
+    pub(super) fn of_ready(ready: &Ready) -> Self {
+        // SAFETY: a ready granule's region outlives it (`ready.rs`).
+        let info = unsafe { ready.info.as_ref() };
+        Allocation::granule(info.granule(ready.addr), ready.addr)
+    }
+
     /// The one-granule allocation of a thunk granule at `addr`.
     pub(super) fn granule(at: GranuleAt, addr: usize) -> Self {
         Allocation {
@@ -159,7 +166,7 @@ impl<L: RawMutex> Heap<L> {
         let stamp = Stamp::now();
         let ready: Vec<Ready> = state.ready.granules.take(MAGAZINE_DEPTH).collect();
         for r in ready {
-            self.free_locked(state, &r.alloc(), stamp);
+            self.free_locked(state, &Allocation::of_ready(&r), stamp);
         }
         let slots: Vec<_> = state.ready.slots.take(MAGAZINE_DEPTH).collect();
         for slot in slots {

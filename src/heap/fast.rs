@@ -155,7 +155,7 @@ impl<L: RawMutex> Heap<L> {
                 if !state.ready.granules.is_current(stamp) {
                     let stale: Vec<Ready> = state.ready.granules.take(MAGAZINE_DEPTH).collect();
                     for r in stale {
-                        self.free_locked(state, &r.alloc(), stamp);
+                        self.free_locked(state, &Allocation::of_ready(&r), stamp);
                     }
                 }
                 self.fill(state, shard, stamp, |state, r| {
@@ -232,19 +232,8 @@ impl<L: RawMutex> Heap<L> {
                 // Stable while the magazine is held: a fork waits, so no
                 // child can be made between this check and the traps.
                 let now = Stamp::now();
-                let view = info.view_if_current(addr, now)?;
-                // SAFETY: the granule was just freed by its owner, so
-                // nothing may run it; `view` is its `GRANULE` writable
-                // bytes, of a region no other process maps (its view is
-                // current).
-                unsafe {
-                    std::ptr::copy_nonoverlapping(TRAP_GRANULE.as_ptr(), view.as_ptr(), GRANULE);
-                }
-                let ready = Ready {
-                    addr,
-                    info: NonNull::from(info),
-                    view,
-                };
+                // SAFETY: the caller's contract: freed, nothing runs it.
+                let ready = unsafe { trapped(addr, info, now) }?;
                 if let Err(ready) = magazine.push(ready, now) {
                     self.spill(magazine, ready, now);
                 }
@@ -266,16 +255,8 @@ impl<L: RawMutex> Heap<L> {
         let state = &mut *state;
         // Taken under the lock: a fork cannot slip in between (see fork.rs).
         let stamp = Stamp::now();
-        if let Some(view) = info.view_if_current(addr, stamp) {
-            // SAFETY: as in `free_thunk_granule`.
-            unsafe {
-                std::ptr::copy_nonoverlapping(TRAP_GRANULE.as_ptr(), view.as_ptr(), GRANULE);
-            }
-            let ready = Ready {
-                addr,
-                info: NonNull::from(info),
-                view,
-            };
+        // SAFETY: as in `free_thunk_granule`.
+        if let Some(ready) = unsafe { trapped(addr, info, stamp) } {
             if state.ready.granules.push(ready, stamp).is_ok() {
                 return;
             }
@@ -373,7 +354,7 @@ impl<L: RawMutex> Heap<L> {
     /// traps already; a region shared with a fork child is moved first).
     pub(super) fn give_back_ready(&self, granules: &mut dyn Iterator<Item = Ready>) {
         for ready in granules {
-            self.free(&ready.alloc());
+            self.free(&Allocation::of_ready(&ready));
         }
     }
 
@@ -411,6 +392,28 @@ impl<L: RawMutex> Heap<L> {
         state.hint = alloc.region as usize;
         true
     }
+}
+
+/// The freed thunk granule at `addr` made ready again: its bytes turned
+/// into traps through its view, when that view is this process's own now
+/// (`None`, nothing written, otherwise: the general free moves the region
+/// first).
+///
+/// # Safety
+/// The granule was just freed by its owner, so nothing may run it; the
+/// caller holds what keeps a fork from starting meanwhile (the thread
+/// cache's busy section, or the shard's lock), so the view stays current.
+#[inline(always)]
+unsafe fn trapped(addr: usize, info: &RegionInfo, now: Stamp) -> Option<Ready> {
+    let view = info.view_if_current(addr, now)?;
+    // SAFETY: `view` is the granule's `GRANULE` writable bytes, of a
+    // region no other process maps (its view is current); nothing runs it.
+    unsafe { std::ptr::copy_nonoverlapping(TRAP_GRANULE.as_ptr(), view.as_ptr(), GRANULE) };
+    Some(Ready {
+        addr,
+        info: NonNull::from(info),
+        view,
+    })
 }
 
 /// Writes `code` as a whole granule (the code, then traps) through `view`,

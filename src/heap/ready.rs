@@ -15,7 +15,6 @@
 use std::mem::MaybeUninit;
 use std::ptr::NonNull;
 
-use super::allocator::Allocation;
 use super::fork::Stamp;
 use super::region::RegionInfo;
 
@@ -28,15 +27,6 @@ pub(crate) struct Ready {
     pub(super) info: NonNull<RegionInfo>,
     /// The granule's writable view.
     pub(super) view: NonNull<u8>,
-}
-
-impl Ready {
-    /// The granule as an allocation, for the general free.
-    pub(super) fn alloc(&self) -> Allocation {
-        // SAFETY: the region outlives its ready granules (module docs).
-        let info = unsafe { self.info.as_ref() };
-        Allocation::granule(info.granule(self.addr), self.addr)
-    }
 }
 
 // SAFETY: a `Ready` names heap-owned memory of a granule nobody else holds
