@@ -7,8 +7,8 @@
 //!
 //! At most [`MAGAZINE_DEPTH`] (64) ready granules per thread (2 KiB of
 //! code granules and 1 KiB of data slots) and as many static-trampoline
-//! slots (entries, records and data slots) on a static-trampoline heap. A thread takes them from its
-//! shard [`REFILL`] at a time when its magazine is empty, and gives
+//! slots (entries, records and data slots) on a static-trampoline heap. A
+//! thread takes them from its shard [`REFILL`] at a time when its magazine is empty, and gives
 //! [`REFILL`] back when a free finds it full. All of them go back to the
 //! shards when the thread ends (its thread-local destructor) and when
 //! [`Heap::compact`](super::Heap::compact) runs, which takes them from
@@ -31,16 +31,26 @@
 //!
 //! # Fork
 //!
-//! The registry's lock is held across `fork()` (a hook in the fork
-//! registry, registered before the heap's shards, so the lock order is
-//! caches, then shards) and re-initialised in the child. In the child only
-//! the forking thread's cache is kept: the other threads do not exist
-//! there and may have been inside their magazines when the address space
-//! was copied, so their caches are abandoned (their granules stay marked
-//! in use: at most 64 per thread of the parent, for the child's life).
-//! Every granule's stamp changed with the fork, so none is written through
-//! its old view: the kept magazine is flushed through the shards' general
-//! path on its next use, which moves regions to files of their own first.
+//! The caches' list is in the fork registry, registered before the heap's
+//! shards (so the order is caches, then shards). The prepare handler takes
+//! the list's lock and stops every other thread's cache the way `compact`
+//! does (`steal`, the barrier, then waiting for `busy` to clear), so when
+//! the address space is copied no thread is inside its magazine: none is
+//! between a stamp check and the write through a view that it guards (a
+//! thunk's code, or a freed one's traps, are written inside `busy`). The
+//! parent handler lets the caches go on (the epoch is bumped by then, so
+//! every ready granule is stale); the child handler re-initialises the
+//! lock and keeps only the forking thread's cache. The other threads do
+//! not exist in the child, so their caches are abandoned (their granules
+//! stay marked in use: at most 64 per thread of the parent, for the
+//! child's life). No stale granule is written through its old view: a
+//! magazine of an older stamp is flushed through the shards' general path
+//! on its next use, which moves regions to files of their own first.
+//!
+//! Where the barrier fails in the prepare handler (a seccomp filter
+//! installed after the heap was made refuses `membarrier`), a thread that
+//! entered its cache just as the fork began may still be inside it: a thunk
+//! it drops then could turn the child's copy of that one thunk into traps.
 
 use std::cell::{Cell, OnceCell, UnsafeCell};
 use std::sync::Arc;
