@@ -82,7 +82,7 @@ pub(crate) struct Allocation {
     /// region of its own (an allocation larger than the largest region).
     shift: u8,
     /// The heap shard the region belongs to (see `shard.rs`).
-    shard: u8,
+    pub(super) shard: u8,
     /// The executable address (kept as an integer so that allocations take
     /// their auto traits from the heap they borrow).
     pub(super) addr: usize,

@@ -352,9 +352,28 @@ impl<L: RawMutex> Heap<L> {
 
     /// Frees ready granules through the general path (their bytes are
     /// traps already; a region shared with a fork child is moved first).
+    /// Consecutive granules of one shard are freed under one lock round
+    /// trip (never two locks at once).
     pub(super) fn give_back_ready(&self, granules: &mut dyn Iterator<Item = Ready>) {
+        let mut held = None;
         for ready in granules {
-            self.free(&Allocation::of_ready(&ready));
+            let alloc = Allocation::of_ready(&ready);
+            let (state, stamp) = match &mut held {
+                Some((shard, guard, stamp)) if *shard == alloc.shard => (guard, *stamp),
+                _ => {
+                    // Release the other shard's lock before taking this one.
+                    held = None;
+                    let guard = self.shard(alloc.shard).lock();
+                    // Taken under the lock: a fork cannot slip in between.
+                    let (_, guard, stamp) = held.insert((alloc.shard, guard, Stamp::now()));
+                    (guard, *stamp)
+                }
+            };
+            // Its bytes are traps already: only a region shared with a fork
+            // child (the general path moves it first) needs more.
+            if !self.free_granule_fast_as(state, &alloc, stamp, false) {
+                self.free_locked(state, &alloc, stamp);
+            }
         }
     }
 
@@ -370,6 +389,19 @@ impl<L: RawMutex> Heap<L> {
         alloc: &Allocation,
         stamp: Stamp,
     ) -> bool {
+        self.free_granule_fast_as(state, alloc, stamp, true)
+    }
+
+    /// [`free_granule_fast`](Self::free_granule_fast), writing the traps
+    /// only when `traps` is set (a ready granule holds traps already).
+    #[inline]
+    fn free_granule_fast_as(
+        &self,
+        state: &mut State,
+        alloc: &Allocation,
+        stamp: Stamp,
+        traps: bool,
+    ) -> bool {
         if alloc.granules != 1 {
             return false;
         }
@@ -379,9 +411,11 @@ impl<L: RawMutex> Heap<L> {
         let Some(view) = region.granule_view(alloc.start as usize, stamp) else {
             return false;
         };
-        // SAFETY: the granule was just freed by its owner, so nothing may
-        // run it; `view` is its `GRANULE` writable bytes.
-        unsafe { std::ptr::copy_nonoverlapping(TRAP_GRANULE.as_ptr(), view, GRANULE) };
+        if traps {
+            // SAFETY: the granule was just freed by its owner, so nothing
+            // may run it; `view` is its `GRANULE` writable bytes.
+            unsafe { std::ptr::copy_nonoverlapping(TRAP_GRANULE.as_ptr(), view, GRANULE) };
+        }
         if state.cache[0].len() < THUNK_CACHE_DEPTH {
             state.cache[0].push(*alloc);
         } else {

@@ -288,10 +288,21 @@ impl<L: RawMutex> Heap<L> {
     }
 
     /// Gives ready slots back to their tables.
+    /// Consecutive slots of one shard are released under one lock round
+    /// trip (never two locks at once).
     pub(super) fn give_back_slots(&self, slots: &mut dyn Iterator<Item = ReadySlot>) {
+        let mut held = None;
         for ready in slots {
             let (_, shard) = SlotRef::unpack(ready.packed, ready.entry);
-            self.release_slot_locked(&mut self.shard(shard).lock(), ready);
+            let state = match &mut held {
+                Some((s, guard)) if *s == shard => guard,
+                _ => {
+                    // Release the other shard's lock before taking this one.
+                    held = None;
+                    &mut held.insert((shard, self.shard(shard).lock())).1
+                }
+            };
+            self.release_slot_locked(state, ready);
         }
     }
 
