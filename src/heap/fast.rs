@@ -83,24 +83,21 @@ impl<L: RawMutex> Heap<L> {
     ) -> Option<GranuleThunk<'_>> {
         match self.caches {
             Some(caches) => caches
-                .with::<GRANULES, _>(
-                    #[inline(always)]
-                    |magazines| {
-                        let magazine = &mut magazines.granules;
-                        // Stable while the magazine is held: a fork waits
-                        // (fork.rs).
-                        let now = Stamp::now();
-                        let ready = match magazine.pop(now) {
-                            Some(ready) => ready,
-                            None => {
-                                self.refill(magazine, now);
-                                magazine.pop(now)?
-                            }
-                        };
-                        // SAFETY: popped from this thread's magazine, held.
-                        Some(unsafe { self.write_ready(ready, make) })
-                    },
-                )
+                .with::<GRANULES, _>(|magazines| {
+                    let magazine = &mut magazines.granules;
+                    // Stable while the magazine is held: a fork waits
+                    // (fork.rs).
+                    let now = Stamp::now();
+                    let ready = match magazine.pop(now) {
+                        Some(ready) => ready,
+                        None => {
+                            self.refill(magazine, now);
+                            magazine.pop(now)?
+                        }
+                    };
+                    // SAFETY: popped from this thread's magazine, held.
+                    Some(unsafe { self.write_ready(ready, make) })
+                })
                 .flatten(),
             None => self.thunk_granule_shard(make),
         }

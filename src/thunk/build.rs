@@ -143,18 +143,25 @@ impl<'a, F: ThunkSig, L: RawMutex> Thunk<'a, F, L> {
     /// The thunk of a small `Fn` closure on a static-trampoline heap: the
     /// closure lives in the data slot of its table entry, so nothing is
     /// allocated besides the entry. The record (pointing at the slot) is
-    /// published under the heap's lock; the closure is moved into the slot
-    /// after, before the entry's pointer exists anywhere but here.
+    /// published first (into a ready slot, or under the shard's lock); the
+    /// closure is moved into the slot after, before the entry's pointer
+    /// exists anywhere but here.
     #[inline(always)]
     pub(super) fn build_static_inline<C: ThunkFn<F> + Send + Sync + 'a>(
         heap: &'a Heap<L>,
         closure: C,
         tag: usize,
     ) -> Result<Self> {
-        let placement = placement_of::<F>()?;
+        // The check only: the record is made with `placement_const`.
+        placement_of::<F>()?;
         let entry = C::entry() as usize;
         let rec = move |data: NonNull<u8>| {
-            trampoline::record(F::CONV, placement, data.as_ptr() as usize, entry)
+            trampoline::record(
+                F::CONV,
+                placement_const::<F>(),
+                data.as_ptr() as usize,
+                entry,
+            )
         };
         match heap.trampoline_slot_fast(rec) {
             // SAFETY: a slot of `heap` whose record was just published.
