@@ -1,6 +1,7 @@
 //! Model-based property test of the code heap: random sequences of
-//! allocate slot / allocate span / allocate page / write / seal / free /
-//! compact, checked against a plain model after every step.
+//! allocate slot / allocate span / allocate page / make a burst of thunks /
+//! write / seal / free / compact, checked against a plain model after every
+//! step.
 #![cfg(all(target_os = "linux", target_arch = "x86_64"))]
 
 use wxthunk_testkit as support;
@@ -10,7 +11,9 @@ use std::io::Write;
 
 use proptest::prelude::*;
 use support::{code, maps};
-use wxthunk::{ExecSpan, Heap, HeapBuilder, Span, Strategy as WxStrategy};
+use wxthunk::{ExecSpan, Heap, HeapBuilder, Span, Strategy as WxStrategy, Thunk};
+
+type F1 = unsafe extern "C" fn(u64) -> u64;
 
 #[derive(Clone, Debug)]
 enum Op {
@@ -20,6 +23,8 @@ enum Op {
     AllocSpan(usize),
     /// A whole page.
     AllocPage,
+    /// This many thunks at once (ready granules are taken in runs).
+    Thunks(usize),
     /// Write the identifying function into the n-th unsealed allocation.
     Write(usize),
     /// Seal the n-th unsealed allocation.
@@ -34,6 +39,7 @@ fn op() -> impl proptest::strategy::Strategy<Value = Op> {
         3 => Just(Op::AllocSlot),
         3 => (1usize..3000).prop_map(Op::AllocSpan),
         1 => Just(Op::AllocPage),
+        2 => (1usize..150).prop_map(Op::Thunks),
         3 => any::<usize>().prop_map(Op::Write),
         4 => any::<usize>().prop_map(Op::Seal),
         4 => any::<usize>().prop_map(Op::Free),
@@ -50,8 +56,13 @@ struct Entry<'h> {
 }
 
 enum State<'h> {
-    Open { span: Span<'h>, written: bool },
+    Open {
+        span: Span<'h>,
+        written: bool,
+    },
     Sealed(ExecSpan<'h>),
+    /// A thunk returning its argument plus its value.
+    Thunk(Thunk<'h, F1>),
 }
 
 fn run(builder: HeapBuilder, ops: &[Op]) {
@@ -90,6 +101,18 @@ fn run(builder: HeapBuilder, ops: &[Op]) {
                     },
                 );
                 next_id += 1;
+            }
+            Op::Thunks(count) => {
+                for _ in 0..count {
+                    let value = next_id as u32;
+                    let v = u64::from(value);
+                    let thunk = heap.thunk::<F1, _>(move |x: u64| x + v).unwrap();
+                    let state = State::Thunk(thunk);
+                    // One granule each (a page on a protect heap).
+                    let size = granule;
+                    live.insert(next_id, Entry { value, size, state });
+                    next_id += 1;
+                }
             }
             Op::Write(n) | Op::Seal(n) => {
                 let open: Vec<u64> = live
@@ -142,6 +165,11 @@ fn run(builder: HeapBuilder, ops: &[Op]) {
                     let f: extern "C" fn() -> u32 = unsafe { x.func(0).unwrap() };
                     assert_eq!(f(), e.value);
                     (x.as_ptr() as usize, e.size)
+                }
+                State::Thunk(t) => {
+                    // SAFETY: the thunk is live; it adds its value.
+                    assert_eq!(unsafe { t.as_fn()(1) }, 1 + u64::from(e.value));
+                    (t.as_fn() as usize, e.size)
                 }
             };
             ranges.push((addr, addr + len));

@@ -112,6 +112,17 @@ impl Allocation {
         }
     }
 
+    /// The one-granule allocation `i` granules after this one-granule
+    /// allocation (of a run taken together, see `fast.rs`).
+    pub(super) fn granule_after(&self, i: usize) -> Self {
+        debug_assert_eq!(self.granules, 1);
+        Allocation {
+            start: self.start + i as u32,
+            addr: self.addr + (i << self.shift),
+            ..*self
+        }
+    }
+
     /// Bytes the allocation spans.
     pub(super) fn bytes(&self) -> usize {
         (self.granules as usize) << self.shift

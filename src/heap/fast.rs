@@ -289,6 +289,11 @@ impl<L: RawMutex> Heap<L> {
     /// `state`), makes them ready and hands each to `push`. Stops early
     /// (nothing lost) where a granule cannot be made ready or `push`
     /// refuses it.
+    ///
+    /// Granules come from the first size class one at a time, then from
+    /// the bit vectors a run at a time: one search, one commit check and
+    /// one data-page mark for the free granules that follow the one found
+    /// on its page (a burst of thousands of thunks is mostly this).
     fn fill(
         &self,
         state: &mut State,
@@ -303,40 +308,68 @@ impl<L: RawMutex> Heap<L> {
             stamp: now,
             shard,
         };
-        for _ in 0..REFILL {
+        let mut left = REFILL;
+        while left > 0 {
+            let from_bits = state.cache[0].is_empty();
             let Ok(alloc) = self.take_locked(state, want) else {
                 break;
             };
+            left -= 1;
             let region = state.regions[alloc.region as usize]
                 .as_mut()
                 .expect("allocation's region is live");
             let start = alloc.start as usize;
+            let more = if from_bits {
+                region.take_following(start, left)
+            } else {
+                0
+            };
+            left -= more;
+            state.live += more;
+            state.bytes_in_use += more * GRANULE;
             let view = match region.granule_view(start, now) {
                 Some(view) => Some(view),
-                // The page holds no bytes yet: traps commit it.
+                // The page holds no bytes yet: traps commit it (and so the
+                // run's other granules, on the same page).
                 None => match region.write(start, 1, &TRAP_GRANULE) {
                     Ok(()) => region.granule_view(start, now),
                     Err(_) => None,
                 },
             };
-            // The data slot's page is marked as holding bytes now, before
-            // the slot is handed out.
-            let data = region.data_slot(start);
-            let ready = match (view.and_then(NonNull::new), region.info(), data) {
-                (Some(view), Some(info), Some(_)) => Ready {
-                    addr: alloc.addr,
-                    info: NonNull::from(info),
-                    view,
-                },
-                _ => {
-                    self.free_locked(state, &alloc, now);
-                    break;
-                }
-            };
-            if push(state, ready).is_err() {
-                self.free_locked(state, &alloc, now);
+            // The data slots' page (one for the whole run) is marked as
+            // holding bytes now, before the slots are handed out.
+            let data = region
+                .data_slot(start)
+                .and_then(|_| region.data_slot(start + more));
+            let (Some(view), Some(info), Some(_)) =
+                (view.and_then(NonNull::new), region.info(), data)
+            else {
+                self.free_run(state, alloc, more, now);
                 break;
+            };
+            let info = NonNull::from(info);
+            for i in 0..=more {
+                let ready = Ready {
+                    addr: alloc.addr + i * GRANULE,
+                    info,
+                    // SAFETY: granule `start + i` is in the region, so in
+                    // its view.
+                    view: unsafe { view.add(i * GRANULE) },
+                };
+                if push(state, ready).is_err() {
+                    self.free_run(state, alloc.granule_after(i), more - i, now);
+                    return;
+                }
             }
+        }
+    }
+
+    /// Frees the one-granule allocation `first` and the `more` that follow
+    /// it (taken together by [`fill`](Self::fill)), each on its own.
+    #[cold]
+    fn free_run(&self, state: &mut State, first: Allocation, more: usize, now: Stamp) {
+        for i in 0..=more {
+            self.free_locked(state, &first.granule_after(i), now);
         }
     }
 
@@ -347,29 +380,61 @@ impl<L: RawMutex> Heap<L> {
         self.give_back_slots(&mut magazines.slots.take(MAGAZINE_DEPTH));
     }
 
-    /// Frees ready granules through the general path (their bytes are
-    /// traps already; a region shared with a fork child is moved first).
-    /// Consecutive granules of one shard are freed under one lock round
-    /// trip (never two locks at once).
+    /// Frees ready granules (their bytes are traps already). Granules next
+    /// to each other in one region go back to its bit vector together, a
+    /// run at a time; a region shared with a fork child takes the general
+    /// free (which moves it first). Consecutive runs of one shard are freed
+    /// under one lock round trip (never two locks at once).
     pub(super) fn give_back_ready(&self, granules: &mut dyn Iterator<Item = Ready>) {
         let mut held = None;
+        let mut run: Option<Run> = None;
         for ready in granules {
-            let alloc = Allocation::of_ready(&ready);
-            let (state, stamp) = match &mut held {
-                Some((shard, guard, stamp)) if *shard == alloc.shard => (guard, *stamp),
-                _ => {
-                    // Release the other shard's lock before taking this one.
-                    held = None;
-                    let guard = self.shard(alloc.shard).lock();
-                    // Taken under the lock: a fork cannot slip in between.
-                    let (_, guard, stamp) = held.insert((alloc.shard, guard, Stamp::now()));
-                    (guard, *stamp)
-                }
-            };
-            // Its bytes are traps already: only a region shared with a fork
-            // child (the general path moves it first) needs more.
-            if !self.free_granule_fast_as(state, &alloc, stamp, false) {
-                self.free_locked(state, &alloc, stamp);
+            if run.as_mut().is_some_and(|r| r.extend(&ready)) {
+                continue;
+            }
+            if let Some(r) = run.replace(Run::of(&ready)) {
+                self.give_back_run(&mut held, r);
+            }
+        }
+        if let Some(r) = run {
+            self.give_back_run(&mut held, r);
+        }
+    }
+
+    /// Frees the ready granules of `run` under their shard's lock, `held`
+    /// (taken, or swapped for it, here).
+    fn give_back_run<'a>(
+        &'a self,
+        held: &mut Option<(u8, lock_api::MutexGuard<'a, L, State>, Stamp)>,
+        run: Run,
+    ) {
+        // SAFETY: a ready granule's region outlives it (`ready.rs`).
+        let info = unsafe { run.info.as_ref() };
+        let first = Allocation::granule(info.granule(run.low), run.low);
+        let (state, stamp) = match held {
+            Some((shard, guard, stamp)) if *shard == first.shard => (&mut **guard, *stamp),
+            _ => {
+                // Release the other shard's lock before taking this one.
+                *held = None;
+                let guard = self.shard(first.shard).lock();
+                // Taken under the lock: a fork cannot slip in between.
+                let (_, guard, stamp) = held.insert((first.shard, guard, Stamp::now()));
+                (&mut **guard, *stamp)
+            }
+        };
+        let region = state.regions[first.region as usize]
+            .as_mut()
+            .expect("a ready granule's region is live");
+        // The stamp is the region's: current for the first granule, current
+        // for all (their pages hold bytes: they were made ready).
+        if region.granule_view(first.start as usize, stamp).is_some() {
+            region.release_run(first.start as usize, run.n);
+            state.live -= run.n;
+            state.bytes_in_use -= run.n * GRANULE;
+            state.hint = first.region as usize;
+        } else {
+            for i in 0..run.n {
+                self.free_locked(state, &first.granule_after(i), stamp);
             }
         }
     }
@@ -421,6 +486,41 @@ impl<L: RawMutex> Heap<L> {
         state.live -= 1;
         state.bytes_in_use -= GRANULE;
         state.hint = alloc.region as usize;
+        true
+    }
+}
+
+/// Ready granules next to each other in one region: `n` granules from
+/// the one that runs at `low`.
+struct Run {
+    info: NonNull<RegionInfo>,
+    low: usize,
+    n: usize,
+}
+
+impl Run {
+    fn of(ready: &Ready) -> Run {
+        Run {
+            info: ready.info,
+            low: ready.addr,
+            n: 1,
+        }
+    }
+
+    /// Takes `ready` in when it is the granule just above or below the run
+    /// (magazines give granules back in either order).
+    fn extend(&mut self, ready: &Ready) -> bool {
+        if ready.info != self.info {
+            return false;
+        }
+        if ready.addr == self.low + self.n * GRANULE {
+            self.n += 1;
+        } else if ready.addr + GRANULE == self.low {
+            self.low = ready.addr;
+            self.n += 1;
+        } else {
+            return false;
+        }
         true
     }
 }

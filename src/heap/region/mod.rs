@@ -237,6 +237,25 @@ impl Region {
         self.cursor = start + n;
     }
 
+    /// Marks up to `max` free granules right after granule `start` (just
+    /// taken by the caller) in use, each an allocation of its own, as long
+    /// as they are free and on `start`'s page and bit-vector word; returns
+    /// how many. A ready-granule refill takes a run with one search.
+    pub(crate) fn take_following(&mut self, start: usize, max: usize) -> usize {
+        let per_page = (sys::page_size() >> self.granule_shift).max(1);
+        let page_end = (start / per_page + 1) * per_page;
+        let n = self
+            .used
+            .clear_run_in_word(start + 1, max.min(page_end - start - 1));
+        if n > 0 {
+            self.used.set_range(start + 1, n);
+            self.free_granules -= n;
+            self.live += n;
+            self.cursor = start + 1 + n;
+        }
+        n
+    }
+
     /// Marks the whole region as one allocation without touching the bit
     /// vector (a region of its own for one large allocation: nothing is
     /// ever searched or freed in it granule by granule, so its bookkeeping
@@ -408,6 +427,16 @@ impl Region {
         self.used.clear_range(start, n);
         self.free_granules += n;
         self.live -= 1;
+        self.cursor = start;
+    }
+
+    /// Returns `n` scrubbed one-granule allocations, granules
+    /// `start..start+n`, to the free space at once.
+    #[inline]
+    pub(crate) fn release_run(&mut self, start: usize, n: usize) {
+        self.used.clear_range(start, n);
+        self.free_granules += n;
+        self.live -= n;
         self.cursor = start;
     }
 
