@@ -15,17 +15,18 @@ use wxthunk::{Heap, Thunk};
 /// test threads allocate too, so the count is per thread).
 struct Counting;
 
-static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
-
 thread_local! {
     static COUNTING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    /// This thread's count (a shared one would add up other threads' counts
+    /// made at the same time).
+    static ALLOCATIONS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
 }
 
 // SAFETY: every call is passed straight to the system allocator.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         if COUNTING.with(|c| c.get()) {
-            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+            ALLOCATIONS.with(|n| n.set(n.get() + 1));
         }
         // SAFETY: the caller's contract is the system allocator's.
         unsafe { System.alloc(layout) }
@@ -42,11 +43,11 @@ static GLOBAL: Counting = Counting;
 
 /// Allocations `f` makes on this thread.
 fn allocations_in(f: impl FnOnce()) -> usize {
-    let before = ALLOCATIONS.load(Ordering::Relaxed);
+    let before = ALLOCATIONS.with(|n| n.get());
     COUNTING.with(|c| c.set(true));
     f();
     COUNTING.with(|c| c.set(false));
-    ALLOCATIONS.load(Ordering::Relaxed) - before
+    ALLOCATIONS.with(|n| n.get()) - before
 }
 
 type Cmp = unsafe extern "C" fn(*const c_void, *const c_void) -> c_int;
@@ -308,6 +309,65 @@ fn a_word_that_needs_a_drop_lives_inline_and_is_dropped_once() {
         assert_eq!(unsafe { (boxed.as_fn())(1) }, 9, "{name}");
         drop(boxed);
         assert_eq!(std::sync::Arc::strong_count(&shared), 1, "{name}");
+    }
+    {
+        let _alone = GLOBAL_HEAP.lock().unwrap();
+        check("global", Heap::global().unwrap());
+    }
+    for (name, heap) in slot_heaps() {
+        check(name, &heap);
+    }
+}
+
+/// A closure too large for a data slot (or needing a drop and wider than a
+/// word) is one allocation, its box, kept in the slot: called right, and
+/// dropped once, for plain, over-aligned and dropping captures; on the
+/// global heap and on heaps with data slots.
+#[test]
+fn a_closure_too_large_for_its_slot_is_one_box_dropped_once() {
+    #[derive(Clone, Copy)]
+    #[repr(align(64))]
+    struct Aligned(u64);
+    fn check<L: lock_api::RawMutex>(name: &str, heap: &Heap<L>) {
+        type F1 = unsafe extern "C" fn(u64) -> u64;
+        let shared = std::sync::Arc::new(7u64);
+        let (a, b, c) = std::hint::black_box((1u64, 2u64, 3u64));
+        let big = std::hint::black_box([5u64; 16]);
+        let aligned = std::hint::black_box(Aligned(11));
+        drop(heap.thunk::<F1, _>(move |x: u64| x + a + b + c).unwrap()); // warm up
+        for k in 0..200u64 {
+            let held = shared.clone();
+            let n = allocations_in(|| {
+                let t24 = heap.thunk::<F1, _>(move |x: u64| x + a + b + c).unwrap();
+                let t128 = heap
+                    .thunk::<F1, _>(move |x: u64| x + big.iter().sum::<u64>())
+                    .unwrap();
+                let t64 = heap
+                    .thunk::<F1, _>(move |x: u64| {
+                        let at = std::ptr::from_ref(&aligned) as usize;
+                        assert_eq!(at % 64, 0, "the capture is aligned");
+                        x + aligned.0
+                    })
+                    .unwrap();
+                let t_drop = heap
+                    .thunk::<F1, _>(move |x: u64| x * *held + a + b)
+                    .unwrap();
+                // SAFETY: all alive.
+                unsafe {
+                    assert_eq!((t24.as_fn())(k), k + 6, "{name}");
+                    assert_eq!((t128.as_fn())(k), k + 80, "{name}");
+                    assert_eq!((t64.as_fn())(k), k + 11, "{name}");
+                    assert_eq!((t_drop.as_fn())(k), 7 * k + 3, "{name}");
+                }
+                assert_eq!(std::sync::Arc::strong_count(&shared), 2, "{name}");
+            });
+            assert_eq!(n, 4, "{name}: four boxed closures, {n} allocations");
+            assert_eq!(
+                std::sync::Arc::strong_count(&shared),
+                1,
+                "{name}: dropped once"
+            );
+        }
     }
     {
         let _alone = GLOBAL_HEAP.lock().unwrap();

@@ -4,6 +4,8 @@
 //! - a small `Fn` closure: inline in the data slot of its code slot (a
 //!   dual-mapped granule, from this thread's cache or under the shard's
 //!   lock, or a trampoline table entry);
+//! - a larger `Fn` closure, on a heap whose code slots have data slots:
+//!   boxed, the box kept in the data slot (one allocation, the same path);
 //! - anything else: a boxed context, and generated code or a trampoline.
 
 use std::mem::MaybeUninit;
@@ -54,10 +56,7 @@ impl<'a, F: ThunkSig, L: RawMutex> Thunk<'a, F, L> {
 
     /// The thunk of a small `Fn` closure on a dual-mapped heap: the closure
     /// lives in the private data slot of the code's granule, so nothing is
-    /// allocated besides the granule. The code is written first (into a
-    /// ready granule of this thread's cache on the global heap, else under
-    /// the shard's lock); the closure is moved into its slot after, before
-    /// the pointer exists anywhere but here. `tag` is the closure's
+    /// allocated besides the granule. `tag` is the closure's
     /// [`inline_tag`](handle::inline_tag).
     #[inline(always)]
     pub(super) fn build_inline<C: ThunkFn<F> + Send + Sync + 'a>(
@@ -65,13 +64,65 @@ impl<'a, F: ThunkSig, L: RawMutex> Thunk<'a, F, L> {
         closure: C,
         tag: usize,
     ) -> Result<Self> {
+        Self::granule_keeping(heap, closure, tag, C::entry(), None, |closure| {
+            Thunk::build_boxed(heap, closure)
+        })
+    }
+
+    /// The thunk of an `Fn` closure too large for a data slot (or needing a
+    /// drop and larger than a word), on a heap whose thunks have data
+    /// slots: the closure is boxed, its code passes the box's address, and
+    /// the data slot keeps the box (a word, with its drop function). One
+    /// allocation, and the code slot's fast path.
+    #[inline(always)]
+    pub(super) fn build_boxed_inline<C: ThunkFn<F> + Send + Sync + 'a>(
+        heap: &'a Heap<L>,
+        closure: C,
+        trampolines: bool,
+    ) -> Result<Self> {
+        let tag = const {
+            match handle::inline_tag::<Box<C>>() {
+                Some(tag) => tag,
+                None => panic!("a box lives in a data slot"),
+            }
+        };
+        let boxed = Box::new(closure);
+        let ctx = std::ptr::from_ref::<C>(&boxed) as usize;
+        let fallback = |boxed: Box<C>| Thunk::build_boxed(heap, *boxed);
+        if trampolines {
+            Self::slot_keeping(heap, boxed, tag, C::entry(), Some(ctx))
+        } else {
+            Self::granule_keeping(heap, boxed, tag, C::entry(), Some(ctx), fallback)
+        }
+    }
+
+    /// A `GRANULE` thunk whose code passes `ctx` (or, when `None`, the
+    /// granule's data slot) to `entry`, the slot keeping `kept` (whose
+    /// inline tag is `tag`). The code is written first (into a ready
+    /// granule of this thread's cache on the global heap, else under the
+    /// shard's lock); `kept` is moved into the slot after, before the
+    /// pointer exists anywhere but here. Where the heap's granules have no
+    /// data slots after all (not expected of a dual-mapped heap),
+    /// `fallback` makes the thunk from `kept`.
+    ///
+    /// `entry` takes `F`'s arguments plus a pointer to a closure that lives
+    /// (and may be shared) while `kept` does: at `ctx`, owned by `kept`, or
+    /// `kept` itself in the slot.
+    #[inline(always)]
+    fn granule_keeping<K: Send + Sync + 'a>(
+        heap: &'a Heap<L>,
+        kept: K,
+        tag: usize,
+        entry: *const (),
+        ctx: Option<usize>,
+        fallback: impl FnOnce(K) -> Result<Self>,
+    ) -> Result<Self> {
         // The check only: the code is made with `placement_const`.
         placement_of::<F>()?;
-        let entry = C::entry();
         let make = move |at, data: NonNull<u8>| {
             generated_code::<F>(
                 placement_const::<F>(),
-                data.as_ptr() as usize,
+                ctx.unwrap_or(data.as_ptr() as usize),
                 entry,
                 None,
                 at,
@@ -79,35 +130,32 @@ impl<'a, F: ThunkSig, L: RawMutex> Thunk<'a, F, L> {
         };
         match heap.thunk_granule_fast(make) {
             // SAFETY: a thunk granule of `heap`, just written by `make`.
-            Some(granule) => Ok(unsafe { Self::with_granule(granule, closure, tag) }),
-            None => Self::out_of_line(move || {
-                match heap.thunk_granule(make)? {
-                    // SAFETY: as above.
-                    Some(granule) => Ok(unsafe { Self::with_granule(granule, closure, tag) }),
-                    // No data slots on this heap after all (not expected
-                    // of a dual-mapped one): box the closure.
-                    None => Thunk::build_boxed(heap, closure),
-                }
+            Some(granule) => Ok(unsafe { Self::with_granule(granule, kept, tag) }),
+            None => Self::out_of_line(move || match heap.thunk_granule(make)? {
+                // SAFETY: as above.
+                Some(granule) => Ok(unsafe { Self::with_granule(granule, kept, tag) }),
+                None => fallback(kept),
             }),
         }
     }
 
-    /// The `GRANULE` thunk of `granule`, whose data slot gets `closure`.
+    /// The `GRANULE` thunk of `granule`, whose data slot gets `kept`.
     ///
     /// # Safety
     /// `granule` came from `thunk_granule` of the heap the thunk borrows,
-    /// with the code of a thunk of `F`'s signature passing its data slot to
-    /// `C::entry()`; `tag` is `C`'s inline tag. The result owns it.
+    /// with the code of a thunk of `F`'s signature passing the closure
+    /// `kept` is or owns to its entry; `tag` is `K`'s inline tag. The result
+    /// owns it.
     #[inline(always)]
-    unsafe fn with_granule<C: ThunkFn<F> + Send + Sync + 'a>(
+    unsafe fn with_granule<K: Send + Sync + 'a>(
         granule: GranuleThunk<'a>,
-        closure: C,
+        kept: K,
         tag: usize,
     ) -> Self {
-        // SAFETY: the granule's data slot, which `C` fits (`tag` is its
+        // SAFETY: the granule's data slot, which `K` fits (`tag` is its
         // inline tag); only this thunk uses it, and no call can reach it
         // before the pointer is returned.
-        unsafe { write_inline(granule.data(), closure) };
+        unsafe { write_inline(granule.data(), kept) };
         // SAFETY: the code is a thunk with `F`'s signature (the caller's
         // contract); it is not null.
         let fn_ptr = unsafe { <F::Unsafe as FnPtr>::from_addr(granule.addr as *const ()) };
@@ -142,58 +190,68 @@ impl<'a, F: ThunkSig, L: RawMutex> Thunk<'a, F, L> {
 
     /// The thunk of a small `Fn` closure on a static-trampoline heap: the
     /// closure lives in the data slot of its table entry, so nothing is
-    /// allocated besides the entry. The record (pointing at the slot) is
-    /// published first (into a ready slot, or under the shard's lock); the
-    /// closure is moved into the slot after, before the entry's pointer
-    /// exists anywhere but here.
+    /// allocated besides the entry.
     #[inline(always)]
     pub(super) fn build_static_inline<C: ThunkFn<F> + Send + Sync + 'a>(
         heap: &'a Heap<L>,
         closure: C,
         tag: usize,
     ) -> Result<Self> {
+        Self::slot_keeping(heap, closure, tag, C::entry(), None)
+    }
+
+    /// A `STATIC` thunk whose record passes `ctx` (or, when `None`, the
+    /// entry's data slot) to `entry`, the slot keeping `kept` (as in
+    /// [`granule_keeping`](Self::granule_keeping)). The record is
+    /// published first (into a ready slot, or under the shard's lock);
+    /// `kept` is moved into the slot after, before the entry's pointer
+    /// exists anywhere but here.
+    #[inline(always)]
+    fn slot_keeping<K: Send + Sync + 'a>(
+        heap: &'a Heap<L>,
+        kept: K,
+        tag: usize,
+        entry: *const (),
+        ctx: Option<usize>,
+    ) -> Result<Self> {
         // The check only: the record is made with `placement_const`.
         placement_of::<F>()?;
-        let entry = C::entry() as usize;
+        let entry = entry as usize;
         let rec = move |data: NonNull<u8>| {
             trampoline::record(
                 F::CONV,
                 placement_const::<F>(),
-                data.as_ptr() as usize,
+                ctx.unwrap_or(data.as_ptr() as usize),
                 entry,
             )
         };
         match heap.trampoline_slot_fast(rec) {
             // SAFETY: a slot of `heap` whose record was just published.
-            Some(slot) => Ok(unsafe { Self::with_slot(slot, closure, tag) }),
+            Some(slot) => Ok(unsafe { Self::with_slot(slot, kept, tag) }),
             None => Self::out_of_line(move || {
                 let slot = heap.trampoline_slot(rec)?;
                 // SAFETY: as above.
-                Ok(unsafe { Self::with_slot(slot, closure, tag) })
+                Ok(unsafe { Self::with_slot(slot, kept, tag) })
             }),
         }
     }
 
-    /// The `STATIC` thunk of `slot`, whose data slot gets `closure`.
+    /// The `STATIC` thunk of `slot`, whose data slot gets `kept`.
     ///
     /// # Safety
     /// `slot` came from `trampoline_slot` of the heap the thunk borrows,
-    /// its record passing its data slot to `C::entry()` through the
-    /// adapter for `F`'s placement; `tag` is `C`'s inline tag. The result
-    /// owns it.
+    /// its record passing the closure `kept` is or owns to its entry
+    /// through the adapter for `F`'s placement; `tag` is `K`'s inline tag.
+    /// The result owns it.
     #[inline(always)]
-    unsafe fn with_slot<C: ThunkFn<F> + Send + Sync + 'a>(
-        slot: SlotThunk,
-        closure: C,
-        tag: usize,
-    ) -> Self {
-        // SAFETY: the entry's data slot, which `C` fits (`tag` is its
+    unsafe fn with_slot<K: Send + Sync + 'a>(slot: SlotThunk, kept: K, tag: usize) -> Self {
+        // SAFETY: the entry's data slot, which `K` fits (`tag` is its
         // inline tag); only the owner of the entry uses it, and no call can
         // reach it before the entry's pointer is returned.
-        unsafe { write_inline(slot.data, closure) };
+        unsafe { write_inline(slot.data, kept) };
         // SAFETY: the entry jumps through a record that holds the adapter
-        // for `F`'s placement, the context and `C::entry()`, which takes
-        // `F`'s arguments plus the context; it is not null.
+        // for `F`'s placement, the context and the entry, which takes `F`'s
+        // arguments plus the context; it is not null.
         let fn_ptr = unsafe { <F::Unsafe as FnPtr>::from_addr(slot.entry as *const ()) };
         // SAFETY: a `STATIC` thunk (its table's info records its heap): it
         // keeps its slot, packed, and owns it from now on.

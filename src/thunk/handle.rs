@@ -6,15 +6,17 @@
 //! | kind | the closure | the address kept |
 //! | --- | --- | --- |
 //! | `COMPILED` | zero-sized, needs no drop: nowhere | the heap |
-//! | `GRANULE` | inline in the data slot of a one-granule thunk | its region's `RegionInfo` |
-//! | `STATIC` | inline in the data slot of a trampoline table entry | its table's `TableInfo` (the slot packed) |
-//! | `SLOW` | boxed, or anything else | a [`Slow`] box holding the rest |
+//! | `GRANULE` | inline in the data slot of a one-granule thunk, or boxed and the box there | its region's `RegionInfo` |
+//! | `STATIC` | inline in the data slot of a trampoline table entry, or boxed and the box there | its table's `TableInfo` (the slot packed) |
+//! | `SLOW` | boxed with the rest (frame-path and `FnMut`/`FnOnce` thunks, heaps without data slots) | a [`Slow`] box holding the rest |
 //!
 //! An inline closure that needs no drop is bytes in its slot that go with
 //! the slot. One that needs a drop is inline only when it is at most a
 //! word: the slot's second word holds its drop function (`INLINE_DROP`),
 //! and the thunk moves it out of the slot before the slot goes, then drops
-//! it. Larger ones are boxed (a `SLOW` thunk).
+//! it. A larger closure is boxed, and the box (a word that needs a drop)
+//! is what the slot keeps, the same way; its code passes the box's address,
+//! so a call reads the closure as directly as an inline one.
 
 use std::mem::MaybeUninit;
 use std::ptr::NonNull;

@@ -24,8 +24,10 @@
 //! thunk is a compiled function, see "Closures that capture nothing" on
 //! [`Thunk`]); a small `Fn` closure (up to 16 bytes, or up to a word if it
 //! needs a drop) lives in the private data slot paired with its thunk's
-//! code slot (`crate::data_slot`); any other closure, and every
-//! `FnMut`/`FnOnce` context, is boxed. A `Thunk` is two words, its function
+//! code slot (`crate::data_slot`); a larger `Fn` closure is boxed and the
+//! slot keeps the box; every `FnMut`/`FnOnce` context, and any closure
+//! where there is no data slot, is boxed with the rest of the thunk. A
+//! `Thunk` is two words, its function
 //! pointer and one word saying what it keeps (`handle.rs`).
 //!
 //! On a heap whose strategy is
@@ -183,8 +185,10 @@ pub use page::{SealedThunkPage, ThunkPage};
 /// small `Fn` closure (up to 16 bytes, or a word that needs a drop) lives
 /// in the private data slot of its thunk's code: making and dropping such a
 /// thunk allocates nothing, and on the global heap takes no lock (see
-/// [`Heap::global`]). Larger closures and `FnMut`/`FnOnce` contexts are
-/// boxed. `BENCHMARKS.md` has the figures.
+/// [`Heap::global`]). A larger `Fn` closure is one allocation, its box,
+/// kept in the same slot (and called as directly); `FnMut`/`FnOnce`
+/// contexts are boxed with the rest of the thunk. `BENCHMARKS.md` has the
+/// figures.
 ///
 /// # Signal handlers
 ///
@@ -500,18 +504,19 @@ impl<L: RawMutex> Heap<L> {
             const { crate::arch::placement(F::CONV, F::CLASSES) },
             Some(Placement::Register(_))
         );
-        if let Some(tag) = const { handle::inline_tag::<C>() } {
-            match self.thunk_strategy() {
-                ThunkStrategy::StaticTrampolines => {
-                    return Thunk::build_static_inline(self, closure, tag);
-                }
-                ThunkStrategy::Generated(CodeStrategy::DualMap) if registers => {
-                    return Thunk::build_inline(self, closure, tag);
-                }
-                _ => {}
-            }
+        // Whether the thunk's code slot has a data slot: a trampoline entry
+        // (`true`), or a one-granule thunk of a dual-mapped heap.
+        let slot = match self.thunk_strategy() {
+            ThunkStrategy::StaticTrampolines => Some(true),
+            ThunkStrategy::Generated(CodeStrategy::DualMap) if registers => Some(false),
+            _ => None,
+        };
+        match (const { handle::inline_tag::<C>() }, slot) {
+            (Some(tag), Some(true)) => Thunk::build_static_inline(self, closure, tag),
+            (Some(tag), Some(false)) => Thunk::build_inline(self, closure, tag),
+            (None, Some(trampolines)) => Thunk::build_boxed_inline(self, closure, trampolines),
+            (_, None) => Thunk::build_boxed(self, closure),
         }
-        Thunk::build_boxed(self, closure)
     }
 
     /// A thunk for an `FnMut` closure, with its code in this heap.
