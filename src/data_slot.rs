@@ -2,12 +2,9 @@
 //! closure lives, so that making its thunk allocates nothing else. Heap
 //! regions (`heap/region`) and static-trampoline tables (`trampoline`)
 //! both keep one per code slot, in private anonymous read-write memory:
-//! never executable, never shared with another process.
+//! never executable, never shared with another process. A region's slots
+//! follow each other as its granules do, so a thunk of two granules has
+//! 32 bytes of them (`thunk/handle.rs` says which closures go where).
 
 /// Bytes of a data slot; slots are aligned to their size.
 pub(crate) const DATA_SLOT: usize = 16;
-
-/// Whether a value of type `T` fits a data slot.
-pub(crate) const fn fits<T>() -> bool {
-    size_of::<T>() <= DATA_SLOT && align_of::<T>() <= DATA_SLOT
-}

@@ -34,9 +34,13 @@ fn call_span<L: lock_api::RawMutex>(span: &ExecSpan<'_, L>) -> u32 {
 /// and dropped. Returns false if a result was wrong.
 fn use_heap<L: lock_api::RawMutex>(heap: &Heap<L>, k: u64) -> bool {
     let t = heap.thunk::<Add, _>(move |v: u64| v + k).unwrap();
-    // SAFETY: `t` is alive.
-    let ok = unsafe { (t.as_fn())(1) } == k + 1;
+    // A 24-byte closure: a two-granule thunk where there are data slots.
+    let (z, w) = std::hint::black_box((0u64, 0u64));
+    let pair = heap.thunk::<Add, _>(move |v: u64| v + k + z + w).unwrap();
+    // SAFETY: `t` and `pair` are alive.
+    let ok = unsafe { (t.as_fn())(1) == k + 1 && (pair.as_fn())(2) == k + 2 };
     drop(t);
+    drop(pair);
     let span_ok = heap.span_strategy().is_none() || {
         let s = sealed(heap, k as u32);
         call_span(&s) == k as u32
@@ -69,7 +73,15 @@ fn libc_fork_while_threads_are_busy_on_every_heap_many_times() {
             .map(|(_, h)| h)
             .chain([global])
             .enumerate()
-            .map(|(i, h)| h.thunk::<Add, _>(move |v: u64| v * 10 + i as u64).unwrap())
+            .flat_map(|(i, h)| {
+                let (z, w) = std::hint::black_box((0u64, 0u64));
+                [
+                    h.thunk::<Add, _>(move |v: u64| v * 10 + i as u64).unwrap(),
+                    // Two granules where there are data slots.
+                    h.thunk::<Add, _>(move |v: u64| v * 10 + i as u64 + z + w)
+                        .unwrap(),
+                ]
+            })
             .collect();
         let kept_local = local.thunk::<Add, _>(|v: u64| v + 1000).unwrap();
         let stop = AtomicBool::new(false);
@@ -102,7 +114,7 @@ fn libc_fork_while_threads_are_busy_on_every_heap_many_times() {
                     // Inherited thunks still run.
                     for (i, t) in kept.iter().enumerate() {
                         // SAFETY: the child's copy of a live thunk.
-                        if unsafe { (t.as_fn())(n as u64) } != n as u64 * 10 + i as u64 {
+                        if unsafe { (t.as_fn())(n as u64) } != n as u64 * 10 + i as u64 / 2 {
                             return 2;
                         }
                     }
@@ -146,7 +158,7 @@ fn libc_fork_while_threads_are_busy_on_every_heap_many_times() {
         // The parent is unaffected.
         for (i, t) in kept.iter().enumerate() {
             // SAFETY: alive.
-            assert_eq!(unsafe { (t.as_fn())(4) }, 40 + i as u64);
+            assert_eq!(unsafe { (t.as_fn())(4) }, 40 + i as u64 / 2);
         }
         for (_, h) in &heaps {
             assert!(use_heap(h, 11));

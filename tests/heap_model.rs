@@ -72,6 +72,8 @@ fn run(builder: HeapBuilder, ops: &[Op]) {
         .build()
         .unwrap();
     let granule = heap.granule();
+    let dual = heap.code_strategy() == Some(wxthunk::CodeStrategy::DualMap);
+    let zero = std::hint::black_box(0u64);
     let page = wxthunk::page_size();
     let mut live: BTreeMap<u64, Entry<'_>> = BTreeMap::new();
     let mut next_id = 0u64;
@@ -103,13 +105,19 @@ fn run(builder: HeapBuilder, ops: &[Op]) {
                 next_id += 1;
             }
             Op::Thunks(count) => {
-                for _ in 0..count {
+                for i in 0..count {
                     let value = next_id as u32;
                     let v = u64::from(value);
-                    let thunk = heap.thunk::<F1, _>(move |x: u64| x + v).unwrap();
+                    // One granule each (a page on a protect heap); a
+                    // 24-byte closure takes two on a dual-mapped heap.
+                    let (thunk, size) = if i % 3 == 2 {
+                        let (p, q) = std::hint::black_box((v, 0u64));
+                        let t = heap.thunk::<F1, _>(move |x: u64| x + p + q + zero).unwrap();
+                        (t, if dual { 2 * granule } else { granule })
+                    } else {
+                        (heap.thunk::<F1, _>(move |x: u64| x + v).unwrap(), granule)
+                    };
                     let state = State::Thunk(thunk);
-                    // One granule each (a page on a protect heap).
-                    let size = granule;
                     live.insert(next_id, Entry { value, size, state });
                     next_id += 1;
                 }

@@ -93,32 +93,34 @@ impl Allocation {
         self.addr
     }
 
-    /// A ready granule as an allocation, for the general free.
-    pub(super) fn of_ready(ready: &Ready) -> Self {
+    /// A ready allocation of `n` granules as an allocation, for the
+    /// general free.
+    pub(super) fn of_ready(ready: &Ready, n: usize) -> Self {
         // SAFETY: a ready granule's region outlives it (`ready.rs`).
         let info = unsafe { ready.info.as_ref() };
-        Allocation::granule(info.granule(ready.addr), ready.addr)
+        Allocation::thunk(info.granule(ready.addr), ready.addr, n)
     }
 
-    /// The one-granule allocation of a thunk granule at `addr`.
-    pub(super) fn granule(at: GranuleAt, addr: usize) -> Self {
+    /// The `n`-granule allocation of a thunk whose first granule is `at`,
+    /// running at `addr`.
+    pub(super) fn thunk(at: GranuleAt, addr: usize, n: usize) -> Self {
         Allocation {
             region: at.index,
             start: at.start,
-            granules: 1,
+            granules: n as u32,
             shift: DUAL_GRANULE_SHIFT as u8,
             shard: at.shard,
             addr,
         }
     }
 
-    /// The one-granule allocation `i` granules after this one-granule
-    /// allocation (of a run taken together, see `fast.rs`).
-    pub(super) fn granule_after(&self, i: usize) -> Self {
-        debug_assert_eq!(self.granules, 1);
+    /// The allocation `i` lengths of this one after it (of a run of equal
+    /// thunk allocations taken together, see `fast.rs`).
+    pub(super) fn nth_after(&self, i: usize) -> Self {
+        let granules = i * self.granules as usize;
         Allocation {
-            start: self.start + i as u32,
-            addr: self.addr + (i << self.shift),
+            start: self.start + granules as u32,
+            addr: self.addr + (granules << self.shift),
             ..*self
         }
     }
@@ -159,9 +161,11 @@ impl<L: RawMutex> Heap<L> {
     pub fn compact(&self) -> usize {
         // Thread caches first, so their granules are free when the shards
         // are compacted.
-        if let Some((granules, slots)) = self.caches.and_then(|caches| caches.drain()) {
-            self.give_back_ready(&mut granules.into_iter());
-            self.give_back_slots(&mut slots.into_iter());
+        if let Some(drained) = self.caches.and_then(|caches| caches.drain()) {
+            let [one, two] = drained.thunks;
+            self.give_back_ready::<1>(&mut one.into_iter());
+            self.give_back_ready::<2>(&mut two.into_iter());
+            self.give_back_slots(&mut drained.slots.into_iter());
         }
         // One shard at a time (never two locks at once).
         self.shards
@@ -175,9 +179,11 @@ impl<L: RawMutex> Heap<L> {
     fn compact_shard(&self, state: &mut State) -> usize {
         // Taken under the lock: a fork cannot slip in between (see fork.rs).
         let stamp = Stamp::now();
-        let ready: Vec<Ready> = state.ready.granules.take(MAGAZINE_DEPTH).collect();
-        for r in ready {
-            self.free_locked(state, &Allocation::of_ready(&r), stamp);
+        for n in [1, 2] {
+            let ready: Vec<Ready> = state.ready.thunks[n - 1].take(MAGAZINE_DEPTH).collect();
+            for r in ready {
+                self.free_locked(state, &Allocation::of_ready(&r, n), stamp);
+            }
         }
         let slots: Vec<_> = state.ready.slots.take(MAGAZINE_DEPTH).collect();
         for slot in slots {

@@ -34,10 +34,13 @@
 //! closure lives there, so making a thunk allocates nothing but its
 //! granule.
 //!
-//! One-granule thunks take **ready granules** (`ready.rs`): free granules
-//! looked up once under the shard's lock (writable view, page holding
-//! bytes, data slot), kept in small stacks (**magazines**, 64 deep) and
-//! written later without any lookup (`fast.rs`). The global heap keeps one
+//! Thunks take **ready granules** (`ready.rs`): free allocations of one
+//! granule (or two, for a closure of up to 32 bytes, which takes both data
+//! slots) looked up once under the shard's lock (writable view, page
+//! holding bytes, data slot), kept in small stacks (**magazines**, 64 deep,
+//! one per length) and written later without any lookup (`fast.rs`).
+//! Magazines are filled from the bit vectors a run of neighbours at a time
+//! and give runs back the same way. The global heap keeps one
 //! magazine per thread (**thread caches**, `thread_cache.rs`): in the
 //! steady state making and dropping a thunk takes no lock and no atomic
 //! read-modify-write; `compact` and `fork()` stop the caches with an

@@ -1,5 +1,6 @@
-//! Ready granules: a free one-granule allocation of a dual-mapped region
-//! together with its writable view (whose page holds bytes), looked up
+//! Ready granules: a free thunk allocation (one granule, or two for a
+//! closure that takes both data slots) of a dual-mapped region together
+//! with its writable view (whose page holds bytes), looked up
 //! once under the shard's lock so that a thunk can be written into it later
 //! without any lookup. A [`Magazine`] is a small stack of them taken under
 //! one [`Stamp`]; the global heap keeps one per thread (`thread_cache.rs`).
@@ -16,16 +17,18 @@ use std::mem::MaybeUninit;
 use std::ptr::NonNull;
 
 use super::fork::Stamp;
-use super::region::RegionInfo;
+use super::region::{GRANULE, RegionInfo};
+use crate::trampoline::ENTRY_SIZE;
 
-/// A free granule, ready to take a thunk (see the module docs): 24 bytes.
+/// A free thunk allocation, ready to take a thunk (see the module docs):
+/// 24 bytes. Its length is its magazine's.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Ready {
-    /// The address the granule runs at.
+    /// The address its first granule runs at.
     pub(super) addr: usize,
     /// Its region's lock-free side (which outlives the granule).
     pub(super) info: NonNull<RegionInfo>,
-    /// The granule's writable view.
+    /// Its first granule's writable view.
     pub(super) view: NonNull<u8>,
 }
 
@@ -111,19 +114,60 @@ pub(super) struct Magazine<T: Words = Ready> {
     slots: [MaybeUninit<T>; MAGAZINE_DEPTH],
 }
 
-/// A thread's (or a shard's) magazines: of granules and of trampoline
-/// slots.
+/// A thread's (or a shard's) magazines: of ready thunk allocations of one
+/// and of two granules (`thunks[n - 1]`: a two-granule thunk's closure
+/// takes both data slots), and of trampoline slots.
 #[repr(C)]
 pub(super) struct Magazines {
-    pub(super) granules: Magazine<Ready>,
+    pub(super) thunks: [Magazine<Ready>; 2],
     pub(super) slots: Magazine<ReadySlot>,
+}
+
+/// How many ready allocations magazines hold, by kind (for `stats`: they
+/// are in use in their shards, not live).
+#[derive(Clone, Copy, Debug, Default)]
+pub(super) struct Held {
+    /// One- and two-granule thunk allocations.
+    pub(super) thunks: [usize; 2],
+    pub(super) slots: usize,
+}
+
+impl Held {
+    /// Allocations held.
+    pub(super) fn allocations(&self) -> usize {
+        self.thunks[0] + self.thunks[1] + self.slots
+    }
+
+    /// Bytes they take.
+    pub(super) fn bytes(&self) -> usize {
+        self.thunks[0] * GRANULE + self.thunks[1] * 2 * GRANULE + self.slots * ENTRY_SIZE
+    }
+
+    /// Both counts together.
+    pub(super) fn plus(self, other: Held) -> Held {
+        Held {
+            thunks: [
+                self.thunks[0] + other.thunks[0],
+                self.thunks[1] + other.thunks[1],
+            ],
+            slots: self.slots + other.slots,
+        }
+    }
 }
 
 impl Magazines {
     pub(super) const fn new() -> Self {
         Magazines {
-            granules: Magazine::new(),
+            thunks: [Magazine::new(), Magazine::new()],
             slots: Magazine::new(),
+        }
+    }
+
+    /// What the magazines hold.
+    pub(super) fn held(&self) -> Held {
+        Held {
+            thunks: [self.thunks[0].len(), self.thunks[1].len()],
+            slots: self.slots.len(),
         }
     }
 }

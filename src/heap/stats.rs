@@ -63,11 +63,9 @@ impl<L: RawMutex> Heap<L> {
                 + state.tables.committed_pages();
             stats.regions += regions.clone().count();
             // Ready granules are in use in their regions, not live.
-            let (granules, slots) = (state.ready.granules.len(), state.ready.slots.len());
-            stats.live_allocations += state.live - granules - slots;
-            stats.bytes_in_use += state.bytes_in_use
-                - granules * super::region::GRANULE
-                - slots * crate::trampoline::ENTRY_SIZE;
+            let held = state.ready.held();
+            stats.live_allocations += state.live - held.allocations();
+            stats.bytes_in_use += state.bytes_in_use - held.bytes();
             stats.metadata_bytes += regions.map(Region::metadata_bytes).sum::<usize>()
                 + state.regions.capacity() * std::mem::size_of::<Option<Region>>()
                 + state.tables.metadata_bytes();
@@ -78,11 +76,9 @@ impl<L: RawMutex> Heap<L> {
         // granules between their caches and shards the sum is a snapshot of
         // moments close together, never below zero.)
         if let Some(caches) = self.caches {
-            let (granules, slots) = caches.held();
-            stats.live_allocations = stats.live_allocations.saturating_sub(granules + slots);
-            stats.bytes_in_use = stats.bytes_in_use.saturating_sub(
-                granules * super::region::GRANULE + slots * crate::trampoline::ENTRY_SIZE,
-            );
+            let held = caches.held();
+            stats.live_allocations = stats.live_allocations.saturating_sub(held.allocations());
+            stats.bytes_in_use = stats.bytes_in_use.saturating_sub(held.bytes());
         }
         stats.bytes_committed = stats.pages_committed * page;
         stats.bytes_reserved = self.space.reserved();

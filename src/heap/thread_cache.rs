@@ -5,11 +5,12 @@
 //!
 //! # What a cache may hold
 //!
-//! At most [`MAGAZINE_DEPTH`] (64) ready granules per thread (2 KiB of
-//! code granules and 1 KiB of data slots) and as many static-trampoline
-//! slots (entries, records and data slots) on a static-trampoline heap. A
-//! thread takes them from its shard [`REFILL`] at a time when its magazine is empty, and gives
-//! [`REFILL`] back when a free finds it full. All of them go back to the
+//! At most [`MAGAZINE_DEPTH`] (64) ready one-granule thunk allocations
+//! per thread (2 KiB of code granules and 1 KiB of data slots), as many
+//! two-granule ones (4 KiB and 2 KiB), and as many static-trampoline slots
+//! (entries, records and data slots) on a static-trampoline heap. A thread
+//! takes them from its shard [`REFILL`] at a time when a magazine is
+//! empty, and gives [`REFILL`] back when a free finds it full. All of them go back to the
 //! shards when the thread ends (its thread-local destructor) and when
 //! [`Heap::compact`](super::Heap::compact) runs, which takes them from
 //! every thread's cache. [`Heap::stats`](super::Heap::stats) does not count
@@ -60,16 +61,26 @@ use lock_api::Mutex;
 
 use super::fork;
 use super::lock::DefaultLock;
-use super::ready::{MAGAZINE_DEPTH, Magazines, Ready, ReadySlot};
+use super::ready::{Held, MAGAZINE_DEPTH, Magazines, Ready, ReadySlot};
 use crate::sys;
 
 /// Ready granules moved between a magazine and its shard at a time.
 pub(super) const REFILL: usize = 16;
 
-/// [`ThreadCaches::with`] on the magazine of granules.
-pub(super) const GRANULES: usize = 0;
+/// [`ThreadCaches::with`] on the magazine of `n`-granule thunks (1 or 2).
+pub(super) const fn thunks(n: usize) -> usize {
+    n - 1
+}
 /// [`ThreadCaches::with`] on the magazine of trampoline slots.
-pub(super) const SLOTS: usize = 1;
+pub(super) const SLOTS: usize = 2;
+
+/// What [`ThreadCaches::drain`] took from every thread's cache.
+#[derive(Default)]
+pub(super) struct Drained {
+    /// One- and two-granule thunk allocations.
+    pub(super) thunks: [Vec<Ready>; 2],
+    pub(super) slots: Vec<ReadySlot>,
+}
 
 /// Gives everything in a thread's magazines back to the heap that owns the
 /// caches (its general free paths), emptying them: called when a thread
@@ -87,9 +98,9 @@ struct Cache {
     busy: AtomicBool,
     /// Set by `compact` while it empties the magazine.
     steal: AtomicBool,
-    /// The magazines' lengths (granules, trampoline slots), for `stats`
-    /// (written by whoever holds the magazines).
-    held: [AtomicUsize; 2],
+    /// The magazines' lengths (one- and two-granule thunks, trampoline
+    /// slots), for `stats` (written by whoever holds the magazines).
+    held: [AtomicUsize; 3],
     magazine: UnsafeCell<Magazines>,
 }
 
@@ -97,8 +108,10 @@ impl Cache {
     /// Publishes the magazines' lengths for `stats`.
     #[inline(always)]
     fn set_held(&self, magazines: &Magazines) {
-        self.held[0].store(magazines.granules.len(), Ordering::Relaxed);
-        self.held[1].store(magazines.slots.len(), Ordering::Relaxed);
+        let held = magazines.held();
+        self.held[0].store(held.thunks[0], Ordering::Relaxed);
+        self.held[1].store(held.thunks[1], Ordering::Relaxed);
+        self.held[SLOTS].store(held.slots, Ordering::Relaxed);
     }
 }
 
@@ -179,11 +192,12 @@ impl ThreadCaches {
     /// or a `fork()` is holding it, or a signal handler interrupted its
     /// use): the caller takes the shard path then. While `f` runs no
     /// `fork()` can happen (the prepare handler waits for it).
-    /// `M` is the magazine `f` changes ([`GRANULES`] or [`SLOTS`]), whose
+    /// `m` is the magazine `f` changes ([`thunks`] or [`SLOTS`]), whose
     /// length `stats` then sees.
     #[inline(always)]
-    pub(super) fn with<const M: usize, R>(
+    pub(super) fn with<R>(
         &'static self,
+        m: usize,
         f: impl FnOnce(&mut Magazines) -> R,
     ) -> Option<R> {
         let cache = FAST.get();
@@ -216,11 +230,11 @@ impl ThreadCaches {
         // only this thread sets `busy`.
         let magazine = unsafe { &mut *cache.magazine.get() };
         let r = f(magazine);
-        let len = match M {
-            GRANULES => magazine.granules.len(),
-            _ => magazine.slots.len(),
+        let len = match m {
+            SLOTS => magazine.slots.len(),
+            n => magazine.thunks[n].len(),
         };
-        cache.held[M].store(len, Ordering::Relaxed);
+        cache.held[m].store(len, Ordering::Relaxed);
         cache.busy.store(false, Ordering::Release);
         Some(r)
     }
@@ -247,7 +261,11 @@ impl ThreadCaches {
             owner: self,
             busy: AtomicBool::new(false),
             steal: AtomicBool::new(false),
-            held: [AtomicUsize::new(0), AtomicUsize::new(0)],
+            held: [
+                AtomicUsize::new(0),
+                AtomicUsize::new(0),
+                AtomicUsize::new(0),
+            ],
             magazine: UnsafeCell::new(Magazines::new()),
         });
         self.list().lock().push(cache.clone());
@@ -271,15 +289,18 @@ impl ThreadCaches {
         cache.set_held(magazine);
     }
 
-    /// Ready granules and trampoline slots held by all caches (not live,
-    /// for `stats`).
-    pub(super) fn held(&self) -> (usize, usize) {
+    /// Ready thunk allocations and trampoline slots held by all caches
+    /// (not live, for `stats`).
+    pub(super) fn held(&self) -> Held {
         let list = self.list().lock();
-        list.iter().fold((0, 0), |(g, s), c| {
-            (
-                g + c.held[0].load(Ordering::Relaxed),
-                s + c.held[1].load(Ordering::Relaxed),
-            )
+        list.iter().fold(Held::default(), |held, c| {
+            held.plus(Held {
+                thunks: [
+                    c.held[0].load(Ordering::Relaxed),
+                    c.held[1].load(Ordering::Relaxed),
+                ],
+                slots: c.held[SLOTS].load(Ordering::Relaxed),
+            })
         })
     }
 
@@ -287,9 +308,9 @@ impl ThreadCaches {
     /// frees them).
     /// `None`, taking nothing, when the process-wide barrier fails (a
     /// seccomp filter installed since refuses it, say).
-    pub(super) fn drain(&self) -> Option<(Vec<Ready>, Vec<ReadySlot>)> {
+    pub(super) fn drain(&self) -> Option<Drained> {
         let list = self.list().lock();
-        let mut taken = (Vec::new(), Vec::new());
+        let mut taken = Drained::default();
         let held = stop_all(&list, None);
         if held {
             for cache in list.iter() {
@@ -297,8 +318,10 @@ impl ThreadCaches {
                 // set, after the barrier: no owner is inside, and none
                 // enters until `steal` is cleared (module docs).
                 let magazine = unsafe { &mut *cache.magazine.get() };
-                taken.0.extend(magazine.granules.take(MAGAZINE_DEPTH));
-                taken.1.extend(magazine.slots.take(MAGAZINE_DEPTH));
+                for (n, thunks) in magazine.thunks.iter_mut().enumerate() {
+                    taken.thunks[n].extend(thunks.take(MAGAZINE_DEPTH));
+                }
+                taken.slots.extend(magazine.slots.take(MAGAZINE_DEPTH));
                 cache.set_held(magazine);
             }
         }

@@ -153,7 +153,7 @@ impl<L: RawMutex> Heap<L> {
     ) -> Option<SlotThunk> {
         debug_assert_eq!(self.thunk_strategy(), ThunkStrategy::StaticTrampolines);
         let cached = self.caches.and_then(|caches| {
-            caches.with::<SLOTS, _>(|magazines| {
+            caches.with(SLOTS, |magazines| {
                 let magazine = &mut magazines.slots;
                 let now = Stamp::now();
                 magazine.pop(now).or_else(|| {
@@ -222,7 +222,7 @@ impl<L: RawMutex> Heap<L> {
         unsafe { trampoline::retire_at(entry) };
         let ready = ReadySlot { entry, packed };
         let cached = self.caches.and_then(|caches| {
-            caches.with::<SLOTS, _>(|magazines| {
+            caches.with(SLOTS, |magazines| {
                 let now = Stamp::now();
                 if let Err(ready) = magazines.slots.push(ready, now) {
                     self.give_back_slots(&mut magazines.slots.take(REFILL));

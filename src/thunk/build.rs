@@ -55,16 +55,17 @@ impl<'a, F: ThunkSig, L: RawMutex> Thunk<'a, F, L> {
     }
 
     /// The thunk of a small `Fn` closure on a dual-mapped heap: the closure
-    /// lives in the private data slot of the code's granule, so nothing is
-    /// allocated besides the granule. `tag` is the closure's
-    /// [`inline_tag`](handle::inline_tag).
+    /// lives in the private data slot of the code's granule (`N` = 1), or
+    /// in both of a two-granule thunk's (`N` = 2), so nothing is allocated
+    /// besides the granules. `tag` is the closure's
+    /// [`inline_tag`](handle::inline_tag) or [`pair_tag`](handle::pair_tag).
     #[inline(always)]
-    pub(super) fn build_inline<C: ThunkFn<F> + Send + Sync + 'a>(
+    pub(super) fn build_inline<const N: usize, C: ThunkFn<F> + Send + Sync + 'a>(
         heap: &'a Heap<L>,
         closure: C,
         tag: usize,
     ) -> Result<Self> {
-        Self::granule_keeping(heap, closure, tag, C::entry(), None, |closure| {
+        Self::granule_keeping::<N, C>(heap, closure, tag, C::entry(), None, |closure| {
             Thunk::build_boxed(heap, closure)
         })
     }
@@ -92,13 +93,13 @@ impl<'a, F: ThunkSig, L: RawMutex> Thunk<'a, F, L> {
         if trampolines {
             Self::slot_keeping(heap, boxed, tag, C::entry(), Some(ctx))
         } else {
-            Self::granule_keeping(heap, boxed, tag, C::entry(), Some(ctx), fallback)
+            Self::granule_keeping::<1, _>(heap, boxed, tag, C::entry(), Some(ctx), fallback)
         }
     }
 
-    /// A `GRANULE` thunk whose code passes `ctx` (or, when `None`, the
-    /// granule's data slot) to `entry`, the slot keeping `kept` (whose
-    /// inline tag is `tag`). The code is written first (into a ready
+    /// A `GRANULE` thunk of `N` granules whose code passes `ctx` (or, when
+    /// `None`, the first granule's data slot) to `entry`, the slot (or both
+    /// slots) keeping `kept` (whose inline tag is `tag`). The code is written first (into a ready
     /// granule of this thread's cache on the global heap, else under the
     /// shard's lock); `kept` is moved into the slot after, before the
     /// pointer exists anywhere but here. Where the heap's granules have no
@@ -109,7 +110,7 @@ impl<'a, F: ThunkSig, L: RawMutex> Thunk<'a, F, L> {
     /// (and may be shared) while `kept` does: at `ctx`, owned by `kept`, or
     /// `kept` itself in the slot.
     #[inline(always)]
-    fn granule_keeping<K: Send + Sync + 'a>(
+    fn granule_keeping<const N: usize, K: Send + Sync + 'a>(
         heap: &'a Heap<L>,
         kept: K,
         tag: usize,
@@ -128,10 +129,10 @@ impl<'a, F: ThunkSig, L: RawMutex> Thunk<'a, F, L> {
                 at,
             )
         };
-        match heap.thunk_granule_fast(make) {
+        match heap.thunk_granule_fast::<N>(make) {
             // SAFETY: a thunk granule of `heap`, just written by `make`.
             Some(granule) => Ok(unsafe { Self::with_granule(granule, kept, tag) }),
-            None => Self::out_of_line(move || match heap.thunk_granule(make)? {
+            None => Self::out_of_line(move || match heap.thunk_granule::<N>(make)? {
                 // SAFETY: as above.
                 Some(granule) => Ok(unsafe { Self::with_granule(granule, kept, tag) }),
                 None => fallback(kept),
@@ -142,20 +143,20 @@ impl<'a, F: ThunkSig, L: RawMutex> Thunk<'a, F, L> {
     /// The `GRANULE` thunk of `granule`, whose data slot gets `kept`.
     ///
     /// # Safety
-    /// `granule` came from `thunk_granule` of the heap the thunk borrows,
-    /// with the code of a thunk of `F`'s signature passing the closure
-    /// `kept` is or owns to its entry; `tag` is `K`'s inline tag. The result
-    /// owns it.
+    /// `granule` came from `thunk_granule::<N>` of the heap the thunk
+    /// borrows (`N` = 2 where `tag` has `PAIR`, else 1), with the code of a
+    /// thunk of `F`'s signature passing the closure `kept` is or owns to
+    /// its entry; `tag` is `K`'s inline or pair tag. The result owns it.
     #[inline(always)]
     unsafe fn with_granule<K: Send + Sync + 'a>(
         granule: GranuleThunk<'a>,
         kept: K,
         tag: usize,
     ) -> Self {
-        // SAFETY: the granule's data slot, which `K` fits (`tag` is its
-        // inline tag); only this thunk uses it, and no call can reach it
-        // before the pointer is returned.
-        unsafe { write_inline(granule.data(), kept) };
+        // SAFETY: the granule's data slot (or both, with `PAIR`), which `K`
+        // fits (`tag` is its tag); only this thunk uses it, and no call can
+        // reach it before the pointer is returned.
+        unsafe { write_inline(granule.data(), kept, tag) };
         // SAFETY: the code is a thunk with `F`'s signature (the caller's
         // contract); it is not null.
         let fn_ptr = unsafe { <F::Unsafe as FnPtr>::from_addr(granule.addr as *const ()) };
@@ -248,7 +249,7 @@ impl<'a, F: ThunkSig, L: RawMutex> Thunk<'a, F, L> {
         // SAFETY: the entry's data slot, which `K` fits (`tag` is its
         // inline tag); only the owner of the entry uses it, and no call can
         // reach it before the entry's pointer is returned.
-        unsafe { write_inline(slot.data, kept) };
+        unsafe { write_inline(slot.data, kept, tag) };
         // SAFETY: the entry jumps through a record that holds the adapter
         // for `F`'s placement, the context and the entry, which takes `F`'s
         // arguments plus the context; it is not null.
@@ -331,7 +332,7 @@ impl<'a, F: ThunkSig, L: RawMutex> Thunk<'a, F, L> {
         } else if let (Placement::Register(_), Some(CodeStrategy::DualMap)) =
             (placement, heap.code_strategy())
         {
-            let granule = heap.thunk_granule(|at, _| {
+            let granule = heap.thunk_granule::<1>(|at, _| {
                 generated_code::<F>(placement_const::<F>(), ctx_addr, entry, None, at)
             })?;
             match granule {

@@ -6,15 +6,17 @@
 //! | kind | the closure | the address kept |
 //! | --- | --- | --- |
 //! | `COMPILED` | zero-sized, needs no drop: nowhere | the heap |
-//! | `GRANULE` | inline in the data slot of a one-granule thunk, or boxed and the box there | its region's `RegionInfo` |
+//! | `GRANULE` | inline in the data slot of a one-granule thunk (both of a two-granule one, `PAIR`), or boxed and the box there | its region's `RegionInfo` |
 //! | `STATIC` | inline in the data slot of a trampoline table entry, or boxed and the box there | its table's `TableInfo` (the slot packed) |
 //! | `SLOW` | boxed with the rest (frame-path and `FnMut`/`FnOnce` thunks, heaps without data slots) | a [`Slow`] box holding the rest |
 //!
 //! An inline closure that needs no drop is bytes in its slot that go with
-//! the slot. One that needs a drop is inline only when it is at most a
-//! word: the slot's second word holds its drop function (`INLINE_DROP`),
-//! and the thunk moves it out of the slot before the slot goes, then drops
-//! it. A larger closure is boxed, and the box (a word that needs a drop)
+//! the slot. One that needs a drop is inline only when it leaves the
+//! slot's last word free (at most a word in one slot, three in a pair):
+//! that word holds its drop function (`INLINE_DROP`), and the thunk moves
+//! the closure out of the slot before the slot goes, then drops it. A
+//! closure of up to 32 bytes that fits no single slot takes a pair of
+//! granules on a dual-mapped heap. A larger closure is boxed, and the box (a word that needs a drop)
 //! is what the slot keeps, the same way; its code passes the box's address,
 //! so a call reads the closure as directly as an inline one.
 
@@ -35,10 +37,14 @@ pub(super) const GRANULE: usize = 2;
 pub(super) const STATIC: usize = 3;
 pub(super) const KIND: usize = 3;
 /// With `GRANULE` and `STATIC`: the inline closure needs a drop, and its
-/// drop function is the data slot's second word.
+/// drop function is the data slot's last word.
 pub(super) const INLINE_DROP: usize = 4;
 /// Every tag bit of the word (what a thunk keeps is aligned to at least 8).
 pub(super) const TAGS: usize = 7;
+/// With `GRANULE` only (a region's info is aligned to 64, so the bit is
+/// free there): the thunk takes two granules, its closure both data
+/// slots (32 bytes).
+pub(super) const PAIR: usize = 8;
 
 /// The rest of a thunk of kind `SLOW`, boxed alone or at the start of a
 /// [`WithClosure`]. Dropped in field order: the code first (so no new call
@@ -88,10 +94,10 @@ impl<L: RawMutex> Drop for Code<'_, L> {
             heap, addr, info, ..
         } = *self
         {
-            // SAFETY: the thunk's granule (from `thunk_granule` of `heap`),
-            // freed once, here; the thunk is being dropped, so no new call
-            // reaches it.
-            unsafe { heap.free_thunk_granule(addr, info) };
+            // SAFETY: the thunk's granule (from `thunk_granule::<1>` of
+            // `heap`), freed once, here; the thunk is being dropped, so no
+            // new call reaches it.
+            unsafe { heap.free_thunk_granule::<1>(addr, info) };
         }
     }
 }
@@ -136,65 +142,96 @@ pub(super) enum Code<'a, L: RawMutex> {
     Compiled,
 }
 
-/// The inline tag for a closure of type `C` (0, or `INLINE_DROP`), or
-/// `None` when it cannot live in a data slot (it is boxed then).
+/// The inline tag for a closure of type `C` in one data slot (0, or
+/// `INLINE_DROP`), or `None` when it cannot live in one.
 pub(super) const fn inline_tag<C>() -> Option<usize> {
-    if !data_slot::fits::<C>() {
+    slot_tag::<C>(1)
+}
+
+/// The inline tag for a closure of type `C` in the two data slots of a
+/// two-granule thunk (`PAIR`, with `INLINE_DROP` if it needs a drop), or
+/// `None` when it cannot live there.
+pub(super) const fn pair_tag<C>() -> Option<usize> {
+    match slot_tag::<C>(2) {
+        Some(tag) => Some(tag | PAIR),
+        None => None,
+    }
+}
+
+/// The tag of a closure of type `C` in `slots` consecutive data slots.
+const fn slot_tag<C>(slots: usize) -> Option<usize> {
+    let bytes = slots * data_slot::DATA_SLOT;
+    if size_of::<C>() > bytes || align_of::<C>() > data_slot::DATA_SLOT {
         None
     } else if !std::mem::needs_drop::<C>() {
         Some(0)
-    } else if size_of::<C>() <= size_of::<usize>() && align_of::<C>() <= align_of::<usize>() {
+    } else if size_of::<C>() <= bytes - size_of::<usize>() && align_of::<C>() <= align_of::<usize>()
+    {
         Some(INLINE_DROP)
     } else {
         None
     }
 }
 
-/// Writes `closure` into the data slot `slot` (and, when its tag is
-/// `INLINE_DROP`, its drop function after it).
+/// Words of a data slot (or pair) an `INLINE_DROP` closure may take: all
+/// but the last, which holds its drop function.
+const fn closure_words(tag: usize) -> usize {
+    let slots = if tag & PAIR != 0 { 2 } else { 1 };
+    slots * data_slot::DATA_SLOT / size_of::<usize>() - 1
+}
+
+/// Writes `closure` into the data slot (or pair) `slot` (and, when `tag`
+/// has `INLINE_DROP`, its drop function in the last word).
 ///
 /// # Safety
-/// `slot` is a data slot (`DATA_SLOT` bytes aligned to `DATA_SLOT`) that
-/// only the caller uses, and [`inline_tag::<C>`] is `Some`.
-pub(super) unsafe fn write_inline<C>(slot: NonNull<u8>, closure: C) {
-    unsafe fn drop_word<C>(word: *mut u8) {
-        // SAFETY: `word` holds a `C` moved out of its slot, dropped once.
-        unsafe { std::ptr::drop_in_place(word.cast::<C>()) }
+/// `slot` is a data slot (`DATA_SLOT` bytes aligned to `DATA_SLOT`), or
+/// two consecutive ones when `tag` has `PAIR`, that only the caller uses;
+/// `tag` is [`inline_tag::<C>`] or [`pair_tag::<C>`].
+#[inline(always)]
+pub(super) unsafe fn write_inline<C>(slot: NonNull<u8>, closure: C, tag: usize) {
+    unsafe fn drop_words<C>(words: *mut u8) {
+        // SAFETY: `words` holds a `C` moved out of its slot, dropped once.
+        unsafe { std::ptr::drop_in_place(words.cast::<C>()) }
     }
-    // SAFETY: the slot fits `C` (the caller checked `inline_tag`), and is
-    // the caller's.
+    // SAFETY: the slot fits `C` (the caller passes its tag), and is the
+    // caller's.
     unsafe { slot.cast::<C>().as_ptr().write(closure) };
-    if inline_tag::<C>() == Some(INLINE_DROP) {
-        // SAFETY: a `C` that needs a drop is at most a word here, so the
-        // slot's second word is free; it is aligned to a word.
+    if tag & INLINE_DROP != 0 {
+        // SAFETY: a `C` that needs a drop leaves the last word free here
+        // (`slot_tag`); it is aligned to a word.
         unsafe {
             slot.cast::<unsafe fn(*mut u8)>()
-                .add(1)
-                .write(drop_word::<C> as unsafe fn(*mut u8));
+                .add(closure_words(tag))
+                .write(drop_words::<C> as unsafe fn(*mut u8));
         }
     }
 }
 
 /// An inline closure moved out of its data slot, dropped with this.
 pub(super) struct MovedOut {
-    word: MaybeUninit<usize>,
+    words: [MaybeUninit<usize>; 3],
     drop: unsafe fn(*mut u8),
 }
 
 impl MovedOut {
     /// Moves the closure out of `slot`, written by [`write_inline`] with
-    /// the tag `INLINE_DROP`.
+    /// `tag`, which has `INLINE_DROP`.
     ///
     /// # Safety
     /// `slot` holds such a closure, not moved out before; it is not read
     /// again.
-    pub(super) unsafe fn take(slot: NonNull<u8>) -> MovedOut {
-        // SAFETY: the caller's contract: the first word is the closure
-        // (at most a word, bitwise moved here), the second its drop.
+    #[inline(always)]
+    pub(super) unsafe fn take(slot: NonNull<u8>, tag: usize) -> MovedOut {
+        let n = closure_words(tag);
+        let mut words = [MaybeUninit::uninit(); 3];
+        // SAFETY: the caller's contract: the first `n` words are the
+        // closure (bitwise moved here; only its own words are read), the
+        // next its drop.
         unsafe {
+            std::ptr::copy_nonoverlapping(slot.cast().as_ptr(), words.as_mut_ptr(), n);
             MovedOut {
-                word: slot.cast::<MaybeUninit<usize>>().read(),
-                drop: slot.cast::<unsafe fn(*mut u8)>().add(1).read(),
+                words,
+                drop: slot.cast::<unsafe fn(*mut u8)>().add(n).read(),
             }
         }
     }
@@ -202,8 +239,9 @@ impl MovedOut {
 
 impl Drop for MovedOut {
     fn drop(&mut self) {
-        // SAFETY: `word` holds the closure moved out of its slot, of the
-        // type `drop` was made for; dropped once.
-        unsafe { (self.drop)(self.word.as_mut_ptr().cast()) }
+        // SAFETY: `words` holds the closure moved out of its slot (aligned
+        // to a word, which is its alignment at most), of the type `drop`
+        // was made for; dropped once.
+        unsafe { (self.drop)(self.words.as_mut_ptr().cast()) }
     }
 }

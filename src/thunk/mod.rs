@@ -24,11 +24,12 @@
 //! thunk is a compiled function, see "Closures that capture nothing" on
 //! [`Thunk`]); a small `Fn` closure (up to 16 bytes, or up to a word if it
 //! needs a drop) lives in the private data slot paired with its thunk's
-//! code slot (`crate::data_slot`); a larger `Fn` closure is boxed and the
-//! slot keeps the box; every `FnMut`/`FnOnce` context, and any closure
-//! where there is no data slot, is boxed with the rest of the thunk. A
-//! `Thunk` is two words, its function
-//! pointer and one word saying what it keeps (`handle.rs`).
+//! code slot (`crate::data_slot`); on a dual-mapped heap one of up to 32
+//! bytes (24 with a drop) takes a thunk of two granules and both their
+//! slots; a larger `Fn` closure is boxed and the slot keeps the box; every
+//! `FnMut`/`FnOnce` context, and any closure where there is no data slot,
+//! is boxed with the rest of the thunk. A `Thunk` is two words, its
+//! function pointer and one word saying what it keeps (`handle.rs`).
 //!
 //! On a heap whose strategy is
 //! [`StaticTrampolines`](crate::Strategy::StaticTrampolines) no code is
@@ -185,10 +186,12 @@ pub use page::{SealedThunkPage, ThunkPage};
 /// small `Fn` closure (up to 16 bytes, or a word that needs a drop) lives
 /// in the private data slot of its thunk's code: making and dropping such a
 /// thunk allocates nothing, and on the global heap takes no lock (see
-/// [`Heap::global`]). A larger `Fn` closure is one allocation, its box,
-/// kept in the same slot (and called as directly); `FnMut`/`FnOnce`
-/// contexts are boxed with the rest of the thunk. `BENCHMARKS.md` has the
-/// figures.
+/// [`Heap::global`]). On a dual-mapped heap the same holds up to 32 bytes
+/// (24 with a drop, alignment up to 16): the thunk takes two code granules
+/// (64 bytes) and their two data slots. A larger `Fn` closure is one
+/// allocation, its box, kept in the slot (and called as directly);
+/// `FnMut`/`FnOnce` contexts are boxed with the rest of the thunk.
+/// `BENCHMARKS.md` has the figures.
 ///
 /// # Signal handlers
 ///
@@ -350,7 +353,11 @@ impl<'a, F: ThunkSig, L: RawMutex> Thunk<'a, F, L> {
         debug_assert_eq!(self.kind(), handle::GRANULE);
         // SAFETY: a `GRANULE` thunk keeps its region's boxed info, which
         // outlives the granule the thunk holds.
-        unsafe { &*std::ptr::with_exposed_provenance::<RegionInfo>(self.kept()) }
+        unsafe {
+            &*std::ptr::with_exposed_provenance::<RegionInfo>(
+                self.word & !(handle::TAGS | handle::PAIR),
+            )
+        }
     }
 
     /// The rest of a `SLOW` thunk.
@@ -417,18 +424,37 @@ impl<F: ThunkSig, L: RawMutex> Thunk<'_, F, L> {
     /// `Drop` of a `GRANULE` thunk.
     #[inline(never)]
     fn release_granule(&mut self) {
+        if self.word & handle::PAIR != 0 {
+            return self.release_pair();
+        }
+        self.release_granules::<1>();
+    }
+
+    /// `Drop` of a two-granule `GRANULE` thunk.
+    #[inline(never)]
+    fn release_pair(&mut self) {
+        self.release_granules::<2>();
+    }
+
+    /// `Drop` of a `GRANULE` thunk of `N` granules (`PAIR` says which).
+    #[inline(always)]
+    fn release_granules<const N: usize>(&mut self) {
         let addr = self.fn_ptr.addr() as usize;
-        let (heap, info) = (self.heap(), self.region());
+        let info = self.region();
+        // SAFETY: the (exposed) address of the heap the thunk was made on,
+        // as in `heap`.
+        let heap = unsafe { &*std::ptr::with_exposed_provenance::<Heap<L>>(info.owner.get()) };
+        let tag = self.word & (handle::INLINE_DROP | handle::PAIR);
         // The closure leaves its data slot before the slot goes with the
         // code; it is dropped after the code is freed.
-        let moved = (self.word & handle::INLINE_DROP != 0).then(|| {
-            // SAFETY: an `INLINE_DROP` closure is in the slot, moved out
-            // once, here.
-            unsafe { MovedOut::take(info.granule(addr).data) }
+        let moved = (tag & handle::INLINE_DROP != 0).then(|| {
+            // SAFETY: an `INLINE_DROP` closure is in the slot, written with
+            // this tag, moved out once, here.
+            unsafe { MovedOut::take(info.granule(addr).data, tag) }
         });
-        // SAFETY: the thunk's granule, freed once; the thunk is being
-        // dropped, so no new call can reach it through it.
-        unsafe { heap.free_thunk_granule(addr, info) };
+        // SAFETY: the thunk's `N` granules, freed once; the thunk is being
+        // dropped, so no new call can reach them through it.
+        unsafe { heap.free_thunk_granule::<N>(addr, info) };
         drop(moved);
     }
 
@@ -444,7 +470,7 @@ impl<F: ThunkSig, L: RawMutex> Thunk<'_, F, L> {
                 let moved = inline_drop.then(|| {
                     let data = trampoline::SlotRef::unpack(packed, addr).0.data_slot();
                     // SAFETY: as for `GRANULE`.
-                    unsafe { MovedOut::take(data) }
+                    unsafe { MovedOut::take(data, handle::INLINE_DROP) }
                 });
                 // SAFETY: a `STATIC` thunk keeps its slot, packed, and its
                 // entry is at `addr`; freed once, here.
@@ -511,10 +537,13 @@ impl<L: RawMutex> Heap<L> {
             ThunkStrategy::Generated(CodeStrategy::DualMap) if registers => Some(false),
             _ => None,
         };
-        match (const { handle::inline_tag::<C>() }, slot) {
-            (Some(tag), Some(true)) => Thunk::build_static_inline(self, closure, tag),
-            (Some(tag), Some(false)) => Thunk::build_inline(self, closure, tag),
-            (None, Some(trampolines)) => Thunk::build_boxed_inline(self, closure, trampolines),
+        let tags = const { (handle::inline_tag::<C>(), handle::pair_tag::<C>()) };
+        match (tags, slot) {
+            ((Some(tag), _), Some(true)) => Thunk::build_static_inline(self, closure, tag),
+            ((Some(tag), _), Some(false)) => Thunk::build_inline::<1, _>(self, closure, tag),
+            // Up to 32 bytes: both data slots of a two-granule thunk.
+            ((None, Some(tag)), Some(false)) => Thunk::build_inline::<2, _>(self, closure, tag),
+            (_, Some(trampolines)) => Thunk::build_boxed_inline(self, closure, trampolines),
             (_, None) => Thunk::build_boxed(self, closure),
         }
     }

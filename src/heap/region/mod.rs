@@ -237,23 +237,29 @@ impl Region {
         self.cursor = start + n;
     }
 
-    /// Marks up to `max` free granules right after granule `start` (just
-    /// taken by the caller) in use, each an allocation of its own, as long
-    /// as they are free and on `start`'s page and bit-vector word; returns
-    /// how many. A ready-granule refill takes a run with one search.
-    pub(crate) fn take_following(&mut self, start: usize, max: usize) -> usize {
+    /// Marks up to `max` allocations of `n` free granules right after the
+    /// one at granule `start` (just taken by the caller) in use, each an
+    /// allocation of its own, as long as they are free, on `start`'s page
+    /// and in one bit-vector word; returns how many. A ready-granule refill
+    /// takes a run with one search.
+    pub(crate) fn take_following(&mut self, start: usize, n: usize, max: usize) -> usize {
         let per_page = (sys::page_size() >> self.granule_shift).max(1);
         let page_end = (start / per_page + 1) * per_page;
-        let n = self
-            .used
-            .clear_run_in_word(start + 1, max.min(page_end - start - 1));
-        if n > 0 {
-            self.used.set_range(start + 1, n);
-            self.free_granules -= n;
-            self.live += n;
-            self.cursor = start + 1 + n;
+        let from = start + n;
+        if from >= page_end {
+            return 0;
         }
-        n
+        let count = self
+            .used
+            .clear_run_in_word(from, (max * n).min(page_end - from))
+            / n;
+        if count > 0 {
+            self.used.set_range(from, count * n);
+            self.free_granules -= count * n;
+            self.live += count;
+            self.cursor = from + count * n;
+        }
+        count
     }
 
     /// Marks the whole region as one allocation without touching the bit
@@ -430,13 +436,13 @@ impl Region {
         self.cursor = start;
     }
 
-    /// Returns `n` scrubbed one-granule allocations, granules
-    /// `start..start+n`, to the free space at once.
+    /// Returns `allocations` scrubbed allocations of equal length, the
+    /// granules `start..start+granules`, to the free space at once.
     #[inline]
-    pub(crate) fn release_run(&mut self, start: usize, n: usize) {
-        self.used.clear_range(start, n);
-        self.free_granules += n;
-        self.live -= n;
+    pub(crate) fn release_run(&mut self, start: usize, granules: usize, allocations: usize) {
+        self.used.clear_range(start, granules);
+        self.free_granules += granules;
+        self.live -= allocations;
         self.cursor = start;
     }
 
