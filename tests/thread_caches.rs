@@ -32,10 +32,15 @@ fn global_with_caches() -> Option<&'static Heap> {
     Some(heap)
 }
 
-/// Makes `n` thunks, calls each, and drops them all.
+/// Makes `n` thunks, calls each, and drops them all. Every third one's
+/// closure is 24 bytes: a thunk of two granules, from their own magazine.
 fn churn(n: u64) {
+    let (z, w) = std::hint::black_box((0u64, 0u64));
     let thunks: Vec<_> = (0..n)
-        .map(|k| Thunk::<Add>::new(move |v: u64| v + k).unwrap())
+        .map(|k| match k % 3 {
+            2 => Thunk::<Add>::new(move |v: u64| v + k + z + w).unwrap(),
+            _ => Thunk::<Add>::new(move |v: u64| v + k).unwrap(),
+        })
         .collect();
     for (k, t) in (0..).zip(&thunks) {
         // SAFETY: alive.
