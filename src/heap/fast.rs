@@ -139,8 +139,9 @@ impl<L: RawMutex> Heap<L> {
     /// A thunk in a ready allocation from this thread's shard's magazine
     /// (filled when empty), written under the shard's lock; `None` where
     /// the heap's granules cannot be made ready (not dual-mapped, strict,
-    /// or none left).
-    #[inline(never)]
+    /// or none left). Inline: on a heap without thread caches (a
+    /// [`NoLock`](super::NoLock) heap, say) this is the fast path.
+    #[inline(always)]
     fn thunk_granule_shard<const N: usize>(
         &self,
         make: impl FnOnce(usize, NonNull<u8>) -> ThunkCode,
@@ -150,27 +151,36 @@ impl<L: RawMutex> Heap<L> {
         }
         let (shard, locked) = self.my_shard();
         let mut state = locked.lock();
-        let state = &mut *state;
         // Taken under the lock: a fork cannot slip in between (see fork.rs).
         let stamp = Stamp::now();
         let ready = match state.ready.thunks[N - 1].pop(stamp) {
             Some(ready) => ready,
-            None => {
-                if !state.ready.thunks[N - 1].is_current(stamp) {
-                    let stale: Vec<Ready> =
-                        state.ready.thunks[N - 1].take(MAGAZINE_DEPTH).collect();
-                    for r in stale {
-                        self.free_locked(state, &Allocation::of_ready(&r, N), stamp);
-                    }
-                }
-                self.fill::<N>(state, shard, stamp, |state, r| {
-                    state.ready.thunks[N - 1].push(r, stamp)
-                });
-                state.ready.thunks[N - 1].pop(stamp)?
-            }
+            None => self.refill_shard::<N>(&mut state, shard, stamp)?,
         };
         // SAFETY: popped under the shard's lock, still held.
         Some(unsafe { self.write_ready::<N>(ready, make) })
+    }
+
+    /// The shard's magazine of `N`-granule allocations found empty (or of
+    /// an older stamp): flushed, filled, and one popped.
+    #[cold]
+    #[inline(never)]
+    fn refill_shard<const N: usize>(
+        &self,
+        state: &mut State,
+        shard: usize,
+        stamp: Stamp,
+    ) -> Option<Ready> {
+        if !state.ready.thunks[N - 1].is_current(stamp) {
+            let stale: Vec<Ready> = state.ready.thunks[N - 1].take(MAGAZINE_DEPTH).collect();
+            for r in stale {
+                self.free_locked(state, &Allocation::of_ready(&r, N), stamp);
+            }
+        }
+        self.fill::<N>(state, shard, stamp, |state, r| {
+            state.ready.thunks[N - 1].push(r, stamp)
+        });
+        state.ready.thunks[N - 1].pop(stamp)
     }
 
     /// [`thunk_granule`](Self::thunk_granule) where no allocation can be
@@ -256,12 +266,11 @@ impl<L: RawMutex> Heap<L> {
 
     /// [`free_thunk_granule`](Self::free_thunk_granule) under the shard's
     /// lock: traps through the view and into the shard's magazine when the
-    /// view is current, else by the general free.
-    #[inline(never)]
+    /// view is current, else by the general free. Inline: on a heap without
+    /// thread caches this is the fast path.
+    #[inline(always)]
     fn free_granule_locked<const N: usize>(&self, addr: usize, info: &RegionInfo) {
-        let at = info.granule(addr);
-        let mut state = self.shard(at.shard).lock();
-        let state = &mut *state;
+        let mut state = self.shard(info.shard()).lock();
         // Taken under the lock: a fork cannot slip in between (see fork.rs).
         let stamp = Stamp::now();
         // SAFETY: as in `free_thunk_granule`.
@@ -271,7 +280,25 @@ impl<L: RawMutex> Heap<L> {
             }
             // Its traps are written: the general free writes them again.
         }
-        self.free_locked(state, &Allocation::thunk(at, addr, N), stamp);
+        self.free_granule_general::<N>(&mut state, addr, info, stamp);
+    }
+
+    /// The general free of an `N`-granule thunk's allocation, under its
+    /// shard's lock (`state`).
+    #[cold]
+    #[inline(never)]
+    fn free_granule_general<const N: usize>(
+        &self,
+        state: &mut State,
+        addr: usize,
+        info: &RegionInfo,
+        stamp: Stamp,
+    ) {
+        self.free_locked(
+            state,
+            &Allocation::thunk(info.granule(addr), addr, N),
+            stamp,
+        );
     }
 
     /// A free found `magazine` full: [`REFILL`] allocations go back to

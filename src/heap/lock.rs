@@ -129,17 +129,29 @@ unsafe impl RawMutex for NoLock {
 
     type GuardMarker = GuardNoSend;
 
+    #[inline]
     fn lock(&self) {
-        assert!(self.try_lock(), "wxthunk: NoLock taken twice on one thread");
+        if !self.try_lock() {
+            taken_twice();
+        }
     }
 
+    #[inline]
     fn try_lock(&self) -> bool {
         !self.locked.replace(true)
     }
 
+    #[inline]
     unsafe fn unlock(&self) {
         self.locked.set(false);
     }
+}
+
+/// The panic of a `NoLock` taken while held, out of line.
+#[cold]
+#[inline(never)]
+fn taken_twice() -> ! {
+    panic!("wxthunk: NoLock taken twice on one thread");
 }
 
 #[cfg(test)]

@@ -189,17 +189,25 @@ impl<L: RawMutex> Heap<L> {
     }
 
     /// A ready slot from this thread's shard's magazine (filled when
-    /// empty), under the shard's lock.
-    #[inline(never)]
+    /// empty), under the shard's lock. Inline: on a heap without thread
+    /// caches this is the fast path.
+    #[inline(always)]
     fn ready_slot_locked(&self) -> Option<ReadySlot> {
         let (_, locked) = self.my_shard();
         let mut state = locked.lock();
-        let state = &mut *state;
         // Taken under the lock: a fork cannot slip in between (see fork.rs).
         let now = Stamp::now();
-        if let Some(ready) = state.ready.slots.pop(now) {
-            return Some(ready);
+        match state.ready.slots.pop(now) {
+            Some(ready) => Some(ready),
+            None => self.refill_shard_slots(&mut state, now),
         }
+    }
+
+    /// The shard's magazine of slots found empty (or of an older stamp):
+    /// flushed, filled, and one popped.
+    #[cold]
+    #[inline(never)]
+    fn refill_shard_slots(&self, state: &mut State, now: Stamp) -> Option<ReadySlot> {
         if !state.ready.slots.is_current(now) {
             let stale: Vec<ReadySlot> = state.ready.slots.take(MAGAZINE_DEPTH).collect();
             for slot in stale {
@@ -239,14 +247,23 @@ impl<L: RawMutex> Heap<L> {
 
     /// [`free_trampoline_slot`](Self::free_trampoline_slot) under the
     /// shard's lock: into the shard's magazine, or back to its table.
-    #[inline(never)]
+    /// Inline: on a heap without thread caches this is the fast path.
+    #[inline(always)]
     fn free_slot_locked(&self, ready: ReadySlot) {
         let (_, shard) = SlotRef::unpack(ready.packed, ready.entry);
         let mut state = self.shard(shard).lock();
         let now = Stamp::now();
         if let Err(ready) = state.ready.slots.push(ready, now) {
-            self.release_slot_locked(&mut state, ready);
+            self.release_slot_cold(&mut state, ready);
         }
+    }
+
+    /// [`release_slot_locked`](Self::release_slot_locked), out of the
+    /// free's fast path.
+    #[cold]
+    #[inline(never)]
+    fn release_slot_cold(&self, state: &mut State, ready: ReadySlot) {
+        self.release_slot_locked(state, ready);
     }
 
     /// Fills `magazine` with up to [`REFILL`] ready slots of this thread's

@@ -62,6 +62,7 @@ pub(crate) struct Record {
 
 /// The record of a thunk whose closure context is `ctx` and entry function
 /// `entry`.
+#[inline]
 pub(crate) fn record(conv: CallConv, placement: Placement, ctx: usize, entry: usize) -> Record {
     let stack_args = match placement {
         Placement::Stack(n) => n,

@@ -98,6 +98,7 @@ impl SlotRef {
     }
 
     /// The slot's data slot (`Table::data_slot`), from its entry's address.
+    #[inline]
     pub(crate) fn data_slot(&self) -> NonNull<u8> {
         super::table::data_slot_of(self.entry, self.index as usize)
     }

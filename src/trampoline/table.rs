@@ -54,6 +54,7 @@ unsafe fn target_of<'t>(entry: usize) -> &'t AtomicUsize {
 ///
 /// # Safety
 /// `entry` is an entry of a live table whose slot the caller owns.
+#[inline]
 pub(crate) unsafe fn publish_at(entry: usize, rec: Record) {
     let record = record_of(entry);
     for (w, value) in rec.words.into_iter().enumerate() {
@@ -73,12 +74,14 @@ pub(crate) unsafe fn publish_at(entry: usize, rec: Record) {
 /// # Safety
 /// `entry` is an entry of a live table whose slot the caller owns (or
 /// the pool, freeing it).
+#[inline]
 pub(crate) unsafe fn retire_at(entry: usize) {
     // SAFETY: the caller's contract.
     unsafe { target_of(entry) }.store(arch::trampoline_freed(), Ordering::Release);
 }
 
 /// The data slot of entry `index`, whose address is `entry` ([`Table::data_slot`] without the table).
+#[inline]
 pub(crate) fn data_slot_of(entry: usize, index: usize) -> NonNull<u8> {
     let base = entry - index * ENTRY_SIZE;
     let slot = base + DATA_AT + index * DATA_SLOT;

@@ -53,6 +53,7 @@ pub(crate) fn trampoline_table() -> Option<&'static [u8]> {
 
 /// Where a record's `target` should point for a thunk whose context goes
 /// to `placement` under `conv`.
+#[inline]
 pub(crate) fn trampoline_target(conv: CallConv, placement: Placement) -> usize {
     let f: unsafe extern "C" fn() = match placement {
         Placement::Register(1) => wxthunk_0_1_tramp_rcx,

@@ -69,6 +69,12 @@ impl RegionInfo {
         }
     }
 
+    /// The shard the region belongs to.
+    #[inline]
+    pub(crate) fn shard(&self) -> u8 {
+        self.shard
+    }
+
     /// Where the granule at `addr` (an address of this region's executable
     /// view, at a granule boundary) is.
     #[inline]
