@@ -420,7 +420,7 @@ impl<F: ThunkSig, L: RawMutex> Drop for Thunk<'_, F, L> {
     }
 }
 
-impl<F: ThunkSig, L: RawMutex> Thunk<'_, F, L> {
+impl<'a, F: ThunkSig, L: RawMutex> Thunk<'a, F, L> {
     /// `Drop` of a `GRANULE` thunk.
     #[inline(never)]
     fn release_granule(&mut self) {
@@ -439,23 +439,40 @@ impl<F: ThunkSig, L: RawMutex> Thunk<'_, F, L> {
     /// `Drop` of a `GRANULE` thunk of `N` granules (`PAIR` says which).
     #[inline(always)]
     fn release_granules<const N: usize>(&mut self) {
-        let addr = self.fn_ptr.addr() as usize;
+        if self.word & handle::INLINE_DROP != 0 {
+            return self.release_granules_dropping::<N>();
+        }
+        let (heap, addr, info) = self.granule_parts();
+        // SAFETY: the thunk's `N` granules, freed once; the thunk is being
+        // dropped, so no new call can reach them through it.
+        unsafe { heap.free_thunk_granule::<N>(addr, info) };
+    }
+
+    /// [`release_granules`](Self::release_granules) of a thunk whose
+    /// inline closure needs a drop: the closure leaves its data slot before
+    /// the slot goes with the code, and is dropped after the code is freed.
+    /// (Apart, so that the common path holds no moved-out closure: copying
+    /// one around stalled on store forwarding.)
+    #[inline(never)]
+    fn release_granules_dropping<const N: usize>(&mut self) {
+        let (heap, addr, info) = self.granule_parts();
+        let tag = self.word & (handle::INLINE_DROP | handle::PAIR);
+        // SAFETY: an `INLINE_DROP` closure is in the slot, written with
+        // this tag, moved out once, here.
+        let moved = unsafe { MovedOut::take(info.granule(addr).data, tag) };
+        // SAFETY: as in `release_granules`.
+        unsafe { heap.free_thunk_granule::<N>(addr, info) };
+        drop(moved);
+    }
+
+    /// A `GRANULE` thunk's heap, code address and region.
+    #[inline(always)]
+    fn granule_parts(&self) -> (&'a Heap<L>, usize, &RegionInfo) {
         let info = self.region();
         // SAFETY: the (exposed) address of the heap the thunk was made on,
         // as in `heap`.
         let heap = unsafe { &*std::ptr::with_exposed_provenance::<Heap<L>>(info.owner.get()) };
-        let tag = self.word & (handle::INLINE_DROP | handle::PAIR);
-        // The closure leaves its data slot before the slot goes with the
-        // code; it is dropped after the code is freed.
-        let moved = (tag & handle::INLINE_DROP != 0).then(|| {
-            // SAFETY: an `INLINE_DROP` closure is in the slot, written with
-            // this tag, moved out once, here.
-            unsafe { MovedOut::take(info.granule(addr).data, tag) }
-        });
-        // SAFETY: the thunk's `N` granules, freed once; the thunk is being
-        // dropped, so no new call can reach them through it.
-        unsafe { heap.free_thunk_granule::<N>(addr, info) };
-        drop(moved);
+        (heap, self.fn_ptr.addr() as usize, info)
     }
 
     /// `Drop` of a `STATIC` or `SLOW` thunk.
