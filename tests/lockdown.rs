@@ -18,7 +18,27 @@ use support::Lockdown;
 use wxthunk::{Block, Check, CodeStrategy, Error, Heap, Seccomp, Strategy, Thunk, ThunkStrategy};
 
 type Cmp = unsafe extern "C" fn(*const c_void, *const c_void) -> c_int;
+/// Eight integers: the context in a float register (System V).
 type Sum8 = unsafe extern "C" fn(u64, u64, u64, u64, u64, u64, u64, u64) -> u64;
+/// Eight integers and eight floats: the frame path.
+type Sum8x8 = unsafe extern "C" fn(
+    u64,
+    u64,
+    u64,
+    u64,
+    u64,
+    u64,
+    u64,
+    u64,
+    f64,
+    f64,
+    f64,
+    f64,
+    f64,
+    f64,
+    f64,
+    f64,
+) -> f64;
 
 /// Thunks on the default heap and on a forced static-trampoline heap: libc
 /// `qsort` with a capturing comparator, the frame path, many thunks, an
@@ -47,16 +67,45 @@ fn exercise_thunks() {
         // Capturing, so that the thunk is generated code (or a trampoline),
         // not the compiled function of a capture-free closure.
         let zero = pivot as u64 - 40;
-        let frame = heap
+        let xmm = heap
             .thunk::<Sum8, _>(
                 move |a: u64, b: u64, c: u64, d: u64, e: u64, f: u64, g: u64, h: u64| {
                     a + 2 * b + 3 * c + 4 * d + 5 * e + 6 * f + 7 * g + 8 * h + zero
                 },
             )
             .unwrap();
-        assert!(frame.builds_frame());
+        assert!(!xmm.builds_frame());
         // SAFETY: the thunk is alive.
-        assert_eq!(unsafe { (frame.as_fn())(1, 1, 1, 1, 1, 1, 1, 1) }, 36);
+        assert_eq!(unsafe { (xmm.as_fn())(1, 1, 1, 1, 1, 1, 1, 1) }, 36);
+        let frame = heap
+            .thunk::<Sum8x8, _>(
+                move |a: u64,
+                      _: u64,
+                      _: u64,
+                      _: u64,
+                      _: u64,
+                      _: u64,
+                      _: u64,
+                      h: u64,
+                      x: f64,
+                      _: f64,
+                      _: f64,
+                      _: f64,
+                      _: f64,
+                      _: f64,
+                      _: f64,
+                      y: f64| { (a + h + zero) as f64 + x + y },
+            )
+            .unwrap();
+        assert!(frame.builds_frame());
+        let f = frame.as_fn();
+        // SAFETY: the thunk is alive.
+        let got = unsafe {
+            f(
+                1, 0, 0, 0, 0, 0, 0, 2, 0.5, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.25,
+            )
+        };
+        assert_eq!(got, 3.75);
         let many: Vec<_> = (0..1000u64)
             .map(|k| {
                 heap.thunk::<unsafe extern "C" fn(u64) -> u64, _>(move |x: u64| x * 1000 + k)

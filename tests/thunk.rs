@@ -277,7 +277,8 @@ fn a_sigaction_handler_thunk_counts_signals() {
 fn the_frame_building_path_for_sysv_and_win64() {
     for (name, heap) in heaps() {
         let base = 1u64 << 40;
-        // Eight integer arguments: the context goes on the stack (System V).
+        // Eight integer arguments take every integer register: the context
+        // goes to the first float register (System V), no frame.
         type Sum8 = unsafe extern "C" fn(u64, u64, u64, u64, u64, u64, u64, u64) -> u64;
         let t = heap
             .thunk::<Sum8, _>(
@@ -286,10 +287,50 @@ fn the_frame_building_path_for_sysv_and_win64() {
                 },
             )
             .unwrap();
-        assert!(t.builds_frame(), "{name}");
+        assert!(!t.builds_frame(), "{name}");
         // SAFETY: the thunk is alive.
         let got = unsafe { (t.as_fn())(1, 10, 100, 1000, 10_000, 100_000, 1_000_000, 10_000_000) };
         assert_eq!(got, base + 87_654_321, "{name}");
+
+        // Six integers and three floats, interleaved: the context goes to
+        // xmm3, after the floats the caller put in xmm0-2.
+        type Xmm3 = unsafe extern "C" fn(u8, f32, i16, u32, f64, *const u8, i64, f64, u64) -> f64;
+        let t = heap
+            .thunk::<Xmm3, _>(
+                move |a: u8,
+                      b: f32,
+                      c: i16,
+                      d: u32,
+                      e: f64,
+                      p: *const u8,
+                      g: i64,
+                      h: f64,
+                      i: u64| {
+                    (a as f64 + c as f64 + d as f64 + p as usize as f64 + g as f64 + i as f64)
+                        * 1000.0
+                        + b as f64
+                        + e
+                        + h
+                        + (base - base) as f64
+                },
+            )
+            .unwrap();
+        assert!(!t.builds_frame(), "{name}");
+        // SAFETY: the thunk is alive; the pointer is only an integer to it.
+        let got = unsafe {
+            (t.as_fn())(
+                1,
+                0.5,
+                -2,
+                3,
+                0.25,
+                std::ptr::without_provenance(4),
+                -5,
+                0.125,
+                6,
+            )
+        };
+        assert_eq!(got, 7000.0 + 0.875, "{name}");
 
         // Six integers and ten floats: two floats and the context spill.
         type Mixed = unsafe extern "C" fn(
@@ -391,14 +432,58 @@ fn panics_unwind_through_unwind_thunks_on_both_paths() {
                 v * 2 + zero as i32
             })
             .unwrap();
+        // Seven integers: the context in xmm0 (System V).
         type Wide = unsafe extern "C-unwind" fn(u64, u64, u64, u64, u64, u64, u64) -> u64;
-        let frame = heap
+        let xmm = heap
             .thunk::<Wide, _>(
                 move |a: u64, _: u64, _: u64, _: u64, _: u64, _: u64, g: u64| {
                     if g == 0 {
                         panic!("g is zero");
                     }
                     a + g + zero
+                },
+            )
+            .unwrap();
+        assert!(!xmm.builds_frame());
+        // Both register files full: the frame path.
+        type Full = unsafe extern "C-unwind" fn(
+            u64,
+            u64,
+            u64,
+            u64,
+            u64,
+            u64,
+            u64,
+            f64,
+            f64,
+            f64,
+            f64,
+            f64,
+            f64,
+            f64,
+            f64,
+        ) -> u64;
+        let frame = heap
+            .thunk::<Full, _>(
+                move |a: u64,
+                      _: u64,
+                      _: u64,
+                      _: u64,
+                      _: u64,
+                      _: u64,
+                      g: u64,
+                      _: f64,
+                      _: f64,
+                      _: f64,
+                      _: f64,
+                      _: f64,
+                      _: f64,
+                      _: f64,
+                      h: f64| {
+                    if g == 0 {
+                        panic!("g is zero");
+                    }
+                    a + g + h as u64 + zero
                 },
             )
             .unwrap();
@@ -423,10 +508,20 @@ fn panics_unwind_through_unwind_thunks_on_both_paths() {
                     "{name}"
                 );
                 assert_eq!((reg.as_fn())(21), 42);
-                let err = catch_unwind(AssertUnwindSafe(|| (frame.as_fn())(1, 2, 3, 4, 5, 6, 0)))
+                let err = catch_unwind(AssertUnwindSafe(|| (xmm.as_fn())(1, 2, 3, 4, 5, 6, 0)))
                     .unwrap_err();
                 assert_eq!(err.downcast_ref::<&str>(), Some(&"g is zero"), "{name}");
-                assert_eq!((frame.as_fn())(1, 2, 3, 4, 5, 6, 7), 8);
+                assert_eq!((xmm.as_fn())(1, 2, 3, 4, 5, 6, 7), 8);
+                let f = frame.as_fn();
+                let err = catch_unwind(AssertUnwindSafe(|| {
+                    f(1, 2, 3, 4, 5, 6, 0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+                }))
+                .unwrap_err();
+                assert_eq!(err.downcast_ref::<&str>(), Some(&"g is zero"), "{name}");
+                assert_eq!(
+                    f(1, 2, 3, 4, 5, 6, 7, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 2.0),
+                    10
+                );
                 let err =
                     catch_unwind(AssertUnwindSafe(|| (win.as_fn())(1, 2, 3, 4, 0))).unwrap_err();
                 assert_eq!(err.downcast_ref::<&str>(), Some(&"e is zero"), "{name}");
@@ -604,7 +699,8 @@ fn thunk_pages_many_thunks_one_seal_freed_as_a_unit() {
         drop(page);
         assert_eq!(heap.stats().live_allocations, 0);
 
-        // The frame path on a page, with FnMut and FnOnce entries.
+        // Seven integers on a page (the context in xmm0 on System V), with
+        // FnMut and FnOnce entries: each kind's float-register entry.
         type Wide = unsafe extern "C" fn(u64, u64, u64, u64, u64, u64, u64) -> u64;
         let mut page = heap.thunk_page::<Wide>().unwrap();
         let mut calls = 0u64;
@@ -645,7 +741,26 @@ impl Drop for DropCounter {
 #[test]
 fn fn_mut_and_fn_once_thunks_dropped_during_their_own_call_free_nothing_under_it() {
     type One = unsafe extern "C-unwind" fn(u64) -> u64;
-    type Frame = unsafe extern "C-unwind" fn(u64, u64, u64, u64, u64, u64, u64, u64) -> u64;
+    // Eight integers and eight floats: both register files full, so the
+    // frame path (fewer floats would put the context in an xmm register).
+    type Frame = unsafe extern "C-unwind" fn(
+        u64,
+        u64,
+        u64,
+        u64,
+        u64,
+        u64,
+        u64,
+        u64,
+        f64,
+        f64,
+        f64,
+        f64,
+        f64,
+        f64,
+        f64,
+        f64,
+    ) -> u64;
     for (name, heap) in heaps() {
         // Register path: the closure takes its own thunk out of shared
         // state and drops it, then still uses its captures.
@@ -683,7 +798,22 @@ fn fn_mut_and_fn_once_thunks_dropped_during_their_own_call_free_nothing_under_it
         let counter = DropCounter(&FRAME_DROPS);
         let t = heap
             .thunk_mut::<Frame, _>(
-                move |a: u64, b: u64, c: u64, d: u64, e: u64, g: u64, h: u64, i: u64| {
+                move |a: u64,
+                      b: u64,
+                      c: u64,
+                      d: u64,
+                      e: u64,
+                      g: u64,
+                      h: u64,
+                      i: u64,
+                      _: f64,
+                      _: f64,
+                      _: f64,
+                      _: f64,
+                      _: f64,
+                      _: f64,
+                      _: f64,
+                      _: f64| {
                     drop(shared.lock().unwrap().take());
                     let held: &DropCounter = &counter;
                     assert_eq!(held.0.load(Ordering::SeqCst), 0);
@@ -697,8 +827,10 @@ fn fn_mut_and_fn_once_thunks_dropped_during_their_own_call_free_nothing_under_it
         assert!(t.builds_frame());
         let f = t.as_fn();
         *slot.lock().unwrap() = Some(t);
+        let [z0, z1, z2, z3, z4, z5, z6, z7] = [0.0; 8];
         // SAFETY: as above.
-        assert_eq!(unsafe { f(1, 2, 3, 4, 5, 6, 7, 8) }, 36, "{name}");
+        let got = unsafe { f(1, 2, 3, 4, 5, 6, 7, 8, z0, z1, z2, z3, z4, z5, z6, z7) };
+        assert_eq!(got, 36, "{name}");
         assert_eq!(FRAME_DROPS.load(Ordering::SeqCst), 1, "{name}");
 
         FRAME_DROPS.store(0, Ordering::SeqCst);
@@ -706,7 +838,22 @@ fn fn_mut_and_fn_once_thunks_dropped_during_their_own_call_free_nothing_under_it
         let counter = DropCounter(&FRAME_DROPS);
         let t = heap
             .thunk_mut::<Frame, _>(
-                move |a: u64, _: u64, _: u64, _: u64, _: u64, _: u64, _: u64, _: u64| {
+                move |a: u64,
+                      _: u64,
+                      _: u64,
+                      _: u64,
+                      _: u64,
+                      _: u64,
+                      _: u64,
+                      _: u64,
+                      _: f64,
+                      _: f64,
+                      _: f64,
+                      _: f64,
+                      _: f64,
+                      _: f64,
+                      _: f64,
+                      _: f64| {
                     drop(shared.lock().unwrap().take());
                     let held: &DropCounter = &counter;
                     assert_eq!(held.0.load(Ordering::SeqCst), 0);
@@ -720,7 +867,9 @@ fn fn_mut_and_fn_once_thunks_dropped_during_their_own_call_free_nothing_under_it
         let f = t.as_fn();
         *slot.lock().unwrap() = Some(t);
         // SAFETY: as above; the panic unwinds through the -unwind thunk.
-        let err = catch_unwind(|| unsafe { f(0, 0, 0, 0, 0, 0, 0, 0) }).unwrap_err();
+        let err =
+            catch_unwind(|| unsafe { f(0, 0, 0, 0, 0, 0, 0, 0, z0, z1, z2, z3, z4, z5, z6, z7) })
+                .unwrap_err();
         assert_eq!(err.downcast_ref::<&str>(), Some(&"after the drop"));
         assert_eq!(
             FRAME_DROPS.load(Ordering::SeqCst),

@@ -64,8 +64,18 @@ fn every_signature_on_every_heap() {
     let stack = SIGNATURES.iter().filter(|s| s.2 >= 6).count();
     let floats = |ty: &str| ty.matches("f32").count() + ty.matches("f64").count();
     let float_spill = SIGNATURES.iter().filter(|s| floats(s.1) > 8).count();
+    // System V signatures whose thunk passes the context in a float
+    // register: six integer-class arguments or more, fewer than 8 floats.
+    let float_context = SIGNATURES
+        .iter()
+        .filter(|s| s.0.starts_with("sysv") && s.2 - floats(s.1) >= 6 && floats(s.1) < 8)
+        .count();
+    assert!(
+        float_context >= 20,
+        "the matrix covers the float-register context with {float_context} signatures only"
+    );
     println!(
-        "{} signatures ({} System V, {} win64; arity 0: {}, 16: {}; {} with 6+ arguments, {} with 9+ floats) x {} heaps",
+        "{} signatures ({} System V, {} win64; arity 0: {}, 16: {}; {} with 6+ arguments, {} with 9+ floats, {} with the context in an xmm register) x {} heaps",
         SIGNATURES.len(),
         SIGNATURES
             .iter()
@@ -79,6 +89,7 @@ fn every_signature_on_every_heap() {
         by_arity(16),
         stack,
         float_spill,
+        float_context,
         heaps.len()
     );
     assert!(

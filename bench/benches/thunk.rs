@@ -30,6 +30,43 @@ extern "C" fn direct8(a: u64, b: u64, c: u64, d: u64, e: u64, f: u64, g: u64, h:
 type F1 = unsafe extern "C" fn(u64) -> u64;
 type F6 = unsafe extern "C" fn(u64, f64, u64, f64, u64, f64) -> f64;
 type F8 = unsafe extern "C" fn(u64, u64, u64, u64, u64, u64, u64, u64) -> u64;
+/// Six integers and eight floats: both register files full, the frame path.
+type F14 = unsafe extern "C" fn(
+    u64,
+    u64,
+    u64,
+    u64,
+    u64,
+    u64,
+    f64,
+    f64,
+    f64,
+    f64,
+    f64,
+    f64,
+    f64,
+    f64,
+) -> u64;
+
+#[allow(clippy::too_many_arguments)]
+extern "C" fn direct14(
+    a: u64,
+    b: u64,
+    c: u64,
+    d: u64,
+    e: u64,
+    f: u64,
+    x: f64,
+    _: f64,
+    _: f64,
+    _: f64,
+    _: f64,
+    _: f64,
+    _: f64,
+    y: f64,
+) -> u64 {
+    a ^ b ^ c ^ d ^ e ^ f ^ K ^ (x + y) as u64
+}
 
 fn heaps() -> Vec<(&'static str, Heap)> {
     let mut v = Vec::new();
@@ -137,7 +174,7 @@ fn call_6(c: &mut Criterion) {
 }
 
 fn call_8(c: &mut Criterion) {
-    let mut g = c.benchmark_group("thunk/call 8 ints (context on the stack)");
+    let mut g = c.benchmark_group("thunk/call 8 ints (context in xmm0)");
     let k = black_box(K);
     let f: F8 = direct8;
     g.bench_function("direct extern \"C\" fn", |b| {
@@ -150,7 +187,7 @@ fn call_8(c: &mut Criterion) {
     };
     for (name, heap) in heaps() {
         let t = heap.thunk::<F8, _>(body).unwrap();
-        assert!(t.builds_frame());
+        assert!(!t.builds_frame());
         let f = t.as_fn();
         g.bench_function(format!("wxthunk {name}"), |b| {
             // SAFETY: the pointer is a live function of this type: the direct
@@ -172,6 +209,78 @@ fn call_8(c: &mut Criterion) {
     g.bench_function("libffi 5 closure", |b| {
         b.iter(|| black_box(f)(black_box(1), 2, 3, 4, 5, 6, 7, 8))
     });
+    g.finish();
+}
+
+/// The frame path: closure-ffi and libffi closures stop at 12 arguments,
+/// and a System V signature needs 14 (six integers, eight floats) before
+/// the context has no register left, so only wxthunk is measured here.
+fn call_frame(c: &mut Criterion) {
+    let mut g = c.benchmark_group("thunk/call 6 ints + 8 floats (frame path)");
+    let k = black_box(K);
+    let f: F14 = direct14;
+    g.bench_function("direct extern \"C\" fn", |b| {
+        // SAFETY: the pointer is a live function of this type: the direct
+        // function, or a thunk kept alive for the whole group.
+        b.iter(|| unsafe {
+            black_box(f)(
+                black_box(1),
+                2,
+                3,
+                4,
+                5,
+                6,
+                0.5,
+                0.0,
+                0.0,
+                0.0,
+                0.0,
+                0.0,
+                0.0,
+                1.5,
+            )
+        })
+    });
+    let body = move |a: u64,
+                     b: u64,
+                     c: u64,
+                     d: u64,
+                     e: u64,
+                     f: u64,
+                     x: f64,
+                     _: f64,
+                     _: f64,
+                     _: f64,
+                     _: f64,
+                     _: f64,
+                     _: f64,
+                     y: f64| { a ^ b ^ c ^ d ^ e ^ f ^ k ^ (x + y) as u64 };
+    for (name, heap) in heaps() {
+        let t = heap.thunk::<F14, _>(body).unwrap();
+        assert!(t.builds_frame());
+        let f = t.as_fn();
+        g.bench_function(format!("wxthunk {name}"), |b| {
+            // SAFETY: as above.
+            b.iter(|| unsafe {
+                black_box(f)(
+                    black_box(1),
+                    2,
+                    3,
+                    4,
+                    5,
+                    6,
+                    0.5,
+                    0.0,
+                    0.0,
+                    0.0,
+                    0.0,
+                    0.0,
+                    0.0,
+                    1.5,
+                )
+            })
+        });
+    }
     g.finish();
 }
 
@@ -287,6 +396,6 @@ fn create_drop_by_capture(c: &mut Criterion) {
 criterion_group! {
     name = benches;
     config = wxthunk_bench::config();
-    targets = call_1, call_6, call_8, create_drop, create_drop_by_capture
+    targets = call_1, call_6, call_8, call_frame, create_drop, create_drop_by_capture
 }
 criterion_main!(benches);

@@ -174,7 +174,7 @@ pub fn run(quick: bool, as_json: bool) -> Result<(), Box<dyn std::error::Error>>
         });
     }
     type F8 = unsafe extern "C" fn(u64, u64, u64, u64, u64, u64, u64, u64) -> u64;
-    t.row("call", "thunk, 8 ints (builds a frame)", base, || {
+    t.row("call", "thunk, 8 ints (context in xmm0)", base, || {
         let t8 = Thunk::<F8>::new(
             move |a: u64, b: u64, c: u64, d: u64, e: u64, f: u64, g: u64, h: u64| {
                 a ^ b ^ c ^ d ^ e ^ f ^ g ^ h ^ k

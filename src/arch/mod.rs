@@ -49,6 +49,11 @@ mod no_thunks {
     }
 
     /// Never called: `placement` returns `None`.
+    pub(crate) fn float_thunk(_xmm: u8, _ctx: usize, _entry: usize, _at: usize) -> ThunkCode {
+        unreachable!("no thunk code generator for this architecture")
+    }
+
+    /// Never called: `placement` returns `None`.
     pub(crate) fn register_thunk_len(_code: &[u8; super::THUNK_CODE_MAX]) -> usize {
         unreachable!("no thunk code generator for this architecture")
     }
@@ -104,6 +109,11 @@ pub(crate) fn fill_traps_at(buf: &mut [u8], addr: usize) {
 pub(crate) enum Placement {
     /// In this argument register (the architecture's register number).
     Register(u8),
+    /// In this floating-point argument register (its number: `xmm` on
+    /// x86_64), as a trailing `f64` parameter of the entry function: where
+    /// the integer registers are used up but a float one is free (System
+    /// V). The entry gets the pointer back from the `f64`'s bits.
+    Float(u8),
     /// On the stack, after this many stack arguments of the caller's.
     Stack(usize),
 }

@@ -329,7 +329,7 @@ impl<'a, F: ThunkSig, L: RawMutex> Thunk<'a, F, L> {
                 false,
             )?;
             (slot.entry() as *const (), Code::Static(slot), None)
-        } else if let (Placement::Register(_), Some(CodeStrategy::DualMap)) =
+        } else if let (Placement::Register(_) | Placement::Float(_), Some(CodeStrategy::DualMap)) =
             (placement, heap.code_strategy())
         {
             let granule = heap.thunk_granule::<1>(|at, _| {

@@ -6,6 +6,9 @@
 //! `extern "ABI" fn(a1: A1, .., an: An, ctx: *const Ctx) -> R`: the
 //! signature plus one trailing pointer to the closure's context. The thunk
 //! code (see `arch`) only puts `ctx` where that trailing argument goes.
+//! Where the placement is a float register (System V signatures that use
+//! all six integer registers), the trailing parameter is `ctx: f64`
+//! holding the pointer's bits, so that the ABI passes it in that register.
 
 use crate::abi::ThunkSig;
 
@@ -52,6 +55,24 @@ pub unsafe trait ThunkFnOnce<F: ThunkSig>: sealed::Closure<F> {
     fn entry() -> *const ();
 }
 
+/// Whether thunks of `F` pass their context in a float register
+/// (`Placement::Float`), so that the entry's trailing parameter is an
+/// `f64` holding the pointer's bits. A constant per signature.
+#[inline(always)]
+const fn float_context<F: ThunkSig>() -> bool {
+    matches!(
+        crate::arch::placement(F::CONV, F::CLASSES),
+        Some(crate::arch::Placement::Float(_))
+    )
+}
+
+/// The context pointer whose bits a float-register thunk passed as `ctx`
+/// (its address was exposed when the thunk's code was made from it).
+#[inline(always)]
+fn from_bits<T>(ctx: f64) -> *const T {
+    std::ptr::with_exposed_provenance(ctx.to_bits() as usize)
+}
+
 /// Implements the three closure traits for every closure type matching one
 /// fn-pointer type (a callback of `abi::for_each_signature!`).
 macro_rules! impl_closure_traits {
@@ -78,7 +99,20 @@ macro_rules! impl_closure_traits {
                     let f = unsafe { &*ctx };
                     $crate::thunk::call::guarded($unwind, || f($($a),*))
                 }
-                entry::<C, R, $($A),*> as extern $abi fn($($A,)* *const C) -> R as *const ()
+                #[allow(clippy::too_many_arguments)]
+                extern $abi fn entry_float<C: Fn($($A),*) -> R, R, $($A),*>($($a: $A,)* ctx: f64) -> R {
+                    // SAFETY: as in `entry`: the thunk passes the pointer's
+                    // bits in the float register after the arguments
+                    // (`Placement::Float`), its address exposed when the
+                    // code was made.
+                    let f = unsafe { &*from_bits::<C>(ctx) };
+                    $crate::thunk::call::guarded($unwind, || f($($a),*))
+                }
+                if float_context::<$ty>() {
+                    entry_float::<C, R, $($A),*> as extern $abi fn($($A,)* f64) -> R as *const ()
+                } else {
+                    entry::<C, R, $($A),*> as extern $abi fn($($A,)* *const C) -> R as *const ()
+                }
             }
 
             fn bare() -> *const () {
@@ -118,7 +152,22 @@ macro_rules! impl_closure_traits {
                         $crate::thunk::call::call_mut(ctx.cast_mut(), $unwind, |f| f($($a),*))
                     }
                 }
-                entry::<C, R, $($A),*> as extern $abi fn($($A,)* *const $crate::thunk::call::MutCtx<C>) -> R as *const ()
+                #[allow(clippy::too_many_arguments)]
+                extern $abi fn entry_float<C: FnMut($($A),*) -> R, R, $($A),*>(
+                    $($a: $A,)* ctx: f64,
+                ) -> R {
+                    let ctx = from_bits::<$crate::thunk::call::MutCtx<C>>(ctx);
+                    // SAFETY: as in `entry`, the pointer's bits passed in
+                    // the float register after the arguments.
+                    unsafe {
+                        $crate::thunk::call::call_mut(ctx.cast_mut(), $unwind, |f| f($($a),*))
+                    }
+                }
+                if float_context::<$ty>() {
+                    entry_float::<C, R, $($A),*> as extern $abi fn($($A,)* f64) -> R as *const ()
+                } else {
+                    entry::<C, R, $($A),*> as extern $abi fn($($A,)* *const $crate::thunk::call::MutCtx<C>) -> R as *const ()
+                }
             }
         }
 
@@ -137,7 +186,20 @@ macro_rules! impl_closure_traits {
                     let ctx = unsafe { &*ctx };
                     $crate::thunk::call::call_once(ctx, $unwind, |f| f($($a),*))
                 }
-                entry::<C, R, $($A),*> as extern $abi fn($($A,)* *const $crate::thunk::call::OnceCtx<C>) -> R as *const ()
+                #[allow(clippy::too_many_arguments)]
+                extern $abi fn entry_float<C: FnOnce($($A),*) -> R, R, $($A),*>(
+                    $($a: $A,)* ctx: f64,
+                ) -> R {
+                    // SAFETY: as in `entry`, the pointer's bits passed in
+                    // the float register after the arguments.
+                    let ctx = unsafe { &*from_bits::<$crate::thunk::call::OnceCtx<C>>(ctx) };
+                    $crate::thunk::call::call_once(ctx, $unwind, |f| f($($a),*))
+                }
+                if float_context::<$ty>() {
+                    entry_float::<C, R, $($A),*> as extern $abi fn($($A,)* f64) -> R as *const ()
+                } else {
+                    entry::<C, R, $($A),*> as extern $abi fn($($A,)* *const $crate::thunk::call::OnceCtx<C>) -> R as *const ()
+                }
             }
         }
     };

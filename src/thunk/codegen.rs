@@ -56,7 +56,7 @@ pub(super) fn frame_record(
     entry: *const (),
 ) -> Option<Box<FrameRecord>> {
     match placement {
-        Placement::Register(_) => None,
+        Placement::Register(_) | Placement::Float(_) => None,
         Placement::Stack(stack_args) => {
             Some(Box::new(FrameRecord([ctx, entry as usize, stack_args])))
         }
@@ -76,6 +76,7 @@ pub(super) fn generated_code<F: ThunkSig>(
 ) -> arch::ThunkCode {
     match placement {
         Placement::Register(reg) => arch::register_thunk(reg, ctx, entry as usize, at),
+        Placement::Float(xmm) => arch::float_thunk(xmm, ctx, entry as usize, at),
         Placement::Stack(_) => {
             let record = record.expect("the frame path has a record");
             arch::frame_thunk(F::CONV, std::ptr::from_ref(record) as usize, at)

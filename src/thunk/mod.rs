@@ -12,9 +12,15 @@
 //!
 //! - When argument n+1 is a register (x86_64 System V: fewer than six
 //!   integer-class arguments; Windows x64: fewer than four arguments), the
-//!   thunk is `endbr64; mov <reg>, ctx; mov r11, entry; jmp r11`: the
-//!   arguments, the stack and the return address are untouched, and `entry`
-//!   returns straight to the caller.
+//!   thunk is `endbr64; mov <reg>, ctx; jmp entry`: the arguments, the
+//!   stack and the return address are untouched, and `entry` returns
+//!   straight to the caller.
+//! - On System V, when the six integer registers are taken but fewer than
+//!   eight floats are passed, `entry`'s trailing parameter is declared
+//!   `f64`, so it is the next free `xmm` register: the thunk is `endbr64;
+//!   mov r11, ctx; movq xmm<k>, r11; jmp entry`, and `entry` takes the
+//!   pointer back from the `f64`'s bits. Same properties as the register
+//!   path.
 //! - Otherwise the context belongs on the stack after the caller's
 //!   arguments, inside the caller's frame; the thunk jumps to a precompiled
 //!   adapter (with unwind information) that builds a new frame with the
@@ -545,7 +551,7 @@ impl<L: RawMutex> Heap<L> {
         }
         let registers = matches!(
             const { crate::arch::placement(F::CONV, F::CLASSES) },
-            Some(Placement::Register(_))
+            Some(Placement::Register(_) | Placement::Float(_))
         );
         // Whether the thunk's code slot has a data slot: a trampoline entry
         // (`true`), or a one-granule thunk of a dual-mapped heap.

@@ -66,7 +66,7 @@ pub(crate) struct Record {
 pub(crate) fn record(conv: CallConv, placement: Placement, ctx: usize, entry: usize) -> Record {
     let stack_args = match placement {
         Placement::Stack(n) => n,
-        Placement::Register(_) => 0,
+        Placement::Register(_) | Placement::Float(_) => 0,
     };
     Record {
         words: [ctx, entry, stack_args],

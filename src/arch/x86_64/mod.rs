@@ -20,7 +20,7 @@ mod adapters;
 mod thunk;
 mod trampolines;
 
-pub(crate) use thunk::{frame_thunk, placement, register_thunk, register_thunk_len};
+pub(crate) use thunk::{float_thunk, frame_thunk, placement, register_thunk, register_thunk_len};
 pub(crate) use trampolines::{
     ENTRY_SIZE, TABLE_SIZE, trampoline_freed, trampoline_table, trampoline_target,
 };

@@ -2,10 +2,19 @@
 //! that put it there.
 //!
 //! Register path (the context fits an argument register): the thunk is
-//! `endbr64; mov <reg>, ctx; mov r11, entry; jmp r11` (27 bytes). Arguments,
-//! stack and return address are untouched and the closure's entry function
+//! `endbr64; mov <reg>, ctx; jmp rel32 entry` (19 bytes; `mov r11, entry;
+//! jmp r11`, 27 bytes, when the entry is out of reach). Arguments, stack
+//! and return address are untouched and the closure's entry function
 //! returns straight to the caller, so unwinding and shadow stacks see no
 //! extra frame.
+//!
+//! Float-register path (System V, the six integer registers taken but a
+//! float one free): the entry's trailing context parameter is declared
+//! `f64`, so the ABI passes it in the next free `xmm` register, and the
+//! thunk is `endbr64; mov r11, ctx; movq xmm<k>, r11; jmp rel32 entry` (24
+//! bytes; 32 with the far jump). The context is a real, declared argument
+//! of the function that reads it, as on the register path: no register is
+//! assumed untouched, and `movq` keeps every bit pattern.
 //!
 //! Frame path (the context would go on the stack, beyond the caller's
 //! arguments): the thunk is `endbr64; mov r11, record; mov r10, adapter;
@@ -44,6 +53,9 @@ pub(crate) const fn placement(conv: CallConv, classes: &[ArgClass]) -> Option<Pl
             let floats = classes.len() - ints;
             Some(if ints < SYSV_INT_REGS.len() {
                 Placement::Register(SYSV_INT_REGS[ints])
+            } else if floats < SYSV_FLOAT_REGS {
+                // The next free `xmm` register, as a trailing `f64`.
+                Placement::Float(floats as u8)
             } else {
                 // Every argument that missed its registers takes one 8-byte
                 // stack slot, in order; the context comes after them all.
@@ -114,11 +126,52 @@ pub(crate) fn register_thunk(reg: u8, ctx: usize, entry: usize, at: usize) -> Th
     ThunkCode::from_bytes(b, len)
 }
 
-/// The length of the register-path thunk whose granule is `code` (as
-/// [`register_thunk`] wrote it): the short form has its `jmp rel32` where
-/// the long form has `mov r11`.
+/// The float-register-path thunk, to run at address `at`: the context into
+/// `xmm<xmm>` through r11, then on to `entry`. Written at fixed offsets
+/// like [`register_thunk`].
+#[inline]
+pub(crate) fn float_thunk(xmm: u8, ctx: usize, entry: usize, at: usize) -> ThunkCode {
+    debug_assert!(xmm < 8);
+    let mut b = super::super::TRAP_GRANULE;
+    b[..4].copy_from_slice(&ENDBR64);
+    b[4..6].copy_from_slice(&[0x49, 0xbb]); // mov r11, imm64
+    b[6..14].copy_from_slice(&(ctx as u64).to_le_bytes());
+    b[14..19].copy_from_slice(&movq_xmm_r11(xmm));
+    // `jmp rel32` from the end of the 24-byte form, when within reach.
+    let disp = (entry as i64).wrapping_sub(at.wrapping_add(24) as i64);
+    let len = match i32::try_from(disp) {
+        Ok(disp) => {
+            b[19] = 0xe9;
+            b[20..24].copy_from_slice(&disp.to_le_bytes());
+            24
+        }
+        Err(_) => {
+            b[19..21].copy_from_slice(&[0x49, 0xbb]); // mov r11, imm64
+            b[21..29].copy_from_slice(&(entry as u64).to_le_bytes());
+            b[29..32].copy_from_slice(&[0x41, 0xff, 0xe3]); // jmp r11
+            32
+        }
+    };
+    ThunkCode::from_bytes(b, len)
+}
+
+/// `movq xmm<xmm>, r11` (`66 REX.W+B 0f 6e /r`).
+const fn movq_xmm_r11(xmm: u8) -> [u8; 5] {
+    [0x66, 0x49, 0x0f, 0x6e, 0xc0 | (xmm << 3) | (11 & 7)]
+}
+
+/// The length of the register-path or float-register-path thunk whose
+/// granule is `code` (as [`register_thunk`] or [`float_thunk`] wrote it):
+/// a float thunk starts with `mov r11` (a register thunk never moves its
+/// context there), and each short form has its `jmp rel32` where the long
+/// form has `mov r11`.
 pub(crate) fn register_thunk_len(code: &[u8; super::super::THUNK_CODE_MAX]) -> usize {
-    if code[14] == 0xe9 { 19 } else { 27 }
+    match (code[5] == 0xbb, code[14] == 0xe9, code[19] == 0xe9) {
+        (false, true, _) => 19,
+        (false, false, _) => 27,
+        (true, _, true) => 24,
+        (true, _, false) => 32,
+    }
 }
 
 /// The frame-path thunk, to run at address `at`: hands `record`
@@ -140,10 +193,48 @@ mod tests {
     #[test]
     fn a_register_thunk_says_its_length() {
         for (entry, at, len) in [(0x1000, 0x2000, 19), (0x7f00_0000_0000, 0x1000, 27)] {
-            let code = register_thunk(RDI, 0x1234, entry, at);
-            assert_eq!(code.len(), len);
-            assert_eq!(register_thunk_len(&code.into_granule()), len);
+            for reg in SYSV_INT_REGS {
+                let code = register_thunk(reg, 0x1234, entry, at);
+                assert_eq!(code.len(), len);
+                assert_eq!(register_thunk_len(&code.into_granule()), len);
+            }
         }
+        for (entry, at, len) in [(0x1000, 0x2000, 24), (0x7f00_0000_0000, 0x1000, 32)] {
+            for xmm in 0..8 {
+                let code = float_thunk(xmm, 0x1234, entry, at);
+                assert_eq!(code.len(), len);
+                assert_eq!(register_thunk_len(&code.into_granule()), len);
+            }
+        }
+    }
+
+    #[test]
+    fn float_thunk_bytes() {
+        // Near: `jmp rel32`, measured from the end of the 24-byte thunk.
+        let code = float_thunk(3, 0x1122334455667788, 0x1000, 0x2000);
+        assert_eq!(
+            &code.as_slice()[..19],
+            &[
+                0xf3, 0x0f, 0x1e, 0xfa, // endbr64
+                0x49, 0xbb, 0x88, 0x77, 0x66, 0x55, 0x44, 0x33, 0x22, 0x11, // mov r11, ctx
+                0x66, 0x49, 0x0f, 0x6e, 0xdb, // movq xmm3, r11
+            ]
+        );
+        assert_eq!(code.as_slice()[19], 0xe9);
+        let disp = i32::from_le_bytes(code.as_slice()[20..24].try_into().unwrap());
+        assert_eq!(0x2000 + 24 + disp as i64, 0x1000);
+        // `movq xmm0, r11` and `movq xmm7, r11`, as assemblers encode them.
+        assert_eq!(movq_xmm_r11(0), [0x66, 0x49, 0x0f, 0x6e, 0xc3]);
+        assert_eq!(movq_xmm_r11(7), [0x66, 0x49, 0x0f, 0x6e, 0xfb]);
+        // Far: through r11 again (free once the context is in xmm).
+        let code = float_thunk(0, 1, 0x0102030405060708, 0x7000_0000_0000);
+        assert_eq!(
+            &code.as_slice()[19..],
+            &[
+                0x49, 0xbb, 0x08, 0x07, 0x06, 0x05, 0x04, 0x03, 0x02, 0x01, // mov r11, entry
+                0x41, 0xff, 0xe3, // jmp r11
+            ]
+        );
     }
 
     #[test]
@@ -160,13 +251,32 @@ mod tests {
             placement(CallConv::SysV64, &[I; 5]),
             Some(Placement::Register(R9))
         );
+        // Six integers take every integer register: the context goes to
+        // the first free float register.
         assert_eq!(
             placement(CallConv::SysV64, &[I; 6]),
-            Some(Placement::Stack(0))
+            Some(Placement::Float(0))
         );
         assert_eq!(
             placement(CallConv::SysV64, &[I; 8]),
-            Some(Placement::Stack(2))
+            Some(Placement::Float(0))
+        );
+        assert_eq!(
+            placement(CallConv::SysV64, &[I, F, I, I, F, I, I, I, F]),
+            Some(Placement::Float(3))
+        );
+        let mut seven_floats = vec![I; 6];
+        seven_floats.extend([F; 7]);
+        assert_eq!(
+            placement(CallConv::SysV64, &seven_floats),
+            Some(Placement::Float(7))
+        );
+        // Both register files full: the frame path.
+        let mut full = vec![I; 6];
+        full.extend([F; 8]);
+        assert_eq!(
+            placement(CallConv::SysV64, &full),
+            Some(Placement::Stack(0))
         );
         // Nine floats spill one to the stack, but the context still has a
         // register.

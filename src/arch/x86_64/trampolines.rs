@@ -15,8 +15,9 @@
 //! and its record, in the read-write page after the mapped table, is
 //! `[ctx, entry, stack_args, target]` (the layout the frame adapters read).
 //! `target` is one of the adapters below: a register adapter puts `ctx` in
-//! the argument register after the caller's arguments and jumps to `entry`;
-//! a frame adapter builds a new frame. Creating a thunk writes four words,
+//! the argument register after the caller's arguments (an `xmm` register
+//! for the float-register placement) and jumps to `entry`; a frame adapter
+//! builds a new frame. Creating a thunk writes four words,
 //! never code. Only r11 and r10 are used, which every convention leaves
 //! free at a call.
 
@@ -41,6 +42,14 @@ unsafe extern "C" {
     fn wxthunk_0_1_tramp_rcx();
     fn wxthunk_0_1_tramp_r8();
     fn wxthunk_0_1_tramp_r9();
+    fn wxthunk_0_1_tramp_xmm0();
+    fn wxthunk_0_1_tramp_xmm1();
+    fn wxthunk_0_1_tramp_xmm2();
+    fn wxthunk_0_1_tramp_xmm3();
+    fn wxthunk_0_1_tramp_xmm4();
+    fn wxthunk_0_1_tramp_xmm5();
+    fn wxthunk_0_1_tramp_xmm6();
+    fn wxthunk_0_1_tramp_xmm7();
     fn wxthunk_0_1_tramp_freed();
 }
 
@@ -63,6 +72,15 @@ pub(crate) fn trampoline_target(conv: CallConv, placement: Placement) -> usize {
         Placement::Register(8) => wxthunk_0_1_tramp_r8,
         Placement::Register(9) => wxthunk_0_1_tramp_r9,
         Placement::Register(other) => unreachable!("no argument register {other}"),
+        Placement::Float(0) => wxthunk_0_1_tramp_xmm0,
+        Placement::Float(1) => wxthunk_0_1_tramp_xmm1,
+        Placement::Float(2) => wxthunk_0_1_tramp_xmm2,
+        Placement::Float(3) => wxthunk_0_1_tramp_xmm3,
+        Placement::Float(4) => wxthunk_0_1_tramp_xmm4,
+        Placement::Float(5) => wxthunk_0_1_tramp_xmm5,
+        Placement::Float(6) => wxthunk_0_1_tramp_xmm6,
+        Placement::Float(7) => wxthunk_0_1_tramp_xmm7,
+        Placement::Float(other) => unreachable!("no float argument register {other}"),
         Placement::Stack(_) => return super::adapters::frame_adapter(conv),
     };
     f as usize

@@ -37,6 +37,21 @@ wxthunk_0_1_tramp_\reg:
 .size wxthunk_0_1_tramp_\reg, . - wxthunk_0_1_tramp_\reg
 .endr
 
+// One float-register adapter per System V float argument register: the
+// record's ctx into xmm<n> (the entry's trailing f64), then on to the
+// record's entry.
+.irp n, 0, 1, 2, 3, 4, 5, 6, 7
+.p2align 4
+.globl wxthunk_0_1_tramp_xmm\n
+.hidden wxthunk_0_1_tramp_xmm\n
+.type wxthunk_0_1_tramp_xmm\n, @function
+wxthunk_0_1_tramp_xmm\n:
+    endbr64
+    movq xmm\n, qword ptr [r11]
+    jmp qword ptr [r11 + 8]
+.size wxthunk_0_1_tramp_xmm\n, . - wxthunk_0_1_tramp_xmm\n
+.endr
+
 // The target of every free record: a call through a freed or never-used
 // entry stops at once (SIGILL) instead of running whatever the slot held.
 .p2align 4
