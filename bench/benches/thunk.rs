@@ -284,6 +284,35 @@ fn call_frame(c: &mut Criterion) {
     g.finish();
 }
 
+/// The Windows x64 frame path: a fifth argument is a stack slot, so the
+/// context goes on the stack too (closure-ffi has `win64` on Windows only,
+/// libffi's high-level closures take the default convention).
+fn call_win64_frame(c: &mut Criterion) {
+    type W5 = unsafe extern "win64" fn(u64, u64, u64, u64, u64) -> u64;
+    extern "win64" fn direct_w5(a: u64, b: u64, c: u64, d: u64, e: u64) -> u64 {
+        a ^ b ^ c ^ d ^ e ^ K
+    }
+    let mut g = c.benchmark_group("thunk/call win64, 5 args (frame path)");
+    let k = black_box(K);
+    let f: W5 = direct_w5;
+    g.bench_function("direct extern \"win64\" fn", |b| {
+        // SAFETY: the pointer is a live function of this type: the direct
+        // function, or a thunk kept alive for the whole group.
+        b.iter(|| unsafe { black_box(f)(black_box(1), 2, 3, 4, 5) })
+    });
+    let body = move |a: u64, b: u64, c: u64, d: u64, e: u64| a ^ b ^ c ^ d ^ e ^ k;
+    for (name, heap) in heaps() {
+        let t = heap.thunk::<W5, _>(body).unwrap();
+        assert!(t.builds_frame());
+        let f = t.as_fn();
+        g.bench_function(format!("wxthunk {name}"), |b| {
+            // SAFETY: as above.
+            b.iter(|| unsafe { black_box(f)(black_box(1), 2, 3, 4, 5) })
+        });
+    }
+    g.finish();
+}
+
 fn create_drop(c: &mut Criterion) {
     for live in [0usize, 100_000] {
         let mut g = c.benchmark_group(format!("thunk/create+drop, {live} live"));
@@ -396,6 +425,6 @@ fn create_drop_by_capture(c: &mut Criterion) {
 criterion_group! {
     name = benches;
     config = wxthunk_bench::config();
-    targets = call_1, call_6, call_8, call_frame, create_drop, create_drop_by_capture
+    targets = call_1, call_6, call_8, call_frame, call_win64_frame, create_drop, create_drop_by_capture
 }
 criterion_main!(benches);

@@ -59,7 +59,12 @@ mod no_thunks {
     }
 
     /// Never called: `placement` returns `None`.
-    pub(crate) fn frame_thunk(_conv: CallConv, _record: usize, _at: usize) -> ThunkCode {
+    pub(crate) fn frame_thunk(
+        _conv: CallConv,
+        _stack_args: usize,
+        _record: usize,
+        _at: usize,
+    ) -> ThunkCode {
         unreachable!("no thunk code generator for this architecture")
     }
 

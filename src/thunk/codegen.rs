@@ -77,9 +77,9 @@ pub(super) fn generated_code<F: ThunkSig>(
     match placement {
         Placement::Register(reg) => arch::register_thunk(reg, ctx, entry as usize, at),
         Placement::Float(xmm) => arch::float_thunk(xmm, ctx, entry as usize, at),
-        Placement::Stack(_) => {
+        Placement::Stack(stack_args) => {
             let record = record.expect("the frame path has a record");
-            arch::frame_thunk(F::CONV, std::ptr::from_ref(record) as usize, at)
+            arch::frame_thunk(F::CONV, stack_args, std::ptr::from_ref(record) as usize, at)
         }
     }
 }

@@ -7,6 +7,9 @@
 //! every argument register is left as the caller set it). The adapter
 //! copies the caller's `stack_args` stack arguments into a new frame, puts
 //! `ctx` in the slot after them, calls `entry`, and returns its result.
+//! For every count a signature of up to 16 arguments can have there is an
+//! adapter with the count built in (a constant frame, unrolled copies);
+//! the general one reads it from the record.
 
 use std::arch::global_asm;
 
@@ -19,13 +22,58 @@ global_asm!(include_str!("adapters.s"));
 unsafe extern "C" {
     fn wxthunk_0_1_sysv_frame_adapter();
     fn wxthunk_0_1_win64_frame_adapter();
+    fn wxthunk_0_1_sysv_frame_adapter_0();
+    fn wxthunk_0_1_sysv_frame_adapter_1();
+    fn wxthunk_0_1_sysv_frame_adapter_2();
+    fn wxthunk_0_1_sysv_frame_adapter_3();
+    fn wxthunk_0_1_sysv_frame_adapter_4();
+    fn wxthunk_0_1_win64_frame_adapter_0();
+    fn wxthunk_0_1_win64_frame_adapter_1();
+    fn wxthunk_0_1_win64_frame_adapter_2();
+    fn wxthunk_0_1_win64_frame_adapter_3();
+    fn wxthunk_0_1_win64_frame_adapter_4();
+    fn wxthunk_0_1_win64_frame_adapter_5();
+    fn wxthunk_0_1_win64_frame_adapter_6();
+    fn wxthunk_0_1_win64_frame_adapter_7();
+    fn wxthunk_0_1_win64_frame_adapter_8();
+    fn wxthunk_0_1_win64_frame_adapter_9();
+    fn wxthunk_0_1_win64_frame_adapter_10();
+    fn wxthunk_0_1_win64_frame_adapter_11();
+    fn wxthunk_0_1_win64_frame_adapter_12();
 }
 
-/// The frame adapter for `conv` (System V unless Windows x64).
-pub(super) fn frame_adapter(conv: CallConv) -> usize {
-    let f: unsafe extern "C" fn() = match conv {
-        CallConv::Win64 => wxthunk_0_1_win64_frame_adapter,
-        _ => wxthunk_0_1_sysv_frame_adapter,
+/// The adapters with a built-in count of stack arguments, by count.
+static SYSV: [unsafe extern "C" fn(); 5] = [
+    wxthunk_0_1_sysv_frame_adapter_0,
+    wxthunk_0_1_sysv_frame_adapter_1,
+    wxthunk_0_1_sysv_frame_adapter_2,
+    wxthunk_0_1_sysv_frame_adapter_3,
+    wxthunk_0_1_sysv_frame_adapter_4,
+];
+static WIN64: [unsafe extern "C" fn(); 13] = [
+    wxthunk_0_1_win64_frame_adapter_0,
+    wxthunk_0_1_win64_frame_adapter_1,
+    wxthunk_0_1_win64_frame_adapter_2,
+    wxthunk_0_1_win64_frame_adapter_3,
+    wxthunk_0_1_win64_frame_adapter_4,
+    wxthunk_0_1_win64_frame_adapter_5,
+    wxthunk_0_1_win64_frame_adapter_6,
+    wxthunk_0_1_win64_frame_adapter_7,
+    wxthunk_0_1_win64_frame_adapter_8,
+    wxthunk_0_1_win64_frame_adapter_9,
+    wxthunk_0_1_win64_frame_adapter_10,
+    wxthunk_0_1_win64_frame_adapter_11,
+    wxthunk_0_1_win64_frame_adapter_12,
+];
+
+/// The frame adapter for `conv` (System V unless Windows x64) and a thunk
+/// with `stack_args` stack arguments: the one with that count built in,
+/// or the one that reads it from the record (for counts no signature of
+/// up to 16 arguments has).
+pub(super) fn frame_adapter(conv: CallConv, stack_args: usize) -> usize {
+    let (counted, generic): (&[unsafe extern "C" fn()], unsafe extern "C" fn()) = match conv {
+        CallConv::Win64 => (&WIN64, wxthunk_0_1_win64_frame_adapter),
+        _ => (&SYSV, wxthunk_0_1_sysv_frame_adapter),
     };
-    f as usize
+    counted.get(stack_args).copied().unwrap_or(generic) as usize
 }

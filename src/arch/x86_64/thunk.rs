@@ -175,9 +175,15 @@ pub(crate) fn register_thunk_len(code: &[u8; super::super::THUNK_CODE_MAX]) -> u
 }
 
 /// The frame-path thunk, to run at address `at`: hands `record`
-/// (`[ctx, entry, stack_args]`) to the adapter for `conv` in r11.
-pub(crate) fn frame_thunk(conv: CallConv, record: usize, at: usize) -> ThunkCode {
-    let adapter = super::adapters::frame_adapter(conv);
+/// (`[ctx, entry, stack_args]`) in r11 to the adapter for `conv` and
+/// `stack_args`.
+pub(crate) fn frame_thunk(
+    conv: CallConv,
+    stack_args: usize,
+    record: usize,
+    at: usize,
+) -> ThunkCode {
+    let adapter = super::adapters::frame_adapter(conv, stack_args);
     let mut code = ThunkCode::new();
     code.push(&ENDBR64);
     mov_imm64(&mut code, 11, record);

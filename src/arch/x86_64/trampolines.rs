@@ -81,7 +81,7 @@ pub(crate) fn trampoline_target(conv: CallConv, placement: Placement) -> usize {
         Placement::Float(6) => wxthunk_0_1_tramp_xmm6,
         Placement::Float(7) => wxthunk_0_1_tramp_xmm7,
         Placement::Float(other) => unreachable!("no float argument register {other}"),
-        Placement::Stack(_) => return super::adapters::frame_adapter(conv),
+        Placement::Stack(n) => return super::adapters::frame_adapter(conv, n),
     };
     f as usize
 }
