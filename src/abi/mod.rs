@@ -25,3 +25,16 @@ pub use conv::{ArgClass, CallConv};
 pub(crate) use each::for_each_signature;
 pub use fn_ptr::FnPtr;
 pub use sig::{ThunkArg, ThunkRet, ThunkSig};
+
+/// The most arguments a thunk's signature has: the longest list
+/// [`for_each_signature!`] writes impls for. Code generators size their
+/// tables by it (the x86_64 frame adapters, one per stack-argument count).
+pub(crate) const MAX_ARITY: usize = 16;
+
+// The longest signature is a `ThunkSig` (and so within `MAX_ARITY`).
+const _: () = {
+    const fn sig<F: ThunkSig>() {}
+    type Longest = extern "C" fn(u8, u8, u8, u8, u8, u8, u8, u8, u8, u8, u8, u8, u8, u8, u8, u8);
+    sig::<Longest>();
+    assert!(<Longest as ThunkSig>::CLASSES.len() == MAX_ARITY);
+};

@@ -7,9 +7,9 @@
 //! every argument register is left as the caller set it). The adapter
 //! copies the caller's `stack_args` stack arguments into a new frame, puts
 //! `ctx` in the slot after them, calls `entry`, and returns its result.
-//! For every count a signature of up to 16 arguments can have there is an
-//! adapter with the count built in (a constant frame, unrolled copies);
-//! the general one reads it from the record.
+//! There is one adapter per convention and count of stack arguments, for
+//! every count a signature of up to 16 arguments can have: a constant
+//! frame, unrolled copies.
 
 use std::arch::global_asm;
 
@@ -20,8 +20,6 @@ use crate::abi::CallConv;
 global_asm!(include_str!("adapters.s"));
 
 unsafe extern "C" {
-    fn wxthunk_0_1_sysv_frame_adapter();
-    fn wxthunk_0_1_win64_frame_adapter();
     fn wxthunk_0_1_sysv_frame_adapter_0();
     fn wxthunk_0_1_sysv_frame_adapter_1();
     fn wxthunk_0_1_sysv_frame_adapter_2();
@@ -67,13 +65,24 @@ static WIN64: [unsafe extern "C" fn(); 13] = [
 ];
 
 /// The frame adapter for `conv` (System V unless Windows x64) and a thunk
-/// with `stack_args` stack arguments: the one with that count built in,
-/// or the one that reads it from the record (for counts no signature of
-/// up to 16 arguments has).
+/// with `stack_args` stack arguments.
+///
+/// # Panics
+///
+/// For a count no signature of up to 16 arguments has (`placement` never
+/// returns one; the `const` checks below keep the tables that wide).
 pub(super) fn frame_adapter(conv: CallConv, stack_args: usize) -> usize {
-    let (counted, generic): (&[unsafe extern "C" fn()], unsafe extern "C" fn()) = match conv {
-        CallConv::Win64 => (&WIN64, wxthunk_0_1_win64_frame_adapter),
-        _ => (&SYSV, wxthunk_0_1_sysv_frame_adapter),
+    // Windows x64: positions 4..16 are stack slots. System V: the context
+    // needs the stack only with six integers and eight floats, so at most
+    // two of sixteen arguments are left for it.
+    const { assert!(WIN64.len() == crate::abi::MAX_ARITY - 4 + 1) };
+    const { assert!(SYSV.len() > crate::abi::MAX_ARITY - 6 - 8) };
+    let counted: &[unsafe extern "C" fn()] = match conv {
+        CallConv::Win64 => &WIN64,
+        _ => &SYSV,
     };
-    counted.get(stack_args).copied().unwrap_or(generic) as usize
+    match counted.get(stack_args) {
+        Some(&f) => f as usize,
+        None => unreachable!("no signature has {stack_args} stack arguments"),
+    }
 }
