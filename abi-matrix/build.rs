@@ -124,6 +124,45 @@ impl Ty {
     }
 }
 
+/// Shapes at the edges of the placements, in every convention besides
+/// the random ones: (integer-class, float) argument counts. System V puts
+/// the context in a register below six integers, in an `xmm` register
+/// from six integers and below eight floats, and on the stack (after 0, 1
+/// or 2 spilled arguments) with both files full; Windows x64 goes by
+/// position (stack from the fifth).
+const EDGES: [(usize, usize); 12] = [
+    (5, 0),
+    (5, 11),
+    (6, 0),
+    (6, 7),
+    (6, 8),
+    (7, 8),
+    (6, 9),
+    (8, 8),
+    (6, 10),
+    (0, 4),
+    (2, 3),
+    (16, 0),
+];
+
+/// A signature of `ints` integer-class and `floats` float arguments, in a
+/// pseudo-random interleaving.
+fn edge_args((ints, floats): (usize, usize), rng: &mut Rng) -> Vec<Ty> {
+    let (mut i, mut f) = (ints, floats);
+    let mut args = Vec::new();
+    while i + f > 0 {
+        let take_int = f == 0 || (i > 0 && rng.next() % ((i + f) as u64) < (i as u64));
+        if take_int {
+            args.push([Ty::I8, Ty::U16, Ty::I32, Ty::U64, Ty::Ptr][(rng.next() % 5) as usize]);
+            i -= 1;
+        } else {
+            args.push([Ty::F32, Ty::F64][(rng.next() % 2) as usize]);
+            f -= 1;
+        }
+    }
+    args
+}
+
 struct Rng(u64);
 
 impl Rng {
@@ -145,19 +184,23 @@ fn main() {
         ("sysv", "C", ""),
         ("win64", "win64", "__attribute__((ms_abi)) "),
     ] {
-        for n in 0..PER_CONV {
+        for n in 0..PER_CONV + EDGES.len() {
             let arity = n % 17;
             // A third of the signatures lean to floats, a third to
             // integers, so both register files overflow, alone and together.
-            let args: Vec<Ty> = (0..arity)
-                .map(|_| match (n % 3, rng.next() % 10) {
-                    (1, r) if r < 6 => [Ty::F32, Ty::F64][(rng.next() % 2) as usize],
-                    (2, r) if r < 6 => {
-                        [Ty::I64, Ty::U32, Ty::Ptr, Ty::I8][(rng.next() % 4) as usize]
-                    }
-                    _ => ALL[(rng.next() % ALL.len() as u64) as usize],
-                })
-                .collect();
+            let args: Vec<Ty> = match n.checked_sub(PER_CONV) {
+                None => (0..arity)
+                    .map(|_| match (n % 3, rng.next() % 10) {
+                        (1, r) if r < 6 => [Ty::F32, Ty::F64][(rng.next() % 2) as usize],
+                        (2, r) if r < 6 => {
+                            [Ty::I64, Ty::U32, Ty::Ptr, Ty::I8][(rng.next() % 4) as usize]
+                        }
+                        _ => ALL[(rng.next() % ALL.len() as u64) as usize],
+                    })
+                    .collect(),
+                Some(edge) => edge_args(EDGES[edge], &mut rng),
+            };
+            let arity = args.len();
             let ret = match rng.next() % (ALL.len() as u64 + 1) {
                 i if i as usize == ALL.len() => None,
                 i => Some(ALL[i as usize]),

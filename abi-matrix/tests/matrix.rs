@@ -78,6 +78,33 @@ fn every_signature_on_every_heap() {
             s.0.starts_with("sysv") && s.2 >= 6 + float_params(s.1) && float_params(s.1) < 8
         })
         .count();
+    // Every frame adapter (one per convention and stack-argument count) is
+    // reached: System V puts 0-2 arguments on the stack when both register
+    // files are full, Windows x64 0-12 (from the fifth position).
+    let stack_counts = |conv: &str| -> std::collections::BTreeSet<usize> {
+        SIGNATURES
+            .iter()
+            .filter(|s| s.0.starts_with(conv))
+            .filter_map(|s| {
+                let (floats, args) = (float_params(s.1), s.2);
+                let ints = args - floats;
+                match conv {
+                    "sysv" => (ints >= 6 && floats >= 8).then(|| (ints - 6) + (floats - 8)),
+                    _ => args.checked_sub(4),
+                }
+            })
+            .collect()
+    };
+    assert!(
+        (0..=2).all(|n| stack_counts("sysv").contains(&n)),
+        "System V frame counts covered: {:?}",
+        stack_counts("sysv")
+    );
+    assert!(
+        (0..=12).all(|n| stack_counts("win64").contains(&n)),
+        "win64 frame counts covered: {:?}",
+        stack_counts("win64")
+    );
     assert!(
         float_context >= 20,
         "the matrix covers the float-register context with {float_context} signatures only"
