@@ -24,6 +24,7 @@ use super::allocator::{Allocation, State, THUNK_CACHE_DEPTH, Want};
 use super::fork::Stamp;
 use super::ready::{MAGAZINE_DEPTH, Magazine, Magazines, Ready};
 use super::region::{GRANULE, RegionInfo};
+use super::shard::OneShardAtATime;
 use super::thread_cache::{REFILL, thunks};
 use crate::arch::{TRAP_GRANULE, ThunkCode};
 use crate::error::Result;
@@ -441,42 +442,32 @@ impl<L: RawMutex> Heap<L> {
         &self,
         allocations: &mut dyn Iterator<Item = Ready>,
     ) {
-        let mut held = None;
+        let mut locks = OneShardAtATime::new();
         let mut run: Option<Run<N>> = None;
         for ready in allocations {
             if run.as_mut().is_some_and(|r| r.extend(&ready)) {
                 continue;
             }
             if let Some(r) = run.replace(Run::of(&ready)) {
-                self.give_back_run(&mut held, r);
+                self.give_back_run(&mut locks, r);
             }
         }
         if let Some(r) = run {
-            self.give_back_run(&mut held, r);
+            self.give_back_run(&mut locks, r);
         }
     }
 
-    /// Frees the ready allocations of `run` under their shard's lock,
-    /// `held` (taken, or swapped for it, here).
+    /// Frees the ready allocations of `run` under their shard's lock (taken
+    /// in `locks`).
     fn give_back_run<'a, const N: usize>(
         &'a self,
-        held: &mut Option<(u8, lock_api::MutexGuard<'a, L, State>, Stamp)>,
+        locks: &mut OneShardAtATime<'a, L>,
         run: Run<N>,
     ) {
         // SAFETY: a ready granule's region outlives it (`ready.rs`).
         let info = unsafe { run.info.as_ref() };
         let first = Allocation::thunk(info.granule(run.low), run.low, N);
-        let (state, stamp) = match held {
-            Some((shard, guard, stamp)) if *shard == first.shard => (&mut **guard, *stamp),
-            _ => {
-                // Release the other shard's lock before taking this one.
-                *held = None;
-                let guard = self.shard(first.shard).lock();
-                // Taken under the lock: a fork cannot slip in between.
-                let (_, guard, stamp) = held.insert((first.shard, guard, Stamp::now()));
-                (&mut **guard, *stamp)
-            }
-        };
+        let (state, stamp) = locks.lock(self, first.shard);
         let region = state.regions[first.region as usize]
             .as_mut()
             .expect("a ready granule's region is live");

@@ -6,8 +6,9 @@
 //! lock (`NoLock`) has one shard. The shards share one address-space
 //! budget, [`AddressSpace`].
 //!
-//! Nothing is cached per thread, so nothing can leak when a thread ends,
-//! and [`Heap::compact`](super::Heap::compact) reaches every free slot: it
+//! Shards keep nothing per thread (the global heap's per-thread caches,
+//! `thread_cache.rs`, go back to their shards when their threads end), and
+//! [`Heap::compact`](super::Heap::compact) reaches every free slot: it
 //! compacts each shard in turn.
 
 use std::cell::Cell;
@@ -16,6 +17,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use lock_api::RawMutex;
 
 use super::Heap;
+use super::allocator::State;
+use super::fork::Stamp;
 use super::locked::Locked;
 use crate::error::{Error, Result};
 
@@ -77,6 +80,34 @@ impl<L: RawMutex> Heap<L> {
     #[inline]
     pub(super) fn shard(&self, i: u8) -> &Locked<L> {
         &self.shards[usize::from(i)]
+    }
+}
+
+/// One shard's lock at a time, for giving back a run of things that may
+/// belong to different shards: consecutive ones of one shard share a lock
+/// round trip, and the held lock is released before another is taken
+/// (never two at once, see the lock order in `fork.rs`).
+pub(super) struct OneShardAtATime<'a, L: RawMutex> {
+    held: Option<(u8, lock_api::MutexGuard<'a, L, State>, Stamp)>,
+}
+
+impl<'a, L: RawMutex> OneShardAtATime<'a, L> {
+    pub(super) fn new() -> Self {
+        OneShardAtATime { held: None }
+    }
+
+    /// Shard `shard`'s state, locked (the lock kept for the next call), and
+    /// the [`Stamp`] taken under the lock.
+    pub(super) fn lock(&mut self, heap: &'a Heap<L>, shard: u8) -> (&mut State, Stamp) {
+        if !matches!(&self.held, Some((s, _, _)) if *s == shard) {
+            // Release the other shard's lock before taking this one.
+            self.held = None;
+            let guard = heap.shard(shard).lock();
+            // Taken under the lock: a fork cannot slip in between.
+            self.held = Some((shard, guard, Stamp::now()));
+        }
+        let (_, guard, stamp) = self.held.as_mut().expect("locked just above");
+        (&mut **guard, *stamp)
     }
 }
 

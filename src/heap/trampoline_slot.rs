@@ -15,6 +15,7 @@ use super::Heap;
 use super::allocator::State;
 use super::fork::Stamp;
 use super::ready::{MAGAZINE_DEPTH, Magazine, ReadySlot};
+use super::shard::OneShardAtATime;
 use super::thread_cache::{REFILL, SLOTS};
 use crate::error::{Error, Result};
 use crate::strategy::{Strategy, ThunkStrategy};
@@ -308,17 +309,10 @@ impl<L: RawMutex> Heap<L> {
     /// Consecutive slots of one shard are released under one lock round
     /// trip (never two locks at once).
     pub(super) fn give_back_slots(&self, slots: &mut dyn Iterator<Item = ReadySlot>) {
-        let mut held = None;
+        let mut locks = OneShardAtATime::new();
         for ready in slots {
             let (_, shard) = SlotRef::unpack(ready.packed, ready.entry);
-            let state = match &mut held {
-                Some((s, guard)) if *s == shard => guard,
-                _ => {
-                    // Release the other shard's lock before taking this one.
-                    held = None;
-                    &mut held.insert((shard, self.shard(shard).lock())).1
-                }
-            };
+            let (state, _) = locks.lock(self, shard);
             self.release_slot_locked(state, ready);
         }
     }

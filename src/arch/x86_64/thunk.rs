@@ -108,22 +108,35 @@ pub(crate) fn register_thunk(reg: u8, ctx: usize, entry: usize, at: usize) -> Th
     b[4] = 0x48 | (reg >> 3); // REX.W (+B)
     b[5] = 0xb8 + (reg & 7); // mov reg, imm64
     b[6..14].copy_from_slice(&(ctx as u64).to_le_bytes());
-    // `jmp rel32` from the end of the 19-byte form, when within reach.
-    let disp = (entry as i64).wrapping_sub(at.wrapping_add(19) as i64);
-    let len = match i32::try_from(disp) {
+    let len = tail_jump(&mut b, 14, entry, at);
+    ThunkCode::from_bytes(b, len)
+}
+
+/// Writes the jump to `entry` at offset `off` of the thunk `b` that runs at
+/// `at`, the same bytes as [`jump`] with r11 as scratch: `jmp rel32` when
+/// within reach, else `mov r11, entry; jmp r11`. Returns the thunk's
+/// length.
+#[inline(always)]
+fn tail_jump(
+    b: &mut [u8; super::super::THUNK_CODE_MAX],
+    off: usize,
+    entry: usize,
+    at: usize,
+) -> usize {
+    let disp = (entry as i64).wrapping_sub(at.wrapping_add(off + 5) as i64);
+    match i32::try_from(disp) {
         Ok(disp) => {
-            b[14] = 0xe9;
-            b[15..19].copy_from_slice(&disp.to_le_bytes());
-            19
+            b[off] = 0xe9;
+            b[off + 1..off + 5].copy_from_slice(&disp.to_le_bytes());
+            off + 5
         }
         Err(_) => {
-            b[14..16].copy_from_slice(&[0x49, 0xbb]); // mov r11, imm64
-            b[16..24].copy_from_slice(&(entry as u64).to_le_bytes());
-            b[24..27].copy_from_slice(&[0x41, 0xff, 0xe3]); // jmp r11
-            27
+            b[off..off + 2].copy_from_slice(&[0x49, 0xbb]); // mov r11, imm64
+            b[off + 2..off + 10].copy_from_slice(&(entry as u64).to_le_bytes());
+            b[off + 10..off + 13].copy_from_slice(&[0x41, 0xff, 0xe3]); // jmp r11
+            off + 13
         }
-    };
-    ThunkCode::from_bytes(b, len)
+    }
 }
 
 /// The float-register-path thunk, to run at address `at`: the context into
@@ -137,21 +150,7 @@ pub(crate) fn float_thunk(xmm: u8, ctx: usize, entry: usize, at: usize) -> Thunk
     b[4..6].copy_from_slice(&[0x49, 0xbb]); // mov r11, imm64
     b[6..14].copy_from_slice(&(ctx as u64).to_le_bytes());
     b[14..19].copy_from_slice(&movq_xmm_r11(xmm));
-    // `jmp rel32` from the end of the 24-byte form, when within reach.
-    let disp = (entry as i64).wrapping_sub(at.wrapping_add(24) as i64);
-    let len = match i32::try_from(disp) {
-        Ok(disp) => {
-            b[19] = 0xe9;
-            b[20..24].copy_from_slice(&disp.to_le_bytes());
-            24
-        }
-        Err(_) => {
-            b[19..21].copy_from_slice(&[0x49, 0xbb]); // mov r11, imm64
-            b[21..29].copy_from_slice(&(entry as u64).to_le_bytes());
-            b[29..32].copy_from_slice(&[0x41, 0xff, 0xe3]); // jmp r11
-            32
-        }
-    };
+    let len = tail_jump(&mut b, 19, entry, at);
     ThunkCode::from_bytes(b, len)
 }
 
@@ -319,7 +318,7 @@ mod tests {
     }
 
     proptest::proptest! {
-        /// The fixed-offset encoder writes exactly what the general one
+        /// The fixed-offset encoders write exactly what the general one
         /// (`mov_imm64`, `jump`) pushes, near and far, for every register.
         #[test]
         fn register_thunk_matches_the_general_encoder(
@@ -336,6 +335,15 @@ mod tests {
             mov_imm64(&mut general, reg, ctx);
             jump(&mut general, at, entry, 11);
             let fixed = register_thunk(reg, ctx, entry, at);
+            proptest::prop_assert_eq!(fixed.as_slice(), general.as_slice());
+            // The float form: `mov r11, ctx; movq xmm, r11`, then the jump.
+            let xmm = reg % 8;
+            let mut general = ThunkCode::new();
+            general.push(&ENDBR64);
+            mov_imm64(&mut general, 11, ctx);
+            general.push(&movq_xmm_r11(xmm));
+            jump(&mut general, at, entry, 11);
+            let fixed = float_thunk(xmm, ctx, entry, at);
             proptest::prop_assert_eq!(fixed.as_slice(), general.as_slice());
         }
     }
