@@ -72,6 +72,8 @@ mod no_thunks {
     pub(crate) const TABLE_SIZE: usize = 4096;
     /// A placeholder: there is no table.
     pub(crate) const ENTRY_SIZE: usize = 32;
+    /// A placeholder: there is no table.
+    pub(crate) const TABLE_KINDS: usize = 1;
 
     /// No trampoline table is assembled for this architecture.
     pub(crate) fn trampoline_table() -> Option<&'static [u8]> {
@@ -79,7 +81,16 @@ mod no_thunks {
     }
 
     /// Never called: there is no table.
-    pub(crate) fn trampoline_target(_conv: CallConv, _placement: Placement) -> usize {
+    pub(crate) const fn trampoline_kind(_placement: Placement) -> usize {
+        unreachable!()
+    }
+
+    /// Never called: there is no table.
+    pub(crate) fn trampoline_target(
+        _conv: CallConv,
+        _placement: Placement,
+        _entry: usize,
+    ) -> usize {
         unreachable!("no trampoline table for this architecture")
     }
 

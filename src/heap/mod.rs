@@ -221,7 +221,7 @@ use crate::sys;
 ///   a heap use the best strategy for written code that works here
 ///   ([`span_strategy`](Heap::span_strategy)). Chosen automatically for
 ///   thunks where dual mapping does not work (a generated thunk is cheaper
-///   to call: one direct jump instead of two indirect ones), or forced with
+///   to call: one direct jump instead of an indirect one), or forced with
 ///   [`HeapBuilder::strategy`](crate::HeapBuilder::strategy).
 pub struct Heap<L: RawMutex = DefaultLock> {
     /// The heap's state, in one shard per thread group (`shard.rs`): one

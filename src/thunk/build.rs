@@ -250,10 +250,13 @@ impl<'a, F: ThunkSig, L: RawMutex> Thunk<'a, F, L> {
         // inline tag); only the owner of the entry uses it, and no call can
         // reach it before the entry's pointer is returned.
         unsafe { write_inline(slot.data, kept, tag) };
-        // SAFETY: the entry jumps through a record that holds the adapter
-        // for `F`'s placement, the context and the entry, which takes `F`'s
-        // arguments plus the context; it is not null.
-        let fn_ptr = unsafe { <F::Unsafe as FnPtr>::from_addr(slot.entry as *const ()) };
+        // The slot's entry in the page for `F`'s placement.
+        let at = slot.entry + trampoline::entry_offset(placement_const::<F>());
+        // SAFETY: that entry puts the record's context where `F`'s
+        // placement says and reaches the record's entry function (directly,
+        // or through the frame adapter), which takes `F`'s arguments plus
+        // the context; it is not null.
+        let fn_ptr = unsafe { <F::Unsafe as FnPtr>::from_addr(at as *const ()) };
         // SAFETY: a `STATIC` thunk (its table's info records its heap): it
         // keeps its slot, packed, and owns it from now on.
         unsafe { Self::from_parts(fn_ptr, handle::STATIC | tag, slot.packed as usize) }
@@ -270,10 +273,12 @@ impl<'a, F: ThunkSig, L: RawMutex> Thunk<'a, F, L> {
                 |_| trampoline::record(F::CONV, placement, ctx_addr, entry as usize),
                 false,
             )?;
-            // SAFETY: the entry jumps through a record that holds the
-            // adapter for `F`'s placement, the context and `entry`, which
-            // takes `F`'s arguments plus the context; it is not null.
-            let fn_ptr = unsafe { <F::Unsafe as FnPtr>::from_addr(slot.entry() as *const ()) };
+            let at = slot.entry() + trampoline::entry_offset(placement);
+            // SAFETY: the slot's entry in the page for `F`'s placement puts
+            // the record's context where that placement says and reaches
+            // `entry` (directly, or through the frame adapter), which takes
+            // `F`'s arguments plus the context; it is not null.
+            let fn_ptr = unsafe { <F::Unsafe as FnPtr>::from_addr(at as *const ()) };
             let slow = Slow::boxed(heap, Code::Static(slot), ctx, None, builds_frame);
             // SAFETY: the thunk owns the slot and the context, in `slow`.
             return Ok(unsafe { Self::from_slow(fn_ptr, slow) });
@@ -328,7 +333,8 @@ impl<'a, F: ThunkSig, L: RawMutex> Thunk<'a, F, L> {
                 |_| trampoline::record(F::CONV, placement, ctx_addr, entry as usize),
                 false,
             )?;
-            (slot.entry() as *const (), Code::Static(slot), None)
+            let at = slot.entry() + trampoline::entry_offset(placement);
+            (at as *const (), Code::Static(slot), None)
         } else if let (Placement::Register(_) | Placement::Float(_), Some(CodeStrategy::DualMap)) =
             (placement, heap.code_strategy())
         {

@@ -40,11 +40,12 @@
 //! On a heap whose strategy is
 //! [`StaticTrampolines`](crate::Strategy::StaticTrampolines) no code is
 //! written: the thunk is an entry of a trampoline table mapped from the
-//! binary's file, and its record (one table size ahead) holds the context,
-//! `entry`, and a precompiled adapter for the placement (a register adapter
-//! that loads the context into the argument register and jumps to `entry`,
-//! or the same frame adapter). The record is published before the thunk's
-//! pointer is returned, its adapter word last with release ordering.
+//! binary's file, in the table's page for its placement, and its record (at
+//! a fixed distance) holds the context and its target: `entry` itself,
+//! which a register page's entry reaches in one jump after loading the
+//! context into the placement's register, or the same frame adapter. The
+//! record is published before the thunk's pointer is returned, its target
+//! word last with release ordering.
 
 mod build;
 pub(crate) mod call;
@@ -68,6 +69,7 @@ use crate::strategy::{CodeStrategy, ThunkStrategy};
 use crate::trampoline;
 use call::{MutCtx, OnceCtx};
 pub use closure::{ThunkFn, ThunkFnMut, ThunkFnOnce};
+use codegen::placement_const;
 use context::Context;
 use handle::{Code, MovedOut, Slow};
 pub use page::{SealedThunkPage, ThunkPage};
@@ -490,6 +492,8 @@ impl<'a, F: ThunkSig, L: RawMutex> Thunk<'a, F, L> {
             handle::STATIC => {
                 let heap = self.heap();
                 let packed = self.kept() as u64;
+                // The slot's entry in the table's first page.
+                let addr = addr - trampoline::entry_offset(placement_const::<F>());
                 let moved = inline_drop.then(|| {
                     let data = trampoline::SlotRef::unpack(packed, addr).0.data_slot();
                     // SAFETY: as for `GRANULE`.

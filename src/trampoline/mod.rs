@@ -1,25 +1,30 @@
 //! Static trampolines: thunks that are data, not code.
 //!
-//! The trampoline table is a page of identical entries assembled into this
-//! library's own text (the per-ISA assembly is in `arch`, e.g.
-//! `arch/x86_64/trampolines.rs`). At run time it is mapped again, read+exec,
-//! from the file the process loaded it from (found by `sys::ImageFile`),
-//! next to a read-write page of records and one of data slots:
+//! The trampoline table is a few pages of entries assembled into this
+//! library's own text, one page per kind of context placement (the per-ISA
+//! assembly is in `arch`, e.g. `arch/x86_64/trampolines.rs`). At run time
+//! it is mapped again, read+exec, from the file the process loaded it
+//! from (found by `sys::ImageFile`), next to a read-write page of records
+//! and one of data slots:
 //!
 //! ```text
-//!  base                      base + TABLE_SIZE         base + 2*TABLE_SIZE
-//!  | entry 0 | entry 1 | ... | record 0 | record 1 | ... | data 0 | data 1 | ... |
-//!  '-- read+exec, from the binary's file --'---- read-write, anonymous, private ----'
+//!  base        + TABLE_SIZE          + CODE_SIZE          + CODE_SIZE + TABLE_SIZE
+//!  | kind 0 page | kind 1 page | ... | record 0 | record 1 | ... | data 0 | data 1 | ... |
+//!  '------ read+exec, from the binary's file ------'---- read-write, anonymous, private ----'
 //! ```
 //!
-//! Entry `i` reads record `i` at exactly `TABLE_SIZE` bytes ahead of
-//! itself. A record is `[ctx, entry, stack_args, target]`: `target` is an
-//! adapter (in `arch`) that puts `ctx` where the signature's placement says
-//! and reaches `entry`, the closure's entry function. Creating a thunk
-//! writes a record, never code: no page is ever writable and executable, no
-//! page gains exec after it was written, and no memfd is needed. A small
-//! `Fn` closure lives in its entry's 16-byte data slot
-//! (`crate::data_slot`), so such a thunk allocates nothing else.
+//! Slot `i` of a table is entry `i` of every page and record `i`: entry
+//! `i` of each page reads record `i`, at a fixed distance from itself. A
+//! thunk's function pointer is entry `i` of the page of its signature's
+//! placement ([`entry_offset`]). A record is `[ctx, entry, stack_args,
+//! target]`: a register page's entry loads `target` (the closure's entry
+//! function), puts `ctx` in the placement's register and jumps once; the
+//! frame page's entry jumps to `target`, a frame adapter (in `arch`) that
+//! builds a new frame from the record. Creating a thunk writes a record,
+//! never code: no page is ever writable and executable, no page gains exec
+//! after it was written, and no memfd is needed. A small `Fn` closure lives
+//! in its slot's 16-byte data slot (`crate::data_slot`), so such a thunk
+//! allocates nothing else.
 //!
 //! This module owns the feature:
 //! - `source.rs`: where the table's code comes from (found once per
@@ -45,15 +50,26 @@ use crate::abi::CallConv;
 use crate::abi::conv::C_CONV;
 use crate::arch::{self, Placement};
 
-/// The size of a table (and of its record page, and of its data page).
+/// The size of one page of a table's code (and of its record page, and of
+/// its data page).
 pub(crate) const TABLE_SIZE: usize = arch::TABLE_SIZE;
+/// The size of a table's code: one page per kind of placement.
+pub(crate) const CODE_SIZE: usize = arch::TABLE_KINDS * TABLE_SIZE;
 /// The size of one entry, and of one record.
 pub(crate) const ENTRY_SIZE: usize = arch::ENTRY_SIZE;
-/// Entries (and so thunks) per table.
+/// Slots (and so thunks) per table.
 pub(crate) const ENTRIES: usize = TABLE_SIZE / ENTRY_SIZE;
 
+/// How far a thunk's function pointer is from its slot's entry in the
+/// first page: the page of `placement`'s kind.
+#[inline(always)]
+pub(crate) const fn entry_offset(placement: Placement) -> usize {
+    arch::trampoline_kind(placement) * TABLE_SIZE
+}
+
 /// What a thunk's record holds: the words `[ctx, entry, stack_args]` and
-/// the adapter `target` for a context placed at `placement` under `conv`.
+/// the `target` its entry jumps to (the entry function, or the frame
+/// adapter for a context that goes on the stack).
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Record {
     pub(crate) words: [usize; 3],
@@ -70,7 +86,7 @@ pub(crate) fn record(conv: CallConv, placement: Placement, ctx: usize, entry: us
     };
     Record {
         words: [ctx, entry, stack_args],
-        target: arch::trampoline_target(conv, placement),
+        target: arch::trampoline_target(conv, placement, entry),
     }
 }
 
@@ -102,11 +118,12 @@ pub(crate) fn self_test() -> std::result::Result<(), String> {
         reached as *const () as usize,
     );
     table.publish(0, rec);
-    // SAFETY: entry 0 of a mapped table jumps through record 0 to the
-    // register adapter, which passes the flag's address to `reached` as its
-    // (only) argument: together an `extern "C" fn()`.
-    let f: extern "C" fn() =
-        unsafe { std::mem::transmute::<usize, extern "C" fn()>(table.entry(0)) };
+    // SAFETY: entry 0 of the page of the placement loads record 0, puts
+    // the flag's address where the placement says and jumps to `reached`,
+    // which takes it as its (only) argument: together an `extern "C" fn()`.
+    let f: extern "C" fn() = unsafe {
+        std::mem::transmute::<usize, extern "C" fn()>(table.entry(0) + entry_offset(placement))
+    };
     f();
     if flag.load(Ordering::Relaxed) {
         Ok(())

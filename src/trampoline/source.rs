@@ -4,7 +4,7 @@
 
 use once_cell::race::OnceBox;
 
-use super::TABLE_SIZE;
+use super::{CODE_SIZE, TABLE_SIZE};
 use crate::arch;
 use crate::sys::{self, ImageFile};
 
@@ -47,10 +47,11 @@ pub(crate) fn source() -> std::result::Result<&'static TableSource, &'static str
 fn find_source() -> std::result::Result<TableSource, String> {
     let table =
         arch::trampoline_table().ok_or("no trampoline table is assembled for this architecture")?;
+    assert_eq!(table.len(), CODE_SIZE, "one page per kind of placement");
     let page = sys::page_size();
     if page > TABLE_SIZE {
         return Err(format!(
-            "the page size ({page}) is larger than the trampoline table ({TABLE_SIZE})"
+            "the page size ({page}) is larger than a page of the trampoline table ({TABLE_SIZE})"
         ));
     }
     let image = ImageFile::locate(table.as_ptr() as usize)?;

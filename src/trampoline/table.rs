@@ -5,7 +5,7 @@ use std::ptr::NonNull;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::source::TableSource;
-use super::{ENTRIES, ENTRY_SIZE, Record, TABLE_SIZE};
+use super::{CODE_SIZE, ENTRIES, ENTRY_SIZE, Record, TABLE_SIZE};
 use crate::arch;
 use crate::data_slot::DATA_SLOT;
 use crate::error::{Error, Result};
@@ -21,18 +21,20 @@ const TARGET: usize = 3;
 /// which every thunk borrows).
 #[derive(Debug)]
 pub(crate) struct Table {
-    /// The three parts, each `TABLE_SIZE` bytes: the table's code (mapped
-    /// over the first part from the binary's file), the records, and the
-    /// data slots (`DATA_SLOT` bytes per entry, for small closures).
+    /// The three parts: the table's code (`CODE_SIZE` bytes, mapped over
+    /// the first part from the binary's file), the records and the data
+    /// slots (`TABLE_SIZE` bytes each; `DATA_SLOT` bytes per slot, for
+    /// small closures).
     mapping: Mapping,
 }
 
 /// Where the data slots start, from the table's base.
-const DATA_AT: usize = 2 * TABLE_SIZE;
+const DATA_AT: usize = CODE_SIZE + TABLE_SIZE;
 
-/// The record of the entry at `entry`: exactly `TABLE_SIZE` bytes ahead.
+/// The record of the slot whose entry in the first page is at `entry`:
+/// exactly `CODE_SIZE` bytes ahead.
 fn record_of(entry: usize) -> *mut usize {
-    std::ptr::with_exposed_provenance_mut::<usize>(entry + TABLE_SIZE)
+    std::ptr::with_exposed_provenance_mut::<usize>(entry + CODE_SIZE)
 }
 
 /// The target word of the record of the entry at `entry`.
@@ -102,12 +104,12 @@ impl Table {
             .map_err(|e| Error::os("mmap (trampoline table)", e))?;
         let base = mapping.ptr();
         let table = Table { mapping };
-        // SAFETY: the first half of our fresh reservation; nothing uses it.
-        unsafe { source.image.map_exec_over(base, TABLE_SIZE) }
+        // SAFETY: the first part of our fresh reservation; nothing uses it.
+        unsafe { source.image.map_exec_over(base, CODE_SIZE) }
             .map_err(|e| Error::os("mmap(PROT_READ|PROT_EXEC) of the trampoline table", e))?;
-        // SAFETY: the first half is now a readable mapping of TABLE_SIZE
+        // SAFETY: the first part is now a readable mapping of CODE_SIZE
         // bytes.
-        let mapped = unsafe { std::slice::from_raw_parts(base.as_ptr(), TABLE_SIZE) };
+        let mapped = unsafe { std::slice::from_raw_parts(base.as_ptr(), CODE_SIZE) };
         if mapped != source.table {
             return Err(Error::StrategyUnavailable {
                 strategy: Strategy::StaticTrampolines,
@@ -124,7 +126,9 @@ impl Table {
         Ok(table)
     }
 
-    /// The address of entry `i`.
+    /// The address of slot `i`'s entry in the first page (its entry in
+    /// the page of a placement is [`entry_offset`](super::entry_offset)
+    /// further).
     pub(crate) fn entry(&self, i: usize) -> usize {
         debug_assert!(i < ENTRIES);
         self.mapping.as_ptr() as usize + i * ENTRY_SIZE
@@ -157,6 +161,6 @@ impl Table {
 
     /// Bytes of address space a table takes (code, records, data slots).
     pub(crate) const fn reserved_bytes() -> usize {
-        3 * TABLE_SIZE
+        CODE_SIZE + 2 * TABLE_SIZE
     }
 }

@@ -22,5 +22,6 @@ mod trampolines;
 
 pub(crate) use thunk::{float_thunk, frame_thunk, placement, register_thunk, register_thunk_len};
 pub(crate) use trampolines::{
-    ENTRY_SIZE, TABLE_SIZE, trampoline_freed, trampoline_table, trampoline_target,
+    ENTRY_SIZE, TABLE_KINDS, TABLE_SIZE, trampoline_freed, trampoline_kind, trampoline_table,
+    trampoline_target,
 };

@@ -1,89 +1,90 @@
-//! The static trampoline table for x86_64, and the adapters its records
-//! point to.
+//! The static trampoline table for x86_64.
 //!
-//! The table is one page (4 KiB) of identical 32-byte entries in this
-//! library's own text, page-aligned so that it can be mapped again from the
-//! binary's file. Each entry is
+//! The table is [`TABLE_KINDS`] pages (4 KiB each) of 32-byte entries in
+//! this library's own text, page-aligned so that it can be mapped again
+//! from the binary's file. Each page serves one kind of context placement
+//! ([`trampoline_kind`]); its entries are identical, and entry `i` of every
+//! page reads record `i` in the record page that follows the last one.
+//! An entry of an argument-register page (kinds 1-6) or a float-register
+//! page (kinds 7-14, the `xmm` placement) is
 //!
 //! ```text
 //! endbr64
-//! lea r11, [rip + 4096 - 11]   ; r11 = this entry's record, one page ahead
-//! jmp qword ptr [r11 + 24]     ; the record's target
-//! int3 ...                     ; padding up to 32 bytes
+//! lea r11, [rip + (15 - kind) * 4096 - 11]  ; r11 = this entry's record
+//! mov r10, qword ptr [r11 + 24]             ; the record's target: the entry
+//! mov rdi, qword ptr [r11]                  ; ctx (or rsi, .., r9; movq xmmN)
+//! jmp r10                                   ; one indirect jump
+//! int3 ...                                  ; padding up to 32 bytes
 //! ```
 //!
-//! and its record, in the read-write page after the mapped table, is
-//! `[ctx, entry, stack_args, target]` (the layout the frame adapters read).
-//! `target` is one of the adapters below: a register adapter puts `ctx` in
-//! the argument register after the caller's arguments (an `xmm` register
-//! for the float-register placement) and jumps to `entry`; a frame adapter
-//! builds a new frame. Creating a thunk writes four words,
-//! never code. Only r11 and r10 are used, which every convention leaves
-//! free at a call.
+//! and an entry of the frame page (kind 0) jumps through the target to a
+//! frame adapter (`adapters.rs`), which reads the record from r11. The
+//! record is `[ctx, entry, stack_args, target]`, where `target` is the
+//! entry function for a register kind and the adapter for the frame kind.
+//! Creating a thunk writes four words, never code. Only r11 and r10 are
+//! used, which every convention leaves free at a call.
+//!
+//! The target is loaded before `ctx`: x86_64 keeps loads in order, so a
+//! thread that sees a target published with release ordering sees the
+//! `ctx` written before it.
 
 use std::arch::global_asm;
 
 use super::super::Placement;
 use crate::abi::CallConv;
 
-/// The size of the table and the distance from an entry to its record.
+/// The size of one page of the table, and the unit of the distance from
+/// an entry to its record.
 pub(crate) const TABLE_SIZE: usize = 4096;
 /// The size of one entry, and of one record.
 pub(crate) const ENTRY_SIZE: usize = 32;
+/// Pages in the table: one per kind of placement (the frame path, six
+/// argument registers, eight `xmm` registers). The assembly's
+/// displacements (`15 - kind`) assume this count.
+pub(crate) const TABLE_KINDS: usize = 15;
 
-// The table and the adapters, in `trampolines.s` (ELF assembly).
+// The table and the trap target, in `trampolines.s` (ELF assembly).
 global_asm!(include_str!("trampolines.s"));
 
 unsafe extern "C" {
-    static wxthunk_0_1_trampoline_table: [u8; TABLE_SIZE];
-    fn wxthunk_0_1_tramp_rdi();
-    fn wxthunk_0_1_tramp_rsi();
-    fn wxthunk_0_1_tramp_rdx();
-    fn wxthunk_0_1_tramp_rcx();
-    fn wxthunk_0_1_tramp_r8();
-    fn wxthunk_0_1_tramp_r9();
-    fn wxthunk_0_1_tramp_xmm0();
-    fn wxthunk_0_1_tramp_xmm1();
-    fn wxthunk_0_1_tramp_xmm2();
-    fn wxthunk_0_1_tramp_xmm3();
-    fn wxthunk_0_1_tramp_xmm4();
-    fn wxthunk_0_1_tramp_xmm5();
-    fn wxthunk_0_1_tramp_xmm6();
-    fn wxthunk_0_1_tramp_xmm7();
+    static wxthunk_0_1_trampoline_table: [u8; TABLE_KINDS * TABLE_SIZE];
     fn wxthunk_0_1_tramp_freed();
 }
 
-/// The table as assembled into this binary's text.
+/// The table as assembled into this binary's text, every kind's page.
 pub(crate) fn trampoline_table() -> Option<&'static [u8]> {
-    // SAFETY: the symbol is the 4096 bytes of code assembled above, in a
+    // SAFETY: the symbol is the table's code assembled above, in a
     // readable, never-written text section.
     Some(unsafe { &*std::ptr::addr_of!(wxthunk_0_1_trampoline_table) })
 }
 
-/// Where a record's `target` should point for a thunk whose context goes
-/// to `placement` under `conv`.
+/// The page of the table whose entries put the context where `placement`
+/// says.
 #[inline]
-pub(crate) fn trampoline_target(conv: CallConv, placement: Placement) -> usize {
-    let f: unsafe extern "C" fn() = match placement {
-        Placement::Register(1) => wxthunk_0_1_tramp_rcx,
-        Placement::Register(2) => wxthunk_0_1_tramp_rdx,
-        Placement::Register(6) => wxthunk_0_1_tramp_rsi,
-        Placement::Register(7) => wxthunk_0_1_tramp_rdi,
-        Placement::Register(8) => wxthunk_0_1_tramp_r8,
-        Placement::Register(9) => wxthunk_0_1_tramp_r9,
-        Placement::Register(other) => unreachable!("no argument register {other}"),
-        Placement::Float(0) => wxthunk_0_1_tramp_xmm0,
-        Placement::Float(1) => wxthunk_0_1_tramp_xmm1,
-        Placement::Float(2) => wxthunk_0_1_tramp_xmm2,
-        Placement::Float(3) => wxthunk_0_1_tramp_xmm3,
-        Placement::Float(4) => wxthunk_0_1_tramp_xmm4,
-        Placement::Float(5) => wxthunk_0_1_tramp_xmm5,
-        Placement::Float(6) => wxthunk_0_1_tramp_xmm6,
-        Placement::Float(7) => wxthunk_0_1_tramp_xmm7,
-        Placement::Float(other) => unreachable!("no float argument register {other}"),
-        Placement::Stack(n) => return super::adapters::frame_adapter(conv, n),
-    };
-    f as usize
+pub(crate) const fn trampoline_kind(placement: Placement) -> usize {
+    match placement {
+        Placement::Stack(_) => 0,
+        Placement::Register(7) => 1, // rdi
+        Placement::Register(6) => 2, // rsi
+        Placement::Register(2) => 3, // rdx
+        Placement::Register(1) => 4, // rcx
+        Placement::Register(8) => 5,
+        Placement::Register(9) => 6,
+        Placement::Register(_) => panic!("no such argument register"),
+        Placement::Float(n) if n < 8 => 7 + n as usize,
+        Placement::Float(_) => panic!("no such float argument register"),
+    }
+}
+
+/// Where a record's `target` should point for a thunk whose context goes
+/// to `placement` under `conv` and whose entry function is `entry`: the
+/// entry itself for a register kind, a frame adapter for the frame kind.
+#[inline]
+pub(crate) fn trampoline_target(conv: CallConv, placement: Placement, entry: usize) -> usize {
+    match placement {
+        Placement::Stack(n) => super::adapters::frame_adapter(conv, n),
+        Placement::Register(_) | Placement::Float(_) => entry,
+    }
 }
 
 /// The target of a free record: traps.
@@ -95,17 +96,81 @@ pub(crate) fn trampoline_freed() -> usize {
 mod tests {
     use super::*;
 
-    #[test]
-    fn every_entry_reads_its_record_one_table_ahead() {
+    const ENDBR64: [u8; 4] = [0xf3, 0x0f, 0x1e, 0xfa];
+
+    /// The bytes after `lea r11, [rip + disp32]` in every entry of the
+    /// page of `kind`, having checked that the lea reaches the record page.
+    fn entries_of(kind: usize) -> impl Iterator<Item = &'static [u8]> {
         let table = trampoline_table().unwrap();
-        assert_eq!(table.as_ptr() as usize % TABLE_SIZE, 0);
-        for entry in table.chunks(ENTRY_SIZE) {
-            assert_eq!(&entry[..4], &[0xf3, 0x0f, 0x1e, 0xfa]); // endbr64
+        let page = &table[kind * TABLE_SIZE..][..TABLE_SIZE];
+        page.chunks(ENTRY_SIZE).map(move |entry| {
+            assert_eq!(&entry[..4], &ENDBR64);
             assert_eq!(&entry[4..7], &[0x4c, 0x8d, 0x1d]); // lea r11, [rip + disp32]
             let disp = i32::from_le_bytes(entry[7..11].try_into().unwrap());
-            assert_eq!(11 + disp as usize, TABLE_SIZE);
-            assert_eq!(&entry[11..15], &[0x41, 0xff, 0x63, 24]); // jmp [r11 + 24]
-            assert!(entry[15..].iter().all(|&b| b == 0xcc));
+            assert_eq!(11 + disp as usize, (TABLE_KINDS - kind) * TABLE_SIZE);
+            &entry[11..]
+        })
+    }
+
+    #[test]
+    fn the_table_is_page_aligned_with_one_page_per_kind() {
+        let table = trampoline_table().unwrap();
+        assert_eq!(table.as_ptr() as usize % TABLE_SIZE, 0);
+        assert_eq!(table.len(), TABLE_KINDS * TABLE_SIZE);
+    }
+
+    #[test]
+    fn frame_entries_jump_through_the_target_to_the_adapter() {
+        for rest in entries_of(0) {
+            assert_eq!(&rest[..4], &[0x41, 0xff, 0x63, 24]); // jmp [r11 + 24]
+            assert!(rest[4..].iter().all(|&b| b == 0xcc));
         }
+    }
+
+    #[test]
+    fn register_entries_load_the_target_then_ctx_and_jump_once() {
+        // mov reg, [r11]: REX.W+B (and R for r8/r9), 8b, modrm (reg, [r11]).
+        let loads: [(Placement, [u8; 3]); 6] = [
+            (Placement::Register(7), [0x49, 0x8b, 0x3b]), // rdi
+            (Placement::Register(6), [0x49, 0x8b, 0x33]), // rsi
+            (Placement::Register(2), [0x49, 0x8b, 0x13]), // rdx
+            (Placement::Register(1), [0x49, 0x8b, 0x0b]), // rcx
+            (Placement::Register(8), [0x4d, 0x8b, 0x03]), // r8
+            (Placement::Register(9), [0x4d, 0x8b, 0x0b]), // r9
+        ];
+        for (placement, load) in loads {
+            for rest in entries_of(trampoline_kind(placement)) {
+                assert_eq!(&rest[..4], &[0x4d, 0x8b, 0x53, 24]); // mov r10, [r11 + 24]
+                assert_eq!(&rest[4..7], &load, "{placement:?}");
+                assert_eq!(&rest[7..10], &[0x41, 0xff, 0xe2]); // jmp r10
+                assert!(rest[10..].iter().all(|&b| b == 0xcc));
+            }
+        }
+    }
+
+    #[test]
+    fn float_entries_load_the_target_then_ctx_into_their_xmm_register() {
+        for n in 0..8u8 {
+            for rest in entries_of(trampoline_kind(Placement::Float(n))) {
+                assert_eq!(&rest[..4], &[0x4d, 0x8b, 0x53, 24]); // mov r10, [r11 + 24]
+                // movq xmmN, [r11]: f3, REX.B, 0f 7e, modrm (xmmN, [r11]).
+                assert_eq!(&rest[4..9], &[0xf3, 0x41, 0x0f, 0x7e, 0x03 | n << 3]);
+                assert_eq!(&rest[9..12], &[0x41, 0xff, 0xe2]); // jmp r10
+                assert!(rest[12..].iter().all(|&b| b == 0xcc));
+            }
+        }
+    }
+
+    #[test]
+    fn every_placement_has_its_own_page() {
+        let mut kinds: Vec<usize> = [1, 2, 6, 7, 8, 9]
+            .map(Placement::Register)
+            .into_iter()
+            .chain((0..8).map(Placement::Float))
+            .chain([Placement::Stack(0)])
+            .map(trampoline_kind)
+            .collect();
+        kinds.sort_unstable();
+        assert_eq!(kinds, (0..TABLE_KINDS).collect::<Vec<_>>());
     }
 }

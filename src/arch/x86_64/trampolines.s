@@ -1,59 +1,80 @@
-// wxthunk's static trampoline table for x86_64, and the register adapters
-// its records point to. ELF only (section flags, .type, .size, .hidden):
-// arch/mod.rs selects this code on ELF targets alone. Intel syntax, as
-// Rust's global_asm! reads it. See trampolines.rs for the layout.
+// wxthunk's static trampoline table for x86_64. ELF only (section flags,
+// .type, .size, .hidden): arch/mod.rs selects this code on ELF targets
+// alone. Intel syntax, as Rust's global_asm! reads it. See trampolines.rs
+// for the layout.
 
-// The table: one page of identical 32-byte entries, page-aligned so that
-// it can be mapped again from the binary's file. Entry i reads record i,
-// one page ahead of itself, and jumps through its target word.
+// One page of identical 32-byte entries per kind of context placement,
+// the pages in a row and page-aligned, so that the whole table can be
+// mapped again from the binary's file. Entry i of every page reads record
+// i, in the page after the last one (15 - kind pages ahead of itself).
+
+// Kind 0, the frame path: jumps through the record's target to a frame
+// adapter (adapters.s), which reads the record from r11.
+.macro wxthunk_frame_page
+.rept 128
+2:
+    endbr64
+    lea r11, [rip + 15 * 4096 - 11]
+    jmp qword ptr [r11 + 24]
+    .fill 2b + 32 - ., 1, 0xcc
+.endr
+.endm
+
+// Kinds 1-6: the record's ctx into an integer argument register. The
+// target (the entry function itself) is loaded first: a thread that sees
+// a published target sees the ctx written before it.
+.macro wxthunk_reg_page kind, reg
+.rept 128
+2:
+    endbr64
+    lea r11, [rip + (15 - \kind) * 4096 - 11]
+    mov r10, qword ptr [r11 + 24]
+    mov \reg, qword ptr [r11]
+    jmp r10
+    .fill 2b + 32 - ., 1, 0xcc
+.endr
+.endm
+
+// Kinds 7-14: the record's ctx into xmm<n>, the entry's trailing f64.
+.macro wxthunk_xmm_page kind, n
+.rept 128
+2:
+    endbr64
+    lea r11, [rip + (15 - \kind) * 4096 - 11]
+    mov r10, qword ptr [r11 + 24]
+    movq xmm\n, qword ptr [r11]
+    jmp r10
+    .fill 2b + 32 - ., 1, 0xcc
+.endr
+.endm
+
 .pushsection .text.wxthunk_0_1_trampolines,"ax",@progbits
 .p2align 12
 .globl wxthunk_0_1_trampoline_table
 .hidden wxthunk_0_1_trampoline_table
 .type wxthunk_0_1_trampoline_table, @function
 wxthunk_0_1_trampoline_table:
-.rept 128
-2:
-    endbr64
-    lea r11, [rip + 4096 - 11]
-    jmp qword ptr [r11 + 24]
-    .fill 2b + 32 - ., 1, 0xcc
-.endr
+    wxthunk_frame_page
+    wxthunk_reg_page 1, rdi
+    wxthunk_reg_page 2, rsi
+    wxthunk_reg_page 3, rdx
+    wxthunk_reg_page 4, rcx
+    wxthunk_reg_page 5, r8
+    wxthunk_reg_page 6, r9
+    wxthunk_xmm_page 7, 0
+    wxthunk_xmm_page 8, 1
+    wxthunk_xmm_page 9, 2
+    wxthunk_xmm_page 10, 3
+    wxthunk_xmm_page 11, 4
+    wxthunk_xmm_page 12, 5
+    wxthunk_xmm_page 13, 6
+    wxthunk_xmm_page 14, 7
 .size wxthunk_0_1_trampoline_table, . - wxthunk_0_1_trampoline_table
 .popsection
 
-// One register adapter per argument register: the record's ctx into the
-// register, then on to the record's entry.
-.text
-.irp reg, rdi, rsi, rdx, rcx, r8, r9
-.p2align 4
-.globl wxthunk_0_1_tramp_\reg
-.hidden wxthunk_0_1_tramp_\reg
-.type wxthunk_0_1_tramp_\reg, @function
-wxthunk_0_1_tramp_\reg:
-    endbr64
-    mov \reg, qword ptr [r11]
-    jmp qword ptr [r11 + 8]
-.size wxthunk_0_1_tramp_\reg, . - wxthunk_0_1_tramp_\reg
-.endr
-
-// One float-register adapter per System V float argument register: the
-// record's ctx into xmm<n> (the entry's trailing f64), then on to the
-// record's entry.
-.irp n, 0, 1, 2, 3, 4, 5, 6, 7
-.p2align 4
-.globl wxthunk_0_1_tramp_xmm\n
-.hidden wxthunk_0_1_tramp_xmm\n
-.type wxthunk_0_1_tramp_xmm\n, @function
-wxthunk_0_1_tramp_xmm\n:
-    endbr64
-    movq xmm\n, qword ptr [r11]
-    jmp qword ptr [r11 + 8]
-.size wxthunk_0_1_tramp_xmm\n, . - wxthunk_0_1_tramp_xmm\n
-.endr
-
 // The target of every free record: a call through a freed or never-used
 // entry stops at once (SIGILL) instead of running whatever the slot held.
+.text
 .p2align 4
 .globl wxthunk_0_1_tramp_freed
 .hidden wxthunk_0_1_tramp_freed
