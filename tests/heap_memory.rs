@@ -186,3 +186,79 @@ fn freeing_every_other_protect_page_keeps_the_mapping_count_bounded() {
     let grown = mappings().saturating_sub(before);
     assert!(grown < 200, "{grown} mappings after compact");
 }
+
+/// What `/proc/self/maps` says of the page holding `addr` and of the pages
+/// on either side: (the mapping holding it, the permissions around it).
+fn page_and_neighbours(
+    maps: &[support::maps::Mapping],
+    addr: usize,
+) -> (&support::maps::Mapping, [&str; 2]) {
+    let at = |a: usize| maps.iter().find(|m| m.contains(a)).expect("mapped");
+    let page = addr & !4095;
+    (at(addr), [&at(page - 1).perms, &at(page + 4096).perms])
+}
+
+#[test]
+fn static_trampoline_tables_map_only_the_pages_of_kinds_in_use() {
+    if !wxthunk::probe().allows(Strategy::StaticTrampolines) {
+        println!("SKIPPED: static trampolines do not work here");
+        return;
+    }
+    type F1 = unsafe extern "C" fn(u64) -> u64;
+    type F6 = unsafe extern "C" fn(u64, u64, u64, u64, u64, u64) -> u64;
+    let exe = std::env::current_exe().unwrap();
+    let heap = Heap::builder()
+        .strategy(Strategy::StaticTrampolines)
+        .build()
+        .unwrap();
+    // Three tables' worth of thunks whose context goes to rsi: in each table
+    // one page of code, the binary's own, next to no other code.
+    let ones: Vec<_> = (0..300u64)
+        .map(|v| heap.thunk::<F1, _>(move |a| a + v).unwrap())
+        .collect();
+    let check = |addr: usize, maps: &[support::maps::Mapping]| {
+        let (page, around) = page_and_neighbours(maps, addr);
+        assert_eq!(page.perms, "r-xp", "{page:?}");
+        assert_eq!(
+            page.end - page.start,
+            4096,
+            "one page of the table: {page:?}"
+        );
+        assert_eq!(std::path::Path::new(&page.name), exe, "{page:?}");
+        // Below, an unused kind's page; above, another or the records
+        // (the page of the rsi kind is the last of the code).
+        assert_eq!(around[0], "---p", "{page:?}");
+        assert!(["---p", "rw-p"].contains(&around[1]), "{page:?} {around:?}");
+    };
+    let maps = support::maps::read();
+    for t in &ones {
+        check(t.as_fn() as usize, &maps);
+    }
+    // Free every other slot, then make thunks whose context goes to xmm0:
+    // they reuse those slots, and their tables map the page of that kind
+    // besides.
+    let ones: Vec<_> = ones.into_iter().step_by(2).collect();
+    let sixes: Vec<_> = (0..150u64)
+        .map(|v| {
+            heap.thunk::<F6, _>(move |a, b, c, d, e, f| v + a + b + c + d + e + f)
+                .unwrap()
+        })
+        .collect();
+    let maps = support::maps::read();
+    for t in &sixes {
+        check(t.as_fn() as usize, &maps);
+    }
+    for t in &ones {
+        check(t.as_fn() as usize, &maps);
+    }
+    for (v, t) in (0..).step_by(2).zip(&ones) {
+        // SAFETY: the thunk is alive.
+        assert_eq!(unsafe { (t.as_fn())(1) }, v + 1);
+    }
+    for (v, t) in (0..).zip(&sixes) {
+        // SAFETY: the thunk is alive.
+        assert_eq!(unsafe { (t.as_fn())(1, 2, 3, 4, 5, 6) }, v + 21);
+    }
+    let tables = heap.stats().trampoline_tables;
+    assert!(tables <= 4, "{tables} tables for 300 live thunks");
+}

@@ -1,7 +1,10 @@
 //! Model-based property test of the static-trampoline slot pool: random
 //! sequences of thunk creation and drop (in bursts that fill and empty whole
 //! tables), compaction, checked after every step against a plain model:
-//! every live thunk has its own entry and still calls its own closure, the
+//! every live thunk has its own entry and still calls its own closure with
+//! its own arguments (the thunks have four signatures, whose contexts go to
+//! four different pages of a table: `rsi`, `rdx`, `xmm0` and the frame path,
+//! so freed slots are reused across kinds), the
 //! heap counts exactly the live ones, and the tables mapped are what the live
 //! slots need plus at most the one empty table kept against churn and the
 //! tables of the ready slots (at most `READY`) the shard keeps for reuse;
@@ -13,7 +16,80 @@ use std::collections::BTreeSet;
 use proptest::prelude::*;
 use wxthunk::{Heap, Strategy as WxStrategy, Thunk};
 
-type F = unsafe extern "C" fn(u64) -> u64;
+type F1 = unsafe extern "C" fn(u64) -> u64;
+type F2 = unsafe extern "C" fn(u64, u64) -> u64;
+type F6 = unsafe extern "C" fn(u64, u64, u64, u64, u64, u64) -> u64;
+type FFrame = unsafe extern "C" fn(
+    u64,
+    u64,
+    u64,
+    u64,
+    u64,
+    u64,
+    f64,
+    f64,
+    f64,
+    f64,
+    f64,
+    f64,
+    f64,
+    f64,
+) -> u64;
+
+type NoLock = wxthunk::NoLock;
+
+/// A live thunk of one of the four signatures, made to return its value
+/// plus the sum of its arguments.
+enum Live<'h> {
+    One(Thunk<'h, F1, NoLock>),
+    Two(Thunk<'h, F2, NoLock>),
+    Six(Thunk<'h, F6, NoLock>),
+    Frame(Thunk<'h, FFrame, NoLock>),
+}
+
+impl<'h> Live<'h> {
+    fn new(heap: &'h Heap<NoLock>, kind: usize, v: u64) -> Live<'h> {
+        match kind % 4 {
+            0 => Live::One(heap.thunk::<F1, _>(move |a| v + a).unwrap()),
+            1 => Live::Two(heap.thunk::<F2, _>(move |a, b| v + a + b).unwrap()),
+            2 => Live::Six(
+                heap.thunk::<F6, _>(move |a, b, c, d, e, f| v + a + b + c + d + e + f)
+                    .unwrap(),
+            ),
+            _ => Live::Frame(
+                heap.thunk::<FFrame, _>(move |a, b, c, d, e, f, g, h, i, j, k, l, m, n| {
+                    v + a + b + c + d + e + f + (g + h + i + j + k + l + m + n) as u64
+                })
+                .unwrap(),
+            ),
+        }
+    }
+
+    fn addr(&self) -> usize {
+        match self {
+            Live::One(t) => t.as_fn() as usize,
+            Live::Two(t) => t.as_fn() as usize,
+            Live::Six(t) => t.as_fn() as usize,
+            Live::Frame(t) => t.as_fn() as usize,
+        }
+    }
+
+    /// The thunk's value, from a call (its arguments sum to 36).
+    fn call(&self) -> u64 {
+        // SAFETY: each thunk is alive, called with its own signature.
+        unsafe {
+            match self {
+                Live::One(t) => (t.as_fn())(36),
+                Live::Two(t) => (t.as_fn())(30, 6),
+                Live::Six(t) => (t.as_fn())(1, 2, 3, 4, 5, 21),
+                Live::Frame(t) => {
+                    (t.as_fn())(1, 2, 3, 4, 5, 6, 1.0, 2.0, 3.0, 4.0, 2.0, 1.0, 1.0, 1.0)
+                }
+            }
+        }
+        .wrapping_sub(36)
+    }
+}
 
 /// Entries per table (4 KiB of 32-byte entries).
 const PER_TABLE: usize = 128;
@@ -24,8 +100,8 @@ const READY: usize = 64;
 
 #[derive(Clone, Debug)]
 enum Op {
-    /// Create this many thunks.
-    Create(usize),
+    /// Create this many thunks, of kinds from this one on in turn.
+    Create(usize, usize),
     /// Drop this many thunks, picked from the live ones by this seed.
     Drop(usize, usize),
     Compact,
@@ -33,7 +109,7 @@ enum Op {
 
 fn op() -> impl proptest::strategy::Strategy<Value = Op> {
     prop_oneof![
-        4 => (1usize..300).prop_map(Op::Create),
+        4 => (1usize..300, 0usize..4).prop_map(|(n, k)| Op::Create(n, k)),
         4 => (1usize..300, any::<usize>()).prop_map(|(n, s)| Op::Drop(n, s)),
         1 => Just(Op::Compact),
     ]
@@ -44,15 +120,15 @@ fn run(ops: &[Op]) {
         .strategy(WxStrategy::StaticTrampolines)
         .build_unlocked()
         .unwrap();
-    let mut live: Vec<(u64, Thunk<'_, F, wxthunk::NoLock>)> = Vec::new();
+    let mut live: Vec<(u64, Live<'_>)> = Vec::new();
     let mut next = 0u64;
     for op in ops {
         match *op {
-            Op::Create(n) => {
-                for _ in 0..n {
+            Op::Create(n, kind) => {
+                for i in 0..n {
                     let v = next;
                     next += 1;
-                    live.push((v, heap.thunk::<F, _>(move |x: u64| x ^ v).unwrap()));
+                    live.push((v, Live::new(&heap, kind + i, v)));
                 }
             }
             Op::Drop(n, seed) => {
@@ -66,11 +142,10 @@ fn run(ops: &[Op]) {
             }
         }
         // Every live thunk has its own entry and calls its own closure.
-        let entries: BTreeSet<usize> = live.iter().map(|(_, t)| t.as_fn() as usize).collect();
+        let entries: BTreeSet<usize> = live.iter().map(|(_, t)| t.addr()).collect();
         assert_eq!(entries.len(), live.len(), "two thunks share an entry");
         for (v, t) in &live {
-            // SAFETY: `t` is alive.
-            assert_eq!(unsafe { (t.as_fn())(0) }, *v);
+            assert_eq!(t.call(), *v);
         }
         let stats = heap.stats();
         assert_eq!(stats.live_allocations, live.len());

@@ -1,5 +1,7 @@
-//! Memory per live thunk at 10^6 live thunks: resident memory (`VmRSS`) and
-//! mapped address space (`VmSize`) added per thunk, for wxthunk (each
+//! Memory per live thunk at 10^6 live thunks: resident memory (`VmRSS`),
+//! mapped address space (`VmSize`) added per thunk, and the mappings
+//! (`/proc/self/maps` lines, against the kernel's `vm.max_map_count`) added
+//! per 1,000 thunks, for wxthunk (each
 //! strategy) and the peers, each measured in a fresh child process. The
 //! figures include everything the library allocates per thunk (the boxed
 //! closure, the code or record, the allocator's bookkeeping) but not the
@@ -37,7 +39,14 @@ fn status_kib(key: &str) -> usize {
         .unwrap()
 }
 
-fn measure<T>(mut make: impl FnMut(u64) -> T) -> (f64, f64) {
+fn mappings() -> usize {
+    std::fs::read_to_string("/proc/self/maps")
+        .unwrap()
+        .lines()
+        .count()
+}
+
+fn measure<T>(mut make: impl FnMut(u64) -> T) -> (f64, f64, f64) {
     let mut keep: Vec<T> = Vec::with_capacity(N);
     // Touch the vector's pages first, so that the handles themselves (which
     // live wherever the user keeps them) count in "before".
@@ -47,7 +56,7 @@ fn measure<T>(mut make: impl FnMut(u64) -> T) -> (f64, f64) {
     // created from them (the length stays 0).
     unsafe { std::ptr::write_bytes(keep.as_mut_ptr(), 0xa5, N) };
     black_box(keep.as_ptr());
-    let (rss, size) = (status_kib("VmRSS:"), status_kib("VmSize:"));
+    let (rss, size, maps) = (status_kib("VmRSS:"), status_kib("VmSize:"), mappings());
     for i in 0..N {
         keep.push(make(i as u64));
     }
@@ -56,6 +65,7 @@ fn measure<T>(mut make: impl FnMut(u64) -> T) -> (f64, f64) {
     (
         per(status_kib("VmRSS:"), rss),
         per(status_kib("VmSize:"), size),
+        (mappings() as f64 - maps as f64) * 1000.0 / N as f64,
     )
 }
 
@@ -65,7 +75,7 @@ fn child(peer: &str) {
         "libffi 5 closure" => size_of::<Closure1<'static, u64, u64>>(),
         _ => size_of::<wxthunk::Thunk<'static, F1>>(),
     };
-    let (rss, size) = match peer {
+    let (rss, size, maps) = match peer {
         "wxthunk dual-map" | "wxthunk static-trampolines" => {
             let s = if peer.ends_with("dual-map") {
                 Strategy::DualMap
@@ -88,7 +98,7 @@ fn child(peer: &str) {
         }
         other => panic!("unknown peer {other}"),
     };
-    println!("RESULT|{peer}|{rss:.1}|{size:.1}|{handle}");
+    println!("RESULT|{peer}|{rss:.1}|{size:.1}|{maps:.1}|{handle}");
 }
 
 fn main() {
@@ -99,16 +109,17 @@ fn main() {
     let exe = std::env::current_exe().unwrap();
     println!("memory per live thunk at {N} live thunks (each in a fresh process)");
     println!(
-        "| implementation | resident bytes per thunk | mapped bytes per thunk | handle bytes |"
+        "| implementation | resident bytes per thunk | mapped bytes per thunk | mappings per \
+         1,000 thunks | handle bytes |"
     );
-    println!("| --- | --- | --- | --- |");
+    println!("| --- | --- | --- | --- | --- |");
     for peer in PEERS {
         let out = Command::new(&exe).env(PEER_VAR, peer).output().unwrap();
         let stdout = String::from_utf8_lossy(&out.stdout);
         match stdout.lines().find_map(|l| l.strip_prefix("RESULT|")) {
             Some(r) => {
                 let f: Vec<&str> = r.split('|').collect();
-                println!("| {} | {} | {} | {} |", f[0], f[1], f[2], f[3]);
+                println!("| {} | {} | {} | {} | {} |", f[0], f[1], f[2], f[3], f[4]);
             }
             None => println!(
                 "| {peer} | not measured: {} {} |",

@@ -66,7 +66,8 @@ impl<L: RawMutex> Drop for TrampolineSlot<'_, L> {
 }
 
 impl<L: RawMutex> Heap<L> {
-    /// Takes a slot in a static trampoline table and publishes its record.
+    /// Takes a slot in a static trampoline table whose page of `kind` is
+    /// mapped ([`trampoline::kind_of`]), and publishes its record.
     ///
     /// # Errors
     ///
@@ -80,6 +81,7 @@ impl<L: RawMutex> Heap<L> {
     /// anywhere.
     pub(crate) fn trampoline(
         &self,
+        kind: usize,
         rec: impl FnOnce(Option<NonNull<u8>>) -> Record,
         want_data: bool,
     ) -> Result<(TrampolineSlot<'_, L>, Option<NonNull<u8>>)> {
@@ -87,7 +89,9 @@ impl<L: RawMutex> Heap<L> {
         let (shard, locked) = self.my_shard();
         let mut state = locked.lock();
         let state = &mut *state;
-        let (slot, data) = state.tables.take(rec, want_data, || self.map_table())?;
+        let (slot, data) = state
+            .tables
+            .take(kind, rec, want_data, || self.map_table())?;
         state.live += 1;
         state.bytes_in_use += ENTRY_SIZE;
         Ok((
@@ -110,30 +114,32 @@ impl<L: RawMutex> Heap<L> {
             strategy: Strategy::StaticTrampolines,
             reason: reason.to_owned(),
         });
-        let table = source.and_then(Table::map);
+        let table = source.and_then(|_| Table::map());
         if table.is_err() {
             self.space.release(bytes);
         }
         table
     }
 
-    /// A slot for a small closure's thunk with its record published (`rec`
-    /// makes it from the slot's data slot, which the caller writes before
-    /// the entry's pointer is published anywhere): a ready slot when one
-    /// can be had ([`trampoline_slot_fast`](Self::trampoline_slot_fast)),
-    /// else one taken under the shard's lock.
+    /// A slot for a small closure's thunk of placement kind `kind` with its
+    /// record published (`rec` makes it from the slot's data slot, which the
+    /// caller writes before the entry's pointer is published anywhere): a
+    /// ready slot when one can be had
+    /// ([`trampoline_slot_fast`](Self::trampoline_slot_fast)), else one
+    /// taken under the shard's lock.
     ///
     /// # Errors
     ///
     /// As [`trampoline`](Self::trampoline).
     pub(crate) fn trampoline_slot(
         &self,
+        kind: usize,
         rec: impl FnOnce(NonNull<u8>) -> Record + Copy,
     ) -> Result<SlotThunk> {
-        if let Some(slot) = self.trampoline_slot_fast(rec) {
+        if let Some(slot) = self.trampoline_slot_fast(kind, rec) {
             return Ok(slot);
         }
-        let (slot, data) = self.trampoline(|data| rec(data.expect("asked for")), true)?;
+        let (slot, data) = self.trampoline(kind, |data| rec(data.expect("asked for")), true)?;
         let entry = slot.entry();
         let slot = SlotThunk {
             entry,
@@ -146,10 +152,12 @@ impl<L: RawMutex> Heap<L> {
 
     /// [`trampoline_slot`](Self::trampoline_slot) from a ready slot only:
     /// this thread's cache on the global heap, else the shard's magazine
-    /// (one lock round trip); `None` when none can be had (nothing changed).
+    /// (one lock round trip); `None` when none can be had, or its table's
+    /// page of `kind` cannot be mapped (nothing changed).
     #[inline(always)]
     pub(crate) fn trampoline_slot_fast(
         &self,
+        kind: usize,
         rec: impl FnOnce(NonNull<u8>) -> Record,
     ) -> Option<SlotThunk> {
         debug_assert_eq!(self.thunk_strategy(), ThunkStrategy::StaticTrampolines);
@@ -167,9 +175,17 @@ impl<L: RawMutex> Heap<L> {
             Some(ready) => ready?,
             None => self.ready_slot_locked()?,
         };
+        if !SlotRef::info_of(packed).has_kind(kind) && !self.map_kind(packed, kind) {
+            // SAFETY: the ready slot is ours (popped) and in this heap; it
+            // goes back as a thunk's slot would.
+            unsafe { self.free_trampoline_slot(entry, packed) };
+            return None;
+        }
         let data = SlotRef::unpack(packed, entry).0.data_slot();
         // SAFETY: a ready slot is taken in its live table and ours now
         // (popped); its record is retired, so publishing it is the owner's.
+        // Its table's page of `kind` is mapped, so the entry the thunk's
+        // pointer names runs the table's code.
         unsafe { trampoline::publish_at(entry, rec(data)) };
         let slot = SlotThunk {
             entry,
@@ -178,6 +194,17 @@ impl<L: RawMutex> Heap<L> {
         };
         self.own_slot(&slot);
         Some(slot)
+    }
+
+    /// Maps the page of `kind` of the table of the (ready) slot `packed`,
+    /// under its shard's lock, unless another thread did: whether it is
+    /// mapped now.
+    #[cold]
+    #[inline(never)]
+    fn map_kind(&self, packed: u64, kind: usize) -> bool {
+        let (table, shard) = SlotRef::info_of(packed).place();
+        let mut state = self.shard(shard).lock();
+        state.tables.ensure_kind(table, kind).is_ok()
     }
 
     /// Records this heap as the owner of `slot`'s table: the handle finds

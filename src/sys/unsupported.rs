@@ -179,7 +179,12 @@ impl ImageFile {
 
     /// # Safety
     /// Never callable: no `ImageFile` exists.
-    pub(crate) unsafe fn map_exec_over(&self, _at: NonNull<u8>, _len: usize) -> io::Result<()> {
+    pub(crate) unsafe fn map_exec_over(
+        &self,
+        _at: NonNull<u8>,
+        _len: usize,
+        _skip: usize,
+    ) -> io::Result<()> {
         match self.0 {}
     }
 }

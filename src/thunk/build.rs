@@ -226,11 +226,12 @@ impl<'a, F: ThunkSig, L: RawMutex> Thunk<'a, F, L> {
                 entry,
             )
         };
-        match heap.trampoline_slot_fast(rec) {
+        let kind = trampoline::kind_of(placement_const::<F>());
+        match heap.trampoline_slot_fast(kind, rec) {
             // SAFETY: a slot of `heap` whose record was just published.
             Some(slot) => Ok(unsafe { Self::with_slot(slot, kept, tag) }),
             None => Self::out_of_line(move || {
-                let slot = heap.trampoline_slot(rec)?;
+                let slot = heap.trampoline_slot(kind, rec)?;
                 // SAFETY: as above.
                 Ok(unsafe { Self::with_slot(slot, kept, tag) })
             }),
@@ -270,6 +271,7 @@ impl<'a, F: ThunkSig, L: RawMutex> Thunk<'a, F, L> {
         let builds_frame = matches!(placement, Placement::Stack(_));
         if heap.thunk_strategy() == ThunkStrategy::StaticTrampolines {
             let (slot, _) = heap.trampoline(
+                trampoline::kind_of(placement),
                 |_| trampoline::record(F::CONV, placement, ctx_addr, entry as usize),
                 false,
             )?;
@@ -330,6 +332,7 @@ impl<'a, F: ThunkSig, L: RawMutex> Thunk<'a, F, L> {
         // On error `both` drops the closure (its `Slow` was never written).
         let (fn_ptr, code, record) = if heap.thunk_strategy() == ThunkStrategy::StaticTrampolines {
             let (slot, _) = heap.trampoline(
+                trampoline::kind_of(placement),
                 |_| trampoline::record(F::CONV, placement, ctx_addr, entry as usize),
                 false,
             )?;

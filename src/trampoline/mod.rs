@@ -60,11 +60,17 @@ pub(crate) const ENTRY_SIZE: usize = arch::ENTRY_SIZE;
 /// Slots (and so thunks) per table.
 pub(crate) const ENTRIES: usize = TABLE_SIZE / ENTRY_SIZE;
 
+/// The kind of a placement: which page of a table serves it.
+#[inline(always)]
+pub(crate) const fn kind_of(placement: Placement) -> usize {
+    arch::trampoline_kind(placement)
+}
+
 /// How far a thunk's function pointer is from its slot's entry in the
 /// first page: the page of `placement`'s kind.
 #[inline(always)]
 pub(crate) const fn entry_offset(placement: Placement) -> usize {
-    arch::trampoline_kind(placement) * TABLE_SIZE
+    kind_of(placement) * TABLE_SIZE
 }
 
 /// What a thunk's record holds: the words `[ctx, entry, stack_args]` and
@@ -109,7 +115,10 @@ pub(crate) fn self_test() -> std::result::Result<(), String> {
     let source = source().map_err(str::to_owned)?;
     let placement =
         arch::placement(C_CONV, &[]).ok_or("no thunk calling scheme for this architecture")?;
-    let table = Table::map(source).map_err(|e| e.with_causes())?;
+    let table = Table::map().map_err(|e| e.with_causes())?;
+    table
+        .map_kind(source, kind_of(placement))
+        .map_err(|e| e.with_causes())?;
     let flag = AtomicBool::new(false);
     let rec = record(
         C_CONV,

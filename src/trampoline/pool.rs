@@ -6,13 +6,20 @@
 //! table is kept to absorb create/drop churn;
 //! [`Heap::compact`](crate::Heap::compact) releases that one too.
 
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU16, Ordering};
+
 use super::{ENTRIES, ENTRY_SIZE, Record, Table};
+use crate::arch;
+use crate::error::{Error, Result};
 use crate::owner::Owner;
+use crate::strategy::Strategy;
 
 const _: () = assert!(ENTRIES <= u16::MAX as usize + 1);
-use std::ptr::NonNull;
-
-use crate::error::Result;
+const _: () = assert!(
+    arch::TABLE_KINDS <= 16,
+    "a bit per kind in `TableInfo::kinds`"
+);
 
 /// The tables of one heap shard.
 #[derive(Debug, Default)]
@@ -41,8 +48,8 @@ struct PoolTable {
 }
 
 /// What a thunk's handle needs of its table without the shard's lock:
-/// where the table is, which one of which shard it is, and the heap that
-/// owns it.
+/// where the table is, which one of which shard it is, the heap that owns
+/// it, and which of its pages of code are mapped.
 #[derive(Debug)]
 #[repr(align(8))]
 pub(crate) struct TableInfo {
@@ -50,7 +57,25 @@ pub(crate) struct TableInfo {
     pub(crate) owner: Owner,
     base: usize,
     table: u32,
+    /// A bit per kind of placement whose page of code is mapped: set (with
+    /// release ordering, under the shard's lock) once the page is, never
+    /// cleared while the table lives.
+    kinds: AtomicU16,
     shard: u8,
+}
+
+impl TableInfo {
+    /// Whether the table's page of `kind` is mapped, so that its entries
+    /// can be handed out.
+    #[inline(always)]
+    pub(crate) fn has_kind(&self, kind: usize) -> bool {
+        self.kinds.load(Ordering::Acquire) & (1 << kind) != 0
+    }
+
+    /// The table's index in its shard's pool, and the shard.
+    pub(crate) fn place(&self) -> (u32, u8) {
+        (self.table, self.shard)
+    }
 }
 
 /// Where a taken slot is.
@@ -144,20 +169,69 @@ impl TablePool {
     }
 
     /// Takes a free slot and publishes the record `rec` makes (from the
-    /// slot's data slot, handed out when `want_data` is set). When every
-    /// table is full, `map` maps a new one (the heap reserves its address
-    /// space there). On error nothing changed.
+    /// slot's data slot, handed out when `want_data` is set), having mapped
+    /// the table's page of `kind` if it was not yet. When every table is
+    /// full, `map` maps a new one (the heap reserves its address space
+    /// there). On error no slot was taken.
     ///
     /// # Errors
     ///
     /// What `map` returns ([`Error::HeapExhausted`](crate::Error::HeapExhausted)
-    /// past the heap's limit, and the like).
+    /// past the heap's limit, and the like), or what
+    /// [`ensure_kind`](Self::ensure_kind) does.
     pub(crate) fn take(
         &mut self,
+        kind: usize,
         rec: impl FnOnce(Option<NonNull<u8>>) -> Record,
         want_data: bool,
         map: impl FnOnce() -> Result<Table>,
     ) -> Result<(SlotRef, Option<NonNull<u8>>)> {
+        let t = self.table_with_room(map)?;
+        self.ensure_kind(t as u32, kind)?;
+        let (slot, data) = self.take_in(t, want_data);
+        let pt = self.tables[t].as_ref().expect("a live table");
+        pt.table.publish(slot.index as usize, rec(data));
+        Ok((slot, data))
+    }
+
+    /// Takes a slot whose record stays retired (pointing at the trap
+    /// target, as every free slot's does) and whose data slot may be used:
+    /// a ready slot, published later by its owner
+    /// ([`publish_at`](super::table::publish_at)) once its table has the
+    /// page of its kind. As [`take`](Self::take) otherwise.
+    ///
+    /// # Errors
+    ///
+    /// What `map` returns.
+    pub(crate) fn take_ready(&mut self, map: impl FnOnce() -> Result<Table>) -> Result<SlotRef> {
+        let t = self.table_with_room(map)?;
+        Ok(self.take_in(t, true).0)
+    }
+
+    /// Maps table `table`'s page of code for `kind` unless it already is.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Os`] if the mapping fails, [`Error::StrategyUnavailable`]
+    /// if the binary's file no longer holds the table's code.
+    pub(crate) fn ensure_kind(&mut self, table: u32, kind: usize) -> Result<()> {
+        let pt = self.tables[table as usize].as_mut().expect("a live table");
+        if pt.info.has_kind(kind) {
+            return Ok(());
+        }
+        let source = super::source().map_err(|reason| Error::StrategyUnavailable {
+            strategy: Strategy::StaticTrampolines,
+            reason: reason.to_owned(),
+        })?;
+        pt.table.map_kind(source, kind)?;
+        // Release: a thread that sees the bit sees the page mapped.
+        pt.info.kinds.fetch_or(1 << kind, Ordering::Release);
+        Ok(())
+    }
+
+    /// A table with a free slot: the hinted one, else the first, else a
+    /// new one from `map`.
+    fn table_with_room(&mut self, map: impl FnOnce() -> Result<Table>) -> Result<usize> {
         let found = self
             .tables
             .get(self.hint)
@@ -169,11 +243,16 @@ impl TablePool {
                     .iter()
                     .position(|t| t.as_ref().is_some_and(|t| t.live < ENTRIES))
             });
-        let t = match found {
-            Some(t) => t,
-            None => self.add(map()?),
-        };
-        let pt = self.tables[t].as_mut().expect("found a live table");
+        match found {
+            Some(t) => Ok(t),
+            None => Ok(self.add(map()?)),
+        }
+    }
+
+    /// Takes a free slot of table `t`, which has one, and its data slot if
+    /// `want_data`.
+    fn take_in(&mut self, t: usize, want_data: bool) -> (SlotRef, Option<NonNull<u8>>) {
+        let pt = self.tables[t].as_mut().expect("a live table");
         let index = usize::from(
             pt.free
                 .pop()
@@ -187,7 +266,6 @@ impl TablePool {
             pt.data_touched = true;
             pt.table.data_slot(index)
         });
-        pt.table.publish(index, rec(data));
         self.hint = t;
         let slot = SlotRef {
             table: t as u32,
@@ -195,24 +273,7 @@ impl TablePool {
             entry: pt.table.entry(index),
             info: std::ptr::from_ref::<TableInfo>(&pt.info).expose_provenance(),
         };
-        Ok((slot, data))
-    }
-
-    /// Takes a slot whose record stays retired (pointing at the trap
-    /// target) and whose data slot may be used: a ready slot, published
-    /// later by its owner ([`publish_at`](super::table::publish_at)). As
-    /// [`take`](Self::take) otherwise.
-    ///
-    /// # Errors
-    ///
-    /// As [`take`](Self::take).
-    pub(crate) fn take_ready(&mut self, map: impl FnOnce() -> Result<Table>) -> Result<SlotRef> {
-        // The record the slot holds while ready: retired (the trap target).
-        let retired = |_| Record {
-            words: [0; 3],
-            target: crate::arch::trampoline_freed(),
-        };
-        self.take(retired, true, map).map(|(slot, _)| slot)
+        (slot, data)
     }
 
     #[cold]
@@ -226,6 +287,7 @@ impl TablePool {
             owner: Owner::default(),
             base: table.entry(0),
             table: index as u32,
+            kinds: AtomicU16::new(0),
             shard: self.shard,
         });
         let pt = PoolTable {

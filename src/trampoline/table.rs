@@ -92,25 +92,52 @@ pub(crate) fn data_slot_of(entry: usize, index: usize) -> NonNull<u8> {
 const _: () = assert!(ENTRIES * DATA_SLOT <= TABLE_SIZE);
 
 impl Table {
-    /// Maps a table from `source`, with every record pointing to the trap
-    /// target.
+    /// Maps a table with no page of code yet (the code part is reserved,
+    /// inaccessible, until [`map_kind`](Self::map_kind)) and every record
+    /// pointing to the trap target.
     ///
     /// # Errors
     ///
-    /// [`Error::Os`] if a mapping fails; [`Error::StrategyUnavailable`] if
-    /// the file no longer holds the table's code.
-    pub(crate) fn map(source: &TableSource) -> Result<Table> {
+    /// [`Error::Os`] if a mapping fails.
+    pub(crate) fn map() -> Result<Table> {
         let mapping = Mapping::anon(Self::reserved_bytes(), Prot::ReadWrite)
             .map_err(|e| Error::os("mmap (trampoline table)", e))?;
-        let base = mapping.ptr();
+        // SAFETY: the code part of our fresh mapping; nothing uses it.
+        unsafe { mapping.protect(0, CODE_SIZE, Prot::None) }
+            .map_err(|e| Error::os("mprotect(PROT_NONE) of the trampoline table's code part", e))?;
         let table = Table { mapping };
-        // SAFETY: the first part of our fresh reservation; nothing uses it.
-        unsafe { source.image.map_exec_over(base, CODE_SIZE) }
+        for i in 0..ENTRIES {
+            table.retire(i);
+        }
+        Ok(table)
+    }
+
+    /// Maps the table's page of code for `kind` from `source`, read+exec,
+    /// and checks that it holds the table's code. Only pages of kinds in use
+    /// are mapped: each one is a page of the binary's file (page cache,
+    /// counted in the process's resident size while mapped).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Os`] if the mapping fails; [`Error::StrategyUnavailable`]
+    /// if the file no longer holds the table's code (the page is then made
+    /// inaccessible again).
+    pub(crate) fn map_kind(&self, source: &TableSource, kind: usize) -> Result<()> {
+        assert!(kind < arch::TABLE_KINDS);
+        let offset = kind * TABLE_SIZE;
+        let at = self.mapping.at(offset);
+        // SAFETY: a page of the code part of our mapping, inaccessible
+        // until now (a kind's page is mapped once): nothing uses it.
+        unsafe { source.image.map_exec_over(at, TABLE_SIZE, offset) }
             .map_err(|e| Error::os("mmap(PROT_READ|PROT_EXEC) of the trampoline table", e))?;
-        // SAFETY: the first part is now a readable mapping of CODE_SIZE
-        // bytes.
-        let mapped = unsafe { std::slice::from_raw_parts(base.as_ptr(), CODE_SIZE) };
-        if mapped != source.table {
+        // SAFETY: the page is now a readable mapping of TABLE_SIZE bytes.
+        let mapped = unsafe { std::slice::from_raw_parts(at.as_ptr(), TABLE_SIZE) };
+        if mapped != &source.table[offset..][..TABLE_SIZE] {
+            // SAFETY: the page just mapped, whose entries nobody was given.
+            // If this fails the page stays mapped but unreachable: no
+            // pointer into it is ever handed out (its kind's bit stays
+            // clear).
+            let _ = unsafe { self.mapping.protect(offset, TABLE_SIZE, Prot::None) };
             return Err(Error::StrategyUnavailable {
                 strategy: Strategy::StaticTrampolines,
                 reason: format!(
@@ -120,10 +147,7 @@ impl Table {
                 ),
             });
         }
-        for i in 0..ENTRIES {
-            table.retire(i);
-        }
-        Ok(table)
+        Ok(())
     }
 
     /// The address of slot `i`'s entry in the first page (its entry in

@@ -1,12 +1,12 @@
 //! The static trampoline table for x86_64.
 //!
 //! The table is [`TABLE_KINDS`] pages (4 KiB each) of 32-byte entries in
-//! this library's own text, page-aligned so that it can be mapped again
-//! from the binary's file. Each page serves one kind of context placement
-//! ([`trampoline_kind`]); its entries are identical, and entry `i` of every
-//! page reads record `i` in the record page that follows the last one.
-//! An entry of an argument-register page (kinds 1-6) or a float-register
-//! page (kinds 7-14, the `xmm` placement) is
+//! this library's own text, page-aligned so that each page can be mapped
+//! again from the binary's file. Each page serves one kind of context
+//! placement ([`trampoline_kind`]); its entries are identical, and entry
+//! `i` of every page reads record `i` in the record page that follows the
+//! last one. An entry of an argument-register page or a float-register
+//! page (the `xmm` placement) is
 //!
 //! ```text
 //! endbr64
@@ -17,7 +17,7 @@
 //! int3 ...                                  ; padding up to 32 bytes
 //! ```
 //!
-//! and an entry of the frame page (kind 0) jumps through the target to a
+//! and an entry of the frame page jumps through the target to a
 //! frame adapter (`adapters.rs`), which reads the record from r11. The
 //! record is `[ctx, entry, stack_args, target]`, where `target` is the
 //! entry function for a register kind and the adapter for the frame kind.
@@ -59,19 +59,23 @@ pub(crate) fn trampoline_table() -> Option<&'static [u8]> {
 }
 
 /// The page of the table whose entries put the context where `placement`
-/// says.
+/// says. A table maps only the pages of the kinds its thunks use, and each
+/// splits its reservation (a mapping more) unless it is at an end: the
+/// kinds used most are there, `rdx` (two-argument System V callbacks,
+/// `qsort`'s comparator, one-argument win64 ones) first and `rsi`
+/// (one-argument System V callbacks) last.
 #[inline]
 pub(crate) const fn trampoline_kind(placement: Placement) -> usize {
     match placement {
-        Placement::Stack(_) => 0,
+        Placement::Register(2) => 0, // rdx
         Placement::Register(7) => 1, // rdi
-        Placement::Register(6) => 2, // rsi
-        Placement::Register(2) => 3, // rdx
-        Placement::Register(1) => 4, // rcx
-        Placement::Register(8) => 5,
-        Placement::Register(9) => 6,
+        Placement::Register(1) => 2, // rcx
+        Placement::Register(8) => 3,
+        Placement::Register(9) => 4,
+        Placement::Stack(_) => 5,
+        Placement::Float(n) if n < 8 => 6 + n as usize,
+        Placement::Register(6) => 14, // rsi
         Placement::Register(_) => panic!("no such argument register"),
-        Placement::Float(n) if n < 8 => 7 + n as usize,
         Placement::Float(_) => panic!("no such float argument register"),
     }
 }
@@ -121,7 +125,7 @@ mod tests {
 
     #[test]
     fn frame_entries_jump_through_the_target_to_the_adapter() {
-        for rest in entries_of(0) {
+        for rest in entries_of(trampoline_kind(Placement::Stack(0))) {
             assert_eq!(&rest[..4], &[0x41, 0xff, 0x63, 24]); // jmp [r11 + 24]
             assert!(rest[4..].iter().all(|&b| b == 0xcc));
         }

@@ -4,23 +4,26 @@
 // for the layout.
 
 // One page of identical 32-byte entries per kind of context placement,
-// the pages in a row and page-aligned, so that the whole table can be
-// mapped again from the binary's file. Entry i of every page reads record
-// i, in the page after the last one (15 - kind pages ahead of itself).
+// the pages in a row and page-aligned, so that each page can be mapped
+// again from the binary's file. Entry i of every page reads record i, in
+// the page after the last one (15 - kind pages ahead of itself). The
+// order is trampolines.rs's `trampoline_kind`: the kinds used most (rdx
+// for two-argument callbacks, rsi for one-argument ones) at the two ends,
+// where a table that maps only them splits its reservation least.
 
-// Kind 0, the frame path: jumps through the record's target to a frame
-// adapter (adapters.s), which reads the record from r11.
-.macro wxthunk_frame_page
+// The frame path: jumps through the record's target to a frame adapter
+// (adapters.s), which reads the record from r11.
+.macro wxthunk_frame_page kind
 .rept 128
 2:
     endbr64
-    lea r11, [rip + 15 * 4096 - 11]
+    lea r11, [rip + (15 - \kind) * 4096 - 11]
     jmp qword ptr [r11 + 24]
     .fill 2b + 32 - ., 1, 0xcc
 .endr
 .endm
 
-// Kinds 1-6: the record's ctx into an integer argument register. The
+// The record's ctx into an integer argument register. The
 // target (the entry function itself) is loaded first: a thread that sees
 // a published target sees the ctx written before it.
 .macro wxthunk_reg_page kind, reg
@@ -35,7 +38,7 @@
 .endr
 .endm
 
-// Kinds 7-14: the record's ctx into xmm<n>, the entry's trailing f64.
+// The record's ctx into xmm<n>, the entry's trailing f64.
 .macro wxthunk_xmm_page kind, n
 .rept 128
 2:
@@ -54,21 +57,21 @@
 .hidden wxthunk_0_1_trampoline_table
 .type wxthunk_0_1_trampoline_table, @function
 wxthunk_0_1_trampoline_table:
-    wxthunk_frame_page
+    wxthunk_reg_page 0, rdx
     wxthunk_reg_page 1, rdi
-    wxthunk_reg_page 2, rsi
-    wxthunk_reg_page 3, rdx
-    wxthunk_reg_page 4, rcx
-    wxthunk_reg_page 5, r8
-    wxthunk_reg_page 6, r9
-    wxthunk_xmm_page 7, 0
-    wxthunk_xmm_page 8, 1
-    wxthunk_xmm_page 9, 2
-    wxthunk_xmm_page 10, 3
-    wxthunk_xmm_page 11, 4
-    wxthunk_xmm_page 12, 5
-    wxthunk_xmm_page 13, 6
-    wxthunk_xmm_page 14, 7
+    wxthunk_reg_page 2, rcx
+    wxthunk_reg_page 3, r8
+    wxthunk_reg_page 4, r9
+    wxthunk_frame_page 5
+    wxthunk_xmm_page 6, 0
+    wxthunk_xmm_page 7, 1
+    wxthunk_xmm_page 8, 2
+    wxthunk_xmm_page 9, 3
+    wxthunk_xmm_page 10, 4
+    wxthunk_xmm_page 11, 5
+    wxthunk_xmm_page 12, 6
+    wxthunk_xmm_page 13, 7
+    wxthunk_reg_page 14, rsi
 .size wxthunk_0_1_trampoline_table, . - wxthunk_0_1_trampoline_table
 .popsection
 

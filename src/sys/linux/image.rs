@@ -64,16 +64,24 @@ impl ImageFile {
         self.offset
     }
 
-    /// Maps `len` bytes of the file, from the located offset, read+exec and
-    /// private, exactly at `at` (`MAP_FIXED`), replacing what was there.
+    /// Maps `len` bytes of the file, from `skip` bytes past the located
+    /// offset, read+exec and private, exactly at `at` (`MAP_FIXED`),
+    /// replacing what was there.
     ///
     /// # Safety
     /// - `at..at+len` is a range of whole pages mapped by this crate and
     ///   owned by the caller;
     /// - nothing relies on its old contents.
-    pub(crate) unsafe fn map_exec_over(&self, at: NonNull<u8>, len: usize) -> io::Result<()> {
+    pub(crate) unsafe fn map_exec_over(
+        &self,
+        at: NonNull<u8>,
+        len: usize,
+        skip: usize,
+    ) -> io::Result<()> {
         let offset = usize::try_from(self.offset)
-            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "file offset too large"))?;
+            .ok()
+            .and_then(|offset| offset.checked_add(skip))
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "file offset too large"))?;
         let fd = self.fd.as_raw_fd();
         // SAFETY: the caller owns the range it asks us to replace, and
         // nothing relies on its old contents; the new mapping is read+exec,
