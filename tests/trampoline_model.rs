@@ -19,22 +19,10 @@ use wxthunk::{Heap, Strategy as WxStrategy, Thunk};
 type F1 = unsafe extern "C" fn(u64) -> u64;
 type F2 = unsafe extern "C" fn(u64, u64) -> u64;
 type F6 = unsafe extern "C" fn(u64, u64, u64, u64, u64, u64) -> u64;
-type FFrame = unsafe extern "C" fn(
-    u64,
-    u64,
-    u64,
-    u64,
-    u64,
-    u64,
-    f64,
-    f64,
-    f64,
-    f64,
-    f64,
-    f64,
-    f64,
-    f64,
-) -> u64;
+/// Six integers and eight floats: the context goes on the stack.
+#[rustfmt::skip]
+type FFrame =
+    unsafe extern "C" fn(u64, u64, u64, u64, u64, u64, f64, f64, f64, f64, f64, f64, f64, f64) -> u64;
 
 type NoLock = wxthunk::NoLock;
 
