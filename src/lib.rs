@@ -20,7 +20,9 @@ pub use block::{Block, ExecBlock};
 pub use error::{Error, Result, TransitionError};
 pub use heap::{DefaultLock, ExecSpan, Heap, HeapBuilder, HeapStats, NoLock, Span};
 pub use lock_api;
-pub use policy::{Check, Mdwe, Policy, STRATEGY_VAR, Seccomp, Selinux, StrategySetting, probe};
+pub use policy::{
+    Check, CodeFileDir, Mdwe, Policy, STRATEGY_VAR, Seccomp, Selinux, StrategySetting, probe,
+};
 pub use strategy::{CodeStrategy, ParseStrategyError, Strategy, ThunkStrategy};
 
 /// This crate's version (as `probe --json` reports it).

@@ -33,6 +33,15 @@ pub enum Strategy {
     /// written through a separate mapping. Works under `PR_SET_MDWE`; needs
     /// `memfd_create`.
     DualMap,
+    /// As [`DualMap`](Strategy::DualMap), with the code in a file that has
+    /// no name in a directory whose filesystem allows executable mappings
+    /// (made with `O_TMPFILE`, or named and unlinked at once, so nothing is
+    /// ever left in the directory), for where `memfd_create` is refused.
+    /// [`probe`](crate::probe) names the directory; the environment
+    /// variable `WXTHUNK_TMPDIR` chooses it. Works under `PR_SET_MDWE` and
+    /// systemd's `MemoryDenyWriteExecute=`, which let a file be mapped
+    /// read+exec.
+    DualMapFile,
     /// For thunks only: a table of identical trampolines assembled into
     /// this library's text is mapped again, read+exec, from the file the
     /// process loaded it from, next to a read-write page of records; a
@@ -50,15 +59,17 @@ impl Strategy {
     pub const ALL: &'static [Strategy] = &[
         Strategy::Protect,
         Strategy::DualMap,
+        Strategy::DualMapFile,
         Strategy::StaticTrampolines,
     ];
 
-    /// A short, stable name: `"protect"`, `"dual-map"` or
-    /// `"static-trampolines"`.
+    /// A short, stable name: `"protect"`, `"dual-map"`, `"dual-map-file"`
+    /// or `"static-trampolines"`.
     pub fn name(self) -> &'static str {
         match self {
             Strategy::Protect => "protect",
             Strategy::DualMap => "dual-map",
+            Strategy::DualMapFile => "dual-map-file",
             Strategy::StaticTrampolines => "static-trampolines",
         }
     }
@@ -93,6 +104,7 @@ impl Strategy {
         match self {
             Strategy::Protect => Some(CodeStrategy::Protect),
             Strategy::DualMap => Some(CodeStrategy::DualMap),
+            Strategy::DualMapFile => Some(CodeStrategy::DualMapFile),
             Strategy::StaticTrampolines => None,
         }
     }
@@ -136,12 +148,28 @@ pub enum CodeStrategy {
     /// [`Strategy::DualMap`]: write through a read-write view of a memfd,
     /// run from a read+exec view that is never writable.
     DualMap,
+    /// [`Strategy::DualMapFile`]: as `DualMap`, with an unlinked file in a
+    /// directory instead of a memfd.
+    DualMapFile,
 }
 
 impl CodeStrategy {
     /// Its name, as [`Strategy::name`] gives it.
     pub fn name(self) -> &'static str {
         Strategy::from(self).name()
+    }
+
+    /// Whether code is written through one view of a file and run from
+    /// another ([`DualMap`](Self::DualMap) or
+    /// [`DualMapFile`](Self::DualMapFile)), rather than `mprotect`ed.
+    ///
+    /// ```
+    /// use wxthunk::CodeStrategy;
+    /// assert!(CodeStrategy::DualMapFile.dual_maps());
+    /// assert!(!CodeStrategy::Protect.dual_maps());
+    /// ```
+    pub fn dual_maps(self) -> bool {
+        matches!(self, CodeStrategy::DualMap | CodeStrategy::DualMapFile)
     }
 }
 
@@ -150,6 +178,7 @@ impl From<CodeStrategy> for Strategy {
         match code {
             CodeStrategy::Protect => Strategy::Protect,
             CodeStrategy::DualMap => Strategy::DualMap,
+            CodeStrategy::DualMapFile => Strategy::DualMapFile,
         }
     }
 }
@@ -223,7 +252,10 @@ impl fmt::Display for Strategy {
 /// use wxthunk::Strategy;
 /// assert_eq!("Protect".parse::<Strategy>(), Ok(Strategy::Protect));
 /// let e = "rwx".parse::<Strategy>().unwrap_err();
-/// assert_eq!(e.to_string(), "\"rwx\" is not a strategy (expected protect, dual-map or static-trampolines)");
+/// assert_eq!(
+///     e.to_string(),
+///     "\"rwx\" is not a strategy (expected protect, dual-map, dual-map-file or static-trampolines)"
+/// );
 /// ```
 impl FromStr for Strategy {
     type Err = ParseStrategyError;
@@ -248,7 +280,7 @@ pub struct ParseStrategyError {
 
 impl ParseStrategyError {
     /// The names a strategy can be given by.
-    pub const EXPECTED: &'static str = "protect, dual-map or static-trampolines";
+    pub const EXPECTED: &'static str = "protect, dual-map, dual-map-file or static-trampolines";
 
     /// The string that was read.
     pub fn value(&self) -> &str {

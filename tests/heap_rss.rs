@@ -17,10 +17,7 @@ fn rss_bytes() -> usize {
 }
 
 fn heap_mappings() -> usize {
-    maps::read()
-        .iter()
-        .filter(|m| m.name.contains("memfd:wxthunk"))
-        .count()
+    maps::code_file_mappings().len()
 }
 
 fn fill(heap: &Heap, n: u32) -> Vec<ExecSpan<'_>> {

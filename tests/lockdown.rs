@@ -15,7 +15,7 @@ use std::ffi::{c_int, c_void};
 use std::io::Write;
 
 use support::Lockdown;
-use wxthunk::{Block, Check, CodeStrategy, Error, Heap, Seccomp, Strategy, Thunk, ThunkStrategy};
+use wxthunk::{Block, Check, CodeStrategy, Heap, Seccomp, Strategy, Thunk, ThunkStrategy};
 
 type Cmp = unsafe extern "C" fn(*const c_void, *const c_void) -> c_int;
 /// Eight integers: the context in a float register (System V).
@@ -168,8 +168,11 @@ fn b_no_memfd_and_mdwe() {
         assert!(matches!(policy.mprotect_exec, Check::Refused { .. }));
         assert!(matches!(policy.dual_mapping, Check::Refused { .. }));
         assert!(policy.static_trampolines.is_allowed(), "{policy}");
-        assert_eq!(policy.block_strategy, None);
-        assert_eq!(policy.heap_strategy, None);
+        // Written code goes to files without a name in a directory
+        // (tests/code_files.rs has the rest of this case).
+        assert!(policy.file_dual_mapping.is_allowed(), "{policy}");
+        assert_eq!(policy.block_strategy, Some(Strategy::DualMapFile));
+        assert_eq!(policy.heap_strategy, Some(Strategy::DualMapFile));
         assert_eq!(
             policy.thunk_strategy,
             Some(Strategy::StaticTrampolines),
@@ -183,18 +186,22 @@ fn b_no_memfd_and_mdwe() {
             "{policy}"
         );
 
-        // What cannot work says so clearly, and breaks nothing.
-        assert!(matches!(
-            Block::new(64),
-            Err(Error::NoExecutableMemory { .. })
-        ));
+        let mut b = Block::new(16).unwrap();
+        assert_eq!(b.code_strategy(), CodeStrategy::DualMapFile);
+        b.write_all(&support::code::ret_u32(4)).unwrap();
+        let x = b.exec().unwrap();
+        // SAFETY: offset 0 holds `mov eax, 4; ret`.
+        let f: extern "C" fn() -> u32 = unsafe { x.func(0).unwrap() };
+        assert_eq!(f(), 4);
         let heap = Heap::global().unwrap();
         assert_eq!(heap.strategy(), Strategy::StaticTrampolines);
-        assert_eq!(heap.span_strategy(), None);
-        match heap.alloc(16) {
-            Err(e @ Error::NoExecutableMemory { .. }) => println!("heap.alloc: {e}"),
-            other => panic!("alloc on a thunk-only heap: {other:?}"),
-        }
+        assert_eq!(heap.span_strategy(), Some(Strategy::DualMapFile));
+        let mut span = heap.alloc(16).unwrap();
+        span.write_all(&support::code::ret_u32(8)).unwrap();
+        let x = span.exec().unwrap();
+        // SAFETY: the span holds `mov eax, 8; ret`.
+        let f: extern "C" fn() -> u32 = unsafe { x.func(0).unwrap() };
+        assert_eq!(f(), 8);
         exercise_thunks();
     });
 }

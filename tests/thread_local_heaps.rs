@@ -20,11 +20,7 @@ fn open_fds() -> usize {
 }
 
 fn heap_mappings() -> usize {
-    std::fs::read_to_string("/proc/self/maps")
-        .unwrap()
-        .lines()
-        .filter(|l| l.contains("memfd:wxthunk"))
-        .count()
+    support::maps::code_file_mappings().len()
 }
 
 fn rss_bytes() -> usize {

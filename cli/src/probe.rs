@@ -65,6 +65,12 @@ fn to_json(p: &Policy) -> Value {
         "rwx_mapping": check(&p.rwx_mapping),
         "mprotect_exec": check(&p.mprotect_exec),
         "dual_mapping": check(&p.dual_mapping),
+        "file_dual_mapping": check(&p.file_dual_mapping),
+        "code_file_dir": p.code_file_dir.as_ref().map(|d| json!({
+            "path": d.path,
+            "chosen_by": d.chosen_by,
+            "o_tmpfile": d.o_tmpfile,
+        })),
         "static_trampolines": check(&p.static_trampolines),
         "trampoline_source": p.trampoline_source,
         "memfd_noexec_seal": p.memfd_noexec_seal,

@@ -5,8 +5,9 @@ use std::ptr::NonNull;
 
 use crate::arch;
 use crate::error::{Error, Result};
+use crate::policy;
 use crate::strategy::CodeStrategy;
-use crate::sys::{self, CodeFile, Mapping, Prot};
+use crate::sys::{self, Mapping, Prot};
 
 /// Rounds `len` up to whole pages; 0 becomes one page.
 pub(crate) fn round_to_pages(len: usize) -> Result<usize> {
@@ -44,7 +45,14 @@ enum Kind {
     /// file that is mapped executable is ever written again, so a process
     /// forked from this one (which shares the old file) keeps its code, and
     /// a child's writes (to its own private copy of `rw`) cannot reach ours.
-    DualMap { rx: Mapping, rw: Option<Mapping> },
+    ///
+    /// `strategy` says whether the files are memfds or unlinked files in a
+    /// directory ([`CodeStrategy::DualMapFile`]).
+    DualMap {
+        rx: Mapping,
+        rw: Option<Mapping>,
+        strategy: CodeStrategy,
+    },
 }
 
 // SAFETY: through `&BlockMemory` the mappings are only read (or run); all
@@ -64,12 +72,16 @@ impl BlockMemory {
                     writable: true,
                 }
             }
-            CodeStrategy::DualMap => {
+            CodeStrategy::DualMap | CodeStrategy::DualMapFile => {
                 let rx = Mapping::anon(capacity, Prot::None)
                     .map_err(|e| Error::os("mmap (address reservation)", e))?;
                 let rw =
                     Mapping::anon(capacity, Prot::ReadWrite).map_err(|e| Error::os("mmap", e))?;
-                Kind::DualMap { rx, rw: Some(rw) }
+                Kind::DualMap {
+                    rx,
+                    rw: Some(rw),
+                    strategy,
+                }
             }
         };
         Ok(BlockMemory { capacity, kind })
@@ -82,7 +94,7 @@ impl BlockMemory {
     pub(crate) fn strategy(&self) -> CodeStrategy {
         match self.kind {
             Kind::Protect { .. } => CodeStrategy::Protect,
-            Kind::DualMap { .. } => CodeStrategy::DualMap,
+            Kind::DualMap { strategy, .. } => strategy,
         }
     }
 
@@ -114,7 +126,7 @@ impl BlockMemory {
         match &self.kind {
             Kind::Protect { base, .. } => base.ptr(),
             Kind::DualMap { rw: Some(rw), .. } => rw.ptr(),
-            Kind::DualMap { rx, rw: None } => rx.ptr(),
+            Kind::DualMap { rx, rw: None, .. } => rx.ptr(),
         }
     }
 
@@ -147,17 +159,21 @@ impl BlockMemory {
                     .map_err(|e| Error::os("mprotect(PROT_READ|PROT_EXEC)", e))?;
                 *writable = false;
             }
-            Kind::DualMap { rx, rw } => {
-                let file = CodeFile::create(capacity).map_err(|e| Error::os("memfd_create", e))?;
+            Kind::DualMap { rx, rw, strategy } => {
+                let file = policy::code_file(
+                    *strategy,
+                    capacity,
+                    ["memfd_create", "creating a code file"],
+                )?;
                 // SAFETY: `write..write+used` is our readable buffer.
                 let bytes = unsafe { std::slice::from_raw_parts(write.as_ptr(), used) };
                 file.write_at(0, bytes)
-                    .map_err(|e| Error::os("pwrite (memfd)", e))?;
+                    .map_err(|e| Error::os("pwrite (code file)", e))?;
                 // SAFETY: `rx` is our reservation or our previous code
                 // mapping of the same size; the new file holds the code that
                 // may run there.
                 unsafe { file.map_over(rx.ptr(), 0, capacity, Prot::ReadExec) }
-                    .map_err(|e| Error::os("mmap(PROT_READ|PROT_EXEC) of the memfd", e))?;
+                    .map_err(|e| Error::os("mmap(PROT_READ|PROT_EXEC) of the code file", e))?;
                 sys::flush_icache(rx.as_ptr(), used);
                 // The buffer goes (unmapped): the sealed block no longer
                 // reads or writes it.
@@ -180,7 +196,7 @@ impl BlockMemory {
                     .map_err(|e| Error::os("mprotect(PROT_READ|PROT_WRITE)", e))?;
                 *writable = true;
             }
-            Kind::DualMap { rx, rw } => {
+            Kind::DualMap { rx, rw, .. } => {
                 let buf =
                     Mapping::anon(capacity, Prot::ReadWrite).map_err(|e| Error::os("mmap", e))?;
                 // SAFETY: `rx` is readable for `used <= capacity` bytes,

@@ -479,7 +479,11 @@ impl<L: RawMutex> Heap<L> {
             state.bytes_in_use -= alloc.bytes();
             return;
         }
-        let cache = (self.config.mode.spans() == Some(CodeStrategy::DualMap)
+        let cache = (self
+            .config
+            .mode
+            .spans()
+            .is_some_and(CodeStrategy::dual_maps)
             && granules <= CACHE_CLASSES)
             .then(|| &mut state.cache[granules - 1])
             .filter(|c| c.len() < cache_depth(granules - 1));

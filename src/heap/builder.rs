@@ -221,7 +221,7 @@ impl HeapBuilder {
         // first (`thread_cache.rs`).
         // Ready granules need writable views; ready slots need nothing.
         let cacheable = match heap.config.mode {
-            Mode::Generated(code) => code == CodeStrategy::DualMap && !heap.config.strict,
+            Mode::Generated(code) => code.dual_maps() && !heap.config.strict,
             Mode::StaticTrampolines { .. } => true,
         };
         heap.caches = give_back.filter(|_| cacheable).and_then(ThreadCaches::new);
@@ -286,7 +286,7 @@ impl HeapBuilder {
         }
         let config = Config {
             mode,
-            strict: self.strict && span_strategy == Some(CodeStrategy::DualMap),
+            strict: self.strict && span_strategy.is_some_and(CodeStrategy::dual_maps),
             granule_shift,
             first_region,
             max_region,

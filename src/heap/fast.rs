@@ -147,7 +147,13 @@ impl<L: RawMutex> Heap<L> {
         &self,
         make: impl FnOnce(usize, NonNull<u8>) -> ThunkCode,
     ) -> Option<GranuleThunk<'_>> {
-        if self.config.mode.spans() != Some(CodeStrategy::DualMap) || self.config.strict {
+        if !self
+            .config
+            .mode
+            .spans()
+            .is_some_and(CodeStrategy::dual_maps)
+            || self.config.strict
+        {
             return None;
         }
         let (shard, locked) = self.my_shard();

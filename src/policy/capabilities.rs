@@ -1,13 +1,15 @@
 //! What this process may do with code memory, found by trying each strategy
 //! on a scratch page and running a `ret` from it, once per process.
 
+use std::sync::Arc;
+
 use once_cell::race::OnceBox;
 
 use super::Check;
 use crate::arch;
 use crate::error::{Error, Result};
 use crate::strategy::{CodeStrategy, Strategy, ThunkStrategy};
-use crate::sys::{self, CodeFile, Mapping, Prot};
+use crate::sys::{self, CodeDir, CodeFile, Mapping, Prot};
 
 /// The result of trying each strategy once.
 #[derive(Debug)]
@@ -19,6 +21,12 @@ pub(crate) struct Capabilities {
     /// Whether the memfd was created with `MFD_NOEXEC_SEAL` (`None` if no
     /// memfd could be made).
     pub(crate) memfd_noexec_seal: Option<bool>,
+    /// An unlinked file in a directory mapped read-write and read+exec at
+    /// once.
+    pub(crate) dual_map_file: Check,
+    /// The directory where that worked: the first of
+    /// [`CodeDir::candidates`] (`None` where none did).
+    pub(crate) code_dir: Option<Arc<CodeDir>>,
     /// The trampoline table mapped from the binary's file, and a call
     /// through one of its entries.
     pub(crate) static_trampolines: Check,
@@ -51,14 +59,19 @@ impl Capabilities {
                 protect: refused(),
                 dual_map: refused(),
                 memfd_noexec_seal: None,
+                dual_map_file: refused(),
+                code_dir: None,
                 static_trampolines: refused(),
             };
         }
         let (dual_map, memfd_noexec_seal) = try_dual_map();
+        let (dual_map_file, code_dir) = try_dual_map_file();
         Capabilities {
             protect: try_protect(),
             dual_map,
             memfd_noexec_seal,
+            dual_map_file,
+            code_dir,
             static_trampolines: try_static_trampolines(),
         }
     }
@@ -67,6 +80,7 @@ impl Capabilities {
         match strategy {
             Strategy::Protect => &self.protect,
             Strategy::DualMap => &self.dual_map,
+            Strategy::DualMapFile => &self.dual_map_file,
             Strategy::StaticTrampolines => &self.static_trampolines,
         }
     }
@@ -105,21 +119,63 @@ impl Capabilities {
 }
 
 /// The order in which a [`Block`](crate::Block) prefers strategies: whole
-/// blocks are sealed once, so one `mprotect` beats creating a file.
-pub(crate) const BLOCK_PREFERENCE: &[CodeStrategy] =
-    &[CodeStrategy::Protect, CodeStrategy::DualMap];
+/// blocks are sealed once, so one `mprotect` beats creating a file. A file
+/// in a directory comes last everywhere: it is the one strategy that
+/// touches a filesystem.
+pub(crate) const BLOCK_PREFERENCE: &[CodeStrategy] = &[
+    CodeStrategy::Protect,
+    CodeStrategy::DualMap,
+    CodeStrategy::DualMapFile,
+];
 
 /// The order in which a code heap prefers strategies for the code written
 /// into it: many small pieces of code share a page, and dual mapping writes
 /// them without a system call.
-pub(crate) const HEAP_PREFERENCE: &[CodeStrategy] = &[CodeStrategy::DualMap, CodeStrategy::Protect];
+pub(crate) const HEAP_PREFERENCE: &[CodeStrategy] = &[
+    CodeStrategy::DualMap,
+    CodeStrategy::Protect,
+    CodeStrategy::DualMapFile,
+];
 
 /// The order in which a heap prefers strategies for its thunks.
 pub(crate) const THUNK_PREFERENCE: &[ThunkStrategy] = &[
     ThunkStrategy::Generated(CodeStrategy::DualMap),
     ThunkStrategy::StaticTrampolines,
     ThunkStrategy::Generated(CodeStrategy::Protect),
+    ThunkStrategy::Generated(CodeStrategy::DualMapFile),
 ];
+
+/// The directory [`Strategy::DualMapFile`] makes its files in, found by
+/// the probe; `None` where no directory works.
+fn code_dir() -> Option<&'static Arc<CodeDir>> {
+    capabilities().code_dir.as_ref()
+}
+
+/// A new file of `len` zero bytes for code dual-mapped under `strategy`: a
+/// memfd for [`CodeStrategy::DualMap`], an unlinked file in the probe's
+/// [`code_dir`] for [`CodeStrategy::DualMapFile`]. `ops` names the failing
+/// operation for each, in that order, for the error.
+///
+/// # Errors
+///
+/// [`Error::Os`] if the file cannot be made;
+/// [`Error::StrategyUnavailable`] for `DualMapFile` where no directory
+/// works (the probe says why).
+pub(crate) fn code_file(
+    strategy: CodeStrategy,
+    len: usize,
+    ops: [&'static str; 2],
+) -> Result<CodeFile> {
+    debug_assert!(strategy.dual_maps());
+    if strategy != CodeStrategy::DualMapFile {
+        return CodeFile::create(len).map_err(|e| Error::os(ops[0], e));
+    }
+    let dir = code_dir().ok_or_else(|| Error::StrategyUnavailable {
+        strategy: Strategy::DualMapFile,
+        reason: capabilities().dual_map_file.to_string(),
+    })?;
+    CodeFile::create_in(dir, len).map_err(|e| Error::os(ops[1], e))
+}
 
 /// Calls the `ret` instruction at `code`.
 ///
@@ -162,8 +218,7 @@ fn try_protect() -> Check {
 }
 
 fn try_dual_map() -> (Check, Option<bool>) {
-    let page = sys::page_size();
-    let file = match CodeFile::create(page) {
+    let file = match CodeFile::create(sys::page_size()) {
         Ok(f) => f,
         Err(e) => {
             return (
@@ -174,17 +229,57 @@ fn try_dual_map() -> (Check, Option<bool>) {
             );
         }
     };
-    let noexec = Some(file.noexec_sealed());
+    (try_views(&file, "a memfd"), Some(file.noexec_sealed()))
+}
+
+/// Tries each candidate directory in turn with a file of its own: the
+/// check, and the first directory where it worked.
+fn try_dual_map_file() -> (Check, Option<Arc<CodeDir>>) {
+    let mut tried = Vec::new();
+    for (path, chosen_by) in CodeDir::candidates() {
+        let dir = match CodeDir::open(&path, chosen_by) {
+            Ok(dir) => Arc::new(dir),
+            Err(why) => {
+                tried.push(format!("{why} ({chosen_by})"));
+                continue;
+            }
+        };
+        let file = match CodeFile::create_in(&dir, sys::page_size()) {
+            Ok(f) => f,
+            Err(e) => {
+                tried.push(format!("{path}: creating a file failed: {e} ({chosen_by})"));
+                continue;
+            }
+        };
+        match try_views(&file, "a file") {
+            Check::Refused { reason } => tried.push(format!("{path}: {reason} ({chosen_by})")),
+            works => return (works, Some(dir)),
+        }
+    }
+    let reason = if tried.is_empty() {
+        "no directory to make files in on this platform".to_owned()
+    } else {
+        format!("no directory works: {}", tried.join("; "))
+    };
+    (Check::Refused { reason }, None)
+}
+
+/// Maps a page of `file` (`what` it is, for the reasons) read-write and
+/// read+exec, writes a `ret` through the one and calls it through the
+/// other.
+fn try_views(file: &CodeFile, what: &str) -> Check {
+    let page = sys::page_size();
     let rw = match file.map(page, Prot::ReadWrite) {
         Ok(p) => p,
         Err(e) => {
-            let reason = format!("mapping a memfd read-write failed: {e}");
-            return (Check::Refused { reason }, noexec);
+            return Check::Refused {
+                reason: format!("mapping {what} read-write failed: {e}"),
+            };
         }
     };
-    let check = match file.map(page, Prot::ReadExec) {
+    match file.map(page, Prot::ReadExec) {
         Err(e) => Check::Refused {
-            reason: format!("mapping a memfd read+exec failed: {e}"),
+            reason: format!("mapping {what} read+exec failed: {e}"),
         },
         Ok(rx) => {
             // SAFETY: `rw` is a read-write shared view of `page` bytes.
@@ -203,8 +298,7 @@ fn try_dual_map() -> (Check, Option<bool>) {
                 Check::Allowed
             }
         }
-    };
-    (check, noexec)
+    }
 }
 
 /// Maps a trampoline table and calls through it (see

@@ -45,6 +45,12 @@ impl fmt::Display for Policy {
             "memfd dual mapping",
             &format_args!("{}{seal}", self.dual_mapping),
         )?;
+        match &self.code_file_dir {
+            Some(dir) if self.file_dual_mapping.is_allowed() => {
+                row(f, "file dual mapping", &format_args!("allowed, in {dir}"))?
+            }
+            _ => row(f, "file dual mapping", &self.file_dual_mapping)?,
+        }
         let mdwe = match &self.mdwe {
             Mdwe::NotSupported => "not supported by this kernel".to_owned(),
             Mdwe::Off => "off".to_owned(),

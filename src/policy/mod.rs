@@ -16,8 +16,10 @@ mod settings;
 
 use once_cell::race::OnceBox;
 
-pub(crate) use capabilities::{BLOCK_PREFERENCE, HEAP_PREFERENCE, THUNK_PREFERENCE, capabilities};
-pub use report::{Check, Mdwe, Policy, Seccomp, Selinux};
+pub(crate) use capabilities::{
+    BLOCK_PREFERENCE, HEAP_PREFERENCE, THUNK_PREFERENCE, capabilities, code_file,
+};
+pub use report::{Check, CodeFileDir, Mdwe, Policy, Seccomp, Selinux};
 #[cfg(feature = "default-heap")]
 pub(crate) use settings::strategy_setting;
 pub use settings::{STRATEGY_VAR, StrategySetting};

@@ -66,11 +66,22 @@ impl Policy {
                 "PaX flags {pax}: MPROTECT, if set, refuses to make written memory executable"
             ));
         }
+        let dir = self
+            .code_file_dir
+            .as_ref()
+            .map(ToString::to_string)
+            .unwrap_or_default();
         match self.block_strategy {
             Some(Strategy::Protect) => notes.push(
                 "Block uses protect: one mprotect per seal is the cheapest way to seal a whole block"
                     .into(),
             ),
+            Some(Strategy::DualMapFile) => notes.push(format!(
+                "Block uses dual-map-file, with files in {dir}: neither mprotect to read+exec \
+                 ({}) nor memfds ({}) work here",
+                self.mprotect_exec.reason().unwrap_or(""),
+                self.dual_mapping.reason().unwrap_or("")
+            )),
             Some(s) => notes.push(format!(
                 "Block uses {s}: mprotect to read+exec does not work here ({})",
                 self.mprotect_exec.reason().unwrap_or("")
@@ -82,6 +93,12 @@ impl Policy {
                 "code heaps use dual-map: small pieces of code are written without a system call"
                     .into(),
             ),
+            Some(Strategy::DualMapFile) => notes.push(format!(
+                "code heaps use dual-map-file, with files in {dir}: memfds ({}) and mprotect to \
+                 read+exec ({}) do not work here",
+                self.dual_mapping.reason().unwrap_or(""),
+                self.mprotect_exec.reason().unwrap_or("")
+            )),
             Some(s) => notes.push(format!(
                 "code heaps use {s}: dual mapping does not work here ({})",
                 self.dual_mapping.reason().unwrap_or("")
@@ -103,6 +120,13 @@ impl Policy {
                  a thunk writes a record next to a table of code mapped from the binary's file, \
                  so no memory is ever made executable after it was written",
                 self.dual_mapping.reason().unwrap_or("")
+            )),
+            Some(Strategy::DualMapFile) => notes.push(format!(
+                "thunks use dual-map-file, with files in {dir}: neither memfds ({}) nor static \
+                 trampolines ({}) nor mprotect to read+exec ({}) work here",
+                self.dual_mapping.reason().unwrap_or(""),
+                self.static_trampolines.reason().unwrap_or(""),
+                self.mprotect_exec.reason().unwrap_or("")
             )),
             Some(s) => notes.push(format!(
                 "thunks use {s} (one page each): neither dual mapping ({}) nor static \

@@ -110,6 +110,35 @@ pub enum Seccomp {
     },
 }
 
+/// The directory [`Strategy::DualMapFile`] makes its code files in: the
+/// first of `WXTHUNK_TMPDIR` (alone, when set), `/dev/shm`,
+/// `XDG_RUNTIME_DIR`, `TMPDIR`, `/tmp` and `/var/tmp` where a file could be
+/// made and mapped read+exec, and a `ret` written through a read-write
+/// view of it ran.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CodeFileDir {
+    /// The directory's path.
+    pub path: String,
+    /// Why it was tried: `"WXTHUNK_TMPDIR"`, `"XDG_RUNTIME_DIR"`,
+    /// `"TMPDIR"` or `"a default"`.
+    pub chosen_by: &'static str,
+    /// Whether files are made without a name (`O_TMPFILE`); if not, each
+    /// is made under a fresh name and unlinked before wxthunk uses it.
+    pub o_tmpfile: bool,
+}
+
+impl std::fmt::Display for CodeFileDir {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let how = if self.o_tmpfile {
+            "files made with O_TMPFILE"
+        } else {
+            "files named and unlinked at once"
+        };
+        write!(f, "{} ({}; {how})", self.path, self.chosen_by)
+    }
+}
+
 /// What this process may do with executable memory, and what wxthunk will
 /// therefore do. Returned by [`probe`](crate::probe).
 ///
@@ -138,6 +167,14 @@ pub struct Policy {
     /// Whether memfds are created with `MFD_NOEXEC_SEAL` (`None` when no
     /// memfd could be created).
     pub memfd_noexec_seal: Option<bool>,
+    /// Mapping a file that has no name, in a directory, read-write and
+    /// read+exec at once ([`Strategy::DualMapFile`]), tried in each
+    /// candidate directory in turn; the reason, when refused, says why
+    /// each one does not work.
+    pub file_dual_mapping: Check,
+    /// The directory [`Strategy::DualMapFile`] makes its files in, when
+    /// one works.
+    pub code_file_dir: Option<CodeFileDir>,
     /// Linux MDWE state.
     pub mdwe: Mdwe,
     /// The `vm.memfd_noexec` sysctl (0, 1, 2), when present.
@@ -250,6 +287,12 @@ impl Policy {
             mprotect_exec: caps.protect.clone(),
             dual_mapping: caps.dual_map.clone(),
             memfd_noexec_seal: caps.memfd_noexec_seal,
+            file_dual_mapping: caps.dual_map_file.clone(),
+            code_file_dir: caps.code_dir.as_deref().map(|dir| CodeFileDir {
+                path: dir.path().to_owned(),
+                chosen_by: dir.chosen_by(),
+                o_tmpfile: dir.unnamed_files(),
+            }),
             mdwe,
             memfd_noexec: sys::memfd_noexec_sysctl(),
             selinux,
@@ -284,6 +327,7 @@ impl Policy {
         match strategy {
             Strategy::Protect => &self.mprotect_exec,
             Strategy::DualMap => &self.dual_mapping,
+            Strategy::DualMapFile => &self.file_dual_mapping,
             Strategy::StaticTrampolines => &self.static_trampolines,
         }
     }

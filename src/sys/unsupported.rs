@@ -111,6 +111,34 @@ pub(crate) fn register_at_fork(
 /// Nothing to flush: nothing can have been mapped.
 pub(crate) fn flush_icache(_ptr: *const u8, _len: usize) {}
 
+/// Cannot exist here: [`open`](CodeDir::open) always fails.
+#[derive(Debug)]
+pub(crate) struct CodeDir(Void);
+
+impl CodeDir {
+    /// None: no file here can hold code.
+    pub(crate) fn candidates() -> Vec<(String, &'static str)> {
+        Vec::new()
+    }
+
+    /// Always fails.
+    pub(crate) fn open(path: &str, _chosen_by: &'static str) -> Result<CodeDir, String> {
+        Err(format!("{path}: not supported on this platform"))
+    }
+
+    pub(crate) fn path(&self) -> &str {
+        match self.0 {}
+    }
+
+    pub(crate) fn chosen_by(&self) -> &'static str {
+        match self.0 {}
+    }
+
+    pub(crate) fn unnamed_files(&self) -> bool {
+        match self.0 {}
+    }
+}
+
 /// Cannot exist here: [`create`](CodeFile::create) always fails.
 #[derive(Debug)]
 pub(crate) struct CodeFile(Void);
@@ -119,6 +147,19 @@ impl CodeFile {
     /// Always fails with `Unsupported`.
     pub(crate) fn create(_len: usize) -> io::Result<Self> {
         Err(unsupported())
+    }
+
+    /// Never callable: no `CodeDir` exists.
+    pub(crate) fn create_in(dir: &std::sync::Arc<CodeDir>, _len: usize) -> io::Result<Self> {
+        match dir.0 {}
+    }
+
+    pub(crate) fn create_like(&self, _len: usize) -> io::Result<Self> {
+        match self.0 {}
+    }
+
+    pub(crate) fn dir(&self) -> Option<&CodeDir> {
+        match self.0 {}
     }
 
     pub(crate) fn noexec_sealed(&self) -> bool {

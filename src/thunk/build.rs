@@ -338,8 +338,8 @@ impl<'a, F: ThunkSig, L: RawMutex> Thunk<'a, F, L> {
             )?;
             let at = slot.entry() + trampoline::entry_offset(placement);
             (at as *const (), Code::Static(slot), None)
-        } else if let (Placement::Register(_) | Placement::Float(_), Some(CodeStrategy::DualMap)) =
-            (placement, heap.code_strategy())
+        } else if matches!(placement, Placement::Register(_) | Placement::Float(_))
+            && heap.code_strategy().is_some_and(CodeStrategy::dual_maps)
         {
             let granule = heap.thunk_granule::<1>(|at, _| {
                 generated_code::<F>(placement_const::<F>(), ctx_addr, entry, None, at)

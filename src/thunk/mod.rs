@@ -65,7 +65,7 @@ use crate::arch::Placement;
 use crate::error::Result;
 use crate::heap::Heap;
 use crate::heap::{DefaultLock, RegionInfo};
-use crate::strategy::{CodeStrategy, ThunkStrategy};
+use crate::strategy::ThunkStrategy;
 use crate::trampoline;
 use call::{MutCtx, OnceCtx};
 pub use closure::{ThunkFn, ThunkFnMut, ThunkFnOnce};
@@ -561,7 +561,7 @@ impl<L: RawMutex> Heap<L> {
         // (`true`), or a one-granule thunk of a dual-mapped heap.
         let slot = match self.thunk_strategy() {
             ThunkStrategy::StaticTrampolines => Some(true),
-            ThunkStrategy::Generated(CodeStrategy::DualMap) if registers => Some(false),
+            ThunkStrategy::Generated(code) if code.dual_maps() && registers => Some(false),
             _ => None,
         };
         let tags = const { (handle::inline_tag::<C>(), handle::pair_tag::<C>()) };

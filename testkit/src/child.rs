@@ -16,6 +16,12 @@ const CHILD_VAR: &str = "WXTHUNK_TEST_CHILD";
 /// than a fork of the multi-threaded test runner. A panic in the child fails
 /// the parent's test with the child's output.
 pub fn in_child(name: &str, body: impl FnOnce()) -> Option<String> {
+    in_child_with_env(name, &[], body)
+}
+
+/// [`in_child`], with the environment variables `env` set in the child
+/// (for settings wxthunk reads once, such as `WXTHUNK_TMPDIR`).
+pub fn in_child_with_env(name: &str, env: &[(&str, &str)], body: impl FnOnce()) -> Option<String> {
     if std::env::var(CHILD_VAR).as_deref() == Ok(name) {
         body();
         return None;
@@ -24,6 +30,7 @@ pub fn in_child(name: &str, body: impl FnOnce()) -> Option<String> {
     let out = Command::new(exe)
         .args([name, "--exact", "--nocapture", "--test-threads=1"])
         .env(CHILD_VAR, name)
+        .envs(env.iter().copied())
         .output()
         .expect("spawn the test binary as a child");
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();

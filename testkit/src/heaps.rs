@@ -16,11 +16,18 @@ fn written_code_configs() -> Vec<(&'static str, HeapBuilder)> {
     if policy.allows(Strategy::Protect) {
         v.push(("protect", Heap::builder().strategy(Strategy::Protect)));
     }
+    if policy.allows(Strategy::DualMapFile) {
+        v.push((
+            "dual-map-file",
+            Heap::builder().strategy(Strategy::DualMapFile),
+        ));
+    }
     v
 }
 
 /// Every configuration of a heap for written code this process allows:
-/// dual mapping (plain and strict) and protect. Panics if there is none.
+/// dual mapping (plain and strict), protect, and dual mapping through a
+/// file in a directory. Panics if there is none.
 pub fn heap_configs() -> Vec<(&'static str, HeapBuilder)> {
     let v = written_code_configs();
     assert!(

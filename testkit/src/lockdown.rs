@@ -7,7 +7,7 @@ use std::io;
 
 use seccompiler::BpfProgram;
 
-use crate::child::in_child;
+use crate::child::in_child_with_env;
 use crate::seccomp::{self, Filter};
 
 /// A lockdown: what a process can no longer do once it entered it.
@@ -114,7 +114,17 @@ const DONE: &str = "LOCKDOWN-BODY-DONE";
 /// a `SKIPPED:` line when this kernel cannot set the lockdown up; `None`
 /// in the child. Fails the test if the body did not run to its end.
 pub fn run_locked(name: &str, lockdown: Lockdown, body: impl FnOnce()) -> Option<String> {
-    let out = in_child(name, || {
+    run_locked_with_env(name, lockdown, &[], body)
+}
+
+/// [`run_locked`], with the environment variables `env` set in the child.
+pub fn run_locked_with_env(
+    name: &str,
+    lockdown: Lockdown,
+    env: &[(&str, &str)],
+    body: impl FnOnce(),
+) -> Option<String> {
+    let out = in_child_with_env(name, env, || {
         if let Err(why) = lockdown.enter() {
             println!("{UNAVAILABLE} {why}");
             return;

@@ -32,6 +32,38 @@ impl Mapping {
     pub fn contains(&self, addr: usize) -> bool {
         (self.start..self.end).contains(&addr)
     }
+
+    /// Whether this maps one of wxthunk's code files: a memfd it made, or
+    /// a file without a name in the directory the probe chose for
+    /// `Strategy::DualMapFile`.
+    pub fn is_code_file(&self) -> bool {
+        self.name.contains("memfd:wxthunk")
+            || code_file_dir().is_some_and(|dir| self.is_unnamed_file_in(&dir))
+    }
+
+    /// Whether this maps a file in `dir` that has no name there: one made
+    /// with `O_TMPFILE` (the kernel shows it as `dir/#inode`) or unlinked
+    /// (`... (deleted)`), and in either case not found by its path.
+    pub fn is_unnamed_file_in(&self, dir: &str) -> bool {
+        let path = self.name.strip_suffix(" (deleted)").unwrap_or(&self.name);
+        path.strip_prefix(dir)
+            .and_then(|rest| rest.strip_prefix('/'))
+            .is_some_and(|file| !file.contains('/'))
+            && !std::path::Path::new(path).exists()
+    }
+}
+
+/// The directory the probe chose for code files, as `/proc/self/maps`
+/// spells paths in it (resolved), if one works.
+pub fn code_file_dir() -> Option<String> {
+    let dir = wxthunk::probe().code_file_dir.as_ref()?;
+    let resolved = std::fs::canonicalize(&dir.path).ok()?;
+    Some(resolved.to_string_lossy().trim_end_matches('/').to_owned())
+}
+
+/// Every mapping of wxthunk's code files ([`Mapping::is_code_file`]).
+pub fn code_file_mappings() -> Vec<Mapping> {
+    read().into_iter().filter(Mapping::is_code_file).collect()
 }
 
 /// Every mapping of this process, in address order.

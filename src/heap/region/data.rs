@@ -31,7 +31,9 @@ pub(super) struct DataSlots {
 /// granules; none otherwise.
 pub(super) fn bytes_for(size: usize, strategy: CodeStrategy, granule_shift: u32) -> usize {
     match strategy {
-        CodeStrategy::DualMap if granule_shift == DUAL_GRANULE_SHIFT => {
+        CodeStrategy::DualMap | CodeStrategy::DualMapFile
+            if granule_shift == DUAL_GRANULE_SHIFT =>
+        {
             ((size >> granule_shift) * DATA_SLOT).next_multiple_of(sys::page_size())
         }
         _ => 0,

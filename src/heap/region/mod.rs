@@ -18,6 +18,7 @@ use super::fork::Stamp;
 use crate::arch;
 use crate::bitmap::Bitmap;
 use crate::error::{Error, Result};
+use crate::policy;
 use crate::strategy::CodeStrategy;
 use crate::sys::{self, CodeFile, Mapping, Prot};
 use data::DataSlots;
@@ -95,9 +96,15 @@ impl Region {
                     .map_err(|e| Error::os("mmap (heap region)", e))?;
                 Backing::Protect { base }
             }
-            CodeStrategy::DualMap => {
-                let file = CodeFile::create(size)
-                    .map_err(|e| Error::os("memfd_create (heap region)", e))?;
+            CodeStrategy::DualMap | CodeStrategy::DualMapFile => {
+                let file = policy::code_file(
+                    strategy,
+                    size,
+                    [
+                        "memfd_create (heap region)",
+                        "creating a code file (heap region)",
+                    ],
+                )?;
                 // An inaccessible reservation: each page is mapped read+exec
                 // from the file when code is first written on it, so a page
                 // never written is never reachable as code (and uses no

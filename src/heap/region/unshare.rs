@@ -5,7 +5,7 @@
 use super::{Backing, Region, map_writable_view};
 use crate::error::{Error, Result};
 use crate::heap::fork::Stamp;
-use crate::sys::{self, CodeFile, Prot};
+use crate::sys::{self, Prot};
 
 impl Region {
     /// Before writing to a dual-mapped region (through its view or its
@@ -28,8 +28,15 @@ impl Region {
             self.stamp = stamp;
             return Ok(());
         };
-        let new = CodeFile::create(self.size)
-            .map_err(|e| Error::os("memfd_create (unshare after fork)", e))?;
+        // A new file of the same kind: a memfd, or a file in the same
+        // directory.
+        let new = file.create_like(self.size).map_err(|e| {
+            let op = match file.dir() {
+                None => "memfd_create (unshare after fork)",
+                Some(_) => "creating a code file (unshare after fork)",
+            };
+            Error::os(op, e)
+        })?;
         let page = sys::page_size();
         for p in 0..self.size / page {
             if self.committed.all_set(p, 1) {

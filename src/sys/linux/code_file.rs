@@ -1,19 +1,25 @@
-//! [`CodeFile`]: an anonymous in-memory file (`memfd`) that code is kept
-//! in and mapped from, several times: the backing of dual mapping.
+//! [`CodeFile`]: a file without a name that code is kept in and mapped
+//! from, several times: the backing of dual mapping. A `memfd`, or where
+//! those are refused an unlinked file in a [`CodeDir`].
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::ptr::NonNull;
+use std::sync::Arc;
 
+use super::code_dir::CodeDir;
 use super::{Place, mmap};
 use crate::sys::{Mapping, Prot};
 
-/// An anonymous in-memory file (`memfd`) that holds code and can be mapped
-/// several times: the backing of the dual-mapping strategy.
+/// A file without a name that holds code and can be mapped several times:
+/// the backing of the dual-mapping strategies (a `memfd`, or an unlinked
+/// file in a directory).
 #[derive(Debug)]
 pub(crate) struct CodeFile {
     fd: OwnedFd,
     noexec_sealed: bool,
+    /// The directory the file was made in; `None` for a memfd.
+    dir: Option<Arc<CodeDir>>,
 }
 
 impl CodeFile {
@@ -41,13 +47,46 @@ impl CodeFile {
         // SAFETY: `fd` was just returned by memfd_create and is owned by no
         // one else.
         let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        Self::sized(fd, noexec_sealed, None, len)
+    }
+
+    /// Creates a file of `len` bytes, all zero, in `dir`, with no name (see
+    /// [`CodeDir::create_file`]).
+    pub(crate) fn create_in(dir: &Arc<CodeDir>, len: usize) -> io::Result<Self> {
+        Self::sized(dir.create_file()?, false, Some(Arc::clone(dir)), len)
+    }
+
+    /// Creates a file of `len` bytes, all zero, of the same kind as this
+    /// one: a memfd, or a file in the same directory.
+    pub(crate) fn create_like(&self, len: usize) -> io::Result<Self> {
+        match &self.dir {
+            None => Self::create(len),
+            Some(dir) => Self::create_in(dir, len),
+        }
+    }
+
+    fn sized(
+        fd: OwnedFd,
+        noexec_sealed: bool,
+        dir: Option<Arc<CodeDir>>,
+        len: usize,
+    ) -> io::Result<Self> {
         let size = libc::off_t::try_from(len)
             .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "file size too large"))?;
         // SAFETY: `fd` is a valid, open file descriptor.
         if unsafe { libc::ftruncate(fd.as_raw_fd(), size) } != 0 {
             return Err(io::Error::last_os_error());
         }
-        Ok(CodeFile { fd, noexec_sealed })
+        Ok(CodeFile {
+            fd,
+            noexec_sealed,
+            dir,
+        })
+    }
+
+    /// The directory the file is in; `None` for a memfd.
+    pub(crate) fn dir(&self) -> Option<&CodeDir> {
+        self.dir.as_deref()
     }
 
     /// Whether the file was created with `MFD_NOEXEC_SEAL`.

@@ -2,17 +2,22 @@
 //! mapping primitives (`mmap`, `munmap`, `mprotect`, `madvise`) that
 //! [`Mapping`](super::Mapping) is built on, with the `READ_IMPLIES_EXEC`
 //! guard every one of them applies. The rest, one job a file:
-//! - `code_file.rs`: [`CodeFile`], the memfd behind dual mapping;
+//! - `code_file.rs`: [`CodeFile`], the memfd (or unlinked file) behind dual
+//!   mapping;
+//! - `code_dir.rs`: [`CodeDir`], the directory such files are made in where
+//!   memfds are refused;
 //! - `process.rs`: thread-exit keys, fork handlers, the wipe-on-fork page;
 //! - `probe.rs`: the read-only look-ups the policy probe makes;
 //! - `image.rs`: [`ImageFile`], this library's own file, for static
 //!   trampolines.
 
+mod code_dir;
 mod code_file;
 mod image;
 mod probe;
 mod process;
 
+pub(crate) use code_dir::CodeDir;
 pub(crate) use code_file::CodeFile;
 pub(crate) use image::ImageFile;
 pub(crate) use probe::{
