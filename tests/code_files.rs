@@ -46,9 +46,9 @@ fn fresh_dir(name: &str) -> PathBuf {
 
 /// Blocks (sealed, made writable again, sealed again), spans, a thunk page
 /// and thunks under `Strategy::DualMapFile`: each runs, every mapping of
-/// their code is of an unlinked file in the probe's directory, none is
-/// writable and executable, and once they are dropped (and the heap
-/// compacted) no mapping or descriptor of such a file is left.
+/// their code is of a file without a name in the probe's directory, none
+/// is writable and executable, and once they are dropped and the heap is
+/// compacted no mapping or descriptor of such a file is left.
 fn exercise_file_code() {
     let policy = wxthunk::probe();
     assert!(policy.allows(Strategy::DualMapFile), "{policy}");
@@ -119,9 +119,10 @@ fn exercise_file_code() {
     }
     assert!(maps::wx_mappings().is_empty(), "{:?}", maps::wx_mappings());
 
+    // `compact` gives back every file of the heap's emptied regions (the
+    // heap itself stays).
     drop((x, spans, page, thunks));
     heap.compact();
-    drop(heap);
     let left: Vec<_> = maps::code_file_mappings()
         .into_iter()
         .filter(|m| m.name.starts_with(&format!("{dir}/")))
@@ -201,33 +202,35 @@ fn e_no_memfd_forced_to_files() {
 /// exits.
 #[test]
 fn wxthunk_tmpdir_chooses_the_directory() {
-    let dir = fresh_dir("tmpdir-choice");
-    let path = dir.to_str().unwrap().to_owned();
     let name = "wxthunk_tmpdir_chooses_the_directory";
+    let body = || {
+        let policy = wxthunk::probe();
+        println!("{policy}");
+        let chosen = policy.code_file_dir.as_ref().unwrap();
+        assert_eq!(chosen.chosen_by, "WXTHUNK_TMPDIR");
+        assert_eq!(
+            Path::new(&chosen.path),
+            Path::new(&std::env::var("WXTHUNK_TMPDIR").unwrap())
+        );
+        exercise_file_code();
+    };
+    if support::is_child(name) {
+        support::run_locked(name, Lockdown::NoMemfdMdwe, body);
+        return;
+    }
+    let dir = fresh_dir("tmpdir-choice");
+    let path = dir.to_str().unwrap();
     let out = support::run_locked_with_env(
         name,
         Lockdown::NoMemfdMdwe,
-        &[("WXTHUNK_TMPDIR", &path)],
-        || {
-            let policy = wxthunk::probe();
-            println!("{policy}");
-            let chosen = policy.code_file_dir.as_ref().unwrap();
-            assert_eq!(chosen.chosen_by, "WXTHUNK_TMPDIR");
-            assert_eq!(
-                Path::new(&chosen.path),
-                Path::new(&std::env::var("WXTHUNK_TMPDIR").unwrap())
-            );
-            exercise_file_code();
-        },
+        &[("WXTHUNK_TMPDIR", path)],
+        body,
     );
-    if out.is_some() {
-        assert!(
-            entries(&dir).is_empty(),
-            "left in {path}: {:?}",
-            entries(&dir)
-        );
-    }
+    let left = entries(&dir);
     std::fs::remove_dir(&dir).unwrap();
+    if out.is_some() {
+        assert!(left.is_empty(), "left in {path}: {left:?}");
+    }
 }
 
 /// A directory that does not work is named with why, in the probe and in
@@ -277,10 +280,8 @@ fn a_directory_that_does_not_work_says_why() {
 /// directory: the files had no name from the start.
 #[test]
 fn nothing_is_left_after_a_crash() {
-    let dir = fresh_dir("crash");
-    let path = dir.to_str().unwrap().to_owned();
     let name = "nothing_is_left_after_a_crash";
-    let out = support::in_child_with_env(name, &[("WXTHUNK_TMPDIR", &path)], || {
+    let body = || {
         let pid = support::fork::spawn(support::fork::ForkPath::Libc, || {
             let heap = Heap::builder()
                 .strategy(Strategy::DualMapFile)
@@ -302,14 +303,101 @@ fn nothing_is_left_after_a_crash() {
         let how = support::fork::wait(pid);
         assert_eq!(how, Err(format!("killed by signal {}", libc::SIGKILL)));
         println!("CRASHED-CHILD-KILLED");
-    });
+    };
+    if support::is_child(name) {
+        support::in_child(name, body);
+        return;
+    }
+    let dir = fresh_dir("crash");
+    let path = dir.to_str().unwrap();
+    let out = support::in_child_with_env(name, &[("WXTHUNK_TMPDIR", path)], body);
+    let left = entries(&dir);
+    std::fs::remove_dir(&dir).unwrap();
     if let Some(out) = out {
         assert!(out.contains("CRASHED-CHILD-KILLED"), "{out}");
-        assert!(
-            entries(&dir).is_empty(),
-            "left in {path}: {:?}",
-            entries(&dir)
-        );
+        assert!(left.is_empty(), "left in {path}: {left:?}");
     }
-    std::fs::remove_dir(&dir).unwrap();
+}
+
+/// A directory on a filesystem mounted `noexec` is refused by name, before
+/// any file is made there: a tmpfs mounted so in a mount namespace of the
+/// test's own (a forked, single-threaded child, which `unshare` needs).
+#[test]
+fn a_noexec_directory_is_refused_by_name() {
+    let name = "a_noexec_directory_is_refused_by_name";
+    let Some(out) = support::in_child(name, || {
+        let dir = fresh_dir("noexec");
+        let path = dir.to_str().unwrap().to_owned();
+        let pid = support::fork::spawn(support::fork::ForkPath::Libc, || {
+            // SAFETY: plain system calls in a single-threaded child; the
+            // new namespaces are this child's alone.
+            if unsafe { libc::unshare(libc::CLONE_NEWUSER | libc::CLONE_NEWNS) } != 0 {
+                println!(
+                    "NOEXEC-SKIPPED unshare: {}",
+                    std::io::Error::last_os_error()
+                );
+                return 0;
+            }
+            let target = std::ffi::CString::new(path.as_str()).unwrap();
+            // SAFETY: NUL-terminated strings; no data argument.
+            let mounted = unsafe {
+                libc::mount(
+                    c"none".as_ptr(),
+                    target.as_ptr(),
+                    c"tmpfs".as_ptr(),
+                    libc::MS_NOEXEC,
+                    std::ptr::null(),
+                )
+            };
+            if mounted != 0 {
+                println!("NOEXEC-SKIPPED mount: {}", std::io::Error::last_os_error());
+                return 0;
+            }
+            // SAFETY: this child has one thread, and nothing reads the
+            // environment concurrently.
+            unsafe { std::env::set_var("WXTHUNK_TMPDIR", &path) };
+            let policy = wxthunk::probe();
+            let reason = policy.file_dual_mapping.reason().unwrap_or("");
+            if reason.contains(&format!("{path}: mounted noexec")) && policy.code_file_dir.is_none()
+            {
+                println!("NOEXEC-REFUSED {reason}");
+                0
+            } else {
+                println!("NOEXEC-WRONG {policy}");
+                1
+            }
+        });
+        let how = support::fork::wait(pid);
+        std::fs::remove_dir(&dir).unwrap();
+        assert_eq!(how, Ok(0));
+    }) else {
+        return;
+    };
+    if let Some(line) = out.lines().find(|l| l.starts_with("NOEXEC-SKIPPED")) {
+        println!("SKIPPED: no noexec mount could be made here ({line})");
+        return;
+    }
+    assert!(out.contains("NOEXEC-REFUSED"), "{out}");
+}
+
+/// `WXTHUNK_STRATEGY=dual-map-file` puts the default heaps' thunks and
+/// spans in such files, without a code change.
+#[test]
+fn wxthunk_strategy_forces_the_default_heaps_to_files() {
+    let name = "wxthunk_strategy_forces_the_default_heaps_to_files";
+    let out = support::in_child_with_env(name, &[("WXTHUNK_STRATEGY", "dual-map-file")], || {
+        let heap = Heap::global().unwrap();
+        assert_eq!(heap.strategy(), Strategy::DualMapFile);
+        let dir = maps::code_file_dir().unwrap();
+        let k = std::hint::black_box(40);
+        let t = wxthunk::Thunk::<F1>::new(move |x: u64| x + k).unwrap();
+        // SAFETY: the thunk is alive.
+        assert_eq!(unsafe { (t.as_fn())(2) }, 42);
+        let m = maps::mapping_at(t.as_fn() as usize).unwrap();
+        assert!(m.is_unnamed_file_in(&dir), "{m:?}");
+        println!("FORCED-OK");
+    });
+    if let Some(out) = out {
+        assert!(out.contains("FORCED-OK"), "{out}");
+    }
 }

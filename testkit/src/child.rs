@@ -19,6 +19,12 @@ pub fn in_child(name: &str, body: impl FnOnce()) -> Option<String> {
     in_child_with_env(name, &[], body)
 }
 
+/// Whether this process is the child [`in_child`] made for the test `name`
+/// (for a test whose parent sets something up for the child).
+pub fn is_child(name: &str) -> bool {
+    std::env::var(CHILD_VAR).as_deref() == Ok(name)
+}
+
 /// [`in_child`], with the environment variables `env` set in the child
 /// (for settings wxthunk reads once, such as `WXTHUNK_TMPDIR`).
 pub fn in_child_with_env(name: &str, env: &[(&str, &str)], body: impl FnOnce()) -> Option<String> {

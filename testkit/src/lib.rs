@@ -24,7 +24,9 @@ pub mod maps;
 pub mod seccomp;
 
 #[cfg(all(feature = "harness", target_os = "linux"))]
-pub use child::{STRATEGY_VAR, in_child, in_child_with_env, rerun_all_with_default_strategy};
+pub use child::{
+    STRATEGY_VAR, in_child, in_child_with_env, is_child, rerun_all_with_default_strategy,
+};
 pub use heaps::{heap_configs, thunk_heap_configs};
 #[cfg(all(feature = "harness", target_os = "linux"))]
 pub use lockdown::{Lockdown, run_locked, run_locked_with_env, set_mdwe};
