@@ -315,3 +315,75 @@ fn auto_traits() {
     send_sync::<Error>();
     send_sync::<wxthunk::Policy>();
 }
+
+/// In-place blocks write where the code runs, under every strategy: an
+/// absolute address of the block itself, written before sealing, is right
+/// after sealing, after `into_writable` (contents and address kept) and
+/// after sealing again; bytes written through `as_mut_ptr` count once
+/// `set_len` says so.
+#[test]
+fn in_place_blocks_run_where_they_were_written() {
+    for s in strategies() {
+        let code_strategy = s.code().unwrap();
+        let mut b = Block::in_place_with_code_strategy(100, code_strategy).unwrap();
+        assert_eq!(b.code_strategy(), code_strategy);
+        let at = b.as_mut_ptr() as usize;
+        assert_eq!(at, b.exec_ptr() as usize, "{s}");
+        // mov rax, imm64 (this block's own address); ret.
+        let mut own = vec![0x48, 0xb8];
+        own.extend_from_slice(&(at as u64).to_le_bytes());
+        own.push(0xc3);
+        // SAFETY: `own` fits the block's capacity; the pointer is valid for
+        // it while `b` lives.
+        unsafe { std::ptr::copy_nonoverlapping(own.as_ptr(), b.as_mut_ptr(), own.len()) };
+        b.set_len(own.len()).unwrap();
+        assert!(matches!(
+            b.set_len(b.capacity() + 1),
+            Err(Error::OutOfBounds { .. })
+        ));
+        let x = b.exec().unwrap();
+        assert_eq!(x.as_ptr() as usize, at, "{s}");
+        // SAFETY: offset 0 holds `mov rax, imm64; ret`.
+        let f: extern "C" fn() -> u64 = unsafe { x.func(0).unwrap() };
+        assert_eq!(f(), at as u64, "{s}");
+        let mut b = x.into_writable().unwrap();
+        assert_eq!(b.as_slice(), &own[..], "{s}");
+        assert_eq!(b.as_mut_ptr() as usize, at, "{s}");
+        b.as_mut_slice()[2..10].copy_from_slice(&(at as u64 + 1).to_le_bytes());
+        let x = b.exec().unwrap();
+        // SAFETY: as above, with the constant patched.
+        let f: extern "C" fn() -> u64 = unsafe { x.func(0).unwrap() };
+        assert_eq!(f(), at as u64 + 1, "{s}");
+    }
+}
+
+/// A child forked while an in-place block is writable writes its own
+/// copy: the parent's code, sealed later, is what the parent wrote.
+#[test]
+fn a_forked_child_cannot_write_a_parents_in_place_block() {
+    for s in strategies() {
+        let mut b = Block::in_place_with_code_strategy(16, s.code().unwrap()).unwrap();
+        b.write_all(&code::ret_u32(1)).unwrap();
+        let child_copy = std::mem::ManuallyDrop::new(
+            // SAFETY: after the fork only the child owns this bitwise copy;
+            // the parent never uses it.
+            unsafe { std::ptr::read(&b) },
+        );
+        let child = support::fork::fork_and_wait(move || {
+            let mut b = std::mem::ManuallyDrop::into_inner(child_copy);
+            b.as_mut_slice().copy_from_slice(&code::ret_u32(2));
+            let x = match b.exec() {
+                Ok(x) => x,
+                Err(_) => return 3,
+            };
+            // SAFETY: offset 0 holds `mov eax, 2; ret`.
+            let f: extern "C" fn() -> u32 = unsafe { x.func(0).unwrap() };
+            if f() == 2 { 0 } else { 4 }
+        });
+        assert_eq!(child, 0, "{s}");
+        let x = b.exec().unwrap();
+        // SAFETY: offset 0 holds `mov eax, 1; ret`.
+        let f: extern "C" fn() -> u32 = unsafe { x.func(0).unwrap() };
+        assert_eq!(f(), 1, "{s}");
+    }
+}

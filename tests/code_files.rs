@@ -79,6 +79,18 @@ fn exercise_file_code() {
     let f: extern "C" fn() -> u32 = unsafe { x.func(0).unwrap() };
     assert_eq!(f(), 6);
 
+    // In place: written where it runs, then the same pages read+exec.
+    let mut in_place = Block::in_place_with_code_strategy(64, CodeStrategy::DualMapFile).unwrap();
+    let at = in_place.as_mut_ptr() as usize;
+    in_place.write_all(&code::ret_u32(7)).unwrap();
+    let in_place = in_place.exec().unwrap();
+    assert_eq!(in_place.as_ptr() as usize, at);
+    in_dir(at);
+    // SAFETY: offset 0 holds `mov eax, 7; ret`.
+    let f: extern "C" fn() -> u32 = unsafe { in_place.func(0).unwrap() };
+    assert_eq!(f(), 7);
+    drop(in_place);
+
     let heap = Heap::builder()
         .strategy(Strategy::DualMapFile)
         .build()

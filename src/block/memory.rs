@@ -53,13 +53,67 @@ enum Kind {
         rw: Option<Mapping>,
         strategy: CodeStrategy,
     },
+    /// A dual-mapping strategy with the bytes written where they will run
+    /// (for code generators that apply relocations in place, such as
+    /// cranelift-jit): `base` is private anonymous read-write memory while
+    /// the block is writable; each seal writes a *new* file and maps it
+    /// read+exec over `base` in one step, so no writable alias of sealed
+    /// code exists (a forked child has its own copy-on-write pages while
+    /// writable, and the file is never written once mapped). Making it
+    /// writable again copies the code back into private memory at the same
+    /// address.
+    InPlace {
+        base: Mapping,
+        writable: bool,
+        strategy: CodeStrategy,
+    },
 }
 
 // SAFETY: through `&BlockMemory` the mappings are only read (or run); all
 // writes and transitions take `&mut self`.
 unsafe impl Sync for BlockMemory {}
 
+/// After a failed seal of an in-place block: private read-write memory at
+/// `base` again, holding what `file` holds (the bytes written). The kernel
+/// may have removed the old pages before it refused the new mapping, so
+/// they are put back in either case; a process that cannot even do that
+/// would hand back a block whose memory is gone, so it stops.
+#[cold]
+fn restore_in_place(base: &Mapping, file: &sys::CodeFile, capacity: usize) {
+    let restored = file.map(capacity, Prot::ReadWrite).and_then(|copy| {
+        // SAFETY: `base` is our mapping, and nothing runs it (the seal
+        // failed) or holds a reference into it (`&mut` through the block).
+        unsafe { base.replace_with_anon(0, capacity, Prot::ReadWrite) }?;
+        // SAFETY: `copy` is a readable view of `capacity` bytes of the file,
+        // `base` a distinct writable mapping of as many.
+        unsafe { std::ptr::copy_nonoverlapping(copy.as_ptr(), base.as_ptr(), capacity) };
+        Ok(())
+    });
+    if let Err(e) = restored {
+        eprintln!("wxthunk: a failed seal left an in-place block without its memory: {e}");
+        std::process::abort();
+    }
+}
+
 impl BlockMemory {
+    /// Maps `capacity` bytes (a whole number of pages), writable where
+    /// they will run, whatever the strategy.
+    pub(crate) fn in_place(capacity: usize, strategy: CodeStrategy) -> Result<Self> {
+        if !strategy.dual_maps() {
+            return Self::new(capacity, strategy);
+        }
+        debug_assert_eq!(capacity % sys::page_size(), 0);
+        let base = Mapping::anon(capacity, Prot::ReadWrite).map_err(|e| Error::os("mmap", e))?;
+        Ok(BlockMemory {
+            capacity,
+            kind: Kind::InPlace {
+                base,
+                writable: true,
+                strategy,
+            },
+        })
+    }
+
     /// Maps `capacity` bytes (a whole number of pages), writable.
     pub(crate) fn new(capacity: usize, strategy: CodeStrategy) -> Result<Self> {
         debug_assert_eq!(capacity % sys::page_size(), 0);
@@ -94,7 +148,7 @@ impl BlockMemory {
     pub(crate) fn strategy(&self) -> CodeStrategy {
         match self.kind {
             Kind::Protect { .. } => CodeStrategy::Protect,
-            Kind::DualMap { strategy, .. } => strategy,
+            Kind::DualMap { strategy, .. } | Kind::InPlace { strategy, .. } => strategy,
         }
     }
 
@@ -103,6 +157,7 @@ impl BlockMemory {
         match &self.kind {
             Kind::Protect { base, .. } => base.ptr(),
             Kind::DualMap { rx, .. } => rx.ptr(),
+            Kind::InPlace { base, .. } => base.ptr(),
         }
     }
 
@@ -117,6 +172,11 @@ impl BlockMemory {
                 writable: true,
             } => base.ptr(),
             Kind::DualMap { rw: Some(rw), .. } => rw.ptr(),
+            Kind::InPlace {
+                base,
+                writable: true,
+                ..
+            } => base.ptr(),
             _ => unreachable!("write_ptr on a sealed block"),
         }
     }
@@ -127,6 +187,7 @@ impl BlockMemory {
             Kind::Protect { base, .. } => base.ptr(),
             Kind::DualMap { rw: Some(rw), .. } => rw.ptr(),
             Kind::DualMap { rx, rw: None, .. } => rx.ptr(),
+            Kind::InPlace { base, .. } => base.ptr(),
         }
     }
 
@@ -179,6 +240,31 @@ impl BlockMemory {
                 // reads or writes it.
                 *rw = None;
             }
+            Kind::InPlace {
+                base,
+                writable,
+                strategy,
+            } => {
+                let file = policy::code_file(
+                    *strategy,
+                    capacity,
+                    ["memfd_create", "creating a code file"],
+                )?;
+                // SAFETY: `base` is our writable mapping of `capacity >=
+                // used` bytes.
+                let bytes = unsafe { std::slice::from_raw_parts(base.as_ptr(), used) };
+                file.write_at(0, bytes)
+                    .map_err(|e| Error::os("pwrite (code file)", e))?;
+                // SAFETY: `base` is our mapping; the `Block` giving up `&mut`
+                // access is what ends the writes, and the file holds the
+                // same bytes, so nothing relies on the pages replaced.
+                if let Err(e) = unsafe { file.map_over(base.ptr(), 0, capacity, Prot::ReadExec) } {
+                    restore_in_place(base, &file, capacity);
+                    return Err(Error::os("mmap(PROT_READ|PROT_EXEC) of the code file", e));
+                }
+                sys::flush_icache(base.as_ptr(), used);
+                *writable = false;
+            }
         }
         Ok(())
     }
@@ -194,6 +280,21 @@ impl BlockMemory {
                 // `ExecBlock`, the only safe way to run it.
                 unsafe { base.protect(0, capacity, Prot::ReadWrite) }
                     .map_err(|e| Error::os("mprotect(PROT_READ|PROT_WRITE)", e))?;
+                *writable = true;
+            }
+            Kind::InPlace { base, writable, .. } => {
+                // The code, out of the read+exec mapping that is about to be
+                // replaced, then back into private memory at the same place.
+                // SAFETY: the mapping is readable for `used <= capacity`
+                // bytes and not written while sealed.
+                let code = unsafe { std::slice::from_raw_parts(base.as_ptr(), used) }.to_vec();
+                // SAFETY: our mapping; the caller gave up the `ExecBlock`,
+                // the only safe way to run it, and `code` holds its bytes.
+                unsafe { base.replace_with_anon(0, capacity, Prot::ReadWrite) }
+                    .map_err(|e| Error::os("mmap (in place)", e))?;
+                // SAFETY: `base` is now writable for `capacity >= used`
+                // bytes; `code` is a distinct heap buffer.
+                unsafe { std::ptr::copy_nonoverlapping(code.as_ptr(), base.as_ptr(), used) };
                 *writable = true;
             }
             Kind::DualMap { rx, rw, .. } => {

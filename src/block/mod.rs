@@ -102,7 +102,7 @@ impl Block {
             return Err(Error::StrategyUnavailable {
                 strategy,
                 reason: "static trampolines hold thunks, not written code; a Block needs \
-                         protect or dual-map"
+                         protect, dual-map or dual-map-file"
                     .into(),
             });
         };
@@ -132,6 +132,94 @@ impl Block {
             mem: BlockMemory::new(capacity, strategy)?,
             len: 0,
         })
+    }
+
+    /// Like [`new`](Block::new), for code generators that write code where
+    /// it will run and patch it there (cranelift-jit applies its relocations
+    /// at the address it wrote the code at): the bytes are written at
+    /// [`exec_ptr`](Block::exec_ptr) itself ([`as_mut_ptr`](Block::as_mut_ptr)
+    /// is the same address).
+    ///
+    /// With [`Strategy::Protect`] that is how every block works. With the
+    /// dual-mapping strategies the bytes are written into private memory at
+    /// that address; [`exec`](Block::exec) copies them into a new file and
+    /// maps it read+exec over them in one step, so there is never a
+    /// writable and executable mapping, nor an `mprotect` that adds exec,
+    /// and no writable alias of the sealed code exists, not even in a
+    /// forked child.
+    ///
+    /// ```
+    /// use std::io::Write;
+    /// let mut b = wxthunk::Block::in_place(16)?;
+    /// let at = b.as_mut_ptr() as usize;
+    /// assert_eq!(at, b.exec_ptr() as usize);
+    /// b.write_all(&[0xc3])?;
+    /// let x = b.exec()?;
+    /// assert_eq!(x.as_ptr() as usize, at);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`new`](Block::new).
+    pub fn in_place(len: usize) -> Result<Block> {
+        let strategy = capabilities().choose(BLOCK_PREFERENCE)?;
+        Block::in_place_with_code_strategy(len, strategy)
+    }
+
+    /// [`in_place`](Block::in_place) with a strategy for written code of
+    /// your choice.
+    ///
+    /// # Errors
+    ///
+    /// As [`with_code_strategy`](Block::with_code_strategy).
+    pub fn in_place_with_code_strategy(len: usize, strategy: CodeStrategy) -> Result<Block> {
+        let capacity = round_to_pages(len)?;
+        capabilities().require(strategy)?;
+        Ok(Block {
+            mem: BlockMemory::in_place(capacity, strategy)?,
+            len: 0,
+        })
+    }
+
+    /// The block's writable memory, all [`capacity`](Block::capacity)
+    /// bytes of it (zero where nothing was written), for code generators
+    /// that write through pointers; [`set_len`](Block::set_len) then says
+    /// how much of it is code. Valid until the block is sealed, dropped or
+    /// moved out of; for an [`in_place`](Block::in_place) block it is
+    /// [`exec_ptr`](Block::exec_ptr).
+    ///
+    /// ```
+    /// let mut b = wxthunk::Block::new(0)?;
+    /// let p = b.as_mut_ptr();
+    /// // SAFETY: `p` is valid for `capacity` bytes of writes while `b` lives.
+    /// unsafe { p.write(0xc3) };
+    /// b.set_len(1)?;
+    /// assert_eq!(b.as_slice(), &[0xc3]);
+    /// # Ok::<(), wxthunk::Error>(())
+    /// ```
+    pub fn as_mut_ptr(&mut self) -> *mut u8 {
+        self.mem.write_ptr().as_ptr()
+    }
+
+    /// Sets how many bytes are code (sealing fills the rest of the last
+    /// page with traps): a truncation for re-JIT, or a length for bytes
+    /// written through [`as_mut_ptr`](Block::as_mut_ptr). Every byte of the
+    /// capacity is initialized (the memory starts zeroed), so any length up
+    /// to it is sound.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::OutOfBounds`](crate::Error::OutOfBounds) past the capacity; nothing changes.
+    pub fn set_len(&mut self, len: usize) -> Result<()> {
+        if len > self.capacity() {
+            return Err(Error::OutOfBounds {
+                offset: len,
+                len: self.capacity(),
+            });
+        }
+        self.len = len;
+        Ok(())
     }
 
     /// How many bytes were written.

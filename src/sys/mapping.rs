@@ -101,6 +101,24 @@ impl Mapping {
         unsafe { platform::protect(at, len, prot) }
     }
 
+    /// Replaces `offset..offset+len` (whole pages) with private,
+    /// zero-filled memory of `prot`, in one step.
+    ///
+    /// # Safety
+    /// Nothing relies on what was mapped there (no live reference into it,
+    /// no code running from it).
+    pub(crate) unsafe fn replace_with_anon(
+        &self,
+        offset: usize,
+        len: usize,
+        prot: Prot,
+    ) -> io::Result<()> {
+        let at = self.range(offset, len);
+        // SAFETY: whole pages of a mapping we own; the caller vouches that
+        // nothing relies on their contents.
+        unsafe { platform::map_anon_over(at, len, prot) }
+    }
+
     /// Drops the contents of `offset..offset+len` (whole pages of private
     /// memory): they read as zeros afterwards. Changes no mapping.
     ///

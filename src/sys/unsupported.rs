@@ -45,6 +45,18 @@ pub(in crate::sys) fn map_anon_near(
 ///
 /// # Safety
 /// None needed: nothing can have been mapped.
+pub(in crate::sys) unsafe fn map_anon_over(
+    _at: NonNull<u8>,
+    _len: usize,
+    _prot: Prot,
+) -> io::Result<()> {
+    Err(unsupported())
+}
+
+/// Always fails with `Unsupported`.
+///
+/// # Safety
+/// None needed: nothing can have been mapped.
 pub(in crate::sys) unsafe fn unmap(_ptr: NonNull<u8>, _len: usize) -> io::Result<()> {
     Err(unsupported())
 }

@@ -163,6 +163,22 @@ pub(in crate::sys) fn map_anon_near(
     unsafe { mmap(Place::Near(hint), len, prot, flags, -1, 0) }
 }
 
+/// Replaces `len` bytes at `at` with private, zero-filled memory of
+/// `prot`, in one step (`MAP_FIXED`).
+///
+/// # Safety
+/// `at..at+len` is a range of whole pages mapped by `sys` and owned by the
+/// caller, and nothing relies on what was mapped there.
+pub(in crate::sys) unsafe fn map_anon_over(
+    at: NonNull<u8>,
+    len: usize,
+    prot: Prot,
+) -> io::Result<()> {
+    let flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS;
+    // SAFETY: the caller's contract; no file.
+    unsafe { mmap(Place::Over(at), len, prot, flags, -1, 0) }.map(drop)
+}
+
 /// Unmaps `len` bytes at `ptr`.
 ///
 /// # Safety
