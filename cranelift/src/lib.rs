@@ -94,7 +94,12 @@ impl WxMemoryProvider {
     /// in this process.
     pub fn with_strategy(strategy: CodeStrategy) -> wxthunk::Result<WxMemoryProvider> {
         // Fails now, with why, rather than at the first allocation.
-        drop(Block::in_place_with_code_strategy(0, strategy)?);
+        if let Some(reason) = wxthunk::probe().check(strategy.into()).reason() {
+            return Err(wxthunk::Error::StrategyUnavailable {
+                strategy: strategy.into(),
+                reason: reason.to_owned(),
+            });
+        }
         Ok(WxMemoryProvider {
             strategy,
             code: CodeArena::default(),
