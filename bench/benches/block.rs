@@ -51,13 +51,22 @@ fn lifecycle(c: &mut Criterion) {
             }
         })
     });
-    for s in [Strategy::Protect, Strategy::DualMap] {
+    for s in [Strategy::Protect, Strategy::DualMap, Strategy::DualMapFile] {
         if Block::with_strategy(0, s).is_err() {
             continue;
         }
         g.bench_function(format!("wxthunk Block ({s})"), |b| {
             b.iter(|| {
                 let mut blk = Block::with_strategy(64, s).unwrap();
+                blk.write_all(black_box(&CODE)).unwrap();
+                let x = blk.exec().unwrap();
+                call(x.as_ptr());
+            })
+        });
+        let code = s.code().expect("a strategy for written code");
+        g.bench_function(format!("wxthunk Block::in_place ({s})"), |b| {
+            b.iter(|| {
+                let mut blk = Block::in_place_with_code_strategy(64, code).unwrap();
                 blk.write_all(black_box(&CODE)).unwrap();
                 let x = blk.exec().unwrap();
                 call(x.as_ptr());
