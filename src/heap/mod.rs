@@ -206,6 +206,8 @@ use crate::sys;
 ///   exists at any time. After `fork()` each process moves a region to a file
 ///   of its own before writing to it, so neither can change the other's code
 ///   (the crate docs' "Fork" section says what a child may do).
+/// - [`Strategy::DualMapFile`]: the same, with each region a file without a
+///   name in the directory the probe found (where memfds are refused).
 /// - [`Strategy::Protect`]: the allocation unit is a page. Writing a span
 ///   makes its pages read-write, copies, and makes them read+exec; a page is
 ///   never made writable again while anything on it is live, because another

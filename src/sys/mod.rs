@@ -6,9 +6,13 @@
 //! The API each platform module provides:
 //! - `page_size() -> usize` (queried once, then cached)
 //! - the raw mapping primitives [`Mapping`] is built on (`map_anon_near`,
-//!   `unmap`, `protect`, `discard`, `dont_fork`), visible only inside `sys`
-//! - `CodeFile`: an anonymous file (a `memfd` on Linux) that can be mapped
-//!   several times, for the dual-mapping strategy
+//!   `map_anon_over`, `unmap`, `protect`, `discard`, `dont_fork`), visible
+//!   only inside `sys`
+//! - `CodeFile`: a file without a name (a `memfd` on Linux, or an unlinked
+//!   file in a `CodeDir`) that can be mapped several times, for the
+//!   dual-mapping strategies
+//! - `CodeDir`: a directory such files can be made in (`candidates`,
+//!   `open`, which refuses a filesystem mounted `noexec`)
 //! - `ImageFile`: the file holding part of this process's own code, found
 //!   and opened so that it can be mapped again (static trampolines)
 //! - `flush_icache(ptr, len)`
@@ -26,7 +30,8 @@
 //!
 //! On platforms without support (`unsupported.rs`) every constructor fails
 //! with `Unsupported`, and the types that only a working constructor could
-//! make (`CodeFile`, `ImageFile`) are uninhabited, as in memmap2's stub.
+//! make (`CodeFile`, `CodeDir`, `ImageFile`) are uninhabited, as in
+//! memmap2's stub.
 
 #[cfg_attr(target_os = "linux", path = "linux/mod.rs")]
 #[cfg_attr(not(target_os = "linux"), path = "unsupported.rs")]
