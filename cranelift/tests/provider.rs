@@ -167,8 +167,21 @@ fn run_module(mut m: JITModule) -> ModuleResult<()> {
     assert_eq!(f1(&m, bump_twice)(1), 22); // 10 + 1 = 11, then 11 + 11
     assert_eq!(f2(&m, add_mul)(1, 1), 6);
     assert!(maps::wx_mappings().is_empty(), "{:?}", maps::wx_mappings());
+    let code_at = m.get_finalized_function(twice) as usize;
+    let data_at = m.get_finalized_data(counter).0 as usize;
     // SAFETY: nothing of the module is used after this.
     unsafe { m.free_memory() };
+    // Everything is released: the code and the data are unmapped.
+    assert!(
+        maps::mapping_at(code_at).is_none(),
+        "{:?}",
+        maps::mapping_at(code_at)
+    );
+    assert!(
+        maps::mapping_at(data_at).is_none(),
+        "{:?}",
+        maps::mapping_at(data_at)
+    );
     Ok(())
 }
 
