@@ -387,3 +387,27 @@ fn a_forked_child_cannot_write_a_parents_in_place_block() {
         assert_eq!(f(), 1, "{s}");
     }
 }
+
+/// After `into_writable`, a block can be truncated (`set_len`) or emptied
+/// (`clear`) and written anew at the same address, under every strategy.
+#[test]
+fn truncate_and_clear_for_re_jit() {
+    for s in strategies() {
+        let mut b = Block::with_strategy(16, s).unwrap();
+        b.write_all(&code::ret_u32(1)).unwrap();
+        b.write_all(&code::ret_u32(2)).unwrap();
+        let at = b.exec_ptr();
+        let mut b = b.exec().unwrap().into_writable().unwrap();
+        b.set_len(code::ret_u32(1).len()).unwrap();
+        assert_eq!(b.as_slice(), &code::ret_u32(1)[..], "{s}");
+        b.clear();
+        assert!(b.is_empty());
+        b.write_all(&code::ret_u32(3)).unwrap();
+        let x = b.exec().unwrap();
+        assert_eq!(x.as_ptr(), at, "{s}");
+        assert_eq!(x.len(), code::ret_u32(3).len());
+        // SAFETY: offset 0 holds `mov eax, 3; ret`.
+        let f: extern "C" fn() -> u32 = unsafe { x.func(0).unwrap() };
+        assert_eq!(f(), 3, "{s}");
+    }
+}

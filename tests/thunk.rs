@@ -903,3 +903,38 @@ fn fn_mut_and_fn_once_thunks_dropped_during_their_own_call_free_nothing_under_it
         assert_eq!(heap.stats().live_allocations, 0, "{name}");
     }
 }
+
+/// `as_exact_fn` gives exactly `F`: a safe `extern "C" fn` that
+/// `pthread_create` takes as it is, on every heap.
+#[test]
+fn as_exact_fn_passes_a_safe_fn_pointer_to_pthread_create() {
+    type Start = extern "C" fn(*mut c_void) -> *mut c_void;
+    for (name, heap) in heaps() {
+        let started = AtomicUsize::new(0);
+        let start = heap
+            .thunk::<Start, _>(|arg: *mut c_void| {
+                started.fetch_add(arg as usize, Ordering::Relaxed);
+                arg
+            })
+            .unwrap();
+        // SAFETY: every thread that calls it is joined below, while `start`
+        // is alive.
+        let f: Start = unsafe { start.as_exact_fn() };
+        let threads: Vec<libc::pthread_t> = (1..=4usize)
+            .map(|k| {
+                let mut t: libc::pthread_t = 0;
+                // SAFETY: `t` is a valid place for the id; default attributes.
+                let rc = unsafe { libc::pthread_create(&mut t, std::ptr::null(), f, k as *mut _) };
+                assert_eq!(rc, 0, "{name}");
+                t
+            })
+            .collect();
+        for t in threads {
+            let mut ret = std::ptr::null_mut();
+            // SAFETY: joining a thread made above.
+            assert_eq!(unsafe { libc::pthread_join(t, &mut ret) }, 0);
+            assert!(!ret.is_null());
+        }
+        assert_eq!(started.load(Ordering::Relaxed), 10, "{name}");
+    }
+}

@@ -211,6 +211,21 @@ impl Block {
     /// # Errors
     ///
     /// [`Error::OutOfBounds`](crate::Error::OutOfBounds) past the capacity; nothing changes.
+    ///
+    /// # Examples
+    ///
+    /// Re-JIT at the same address, keeping a prefix:
+    ///
+    /// ```
+    /// use std::io::Write;
+    /// let mut b = wxthunk::Block::new(0)?;
+    /// b.write_all(&[0x90, 0x90, 0xc3])?; // nop; nop; ret
+    /// let mut b = b.exec()?.into_writable()?;
+    /// b.set_len(1)?; // keep the first nop
+    /// b.write_all(&[0xc3])?;
+    /// assert_eq!(b.as_slice(), &[0x90, 0xc3]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn set_len(&mut self, len: usize) -> Result<()> {
         if len > self.capacity() {
             return Err(Error::OutOfBounds {
@@ -220,6 +235,22 @@ impl Block {
         }
         self.len = len;
         Ok(())
+    }
+
+    /// Empties the block for new code (its capacity and
+    /// [`exec_ptr`](Block::exec_ptr) stay): [`set_len(0)`](Block::set_len).
+    ///
+    /// ```
+    /// use std::io::Write;
+    /// let mut b = wxthunk::Block::new(0)?;
+    /// b.write_all(&[0xc3])?;
+    /// let mut b = b.exec()?.into_writable()?;
+    /// b.clear();
+    /// assert!(b.is_empty());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn clear(&mut self) {
+        self.len = 0;
     }
 
     /// How many bytes were written.

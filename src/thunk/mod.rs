@@ -287,6 +287,53 @@ impl<'a, F: ThunkSig, L: RawMutex> Thunk<'a, F, L> {
         self.fn_ptr
     }
 
+    /// The function pointer as exactly `F`, for APIs typed with safe fn
+    /// pointers: `libc::pthread_create` takes an
+    /// `extern "C" fn(*mut c_void) -> *mut c_void`, which
+    /// [`as_fn`](Thunk::as_fn)'s `unsafe` pointer is not. Where `F` is a
+    /// safe fn type, safe code can call the result, so the promise that
+    /// `as_fn` leaves to each call is made here, once, for all of them.
+    ///
+    /// # Safety
+    ///
+    /// Every call ever made through the returned pointer (or a copy of it)
+    /// meets [`as_fn`](Thunk::as_fn)'s safety conditions: above all, the
+    /// thunk is alive when the call starts (and, for an `Fn` thunk, until
+    /// it returns). Keep the thunk until the code that holds the pointer is
+    /// done with it (join the thread, unregister the callback).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::ffi::c_void;
+    /// use std::sync::atomic::{AtomicU32, Ordering};
+    /// use wxthunk::Thunk;
+    ///
+    /// type Start = extern "C" fn(*mut c_void) -> *mut c_void;
+    /// let hits = AtomicU32::new(0);
+    /// let start = Thunk::<Start>::new(|_arg: *mut c_void| {
+    ///     hits.fetch_add(1, Ordering::Relaxed);
+    ///     std::ptr::null_mut()
+    /// })?;
+    /// let mut thread: libc::pthread_t = 0;
+    /// // SAFETY: the thread is joined below, while `start` is alive, and
+    /// // calls the pointer once.
+    /// let f: Start = unsafe { start.as_exact_fn() };
+    /// // SAFETY: `thread` is a valid place for the id; default attributes.
+    /// let rc = unsafe { libc::pthread_create(&mut thread, std::ptr::null(), f, std::ptr::null_mut()) };
+    /// assert_eq!(rc, 0);
+    /// // SAFETY: joining the thread just made.
+    /// assert_eq!(unsafe { libc::pthread_join(thread, std::ptr::null_mut()) }, 0);
+    /// assert_eq!(hits.load(Ordering::Relaxed), 1);
+    /// # Ok::<(), wxthunk::Error>(())
+    /// ```
+    pub unsafe fn as_exact_fn(&self) -> F {
+        // SAFETY: `F` and `F::Unsafe` are the same signature and ABI (one
+        // with `unsafe`); the address is the thunk's live, non-null entry;
+        // the caller vouches for every call (see above).
+        unsafe { F::from_addr(self.fn_ptr.addr()) }
+    }
+
     /// The heap the thunk's code lives in.
     pub fn heap(&self) -> &'a Heap<L> {
         let addr = match self.kind() {
