@@ -9,6 +9,7 @@ mod data_slot;
 mod error;
 mod heap;
 mod owner;
+mod perf_map;
 mod policy;
 mod strategy;
 mod sys;
@@ -20,6 +21,7 @@ pub use block::{Block, ExecBlock};
 pub use error::{Error, Result, TransitionError};
 pub use heap::{DefaultLock, ExecSpan, Heap, HeapBuilder, HeapStats, NoLock, Span};
 pub use lock_api;
+pub use perf_map::{PERF_MAP_VAR, enable_perf_map};
 pub use policy::{
     Check, CodeFileDir, Mdwe, Policy, STRATEGY_VAR, Seccomp, Selinux, StrategySetting, probe,
 };

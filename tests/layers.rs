@@ -16,6 +16,7 @@ const LAYERS: &[&[&str]] = &[
     &["error"],
     &["abi"],
     &["arch"],
+    &["perf_map"],
     &["sys"],
     &["trampoline"],
     &["policy"],

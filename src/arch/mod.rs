@@ -68,6 +68,11 @@ mod no_thunks {
         unreachable!("no thunk code generator for this architecture")
     }
 
+    /// No frame adapters either.
+    pub(crate) fn frame_adapters() -> Vec<(usize, usize, String)> {
+        Vec::new()
+    }
+
     /// No trampoline table either (its size and entry size are placeholders).
     pub(crate) const TABLE_SIZE: usize = 4096;
     /// A placeholder: there is no table.

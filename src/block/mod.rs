@@ -317,10 +317,13 @@ impl Block {
     /// ([`TransitionError::into_inner`]); `?` turns it into [`Error`](crate::Error).
     pub fn exec(mut self) -> Result<ExecBlock, TransitionError<Block>> {
         match self.mem.seal(self.len) {
-            Ok(()) => Ok(ExecBlock {
-                mem: self.mem,
-                len: self.len,
-            }),
+            Ok(()) => {
+                let len = self.len;
+                crate::perf_map::record(|| {
+                    (self.exec_ptr() as usize, len, "wxthunk block".to_owned())
+                });
+                Ok(ExecBlock { mem: self.mem, len })
+            }
             Err(e) => Err(TransitionError::new(e, self)),
         }
     }

@@ -102,6 +102,34 @@ impl<'h, L: RawMutex> Span<'h, L> {
     ///
     /// As [`exec`](Span::exec).
     pub fn try_exec(self) -> Result<ExecSpan<'h, L>, TransitionError<Span<'h, L>>> {
+        self.try_exec_as(|| "wxthunk span".to_owned())
+    }
+
+    /// Like [`exec`](Span::exec), naming the code `name` in perf's map of
+    /// JIT code when that is on ([`enable_perf_map`](crate::enable_perf_map),
+    /// `WXTHUNK_PERF_MAP=1`); the default name is `wxthunk span`.
+    ///
+    /// ```
+    /// use std::io::Write;
+    /// let heap = wxthunk::Heap::global()?;
+    /// let mut span = heap.alloc(1)?;
+    /// span.write_all(&[0xc3])?;
+    /// let code = span.exec_named("jit: my_function")?;
+    /// # drop(code);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`exec`](Span::exec).
+    pub fn exec_named(self, name: &str) -> Result<ExecSpan<'h, L>> {
+        self.try_exec_as(|| name.to_owned()).map_err(Error::from)
+    }
+
+    pub(crate) fn try_exec_as(
+        self,
+        name: impl FnOnce() -> String,
+    ) -> Result<ExecSpan<'h, L>, TransitionError<Span<'h, L>>> {
         match self.heap.commit(&self.alloc, &self.buf) {
             Ok(()) => {
                 // The allocation moves to the `ExecSpan`; only the buffer is
@@ -109,11 +137,13 @@ impl<'h, L: RawMutex> Span<'h, L> {
                 let mut this = ManuallyDrop::new(self);
                 let len = this.buf.len();
                 drop(std::mem::take(&mut this.buf));
-                Ok(ExecSpan {
+                let span = ExecSpan {
                     heap: this.heap,
                     alloc: this.alloc,
                     len,
-                })
+                };
+                crate::perf_map::record(|| (span.as_ptr() as usize, span.len(), name()));
+                Ok(span)
             }
             Err(e) => Err(TransitionError::new(e, self)),
         }

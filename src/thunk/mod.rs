@@ -597,6 +597,32 @@ impl<L: RawMutex> Heap<L> {
         F: ThunkSig,
         C: ThunkFn<F> + Send + Sync + 'a,
     {
+        // One relaxed load; the path that writes perf's map is out of line,
+        // so the usual one is built straight into the caller's result.
+        if crate::perf_map::may_be_on() {
+            return self.thunk_noted(closure);
+        }
+        self.thunk_here(closure)
+    }
+
+    /// [`thunk`](Heap::thunk) when perf's map may be on.
+    #[cold]
+    #[inline(never)]
+    fn thunk_noted<'a, F, C>(&'a self, closure: C) -> Result<Thunk<'a, F, L>>
+    where
+        F: ThunkSig,
+        C: ThunkFn<F> + Send + Sync + 'a,
+    {
+        noted::<C, F, L>(self.thunk_here(closure))
+    }
+
+    /// [`thunk`](Heap::thunk), without perf's map.
+    #[inline(always)]
+    fn thunk_here<'a, F, C>(&'a self, closure: C) -> Result<Thunk<'a, F, L>>
+    where
+        F: ThunkSig,
+        C: ThunkFn<F> + Send + Sync + 'a,
+    {
         if std::mem::size_of::<C>() == 0 {
             return Ok(Thunk::zero_sized(self, closure));
         }
@@ -632,7 +658,11 @@ impl<L: RawMutex> Heap<L> {
         F: ThunkSig,
         C: ThunkFnMut<F> + Send + 'a,
     {
-        Thunk::build(self, Context::boxed_mut(MutCtx::new(closure)), C::entry())
+        noted::<C, F, L>(Thunk::build(
+            self,
+            Context::boxed_mut(MutCtx::new(closure)),
+            C::entry(),
+        ))
     }
 
     /// A thunk for an `FnOnce` closure, with its code in this heap.
@@ -645,6 +675,34 @@ impl<L: RawMutex> Heap<L> {
         F: ThunkSig,
         C: ThunkFnOnce<F> + Send + 'a,
     {
-        Thunk::build(self, Context::boxed(OnceCtx::new(closure)), C::entry())
+        noted::<C, F, L>(Thunk::build(
+            self,
+            Context::boxed(OnceCtx::new(closure)),
+            C::entry(),
+        ))
     }
+}
+
+/// `thunk`, entered in perf's map of JIT code when that is on (one relaxed
+/// load otherwise) as `wxthunk thunk <closure type>`. A thunk of a closure
+/// that captures nothing is this library's compiled code, which perf names
+/// from the binary, so it gets no line.
+#[inline(always)]
+fn noted<C, F: ThunkSig, L: RawMutex>(thunk: Result<Thunk<'_, F, L>>) -> Result<Thunk<'_, F, L>> {
+    if crate::perf_map::may_be_on()
+        && let Ok(t) = &thunk
+    {
+        note_thunk(t.code(), std::any::type_name::<C>());
+    }
+    thunk
+}
+
+/// [`noted`]'s line, out of line.
+#[cold]
+#[inline(never)]
+fn note_thunk(code: &[u8], closure: &'static str) {
+    crate::perf_map::record(|| {
+        let name = format!("wxthunk thunk {closure}");
+        (code.as_ptr() as usize, code.len(), name)
+    });
 }

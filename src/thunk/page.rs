@@ -158,7 +158,10 @@ impl<'a, F: ThunkSig, L: RawMutex> ThunkPage<'a, F, L> {
     ///
     /// As [`Span::exec`]; the page and its closures are then freed.
     pub fn seal(self) -> Result<SealedThunkPage<'a, F, L>> {
-        let code = self.page.exec()?;
+        let code = self
+            .page
+            .try_exec_as(|| format!("wxthunk thunk page {}", std::any::type_name::<F>()))
+            .map_err(crate::error::Error::from)?;
         Ok(SealedThunkPage {
             code,
             entries: self.entries,

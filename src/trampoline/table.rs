@@ -147,6 +147,10 @@ impl Table {
                 ),
             });
         }
+        crate::perf_map::record(|| {
+            let name = format!("wxthunk static trampolines (page {kind} of the table)");
+            (at.as_ptr() as usize, TABLE_SIZE, name)
+        });
         Ok(())
     }
 

@@ -38,6 +38,9 @@ unsafe extern "C" {
     fn wxthunk_0_1_win64_frame_adapter_10();
     fn wxthunk_0_1_win64_frame_adapter_11();
     fn wxthunk_0_1_win64_frame_adapter_12();
+    /// Each adapter's size in bytes, System V's then Windows x64's, in the
+    /// order of [`SYSV`] and [`WIN64`] (adapters.s).
+    static wxthunk_0_1_frame_adapter_sizes: [u32; 18];
 }
 
 /// The adapters with a built-in count of stack arguments, by count.
@@ -85,4 +88,25 @@ pub(super) fn frame_adapter(conv: CallConv, stack_args: usize) -> usize {
         Some(&f) => f as usize,
         None => unreachable!("no signature has {stack_args} stack arguments"),
     }
+}
+
+/// Every frame adapter as `(address, size in bytes, name)`, for perf's map
+/// of code.
+pub(crate) fn frame_adapters() -> Vec<(usize, usize, String)> {
+    const { assert!(SYSV.len() + WIN64.len() == 18) };
+    // SAFETY: an immutable table of 18 `u32`s that adapters.s assembles
+    // in `.rodata`, one per adapter in the order of SYSV then WIN64.
+    let sizes = unsafe { &wxthunk_0_1_frame_adapter_sizes };
+    let sysv = SYSV.iter().enumerate().map(|(n, f)| (*f, "System V", n));
+    let win64 = WIN64
+        .iter()
+        .enumerate()
+        .map(|(n, f)| (*f, "Windows x64", n));
+    sysv.chain(win64)
+        .zip(sizes)
+        .map(|((f, conv, n), &size)| {
+            let name = format!("wxthunk frame adapter ({conv}, {n} stack arguments)");
+            (f as usize, size as usize, name)
+        })
+        .collect()
 }

@@ -42,8 +42,22 @@
     .cfi_def_cfa rsp, 8
     ret
 .cfi_endproc
-.size \name, . - \name
+.Lend_\name:
+.size \name, .Lend_\name - \name
+// The adapter's size, next in the table of sizes (for perf's map).
+.pushsection .rodata.wxthunk_0_1_frame_adapter_sizes, "a"
+.long .Lend_\name - \name
+.popsection
 .endm
+
+// The sizes of the adapters below, in their order (System V 0-4, then
+// Windows x64 0-12), as 32-bit counts of bytes.
+.pushsection .rodata.wxthunk_0_1_frame_adapter_sizes, "a"
+.p2align 2
+.globl wxthunk_0_1_frame_adapter_sizes
+.hidden wxthunk_0_1_frame_adapter_sizes
+wxthunk_0_1_frame_adapter_sizes:
+.popsection
 
 // Every count a signature of up to 16 arguments can have (adapters.rs
 // checks it): System V puts at most two arguments and the context on the

@@ -1,0 +1,343 @@
+//! perf's map of JIT code (`/tmp/perf-<pid>.map`): with
+//! `WXTHUNK_PERF_MAP=1` or after `enable_perf_map`, its lines cover every
+//! live thunk (named by its closure's type), span (by the name given, or
+//! the default), block, thunk page and static-trampoline page; without
+//! either, no file is made. Each case runs in a child process, which
+//! removes its file when done.
+#![cfg(all(target_os = "linux", target_arch = "x86_64"))]
+
+use wxthunk_testkit as support;
+
+use std::io::Write;
+
+use support::code;
+use wxthunk::{Block, Heap, Strategy, Thunk};
+
+type F1 = unsafe extern "C" fn(u64) -> u64;
+
+/// `(start, len, name)` of every line of this process's map.
+fn entries() -> Vec<(usize, usize, String)> {
+    let path = format!("/tmp/perf-{}.map", std::process::id());
+    let text = std::fs::read_to_string(&path).unwrap_or_default();
+    text.lines()
+        .map(|line| {
+            let mut parts = line.splitn(3, ' ');
+            let start = usize::from_str_radix(parts.next().unwrap(), 16).unwrap();
+            let len = usize::from_str_radix(parts.next().unwrap(), 16).unwrap();
+            (start, len, parts.next().unwrap().to_owned())
+        })
+        .collect()
+}
+
+/// Panics unless a line covers `len` bytes at `addr` and its name contains
+/// `name`.
+fn assert_covered(entries: &[(usize, usize, String)], addr: usize, len: usize, name: &str) {
+    assert!(
+        entries
+            .iter()
+            .any(|(s, l, n)| *s <= addr && addr + len <= s + l && n.contains(name)),
+        "no line covers {addr:#x}+{len} named like {name:?}; lines: {entries:#?}"
+    );
+}
+
+fn remove_map() {
+    let _ = std::fs::remove_file(format!("/tmp/perf-{}.map", std::process::id()));
+}
+
+/// Thunks on every heap (an `Fn` capturing 8, 24 and 64 bytes, an `FnMut`,
+/// an `FnOnce`), spans (named and not), a block and a thunk page: each
+/// one's code is covered by a line naming what it is.
+fn everything_is_in_the_map() {
+    let k = std::hint::black_box(5u64);
+    let heaps: Vec<_> = support::thunk_heap_configs()
+        .into_iter()
+        .map(|(name, b)| (name, b.build().unwrap()))
+        .collect();
+    let mut live = Vec::new();
+    for (name, heap) in &heaps {
+        let small = heap.thunk::<F1, _>(move |x: u64| x * 2 + k).unwrap();
+        let big = [k; 3];
+        let pair = heap.thunk::<F1, _>(move |x: u64| x + big[1]).unwrap();
+        let boxed = [k; 8];
+        let boxed = heap.thunk::<F1, _>(move |x: u64| x + boxed[7]).unwrap();
+        let mut n = 0;
+        let counting = heap
+            .thunk_mut::<F1, _>(move |x: u64| {
+                n += 1;
+                x + n
+            })
+            .unwrap();
+        let once = heap.thunk_once::<F1, _>(move |x: u64| x + k).unwrap();
+        for t in [small, pair, boxed, counting, once] {
+            live.push((name, t));
+        }
+    }
+    let global = Thunk::<F1>::new(move |x: u64| x + k).unwrap();
+    let heap = Heap::global().unwrap();
+    let mut span = heap.alloc(6).unwrap();
+    span.write_all(&code::ret_u32(1)).unwrap();
+    let named = span.exec_named("jit: my_function").unwrap();
+    let mut span = heap.alloc(6).unwrap();
+    span.write_all(&code::ret_u32(2)).unwrap();
+    let unnamed = span.exec().unwrap();
+    let mut block = Block::new(6).unwrap();
+    block.write_all(&code::ret_u32(3)).unwrap();
+    let block = block.exec().unwrap();
+    let mut page = heap.thunk_page::<F1>().unwrap();
+    page.push(move |x: u64| x + k).unwrap();
+    let page = page.seal().unwrap();
+
+    let entries = entries();
+    let closure = "wxthunk thunk perf_map::everything_is_in_the_map::{{closure}}";
+    for (heap, t) in &live {
+        let code = t.code();
+        assert_covered(&entries, code.as_ptr() as usize, code.len(), closure);
+        if **heap == "static-trampolines" {
+            assert_covered(
+                &entries,
+                code.as_ptr() as usize,
+                code.len(),
+                "wxthunk static trampolines",
+            );
+        }
+        // SAFETY: the thunk is alive.
+        assert!(unsafe { (t.as_fn())(1) } > 1);
+    }
+    let code = global.code();
+    assert_covered(
+        &entries,
+        code.as_ptr() as usize,
+        code.len(),
+        "wxthunk thunk",
+    );
+    assert_covered(
+        &entries,
+        named.as_ptr() as usize,
+        named.len(),
+        "jit: my_function",
+    );
+    assert_covered(
+        &entries,
+        unnamed.as_ptr() as usize,
+        unnamed.len(),
+        "wxthunk span",
+    );
+    assert_covered(
+        &entries,
+        block.as_ptr() as usize,
+        block.len(),
+        "wxthunk block",
+    );
+    let first = page.as_fn(0).unwrap() as usize;
+    assert_covered(&entries, first, 32, "wxthunk thunk page");
+    // Every line is perf's `START SIZE name` with a non-empty name.
+    assert!(
+        entries
+            .iter()
+            .all(|(_, len, name)| *len > 0 && !name.is_empty())
+    );
+    // The frame adapters come first: 5 System V ones and 13 Windows x64
+    // ones, apart from each other.
+    let mut adapters: Vec<_> = entries
+        .iter()
+        .filter(|(_, _, n)| n.starts_with("wxthunk frame adapter ("))
+        .collect();
+    assert_eq!(adapters.len(), 18, "{adapters:#?}");
+    assert!(
+        entries[0]
+            .2
+            .contains("frame adapter (System V, 0 stack arguments)")
+    );
+    adapters.sort();
+    assert!(adapters.windows(2).all(|w| w[0].0 + w[0].1 <= w[1].0));
+    println!("PERF-MAP-OK {} lines", entries.len());
+    remove_map();
+}
+
+#[test]
+fn wxthunk_perf_map_1_names_every_piece_of_code() {
+    let name = "wxthunk_perf_map_1_names_every_piece_of_code";
+    if let Some(out) =
+        support::in_child_with_env(name, &[("WXTHUNK_PERF_MAP", "1")], everything_is_in_the_map)
+    {
+        assert!(out.contains("PERF-MAP-OK"), "{out}");
+    }
+}
+
+#[test]
+fn enable_perf_map_turns_it_on_without_the_variable() {
+    let name = "enable_perf_map_turns_it_on_without_the_variable";
+    if let Some(out) = support::in_child(name, || {
+        let path = wxthunk::enable_perf_map().unwrap();
+        assert_eq!(
+            path.to_str().unwrap(),
+            format!("/tmp/perf-{}.map", std::process::id())
+        );
+        everything_is_in_the_map();
+    }) {
+        assert!(out.contains("PERF-MAP-OK"), "{out}");
+    }
+}
+
+/// Off by default: code is made and no file appears.
+#[test]
+fn without_either_no_map_is_written() {
+    let name = "without_either_no_map_is_written";
+    if let Some(out) = support::in_child(name, || {
+        assert!(std::env::var_os("WXTHUNK_PERF_MAP").is_none());
+        let k = std::hint::black_box(1u64);
+        let t = Thunk::<F1>::new(move |x: u64| x + k).unwrap();
+        let statics = Heap::builder()
+            .strategy(Strategy::StaticTrampolines)
+            .build()
+            .unwrap();
+        let s = statics.thunk::<F1, _>(move |x: u64| x + k).unwrap();
+        // SAFETY: both thunks are alive.
+        assert_eq!(unsafe { (t.as_fn())(1) + (s.as_fn())(1) }, 4);
+        let path = format!("/tmp/perf-{}.map", std::process::id());
+        assert!(!std::path::Path::new(&path).exists(), "{path} was written");
+        println!("NO-MAP-OK");
+    }) {
+        assert!(out.contains("NO-MAP-OK"), "{out}");
+    }
+}
+
+/// A forked child's map starts with its parent's lines (its memory holds
+/// the parent's code) and then gets its own.
+#[test]
+fn a_forked_child_has_its_parents_lines_and_its_own() {
+    let name = "a_forked_child_has_its_parents_lines_and_its_own";
+    if let Some(out) = support::in_child_with_env(name, &[("WXTHUNK_PERF_MAP", "1")], || {
+        let k = std::hint::black_box(3u64);
+        let parents = Thunk::<F1>::new(move |x: u64| x + k).unwrap();
+        // SAFETY: the grandchild only makes a thunk (the fork model allows
+        // it: no lock of wxthunk's is held across fork), reads a file with
+        // std (glibc's allocator is fork-safe) and `_exit`s.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0);
+        if pid == 0 {
+            let own = Thunk::<F1>::new(move |x: u64| x * k).unwrap();
+            let entries = entries();
+            let ok = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                for t in [&parents, &own] {
+                    let code = t.code();
+                    assert_covered(
+                        &entries,
+                        code.as_ptr() as usize,
+                        code.len(),
+                        "wxthunk thunk",
+                    );
+                }
+                // SAFETY: both thunks are alive.
+                assert_eq!(unsafe { (parents.as_fn())(1) + (own.as_fn())(1) }, 7);
+            }))
+            .is_ok();
+            remove_map();
+            // SAFETY: leaving the forked grandchild at once.
+            unsafe { libc::_exit(if ok { 0 } else { 1 }) };
+        }
+        let mut status = 0;
+        // SAFETY: waiting for our own child.
+        assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+        assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0);
+        println!("FORK-MAP-OK");
+        remove_map();
+    }) {
+        assert!(out.contains("FORK-MAP-OK"), "{out}");
+    }
+}
+
+/// `perf report` itself names a span and a thunk by their lines, when the
+/// code is in anonymous memory (`WXTHUNK_STRATEGY=protect`; perf reads the
+/// map for anonymous memory only). The child spins in both under
+/// `perf record`; the parent reads the report.
+#[test]
+fn perf_report_names_spans_and_thunks() {
+    let name = "perf_report_names_spans_and_thunks";
+    if support::is_child(name) {
+        // The child, run under `perf record` by the parent below.
+        let heap = Heap::global().unwrap();
+        let mut span = heap.alloc(16).unwrap();
+        // mov ecx, 100_000_000; 1: dec rcx; jnz 1b; ret
+        span.write_all(&[
+            0xb9, 0x00, 0xe1, 0xf5, 0x05, 0x48, 0xff, 0xc9, 0x75, 0xfb, 0xc3,
+        ])
+        .unwrap();
+        let spin = span.exec_named("jit: spin").unwrap();
+        // SAFETY: the code above is a complete function taking nothing.
+        let spin: extern "C" fn() = unsafe { std::mem::transmute(spin.as_ptr()) };
+        spin();
+        let k = std::hint::black_box(3u64);
+        let t = Thunk::<F1>::new(move |x: u64| x.wrapping_mul(k)).unwrap();
+        let mut acc = 0u64;
+        for i in 0..20_000_000u64 {
+            // SAFETY: the thunk is alive.
+            acc = acc.wrapping_add(unsafe { (t.as_fn())(std::hint::black_box(i)) });
+        }
+        println!("CHILD-PID {} {acc}", std::process::id());
+        return;
+    }
+    let data = std::env::temp_dir().join(format!("wxthunk-perf-{}.data", std::process::id()));
+    let perf = |args: &[&std::ffi::OsStr]| std::process::Command::new("perf").args(args).output();
+    let probe = perf(&[
+        "record".as_ref(),
+        "-q".as_ref(),
+        "-o".as_ref(),
+        data.as_os_str(),
+        "--".as_ref(),
+        "true".as_ref(),
+    ]);
+    let _ = std::fs::remove_file(&data);
+    if !probe.as_ref().is_ok_and(|o| o.status.success()) {
+        println!(
+            "SKIPPED: perf cannot record here ({probe:?}); the map's lines are checked by the other tests"
+        );
+        let _ = std::fs::remove_file(&data);
+        return;
+    }
+    if !wxthunk::probe().allows(Strategy::Protect) {
+        println!(
+            "SKIPPED: mprotect to read+exec is refused here, so no code is anonymous for perf to name"
+        );
+        return;
+    }
+    let exe = std::env::current_exe().unwrap();
+    let out = std::process::Command::new("perf")
+        .args(["record", "-q", "-o"])
+        .arg(&data)
+        .arg("--")
+        .arg(&exe)
+        .args([name, "--exact", "--nocapture", "--test-threads=1"])
+        .env("WXTHUNK_TEST_CHILD", name)
+        .env("WXTHUNK_PERF_MAP", "1")
+        .env("WXTHUNK_STRATEGY", "protect")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let pid = stdout
+        .split("CHILD-PID ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .expect("the child's pid")
+        .to_owned();
+    let report = std::process::Command::new("perf")
+        .args(["report", "--stdio", "-i"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&report.stdout).into_owned();
+    let _ = std::fs::remove_file(&data);
+    let _ = std::fs::remove_file(data.with_extension("data.old"));
+    let _ = std::fs::remove_file(format!("/tmp/perf-{pid}.map"));
+    println!("{report}");
+    assert!(report.contains("jit: spin"), "the span is not named");
+    assert!(
+        report.contains("wxthunk thunk perf_map::perf_report_names_spans_and_thunks::{{closure}}"),
+        "the thunk is not named"
+    );
+}
