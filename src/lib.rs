@@ -23,13 +23,16 @@ pub use heap::{DefaultLock, ExecSpan, Heap, HeapBuilder, HeapStats, NoLock, Span
 pub use lock_api;
 pub use perf_map::{PERF_MAP_VAR, enable_perf_map};
 pub use policy::{
-    Check, CodeFileDir, Mdwe, Policy, STRATEGY_VAR, Seccomp, Selinux, StrategySetting, probe,
+    Check, CodeFileDir, DEBUG_VAR, Mdwe, Policy, STRATEGY_VAR, Seccomp, Selinux, StrategySetting,
+    probe,
 };
 pub use strategy::{CodeStrategy, ParseStrategyError, Strategy, ThunkStrategy};
 
 /// This crate's version (as `probe --json` reports it).
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
-pub use thunk::{SealedThunkPage, Thunk, ThunkFn, ThunkFnMut, ThunkFnOnce, ThunkPage};
+pub use thunk::{
+    DEBUG_QUARANTINE, SealedThunkPage, Thunk, ThunkFn, ThunkFnMut, ThunkFnOnce, ThunkPage,
+};
 
 /// The size of a memory page on this system, in bytes (cached after the
 /// first call).

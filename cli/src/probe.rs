@@ -84,6 +84,7 @@ fn to_json(p: &Policy) -> Value {
         "heap_strategy": p.heap_strategy.map(|s| s.name()),
         "thunk_strategy": p.thunk_strategy.map(|s| s.name()),
         "strategy_setting": setting,
+        "debug_thunks": p.debug_thunks,
         "notes": p.notes,
     })
 }

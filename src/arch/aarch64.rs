@@ -48,6 +48,6 @@ pub(crate) fn flush_icache(ptr: *const u8, len: usize) {
 
 pub(crate) use super::no_thunks::{
     ENTRY_SIZE, TABLE_KINDS, TABLE_SIZE, float_thunk, frame_adapters, frame_thunk, placement,
-    register_thunk, register_thunk_len, trampoline_freed, trampoline_kind, trampoline_table,
-    trampoline_target,
+    record_thunk, register_thunk, register_thunk_len, trampoline_dropped, trampoline_freed,
+    trampoline_kind, trampoline_table, trampoline_target,
 };

@@ -103,6 +103,16 @@ mod no_thunks {
     pub(crate) fn trampoline_freed() -> usize {
         unreachable!("no trampoline table for this architecture")
     }
+
+    /// Never called: there is no table.
+    pub(crate) fn trampoline_dropped() -> usize {
+        unreachable!("no trampoline table for this architecture")
+    }
+
+    /// Never called: `placement` returns `None`.
+    pub(crate) fn record_thunk(_placement: super::Placement, _record: usize) -> ThunkCode {
+        unreachable!("no thunk code generator for this architecture")
+    }
 }
 
 /// Fills `buf` with trap instructions. Each byte gets the byte of the trap

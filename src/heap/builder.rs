@@ -55,6 +55,8 @@ pub(super) struct Config {
     pub(super) max_region: usize,
     /// The largest span ([`max_region_bytes`] of the granule).
     pub(super) max_span: usize,
+    /// Debug mode ([`HeapBuilder::debug`]).
+    pub(super) debug: bool,
 }
 
 /// Builds a [`Heap`] with a chosen strategy and region sizes.
@@ -81,6 +83,8 @@ pub struct HeapBuilder {
     /// Per-thread caches of ready granules, and how they give granules
     /// back at thread exit (the global heap's, see `thread_cache.rs`).
     thread_caches: Option<GiveBack>,
+    /// Debug mode ([`HeapBuilder::debug`]); `None` follows `WXTHUNK_DEBUG`.
+    debug: Option<bool>,
 }
 
 impl Default for HeapBuilder {
@@ -92,6 +96,7 @@ impl Default for HeapBuilder {
             max_region_size: 4 * 1024 * 1024,
             max_reserved: DEFAULT_MAX_RESERVED,
             thread_caches: None,
+            debug: None,
         }
     }
 }
@@ -177,6 +182,47 @@ impl HeapBuilder {
     /// gets a region of its own, unmapped when it is freed).
     pub fn max_reserved(mut self, bytes: usize) -> Self {
         self.max_reserved = bytes;
+        self
+    }
+
+    /// Debug mode for this heap's thunks (default: on where
+    /// `WXTHUNK_DEBUG=1` was set when the process first used wxthunk, see
+    /// [`Policy::debug_thunks`](crate::Policy::debug_thunks)).
+    ///
+    /// In debug mode a call through the pointer of a dropped thunk prints
+    /// one line to stderr, naming wxthunk, the address, the thunk's
+    /// signature and its closure's type, and aborts the process. Each
+    /// thunk's code reads its context and entry from a record, and a
+    /// dropped thunk's record is pointed at the report; its code and slot
+    /// are **quarantined**, never reused, so a stale pointer reaches the
+    /// report and not a newer thunk. The closure itself is dropped as
+    /// usual.
+    ///
+    /// The quarantine holds at most [`DEBUG_QUARANTINE`](crate::DEBUG_QUARANTINE) thunks
+    /// for the whole process (65,536: about 7 MiB of a dual-mapped heap's
+    /// code and records, 256 MiB under [`Strategy::Protect`], which gives
+    /// each thunk a page). Past it, wxthunk says so once on stderr and
+    /// frees dropped thunks as in the default mode (trap-filled and
+    /// reused), so stale calls through those trap without a report.
+    /// Quarantined memory goes with its heap: dropping the heap unmaps it,
+    /// and a stale call then faults.
+    ///
+    /// Thunks in debug mode call through their record (a load more than
+    /// the default code), are all boxed (`SLOW`), and take no
+    /// per-thread cache: creation is several times slower. Thunk pages are
+    /// freed whole, as in the default mode.
+    ///
+    /// ```
+    /// type F = unsafe extern "C" fn(u64) -> u64;
+    /// let heap = wxthunk::Heap::builder().debug(true).build()?;
+    /// assert!(heap.is_debug());
+    /// let t = heap.thunk::<F, _>(|x: u64| x + 1)?;
+    /// assert_eq!(unsafe { (t.as_fn())(1) }, 2);
+    /// drop(t); // a call through its pointer now reports and aborts
+    /// # Ok::<(), wxthunk::Error>(())
+    /// ```
+    pub fn debug(mut self, on: bool) -> Self {
+        self.debug = Some(on);
         self
     }
 
@@ -291,6 +337,7 @@ impl HeapBuilder {
             first_region,
             max_region,
             max_span: limit,
+            debug: self.debug.unwrap_or_else(crate::policy::debug_setting),
         };
         let shards = (0..shards)
             .map(|shard| Locked {

@@ -279,6 +279,14 @@ impl<L: RawMutex> Heap<L> {
         self.config.mode.thunks().strategy()
     }
 
+    /// Whether this heap is in debug mode ([`HeapBuilder::debug`]): calls
+    /// through its dropped thunks are reported, and their memory is
+    /// quarantined.
+    #[inline(always)]
+    pub fn is_debug(&self) -> bool {
+        self.config.debug
+    }
+
     /// How this heap makes thunks: generated code under its
     /// [`code_strategy`](Heap::code_strategy), or static trampolines.
     pub fn thunk_strategy(&self) -> ThunkStrategy {

@@ -3,7 +3,7 @@
 use std::fmt;
 
 use super::report::{Check, Mdwe, Policy, Seccomp, Selinux};
-use super::settings::STRATEGY_VAR;
+use super::settings::{DEBUG_VAR, STRATEGY_VAR};
 use crate::strategy::Strategy;
 
 fn opt_strategy(s: Option<Strategy>) -> &'static str {
@@ -105,6 +105,12 @@ impl fmt::Display for Policy {
         row(f, "heap strategy", &opt_strategy(self.heap_strategy))?;
         row(f, "thunk strategy", &opt_strategy(self.thunk_strategy))?;
         row(f, STRATEGY_VAR, &self.strategy_setting)?;
+        let debug = if self.debug_thunks {
+            "1 (calls through dropped thunks are reported; freed thunks are quarantined)"
+        } else {
+            "unset"
+        };
+        row(f, DEBUG_VAR, &debug)?;
         if !self.notes.is_empty() {
             writeln!(f, "notes:")?;
             for note in &self.notes {

@@ -20,9 +20,10 @@ pub(crate) use capabilities::{
     BLOCK_PREFERENCE, HEAP_PREFERENCE, THUNK_PREFERENCE, capabilities, code_file,
 };
 pub use report::{Check, CodeFileDir, Mdwe, Policy, Seccomp, Selinux};
+pub(crate) use settings::debug_setting;
 #[cfg(feature = "default-heap")]
 pub(crate) use settings::strategy_setting;
-pub use settings::{STRATEGY_VAR, StrategySetting};
+pub use settings::{DEBUG_VAR, STRATEGY_VAR, StrategySetting};
 
 /// What this process may do with executable memory, and why.
 ///

@@ -208,6 +208,10 @@ pub struct Policy {
     /// What `WXTHUNK_STRATEGY` asks of the default heaps (read once, at the
     /// first use of wxthunk).
     pub strategy_setting: StrategySetting,
+    /// Whether `WXTHUNK_DEBUG=1` puts heaps in debug mode by default
+    /// (read once, at the first use of wxthunk): calls through dropped
+    /// thunks are reported, and their memory is quarantined.
+    pub debug_thunks: bool,
     /// Plain-language explanations of the choices above.
     pub notes: Vec<String>,
 }
@@ -311,6 +315,7 @@ impl Policy {
                 _ => caps.choose(THUNK_PREFERENCE).ok().map(Strategy::from),
             },
             strategy_setting: strategy_setting().clone(),
+            debug_thunks: super::settings::debug_setting(),
             notes: Vec::new(),
         };
         policy.notes = policy.explain();

@@ -84,3 +84,14 @@ pub(crate) fn strategy_setting() -> &'static StrategySetting {
     static SETTING: OnceBox<StrategySetting> = OnceBox::new();
     SETTING.get_or_init(|| Box::new(StrategySetting::read()))
 }
+
+/// The environment variable that turns on debug mode for thunks (`1`):
+/// see [`HeapBuilder::debug`](crate::HeapBuilder::debug).
+pub const DEBUG_VAR: &str = "WXTHUNK_DEBUG";
+
+/// Whether [`DEBUG_VAR`] is `1`, read once (fork-safe, like
+/// [`strategy_setting`]).
+pub(crate) fn debug_setting() -> bool {
+    static SETTING: OnceBox<bool> = OnceBox::new();
+    *SETTING.get_or_init(|| Box::new(std::env::var_os(DEBUG_VAR).is_some_and(|v| v == "1")))
+}

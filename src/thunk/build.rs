@@ -366,6 +366,7 @@ impl<'a, F: ThunkSig, L: RawMutex> Thunk<'a, F, L> {
             record,
             builds_frame,
             free: free_with_closure::<L, C>,
+            debug: None,
         });
         let slow = Box::into_raw(both).cast::<Slow<'a, L>>();
         // SAFETY: the code (generated, or a trampoline whose record holds

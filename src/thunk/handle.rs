@@ -27,6 +27,7 @@ use lock_api::RawMutex;
 
 use super::codegen::FrameRecord;
 use super::context::Context;
+use super::debug::DebugThunk;
 use crate::data_slot;
 use crate::heap::{ExecSpan, Heap, RegionInfo, TrampolineSlot};
 
@@ -62,6 +63,9 @@ pub(super) struct Slow<'a, L: RawMutex> {
     pub(super) builds_frame: bool,
     /// Frees the box this `Slow` starts.
     pub(super) free: unsafe fn(*mut Slow<'a, L>),
+    /// A debug-mode thunk's record and report (`debug.rs`), which its code
+    /// reads: dropped after the code, or kept with it in quarantine.
+    pub(super) debug: Option<Box<DebugThunk>>,
 }
 
 impl<'a, L: RawMutex> Slow<'a, L> {
@@ -84,7 +88,22 @@ impl<'a, L: RawMutex> Slow<'a, L> {
             record,
             builds_frame,
             free: free::<L>,
+            debug: None,
         }))
+    }
+
+    /// A debug-mode thunk's `Slow`, boxed alone, with its record and report.
+    pub(super) fn boxed_debug(
+        heap: &'a Heap<L>,
+        code: Code<'a, L>,
+        ctx: Context,
+        builds_frame: bool,
+        debug: Box<DebugThunk>,
+    ) -> *mut Slow<'a, L> {
+        let slow = Self::boxed(heap, code, ctx, None, builds_frame);
+        // SAFETY: just boxed, ours alone.
+        unsafe { (*slow).debug = Some(debug) };
+        slow
     }
 }
 

@@ -52,6 +52,7 @@ pub(crate) mod call;
 mod closure;
 mod codegen;
 mod context;
+mod debug;
 mod handle;
 mod page;
 
@@ -71,6 +72,7 @@ use call::{MutCtx, OnceCtx};
 pub use closure::{ThunkFn, ThunkFnMut, ThunkFnOnce};
 use codegen::placement_const;
 use context::Context;
+pub use debug::DEBUG_QUARANTINE;
 use handle::{Code, MovedOut, Slow};
 pub use page::{SealedThunkPage, ThunkPage};
 
@@ -554,9 +556,15 @@ impl<'a, F: ThunkSig, L: RawMutex> Thunk<'a, F, L> {
             _ => {
                 let slow = std::ptr::with_exposed_provenance_mut::<Slow<'_, L>>(self.kept());
                 // SAFETY: a `SLOW` thunk owns its box (the word keeps the
-                // box's exposed address), freed once, here, by its own
-                // `free` (which knows the box's type).
-                unsafe { ((*slow).free)(slow) };
+                // box's exposed address): a debug thunk's code is taken out
+                // of it into quarantine first, and the box is freed once,
+                // here, by its own `free` (which knows the box's type).
+                unsafe {
+                    if (*slow).debug.is_some() {
+                        debug::quarantine(&mut *slow);
+                    }
+                    ((*slow).free)(slow);
+                }
             }
         }
     }
@@ -599,13 +607,13 @@ impl<L: RawMutex> Heap<L> {
     {
         // One relaxed load; the path that writes perf's map is out of line,
         // so the usual one is built straight into the caller's result.
-        if crate::perf_map::may_be_on() {
+        if crate::perf_map::may_be_on() || self.is_debug() {
             return self.thunk_noted(closure);
         }
         self.thunk_here(closure)
     }
 
-    /// [`thunk`](Heap::thunk) when perf's map may be on.
+    /// [`thunk`](Heap::thunk) when perf's map may be on, or in debug mode.
     #[cold]
     #[inline(never)]
     fn thunk_noted<'a, F, C>(&'a self, closure: C) -> Result<Thunk<'a, F, L>>
@@ -613,6 +621,13 @@ impl<L: RawMutex> Heap<L> {
         F: ThunkSig,
         C: ThunkFn<F> + Send + Sync + 'a,
     {
+        if self.is_debug() {
+            return noted::<C, F, L>(Thunk::build_debug::<C>(
+                self,
+                Context::boxed(closure),
+                C::entry(),
+            ));
+        }
         noted::<C, F, L>(self.thunk_here(closure))
     }
 
@@ -658,11 +673,11 @@ impl<L: RawMutex> Heap<L> {
         F: ThunkSig,
         C: ThunkFnMut<F> + Send + 'a,
     {
-        noted::<C, F, L>(Thunk::build(
-            self,
-            Context::boxed_mut(MutCtx::new(closure)),
-            C::entry(),
-        ))
+        let ctx = Context::boxed_mut(MutCtx::new(closure));
+        if self.is_debug() {
+            return noted::<C, F, L>(Thunk::build_debug::<C>(self, ctx, C::entry()));
+        }
+        noted::<C, F, L>(Thunk::build(self, ctx, C::entry()))
     }
 
     /// A thunk for an `FnOnce` closure, with its code in this heap.
@@ -675,11 +690,11 @@ impl<L: RawMutex> Heap<L> {
         F: ThunkSig,
         C: ThunkFnOnce<F> + Send + 'a,
     {
-        noted::<C, F, L>(Thunk::build(
-            self,
-            Context::boxed(OnceCtx::new(closure)),
-            C::entry(),
-        ))
+        let ctx = Context::boxed(OnceCtx::new(closure));
+        if self.is_debug() {
+            return noted::<C, F, L>(Thunk::build_debug::<C>(self, ctx, C::entry()));
+        }
+        noted::<C, F, L>(Thunk::build(self, ctx, C::entry()))
     }
 }
 

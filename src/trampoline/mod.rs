@@ -44,7 +44,7 @@ mod table;
 
 pub(crate) use pool::{SlotRef, TablePool};
 pub(crate) use source::{TableSource, source};
-pub(crate) use table::{Table, publish_at, retire_at};
+pub(crate) use table::{Table, divert_at, publish_at, retire_at};
 
 use crate::abi::CallConv;
 use crate::abi::conv::C_CONV;

@@ -82,6 +82,19 @@ pub(crate) unsafe fn retire_at(entry: usize) {
     unsafe { target_of(entry) }.store(arch::trampoline_freed(), Ordering::Release);
 }
 
+/// Points the record of the entry at `entry` at `target` instead of its
+/// entry function: debug mode's quarantine diverts a dropped thunk's entry
+/// to its report this way, leaving the other words as they are.
+///
+/// # Safety
+/// `entry` is an entry of a live table whose slot the caller owns; the
+/// record's word 2 points to what `target` reads, if anything.
+#[inline]
+pub(crate) unsafe fn divert_at(entry: usize, target: usize) {
+    // SAFETY: the caller's contract.
+    unsafe { target_of(entry) }.store(target, Ordering::Release);
+}
+
 /// The data slot of entry `index`, whose address is `entry` ([`Table::data_slot`] without the table).
 #[inline]
 pub(crate) fn data_slot_of(entry: usize, index: usize) -> NonNull<u8> {

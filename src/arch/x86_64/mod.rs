@@ -21,8 +21,10 @@ mod thunk;
 mod trampolines;
 
 pub(crate) use adapters::frame_adapters;
-pub(crate) use thunk::{float_thunk, frame_thunk, placement, register_thunk, register_thunk_len};
+pub(crate) use thunk::{
+    float_thunk, frame_thunk, placement, record_thunk, register_thunk, register_thunk_len,
+};
 pub(crate) use trampolines::{
-    ENTRY_SIZE, TABLE_KINDS, TABLE_SIZE, trampoline_freed, trampoline_kind, trampoline_table,
-    trampoline_target,
+    ENTRY_SIZE, TABLE_KINDS, TABLE_SIZE, trampoline_dropped, trampoline_freed, trampoline_kind,
+    trampoline_table, trampoline_target,
 };

@@ -190,10 +190,67 @@ pub(crate) fn frame_thunk(
     code
 }
 
+/// The thunk that reads its context and target from a record (`[ctx,
+/// entry, report, target]`, a static trampoline's layout), to run at `at`:
+/// `endbr64; mov r11, record; <ctx from [r11] where placement says>; jmp
+/// [r11 + 24]`. The frame path loads nothing (its target is the frame
+/// adapter, which reads the record through r11). Debug mode's thunks are
+/// these, so that a dropped one is diverted to its report by one store to
+/// the record, as a static trampoline's is.
+pub(crate) fn record_thunk(placement: Placement, record: usize) -> ThunkCode {
+    let mut code = ThunkCode::new();
+    code.push(&ENDBR64);
+    mov_imm64(&mut code, 11, record);
+    match placement {
+        // mov reg, [r11]: REX.W, R from the register, B for r11.
+        Placement::Register(reg) => {
+            code.push(&[0x49 | ((reg >> 3) << 2), 0x8b, ((reg & 7) << 3) | 3])
+        }
+        // movq xmm<k>, [r11]: F3 REX.B 0F 7E /r.
+        Placement::Float(k) => code.push(&[0xf3, 0x41, 0x0f, 0x7e, (k << 3) | 3]),
+        Placement::Stack(_) => {}
+    }
+    code.push(&[0x41, 0xff, 0x63, 0x18]); // jmp qword ptr [r11 + 24]
+    code
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use ArgClass::{Float as F, Integer as I};
+
+    #[test]
+    fn record_thunk_bytes() {
+        let rec = 0x1122_3344_5566_7788usize;
+        let head = |code: &ThunkCode| {
+            assert_eq!(code.as_slice()[..4], ENDBR64);
+            assert_eq!(code.as_slice()[4..6], [0x49, 0xbb]); // mov r11, imm64
+            assert_eq!(code.as_slice()[6..14], rec.to_le_bytes());
+            code.as_slice()[14..].to_vec()
+        };
+        // mov rdi, [r11]; mov rsi, [r11]; mov r8, [r11]; mov r9, [r11]
+        for (reg, load) in [
+            (RDI, [0x49, 0x8b, 0x3b]),
+            (RSI, [0x49, 0x8b, 0x33]),
+            (RDX, [0x49, 0x8b, 0x13]),
+            (RCX, [0x49, 0x8b, 0x0b]),
+            (R8, [0x4d, 0x8b, 0x03]),
+            (R9, [0x4d, 0x8b, 0x0b]),
+        ] {
+            let tail = head(&record_thunk(Placement::Register(reg), rec));
+            assert_eq!(tail, [&load[..], &[0x41, 0xff, 0x63, 0x18]].concat());
+        }
+        // movq xmm0, [r11]; movq xmm7, [r11]
+        for (k, modrm) in [(0, 0x03), (7, 0x3b)] {
+            let tail = head(&record_thunk(Placement::Float(k), rec));
+            assert_eq!(
+                tail,
+                [0xf3, 0x41, 0x0f, 0x7e, modrm, 0x41, 0xff, 0x63, 0x18]
+            );
+        }
+        let tail = head(&record_thunk(Placement::Stack(2), rec));
+        assert_eq!(tail, [0x41, 0xff, 0x63, 0x18]);
+    }
 
     #[test]
     fn a_register_thunk_says_its_length() {

@@ -49,6 +49,7 @@ global_asm!(include_str!("trampolines.s"));
 unsafe extern "C" {
     static wxthunk_0_1_trampoline_table: [u8; TABLE_KINDS * TABLE_SIZE];
     fn wxthunk_0_1_tramp_freed();
+    fn wxthunk_0_1_tramp_dropped();
 }
 
 /// The table as assembled into this binary's text, every kind's page.
@@ -94,6 +95,13 @@ pub(crate) fn trampoline_target(conv: CallConv, placement: Placement, entry: usi
 /// The target of a free record: traps.
 pub(crate) fn trampoline_freed() -> usize {
     wxthunk_0_1_tramp_freed as *const () as usize
+}
+
+/// The target of a dropped thunk's record in debug mode: calls the report
+/// that word 2 of the record (r11) points to, whose first word is an
+/// `extern "C" fn(report) -> !`.
+pub(crate) fn trampoline_dropped() -> usize {
+    wxthunk_0_1_tramp_dropped as *const () as usize
 }
 
 #[cfg(test)]

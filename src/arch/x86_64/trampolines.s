@@ -86,3 +86,21 @@ wxthunk_0_1_tramp_freed:
     endbr64
     ud2
 .size wxthunk_0_1_tramp_freed, . - wxthunk_0_1_tramp_freed
+
+// The target of a dropped thunk's record in debug mode (`WXTHUNK_DEBUG`):
+// a stale call lands here with r11 pointing to the record
+// [ctx, entry, report, target], as every entry and debug thunk leaves it.
+// The report's first word is the function that prints it and aborts; it
+// is called with the report (never returns), on a 16-byte aligned stack.
+.text
+.p2align 4
+.globl wxthunk_0_1_tramp_dropped
+.hidden wxthunk_0_1_tramp_dropped
+.type wxthunk_0_1_tramp_dropped, @function
+wxthunk_0_1_tramp_dropped:
+    endbr64
+    mov rdi, qword ptr [r11 + 16]
+    and rsp, -16
+    call qword ptr [rdi]
+    ud2
+.size wxthunk_0_1_tramp_dropped, . - wxthunk_0_1_tramp_dropped

@@ -1,0 +1,415 @@
+//! Debug mode (`HeapBuilder::debug`, `WXTHUNK_DEBUG=1`): a call through a
+//! dropped thunk prints one line naming wxthunk, the address, the
+//! signature and the closure's type, then aborts; dropped thunks are
+//! quarantined (never reused) up to `DEBUG_QUARANTINE`. Each stale call
+//! runs in a child process (it aborts), for generated thunks and static
+//! trampolines, on the register, float-register and frame paths.
+#![cfg(all(target_os = "linux", target_arch = "x86_64"))]
+
+use std::os::unix::process::ExitStatusExt;
+use std::process::Command;
+
+use wxthunk_testkit as support;
+
+use wxthunk::{DEBUG_QUARANTINE, Heap, HeapBuilder, Strategy, Thunk};
+
+type F1 = unsafe extern "C" fn(u64) -> u64;
+/// Six integers and a float: the context goes in `xmm1` (System V).
+type FFloat = unsafe extern "C" fn(u64, u64, u64, u64, u64, u64, f64) -> u64;
+/// Six integers and eight floats: the context goes on the stack (the
+/// frame path).
+type FFrame = unsafe extern "C" fn(
+    u64,
+    u64,
+    u64,
+    u64,
+    u64,
+    u64,
+    f64,
+    f64,
+    f64,
+    f64,
+    f64,
+    f64,
+    f64,
+    f64,
+) -> u64;
+
+/// Runs this test binary's test `name` as a child with `env`, and returns
+/// the signal that ended it (if one did), its stdout and its stderr.
+fn run_child(name: &str, env: &[(&str, &str)]) -> (Option<i32>, String, String) {
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args([name, "--exact", "--nocapture", "--test-threads=1"])
+        .env("WXTHUNK_TEST_CHILD", name)
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    println!(
+        "--- child {name}: {:?}\n{stdout}--- stderr ---\n{stderr}---",
+        out.status
+    );
+    (out.status.signal(), stdout, stderr)
+}
+
+/// The address the child printed (`ADDR 0x...`) before its stale call.
+fn printed_addr(stdout: &str) -> String {
+    stdout
+        .split("ADDR ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .expect("the child printed its thunk's address")
+        .to_owned()
+}
+
+/// Checks that the child `name` aborted with debug mode's line for its
+/// thunk, of signature `signature` and closure type `closure`.
+fn assert_reported(name: &str, env: &[(&str, &str)], signature: &str, closure: &str) {
+    let (signal, stdout, stderr) = run_child(name, env);
+    if stdout.contains("SKIPPED") {
+        return;
+    }
+    assert_eq!(signal, Some(libc::SIGABRT), "the stale call did not abort");
+    let addr = printed_addr(&stdout);
+    let line = stderr
+        .lines()
+        .find(|l| l.starts_with("wxthunk: call through a dropped thunk"))
+        .expect("no report on stderr");
+    assert_eq!(
+        line,
+        format!(
+            "wxthunk: call through a dropped thunk at {addr} (signature {signature}, closure \
+             {closure}); aborting"
+        )
+    );
+}
+
+/// A heap in debug mode under `strategy`, or `None` (printing SKIPPED)
+/// where it does not work here.
+fn debug_heap(strategy: Option<Strategy>) -> Option<Heap> {
+    let mut builder = HeapBuilder::default().debug(true);
+    if let Some(s) = strategy {
+        if !wxthunk::probe().allows(s) {
+            println!("SKIPPED: {s} does not work in this process");
+            return None;
+        }
+        builder = builder.strategy(s);
+    }
+    let heap = builder.build().unwrap();
+    assert!(heap.is_debug());
+    Some(heap)
+}
+
+/// In a child: makes a thunk of `F` on `heap`, checks a call, drops it and
+/// calls its stale pointer (which must not return).
+macro_rules! stale_call {
+    ($heap:expr, $make:ident, $f:ty, $closure:expr, $call:expr, $expect:expr) => {{
+        let heap = $heap;
+        let t = heap.$make::<$f, _>($closure).unwrap();
+        let f: $f = t.as_fn();
+        // The thunk is alive.
+        assert_eq!($call(f), $expect);
+        println!("ADDR {:#x}", f as usize);
+        drop(t);
+        // The stale call debug mode reports (it aborts before the dropped
+        // closure could be reached).
+        let _ = $call(f);
+        unreachable!("a call through a dropped thunk returned");
+    }};
+}
+
+/// 1, opaque to the optimizer (so closures capture something).
+fn kv() -> u64 {
+    std::hint::black_box(1)
+}
+
+fn call1(f: F1) -> u64 {
+    // SAFETY: the caller passes a thunk's pointer.
+    unsafe { f(20) }
+}
+
+fn call_float(f: FFloat) -> u64 {
+    // SAFETY: as above.
+    unsafe { f(1, 2, 3, 4, 5, 6, 7.0) }
+}
+
+fn call_frame(f: FFrame) -> u64 {
+    // SAFETY: as above.
+    unsafe { f(1, 2, 3, 4, 5, 6, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0) }
+}
+
+/// The cases: (test name, strategy, what the child does).
+macro_rules! debug_case {
+    ($test:ident, $strategy:expr, $make:ident, $f:ty, $sig:expr, $call:ident, $expect:expr, $closure:expr) => {
+        #[test]
+        fn $test() {
+            let name = stringify!($test);
+            if support::is_child(name) {
+                let Some(heap) = debug_heap($strategy) else {
+                    return;
+                };
+                stale_call!(&heap, $make, $f, $closure, |f| $call(f), $expect);
+            }
+            assert_reported(
+                name,
+                &[],
+                $sig,
+                concat!("debug::", stringify!($test), "::{{closure}}"),
+            );
+        }
+    };
+}
+
+const SIG1: &str = "unsafe extern \"C\" fn(u64) -> u64";
+const SIG_FLOAT: &str = "unsafe extern \"C\" fn(u64, u64, u64, u64, u64, u64, f64) -> u64";
+const SIG_FRAME: &str = "unsafe extern \"C\" fn(u64, u64, u64, u64, u64, u64, f64, f64, f64, f64, \
+                         f64, f64, f64, f64) -> u64";
+
+debug_case!(generated_register_path, None, thunk, F1, SIG1, call1, 21, {
+    let k = kv();
+    move |x: u64| x + k
+});
+debug_case!(
+    generated_float_path,
+    None,
+    thunk,
+    FFloat,
+    SIG_FLOAT,
+    call_float,
+    28,
+    {
+        let k = kv();
+        move |a: u64, b: u64, c: u64, d: u64, e: u64, f: u64, g: f64| {
+            a + b + c + d + e + f + g as u64 + k - 1
+        }
+    }
+);
+debug_case!(
+    generated_frame_path,
+    None,
+    thunk,
+    FFrame,
+    SIG_FRAME,
+    call_frame,
+    57,
+    {
+        let k = kv();
+        move |a: u64,
+              b: u64,
+              c: u64,
+              d: u64,
+              e: u64,
+              f: u64,
+              g: f64,
+              h: f64,
+              i: f64,
+              j: f64,
+              l: f64,
+              m: f64,
+              n: f64,
+              o: f64| {
+            a + b + c + d + e + f + (g + h + i + j + l + m + n + o) as u64 + k - 1
+        }
+    }
+);
+debug_case!(generated_fn_mut, None, thunk_mut, F1, SIG1, call1, 21, {
+    let k = kv();
+    let mut n = 0;
+    move |x: u64| {
+        n += k;
+        x + n
+    }
+});
+debug_case!(generated_fn_once, None, thunk_once, F1, SIG1, call1, 21, {
+    let k = kv();
+    move |x: u64| x + k
+});
+debug_case!(
+    generated_protect,
+    Some(Strategy::Protect),
+    thunk,
+    F1,
+    SIG1,
+    call1,
+    21,
+    {
+        let k = kv();
+        move |x: u64| x + k
+    }
+);
+debug_case!(
+    static_register_path,
+    Some(Strategy::StaticTrampolines),
+    thunk,
+    F1,
+    SIG1,
+    call1,
+    21,
+    {
+        let k = kv();
+        move |x: u64| x + k
+    }
+);
+debug_case!(
+    static_float_path,
+    Some(Strategy::StaticTrampolines),
+    thunk,
+    FFloat,
+    SIG_FLOAT,
+    call_float,
+    28,
+    {
+        let k = kv();
+        move |a: u64, b: u64, c: u64, d: u64, e: u64, f: u64, g: f64| {
+            a + b + c + d + e + f + g as u64 + k - 1
+        }
+    }
+);
+debug_case!(
+    static_frame_path,
+    Some(Strategy::StaticTrampolines),
+    thunk,
+    FFrame,
+    SIG_FRAME,
+    call_frame,
+    57,
+    {
+        let k = kv();
+        move |a: u64,
+              b: u64,
+              c: u64,
+              d: u64,
+              e: u64,
+              f: u64,
+              g: f64,
+              h: f64,
+              i: f64,
+              j: f64,
+              l: f64,
+              m: f64,
+              n: f64,
+              o: f64| {
+            a + b + c + d + e + f + (g + h + i + j + l + m + n + o) as u64 + k - 1
+        }
+    }
+);
+
+/// `WXTHUNK_DEBUG=1` puts the default heaps (and `Thunk::new`) in debug
+/// mode, and the probe reports it.
+#[test]
+fn wxthunk_debug_1_reports_through_the_global_heap() {
+    let name = "wxthunk_debug_1_reports_through_the_global_heap";
+    if support::is_child(name) {
+        let policy = wxthunk::probe();
+        assert!(policy.debug_thunks);
+        assert!(policy.to_string().contains("WXTHUNK_DEBUG"), "{policy}");
+        assert!(Heap::global().unwrap().is_debug());
+        let k = std::hint::black_box(1u64);
+        let t = Thunk::<F1>::new(move |x: u64| x + k).unwrap();
+        let f = t.as_fn();
+        assert_eq!(call1(f), 21);
+        println!("ADDR {:#x}", f as usize);
+        drop(t);
+        call1(f);
+        unreachable!("a call through a dropped thunk returned");
+    }
+    assert_reported(
+        name,
+        &[("WXTHUNK_DEBUG", "1")],
+        SIG1,
+        "debug::wxthunk_debug_1_reports_through_the_global_heap::{{closure}}",
+    );
+}
+
+/// Without debug mode a stale call traps (SIGTRAP on generated code's
+/// int3, SIGILL on a freed trampoline's ud2) and nothing is printed.
+#[test]
+fn the_default_mode_traps_without_a_report() {
+    let name = "the_default_mode_traps_without_a_report";
+    if support::is_child(name) {
+        assert!(!wxthunk::probe().debug_thunks);
+        let heap = Heap::builder().build().unwrap();
+        assert!(!heap.is_debug());
+        let k = std::hint::black_box(1u64);
+        let t = heap.thunk::<F1, _>(move |x: u64| x + k).unwrap();
+        let f = t.as_fn();
+        assert_eq!(call1(f), 21);
+        println!("ADDR {:#x}", f as usize);
+        drop(t);
+        call1(f);
+        unreachable!("a call through a dropped thunk returned");
+    }
+    let (signal, _, stderr) = run_child(name, &[]);
+    assert!(
+        matches!(signal, Some(libc::SIGTRAP | libc::SIGILL)),
+        "{signal:?}"
+    );
+    assert!(!stderr.contains("wxthunk: call through"), "{stderr}");
+}
+
+/// In debug mode no address is handed out twice, on any heap: dropped
+/// thunks stay quarantined. (Without it, the same address comes back at
+/// once.)
+#[test]
+fn dropped_thunks_are_not_reused() {
+    let name = "dropped_thunks_are_not_reused";
+    if !support::is_child(name) {
+        let (signal, stdout, _) = run_child(name, &[]);
+        assert_eq!(signal, None);
+        assert!(stdout.contains("1 passed"), "{stdout}");
+        return;
+    }
+    let k = std::hint::black_box(1u64);
+    for (config, builder) in support::thunk_heap_configs() {
+        let heap = builder.debug(true).build().unwrap();
+        let mut seen = std::collections::HashSet::new();
+        for i in 0..500u64 {
+            let t = heap.thunk::<F1, _>(move |x: u64| x + k + i).unwrap();
+            assert_eq!(call1(t.as_fn()), 21 + i);
+            assert!(seen.insert(t.as_fn() as usize), "{config}: address reused");
+        }
+    }
+    let plain = Heap::builder().build().unwrap();
+    let first = plain.thunk::<F1, _>(move |x: u64| x + k).unwrap().as_fn() as usize;
+    let second = plain.thunk::<F1, _>(move |x: u64| x + k).unwrap().as_fn() as usize;
+    assert_eq!(
+        first, second,
+        "the default mode reuses a dropped thunk's address"
+    );
+}
+
+/// Past `DEBUG_QUARANTINE` dropped thunks, wxthunk says so once and frees
+/// them as usual (the next drop's address is handed out again).
+#[test]
+fn a_full_quarantine_says_so_and_reuses() {
+    let name = "a_full_quarantine_says_so_and_reuses";
+    if support::is_child(name) {
+        let heap = debug_heap(None).unwrap();
+        let k = std::hint::black_box(1u64);
+        for _ in 0..DEBUG_QUARANTINE {
+            drop(heap.thunk::<F1, _>(move |x: u64| x + k).unwrap());
+        }
+        let past = heap.thunk::<F1, _>(move |x: u64| x + k).unwrap();
+        let addr = past.as_fn() as usize;
+        drop(past);
+        let again = heap.thunk::<F1, _>(move |x: u64| x + 2 * k).unwrap();
+        assert_eq!(
+            again.as_fn() as usize,
+            addr,
+            "past the limit, freed code is reused"
+        );
+        assert_eq!(call1(again.as_fn()), 22);
+        println!("QUARANTINE-OK");
+        return;
+    }
+    let (signal, stdout, stderr) = run_child(name, &[]);
+    assert_eq!(signal, None);
+    assert!(stdout.contains("QUARANTINE-OK"), "{stdout}");
+    let full: Vec<_> = stderr
+        .lines()
+        .filter(|l| l.contains("debug quarantine full"))
+        .collect();
+    assert_eq!(full.len(), 1, "{stderr}");
+    assert!(full[0].contains(&DEBUG_QUARANTINE.to_string()));
+}
