@@ -28,6 +28,13 @@ pub(crate) use sealed::Sealed;
 ///
 /// Implementors must be pointer-sized, `Copy` and valid for every non-null
 /// code address; only this crate implements the trait.
+#[diagnostic::on_unimplemented(
+    message = "wxthunk: `{Self}` is not an `extern` fn pointer type",
+    label = "not an `FnPtr`",
+    note = "wxthunk calls and makes fn pointers of the ABIs \"C\", \"system\", \"sysv64\" and \
+            \"win64\" (and their `-unwind` forms), safe or `unsafe`, of up to 16 arguments: a \
+            Rust-ABI `fn(..)` has no stable calling convention"
+)]
 pub unsafe trait FnPtr: Copy + Send + Sync + Sealed {
     /// The calling convention, as written in the type (e.g. `"C-unwind"`).
     const ABI: &'static str;

@@ -73,6 +73,17 @@ use super::fn_ptr::FnPtr;
 ///     const CLASS: wxthunk::ArgClass = <u64 as wxthunk::ThunkArg>::CLASS;
 /// }
 /// ```
+#[diagnostic::on_unimplemented(
+    message = "wxthunk: `{Self}` cannot be a thunk argument or return type",
+    label = "not a `ThunkArg`: it does not fit one integer or float register",
+    note = "thunk arguments are integers up to 64 bits, `bool`, `f32`, `f64`, thin pointers and \
+            references, `NonNull`, fn pointers, and their `Option`s",
+    note = "`i128`/`u128`: pass two 64-bit halves, or a pointer",
+    note = "a struct by value: pass a pointer to it, or make it a `#[repr(transparent)]` newtype \
+            over one of the types above with an `unsafe impl ThunkArg` of the same class",
+    note = "a slice, `str` or `dyn Trait` behind a pointer is two words: pass a thin pointer and a \
+            length"
+)]
 pub unsafe trait ThunkArg {
     /// How the value is passed.
     const CLASS: ArgClass;
@@ -86,6 +97,14 @@ pub unsafe trait ThunkArg {
 /// not at all). A value returned through memory would take a hidden first
 /// argument and shift every other one; sizes other than 0, 1, 2, 4 and 8
 /// bytes are refused at compile time whatever the implementation says.
+#[diagnostic::on_unimplemented(
+    message = "wxthunk: `{Self}` cannot be a thunk's return type",
+    label = "not a `ThunkRet`: it does not come back in one register",
+    note = "a thunk returns `()` or a `ThunkArg` (integers up to 64 bits, `bool`, `f32`, `f64`, \
+            thin pointers, fn pointers)",
+    note = "a struct by value is returned through hidden memory: write it through a pointer \
+            argument instead"
+)]
 pub unsafe trait ThunkRet {}
 
 // SAFETY: `()` returns nothing.
@@ -190,6 +209,15 @@ pub(crate) const fn layout_fits(
 ///
 /// Implemented by this crate only; `CONV` and `CLASSES` must describe how
 /// the type passes its arguments.
+#[diagnostic::on_unimplemented(
+    message = "wxthunk: `{Self}` is not a thunk signature",
+    label = "not a `ThunkSig`",
+    note = "a thunk's type is an `extern` fn pointer type of up to 16 arguments, each a \
+            `ThunkArg`, returning `()` or a `ThunkArg`: e.g. `unsafe extern \"C\" fn(u64) -> u64`",
+    note = "a Rust-ABI `fn(..)` has no stable calling convention: write `extern \"C\"` (or \
+            \"system\", \"sysv64\", \"win64\", or their `-unwind` forms)",
+    note = "more than 16 arguments: pass a pointer to a struct holding them"
+)]
 pub unsafe trait ThunkSig: FnPtr {
     /// The `unsafe` form of the type, which
     /// [`Thunk::as_fn`](crate::Thunk::as_fn) returns: calling a thunk is only sound while it

@@ -228,6 +228,12 @@ pub struct Thunk<'a, F: ThunkSig, L: RawMutex = DefaultLock> {
 impl<'a, F: ThunkSig> Thunk<'a, F> {
     /// A thunk for an `Fn` closure, on the global default heap.
     ///
+    /// The closure must be `Sync`, because C may call the pointer from many
+    /// threads at once. **If the compiler says "`Cell<..>` cannot be shared
+    /// between threads safely"** (or names `RefCell`, `Rc`, a raw pointer),
+    /// use [`new_mut`](Thunk::new_mut): an `FnMut` thunk needs only `Send`
+    /// and runs one call at a time.
+    ///
     /// # Errors
     ///
     /// As [`Heap::thunk`], and as [`Heap::global`] on its first use.
@@ -594,6 +600,10 @@ impl<F: ThunkSig, L: RawMutex> fmt::Debug for Thunk<'_, F, L> {
 
 impl<L: RawMutex> Heap<L> {
     /// A thunk for an `Fn` closure, with its code in this heap.
+    ///
+    /// The closure must be `Sync` (C may call from many threads at once);
+    /// for one that is not (it holds a `Cell`, a `RefCell`, an `Rc`), use
+    /// [`thunk_mut`](Heap::thunk_mut).
     ///
     /// # Errors
     ///
