@@ -31,11 +31,103 @@ pub use strategy::{CodeStrategy, ParseStrategyError, Strategy, ThunkStrategy};
 /// This crate's version (as `probe --json` reports it).
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 pub use thunk::{
-    DEBUG_QUARANTINE, SealedThunkPage, Thunk, ThunkFn, ThunkFnMut, ThunkFnOnce, ThunkPage,
+    DEBUG_QUARANTINE, RefThunk, SealedThunkPage, Thunk, ThunkFn, ThunkFnMut, ThunkFnOnce, ThunkPage,
 };
 
 /// The size of a memory page on this system, in bytes (cached after the
 /// first call).
 pub fn page_size() -> usize {
     sys::page_size()
+}
+
+// `ref_thunk!` expands in its users' crates, so it names the public paths
+// (`$crate::Heap`, `$crate::RefThunk`): it lives with them, here. Its
+// `RefThunk` is in `thunk/refs.rs`.
+/// A thunk for a signature with reference arguments anywhere, as an `Fn`
+/// closure written inline: `ref_thunk!(unsafe extern "C" fn(name: Type,
+/// ..) -> Ret => body)`, on the global heap, or `ref_thunk!(in heap, ..)`
+/// on `heap` (a `&Heap`). Returns a `Result` of a
+/// [`RefThunk`](crate::RefThunk), whose [`as_fn`](crate::RefThunk::as_fn)
+/// is the pointer typed with the references.
+///
+/// References (`&T`, `&mut T`) in the first two of up to four arguments
+/// need no macro: [`Thunk::new`](crate::Thunk::new) takes those
+/// signatures as they are. This macro covers every other shape, with any
+/// argument a reference, in any position, up to 16 arguments. The body is
+/// the closure's (it captures by move, and must be `Send + Sync`, as
+/// for `Thunk::new`); the references it sees are the ones the caller
+/// passes, so they must be valid, as the signature says.
+///
+/// # Examples
+///
+/// ```
+/// struct Node {
+///     value: i32,
+/// }
+/// type Visit = unsafe extern "C" fn(u32, u32, &Node, &mut i64) -> i32;
+///
+/// let scale = 10;
+/// let visit = wxthunk::ref_thunk!(
+///     unsafe extern "C" fn(depth: u32, index: u32, node: &Node, total: &mut i64) -> i32 => {
+///         *total += i64::from(node.value * scale);
+///         (depth + index) as i32
+///     }
+/// )?;
+/// let f: Visit = visit.as_fn();
+/// let mut total = 0;
+/// // SAFETY: the thunk is alive.
+/// assert_eq!(unsafe { f(2, 3, &Node { value: 4 }, &mut total) }, 5);
+/// assert_eq!(total, 40);
+/// # Ok::<(), wxthunk::Error>(())
+/// ```
+#[macro_export]
+macro_rules! ref_thunk {
+    (in $heap:expr, unsafe extern $abi:literal fn($($args:tt)*) $(-> $ret:ty)? => $body:expr) => {
+        $crate::ref_thunk!(@args [::core::result::Result::<_, $crate::Error>::Ok($heap)]
+            $abi [$($ret)?] [$body] [] [] []; $($args)*)
+    };
+    (unsafe extern $abi:literal fn($($args:tt)*) $(-> $ret:ty)? => $body:expr) => {
+        $crate::ref_thunk!(@args [$crate::Heap::global()]
+            $abi [$($ret)?] [$body] [] [] []; $($args)*)
+    };
+    // One argument at a time: the type the thunk takes, the type the
+    // pointer is handed out with, and how the closure gets its value.
+    (@args $heap:tt $abi:tt $ret:tt $body:tt [$($taken:tt)*] [$($given:tt)*] [$($bind:tt)*];
+        $name:ident : &mut $t:ty $(, $($rest:tt)*)?) => {
+        $crate::ref_thunk!(@args $heap $abi $ret $body
+            [$($taken)* [*mut $t]] [$($given)* [&mut $t]]
+            [$($bind)* [$name, *mut $t, &mut *$name]]; $($($rest)*)?)
+    };
+    (@args $heap:tt $abi:tt $ret:tt $body:tt [$($taken:tt)*] [$($given:tt)*] [$($bind:tt)*];
+        $name:ident : & $t:ty $(, $($rest:tt)*)?) => {
+        $crate::ref_thunk!(@args $heap $abi $ret $body
+            [$($taken)* [*const $t]] [$($given)* [&$t]]
+            [$($bind)* [$name, *const $t, &*$name]]; $($($rest)*)?)
+    };
+    (@args $heap:tt $abi:tt $ret:tt $body:tt [$($taken:tt)*] [$($given:tt)*] [$($bind:tt)*];
+        $name:ident : $t:ty $(, $($rest:tt)*)?) => {
+        $crate::ref_thunk!(@args $heap $abi $ret $body
+            [$($taken)* [$t]] [$($given)* [$t]]
+            [$($bind)* [$name, $t, $name]]; $($($rest)*)?)
+    };
+    (@args [$($heap:tt)*] $abi:literal [$($ret:ty)?] [$body:expr]
+        [$([$taken:ty])*] [$([$given:ty])*] [$([$name:ident, $pty:ty, $value:expr])*];) => {
+        ($($heap)*).and_then(|heap| {
+            heap.thunk::<unsafe extern $abi fn($($taken),*) $(-> $ret)?, _>(
+                move |$($name: $pty),*| {
+                    // SAFETY: the caller passes the references the handed-out
+                    // signature declares, as the thin pointers they are.
+                    #[allow(unused_unsafe)]
+                    let ($($name,)*) = unsafe { ($($value,)*) };
+                    $body
+                },
+            )
+            // SAFETY: the handed-out type is the thunk's with each `*const T`
+            // / `*mut T` written as the `&T` / `&mut T` the closure reads it
+            // as, and the same ABI and return type.
+            .map(|thunk| unsafe {
+                $crate::RefThunk::<unsafe extern $abi fn($($given),*) $(-> $ret)?, _>::new(thunk)
+            })
+        })
+    };
 }

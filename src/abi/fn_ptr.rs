@@ -71,11 +71,18 @@ pub(crate) unsafe fn func_at<F: FnPtr>(base: *const u8, len: usize, offset: usiz
 /// Implements [`FnPtr`] for one fn-pointer type (a callback of
 /// [`for_each_signature!`](super::for_each_signature)).
 macro_rules! impl_fn_ptr {
-    ($abi:literal, $conv:expr, $unwind:literal, $ty:ty; $(($A:ident $a:ident))*) => {
+    ($abi:literal, $conv:expr, $unwind:literal, $ty:ty;
+        $(($A:ident $a:ident [$T:ty] [$K:ty] [$($bound:tt)*]))*) => {
+        // `fn(&A) -> R` and `fn(A) -> R` are distinct types, but coherence
+        // reports their impls with the `coherence_leak_check` lint
+        // (rust-lang/rust#56105), which the compiler keeps accepting for this
+        // very pattern (its test `coherence-wasm-bindgen.rs`).
+        #[allow(coherence_leak_check)]
         impl<R, $($A),*> $crate::abi::fn_ptr::Sealed for $ty {}
 
         // SAFETY: every fn-pointer type is pointer-sized, `Copy`, and valid
         // for any non-null address.
+        #[allow(coherence_leak_check)]
         unsafe impl<R, $($A),*> $crate::abi::fn_ptr::FnPtr for $ty {
             const ABI: &'static str = $abi;
 

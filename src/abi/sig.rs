@@ -205,6 +205,29 @@ pub(crate) const fn layout_fits(
 /// whose arguments are [`ThunkArg`]s and whose return type is a
 /// [`ThunkRet`].
 ///
+/// # Reference arguments
+///
+/// A fn type with a reference argument (`fn(&T)`, each reference with its
+/// own elided lifetime) is higher-ranked, a type of its own for each
+/// shape. These shapes are thunk signatures as written: references (`&T`
+/// or `&mut T`, to a sized `T`) in either or both of the **first two
+/// positions** of signatures of **one to four arguments**, every ABI, safe
+/// or `unsafe`. Closures for them name their reference parameters' types
+/// (`|a: &i32, b: &i32| ..`), so that rustc makes them general over the
+/// lifetime:
+///
+/// ```
+/// type Cmp = unsafe extern "C" fn(&i32, &i32) -> i32;
+/// let cmp = wxthunk::Thunk::<Cmp>::new(|a: &i32, b: &i32| a.cmp(b) as i32)?;
+/// assert_eq!(unsafe { (cmp.as_fn())(&1, &2) }, -1);
+/// # Ok::<(), wxthunk::Error>(())
+/// ```
+///
+/// Any other shape (a reference third, or in a longer signature) goes
+/// through [`ref_thunk!`](crate::ref_thunk), which covers them all. Rustc
+/// reports such a shape as "implementation of `ThunkSig` is not general
+/// enough".
+///
 /// # Safety
 ///
 /// Implemented by this crate only; `CONV` and `CLASSES` must describe how
@@ -216,7 +239,11 @@ pub(crate) const fn layout_fits(
             `ThunkArg`, returning `()` or a `ThunkArg`: e.g. `unsafe extern \"C\" fn(u64) -> u64`",
     note = "a Rust-ABI `fn(..)` has no stable calling convention: write `extern \"C\"` (or \
             \"system\", \"sysv64\", \"win64\", or their `-unwind` forms)",
-    note = "more than 16 arguments: pass a pointer to a struct holding them"
+    note = "more than 16 arguments: pass a pointer to a struct holding them",
+    note = "references (`&T`, `&mut T`) work as written in the first two of up to four \
+            arguments; for any other shape use `wxthunk::ref_thunk!`",
+    note = "a slice, `str` or `dyn Trait` behind a reference or pointer is two words: pass a thin \
+            pointer and a length"
 )]
 pub unsafe trait ThunkSig: FnPtr {
     /// The `unsafe` form of the type, which
@@ -248,28 +275,37 @@ pub unsafe trait ThunkSig: FnPtr {
 /// `Option`, for one fn-pointer type (a callback of
 /// [`for_each_signature!`](super::for_each_signature)).
 macro_rules! impl_thunk_sig {
-    ($abi:literal, $conv:expr, $unwind:literal, $ty:ty; $(($A:ident $a:ident))*) => {
+    ($abi:literal, $conv:expr, $unwind:literal, $ty:ty;
+        $(($A:ident $a:ident [$T:ty] [$K:ty] [$($bound:tt)*]))*) => {
+        // `fn(&A) -> R` and `fn(A) -> R` are distinct types, but coherence
+        // reports their impls with the `coherence_leak_check` lint
+        // (rust-lang/rust#56105), which the compiler keeps accepting for this
+        // very pattern (its test `coherence-wasm-bindgen.rs`).
         // SAFETY: a fn pointer is one integer-class machine word.
+        #[allow(coherence_leak_check)]
         unsafe impl<R, $($A),*> $crate::abi::sig::ThunkArg for $ty {
             const CLASS: $crate::abi::ArgClass = $crate::abi::ArgClass::Integer;
         }
         // SAFETY: `Option` of a fn pointer is a nullable fn pointer.
+        #[allow(coherence_leak_check)]
         unsafe impl<R, $($A),*> $crate::abi::sig::ThunkArg for Option<$ty> {
             const CLASS: $crate::abi::ArgClass = $crate::abi::ArgClass::Integer;
         }
 
-        // SAFETY: the classes are those of the argument types, in order,
-        // and `$conv` is the convention of `$abi` on this target.
-        unsafe impl<R: $crate::abi::sig::ThunkRet, $($A: $crate::abi::sig::ThunkArg),*>
+        // SAFETY: the classes are those of the argument types, in order (a
+        // reference's is its thin pointer's), and `$conv` is the convention
+        // of `$abi` on this target.
+        #[allow(coherence_leak_check)]
+        unsafe impl<R: $crate::abi::sig::ThunkRet, $($A: $($bound)*),*>
             $crate::abi::sig::ThunkSig for $ty
         {
-            type Unsafe = unsafe extern $abi fn($($A),*) -> R;
+            type Unsafe = unsafe extern $abi fn($($T),*) -> R;
             const CONV: $crate::abi::CallConv = $conv;
             const CLASSES: &'static [$crate::abi::ArgClass] =
-                &[$(<$A as $crate::abi::sig::ThunkArg>::CLASS),*];
+                &[$(<$K as $crate::abi::sig::ThunkArg>::CLASS),*];
             const LAYOUTS: &'static [(usize, usize)] = &[$((
-                ::core::mem::size_of::<$A>(),
-                ::core::mem::align_of::<$A>(),
+                ::core::mem::size_of::<$K>(),
+                ::core::mem::align_of::<$K>(),
             )),*];
             const RET_LAYOUT: (usize, usize) =
                 (::core::mem::size_of::<R>(), ::core::mem::align_of::<R>());

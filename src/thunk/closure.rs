@@ -76,23 +76,30 @@ fn from_bits<T>(ctx: f64) -> *const T {
 /// Implements the three closure traits for every closure type matching one
 /// fn-pointer type (a callback of `abi::for_each_signature!`).
 macro_rules! impl_closure_traits {
-    ($abi:literal, $conv:expr, $unwind:literal, $ty:ty; $(($A:ident $a:ident))*) => {
+    ($abi:literal, $conv:expr, $unwind:literal, $ty:ty;
+        $(($A:ident $a:ident [$T:ty] [$K:ty] [$($bound:tt)*]))*) => {
         // Every closure type that can be called with `$ty`'s arguments.
-        impl<C, R: $crate::abi::ThunkRet, $($A: $crate::abi::ThunkArg),*> sealed::Closure<$ty> for C
+        // `fn(&A) -> R` and `fn(A) -> R` are distinct types, but coherence
+        // reports their impls with the `coherence_leak_check` lint
+        // (rust-lang/rust#56105), which the compiler keeps accepting for this
+        // very pattern (its test `coherence-wasm-bindgen.rs`).
+        #[allow(coherence_leak_check)]
+        impl<C, R: $crate::abi::ThunkRet, $($A: $($bound)*),*> sealed::Closure<$ty> for C
         where
-            C: FnOnce($($A),*) -> R,
+            C: FnOnce($($T),*) -> R,
         {
         }
 
         // SAFETY: `entry` is an `extern $abi` function taking the
         // arguments of `$ty` followed by a pointer to the closure.
-        unsafe impl<C, R: $crate::abi::ThunkRet, $($A: $crate::abi::ThunkArg),*> ThunkFn<$ty> for C
+        #[allow(coherence_leak_check)]
+        unsafe impl<C, R: $crate::abi::ThunkRet, $($A: $($bound)*),*> ThunkFn<$ty> for C
         where
-            C: Fn($($A),*) -> R,
+            C: Fn($($T),*) -> R,
         {
             fn entry() -> *const () {
                 #[allow(clippy::too_many_arguments)]
-                extern $abi fn entry<C: Fn($($A),*) -> R, R, $($A),*>($($a: $A,)* ctx: *const C) -> R {
+                extern $abi fn entry<C: Fn($($T),*) -> R, R, $($A),*>($($a: $T,)* ctx: *const C) -> R {
                     // SAFETY: the thunk passes a pointer to its closure,
                     // which lives (and is shared, `Sync`) while the thunk
                     // may be called.
@@ -100,7 +107,7 @@ macro_rules! impl_closure_traits {
                     $crate::thunk::call::guarded($unwind, || f($($a),*))
                 }
                 #[allow(clippy::too_many_arguments)]
-                extern $abi fn entry_float<C: Fn($($A),*) -> R, R, $($A),*>($($a: $A,)* ctx: f64) -> R {
+                extern $abi fn entry_float<C: Fn($($T),*) -> R, R, $($A),*>($($a: $T,)* ctx: f64) -> R {
                     // SAFETY: as in `entry`: the thunk passes the pointer's
                     // bits in the float register after the arguments
                     // (`Placement::Float`), its address exposed when the
@@ -109,9 +116,9 @@ macro_rules! impl_closure_traits {
                     $crate::thunk::call::guarded($unwind, || f($($a),*))
                 }
                 if float_context::<$ty>() {
-                    entry_float::<C, R, $($A),*> as extern $abi fn($($A,)* f64) -> R as *const ()
+                    entry_float::<C, R, $($A),*> as extern $abi fn($($T,)* f64) -> R as *const ()
                 } else {
-                    entry::<C, R, $($A),*> as extern $abi fn($($A,)* *const C) -> R as *const ()
+                    entry::<C, R, $($A),*> as extern $abi fn($($T,)* *const C) -> R as *const ()
                 }
             }
 
@@ -122,7 +129,7 @@ macro_rules! impl_closure_traits {
                 /// the closure itself lives in the `Thunk` (which drops it),
                 /// and is only ever shared (`Fn`, `Sync`).
                 #[allow(clippy::too_many_arguments)]
-                extern $abi fn bare<C: Fn($($A),*) -> R, R, $($A),*>($($a: $A),*) -> R {
+                extern $abi fn bare<C: Fn($($T),*) -> R, R, $($A),*>($($a: $T),*) -> R {
                     assert!(::core::mem::size_of::<C>() == 0, "wxthunk: bare entry of a sized closure");
                     // SAFETY: `C` is zero-sized (checked above, and by the
                     // only caller of `bare`), so the dangling, aligned
@@ -131,19 +138,20 @@ macro_rules! impl_closure_traits {
                     let f: &C = unsafe { ::core::ptr::NonNull::<C>::dangling().as_ref() };
                     $crate::thunk::call::guarded($unwind, || f($($a),*))
                 }
-                bare::<C, R, $($A),*> as extern $abi fn($($A),*) -> R as *const ()
+                bare::<C, R, $($A),*> as extern $abi fn($($T),*) -> R as *const ()
             }
         }
 
         // SAFETY: as above, with the closure behind a re-entrancy guard.
-        unsafe impl<C, R: $crate::abi::ThunkRet, $($A: $crate::abi::ThunkArg),*> ThunkFnMut<$ty> for C
+        #[allow(coherence_leak_check)]
+        unsafe impl<C, R: $crate::abi::ThunkRet, $($A: $($bound)*),*> ThunkFnMut<$ty> for C
         where
-            C: FnMut($($A),*) -> R,
+            C: FnMut($($T),*) -> R,
         {
             fn entry() -> *const () {
                 #[allow(clippy::too_many_arguments)]
-                extern $abi fn entry<C: FnMut($($A),*) -> R, R, $($A),*>(
-                    $($a: $A,)* ctx: *const $crate::thunk::call::MutCtx<C>,
+                extern $abi fn entry<C: FnMut($($T),*) -> R, R, $($A),*>(
+                    $($a: $T,)* ctx: *const $crate::thunk::call::MutCtx<C>,
                 ) -> R {
                     // SAFETY: the thunk passes a pointer to its context,
                     // made by `Box::into_raw` and live while a call may
@@ -153,8 +161,8 @@ macro_rules! impl_closure_traits {
                     }
                 }
                 #[allow(clippy::too_many_arguments)]
-                extern $abi fn entry_float<C: FnMut($($A),*) -> R, R, $($A),*>(
-                    $($a: $A,)* ctx: f64,
+                extern $abi fn entry_float<C: FnMut($($T),*) -> R, R, $($A),*>(
+                    $($a: $T,)* ctx: f64,
                 ) -> R {
                     let ctx = from_bits::<$crate::thunk::call::MutCtx<C>>(ctx);
                     // SAFETY: as in `entry`, the pointer's bits passed in
@@ -164,22 +172,23 @@ macro_rules! impl_closure_traits {
                     }
                 }
                 if float_context::<$ty>() {
-                    entry_float::<C, R, $($A),*> as extern $abi fn($($A,)* f64) -> R as *const ()
+                    entry_float::<C, R, $($A),*> as extern $abi fn($($T,)* f64) -> R as *const ()
                 } else {
-                    entry::<C, R, $($A),*> as extern $abi fn($($A,)* *const $crate::thunk::call::MutCtx<C>) -> R as *const ()
+                    entry::<C, R, $($A),*> as extern $abi fn($($T,)* *const $crate::thunk::call::MutCtx<C>) -> R as *const ()
                 }
             }
         }
 
         // SAFETY: as above, with the closure behind a called-once flag.
-        unsafe impl<C, R: $crate::abi::ThunkRet, $($A: $crate::abi::ThunkArg),*> ThunkFnOnce<$ty> for C
+        #[allow(coherence_leak_check)]
+        unsafe impl<C, R: $crate::abi::ThunkRet, $($A: $($bound)*),*> ThunkFnOnce<$ty> for C
         where
-            C: FnOnce($($A),*) -> R,
+            C: FnOnce($($T),*) -> R,
         {
             fn entry() -> *const () {
                 #[allow(clippy::too_many_arguments)]
-                extern $abi fn entry<C: FnOnce($($A),*) -> R, R, $($A),*>(
-                    $($a: $A,)* ctx: *const $crate::thunk::call::OnceCtx<C>,
+                extern $abi fn entry<C: FnOnce($($T),*) -> R, R, $($A),*>(
+                    $($a: $T,)* ctx: *const $crate::thunk::call::OnceCtx<C>,
                 ) -> R {
                     // SAFETY: the thunk passes a pointer to its context,
                     // which lives while the thunk may be called.
@@ -187,8 +196,8 @@ macro_rules! impl_closure_traits {
                     $crate::thunk::call::call_once(ctx, $unwind, |f| f($($a),*))
                 }
                 #[allow(clippy::too_many_arguments)]
-                extern $abi fn entry_float<C: FnOnce($($A),*) -> R, R, $($A),*>(
-                    $($a: $A,)* ctx: f64,
+                extern $abi fn entry_float<C: FnOnce($($T),*) -> R, R, $($A),*>(
+                    $($a: $T,)* ctx: f64,
                 ) -> R {
                     // SAFETY: as in `entry`, the pointer's bits passed in
                     // the float register after the arguments.
@@ -196,9 +205,9 @@ macro_rules! impl_closure_traits {
                     $crate::thunk::call::call_once(ctx, $unwind, |f| f($($a),*))
                 }
                 if float_context::<$ty>() {
-                    entry_float::<C, R, $($A),*> as extern $abi fn($($A,)* f64) -> R as *const ()
+                    entry_float::<C, R, $($A),*> as extern $abi fn($($T,)* f64) -> R as *const ()
                 } else {
-                    entry::<C, R, $($A),*> as extern $abi fn($($A,)* *const $crate::thunk::call::OnceCtx<C>) -> R as *const ()
+                    entry::<C, R, $($A),*> as extern $abi fn($($T,)* *const $crate::thunk::call::OnceCtx<C>) -> R as *const ()
                 }
             }
         }

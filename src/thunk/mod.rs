@@ -55,6 +55,7 @@ mod context;
 mod debug;
 mod handle;
 mod page;
+mod refs;
 
 use std::fmt;
 use std::marker::PhantomData;
@@ -75,6 +76,7 @@ use context::Context;
 pub use debug::DEBUG_QUARANTINE;
 use handle::{Code, MovedOut, Slow};
 pub use page::{SealedThunkPage, ThunkPage};
+pub use refs::RefThunk;
 
 /// A closure behind a bare function pointer of type `F`
 /// (`unsafe extern "C" fn(i32) -> i32` and the like; see [`ThunkSig`]).
