@@ -1,7 +1,8 @@
 //! Signatures with reference arguments (`&T`, `&mut T`: higher-ranked fn
-//! types) in the first two positions of one to four arguments: thunks of
-//! every closure kind, on every heap, called by C (`qsort`, `bsearch`) and
-//! through their own pointer types.
+//! types): `extern "C"` ones with references in the first two of up to
+//! four arguments as written, every other shape through `ref_thunk!`;
+//! thunks of every closure kind, on every heap, called by C (`qsort`,
+//! `bsearch`, `nftw`) and through their own pointer types.
 #![cfg(all(target_os = "linux", target_arch = "x86_64"))]
 
 use std::ffi::c_void;
@@ -110,15 +111,18 @@ fn every_closure_kind_takes_references() {
         let f: One = unsafe { safe.as_exact_fn() };
         assert_eq!(f(&5), 15, "{config}");
 
-        let win = heap
-            .thunk::<Win, _>(move |a: &u64, out: &mut u64| {
+        // Other ABIs take references through `ref_thunk!`.
+        let win = wxthunk::ref_thunk!(in &heap,
+            unsafe extern "win64" fn(a: &u64, out: &mut u64) -> u64 => {
                 *out = *a + k;
                 *out * 2
-            })
-            .unwrap();
+            }
+        )
+        .unwrap();
+        let win: Win = win.as_fn();
         let mut out = 0;
         // SAFETY: as above (Rust calls win64 code on Linux too).
-        assert_eq!(unsafe { (win.as_fn())(&4, &mut out) }, 14, "{config}");
+        assert_eq!(unsafe { win(&4, &mut out) }, 14, "{config}");
         assert_eq!(out, 7);
     }
 }

@@ -211,8 +211,8 @@ pub(crate) const fn layout_fits(
 /// own elided lifetime) is higher-ranked, a type of its own for each
 /// shape. These shapes are thunk signatures as written: references (`&T`
 /// or `&mut T`, to a sized `T`) in either or both of the **first two
-/// positions** of signatures of **one to four arguments**, every ABI, safe
-/// or `unsafe`. Closures for them name their reference parameters' types
+/// positions** of signatures of **one to four arguments**, for `extern
+/// "C"` and `extern "C-unwind"`, safe or `unsafe`. Closures for them name their reference parameters' types
 /// (`|a: &i32, b: &i32| ..`), so that rustc makes them general over the
 /// lifetime:
 ///
@@ -223,8 +223,11 @@ pub(crate) const fn layout_fits(
 /// # Ok::<(), wxthunk::Error>(())
 /// ```
 ///
-/// Any other shape (a reference third, or in a longer signature) goes
-/// through [`ref_thunk!`](crate::ref_thunk), which covers them all. Rustc
+/// Any other shape (a reference third, in a longer signature, or with
+/// another ABI) goes through [`ref_thunk!`](crate::ref_thunk), which covers
+/// them all. (Each shape is a type of its own that the compiler checks
+/// against every other fn type of its arity: the same shapes for all eight
+/// ABIs made this crate take five times as long to build.) Rustc
 /// reports such a shape as "implementation of `ThunkSig` is not general
 /// enough".
 ///
@@ -241,7 +244,8 @@ pub(crate) const fn layout_fits(
             \"system\", \"sysv64\", \"win64\", or their `-unwind` forms)",
     note = "more than 16 arguments: pass a pointer to a struct holding them",
     note = "references (`&T`, `&mut T`) work as written in the first two of up to four \
-            arguments; for any other shape use `wxthunk::ref_thunk!`",
+            arguments of `extern \"C\"` (and `\"C-unwind\"`) signatures; for any other shape \
+            use `wxthunk::ref_thunk!`",
     note = "a slice, `str` or `dyn Trait` behind a reference or pointer is two words: pass a thin \
             pointer and a length"
 )]
