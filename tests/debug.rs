@@ -11,28 +11,16 @@ use std::process::Command;
 
 use wxthunk_testkit as support;
 
-use wxthunk::{DEBUG_QUARANTINE, Heap, HeapBuilder, Strategy, Thunk};
+use wxthunk::{DEBUG_QUARANTINE, Heap, HeapBuilder, Strategy};
 
 type F1 = unsafe extern "C" fn(u64) -> u64;
 /// Six integers and a float: the context goes in `xmm1` (System V).
 type FFloat = unsafe extern "C" fn(u64, u64, u64, u64, u64, u64, f64) -> u64;
 /// Six integers and eight floats: the context goes on the stack (the
 /// frame path).
+#[rustfmt::skip]
 type FFrame = unsafe extern "C" fn(
-    u64,
-    u64,
-    u64,
-    u64,
-    u64,
-    u64,
-    f64,
-    f64,
-    f64,
-    f64,
-    f64,
-    f64,
-    f64,
-    f64,
+    u64, u64, u64, u64, u64, u64, f64, f64, f64, f64, f64, f64, f64, f64,
 ) -> u64;
 
 /// Runs this test binary's test `name` as a child with `env`, and returns
@@ -141,7 +129,7 @@ fn call_frame(f: FFrame) -> u64 {
 
 /// The cases: (test name, strategy, what the child does).
 macro_rules! debug_case {
-    ($test:ident, $strategy:expr, $make:ident, $f:ty, $sig:expr, $call:ident, $expect:expr, $closure:expr) => {
+    ($test:ident, $strategy:expr, $make:ident, $kind:ident) => {
         #[test]
         fn $test() {
             let name = stringify!($test);
@@ -149,154 +137,70 @@ macro_rules! debug_case {
                 let Some(heap) = debug_heap($strategy) else {
                     return;
                 };
-                stale_call!(&heap, $make, $f, $closure, |f| $call(f), $expect);
+                debug_case!(@call $kind, &heap, $make);
             }
             assert_reported(
                 name,
                 &[],
-                $sig,
+                debug_case!(@sig $kind),
                 concat!("debug::", stringify!($test), "::{{closure}}"),
             );
         }
     };
+    // The signatures: one integer (the register path), six and a float
+    // (the context in `xmm1`), six and eight floats (the frame path), and
+    // one integer with a counting `FnMut` closure.
+    (@sig one) => { "unsafe extern \"C\" fn(u64) -> u64" };
+    (@sig counting) => { debug_case!(@sig one) };
+    (@sig float) => { "unsafe extern \"C\" fn(u64, u64, u64, u64, u64, u64, f64) -> u64" };
+    (@sig frame) => {
+        "unsafe extern \"C\" fn(u64, u64, u64, u64, u64, u64, f64, f64, f64, f64, f64, f64, f64, f64) -> u64"
+    };
+    (@call one, $heap:expr, $make:ident) => {{
+        let k = kv();
+        stale_call!($heap, $make, F1, move |x: u64| x + k, call1, 21)
+    }};
+    (@call counting, $heap:expr, $make:ident) => {{
+        let k = kv();
+        let mut n = 0;
+        let counting = move |x: u64| {
+            n += k;
+            x + n
+        };
+        stale_call!($heap, $make, F1, counting, call1, 21)
+    }};
+    (@call float, $heap:expr, $make:ident) => {{
+        let k = kv();
+        let sum = move |a: u64, b: u64, c: u64, d: u64, e: u64, f: u64, g: f64| {
+            a + b + c + d + e + f + g as u64 + k - 1
+        };
+        stale_call!($heap, $make, FFloat, sum, call_float, 28)
+    }};
+    (@call frame, $heap:expr, $make:ident) => {{
+        let k = kv();
+        #[rustfmt::skip]
+        let sum = move |a: u64, b: u64, c: u64, d: u64, e: u64, f: u64,
+                        g: f64, h: f64, i: f64, j: f64, l: f64, m: f64, n: f64, o: f64| {
+            a + b + c + d + e + f + (g + h + i + j + l + m + n + o) as u64 + k - 1
+        };
+        stale_call!($heap, $make, FFrame, sum, call_frame, 57)
+    }};
 }
 
-const SIG1: &str = "unsafe extern \"C\" fn(u64) -> u64";
-const SIG_FLOAT: &str = "unsafe extern \"C\" fn(u64, u64, u64, u64, u64, u64, f64) -> u64";
-const SIG_FRAME: &str = "unsafe extern \"C\" fn(u64, u64, u64, u64, u64, u64, f64, f64, f64, f64, \
-                         f64, f64, f64, f64) -> u64";
+const STATIC: Option<Strategy> = Some(Strategy::StaticTrampolines);
 
-debug_case!(generated_register_path, None, thunk, F1, SIG1, call1, 21, {
-    let k = kv();
-    move |x: u64| x + k
-});
-debug_case!(
-    generated_float_path,
-    None,
-    thunk,
-    FFloat,
-    SIG_FLOAT,
-    call_float,
-    28,
-    {
-        let k = kv();
-        move |a: u64, b: u64, c: u64, d: u64, e: u64, f: u64, g: f64| {
-            a + b + c + d + e + f + g as u64 + k - 1
-        }
-    }
-);
-debug_case!(
-    generated_frame_path,
-    None,
-    thunk,
-    FFrame,
-    SIG_FRAME,
-    call_frame,
-    57,
-    {
-        let k = kv();
-        move |a: u64,
-              b: u64,
-              c: u64,
-              d: u64,
-              e: u64,
-              f: u64,
-              g: f64,
-              h: f64,
-              i: f64,
-              j: f64,
-              l: f64,
-              m: f64,
-              n: f64,
-              o: f64| {
-            a + b + c + d + e + f + (g + h + i + j + l + m + n + o) as u64 + k - 1
-        }
-    }
-);
-debug_case!(generated_fn_mut, None, thunk_mut, F1, SIG1, call1, 21, {
-    let k = kv();
-    let mut n = 0;
-    move |x: u64| {
-        n += k;
-        x + n
-    }
-});
-debug_case!(generated_fn_once, None, thunk_once, F1, SIG1, call1, 21, {
-    let k = kv();
-    move |x: u64| x + k
-});
-debug_case!(
-    generated_protect,
-    Some(Strategy::Protect),
-    thunk,
-    F1,
-    SIG1,
-    call1,
-    21,
-    {
-        let k = kv();
-        move |x: u64| x + k
-    }
-);
-debug_case!(
-    static_register_path,
-    Some(Strategy::StaticTrampolines),
-    thunk,
-    F1,
-    SIG1,
-    call1,
-    21,
-    {
-        let k = kv();
-        move |x: u64| x + k
-    }
-);
-debug_case!(
-    static_float_path,
-    Some(Strategy::StaticTrampolines),
-    thunk,
-    FFloat,
-    SIG_FLOAT,
-    call_float,
-    28,
-    {
-        let k = kv();
-        move |a: u64, b: u64, c: u64, d: u64, e: u64, f: u64, g: f64| {
-            a + b + c + d + e + f + g as u64 + k - 1
-        }
-    }
-);
-debug_case!(
-    static_frame_path,
-    Some(Strategy::StaticTrampolines),
-    thunk,
-    FFrame,
-    SIG_FRAME,
-    call_frame,
-    57,
-    {
-        let k = kv();
-        move |a: u64,
-              b: u64,
-              c: u64,
-              d: u64,
-              e: u64,
-              f: u64,
-              g: f64,
-              h: f64,
-              i: f64,
-              j: f64,
-              l: f64,
-              m: f64,
-              n: f64,
-              o: f64| {
-            a + b + c + d + e + f + (g + h + i + j + l + m + n + o) as u64 + k - 1
-        }
-    }
-);
+debug_case!(generated_register_path, None, thunk, one);
+debug_case!(generated_float_path, None, thunk, float);
+debug_case!(generated_frame_path, None, thunk, frame);
+debug_case!(generated_fn_mut, None, thunk_mut, counting);
+debug_case!(generated_fn_once, None, thunk_once, one);
+debug_case!(generated_protect, Some(Strategy::Protect), thunk, one);
+debug_case!(static_register_path, STATIC, thunk, one);
+debug_case!(static_float_path, STATIC, thunk, float);
+debug_case!(static_frame_path, STATIC, thunk, frame);
 
-/// `WXTHUNK_DEBUG=1` puts the default heaps (and `Thunk::new`) in debug
-/// mode, and the probe reports it.
+/// `WXTHUNK_DEBUG=1` puts the default heaps (`Heap::global`, and so
+/// `Thunk::new`) in debug mode, and the probe reports it.
 #[test]
 fn wxthunk_debug_1_reports_through_the_global_heap() {
     let name = "wxthunk_debug_1_reports_through_the_global_heap";
@@ -304,20 +208,14 @@ fn wxthunk_debug_1_reports_through_the_global_heap() {
         let policy = wxthunk::probe();
         assert!(policy.debug_thunks);
         assert!(policy.to_string().contains("WXTHUNK_DEBUG"), "{policy}");
-        assert!(Heap::global().unwrap().is_debug());
-        let k = std::hint::black_box(1u64);
-        let t = Thunk::<F1>::new(move |x: u64| x + k).unwrap();
-        let f = t.as_fn();
-        assert_eq!(call1(f), 21);
-        println!("ADDR {:#x}", f as usize);
-        drop(t);
-        call1(f);
-        unreachable!("a call through a dropped thunk returned");
+        let global = Heap::global().unwrap();
+        assert!(global.is_debug());
+        debug_case!(@call one, global, thunk);
     }
     assert_reported(
         name,
         &[("WXTHUNK_DEBUG", "1")],
-        SIG1,
+        debug_case!(@sig one),
         "debug::wxthunk_debug_1_reports_through_the_global_heap::{{closure}}",
     );
 }
@@ -331,14 +229,7 @@ fn the_default_mode_traps_without_a_report() {
         assert!(!wxthunk::probe().debug_thunks);
         let heap = Heap::builder().build().unwrap();
         assert!(!heap.is_debug());
-        let k = std::hint::black_box(1u64);
-        let t = heap.thunk::<F1, _>(move |x: u64| x + k).unwrap();
-        let f = t.as_fn();
-        assert_eq!(call1(f), 21);
-        println!("ADDR {:#x}", f as usize);
-        drop(t);
-        call1(f);
-        unreachable!("a call through a dropped thunk returned");
+        debug_case!(@call one, &heap, thunk);
     }
     let (signal, _, stderr) = run_child(name, &[]);
     assert!(

@@ -104,30 +104,14 @@ fn everything_is_in_the_map() {
         assert!(unsafe { (t.as_fn())(1) } > 1);
     }
     let code = global.code();
-    assert_covered(
-        &entries,
-        code.as_ptr() as usize,
-        code.len(),
-        "wxthunk thunk",
-    );
-    assert_covered(
-        &entries,
-        named.as_ptr() as usize,
-        named.len(),
-        "jit: my_function",
-    );
-    assert_covered(
-        &entries,
-        unnamed.as_ptr() as usize,
-        unnamed.len(),
-        "wxthunk span",
-    );
-    assert_covered(
-        &entries,
-        block.as_ptr() as usize,
-        block.len(),
-        "wxthunk block",
-    );
+    for (addr, len, name) in [
+        (code.as_ptr(), code.len(), "wxthunk thunk"),
+        (named.as_ptr(), named.len(), "jit: my_function"),
+        (unnamed.as_ptr(), unnamed.len(), "wxthunk span"),
+        (block.as_ptr(), block.len(), "wxthunk block"),
+    ] {
+        assert_covered(&entries, addr as usize, len, name);
+    }
     let first = page.as_fn(0).unwrap() as usize;
     assert_covered(&entries, first, 32, "wxthunk thunk page");
     // Every line is perf's `START SIZE name` with a non-empty name.

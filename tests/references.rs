@@ -213,23 +213,9 @@ fn nftw_calls_a_ref_thunk() {
 /// integer-class, so System V passes the context in `xmm0`).
 #[test]
 fn a_ref_thunk_of_sixteen_arguments() {
+    #[rustfmt::skip]
     type Many = unsafe extern "C" fn(
-        u64,
-        &u64,
-        u64,
-        u64,
-        u64,
-        u64,
-        u64,
-        u64,
-        u64,
-        u64,
-        u64,
-        u64,
-        u64,
-        u64,
-        &mut u64,
-        u64,
+        u64, &u64, u64, u64, u64, u64, u64, u64, u64, u64, u64, u64, u64, u64, &mut u64, u64,
     ) -> u64;
     let k = std::hint::black_box(1u64);
     let t = wxthunk::ref_thunk!(

@@ -17,6 +17,7 @@ use super::Thunk;
 use super::closure::ThunkFn;
 use super::codegen::{FrameRecord, frame_record, generated_code, placement_const, placement_of};
 use super::context::Context;
+use super::debug::DebugThunk;
 use super::handle::{self, Code, Slow, WithClosure, free_with_closure, write_inline};
 use crate::abi::{FnPtr, ThunkSig};
 use crate::arch::{self, Placement};
@@ -375,6 +376,51 @@ impl<'a, F: ThunkSig, L: RawMutex> Thunk<'a, F, L> {
         let fn_ptr = unsafe { <F::Unsafe as FnPtr>::from_addr(fn_ptr) };
         // SAFETY: the thunk owns the box: its `Slow` (written above) and
         // the closure; `free_with_closure` frees it whole.
+        Ok(unsafe { Self::from_slow(fn_ptr, slow) })
+    }
+}
+
+impl<'a, F: ThunkSig, L: RawMutex> Thunk<'a, F, L> {
+    /// A debug-mode thunk of closure type `C`: a `SLOW` thunk passing
+    /// `ctx` to `entry` through the record of its [`DebugThunk`] (generated
+    /// code reading it, or a static trampoline whose record points to its
+    /// report).
+    pub(super) fn build_debug<C>(
+        heap: &'a Heap<L>,
+        ctx: Context,
+        entry: *const (),
+    ) -> Result<Self> {
+        let placement = placement_of::<F>()?;
+        let ctx_addr = ctx.ptr.as_ptr() as usize;
+        let builds_frame = matches!(placement, Placement::Stack(_));
+        let rec = trampoline::record(F::CONV, placement, ctx_addr, entry as usize);
+        let debug = DebugThunk::new::<F, C>(rec);
+        let (at, code) = if heap.thunk_strategy() == ThunkStrategy::StaticTrampolines {
+            let mut table_rec = rec;
+            // No call reads the third word (the frame adapters read the
+            // context and entry only): it points to the report.
+            table_rec.words[2] = debug.report_addr();
+            let (slot, _) =
+                heap.trampoline(trampoline::kind_of(placement), |_| table_rec, false)?;
+            let at = slot.entry() + trampoline::entry_offset(placement);
+            (at, Code::Static(slot))
+        } else {
+            let record = debug.record_addr();
+            let code = heap.exec_code_at(arch::THUNK_CODE_MAX, |_| {
+                arch::record_thunk(placement, record)
+            })?;
+            (code.as_ptr() as usize, Code::Generated(code))
+        };
+        debug.set_at(at);
+        // SAFETY: the code (the record thunk, or the slot's entry in the
+        // page for `F`'s placement) puts the record's context where `F`'s
+        // placement says and reaches the record's target: `entry` (or the
+        // frame adapter for it), which takes `F`'s arguments plus the
+        // context; it is not null.
+        let fn_ptr = unsafe { <F::Unsafe as FnPtr>::from_addr(at as *const ()) };
+        let slow = Slow::boxed_debug(heap, code, ctx, builds_frame, debug);
+        // SAFETY: the thunk owns the code, the context and the record, in
+        // `slow`.
         Ok(unsafe { Self::from_slow(fn_ptr, slow) })
     }
 }

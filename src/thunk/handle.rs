@@ -27,7 +27,7 @@ use lock_api::RawMutex;
 
 use super::codegen::FrameRecord;
 use super::context::Context;
-use super::debug::DebugThunk;
+use super::debug::{self, DebugThunk};
 use crate::data_slot;
 use crate::heap::{ExecSpan, Heap, RegionInfo, TrampolineSlot};
 
@@ -104,6 +104,42 @@ impl<'a, L: RawMutex> Slow<'a, L> {
         // SAFETY: just boxed, ours alone.
         unsafe { (*slow).debug = Some(debug) };
         slow
+    }
+}
+
+impl<L: RawMutex> Slow<'_, L> {
+    /// Quarantines the code of a debug thunk being dropped (`debug.rs`):
+    /// points its record at the report and takes the code out without
+    /// freeing it (the caller then frees the rest, the closure included).
+    /// Past the quarantine's limit it does nothing, and the code is freed
+    /// with the rest.
+    pub(super) fn quarantine(&mut self) {
+        if self.debug.is_none() || !debug::admit() {
+            return;
+        }
+        let Some(debug) = self.debug.take() else {
+            return;
+        };
+        match &self.code {
+            // SAFETY: the thunk's own slot, in a table that lives as long
+            // as its heap (the slot is never freed now); word 2 of its
+            // record points to the report (`build_debug`), which is leaked
+            // below.
+            Code::Static(slot) => unsafe {
+                crate::trampoline::divert_at(slot.entry(), crate::arch::trampoline_dropped())
+            },
+            // The code reads this record; both are kept from now on.
+            Code::Generated(_) => debug.divert(),
+            // Debug thunks have no other kind of code; free it as usual.
+            _ => {
+                self.debug = Some(debug);
+                return;
+            }
+        }
+        // The code (its span or slot) is never freed: no newer thunk can
+        // take its address.
+        std::mem::forget(std::mem::replace(&mut self.code, Code::Compiled));
+        Box::leak(debug);
     }
 }
 

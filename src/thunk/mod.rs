@@ -569,7 +569,7 @@ impl<'a, F: ThunkSig, L: RawMutex> Thunk<'a, F, L> {
                 // here, by its own `free` (which knows the box's type).
                 unsafe {
                     if (*slow).debug.is_some() {
-                        debug::quarantine(&mut *slow);
+                        (*slow).quarantine();
                     }
                     ((*slow).free)(slow);
                 }
