@@ -5,6 +5,7 @@ mod abi;
 mod arch;
 mod bitmap;
 mod block;
+mod creation_hooks;
 mod data_slot;
 mod error;
 mod heap;

@@ -123,6 +123,7 @@ fn sink() -> io::Result<&'static Sink> {
 pub fn enable_perf_map() -> io::Result<PathBuf> {
     sink()?;
     STATE.store(ON, Ordering::Relaxed);
+    crate::creation_hooks::set(crate::creation_hooks::PERF_MAP);
     Ok(path_for(std::process::id()))
 }
 
@@ -144,7 +145,11 @@ fn read_setting() -> bool {
         Ordering::Relaxed,
         Ordering::Relaxed,
     );
-    STATE.load(Ordering::Relaxed) == ON
+    let on = STATE.load(Ordering::Relaxed) == ON;
+    if !on {
+        crate::creation_hooks::clear(crate::creation_hooks::PERF_MAP);
+    }
+    on
 }
 
 /// Whether the map may be on: the one relaxed load on every creation path

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 /// The layers from the bottom up; a module may use the ones before it.
 const LAYERS: &[&[&str]] = &[
-    &["strategy", "bitmap", "data_slot", "owner"],
+    &["strategy", "bitmap", "data_slot", "owner", "creation_hooks"],
     &["error"],
     &["abi"],
     &["arch"],

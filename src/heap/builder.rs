@@ -339,6 +339,9 @@ impl HeapBuilder {
             max_span: limit,
             debug: self.debug.unwrap_or_else(crate::policy::debug_setting),
         };
+        if config.debug {
+            crate::creation_hooks::set(crate::creation_hooks::DEBUG);
+        }
         let shards = (0..shards)
             .map(|shard| Locked {
                 mutex: UnsafeCell::new(Mutex::new(State::new(first_region, shard as u8))),

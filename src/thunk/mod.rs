@@ -617,9 +617,10 @@ impl<L: RawMutex> Heap<L> {
         F: ThunkSig,
         C: ThunkFn<F> + Send + Sync + 'a,
     {
-        // One relaxed load; the path that writes perf's map is out of line,
-        // so the usual one is built straight into the caller's result.
-        if crate::perf_map::may_be_on() || self.is_debug() {
+        // One relaxed load (perf's map, debug mode); the path that serves
+        // them is out of line, so the usual one is built straight into the
+        // caller's result.
+        if crate::creation_hooks::any() {
             return self.thunk_noted(closure);
         }
         self.thunk_here(closure)
