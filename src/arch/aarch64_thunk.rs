@@ -321,3 +321,189 @@ mod tests {
         assert_eq!(stack_bytes(&[I; 4], &[8; 4]), 0);
     }
 }
+
+/// The signature matrix run under `qemu-aarch64` by `.ci/aarch64`: C
+/// source that places this module's thunk bytes in memory mapped read+exec,
+/// patches their literals with real addresses, calls each thunk through a
+/// function pointer of its signature, and checks every argument, the
+/// context and the return value. Written to the directory
+/// `WXTHUNK_AARCH64_MATRIX_DIR` names (the test always generates it).
+#[cfg(test)]
+mod matrix {
+    use super::*;
+
+    /// C type, argument class, and how a test value is written.
+    const TYPES: [(&str, ArgClass); 11] = [
+        ("uint8_t", ArgClass::Integer),
+        ("int8_t", ArgClass::Integer),
+        ("uint16_t", ArgClass::Integer),
+        ("int16_t", ArgClass::Integer),
+        ("uint32_t", ArgClass::Integer),
+        ("int32_t", ArgClass::Integer),
+        ("uint64_t", ArgClass::Integer),
+        ("int64_t", ArgClass::Integer),
+        ("void *", ArgClass::Integer),
+        ("float", ArgClass::Float),
+        ("double", ArgClass::Float),
+    ];
+    const RETS: [&str; 5] = ["uint64_t", "int32_t", "double", "float", "void"];
+
+    fn value(ty: &str, seed: u64) -> String {
+        let v = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 8;
+        match ty {
+            "float" => format!("{}.5f", v % 1000),
+            "double" => format!("{}.25", v % 100_000),
+            "void *" => format!("(void *){:#x}", v & 0xffff_ffff_fff0),
+            "int8_t" | "int16_t" | "int32_t" | "int64_t" => format!("({ty})-{}", v % 100 + 1),
+            _ => format!("({ty}){v:#x}"),
+        }
+    }
+
+    /// The signatures: every arity 0-16, each with argument types from a
+    /// fixed pseudo-random walk, plus the spills (eight integers with
+    /// floats after them, all-integer and all-float runs).
+    fn signatures() -> Vec<Vec<usize>> {
+        let mut sigs = Vec::new();
+        let mut seed = 7u64;
+        for arity in 0..=16 {
+            for _ in 0..6 {
+                sigs.push(
+                    (0..arity)
+                        .map(|_| {
+                            seed = seed
+                                .wrapping_mul(6364136223846793005)
+                                .wrapping_add(1442695040888963407);
+                            (seed >> 33) as usize % TYPES.len()
+                        })
+                        .collect(),
+                );
+            }
+            sigs.push(vec![6; arity]); // all uint64_t
+            sigs.push(vec![10; arity]); // all double
+        }
+        for floats in 0..8 {
+            let mut s = vec![6; 8];
+            s.extend(std::iter::repeat_n(9 + floats % 2, floats));
+            sigs.push(s);
+        }
+        sigs
+    }
+
+    /// The C source of the matrix and the number of signatures it runs
+    /// (those whose context goes in a register; the frame path's adapter
+    /// is not written yet).
+    fn source() -> (String, usize, usize) {
+        let mut c = String::from(
+            "#include <stdint.h>\n#include <stdio.h>\n#include <string.h>\n#include <sys/mman.h>\n\
+             static long calls, checks, mismatches;\n\
+             static void check(int ok) { checks++; if (!ok) mismatches++; }\n",
+        );
+        let templates = [
+            ("register", register_thunk(0, 0, 0)),
+            ("float", float_thunk(0, 0, 0)),
+        ];
+        for (name, bytes) in templates {
+            let list: Vec<String> = bytes.iter().map(|b| format!("{b:#04x}")).collect();
+            c += &format!(
+                "static const uint8_t tmpl_{name}[32] = {{{}}};\n",
+                list.join(",")
+            );
+        }
+        c += "static void *place(const uint8_t *tmpl, int reg, void *ctx, void *entry) {\n\
+              uint8_t code[32]; uint32_t ldr; uint64_t c = (uint64_t)ctx, e = (uint64_t)entry;\n\
+              memcpy(code, tmpl, 32); memcpy(&ldr, code + 4, 4); ldr = (ldr & ~0x1fu) | (uint32_t)reg;\n\
+              memcpy(code + 4, &ldr, 4); memcpy(code + 16, &c, 8); memcpy(code + 24, &e, 8);\n\
+              void *m = mmap(0, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);\n\
+              if (m == MAP_FAILED) { perror(\"mmap\"); return 0; }\n\
+              memcpy(m, code, 32); __builtin___clear_cache((char *)m, (char *)m + 32);\n\
+              if (mprotect(m, 4096, PROT_READ | PROT_EXEC)) { perror(\"mprotect\"); return 0; }\n\
+              return m; }\n";
+        let mut main = String::from("int main(void) {\n");
+        let (mut run, mut frame) = (0, 0);
+        for (n, sig) in signatures().iter().enumerate() {
+            let classes: Vec<ArgClass> = sig.iter().map(|&t| TYPES[t].1).collect();
+            let (kind, reg, ctx_ty) = match placement(&classes) {
+                Placement::Register(r) => ("register", r, "void *ctx"),
+                Placement::Float(r) => ("float", r, "double ctx"),
+                Placement::Stack(_) => {
+                    frame += 1;
+                    continue;
+                }
+            };
+            run += 1;
+            let ret = RETS[n % RETS.len()];
+            let params: Vec<String> = sig
+                .iter()
+                .enumerate()
+                .map(|(i, &t)| format!("{} a{i}", TYPES[t].0))
+                .collect();
+            let values: Vec<String> = sig
+                .iter()
+                .enumerate()
+                .map(|(i, &t)| value(TYPES[t].0, (n * 31 + i) as u64))
+                .collect();
+            let mut all = params.clone();
+            all.push(ctx_ty.into());
+            c += &format!(
+                "static int ctx{n};\nstatic {ret} entry{n}({}) {{\n",
+                all.join(", ")
+            );
+            for (i, v) in values.iter().enumerate() {
+                c += &format!("  check(a{i} == {v});\n");
+            }
+            c += &if kind == "float" {
+                format!(
+                    "  uint64_t bits; memcpy(&bits, &ctx, 8); check(bits == (uint64_t)&ctx{n});\n"
+                )
+            } else {
+                format!("  check(ctx == &ctx{n});\n")
+            };
+            let retval = (ret != "void").then(|| value(ret, n as u64 + 1000));
+            c += &match &retval {
+                Some(v) => format!("  return {v};\n}}\n"),
+                None => "}\n".into(),
+            };
+            let fnty = format!(
+                "{ret} (*)({})",
+                if sig.is_empty() {
+                    "void".into()
+                } else {
+                    sig.iter()
+                        .map(|&t| TYPES[t].0)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                }
+            );
+            main += &format!(
+                "  {{ void *t = place(tmpl_{kind}, {reg}, &ctx{n}, (void *)entry{n}); if (!t) return 2;\n    calls++;\n"
+            );
+            main += &match &retval {
+                Some(v) => format!("    check((({fnty})t)({}) == {v}); }}\n", values.join(", ")),
+                None => format!("    (({fnty})t)({}); }}\n", values.join(", ")),
+            };
+        }
+        main += &format!(
+            "  printf(\"%ld checks of arguments, contexts and results\\n\", checks);\n\
+             printf(\"aarch64 matrix: {run} signatures, %ld calls, %ld mismatches\\n\", calls, mismatches);\n\
+             return mismatches != 0;\n}}\n"
+        );
+        c += &main;
+        (c, run, frame)
+    }
+
+    #[test]
+    fn the_aarch64_matrix_source() {
+        let (c, run, frame) = source();
+        assert!(run > 100, "{run} signatures");
+        assert!(c.contains("int main(void)"));
+        if let Some(dir) = std::env::var_os("WXTHUNK_AARCH64_MATRIX_DIR") {
+            let dir = std::path::PathBuf::from(dir);
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(dir.join("matrix.c"), &c).unwrap();
+            println!(
+                "wrote {} ({run} signatures; {frame} frame-path ones left out)",
+                dir.join("matrix.c").display()
+            );
+        }
+    }
+}
