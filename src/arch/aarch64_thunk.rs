@@ -386,12 +386,21 @@ mod matrix {
             s.extend(std::iter::repeat_n(9 + floats % 2, floats));
             sigs.push(s);
         }
+        // The frame path: eight integer-class and eight float arguments,
+        // of mixed widths, interleaved differently each time.
+        for k in 0..12 {
+            let mut s: Vec<usize> = (0..8).map(|i| (i + k) % 9).collect();
+            let floats: Vec<usize> = (0..8).map(|i| 9 + (i + k) % 2).collect();
+            for (i, f) in floats.into_iter().enumerate() {
+                s.insert((i * (k + 1) + k) % (s.len() + 1), f);
+            }
+            sigs.push(s);
+        }
         sigs
     }
 
-    /// The C source of the matrix and the number of signatures it runs
-    /// (those whose context goes in a register; the frame path's adapter
-    /// is not written yet).
+    /// The C source of the matrix, the number of signatures it runs and
+    /// how many of them take the frame path.
     fn source() -> (String, usize, usize) {
         let mut c = String::from(
             "#include <stdint.h>\n#include <stdio.h>\n#include <string.h>\n#include <sys/mman.h>\n\
@@ -401,7 +410,18 @@ mod matrix {
         let templates = [
             ("register", register_thunk(0, 0, 0)),
             ("float", float_thunk(0, 0, 0)),
+            ("frame", frame_thunk(0, 0)),
         ];
+        // The frame adapter, as the crate's own assembly.
+        let adapter = include_str!("aarch64_adapters.s");
+        let lines: Vec<String> = adapter
+            .lines()
+            .map(|l| l.split("//").next().unwrap_or("").trim_end())
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| format!("    \"{}\\n\"", l.replace('"', "\\\"")))
+            .collect();
+        c += &format!("__asm__(\n{}\n);\n", lines.join("\n"));
+        c += "extern char wxthunk_0_1_aapcs64_frame_adapter[];\n";
         for (name, bytes) in templates {
             let list: Vec<String> = bytes.iter().map(|b| format!("{b:#04x}")).collect();
             c += &format!(
@@ -411,8 +431,9 @@ mod matrix {
         }
         c += "static void *place(const uint8_t *tmpl, int reg, void *ctx, void *entry) {\n\
               uint8_t code[32]; uint32_t ldr; uint64_t c = (uint64_t)ctx, e = (uint64_t)entry;\n\
-              memcpy(code, tmpl, 32); memcpy(&ldr, code + 4, 4); ldr = (ldr & ~0x1fu) | (uint32_t)reg;\n\
-              memcpy(code + 4, &ldr, 4); memcpy(code + 16, &c, 8); memcpy(code + 24, &e, 8);\n\
+              memcpy(code, tmpl, 32); memcpy(&ldr, code + 4, 4);\n\
+              if (reg >= 0) { ldr = (ldr & ~0x1fu) | (uint32_t)reg; memcpy(code + 4, &ldr, 4); }\n\
+              memcpy(code + 16, &c, 8); memcpy(code + 24, &e, 8);\n\
               void *m = mmap(0, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);\n\
               if (m == MAP_FAILED) { perror(\"mmap\"); return 0; }\n\
               memcpy(m, code, 32); __builtin___clear_cache((char *)m, (char *)m + 32);\n\
@@ -423,11 +444,14 @@ mod matrix {
         for (n, sig) in signatures().iter().enumerate() {
             let classes: Vec<ArgClass> = sig.iter().map(|&t| TYPES[t].1).collect();
             let (kind, reg, ctx_ty) = match placement(&classes) {
-                Placement::Register(r) => ("register", r, "void *ctx"),
-                Placement::Float(r) => ("float", r, "double ctx"),
-                Placement::Stack(_) => {
+                Placement::Register(r) => ("register", i32::from(r), "void *ctx"),
+                Placement::Float(r) => ("float", i32::from(r), "double ctx"),
+                Placement::Stack(0) => {
                     frame += 1;
-                    continue;
+                    ("frame", -1, "void *ctx")
+                }
+                Placement::Stack(n) => {
+                    panic!("{n} stack arguments: no AAPCS64 signature of 16 has any")
                 }
             };
             run += 1;
@@ -474,9 +498,17 @@ mod matrix {
                         .join(", ")
                 }
             );
-            main += &format!(
-                "  {{ void *t = place(tmpl_{kind}, {reg}, &ctx{n}, (void *)entry{n}); if (!t) return 2;\n    calls++;\n"
-            );
+            main += &if kind == "frame" {
+                format!(
+                    "  {{ static uint64_t rec[3]; rec[0] = (uint64_t)&ctx{n}; rec[1] = (uint64_t)entry{n};\n\
+                     void *t = place(tmpl_frame, -1, rec, (void *)wxthunk_0_1_aapcs64_frame_adapter);\n\
+                     if (!t) return 2;\n    calls++;\n"
+                )
+            } else {
+                format!(
+                    "  {{ void *t = place(tmpl_{kind}, {reg}, &ctx{n}, (void *)entry{n}); if (!t) return 2;\n    calls++;\n"
+                )
+            };
             main += &match &retval {
                 Some(v) => format!("    check((({fnty})t)({}) == {v}); }}\n", values.join(", ")),
                 None => format!("    (({fnty})t)({}); }}\n", values.join(", ")),
@@ -494,14 +526,17 @@ mod matrix {
     #[test]
     fn the_aarch64_matrix_source() {
         let (c, run, frame) = source();
-        assert!(run > 100, "{run} signatures");
+        assert!(
+            run > 100 && frame >= 12,
+            "{run} signatures, {frame} on the frame path"
+        );
         assert!(c.contains("int main(void)"));
         if let Some(dir) = std::env::var_os("WXTHUNK_AARCH64_MATRIX_DIR") {
             let dir = std::path::PathBuf::from(dir);
             std::fs::create_dir_all(&dir).unwrap();
             std::fs::write(dir.join("matrix.c"), &c).unwrap();
             println!(
-                "wrote {} ({run} signatures; {frame} frame-path ones left out)",
+                "wrote {} ({run} signatures, {frame} on the frame path)",
                 dir.join("matrix.c").display()
             );
         }

@@ -1,0 +1,41 @@
+// The frame adapter of wxthunk's AArch64 frame path (AAPCS64), with unwind
+// information. ELF, GNU assembler syntax. Not yet assembled into the
+// crate; the signature matrix (.ci/aarch64) assembles this file into its
+// C harness and runs it under qemu-aarch64.
+//
+// A thunk's context goes to the stack only when all eight integer and all
+// eight SIMD/FP argument registers are taken: with at most sixteen
+// arguments, nothing else is on the stack then (on Linux, one 8-byte slot
+// per argument; on Apple arm64, packed, but there are none either), so the
+// context is the callee's first stack slot and one adapter serves every
+// such signature.
+//
+// On entry x16 points to the thunk's record [ctx, entry, ...] (the frame
+// thunk loads it; only x16 and x17 are used, as the intra-procedure-call
+// scratch registers). Every argument register is left as the caller set
+// it; x8 (the indirect result register) too.
+    .text
+    .p2align 2
+    .globl wxthunk_0_1_aapcs64_frame_adapter
+    .hidden wxthunk_0_1_aapcs64_frame_adapter
+    .type wxthunk_0_1_aapcs64_frame_adapter, %function
+wxthunk_0_1_aapcs64_frame_adapter:
+    .cfi_startproc
+    bti c                       // reached by `br x17` from the thunk
+    stp x29, x30, [sp, #-16]!   // frame record
+    .cfi_def_cfa_offset 16
+    .cfi_offset x29, -16
+    .cfi_offset x30, -8
+    mov x29, sp
+    ldr x17, [x16]              // ctx
+    str x17, [sp, #-16]!        // the callee's first stack slot (sp stays 16-aligned)
+    ldr x17, [x16, #8]          // entry
+    blr x17
+    add sp, sp, #16
+    ldp x29, x30, [sp], #16
+    .cfi_def_cfa_offset 0
+    .cfi_restore x29
+    .cfi_restore x30
+    ret
+    .cfi_endproc
+    .size wxthunk_0_1_aapcs64_frame_adapter, . - wxthunk_0_1_aapcs64_frame_adapter
