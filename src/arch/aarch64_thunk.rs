@@ -45,6 +45,14 @@
 //! ```
 //!
 //! Unused and freed code is `brk #0`.
+//!
+//! The frame adapter (`aarch64_adapters.s`) and the static-trampoline
+//! tables, one per page size (`aarch64_trampolines.s`), are assembly, the
+//! form the crate will use; the signature matrix below assembles both into
+//! its harness. Instruction-cache maintenance (`aarch64.rs`: clean by
+//! address to the point of unification, `dsb ish`, invalidate, `dsb ish;
+//! isb`, line sizes from `CTR_EL0`) is reviewed, not proven: qemu does not
+//! model caches.
 
 use super::Placement;
 use crate::abi::ArgClass;
@@ -412,16 +420,52 @@ mod matrix {
             ("float", float_thunk(0, 0, 0)),
             ("frame", frame_thunk(0, 0)),
         ];
-        // The frame adapter, as the crate's own assembly.
-        let adapter = include_str!("aarch64_adapters.s");
-        let lines: Vec<String> = adapter
-            .lines()
-            .map(|l| l.split("//").next().unwrap_or("").trim_end())
-            .filter(|l| !l.trim().is_empty())
-            .map(|l| format!("    \"{}\\n\"", l.replace('"', "\\\"")))
-            .collect();
-        c += &format!("__asm__(\n{}\n);\n", lines.join("\n"));
-        c += "extern char wxthunk_0_1_aapcs64_frame_adapter[];\n";
+        // The frame adapter and the trampoline tables, as the crate's own
+        // assembly.
+        for asm in [
+            include_str!("aarch64_adapters.s"),
+            include_str!("aarch64_trampolines.s"),
+        ] {
+            let lines: Vec<String> = asm
+                .lines()
+                .map(|l| l.split("//").next().unwrap_or("").trim_end())
+                .filter(|l| !l.trim().is_empty())
+                .map(|l| {
+                    format!(
+                        "    \"{}\\n\"",
+                        l.replace('\\', "\\\\").replace('"', "\\\"")
+                    )
+                })
+                .collect();
+            c += &format!("__asm__(\n{}\n);\n", lines.join("\n"));
+        }
+        c += "extern char wxthunk_0_1_aapcs64_frame_adapter[];\n\
+              extern char wxthunk_0_1_a64_table_4096[], wxthunk_0_1_a64_table_16384[], \
+              wxthunk_0_1_a64_table_65536[];\n\
+              static char *table_src[3] = {wxthunk_0_1_a64_table_4096, wxthunk_0_1_a64_table_16384, \
+              wxthunk_0_1_a64_table_65536};\n\
+              static const long table_page[3] = {4096, 16384, 65536};\n\
+              static char *tables[3];\n\
+              /* Each table copied into fresh memory aligned to its page size (17 pages of\n\
+                 code made read+exec, then the record page), as the crate maps it. */\n\
+              static int map_tables(void) {\n\
+                for (int v = 0; v < 3; v++) {\n\
+                  long t = table_page[v];\n\
+                  char *m = mmap(0, 19 * t, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);\n\
+                  if (m == MAP_FAILED) { perror(\"mmap\"); return 0; }\n\
+                  char *base = (char *)(((uintptr_t)m + t - 1) & ~(uintptr_t)(t - 1));\n\
+                  memcpy(base, table_src[v], 17 * t);\n\
+                  __builtin___clear_cache(base, base + 17 * t);\n\
+                  if (mprotect(base, 17 * t, PROT_READ | PROT_EXEC)) { perror(\"mprotect\"); return 0; }\n\
+                  tables[v] = base;\n\
+                }\n\
+                return 1; }\n\
+              /* Entry i of page `kind` of table v, its record filled. */\n\
+              static void *via_table(int v, int kind, long i, void *ctx, void *entry, void *target) {\n\
+                long t = table_page[v];\n\
+                uint64_t *rec = (uint64_t *)(tables[v] + 17 * t + 32 * i);\n\
+                rec[0] = (uint64_t)ctx; rec[1] = (uint64_t)entry; rec[3] = (uint64_t)target;\n\
+                return tables[v] + kind * t + 32 * i; }\n";
         for (name, bytes) in templates {
             let list: Vec<String> = bytes.iter().map(|b| format!("{b:#04x}")).collect();
             c += &format!(
@@ -439,16 +483,16 @@ mod matrix {
               memcpy(m, code, 32); __builtin___clear_cache((char *)m, (char *)m + 32);\n\
               if (mprotect(m, 4096, PROT_READ | PROT_EXEC)) { perror(\"mprotect\"); return 0; }\n\
               return m; }\n";
-        let mut main = String::from("int main(void) {\n");
+        let mut main = String::from("int main(void) {\n  if (!map_tables()) return 2;\n");
         let (mut run, mut frame) = (0, 0);
         for (n, sig) in signatures().iter().enumerate() {
             let classes: Vec<ArgClass> = sig.iter().map(|&t| TYPES[t].1).collect();
-            let (kind, reg, ctx_ty) = match placement(&classes) {
-                Placement::Register(r) => ("register", i32::from(r), "void *ctx"),
-                Placement::Float(r) => ("float", i32::from(r), "double ctx"),
+            let (kind, reg, ctx_ty, page) = match placement(&classes) {
+                Placement::Register(r) => ("register", i32::from(r), "void *ctx", r as usize),
+                Placement::Float(r) => ("float", i32::from(r), "double ctx", 8 + r as usize),
                 Placement::Stack(0) => {
                     frame += 1;
-                    ("frame", -1, "void *ctx")
+                    ("frame", -1, "void *ctx", 16)
                 }
                 Placement::Stack(n) => {
                     panic!("{n} stack arguments: no AAPCS64 signature of 16 has any")
@@ -509,10 +553,24 @@ mod matrix {
                     "  {{ void *t = place(tmpl_{kind}, {reg}, &ctx{n}, (void *)entry{n}); if (!t) return 2;\n    calls++;\n"
                 )
             };
-            main += &match &retval {
-                Some(v) => format!("    check((({fnty})t)({}) == {v}); }}\n", values.join(", ")),
-                None => format!("    (({fnty})t)({}); }}\n", values.join(", ")),
+            let call = match &retval {
+                Some(v) => format!("check((({fnty})t)({}) == {v});", values.join(", ")),
+                None => format!("(({fnty})t)({});", values.join(", ")),
             };
+            main += &format!("    {call} }}\n");
+            // The same call through slot i of every table's page for this
+            // placement (the frame page's target is the adapter).
+            let target = if kind == "frame" {
+                "(void *)wxthunk_0_1_aapcs64_frame_adapter".to_owned()
+            } else {
+                format!("(void *)entry{n}")
+            };
+            main += &format!(
+                "  for (int v = 0; v < 3; v++) {{\n\
+                 long entries = table_page[v] / 32, i = {n} % 2 ? entries - 1 - {n} % entries : ({n} * 37) % entries;\n\
+                 void *t = via_table(v, {page}, i, &ctx{n}, (void *)entry{n}, {target});\n\
+                 calls++;\n    {call} }}\n"
+            );
         }
         main += &format!(
             "  printf(\"%ld checks of arguments, contexts and results\\n\", checks);\n\
