@@ -439,6 +439,16 @@ mod matrix {
                 .collect();
             c += &format!("__asm__(\n{}\n);\n", lines.join("\n"));
         }
+        // Code pages are sealed read+exec with PROT_BTI where the kernel (or
+        // qemu's `-cpu max`) offers it, so every branch into them must land
+        // on `bti c`.
+        c += "#ifndef PROT_BTI\n#define PROT_BTI 0x10\n#endif\n\
+              static int bti = 1;\n\
+              static int seal(void *p, long len) {\n\
+                if (bti && mprotect(p, len, PROT_READ | PROT_EXEC | PROT_BTI) == 0) return 0;\n\
+                bti = 0;\n\
+                if (mprotect(p, len, PROT_READ | PROT_EXEC) == 0) return 0;\n\
+                perror(\"mprotect\"); return 1; }\n";
         c += "extern char wxthunk_0_1_aapcs64_frame_adapter[];\n\
               extern char wxthunk_0_1_a64_table_4096[], wxthunk_0_1_a64_table_16384[], \
               wxthunk_0_1_a64_table_65536[];\n\
@@ -456,7 +466,7 @@ mod matrix {
                   char *base = (char *)(((uintptr_t)m + t - 1) & ~(uintptr_t)(t - 1));\n\
                   memcpy(base, table_src[v], 17 * t);\n\
                   __builtin___clear_cache(base, base + 17 * t);\n\
-                  if (mprotect(base, 17 * t, PROT_READ | PROT_EXEC)) { perror(\"mprotect\"); return 0; }\n\
+                  if (seal(base, 17 * t)) return 0;\n\
                   tables[v] = base;\n\
                 }\n\
                 return 1; }\n\
@@ -481,7 +491,7 @@ mod matrix {
               void *m = mmap(0, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);\n\
               if (m == MAP_FAILED) { perror(\"mmap\"); return 0; }\n\
               memcpy(m, code, 32); __builtin___clear_cache((char *)m, (char *)m + 32);\n\
-              if (mprotect(m, 4096, PROT_READ | PROT_EXEC)) { perror(\"mprotect\"); return 0; }\n\
+              if (seal(m, 4096)) return 0;\n\
               return m; }\n";
         let mut main = String::from("int main(void) {\n  if (!map_tables()) return 2;\n");
         let (mut run, mut frame) = (0, 0);
@@ -573,7 +583,8 @@ mod matrix {
             );
         }
         main += &format!(
-            "  printf(\"%ld checks of arguments, contexts and results\\n\", checks);\n\
+            "  printf(\"%ld checks of arguments, contexts and results; code pages %s\\n\", checks,\n\
+                    bti ? \"guarded (PROT_BTI)\" : \"not guarded (no PROT_BTI here)\");\n\
              printf(\"aarch64 matrix: {run} signatures, %ld calls, %ld mismatches\\n\", calls, mismatches);\n\
              return mismatches != 0;\n}}\n"
         );
