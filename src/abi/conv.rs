@@ -14,6 +14,27 @@ pub enum ArgClass {
     Float,
 }
 
+impl ArgClass {
+    /// How many of `classes` are integer-class and how many float-class:
+    /// what every placement rule starts from. A `const fn`, so placements
+    /// are computed at compile time.
+    #[cfg_attr(
+        not(any(target_arch = "x86_64", target_arch = "aarch64", test)),
+        allow(dead_code)
+    )]
+    pub(crate) const fn counts(classes: &[ArgClass]) -> (usize, usize) {
+        let mut ints = 0;
+        let mut i = 0;
+        while i < classes.len() {
+            if matches!(classes[i], ArgClass::Integer) {
+                ints += 1;
+            }
+            i += 1;
+        }
+        (ints, classes.len() - ints)
+    }
+}
+
 /// A calling convention, as the code generators know it.
 #[doc(hidden)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

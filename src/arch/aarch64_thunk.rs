@@ -75,15 +75,7 @@ pub(crate) const THUNK_SIZE: usize = 32;
 
 /// Where the context goes after `classes` (Linux AAPCS64).
 pub(crate) const fn placement(classes: &[ArgClass]) -> Placement {
-    let mut ints = 0;
-    let mut i = 0;
-    while i < classes.len() {
-        if matches!(classes[i], ArgClass::Integer) {
-            ints += 1;
-        }
-        i += 1;
-    }
-    let floats = classes.len() - ints;
+    let (ints, floats) = ArgClass::counts(classes);
     if ints < INT_REGS {
         Placement::Register(ints as u8)
     } else if floats < FLOAT_REGS {

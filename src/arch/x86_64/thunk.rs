@@ -42,15 +42,7 @@ const WIN64_REGS: [u8; 4] = [RCX, RDX, R8, R9];
 pub(crate) const fn placement(conv: CallConv, classes: &[ArgClass]) -> Option<Placement> {
     match conv {
         CallConv::SysV64 => {
-            let mut ints = 0;
-            let mut i = 0;
-            while i < classes.len() {
-                if matches!(classes[i], ArgClass::Integer) {
-                    ints += 1;
-                }
-                i += 1;
-            }
-            let floats = classes.len() - ints;
+            let (ints, floats) = ArgClass::counts(classes);
             Some(if ints < SYSV_INT_REGS.len() {
                 Placement::Register(SYSV_INT_REGS[ints])
             } else if floats < SYSV_FLOAT_REGS {
