@@ -323,10 +323,13 @@ mod tests {
 }
 
 /// The signature matrix run under `qemu-aarch64` by `.ci/aarch64`: C
-/// source that places this module's thunk bytes in memory mapped read+exec,
-/// patches their literals with real addresses, calls each thunk through a
-/// function pointer of its signature, and checks every argument, the
-/// context and the return value. Written to the directory
+/// source that places this module's thunk bytes, their literals patched
+/// with real addresses, in a dual-mapped memfd (written through its
+/// read-write view, run through its read+exec one, with the cache
+/// maintenance between the two views' addresses), calls each thunk and the
+/// same signature through every trampoline table through a function
+/// pointer of its signature, and checks every argument, the context and
+/// the return value. Written to the directory
 /// `WXTHUNK_AARCH64_MATRIX_DIR` names (the test always generates it).
 #[cfg(test)]
 mod matrix {
@@ -403,7 +406,8 @@ mod matrix {
     /// how many of them take the frame path.
     fn source() -> (String, usize, usize) {
         let mut c = String::from(
-            "#include <stdint.h>\n#include <stdio.h>\n#include <string.h>\n#include <sys/mman.h>\n\
+            "#define _GNU_SOURCE\n#include <stdint.h>\n#include <stdio.h>\n#include <string.h>\n\
+             #include <sys/mman.h>\n#include <unistd.h>\n\
              static long calls, checks, mismatches;\n\
              static void check(int ok) { checks++; if (!ok) mismatches++; }\n",
         );
@@ -475,16 +479,38 @@ mod matrix {
                 list.join(",")
             );
         }
+        // The cache maintenance for code written through one view and run
+        // through another (Arm ARM, self-modifying code): clean the data
+        // cache to the point of unification by the written view's address,
+        // invalidate the instruction cache by the running view's, with the
+        // line sizes from CTR_EL0. qemu does not model caches: this runs
+        // the instructions (they are allowed at EL0), it proves nothing
+        // about coherence.
+        c += "static void sync_views(char *rw, char *rx, long len) {\n\
+              uint64_t ctr; __asm__ volatile(\"mrs %0, ctr_el0\" : \"=r\"(ctr));\n\
+              uintptr_t dline = 4u << ((ctr >> 16) & 0xf), iline = 4u << (ctr & 0xf);\n\
+              for (uintptr_t a = (uintptr_t)rw & ~(dline - 1); a < (uintptr_t)rw + len; a += dline)\n\
+                __asm__ volatile(\"dc cvau, %0\" :: \"r\"(a) : \"memory\");\n\
+              __asm__ volatile(\"dsb ish\" ::: \"memory\");\n\
+              for (uintptr_t a = (uintptr_t)rx & ~(iline - 1); a < (uintptr_t)rx + len; a += iline)\n\
+                __asm__ volatile(\"ic ivau, %0\" :: \"r\"(a) : \"memory\");\n\
+              __asm__ volatile(\"dsb ish\\n\\tisb\" ::: \"memory\"); }\n";
         c += "static void *place(const uint8_t *tmpl, int reg, void *ctx, void *entry) {\n\
               uint8_t code[32]; uint32_t ldr; uint64_t c = (uint64_t)ctx, e = (uint64_t)entry;\n\
               memcpy(code, tmpl, 32); memcpy(&ldr, code + 4, 4);\n\
               if (reg >= 0) { ldr = (ldr & ~0x1fu) | (uint32_t)reg; memcpy(code + 4, &ldr, 4); }\n\
               memcpy(code + 16, &c, 8); memcpy(code + 24, &e, 8);\n\
-              void *m = mmap(0, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);\n\
-              if (m == MAP_FAILED) { perror(\"mmap\"); return 0; }\n\
-              memcpy(m, code, 32); __builtin___clear_cache((char *)m, (char *)m + 32);\n\
-              if (seal(m, 4096)) return 0;\n\
-              return m; }\n";
+              /* Dual-mapped, as the crate's default heaps: a memfd seen read-write to\n\
+                 write through and read+exec (never writable) to run. */\n\
+              int fd = memfd_create(\"wxthunk-matrix\", MFD_CLOEXEC);\n\
+              if (fd < 0 || ftruncate(fd, 4096)) { perror(\"memfd\"); return 0; }\n\
+              char *rw = mmap(0, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);\n\
+              char *rx = mmap(0, 4096, PROT_READ | PROT_EXEC | (bti ? PROT_BTI : 0), MAP_SHARED, fd, 0);\n\
+              if (rx == MAP_FAILED && bti) { bti = 0; rx = mmap(0, 4096, PROT_READ | PROT_EXEC, MAP_SHARED, fd, 0); }\n\
+              close(fd);\n\
+              if (rw == MAP_FAILED || rx == MAP_FAILED) { perror(\"mmap\"); return 0; }\n\
+              memcpy(rw, code, 32); sync_views(rw, rx, 32);\n\
+              return rx; }\n";
         let mut main = String::from("int main(void) {\n  if (!map_tables()) return 2;\n");
         let (mut run, mut frame) = (0, 0);
         for (n, sig) in signatures().iter().enumerate() {
