@@ -212,13 +212,14 @@ pub(crate) const fn layout_fits(
 /// shape. These shapes are thunk signatures as written: references (`&T`
 /// or `&mut T`, to a sized `T`) in either or both of the **first two
 /// positions** of signatures of **one to four arguments**, for `extern
-/// "C"` and `extern "C-unwind"`, safe or `unsafe`. Closures for them name their reference parameters' types
-/// (`|a: &i32, b: &i32| ..`), so that rustc makes them general over the
-/// lifetime:
+/// "C"` and `extern "C-unwind"`, safe or `unsafe`. Closures for them
+/// name their reference parameters' types (`|a: &i32, b: &i32| ..`), so
+/// that rustc makes them general over the lifetime:
 ///
 /// ```
 /// type Cmp = unsafe extern "C" fn(&i32, &i32) -> i32;
 /// let cmp = wxthunk::Thunk::<Cmp>::new(|a: &i32, b: &i32| a.cmp(b) as i32)?;
+/// // SAFETY: the thunk is alive.
 /// assert_eq!(unsafe { (cmp.as_fn())(&1, &2) }, -1);
 /// # Ok::<(), wxthunk::Error>(())
 /// ```

@@ -217,6 +217,7 @@ impl HeapBuilder {
     /// let heap = wxthunk::Heap::builder().debug(true).build()?;
     /// assert!(heap.is_debug());
     /// let t = heap.thunk::<F, _>(|x: u64| x + 1)?;
+    /// // SAFETY: the thunk is alive.
     /// assert_eq!(unsafe { (t.as_fn())(1) }, 2);
     /// drop(t); // a call through its pointer now reports and aborts
     /// # Ok::<(), wxthunk::Error>(())

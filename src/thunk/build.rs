@@ -412,11 +412,12 @@ impl<'a, F: ThunkSig, L: RawMutex> Thunk<'a, F, L> {
             (code.as_ptr() as usize, Code::Generated(code))
         };
         debug.set_at(at);
-        // SAFETY: the code (the record thunk, or the slot's entry in the
-        // page for `F`'s placement) puts the record's context where `F`'s
-        // placement says and reaches the record's target: `entry` (or the
-        // frame adapter for it), which takes `F`'s arguments plus the
-        // context; it is not null.
+        // The code (the record thunk, or the slot's entry in the page for
+        // `F`'s placement) puts the record's context where `F`'s placement
+        // says and reaches the record's target: `entry`, or the frame
+        // adapter for it.
+        // SAFETY: as just said, `at` runs `F`'s ABI and signature (the
+        // entry takes `F`'s arguments plus the context); it is not null.
         let fn_ptr = unsafe { <F::Unsafe as FnPtr>::from_addr(at as *const ()) };
         let slow = Slow::boxed_debug(heap, code, ctx, builds_frame, debug);
         // SAFETY: the thunk owns the code, the context and the record, in

@@ -114,12 +114,14 @@ impl<L: RawMutex> Slow<'_, L> {
     /// Past the quarantine's limit it does nothing, and the code is freed
     /// with the rest.
     pub(super) fn quarantine(&mut self) {
-        if self.debug.is_none() || !debug::admit() {
-            return;
-        }
         let Some(debug) = self.debug.take() else {
             return;
         };
+        if !debug::admit() {
+            // Past the limit: freed with the rest, as in the default mode.
+            self.debug = Some(debug);
+            return;
+        }
         match &self.code {
             // SAFETY: the thunk's own slot, in a table that lives as long
             // as its heap (the slot is never freed now); word 2 of its
