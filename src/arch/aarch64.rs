@@ -1,5 +1,8 @@
-//! AArch64. Not built or tested on this project's CI machines (x86_64 only);
-//! kept so that the crate compiles there and the cache maintenance is right.
+//! AArch64. Built for `aarch64-unknown-linux-gnu` in CI by
+//! `.ci/aarch64-build` (Debian's rustc), which runs the library's tests
+//! under `qemu-aarch64`; never run on hardware. The thunk API here is still
+//! the `Unsupported` stubs: the encoders in `aarch64_thunk.rs` are not
+//! wired in yet.
 
 use core::arch::asm;
 

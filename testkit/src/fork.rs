@@ -14,7 +14,9 @@ pub const HANG: Duration = Duration::from_secs(20);
 pub enum ForkPath {
     /// libc `fork()`: `pthread_atfork` handlers run.
     Libc,
-    /// `syscall(SYS_fork)`: no handler runs.
+    /// `syscall(SYS_fork)`: no handler runs. Kernels without a `fork`
+    /// system call (AArch64's) make the same copy with
+    /// `clone(SIGCHLD)`, which is what [`ForkPath::RawClone`] does too.
     SysFork,
     /// `syscall(SYS_clone, SIGCHLD)` without `CLONE_VM`, as container
     /// runtimes do: no handler runs.
@@ -29,7 +31,21 @@ pub fn spawn(path: ForkPath, child: impl FnOnce() -> i32) -> libc::pid_t {
     let pid = unsafe {
         match path {
             ForkPath::Libc => libc::fork(),
+            #[cfg(target_arch = "x86_64")]
             ForkPath::SysFork => libc::syscall(libc::SYS_fork) as libc::pid_t,
+            #[cfg(not(target_arch = "x86_64"))]
+            ForkPath::SysFork | ForkPath::RawClone => {
+                let zero: libc::c_long = 0;
+                libc::syscall(
+                    libc::SYS_clone,
+                    libc::c_long::from(libc::SIGCHLD),
+                    zero,
+                    zero,
+                    zero,
+                    zero,
+                ) as libc::pid_t
+            }
+            #[cfg(target_arch = "x86_64")]
             ForkPath::RawClone => {
                 let zero: libc::c_long = 0;
                 libc::syscall(

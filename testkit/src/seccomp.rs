@@ -79,12 +79,14 @@ pub fn program(filter: Filter) -> BpfProgram {
                 .unwrap(),
             ])
             .unwrap();
-            [
-                (libc::SYS_clone, vec![no_thread_flag]),
-                (libc::SYS_fork, vec![]),
-                (libc::SYS_vfork, vec![]),
-            ]
-            .into()
+            let rules = [(libc::SYS_clone, vec![no_thread_flag])];
+            // AArch64 has no fork or vfork system call: clone is the only way.
+            #[cfg(target_arch = "x86_64")]
+            let rules = {
+                let [clone] = rules;
+                [clone, (libc::SYS_fork, vec![]), (libc::SYS_vfork, vec![])]
+            };
+            rules.into()
         }
     };
     let on_match = match filter {
