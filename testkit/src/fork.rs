@@ -34,29 +34,8 @@ pub fn spawn(path: ForkPath, child: impl FnOnce() -> i32) -> libc::pid_t {
             #[cfg(target_arch = "x86_64")]
             ForkPath::SysFork => libc::syscall(libc::SYS_fork) as libc::pid_t,
             #[cfg(not(target_arch = "x86_64"))]
-            ForkPath::SysFork | ForkPath::RawClone => {
-                let zero: libc::c_long = 0;
-                libc::syscall(
-                    libc::SYS_clone,
-                    libc::c_long::from(libc::SIGCHLD),
-                    zero,
-                    zero,
-                    zero,
-                    zero,
-                ) as libc::pid_t
-            }
-            #[cfg(target_arch = "x86_64")]
-            ForkPath::RawClone => {
-                let zero: libc::c_long = 0;
-                libc::syscall(
-                    libc::SYS_clone,
-                    libc::c_long::from(libc::SIGCHLD),
-                    zero,
-                    zero,
-                    zero,
-                    zero,
-                ) as libc::pid_t
-            }
+            ForkPath::SysFork => raw_clone(),
+            ForkPath::RawClone => raw_clone(),
         }
     };
     assert!(pid >= 0, "{path:?}: {}", std::io::Error::last_os_error());
@@ -67,6 +46,28 @@ pub fn spawn(path: ForkPath, child: impl FnOnce() -> i32) -> libc::pid_t {
         unsafe { libc::_exit(code) };
     }
     pid
+}
+
+/// `syscall(SYS_clone, SIGCHLD)`: a copy of the process without `CLONE_VM`.
+///
+/// # Safety
+///
+/// As for `fork()`: the child may only run async-signal-safe code until it
+/// leaves with `_exit` (the caller's child closure is trusted with that).
+unsafe fn raw_clone() -> libc::pid_t {
+    let zero: libc::c_long = 0;
+    // SAFETY: clone with only SIGCHLD (no CLONE_VM) duplicates the process
+    // like fork; the caller's contract covers what the child runs.
+    unsafe {
+        libc::syscall(
+            libc::SYS_clone,
+            libc::c_long::from(libc::SIGCHLD),
+            zero,
+            zero,
+            zero,
+            zero,
+        ) as libc::pid_t
+    }
 }
 
 /// Waits for `pid`: its exit code, or `Err` with what happened (killed by a
