@@ -79,14 +79,11 @@ pub fn program(filter: Filter) -> BpfProgram {
                 .unwrap(),
             ])
             .unwrap();
-            let rules = [(libc::SYS_clone, vec![no_thread_flag])];
+            let mut rules = BTreeMap::from([(libc::SYS_clone, vec![no_thread_flag])]);
             // AArch64 has no fork or vfork system call: clone is the only way.
             #[cfg(target_arch = "x86_64")]
-            let rules = {
-                let [clone] = rules;
-                [clone, (libc::SYS_fork, vec![]), (libc::SYS_vfork, vec![])]
-            };
-            rules.into()
+            rules.extend([(libc::SYS_fork, vec![]), (libc::SYS_vfork, vec![])]);
+            rules
         }
     };
     let on_match = match filter {
