@@ -57,7 +57,11 @@ pub fn page_size() -> usize {
 /// argument a reference, in any position, up to 16 arguments. The body is
 /// the closure's (it captures by move, and must be `Send + Sync`, as
 /// for `Thunk::new`); the references it sees are the ones the caller
-/// passes, so they must be valid, as the signature says.
+/// passes, so they must be valid, as the signature says. They live for the
+/// call only, as with a fn item taking references: the body cannot keep one
+/// (in a `static` or in something it captured) or return it, which the
+/// compiler checks (the body is a closure whose reference parameters are
+/// higher-ranked).
 ///
 /// # Examples
 ///
@@ -97,30 +101,38 @@ macro_rules! ref_thunk {
         $name:ident : &mut $t:ty $(, $($rest:tt)*)?) => {
         $crate::ref_thunk!(@args $heap $abi $ret $body
             [$($taken)* [*mut $t]] [$($given)* [&mut $t]]
-            [$($bind)* [$name, *mut $t, &mut *$name]]; $($($rest)*)?)
+            [$($bind)* [$name, *mut $t, &mut *$name, &mut $t]]; $($($rest)*)?)
     };
     (@args $heap:tt $abi:tt $ret:tt $body:tt [$($taken:tt)*] [$($given:tt)*] [$($bind:tt)*];
         $name:ident : & $t:ty $(, $($rest:tt)*)?) => {
         $crate::ref_thunk!(@args $heap $abi $ret $body
             [$($taken)* [*const $t]] [$($given)* [&$t]]
-            [$($bind)* [$name, *const $t, &*$name]]; $($($rest)*)?)
+            [$($bind)* [$name, *const $t, &*$name, &$t]]; $($($rest)*)?)
     };
     (@args $heap:tt $abi:tt $ret:tt $body:tt [$($taken:tt)*] [$($given:tt)*] [$($bind:tt)*];
         $name:ident : $t:ty $(, $($rest:tt)*)?) => {
         $crate::ref_thunk!(@args $heap $abi $ret $body
             [$($taken)* [$t]] [$($given)* [$t]]
-            [$($bind)* [$name, $t, $name]]; $($($rest)*)?)
+            [$($bind)* [$name, $t, $name, $t]]; $($($rest)*)?)
     };
     (@args [$($heap:tt)*] $abi:literal [$($ret:ty)?] [$body:expr]
-        [$([$taken:ty])*] [$([$given:ty])*] [$([$name:ident, $pty:ty, $value:expr])*];) => {
+        [$([$taken:ty])*] [$([$given:ty])*]
+        [$([$name:ident, $pty:ty, $value:expr, $arg:ty])*];) => {
         ($($heap)*).and_then(|heap| {
             heap.thunk::<unsafe extern $abi fn($($taken),*) $(-> $ret)?, _>(
                 move |$($name: $pty),*| {
+                    // The body is a closure whose reference parameters are
+                    // written with elided lifetimes, so it is higher-ranked
+                    // (`for<'a> Fn(&'a T)`): the references it gets live
+                    // for the call only, and it cannot keep them (in a
+                    // `static`, in a capture) or return them.
+                    let body = |$($name: $arg),*| $(-> $ret)? { $body };
                     // SAFETY: the caller passes the references the handed-out
-                    // signature declares, as the thin pointers they are.
+                    // signature declares, as the thin pointers they are; the
+                    // unbounded lifetimes made here end in `body`'s call.
                     #[allow(unused_unsafe)]
                     let ($($name,)*) = unsafe { ($($value,)*) };
-                    $body
+                    body($($name),*)
                 },
             )
             // SAFETY: the handed-out type is the thunk's with each `*const T`
