@@ -57,9 +57,9 @@ fn misuse(unwind: bool, what: &str) -> ! {
 ///   context alone; the running call frees it when it returns. Nothing is
 ///   freed under a running call.
 ///
-/// The call path costs what the flag alone cost: one compare-and-swap to
-/// enter, and a load and a store to leave (the drop side does the
-/// read-modify-write).
+/// The call path costs one compare-and-swap to enter and one swap to
+/// leave: both sides change the state with a single read-modify-write, so
+/// a drop from another thread during a call is never lost.
 #[doc(hidden)]
 pub struct MutCtx<C> {
     state: AtomicU8,
@@ -108,12 +108,11 @@ impl<C> Drop for Leave<C> {
         // SAFETY: the context stays allocated while `BUSY` is set: `release`
         // leaves it to us then.
         let state = unsafe { &(*self.0).state };
-        if state.load(Ordering::Acquire) & DROPPED == 0 {
-            // A drop racing with this store (from another thread, after the
-            // call's caller stopped keeping the thunk alive, which `as_fn`
-            // forbids) could only leak the context, never free it twice.
-            state.store(0, Ordering::Release);
-        } else {
+        // One read-modify-write: a drop (`release`'s `fetch_or`) lands
+        // either before it, and we see `DROPPED` and free, or after it, and
+        // `release` sees `BUSY` clear and frees. A load then a store would
+        // lose a drop landing between the two and leak the closure.
+        if state.swap(0, Ordering::AcqRel) & DROPPED != 0 {
             // SAFETY: `release` saw `BUSY` and left the context to us; the
             // closure's `&mut` ended with its call.
             drop(unsafe { Box::from_raw(self.0) });
