@@ -7,9 +7,19 @@
 //! Off, the cost on each creation path is one relaxed load. On, it is one
 //! formatted `write` to the file, opened in append mode, so lines from
 //! threads writing at once never interleave, and no lock is held that a
-//! `fork()` could leave taken. A forked child writes to its own file
+//! `fork()` could leave taken; no heap lock is held while it is written
+//! (a new static-trampoline page is entered after its shard's lock is
+//! released). A forked child writes to its own file
 //! (`perf-<child pid>.map`) from its first entry on, starting it with a
-//! copy of the parent's lines (the child's memory holds the parent's code).
+//! copy of the parent's lines (the child's memory holds the parent's
+//! code), read through the descriptor it inherited, not the parent's path.
+//!
+//! The path is one any local user can guess, in a directory any user can
+//! write, so the file is opened for this process alone: never through a
+//! symbolic link, never a FIFO or device (the open cannot block), never
+//! another user's file, created mode 0600, and emptied first (a stale map
+//! left by an earlier process with the same pid). Anything else there is
+//! refused: the map is off, and [`enable_perf_map`] says why.
 //!
 //! perf's format has no way to remove an entry. A freed thunk's line stays,
 //! and a slot or span reused later gets a second line at the same address.
@@ -38,7 +48,7 @@
 //! they are not stripped. Their lines here serve other tools that read the
 //! file.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{self, Write};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicPtr, AtomicU8, Ordering};
@@ -68,6 +78,11 @@ fn path_for(pid: u32) -> PathBuf {
 }
 
 /// The file of this process, opened (and published) on first use.
+///
+/// Opened by `sys::open_private_file`: never through a symbolic link,
+/// never a FIFO or device, never another user's file, mode 0600, emptied
+/// first (a stale map of an earlier process with this pid). A refusal
+/// turns the map off for the process.
 fn sink() -> io::Result<&'static Sink> {
     let pid = std::process::id();
     let current = SINK.load(Ordering::Acquire);
@@ -77,17 +92,22 @@ fn sink() -> io::Result<&'static Sink> {
     {
         return Ok(sink);
     }
-    let file = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path_for(pid))?;
+    let file = match crate::sys::open_private_file(&path_for(pid)) {
+        Ok(file) => file,
+        Err(e) => {
+            turn_off();
+            return Err(e);
+        }
+    };
     // SAFETY: as above.
     if let Some(parent) = unsafe { current.as_ref() } {
         // A forked child: its memory holds the parent's code, so its map
-        // starts with the parent's lines.
-        inherit(parent.pid, &file);
+        // starts with the parent's lines, read through the descriptor the
+        // child inherited (the parent's path may name another file now).
+        inherit(&parent.file, &file);
+    } else {
+        write_lines(&file, crate::arch::frame_adapters());
     }
-    write_lines(&file, crate::arch::frame_adapters());
     let new = Box::into_raw(Box::new(Sink { pid, file }));
     match SINK.compare_exchange(current, new, Ordering::AcqRel, Ordering::Acquire) {
         // SAFETY: just published; never freed.
@@ -106,12 +126,22 @@ fn sink() -> io::Result<&'static Sink> {
     }
 }
 
+/// The map is off from now on (its file was refused).
+#[cold]
+fn turn_off() {
+    STATE.store(OFF, Ordering::Relaxed);
+    crate::creation_hooks::clear(crate::creation_hooks::PERF_MAP);
+}
+
 /// Turns the map on for this process, now, whatever `WXTHUNK_PERF_MAP`
 /// says; code made from now on gets a line. Returns the file's path.
 ///
 /// # Errors
 ///
-/// Why the file cannot be opened (the map then stays off).
+/// Why the file cannot be opened, or was refused (the map is then off):
+/// a symbolic link, a FIFO, a device or another user's file at
+/// `/tmp/perf-<pid>.map` is never written through; the error names what
+/// was found.
 ///
 /// # Examples
 ///
@@ -194,14 +224,14 @@ fn write_lines(mut file: &File, entries: impl IntoIterator<Item = (usize, usize,
     }
 }
 
-/// Copies the lines of the parent's map (`perf-<parent>.map`) into a
-/// forked child's. Lines the parent writes after the fork may be copied
-/// too: they name code the child does not have, at addresses where the
-/// child's own later lines then also appear (see the module's note on
-/// reuse).
+/// Copies the lines of the parent's map into a forked child's, read
+/// through the parent's descriptor, which the child inherited. Lines the
+/// parent writes after the fork may be copied too: they name code the
+/// child does not have, at addresses where the child's own later lines
+/// then also appear (see the module's note on reuse).
 #[cold]
-fn inherit(parent: u32, mut file: &File) {
-    if let Ok(lines) = std::fs::read(path_for(parent)) {
+fn inherit(parent: &File, mut file: &File) {
+    if let Ok(lines) = crate::sys::read_private_file(parent) {
         // Whole lines only: the parent may be mid-way through one.
         let end = lines.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
         let _ = file.write_all(&lines[..end]);

@@ -325,3 +325,113 @@ fn perf_report_names_spans_and_thunks() {
         "the thunk is not named"
     );
 }
+
+/// This process's map path, where a hostile user could plant something
+/// before the first piece of code is made.
+fn map_path() -> String {
+    format!("/tmp/perf-{}.map", std::process::id())
+}
+
+/// Makes and calls a thunk that captures a runtime value (so it is code on
+/// the heap, which the map would record).
+fn make_a_thunk() {
+    let k = std::hint::black_box(2u64);
+    let t = Thunk::<F1>::new(move |x: u64| x + k).unwrap();
+    // SAFETY: the thunk is alive.
+    assert_eq!(unsafe { (t.as_fn())(1) }, 3);
+}
+
+/// A symbolic link planted at the map's path is never followed: the file
+/// it names keeps its contents, `enable_perf_map` says why it refused, and
+/// thunks are made as usual (with and without the variable).
+#[test]
+fn a_symlink_at_the_maps_path_is_refused_and_its_target_untouched() {
+    for (case, env) in [("variable", "1"), ("enable", "0")] {
+        let name = "a_symlink_at_the_maps_path_is_refused_and_its_target_untouched";
+        if let Some(out) = support::in_child_with_env(name, &[("WXTHUNK_PERF_MAP", env)], || {
+            let target = format!("/tmp/wxthunk-perf-target-{}", std::process::id());
+            std::fs::write(&target, "precious\n").unwrap();
+            std::os::unix::fs::symlink(&target, map_path()).unwrap();
+            if std::env::var("WXTHUNK_PERF_MAP").as_deref() != Ok("1") {
+                let err = wxthunk::enable_perf_map().unwrap_err();
+                assert!(err.to_string().contains("symbolic link"), "{err}");
+            }
+            make_a_thunk();
+            let kept = std::fs::read_to_string(&target).unwrap();
+            let _ = std::fs::remove_file(map_path());
+            let _ = std::fs::remove_file(&target);
+            assert_eq!(kept, "precious\n", "written through the link");
+            println!("SYMLINK-OK");
+        }) {
+            assert!(out.contains("SYMLINK-OK"), "{case}: {out}");
+        }
+    }
+}
+
+/// A FIFO at the map's path never blocks thunk creation (it hung, and the
+/// heap's other threads with it): refused as not a regular file.
+#[test]
+fn a_fifo_at_the_maps_path_does_not_block_creation() {
+    let name = "a_fifo_at_the_maps_path_does_not_block_creation";
+    if let Some(out) = support::in_child_with_env(name, &[("WXTHUNK_PERF_MAP", "1")], || {
+        let path = std::ffi::CString::new(map_path()).unwrap();
+        // SAFETY: a valid C string; makes a FIFO.
+        assert_eq!(unsafe { libc::mkfifo(path.as_ptr(), 0o600) }, 0);
+        make_a_thunk();
+        let err = wxthunk::enable_perf_map().unwrap_err();
+        assert!(err.to_string().contains("not a regular file"), "{err}");
+        let _ = std::fs::remove_file(map_path());
+        println!("FIFO-OK");
+    }) {
+        assert!(out.contains("FIFO-OK"), "{out}");
+    }
+}
+
+/// A stale map left by an earlier process with the same pid is emptied
+/// before the first line, and the file is this user's alone (0600).
+#[test]
+fn a_stale_map_is_emptied_and_the_file_is_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let name = "a_stale_map_is_emptied_and_the_file_is_private";
+    if let Some(out) = support::in_child_with_env(name, &[("WXTHUNK_PERF_MAP", "1")], || {
+        std::fs::write(map_path(), "1000 10 stale line of another process\n").unwrap();
+        std::fs::set_permissions(map_path(), std::fs::Permissions::from_mode(0o644)).unwrap();
+        make_a_thunk();
+        let text = std::fs::read_to_string(map_path()).unwrap();
+        let mode = std::fs::metadata(map_path()).unwrap().permissions().mode() & 0o777;
+        let _ = std::fs::remove_file(map_path());
+        assert!(!text.contains("stale"), "the stale lines stayed: {text}");
+        assert!(text.contains("wxthunk thunk"), "{text}");
+        assert_eq!(mode, 0o600, "readable by others");
+        println!("STALE-OK");
+    }) {
+        assert!(out.contains("STALE-OK"), "{out}");
+    }
+}
+
+/// Another user's file at the map's path is refused, and left as it was
+/// (as root, the test makes one owned by `nobody`).
+#[test]
+fn another_users_file_at_the_maps_path_is_refused() {
+    use std::os::unix::fs::MetadataExt;
+    // SAFETY: no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        println!("SKIPPED: needs root to make a file owned by another user");
+        return;
+    }
+    let name = "another_users_file_at_the_maps_path_is_refused";
+    if let Some(out) = support::in_child_with_env(name, &[("WXTHUNK_PERF_MAP", "0")], || {
+        std::fs::write(map_path(), "theirs\n").unwrap();
+        std::os::unix::fs::chown(map_path(), Some(65534), Some(65534)).unwrap();
+        let err = wxthunk::enable_perf_map().unwrap_err();
+        assert!(err.to_string().contains("belongs to uid 65534"), "{err}");
+        make_a_thunk();
+        let text = std::fs::read_to_string(map_path()).unwrap();
+        assert_eq!(std::fs::metadata(map_path()).unwrap().uid(), 65534);
+        let _ = std::fs::remove_file(map_path());
+        assert_eq!(text, "theirs\n");
+        println!("OTHER-USER-OK");
+    }) {
+        assert!(out.contains("OTHER-USER-OK"), "{out}");
+    }
+}

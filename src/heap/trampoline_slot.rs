@@ -87,13 +87,17 @@ impl<L: RawMutex> Heap<L> {
     ) -> Result<(TrampolineSlot<'_, L>, Option<NonNull<u8>>)> {
         debug_assert_eq!(self.thunk_strategy(), ThunkStrategy::StaticTrampolines);
         let (shard, locked) = self.my_shard();
-        let mut state = locked.lock();
-        let state = &mut *state;
-        let (slot, data) = state
+        let mut guard = locked.lock();
+        let state = &mut *guard;
+        let (slot, data, page) = state
             .tables
             .take(kind, rec, want_data, || self.map_table())?;
         state.live += 1;
         state.bytes_in_use += ENTRY_SIZE;
+        drop(guard);
+        if let Some(page) = page {
+            page.note();
+        }
         Ok((
             TrampolineSlot {
                 heap: self,
@@ -204,7 +208,17 @@ impl<L: RawMutex> Heap<L> {
     fn map_kind(&self, packed: u64, kind: usize) -> bool {
         let (table, shard) = SlotRef::info_of(packed).place();
         let mut state = self.shard(shard).lock();
-        state.tables.ensure_kind(table, kind).is_ok()
+        let mapped = state.tables.ensure_kind(table, kind);
+        drop(state);
+        match mapped {
+            Ok(page) => {
+                if let Some(page) = page {
+                    page.note();
+                }
+                true
+            }
+            Err(_) => false,
+        }
     }
 
     /// Records this heap as the owner of `slot`'s table: the handle finds

@@ -121,6 +121,16 @@ pub(crate) fn register_at_fork(
 }
 
 /// Nothing to flush: nothing can have been mapped.
+/// No private files here (perf's map is Linux's).
+pub(crate) fn open_private_file(_path: &std::path::Path) -> io::Result<std::fs::File> {
+    Err(unsupported())
+}
+
+/// No private files here.
+pub(crate) fn read_private_file(_file: &std::fs::File) -> io::Result<Vec<u8>> {
+    Err(unsupported())
+}
+
 pub(crate) fn flush_icache(_ptr: *const u8, _len: usize) {}
 
 /// Cannot exist here: [`open`](CodeDir::open) always fails.

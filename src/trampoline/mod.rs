@@ -44,7 +44,7 @@ mod table;
 
 pub(crate) use pool::{SlotRef, TablePool};
 pub(crate) use source::{TableSource, source};
-pub(crate) use table::{Table, divert_at, publish_at, retire_at};
+pub(crate) use table::{MappedPage, Table, divert_at, publish_at, retire_at};
 
 use crate::abi::CallConv;
 use crate::abi::conv::C_CONV;
@@ -118,7 +118,8 @@ pub(crate) fn self_test() -> std::result::Result<(), String> {
     let table = Table::map().map_err(|e| e.with_causes())?;
     table
         .map_kind(source, kind_of(placement))
-        .map_err(|e| e.with_causes())?;
+        .map_err(|e| e.with_causes())?
+        .note();
     let flag = AtomicBool::new(false);
     let rec = record(
         C_CONV,

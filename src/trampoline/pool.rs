@@ -9,7 +9,7 @@
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU16, Ordering};
 
-use super::{ENTRIES, ENTRY_SIZE, Record, Table};
+use super::{ENTRIES, ENTRY_SIZE, MappedPage, Record, Table};
 use crate::arch;
 use crate::error::{Error, Result};
 use crate::owner::Owner;
@@ -185,13 +185,13 @@ impl TablePool {
         rec: impl FnOnce(Option<NonNull<u8>>) -> Record,
         want_data: bool,
         map: impl FnOnce() -> Result<Table>,
-    ) -> Result<(SlotRef, Option<NonNull<u8>>)> {
+    ) -> Result<(SlotRef, Option<NonNull<u8>>, Option<MappedPage>)> {
         let t = self.table_with_room(map)?;
-        self.ensure_kind(t as u32, kind)?;
+        let page = self.ensure_kind(t as u32, kind)?;
         let (slot, data) = self.take_in(t, want_data);
         let pt = self.tables[t].as_ref().expect("a live table");
         pt.table.publish(slot.index as usize, rec(data));
-        Ok((slot, data))
+        Ok((slot, data, page))
     }
 
     /// Takes a slot whose record stays retired (pointing at the trap
@@ -214,19 +214,19 @@ impl TablePool {
     ///
     /// [`Error::Os`] if the mapping fails, [`Error::StrategyUnavailable`]
     /// if the binary's file no longer holds the table's code.
-    pub(crate) fn ensure_kind(&mut self, table: u32, kind: usize) -> Result<()> {
+    pub(crate) fn ensure_kind(&mut self, table: u32, kind: usize) -> Result<Option<MappedPage>> {
         let pt = self.tables[table as usize].as_mut().expect("a live table");
         if pt.info.has_kind(kind) {
-            return Ok(());
+            return Ok(None);
         }
         let source = super::source().map_err(|reason| Error::StrategyUnavailable {
             strategy: Strategy::StaticTrampolines,
             reason: reason.to_owned(),
         })?;
-        pt.table.map_kind(source, kind)?;
+        let page = pt.table.map_kind(source, kind)?;
         // Release: a thread that sees the bit sees the page mapped.
         pt.info.kinds.fetch_or(1 << kind, Ordering::Release);
-        Ok(())
+        Ok(Some(page))
     }
 
     /// A table with a free slot: the hinted one, else the first, else a

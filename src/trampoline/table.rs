@@ -104,6 +104,28 @@ pub(crate) fn data_slot_of(entry: usize, index: usize) -> NonNull<u8> {
 }
 const _: () = assert!(ENTRIES * DATA_SLOT <= TABLE_SIZE);
 
+/// A page of a table's code just mapped, to be entered in perf's map by
+/// [`note`](Self::note) once no lock is held (the map's file I/O never
+/// runs under a heap's lock).
+#[must_use = "a new page is entered in perf's map with `note`, outside any lock"]
+pub(crate) struct MappedPage {
+    at: usize,
+    kind: usize,
+}
+
+impl MappedPage {
+    /// Enters the page in perf's map (when that is on).
+    pub(crate) fn note(self) {
+        crate::perf_map::record(|| {
+            let name = format!(
+                "wxthunk static trampolines (page {} of the table)",
+                self.kind
+            );
+            (self.at, TABLE_SIZE, name)
+        });
+    }
+}
+
 impl Table {
     /// Maps a table with no page of code yet (the code part is reserved,
     /// inaccessible, until [`map_kind`](Self::map_kind)) and every record
@@ -135,7 +157,7 @@ impl Table {
     /// [`Error::Os`] if the mapping fails; [`Error::StrategyUnavailable`]
     /// if the file no longer holds the table's code (the page is then made
     /// inaccessible again).
-    pub(crate) fn map_kind(&self, source: &TableSource, kind: usize) -> Result<()> {
+    pub(crate) fn map_kind(&self, source: &TableSource, kind: usize) -> Result<MappedPage> {
         assert!(kind < arch::TABLE_KINDS);
         let offset = kind * TABLE_SIZE;
         let at = self.mapping.at(offset);
@@ -160,11 +182,10 @@ impl Table {
                 ),
             });
         }
-        crate::perf_map::record(|| {
-            let name = format!("wxthunk static trampolines (page {kind} of the table)");
-            (at.as_ptr() as usize, TABLE_SIZE, name)
-        });
-        Ok(())
+        Ok(MappedPage {
+            at: at.as_ptr() as usize,
+            kind,
+        })
     }
 
     /// The address of slot `i`'s entry in the first page (its entry in

@@ -3,7 +3,13 @@
 //! seccomp then touch no other test), and re-running a whole test binary
 //! under a forced strategy.
 
-use std::process::Command;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// How long a child test may run before it is taken for hung and killed:
+/// far past what any of them takes on a loaded two-core machine (a limit
+/// against deadlocks, not a measure of speed).
+pub const CHILD_HANG: Duration = Duration::from_secs(300);
 
 const CHILD_VAR: &str = "WXTHUNK_TEST_CHILD";
 
@@ -33,12 +39,13 @@ pub fn in_child_with_env(name: &str, env: &[(&str, &str)], body: impl FnOnce()) 
         return None;
     }
     let exe = std::env::current_exe().expect("test binary path");
-    let out = Command::new(exe)
-        .args([name, "--exact", "--nocapture", "--test-threads=1"])
-        .env(CHILD_VAR, name)
-        .envs(env.iter().copied())
-        .output()
-        .expect("spawn the test binary as a child");
+    let out = output_or_kill(
+        Command::new(exe)
+            .args([name, "--exact", "--nocapture", "--test-threads=1"])
+            .env(CHILD_VAR, name)
+            .envs(env.iter().copied()),
+    )
+    .unwrap_or_else(|e| panic!("child {name}: {e}"));
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     println!("--- child {name} stdout ---\n{stdout}--- child stderr ---\n{stderr}---");
@@ -48,6 +55,48 @@ pub fn in_child_with_env(name: &str, env: &[(&str, &str)], body: impl FnOnce()) 
         "child {name} did not run its test"
     );
     Some(stdout)
+}
+
+/// Runs `cmd` to its end and collects its output, as `Command::output`
+/// does, but kills it and says so if it runs past [`CHILD_HANG`] (a deadlock
+/// fails the test instead of hanging it).
+pub fn output_or_kill(cmd: &mut Command) -> Result<Output, String> {
+    use std::io::Read;
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("spawn: {e}"))?;
+    let drain = |mut pipe: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            let _ = pipe.read_to_end(&mut bytes);
+            bytes
+        })
+    };
+    let stdout = drain(Box::new(child.stdout.take().expect("piped")));
+    let stderr = drain(Box::new(child.stderr.take().expect("piped")));
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().map_err(|e| format!("wait: {e}"))? {
+            break status;
+        }
+        if start.elapsed() > CHILD_HANG {
+            let _ = child.kill();
+            let _ = child.wait();
+            let err = String::from_utf8_lossy(&stderr.join().unwrap_or_default()).into_owned();
+            return Err(format!(
+                "hung for {CHILD_HANG:?} (deadlock?) and was killed; stderr:\n{err}"
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    Ok(Output {
+        status,
+        stdout: stdout.join().unwrap_or_default(),
+        stderr: stderr.join().unwrap_or_default(),
+    })
 }
 
 /// The variable that forces the default heaps' strategy.

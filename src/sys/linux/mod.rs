@@ -14,12 +14,14 @@
 mod code_dir;
 mod code_file;
 mod image;
+mod private_file;
 mod probe;
 mod process;
 
 pub(crate) use code_dir::CodeDir;
 pub(crate) use code_file::CodeFile;
 pub(crate) use image::ImageFile;
+pub(crate) use private_file::{open_private_file, read_private_file};
 pub(crate) use probe::{
     mdwe_flags, memfd_noexec_sysctl, pax_flags, rwx_mapping_in_child, seccomp, selinux,
 };
