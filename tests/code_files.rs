@@ -36,12 +36,14 @@ fn fds_in(dir: &str) -> Vec<String> {
 }
 
 /// A fresh, empty directory of this test's own, under the system's
-/// temporary directory (removed by the caller).
+/// temporary directory, made exclusively (a random name, mode 0700; removed
+/// by the caller).
 fn fresh_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("wxthunk-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir(&dir).unwrap();
-    dir
+    tempfile::Builder::new()
+        .prefix(&format!("wxthunk-{name}-"))
+        .tempdir()
+        .unwrap()
+        .keep()
 }
 
 /// Blocks (sealed, made writable again, sealed again), spans, a thunk page

@@ -261,7 +261,8 @@ fn perf_report_names_spans_and_thunks() {
         println!("CHILD-PID {} {acc}", std::process::id());
         return;
     }
-    let data = std::env::temp_dir().join(format!("wxthunk-perf-{}.data", std::process::id()));
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("perf.data");
     let perf = |args: &[&std::ffi::OsStr]| std::process::Command::new("perf").args(args).output();
     let probe = perf(&[
         "record".as_ref(),
@@ -349,7 +350,8 @@ fn a_symlink_at_the_maps_path_is_refused_and_its_target_untouched() {
     for (case, env) in [("variable", "1"), ("enable", "0")] {
         let name = "a_symlink_at_the_maps_path_is_refused_and_its_target_untouched";
         if let Some(out) = support::in_child_with_env(name, &[("WXTHUNK_PERF_MAP", env)], || {
-            let target = format!("/tmp/wxthunk-perf-target-{}", std::process::id());
+            let tmp = tempfile::tempdir().unwrap();
+            let target = tmp.path().join("target");
             std::fs::write(&target, "precious\n").unwrap();
             std::os::unix::fs::symlink(&target, map_path()).unwrap();
             if std::env::var("WXTHUNK_PERF_MAP").as_deref() != Ok("1") {
@@ -359,7 +361,6 @@ fn a_symlink_at_the_maps_path_is_refused_and_its_target_untouched() {
             make_a_thunk();
             let kept = std::fs::read_to_string(&target).unwrap();
             let _ = std::fs::remove_file(map_path());
-            let _ = std::fs::remove_file(&target);
             assert_eq!(kept, "precious\n", "written through the link");
             println!("SYMLINK-OK");
         }) {

@@ -173,7 +173,8 @@ fn nftw_calls_a_ref_thunk() {
         libc::c_int,
         &mut Ftw,
     ) -> libc::c_int;
-    let dir = std::env::temp_dir().join(format!("wxthunk-refs-{}", std::process::id()));
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
     std::fs::create_dir_all(dir.join("sub")).unwrap();
     std::fs::write(dir.join("a"), b"12345").unwrap();
     std::fs::write(dir.join("sub/b"), b"123").unwrap();
@@ -206,7 +207,7 @@ fn nftw_calls_a_ref_thunk() {
         seen.sort();
         assert_eq!(seen, [(3, 2), (5, 1)], "{config}");
     }
-    std::fs::remove_dir_all(&dir).unwrap();
+    tmp.close().unwrap();
 }
 
 /// Sixteen arguments with references among them, on the global heap (all

@@ -150,7 +150,8 @@ unsafe extern "C" {
 
 #[test]
 fn nftw_walk_collects_paths_into_a_vec() {
-    let dir = std::env::temp_dir().join(format!("wxthunk-nftw-{}", std::process::id()));
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
     std::fs::create_dir_all(dir.join("a/b")).unwrap();
     for f in ["x.txt", "a/y.txt", "a/b/z.txt"] {
         std::fs::write(dir.join(f), f).unwrap();
@@ -189,15 +190,15 @@ fn nftw_walk_collects_paths_into_a_vec() {
             "{name}"
         );
     }
-    std::fs::remove_dir_all(&dir).unwrap();
+    tmp.close().unwrap();
 }
 
 type ScandirFilter = unsafe extern "C" fn(*const libc::dirent) -> c_int;
 
 #[test]
 fn scandir_with_a_capturing_filter() {
-    let dir = std::env::temp_dir().join(format!("wxthunk-scandir-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
     for f in ["keep-1", "keep-2", "drop-1", "keep-3", "other"] {
         std::fs::write(dir.join(f), "").unwrap();
     }
@@ -239,7 +240,7 @@ fn scandir_with_a_capturing_filter() {
     unsafe { libc::free(list.cast()) };
     assert_eq!(names, ["keep-1", "keep-2", "keep-3"]);
     assert!(seen.load(Ordering::Relaxed) >= 5);
-    std::fs::remove_dir_all(&dir).unwrap();
+    tmp.close().unwrap();
 }
 
 #[test]

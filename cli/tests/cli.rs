@@ -219,3 +219,43 @@ fn every_subcommand_shows_what_works_inside_lockdown_b() {
         }
     }
 }
+
+/// The demo's nftw walk writes its files in a directory it made itself:
+/// a directory planted where a predictable name (`wxthunk-demo-<pid>`)
+/// would be, a link to a victim's directory, is never written through.
+/// The test plants such a link for each of the next 400 process ids in a
+/// `TMPDIR` of its own, then runs the demo there.
+#[test]
+fn the_demo_never_writes_through_a_planted_directory() {
+    let Ok(last) = std::fs::read_to_string("/proc/sys/kernel/ns_last_pid") else {
+        println!(
+            "SKIPPED: /proc/sys/kernel/ns_last_pid is not readable (no process ids to plant for)"
+        );
+        return;
+    };
+    let last: u32 = last.trim().parse().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let victim = tempfile::tempdir().unwrap();
+    let planted = tmp.path().join("planted");
+    std::fs::create_dir(&planted).unwrap();
+    for pid in last + 1..=last + 400 {
+        std::os::unix::fs::symlink(victim.path(), planted.join(format!("wxthunk-demo-{pid}")))
+            .unwrap();
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_wxthunk"))
+        .arg("demo")
+        .env("TMPDIR", &planted)
+        .output()
+        .expect("run wxthunk");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    let written: Vec<_> = std::fs::read_dir(victim.path()).unwrap().collect();
+    assert!(
+        written.is_empty(),
+        "the demo wrote into the victim's directory: {written:?}"
+    );
+    assert!(stdout.contains("README.md"), "the walk ran: {stdout}");
+    // Only the planted links are left: the demo removed its own directory.
+    let left = std::fs::read_dir(&planted).unwrap().count();
+    assert_eq!(left, 400, "the demo left its directory behind");
+}

@@ -2,6 +2,8 @@
 //! calling capturing Rust closures.
 
 use std::ffi::{CStr, CString, c_char, c_int, c_void};
+use std::io::Write;
+use std::os::unix::ffi::OsStrExt;
 
 use wxthunk::Thunk;
 
@@ -65,12 +67,22 @@ fn sort() -> Result<(), wxthunk::Error> {
 /// nftw collecting paths into a Vec; only a failure to make the files it
 /// walks is an error of the tool.
 fn walk() -> Result<(), Box<dyn std::error::Error>> {
-    // nftw: collect the files under a directory into a Vec.
-    let root = std::env::temp_dir().join(format!("wxthunk-demo-{}", std::process::id()));
+    // nftw: collect the files under a directory into a Vec. The directory
+    // is made exclusively (a random name, mode 0700, never one that
+    // exists), and each file in it is new (`create_new`: O_EXCL, which
+    // follows no link), so nothing planted in the shared temporary
+    // directory is written through.
+    let tmp = tempfile::Builder::new().prefix("wxthunk-demo-").tempdir()?;
+    let root = tmp.path().to_owned();
+    for dir in ["src", "src/heap"] {
+        std::fs::create_dir(root.join(dir))?;
+    }
     for f in ["src/lib.rs", "src/heap/region.rs", "README.md"] {
-        let path = root.join(f);
-        std::fs::create_dir_all(path.parent().expect("has a parent"))?;
-        std::fs::write(&path, f)?;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(root.join(f))?
+            .write_all(f.as_bytes())?;
     }
     let mut files = Vec::new();
     let rc = (|| {
@@ -87,12 +99,11 @@ fn walk() -> Result<(), Box<dyn std::error::Error>> {
                 0
             },
         )?;
-        let dir =
-            CString::new(root.to_string_lossy().as_bytes()).expect("a temporary path has no NUL");
+        let dir = CString::new(root.as_os_str().as_bytes()).expect("a temporary path has no NUL");
         // SAFETY: the thunk lives across the walk.
         Ok::<_, wxthunk::Error>(unsafe { nftw(dir.as_ptr(), visit.as_fn(), 8, FTW_PHYS) })
     })();
-    std::fs::remove_dir_all(&root)?;
+    tmp.close()?;
     let rc = match rc {
         Ok(rc) => rc,
         Err(e) => {

@@ -197,9 +197,8 @@ mod tests {
 
     #[test]
     fn files_are_made_without_a_name_either_way() {
-        let dir = std::env::temp_dir().join(format!("wxthunk-code-dir-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.to_str().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().to_str().unwrap();
         let code_dir = CodeDir::open(path, "test").unwrap();
         let unnamed = code_dir.create_file().unwrap();
         assert!(names_in(path).is_empty());
@@ -208,7 +207,7 @@ mod tests {
         let named = code_dir.create_file().unwrap();
         assert!(names_in(path).is_empty());
         drop((unnamed, named));
-        std::fs::remove_dir(&dir).unwrap();
+        dir.close().unwrap();
     }
 
     #[test]
