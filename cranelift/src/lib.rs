@@ -37,6 +37,15 @@
 //! Each kind grows in chunks of at least [`CHUNK`] bytes.
 //! `free_memory` releases all of it.
 //!
+//! cranelift documents a finalized function's pointer as valid until
+//! `JITModule::free_memory` is called, and its own providers keep finalized
+//! memory when a module is dropped without it (its examples keep a function
+//! pointer and drop the module). This provider does the same: dropped
+//! without `free_memory`, it keeps the code sealed so far, the read-only
+//! data made read-only so far, and the writable data chunks that existed at
+//! the last `finalize` (finalized code may use them), and releases the
+//! rest (memory cranelift was still writing).
+//!
 //! [cranelift-jit]: https://docs.rs/cranelift-jit
 
 use std::io;
@@ -144,6 +153,7 @@ impl JITMemoryProvider for WxMemoryProvider {
         self.code
             .seal()
             .map_err(|e| ModuleError::Allocation { err: e.into() })?;
+        self.writable.finalized = self.writable.open.len();
         self.read_only
             .make_read_only()
             .map_err(|err| ModuleError::Allocation { err })
@@ -152,6 +162,18 @@ impl JITMemoryProvider for WxMemoryProvider {
 
 /// Code blocks: the ones still being written, and the sealed ones (kept
 /// mapped until the memory is freed).
+impl Drop for WxMemoryProvider {
+    /// Without `free_memory`, finalized memory stays (cranelift's contract:
+    /// its pointers are valid until `free_memory`); what was not finalized
+    /// is released.
+    fn drop(&mut self) {
+        std::mem::forget(std::mem::take(&mut self.code.sealed));
+        std::mem::forget(std::mem::take(&mut self.read_only.frozen));
+        let finalized = self.writable.finalized.min(self.writable.open.len());
+        std::mem::forget(self.writable.open.drain(..finalized).collect::<Vec<_>>());
+    }
+}
+
 #[derive(Debug, Default)]
 struct CodeArena {
     /// Writable blocks and how many bytes of each are taken; the last one
@@ -206,6 +228,9 @@ impl CodeArena {
 struct DataArena {
     open: Vec<(DataChunk, usize)>,
     frozen: Vec<DataChunk>,
+    /// How many of the `open` chunks (writable data) existed at the last
+    /// `finalize`: finalized code may use them.
+    finalized: usize,
 }
 
 impl DataArena {

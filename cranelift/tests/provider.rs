@@ -284,3 +284,53 @@ fn a_strategy_the_process_refuses_is_a_clear_error() {
         assert!(out.contains("REFUSED"), "{out}");
     }
 }
+
+/// cranelift's contract: a finalized function's pointer stays valid until
+/// `free_memory`, also when the module is dropped without it (what
+/// cranelift's examples do). Compile a function returning 40 plus its
+/// argument, finalize, drop the module, call: 42 with cranelift's provider,
+/// and with ours (9bc2f4c unmapped its arenas on drop: SIGSEGV). Ours also
+/// keeps a finalized writable data object the code reads (cranelift's
+/// `SystemMemoryProvider` crashes there: its current data chunk is freed
+/// on drop). In a child process, where a crash is a failed test, not a
+/// dead test runner.
+#[test]
+fn finalized_code_outlives_a_module_dropped_without_free_memory() {
+    let name = "finalized_code_outlives_a_module_dropped_without_free_memory";
+    let out = support::in_child(name, || {
+        let build = |provider: Option<Box<dyn JITMemoryProvider + Send>>, data: bool| {
+            let mut m = module(provider);
+            let seen = m.declare_data("seen", Linkage::Local, true, false).unwrap();
+            let mut desc = DataDescription::new();
+            desc.define(Box::new(40i64.to_le_bytes()));
+            m.define_data(seen, &desc).unwrap();
+            let id = define(&mut m, "forty_two", 1, |m, b, a| {
+                let v = if data {
+                    let gv = m.declare_data_in_func(seen, b.func);
+                    let at = b.ins().symbol_value(types::I64, gv);
+                    b.ins().load(types::I64, MemFlagsData::trusted(), at, 0)
+                } else {
+                    b.ins().iconst(types::I64, 40)
+                };
+                b.ins().iadd(v, a[0])
+            })
+            .unwrap();
+            m.finalize_definitions().unwrap();
+            let code = m.get_finalized_function(id);
+            drop(m); // without free_memory
+            // SAFETY: a finalized function of this signature, valid until
+            // free_memory, which nobody called.
+            unsafe { std::mem::transmute::<*const u8, extern "C" fn(i64) -> i64>(code) }
+        };
+        let theirs = build(None, false);
+        assert_eq!(theirs(std::hint::black_box(2)), 42);
+        for data in [false, true] {
+            let ours = build(Some(Box::new(WxMemoryProvider::new().unwrap())), data);
+            assert_eq!(ours(std::hint::black_box(2)), 42, "data: {data}");
+        }
+        println!("OUTLIVES-OK");
+    });
+    if let Some(out) = out {
+        assert!(out.contains("OUTLIVES-OK"), "{out}");
+    }
+}
