@@ -415,3 +415,40 @@ fn wxthunk_strategy_forces_the_default_heaps_to_files() {
         assert!(out.contains("FORCED-OK"), "{out}");
     }
 }
+
+/// A `WXTHUNK_TMPDIR` whose name is not UTF-8 is used as the bytes it is:
+/// under a lockdown that refuses memfds, file-backed code is made there
+/// and the probe reports that very path (9bc2f4c reported "No such file or
+/// directory" for a path with U+FFFD the user never wrote).
+#[test]
+fn a_wxthunk_tmpdir_that_is_not_utf8_is_used_as_is() {
+    use std::os::unix::ffi::OsStrExt;
+    let name = "a_wxthunk_tmpdir_that_is_not_utf8_is_used_as_is";
+    let body = || {
+        let policy = wxthunk::probe();
+        println!("{policy}");
+        let chosen = policy.code_file_dir.as_ref().expect("a directory works");
+        let wanted = std::env::var_os("WXTHUNK_TMPDIR").unwrap();
+        assert_eq!(std::path::Path::new(&chosen.path).as_os_str(), wanted);
+        assert_eq!(chosen.chosen_by, "WXTHUNK_TMPDIR");
+        exercise_file_code();
+    };
+    if support::is_child(name) {
+        support::run_locked(name, Lockdown::NoMemfdMdwe, body);
+        return;
+    }
+    let parent = fresh_dir("not-utf8");
+    let dir = parent.join(std::ffi::OsStr::from_bytes(b"code-\xff\xfe"));
+    std::fs::create_dir(&dir).unwrap();
+    let out = support::run_locked_with_env(
+        name,
+        Lockdown::NoMemfdMdwe,
+        &[("WXTHUNK_TMPDIR", dir.as_os_str())],
+        body,
+    );
+    let left = std::fs::read_dir(&dir).unwrap().count();
+    std::fs::remove_dir_all(&parent).unwrap();
+    if out.is_some() {
+        assert_eq!(left, 0, "files left in the directory");
+    }
+}

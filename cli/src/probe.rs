@@ -67,7 +67,7 @@ fn to_json(p: &Policy) -> Value {
         "dual_mapping": check(&p.dual_mapping),
         "file_dual_mapping": check(&p.file_dual_mapping),
         "code_file_dir": p.code_file_dir.as_ref().map(|d| json!({
-            "path": d.path,
+            "path": d.path.to_string_lossy(),
             "chosen_by": d.chosen_by,
             "o_tmpfile": d.o_tmpfile,
         })),

@@ -247,12 +247,15 @@ fn try_dual_map_file() -> (Check, Option<Arc<CodeDir>>) {
         let file = match CodeFile::create_in(&dir, sys::page_size()) {
             Ok(f) => f,
             Err(e) => {
+                let path = path.display();
                 tried.push(format!("{path}: creating a file failed: {e} ({chosen_by})"));
                 continue;
             }
         };
         match try_views(&file, "a file") {
-            Check::Refused { reason } => tried.push(format!("{path}: {reason} ({chosen_by})")),
+            Check::Refused { reason } => {
+                tried.push(format!("{}: {reason} ({chosen_by})", path.display()))
+            }
             works => return (works, Some(dir)),
         }
     }

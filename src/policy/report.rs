@@ -118,8 +118,9 @@ pub enum Seccomp {
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct CodeFileDir {
-    /// The directory's path.
-    pub path: String,
+    /// The directory's path, as the environment or default spelled it
+    /// (not only UTF-8).
+    pub path: std::path::PathBuf,
     /// Why it was tried: `"WXTHUNK_TMPDIR"`, `"XDG_RUNTIME_DIR"`,
     /// `"TMPDIR"` or `"a default"`.
     pub chosen_by: &'static str,
@@ -135,7 +136,7 @@ impl std::fmt::Display for CodeFileDir {
         } else {
             "files named and unlinked at once"
         };
-        write!(f, "{} ({}; {how})", self.path, self.chosen_by)
+        write!(f, "{} ({}; {how})", self.path.display(), self.chosen_by)
     }
 }
 

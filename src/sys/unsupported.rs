@@ -139,16 +139,22 @@ pub(crate) struct CodeDir(Void);
 
 impl CodeDir {
     /// None: no file here can hold code.
-    pub(crate) fn candidates() -> Vec<(String, &'static str)> {
+    pub(crate) fn candidates() -> Vec<(std::path::PathBuf, &'static str)> {
         Vec::new()
     }
 
     /// Always fails.
-    pub(crate) fn open(path: &str, _chosen_by: &'static str) -> Result<CodeDir, String> {
-        Err(format!("{path}: not supported on this platform"))
+    pub(crate) fn open(
+        path: &std::path::Path,
+        _chosen_by: &'static str,
+    ) -> Result<CodeDir, String> {
+        Err(format!(
+            "{}: not supported on this platform",
+            path.display()
+        ))
     }
 
-    pub(crate) fn path(&self) -> &str {
+    pub(crate) fn path(&self) -> &std::path::Path {
         match self.0 {}
     }
 

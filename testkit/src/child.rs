@@ -22,7 +22,7 @@ const CHILD_VAR: &str = "WXTHUNK_TEST_CHILD";
 /// than a fork of the multi-threaded test runner. A panic in the child fails
 /// the parent's test with the child's output.
 pub fn in_child(name: &str, body: impl FnOnce()) -> Option<String> {
-    in_child_with_env(name, &[], body)
+    in_child_with_env::<&str>(name, &[], body)
 }
 
 /// Whether this process is the child [`in_child`] made for the test `name`
@@ -33,7 +33,12 @@ pub fn is_child(name: &str) -> bool {
 
 /// [`in_child`], with the environment variables `env` set in the child
 /// (for settings wxthunk reads once, such as `WXTHUNK_TMPDIR`).
-pub fn in_child_with_env(name: &str, env: &[(&str, &str)], body: impl FnOnce()) -> Option<String> {
+/// The values may be any bytes (`&str`, `&OsStr`, `PathBuf`).
+pub fn in_child_with_env<V: AsRef<std::ffi::OsStr>>(
+    name: &str,
+    env: &[(&str, V)],
+    body: impl FnOnce(),
+) -> Option<String> {
     if std::env::var(CHILD_VAR).as_deref() == Ok(name) {
         body();
         return None;
@@ -43,7 +48,7 @@ pub fn in_child_with_env(name: &str, env: &[(&str, &str)], body: impl FnOnce()) 
         Command::new(exe)
             .args([name, "--exact", "--nocapture", "--test-threads=1"])
             .env(CHILD_VAR, name)
-            .envs(env.iter().copied()),
+            .envs(env.iter().map(|(k, v)| (k, v.as_ref()))),
     )
     .unwrap_or_else(|e| panic!("child {name}: {e}"));
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();

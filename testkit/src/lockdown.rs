@@ -114,14 +114,14 @@ const DONE: &str = "LOCKDOWN-BODY-DONE";
 /// a `SKIPPED:` line when this kernel cannot set the lockdown up; `None`
 /// in the child. Fails the test if the body did not run to its end.
 pub fn run_locked(name: &str, lockdown: Lockdown, body: impl FnOnce()) -> Option<String> {
-    run_locked_with_env(name, lockdown, &[], body)
+    run_locked_with_env::<&str>(name, lockdown, &[], body)
 }
 
 /// [`run_locked`], with the environment variables `env` set in the child.
-pub fn run_locked_with_env(
+pub fn run_locked_with_env<V: AsRef<std::ffi::OsStr>>(
     name: &str,
     lockdown: Lockdown,
-    env: &[(&str, &str)],
+    env: &[(&str, V)],
     body: impl FnOnce(),
 ) -> Option<String> {
     let out = in_child_with_env(name, env, || {

@@ -66,9 +66,11 @@ pub fn code_file_mappings() -> Vec<Mapping> {
     read().into_iter().filter(Mapping::is_code_file).collect()
 }
 
-/// Every mapping of this process, in address order.
+/// Every mapping of this process, in address order (a path that is not
+/// UTF-8 is spelled with U+FFFD, as [`code_file_dir`] spells it too).
 pub fn read() -> Vec<Mapping> {
-    let text = std::fs::read_to_string("/proc/self/maps").expect("read /proc/self/maps");
+    let bytes = std::fs::read("/proc/self/maps").expect("read /proc/self/maps");
+    let text = String::from_utf8_lossy(&bytes);
     text.lines()
         .map(|line| {
             let mut fields = line.split_whitespace();

@@ -5,10 +5,11 @@
 //! once. An unlinked file is freed by the kernel when its last descriptor
 //! and mapping go, however the process ends.
 
-use std::ffi::{CString, OsStr};
+use std::ffi::{CString, OsStr, OsString};
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 /// The environment variable naming the directory to use; when it is set,
@@ -21,7 +22,9 @@ const TMPDIR_VAR: &str = "WXTHUNK_TMPDIR";
 #[derive(Debug)]
 pub(crate) struct CodeDir {
     dir: OwnedFd,
-    path: String,
+    /// As the environment or default spelled it: any bytes, not only
+    /// UTF-8.
+    path: PathBuf,
     /// Why this directory was tried (`WXTHUNK_TMPDIR`, `TMPDIR`, a default).
     chosen_by: &'static str,
     /// Cleared when the filesystem refuses `O_TMPFILE`: later files are
@@ -29,29 +32,38 @@ pub(crate) struct CodeDir {
     tmpfile: AtomicBool,
 }
 
+/// [`CodeDir::candidates`] from the environment `var` reads.
+fn candidates_from(var: impl Fn(&str) -> Option<OsString>) -> Vec<(PathBuf, &'static str)> {
+    if let Some(dir) = var(TMPDIR_VAR) {
+        return vec![(PathBuf::from(dir), TMPDIR_VAR)];
+    }
+    let mut dirs: Vec<(PathBuf, &'static str)> = Vec::new();
+    let mut add = |dir: Option<OsString>, why: &'static str| {
+        if let Some(dir) = dir.filter(|d| !d.is_empty()).map(PathBuf::from)
+            && !dirs.iter().any(|(d, _)| *d == dir)
+        {
+            dirs.push((dir, why));
+        }
+    };
+    add(Some("/dev/shm".into()), "a default");
+    add(var("XDG_RUNTIME_DIR"), "XDG_RUNTIME_DIR");
+    add(var("TMPDIR"), "TMPDIR");
+    add(Some("/tmp".into()), "a default");
+    add(Some("/var/tmp".into()), "a default");
+    dirs
+}
+
 impl CodeDir {
     /// The directories to try, in order, each with why: the one
     /// `WXTHUNK_TMPDIR` names, alone, when it is set; else memory-backed
     /// ones first (their pages are never written back to a disk), then
     /// `TMPDIR` and the usual temporary directories.
-    pub(crate) fn candidates() -> Vec<(String, &'static str)> {
-        if let Some(dir) = std::env::var_os(TMPDIR_VAR) {
-            return vec![(dir.to_string_lossy().into_owned(), TMPDIR_VAR)];
-        }
-        let mut dirs: Vec<(String, &'static str)> = Vec::new();
-        let mut add = |dir: Option<String>, why: &'static str| {
-            if let Some(dir) = dir.filter(|d| !d.is_empty())
-                && !dirs.iter().any(|(d, _)| *d == dir)
-            {
-                dirs.push((dir, why));
-            }
-        };
-        add(Some("/dev/shm".into()), "a default");
-        add(std::env::var("XDG_RUNTIME_DIR").ok(), "XDG_RUNTIME_DIR");
-        add(std::env::var("TMPDIR").ok(), "TMPDIR");
-        add(Some("/tmp".into()), "a default");
-        add(Some("/var/tmp".into()), "a default");
-        dirs
+    ///
+    /// Paths are kept as the bytes the environment holds (a directory
+    /// whose name is not UTF-8 is tried like any other); an empty variable
+    /// counts as unset.
+    pub(crate) fn candidates() -> Vec<(PathBuf, &'static str)> {
+        candidates_from(|name| std::env::var_os(name))
     }
 
     /// Opens `path` as a directory for code files.
@@ -60,8 +72,10 @@ impl CodeDir {
     ///
     /// Why it cannot be one: it cannot be opened, or its filesystem is
     /// mounted `noexec` (no file on it can be mapped executable).
-    pub(crate) fn open(path: &str, chosen_by: &'static str) -> Result<CodeDir, String> {
-        let c = CString::new(path).map_err(|_| format!("{path}: contains a NUL byte"))?;
+    pub(crate) fn open(path: &Path, chosen_by: &'static str) -> Result<CodeDir, String> {
+        let shown = path.display();
+        let c = CString::new(path.as_os_str().as_bytes())
+            .map_err(|_| format!("{shown}: contains a NUL byte"))?;
         // SAFETY: `c` is a NUL-terminated path; the flags are valid.
         let fd = unsafe {
             libc::open(
@@ -70,19 +84,19 @@ impl CodeDir {
             )
         };
         if fd < 0 {
-            return Err(format!("{path}: {}", io::Error::last_os_error()));
+            return Err(format!("{shown}: {}", io::Error::last_os_error()));
         }
         // SAFETY: `fd` was just opened and is owned by no one else.
         let dir = unsafe { OwnedFd::from_raw_fd(fd) };
         let mut vfs = std::mem::MaybeUninit::<libc::statvfs>::uninit();
         // SAFETY: `dir` is open; `vfs` is valid for a write of a statvfs.
         if unsafe { libc::fstatvfs(dir.as_raw_fd(), vfs.as_mut_ptr()) } != 0 {
-            return Err(format!("{path}: statvfs: {}", io::Error::last_os_error()));
+            return Err(format!("{shown}: statvfs: {}", io::Error::last_os_error()));
         }
         // SAFETY: fstatvfs succeeded, so it filled `vfs`.
         let vfs = unsafe { vfs.assume_init() };
         if vfs.f_flag & libc::ST_NOEXEC != 0 {
-            return Err(format!("{path}: mounted noexec"));
+            return Err(format!("{shown}: mounted noexec"));
         }
         Ok(CodeDir {
             dir,
@@ -93,7 +107,7 @@ impl CodeDir {
     }
 
     /// The directory's path, as it was opened.
-    pub(crate) fn path(&self) -> &str {
+    pub(crate) fn path(&self) -> &Path {
         &self.path
     }
 
@@ -187,7 +201,7 @@ impl CodeDir {
 mod tests {
     use super::*;
 
-    fn names_in(dir: &str) -> Vec<String> {
+    fn names_in(dir: &Path) -> Vec<String> {
         std::fs::read_dir(dir)
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
@@ -198,7 +212,7 @@ mod tests {
     #[test]
     fn files_are_made_without_a_name_either_way() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().to_str().unwrap();
+        let path = dir.path();
         let code_dir = CodeDir::open(path, "test").unwrap();
         let unnamed = code_dir.create_file().unwrap();
         assert!(names_in(path).is_empty());
@@ -212,7 +226,39 @@ mod tests {
 
     #[test]
     fn a_missing_directory_says_so() {
-        let err = CodeDir::open("/nonexistent/wxthunk", "test").unwrap_err();
+        let err = CodeDir::open(Path::new("/nonexistent/wxthunk"), "test").unwrap_err();
         assert!(err.starts_with("/nonexistent/wxthunk: "), "{err}");
+    }
+
+    /// A directory whose name is not UTF-8 is opened by its bytes (it was
+    /// reported missing under a path with U+FFFD), and such variables are
+    /// candidates like any other (they were skipped silently).
+    #[test]
+    fn paths_that_are_not_utf8_are_kept_as_bytes() {
+        let parent = tempfile::tempdir().unwrap();
+        let dir = parent.path().join(OsStr::from_bytes(b"code-\xff\xfe"));
+        std::fs::create_dir(&dir).unwrap();
+        let code_dir = CodeDir::open(&dir, "test").unwrap();
+        assert_eq!(code_dir.path(), dir);
+        drop(code_dir.create_file().unwrap());
+
+        let env = |name: &str| match name {
+            "TMPDIR" => Some(OsString::from(OsStr::from_bytes(b"/tmp/\xff"))),
+            "XDG_RUNTIME_DIR" => Some(OsString::new()),
+            _ => None,
+        };
+        let found = candidates_from(env);
+        assert!(
+            found
+                .iter()
+                .any(|(d, why)| d.as_os_str().as_bytes() == b"/tmp/\xff" && *why == "TMPDIR"),
+            "{found:?}"
+        );
+        assert!(
+            found.iter().all(|(_, why)| *why != "XDG_RUNTIME_DIR"),
+            "empty counts as unset"
+        );
+        let forced = |name: &str| (name == TMPDIR_VAR).then(|| OsString::from(dir.as_os_str()));
+        assert_eq!(candidates_from(forced), vec![(dir.clone(), TMPDIR_VAR)]);
     }
 }
