@@ -73,13 +73,15 @@ mod enabled {
         /// compiler keeps it and its allocations on this thread).
         ///
         /// It is created on first use and lives until its thread has ended:
-        /// allocations dropped by other thread-local destructors during
-        /// thread exit still have a heap to return to. When the thread's
-        /// last thread-local destructor has run, the heap is freed with
-        /// everything it holds (its record, regions, files) if no
-        /// allocation of it is alive; if some are (leaked on purpose, with
-        /// `mem::forget`), it keeps exactly what they need and the rest is
-        /// released.
+        /// allocations dropped by thread-local destructors during thread
+        /// exit still have a heap to return to. It is released by a
+        /// `pthread_key` destructor (after every `thread_local!` destructor,
+        /// in glibc's order), also when it was first made during the
+        /// thread's exit (from a C library's per-thread cleanup, say): the
+        /// heap is freed with everything it holds (its record, regions,
+        /// files) if no allocation of it is alive; if some are (leaked on
+        /// purpose, with `mem::forget`), it keeps exactly what they need and
+        /// the rest is released.
         ///
         /// Its strategy is chosen as for [`Heap::global`].
         ///
@@ -88,18 +90,17 @@ mod enabled {
         /// As [`Heap::global`]; [`Error::HeapUnavailable`] once the thread
         /// has begun to exit and its thread-local storage is gone.
         pub fn thread_local() -> Result<&'static Heap<NoLock>> {
-            LOCAL
-                .try_with(|slot| match slot.record.get() {
-                    Some(record) => Ok(&record.heap),
-                    None => {
-                        let record = LocalRecord::new(builder()?.build_unlocked()?);
-                        slot.record.set(Some(record));
-                        Ok(&record.heap)
-                    }
-                })
-                .map_err(|_| Error::HeapUnavailable {
+            if let Some(record) = LOCAL.get() {
+                return Ok(&record.heap);
+            }
+            if RELEASED.get() {
+                return Err(Error::HeapUnavailable {
                     reason: "this thread's heap is gone: the thread is exiting",
-                })?
+                });
+            }
+            let record = LocalRecord::new(builder()?.build_unlocked()?);
+            LOCAL.set(Some(record));
+            Ok(&record.heap)
         }
     }
 
@@ -114,18 +115,12 @@ mod enabled {
 
     struct LocalRecord {
         heap: Heap<NoLock>,
-        /// Set when the thread's `LOCAL` slot was destroyed: from then on no
-        /// safe code of the thread can obtain the heap again.
-        slot_gone: Cell<bool>,
     }
 
     impl LocalRecord {
         /// Makes the record, and has the thread-exit destructor free it.
         fn new(heap: Heap<NoLock>) -> &'static LocalRecord {
-            let record: &'static LocalRecord = Box::leak(Box::new(LocalRecord {
-                heap,
-                slot_gone: Cell::new(false),
-            }));
+            let record: &'static LocalRecord = Box::leak(Box::new(LocalRecord { heap }));
             // Without the key the record stays for the rest of the process
             // (as all did before): safe, only not released.
             if let Some(key) = exit_key() {
@@ -136,18 +131,19 @@ mod enabled {
     }
 
     /// Runs at thread exit after every `thread_local!` destructor of the
-    /// thread (glibc runs `pthread_key` destructors last), so neither the
-    /// slot nor any other thread-local can reach the heap any more: no
-    /// `&'static Heap<NoLock>` survives its thread in safe code (the heap is
-    /// not `Sync`, so no static holds one, and it is not `Send`).
+    /// thread (glibc runs `pthread_key` destructors last), and also for a
+    /// heap first made by another key's destructor (a key set then has its
+    /// destructor run in the next round). `LOCAL` forgets the heap first
+    /// and `RELEASED` keeps the thread from making another, so no
+    /// thread-local of wxthunk's reaches it any more, and no
+    /// `&'static Heap<NoLock>` survives its thread in safe code (the heap
+    /// is not `Sync`, so no static holds one, and it is not `Send`; a
+    /// `thread_local!` that holds one has run its destructor by now).
     unsafe extern "C" fn release_at_thread_exit(record: *mut std::ffi::c_void) {
+        LOCAL.set(None);
+        RELEASED.set(true);
         // SAFETY: the value is the record `LocalRecord::new` leaked.
         let r = unsafe { &*record.cast::<LocalRecord>() };
-        if !r.slot_gone.get() {
-            // Thread-local destructors did not all run first (not glibc's
-            // order): keep the record, as if leaked.
-            return;
-        }
         r.heap.compact();
         if r.heap.stats().live_allocations == 0 {
             // SAFETY: made by `Box::leak` in `LocalRecord::new`; nothing can
@@ -177,22 +173,12 @@ mod enabled {
         }
     }
 
-    struct LocalSlot {
-        record: Cell<Option<&'static LocalRecord>>,
-    }
-
-    impl Drop for LocalSlot {
-        fn drop(&mut self) {
-            if let Some(record) = self.record.get() {
-                // Give back what is free now; the exit destructor frees the
-                // rest once later thread-local destructors have run.
-                record.heap.compact();
-                record.slot_gone.set(true);
-            }
-        }
-    }
-
     thread_local! {
-        static LOCAL: LocalSlot = const { LocalSlot { record: Cell::new(None) } };
+        /// This thread's heap, once made (until its release at exit).
+        /// Without a destructor: readable at any point of the thread's
+        /// exit, and nothing to register that could be too late to run.
+        static LOCAL: Cell<Option<&'static LocalRecord>> = const { Cell::new(None) };
+        /// Set when this thread's heap was released at its exit.
+        static RELEASED: Cell<bool> = const { Cell::new(false) };
     }
 }

@@ -11,10 +11,23 @@
 //! (entries, records and data slots) on a static-trampoline heap. A thread
 //! takes them from its shard [`REFILL`] at a time when a magazine is
 //! empty, and gives [`REFILL`] back when a free finds it full. All of them go back to the
-//! shards when the thread ends (its thread-local destructor) and when
+//! shards when the thread ends and when
 //! [`Heap::compact`](super::Heap::compact) runs, which takes them from
 //! every thread's cache. [`Heap::stats`](super::Heap::stats) does not count
 //! them as live.
+//!
+//! # Thread exit
+//!
+//! A cache is retired by a `pthread_key` destructor, not a `thread_local!`
+//! destructor: a thread whose first thunk is made from a C library's
+//! per-thread cleanup (a key destructor, which glibc runs after every
+//! `thread_local!` destructor) would register a `thread_local!` destructor
+//! that never runs, and its cache would stay on the list forever. A key
+//! set from a key destructor has its own destructor run in the next round,
+//! so the cache goes back whenever it was made. The thread-locals the fast
+//! path reads (`FAST`, `RETIRED`) have no destructor: readable at any point
+//! of the thread's exit. A thread whose cache was retired takes the shard
+//! path for the rest of its exit.
 //!
 //! # How `compact` takes another thread's cache
 //!
@@ -53,7 +66,7 @@
 //! entered its cache just as the fork began may still be inside it: a thunk
 //! it drops then could turn the child's copy of that one thunk into traps.
 
-use std::cell::{Cell, OnceCell, UnsafeCell};
+use std::cell::{Cell, UnsafeCell};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering, compiler_fence};
 
@@ -127,6 +140,9 @@ pub(super) struct ThreadCaches {
     /// Every live thread's cache. Replaced only by the fork child handler.
     caches: UnsafeCell<Mutex<DefaultLock, Vec<Arc<Cache>>>>,
     give_back: GiveBack,
+    /// Each thread's value is its `Arc<Cache>` (`Arc::into_raw`); the
+    /// destructor retires it at the thread's exit.
+    exit_key: sys::ThreadExitKey,
 }
 
 // SAFETY: the mutex serialises the list; the cell is replaced only by the
@@ -137,26 +153,28 @@ unsafe impl Sync for ThreadCaches {}
 unsafe impl Send for ThreadCaches {}
 
 thread_local! {
-    /// This thread's cache, and the caches it is registered with.
-    static MINE: Mine = const { Mine { cache: OnceCell::new() } };
-    /// `MINE`'s cache, once made; null before, and again from the moment
-    /// `MINE` is dropped. Without a destructor, so reading it needs no
-    /// check of the thread-local's state.
+    /// This thread's cache, once made; null before, and again from the
+    /// moment it is retired. Without a destructor, so reading it needs no
+    /// check of the thread-local's state. The thread's strong count of the
+    /// cache is its exit key's value.
     static FAST: Cell<*const Cache> = const { Cell::new(std::ptr::null()) };
+    /// Set when this thread's cache was retired at its exit: no new cache
+    /// is made after that.
+    static RETIRED: Cell<bool> = const { Cell::new(false) };
 }
 
-struct Mine {
-    cache: OnceCell<(&'static ThreadCaches, Arc<Cache>)>,
-}
-
-impl Drop for Mine {
-    fn drop(&mut self) {
-        // No use of the cache through `FAST` from now on.
-        FAST.set(std::ptr::null());
-        if let Some((owner, cache)) = self.cache.get() {
-            owner.retire(cache);
-        }
-    }
+/// The exit key's destructor: retires the ending thread's cache (its
+/// value, an `Arc<Cache>` from `Arc::into_raw`).
+unsafe extern "C" fn retire_at_thread_exit(value: *mut std::ffi::c_void) {
+    // SAFETY: the value `first_use` set: the thread's strong count of its
+    // cache, given to this destructor once.
+    let cache = unsafe { Arc::from_raw(value.cast_const().cast::<Cache>()) };
+    // No use of the cache through `FAST` from now on.
+    FAST.set(std::ptr::null());
+    RETIRED.set(true);
+    // SAFETY: a cache's owner is a leaked `ThreadCaches`, valid forever.
+    let owner = unsafe { &*cache.owner };
+    owner.retire(&cache);
 }
 
 impl ThreadCaches {
@@ -166,9 +184,11 @@ impl ThreadCaches {
     /// granules to the heap.
     pub(super) fn new(give_back: GiveBack) -> Option<&'static ThreadCaches> {
         sys::register_process_barrier().ok()?;
+        let exit_key = sys::ThreadExitKey::new(retire_at_thread_exit).ok()?;
         let caches: &'static ThreadCaches = Box::leak(Box::new(ThreadCaches {
             caches: UnsafeCell::new(Mutex::new(Vec::new())),
             give_back,
+            exit_key,
         }));
         let hooks = fork::Hooks {
             prepare: Self::fork_prepare,
@@ -204,9 +224,9 @@ impl ThreadCaches {
         let cache = if cache.is_null() {
             self.first_use()?
         } else {
-            // SAFETY: a non-null `FAST` is `MINE`'s cache, which `MINE`'s
-            // `Arc` keeps alive until `MINE` is dropped, which nulls `FAST`
-            // first; `with` does not run inside that drop.
+            // SAFETY: a non-null `FAST` is this thread's cache, which the
+            // exit key's value (an `Arc`) keeps alive until its destructor,
+            // which nulls `FAST` first; `with` does not run inside it.
             unsafe { &*cache }
         };
         if !std::ptr::eq(cache.owner, self) {
@@ -240,18 +260,26 @@ impl ThreadCaches {
     }
 
     /// This thread's cache, made and registered on its first use (`None`
-    /// once this thread's locals are being destroyed).
+    /// once it was retired at this thread's exit, or where the exit key
+    /// cannot be set).
     #[cold]
     #[inline(never)]
     fn first_use(&'static self) -> Option<&'static Cache> {
-        MINE.try_with(|mine| {
-            let (_, cache) = mine.cache.get_or_init(|| (self, self.register()));
-            let cache = Arc::as_ptr(cache);
-            FAST.set(cache);
-            // SAFETY: as in `with`: `MINE` keeps it until it nulls `FAST`.
-            unsafe { &*cache }
-        })
-        .ok()
+        if RETIRED.get() {
+            return None;
+        }
+        let cache = self.register();
+        let ptr = Arc::into_raw(cache);
+        if self.exit_key.set(ptr.cast_mut().cast()).is_err() {
+            // SAFETY: from `into_raw` just above; nobody else has it.
+            let cache = unsafe { Arc::from_raw(ptr) };
+            self.retire(&cache);
+            return None;
+        }
+        FAST.set(ptr);
+        // SAFETY: as in `with`: the exit key's value keeps it until its
+        // destructor nulls `FAST`.
+        Some(unsafe { &*ptr })
     }
 
     #[cold]
@@ -283,7 +311,7 @@ impl ThreadCaches {
             list.swap_remove(i);
         }
         // SAFETY: off the list, so `compact` cannot reach it; this thread
-        // is its owner and is not inside `with` (a thread-local destructor).
+        // is its owner and is not inside `with` (its exit destructor, or `first_use`).
         let magazine = unsafe { &mut *cache.magazine.get() };
         (self.give_back)(magazine);
         cache.set_held(magazine);
@@ -374,9 +402,7 @@ impl ThreadCaches {
 
 /// This thread's cache, if it has one.
 fn this_thread_cache() -> Option<*const Cache> {
-    MINE.try_with(|m| m.cache.get().map(|(_, c)| Arc::as_ptr(c)))
-        .ok()
-        .flatten()
+    Some(FAST.get()).filter(|c| !c.is_null())
 }
 
 /// Sets `steal` on every cache, runs the process-wide barrier, and waits
