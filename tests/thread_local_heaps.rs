@@ -129,15 +129,14 @@ fn key_destructor_threads(local: bool) {
     let mut key = 0;
     let cleanup = if local { global_and_local } else { global_only };
     // SAFETY: a valid place for the key; `cleanup` lives forever.
-    assert_eq!(
-        unsafe { libc::pthread_key_create(&mut key, Some(cleanup)) },
-        0
-    );
+    let created = unsafe { libc::pthread_key_create(&mut key, Some(cleanup)) };
+    assert_eq!(created, 0);
     let run = |i: u32| {
         std::thread::spawn(move || {
-            // SAFETY: the key is live; a non-null value runs `cleanup`.
             let value = (i as usize + 1) as *mut libc::c_void;
-            assert_eq!(unsafe { libc::pthread_setspecific(key, value) }, 0);
+            // SAFETY: the key is live; a non-null value runs `cleanup`.
+            let set = unsafe { libc::pthread_setspecific(key, value) };
+            assert_eq!(set, 0);
         })
         .join()
         .unwrap();
