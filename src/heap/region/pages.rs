@@ -37,6 +37,13 @@ impl Region {
             while q < end && !self.committed.all_set(q, 1) {
                 q += 1;
             }
+            let Backing::DualMap { file, .. } = &self.backing else {
+                unreachable!("commit_pages on a dual-mapped region only");
+            };
+            // The pages get their memory before the first store to them: on
+            // a full filesystem that store would be a SIGBUS.
+            file.reserve(p * page, (q - p) * page)
+                .map_err(|e| Error::os("fallocate (a page of a heap's code file)", e))?;
             self.fill_traps(p * page, (q - p) * page)?;
             let Backing::DualMap { file, rx, .. } = &self.backing else {
                 unreachable!("commit_pages on a dual-mapped region only");

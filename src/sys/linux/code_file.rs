@@ -73,6 +73,9 @@ impl CodeFile {
     ) -> io::Result<Self> {
         let size = libc::off_t::try_from(len)
             .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "file size too large"))?;
+        // Past the limit, `ftruncate` raises SIGXFSZ, which kills the
+        // process unless it is handled: an error instead.
+        within_size_limit(len)?;
         // SAFETY: `fd` is a valid, open file descriptor.
         if unsafe { libc::ftruncate(fd.as_raw_fd(), size) } != 0 {
             return Err(io::Error::last_os_error());
@@ -160,8 +163,66 @@ impl CodeFile {
         Ok(())
     }
 
+    /// Gives `offset..offset+len` of the file its memory now (`fallocate`),
+    /// before the first store to those pages through a mapping: on a full
+    /// or size-limited filesystem (a tmpfs mounted with `size=`, Docker's
+    /// 64 MiB `/dev/shm`) that store would fault with SIGBUS; this returns
+    /// `ENOSPC` instead. A filesystem without `fallocate` is taken at its
+    /// word (nothing to reserve).
+    ///
+    /// # Errors
+    ///
+    /// `ENOSPC` (no room), or another error of `fallocate`.
+    pub(crate) fn reserve(&self, offset: usize, len: usize) -> io::Result<()> {
+        let (off, len) = match (libc::off_t::try_from(offset), libc::off_t::try_from(len)) {
+            (Ok(o), Ok(l)) => (o, l),
+            _ => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "range too large",
+                ));
+            }
+        };
+        loop {
+            // SAFETY: `fd` is open; the mode allocates the range and keeps
+            // the file's size (so no size limit applies).
+            let ret = unsafe {
+                libc::fallocate(self.fd.as_raw_fd(), libc::FALLOC_FL_KEEP_SIZE, off, len)
+            };
+            if ret == 0 {
+                return Ok(());
+            }
+            let err = io::Error::last_os_error();
+            match err.raw_os_error() {
+                Some(libc::EINTR) => continue,
+                Some(libc::EOPNOTSUPP | libc::ENOSYS) => return Ok(()),
+                Some(libc::ENOSPC) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::StorageFull,
+                        format!(
+                            "no space left for {len} bytes of code in the {} (a full or \
+                             size-limited filesystem)",
+                            self.what()
+                        ),
+                    ));
+                }
+                _ => return Err(err),
+            }
+        }
+    }
+
+    /// What the file is, for messages: a memfd or a file in a directory.
+    fn what(&self) -> String {
+        match &self.dir {
+            None => "memfd".to_owned(),
+            Some(dir) => format!("file in {}", dir.path().display()),
+        }
+    }
+
     /// Writes all of `bytes` at `offset` of the file (`pwrite`).
     pub(crate) fn write_at(&self, mut offset: usize, mut bytes: &[u8]) -> io::Result<()> {
+        // Past the limit, `pwrite` raises SIGXFSZ: an error instead.
+        within_size_limit(offset.saturating_add(bytes.len()))?;
         while !bytes.is_empty() {
             let off = libc::off_t::try_from(offset).map_err(|_| {
                 io::Error::new(io::ErrorKind::InvalidInput, "file offset too large")
@@ -187,4 +248,27 @@ impl CodeFile {
         }
         Ok(())
     }
+}
+
+/// An error unless a file of `len` bytes fits the process's file size
+/// limit (`RLIMIT_FSIZE`, `ulimit -f`): growing or writing a file past it
+/// raises SIGXFSZ, which kills the process unless it is handled.
+fn within_size_limit(len: usize) -> io::Result<()> {
+    let mut limit = std::mem::MaybeUninit::<libc::rlimit>::uninit();
+    // SAFETY: `limit` is valid for a write of an rlimit.
+    if unsafe { libc::getrlimit(libc::RLIMIT_FSIZE, limit.as_mut_ptr()) } != 0 {
+        return Ok(()); // cannot be read: nothing to check against
+    }
+    // SAFETY: getrlimit succeeded, so it filled `limit`.
+    let cur = unsafe { limit.assume_init() }.rlim_cur;
+    if cur != libc::RLIM_INFINITY && len as u64 > cur {
+        return Err(io::Error::new(
+            io::ErrorKind::FileTooLarge,
+            format!(
+                "a code file of {len} bytes would pass the process's file size limit \
+                 (RLIMIT_FSIZE, ulimit -f: {cur} bytes), which raises SIGXFSZ"
+            ),
+        ));
+    }
+    Ok(())
 }
