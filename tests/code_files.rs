@@ -283,7 +283,10 @@ fn a_directory_that_does_not_work_says_why() {
                 }
                 other => panic!("Block::with_code_strategy: {:?}", other.map(|_| ())),
             }
-            let t = wxthunk::Thunk::<F1>::new(|x: u64| x + 1).unwrap();
+            // A runtime capture: code on the heap, not a compiled function.
+            let one = std::hint::black_box(1u64);
+            let t = wxthunk::Thunk::<F1>::new(move |x: u64| x + one).unwrap();
+            assert!(!t.code().is_empty(), "a capture-free closure tests no heap");
             // SAFETY: the thunk is alive.
             assert_eq!(unsafe { (t.as_fn())(1) }, 2);
         },

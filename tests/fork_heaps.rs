@@ -83,7 +83,11 @@ fn libc_fork_while_threads_are_busy_on_every_heap_many_times() {
                 ]
             })
             .collect();
-        let kept_local = local.thunk::<Add, _>(|v: u64| v + 1000).unwrap();
+        // A runtime capture: code on the local heap (a capture-free closure
+        // would be a compiled function, which no fork can break).
+        let thousand = std::hint::black_box(1000u64);
+        let kept_local = local.thunk::<Add, _>(move |v: u64| v + thousand).unwrap();
+        assert!(!kept_local.code().is_empty());
         let stop = AtomicBool::new(false);
         let rounds = AtomicUsize::new(0);
         let mut failures = Vec::new();

@@ -189,8 +189,11 @@ fn read_implies_exec_set_later_refuses_new_writable_mappings_and_keeps_live_code
         || {
             let policy = wxthunk::probe();
             assert!(!policy.read_implies_exec);
-            let t =
-                wxthunk::Thunk::<unsafe extern "C" fn(u32) -> u32>::new(|v: u32| v + 1).unwrap();
+            // A runtime capture: code on the heap, made before the change.
+            let one = std::hint::black_box(1u32);
+            let t = wxthunk::Thunk::<unsafe extern "C" fn(u32) -> u32>::new(move |v: u32| v + one)
+                .unwrap();
+            assert!(!t.code().is_empty(), "a capture-free closure tests no heap");
             let heaps: Vec<wxthunk::Heap> = [Strategy::DualMap, Strategy::Protect]
                 .into_iter()
                 .filter(|&s| policy.allows(s))

@@ -259,8 +259,12 @@ fn d_a_sandbox_that_kills_on_fork_like_clone() {
             );
             assert!(policy.to_string().contains("not tried"), "{policy}");
             // Threads still work under the filter, and so do thunks.
+            // A runtime capture: code on the heap, made under the filter.
+            let three = std::hint::black_box(3u32);
             let t =
-                wxthunk::Thunk::<unsafe extern "C" fn(u32) -> u32>::new(|v: u32| v * 3).unwrap();
+                wxthunk::Thunk::<unsafe extern "C" fn(u32) -> u32>::new(move |v: u32| v * three)
+                    .unwrap();
+            assert!(!t.code().is_empty(), "a capture-free closure tests no heap");
             let f = t.as_fn();
             // SAFETY: `t` is alive until the thread is joined.
             let got = std::thread::scope(|s| s.spawn(|| unsafe { f(14) }).join().unwrap());

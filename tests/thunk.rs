@@ -529,10 +529,12 @@ fn panics_unwind_through_unwind_thunks_on_both_paths() {
                 assert_eq!((win.as_fn())(1, 2, 3, 4, 5), 6);
             }
         }
-        // The heap is intact and usable.
+        // The heap is intact and usable (a runtime capture: code on it).
+        let nine = std::hint::black_box(9u32);
         let more = heap
-            .thunk::<unsafe extern "C" fn() -> u32, _>(|| 9)
+            .thunk::<unsafe extern "C" fn() -> u32, _>(move || nine)
             .unwrap();
+        assert!(!more.code().is_empty(), "{name}");
         // SAFETY: alive.
         assert_eq!(unsafe { (more.as_fn())() }, 9);
     }
@@ -633,10 +635,12 @@ fn closures_are_dropped_with_their_thunks_and_leaked_thunks_live_on() {
     drop(t);
     assert_eq!(std::sync::Arc::strong_count(&marker), 1);
 
-    let forever: unsafe extern "C" fn(u32) -> u32 =
-        Thunk::<unsafe extern "C" fn(u32) -> u32>::new(|v: u32| v + 1)
-            .unwrap()
-            .leak();
+    // A runtime capture: leaked code on the heap (a capture-free closure
+    // would be a compiled function, valid forever anyway).
+    let one = std::hint::black_box(1u32);
+    let leaked = Thunk::<unsafe extern "C" fn(u32) -> u32>::new(move |v: u32| v + one).unwrap();
+    assert!(!leaked.code().is_empty());
+    let forever: unsafe extern "C" fn(u32) -> u32 = leaked.leak();
     let other_thread = std::thread::spawn(move || {
         // SAFETY: leaked: valid for the rest of the process.
         unsafe { forever(41) }
