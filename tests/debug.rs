@@ -304,3 +304,55 @@ fn a_full_quarantine_says_so_and_reuses() {
     assert_eq!(full.len(), 1, "{stderr}");
     assert!(full[0].contains(&DEBUG_QUARANTINE.to_string()));
 }
+
+/// With `WXTHUNK_DEBUG=1`, short-lived threads that each make and drop one
+/// thunk on `Heap::thread_local()` leave no descriptor behind (9bc2f4c kept
+/// each thread's whole heap and memfd for its one quarantined thunk:
+/// EMFILE long before the quarantine's bound), and a stale call through a
+/// thunk of an ended thread is still reported: its code stays mapped.
+#[test]
+fn per_thread_debug_heaps_keep_their_code_but_no_descriptor() {
+    let name = "per_thread_debug_heaps_keep_their_code_but_no_descriptor";
+    if support::is_child(name) {
+        let open_fds = || std::fs::read_dir("/proc/self/fd").unwrap().count();
+        let one_thread = |i: u64| {
+            std::thread::spawn(move || {
+                let heap = Heap::thread_local().unwrap();
+                assert!(heap.is_debug());
+                let k = std::hint::black_box(i);
+                let t = heap.thunk::<F1, _>(move |x: u64| x + k).unwrap();
+                assert!(!t.code().is_empty());
+                // SAFETY: the thunk is alive.
+                assert_eq!(unsafe { (t.as_fn())(1) }, i + 1);
+                t.as_fn() as usize
+            })
+            .join()
+            .unwrap()
+        };
+        for i in 0..4 {
+            one_thread(i);
+        }
+        let before = open_fds();
+        let mut last = 0;
+        for i in 0..300 {
+            last = one_thread(i);
+        }
+        let after = open_fds();
+        println!("fds {before} -> {after} over 300 threads");
+        assert_eq!(after, before, "descriptors kept by ended threads' heaps");
+        println!("ADDR {last:#x}");
+        // SAFETY: deliberately stale: debug mode must report it and abort.
+        let f: F1 = unsafe { std::mem::transmute(last) };
+        // SAFETY: as above.
+        unsafe { f(1) };
+        unreachable!("a stale call returned");
+    }
+    let (signal, stdout, stderr) = run_child(name, &[("WXTHUNK_DEBUG", "1")]);
+    assert!(!stdout.contains("descriptors kept"), "{stdout}");
+    assert_eq!(signal, Some(libc::SIGABRT), "the stale call did not abort");
+    let addr = printed_addr(&stdout);
+    assert!(
+        stderr.contains(&format!("wxthunk: call through a dropped thunk at {addr} ")),
+        "{stderr}"
+    );
+}

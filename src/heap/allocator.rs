@@ -2,6 +2,8 @@
 //! size classes of freed thunk-sized allocations, first fit over the
 //! regions' bit vectors, growth, freeing and compaction.
 
+use std::sync::atomic::Ordering;
+
 use lock_api::RawMutex;
 
 use super::Heap;
@@ -172,6 +174,41 @@ impl<L: RawMutex> Heap<L> {
             .iter()
             .map(|shard| self.compact_shard(&mut shard.lock()))
             .sum()
+    }
+
+    /// Counts an allocation that debug mode keeps in quarantine: live for
+    /// the rest of the process, never freed, never written again.
+    pub(crate) fn note_quarantined(&self) {
+        self.quarantined.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// For a heap nothing can reach any more (a per-thread heap at its
+    /// thread's exit) whose only live allocations are quarantined debug
+    /// code, which is never freed or written again: keeps that code mapped
+    /// (read+exec, for the rest of the process: a stale call through it is
+    /// still reported) and lets go of everything else of each region,
+    /// its file descriptor and writable view included. Returns whether it
+    /// did; the heap can then be dropped. Heaps with static-trampoline
+    /// tables keep them (no descriptor to close) and are left alone.
+    pub(crate) fn keep_only_quarantined_code(&self) -> bool {
+        self.compact();
+        let quarantined = self.quarantined.load(Ordering::Relaxed);
+        let stats = self.stats();
+        if quarantined == 0 || stats.live_allocations != quarantined || stats.trampoline_tables != 0
+        {
+            return false;
+        }
+        for shard in self.shards.iter() {
+            let mut state = shard.lock();
+            for slot in &mut state.regions {
+                if let Some(region) = slot.take() {
+                    if region.live() > 0 {
+                        region.keep_code_only();
+                    }
+                }
+            }
+        }
+        true
     }
 
     /// [`compact`](Heap::compact) for one shard, whose lock the caller

@@ -354,6 +354,7 @@ impl HeapBuilder {
             space: AddressSpace::new(self.max_reserved),
             config,
             caches: None,
+            quarantined: std::sync::atomic::AtomicUsize::new(0),
         })
     }
 }

@@ -145,9 +145,12 @@ mod enabled {
         // SAFETY: the value is the record `LocalRecord::new` leaked.
         let r = unsafe { &*record.cast::<LocalRecord>() };
         r.heap.compact();
-        if r.heap.stats().live_allocations == 0 {
+        // Only quarantined debug code left (debug mode): it stays mapped,
+        // the rest goes, its descriptor included.
+        if r.heap.stats().live_allocations == 0 || r.heap.keep_only_quarantined_code() {
             // SAFETY: made by `Box::leak` in `LocalRecord::new`; nothing can
-            // reach it (see above) and nothing of it is alive.
+            // reach it (see above) and nothing of it is alive (quarantined
+            // code was taken out of it and stays mapped).
             drop(unsafe { Box::from_raw(record.cast::<LocalRecord>()) });
         }
     }

@@ -236,6 +236,8 @@ pub struct Heap<L: RawMutex = DefaultLock> {
     /// Per-thread caches of ready thunk granules (`thread_cache.rs`): the
     /// global heap's, where the process-wide barrier works.
     caches: Option<&'static ThreadCaches>,
+    /// Allocations debug mode kept in quarantine: live, and never freed.
+    quarantined: std::sync::atomic::AtomicUsize,
 }
 
 impl Heap {

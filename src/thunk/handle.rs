@@ -141,6 +141,7 @@ impl<L: RawMutex> Slow<'_, L> {
         // The code (its span or slot) is never freed: no newer thunk can
         // take its address.
         std::mem::forget(std::mem::replace(&mut self.code, Code::Compiled));
+        self.heap.note_quarantined();
         Box::leak(debug);
     }
 }

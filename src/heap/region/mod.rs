@@ -511,6 +511,44 @@ fn map_writable_view(file: &CodeFile, size: usize) -> Result<Mapping> {
     Ok(rw)
 }
 
+impl Region {
+    /// Keeps the code this region holds mapped read+exec for the rest of
+    /// the process, and lets go of everything else: the file (its
+    /// descriptor), the writable view, the bit vectors, the data slots.
+    /// For a region nothing will allocate in, free in or write to again
+    /// (`Heap::keep_only_quarantined_code`).
+    pub(crate) fn keep_code_only(self) {
+        let this = std::mem::ManuallyDrop::new(self);
+        // SAFETY: each field is read once out of a region that is never
+        // dropped (`ManuallyDrop`), so each is dropped or forgotten once.
+        let (backing, used, committed, data, info) = unsafe {
+            (
+                std::ptr::read(&this.backing),
+                std::ptr::read(&this.used),
+                std::ptr::read(&this.committed),
+                std::ptr::read(&this.data),
+                std::ptr::read(&this.info),
+            )
+        };
+        drop((used, committed, data, info));
+        match backing {
+            Backing::DualMap { file, rx, rw } => {
+                if this.stamp.is_this_process() {
+                    drop(rw);
+                } else {
+                    // Not inherited by this fork child (see `drop`).
+                    std::mem::forget(rw);
+                }
+                drop(file);
+                rx.leak();
+            }
+            Backing::Protect { base } => {
+                base.leak();
+            }
+        }
+    }
+}
+
 impl Drop for Region {
     fn drop(&mut self) {
         // The mappings unmap themselves (the heap drops a region only when no
