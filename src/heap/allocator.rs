@@ -504,8 +504,10 @@ impl<L: RawMutex> Heap<L> {
         if region.unshare_after_fork(stamp).is_err() {
             // The region is still shared with a forked process and could not
             // be moved to a file of its own: keep the bytes as they are (the
-            // other process may run them) and leak the granules.
+            // other process may run them) and leak the granules, which are
+            // no longer in use by anything (the stats say so).
             state.live -= 1;
+            state.bytes_in_use -= alloc.bytes();
             return;
         }
         if self.is_own_region(region) {

@@ -152,8 +152,9 @@ fn code_dir() -> Option<&'static Arc<CodeDir>> {
 }
 
 /// A new file of `len` zero bytes for code dual-mapped under `strategy`: a
-/// memfd for [`CodeStrategy::DualMap`], an unlinked file in the probe's
-/// [`code_dir`] for [`CodeStrategy::DualMapFile`]. `ops` names the failing
+/// memfd for [`CodeStrategy::DualMap`] (or, where `memfd_create` is refused
+/// by now, a file in the probe's [`code_dir`] if one works), an unlinked
+/// file in the probe's [`code_dir`] for [`CodeStrategy::DualMapFile`]. `ops` names the failing
 /// operation for each, in that order, for the error.
 ///
 /// # Errors
@@ -168,7 +169,16 @@ pub(crate) fn code_file(
 ) -> Result<CodeFile> {
     debug_assert!(strategy.dual_maps());
     if strategy != CodeStrategy::DualMapFile {
-        return CodeFile::create(len).map_err(|e| Error::os(ops[0], e));
+        return CodeFile::create(len).or_else(|memfd| {
+            // `memfd_create` refused since the probe (a seccomp filter
+            // installed after start-up, say): a file in the probe's
+            // directory serves the same (two views of one file), where one
+            // works; else the memfd's error.
+            match code_dir() {
+                Some(dir) => CodeFile::create_in(dir, len).map_err(|_| Error::os(ops[0], memfd)),
+                None => Err(Error::os(ops[0], memfd)),
+            }
+        });
     }
     let dir = code_dir().ok_or_else(|| Error::StrategyUnavailable {
         strategy: Strategy::DualMapFile,

@@ -5,6 +5,8 @@
 use super::{Backing, Region, map_writable_view};
 use crate::error::{Error, Result};
 use crate::heap::fork::Stamp;
+use crate::policy;
+use crate::strategy::CodeStrategy;
 use crate::sys::{self, Prot};
 
 impl Region {
@@ -28,15 +30,22 @@ impl Region {
             self.stamp = stamp;
             return Ok(());
         };
-        // A new file of the same kind: a memfd, or a file in the same
-        // directory.
-        let new = file.create_like(self.size).map_err(|e| {
-            let op = match file.dir() {
-                None => "memfd_create (unshare after fork)",
-                Some(_) => "creating a code file (unshare after fork)",
-            };
-            Error::os(op, e)
-        })?;
+        // A new file of the same kind: a file in the same directory, or a
+        // memfd (or, where `memfd_create` is refused since the region was
+        // made, a file in the probe's directory: `policy::code_file`).
+        let new = match file.dir() {
+            Some(_) => file
+                .create_like(self.size)
+                .map_err(|e| Error::os("creating a code file (unshare after fork)", e))?,
+            None => policy::code_file(
+                CodeStrategy::DualMap,
+                self.size,
+                [
+                    "memfd_create (unshare after fork)",
+                    "creating a code file (unshare after fork)",
+                ],
+            )?,
+        };
         let page = sys::page_size();
         for p in 0..self.size / page {
             if self.committed.all_set(p, 1) {
