@@ -496,3 +496,66 @@ fn memfds_refused_after_start_up_then_fork_keep_both_processes_working() {
     }
     assert!(out.contains("REFUSED-FORK-OK"), "{out}");
 }
+
+/// Where no file at all can be made after a fork (memfds refused and the
+/// probe's directory gone), a region shared with the forked process cannot
+/// be moved, so a thunk freed there cannot become traps: its page is made
+/// inaccessible once nothing else is in use on it, so a stale call faults
+/// instead of running freed code (9bc2f4c left it executable), and the
+/// stats count it as freed.
+#[test]
+fn a_free_that_cannot_write_traps_still_makes_the_code_unreachable() {
+    let name = "a_free_that_cannot_write_traps_still_makes_the_code_unreachable";
+    let body = || {
+        let policy = wxthunk::probe();
+        if !policy.allows(Strategy::DualMap) || !policy.allows(Strategy::DualMapFile) {
+            println!("UNREACHABLE-SKIPPED needs memfds and a directory for code files: {policy}");
+            return;
+        }
+        let heap = Heap::builder().strategy(Strategy::DualMap).build().unwrap();
+        let k = std::hint::black_box(5u64);
+        let t = heap.thunk::<Add, _>(move |v: u64| v + k).unwrap();
+        let f = t.as_fn();
+        // SAFETY: alive.
+        assert_eq!(unsafe { f(1) }, 6);
+        // No file can be made from now on: no memfd, and the directory is
+        // gone (its descriptor stays open, but nothing can be made in it).
+        std::fs::remove_dir(std::env::var_os("WXTHUNK_TMPDIR").unwrap()).unwrap();
+        support::seccomp::install(&support::seccomp::program(
+            support::seccomp::Filter::NoMemfd,
+        ))
+        .unwrap();
+        // The region is now shared with a forked process.
+        assert_eq!(wait(spawn(ForkPath::Libc, || 0)), Ok(0));
+        drop(t);
+        let stats = heap.stats();
+        assert_eq!(
+            (stats.live_allocations, stats.bytes_in_use),
+            (0, 0),
+            "{stats:?}"
+        );
+        // SAFETY: deliberately stale, in a forked child: it must fault.
+        let stale = wait(spawn(ForkPath::Libc, || unsafe { f(1) } as i32));
+        assert_eq!(
+            stale,
+            Err("killed by signal 11".to_owned()),
+            "the stale call ran"
+        );
+        println!("UNREACHABLE-OK");
+    };
+    if support::is_child(name) {
+        support::in_child(name, body);
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap().keep();
+    let Some(out) = support::in_child_with_env(name, &[("WXTHUNK_TMPDIR", dir.as_os_str())], body)
+    else {
+        return;
+    };
+    let _ = std::fs::remove_dir(&dir);
+    if let Some(line) = out.lines().find(|l| l.contains("UNREACHABLE-SKIPPED")) {
+        println!("SKIPPED: {line}");
+        return;
+    }
+    assert!(out.contains("UNREACHABLE-OK"), "{out}");
+}

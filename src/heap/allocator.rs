@@ -176,6 +176,40 @@ impl<L: RawMutex> Heap<L> {
             .sum()
     }
 
+    /// A freed allocation whose region could not be written (see
+    /// `free_locked`): out of use for good, and its pages made inaccessible
+    /// once nothing live is on them. Granules waiting for reuse (the
+    /// shard's magazines and caches, all traps) count as nothing live:
+    /// the magazines' are freed first (which strands them too where their
+    /// region cannot be written either), and this region's cached ones
+    /// are let go of.
+    #[cold]
+    #[inline(never)]
+    fn strand(&self, state: &mut State, alloc: &Allocation, stamp: Stamp) {
+        for n in [1, 2] {
+            let ready: Vec<Ready> = state.ready.thunks[n - 1].take(MAGAZINE_DEPTH).collect();
+            for r in ready {
+                self.free_locked(state, &Allocation::of_ready(&r, n), stamp);
+            }
+        }
+        let index = alloc.region as usize;
+        for class in 0..CACHE_CLASSES {
+            let cached = std::mem::take(&mut state.cache[class]);
+            for c in cached {
+                if c.region as usize == index {
+                    if let Some(region) = state.regions[index].as_mut() {
+                        region.release_bits(c.start as usize, c.granules as usize);
+                    }
+                } else {
+                    state.cache[class].push(c);
+                }
+            }
+        }
+        if let Some(region) = state.regions[index].as_mut() {
+            region.strand(alloc.start as usize, alloc.granules as usize);
+        }
+    }
+
     /// Counts an allocation that debug mode keeps in quarantine: live for
     /// the rest of the process, never freed, never written again.
     pub(crate) fn note_quarantined(&self) {
@@ -505,9 +539,11 @@ impl<L: RawMutex> Heap<L> {
             // The region is still shared with a forked process and could not
             // be moved to a file of its own: keep the bytes as they are (the
             // other process may run them) and leak the granules, which are
-            // no longer in use by anything (the stats say so).
+            // no longer in use by anything (the stats say so); their pages
+            // become inaccessible once nothing else is in use there.
             state.live -= 1;
             state.bytes_in_use -= alloc.bytes();
+            self.strand(state, alloc, stamp);
             return;
         }
         if self.is_own_region(region) {

@@ -74,6 +74,9 @@ pub(crate) struct Region {
     /// What thunk handles need without the lock (regions with data slots
     /// only), boxed so that its address stays put.
     info: Option<Box<RegionInfo>>,
+    /// Granules freed while the region could not be written (`strand`):
+    /// out of use for good. Made on the first.
+    stranded: Option<Bitmap>,
 }
 
 impl Region {
@@ -145,6 +148,7 @@ impl Region {
             stamp,
             data,
             info,
+            stranded: None,
         })
     }
 
@@ -521,16 +525,17 @@ impl Region {
         let this = std::mem::ManuallyDrop::new(self);
         // SAFETY: each field is read once out of a region that is never
         // dropped (`ManuallyDrop`), so each is dropped or forgotten once.
-        let (backing, used, committed, data, info) = unsafe {
+        let (backing, used, committed, data, info, stranded) = unsafe {
             (
                 std::ptr::read(&this.backing),
                 std::ptr::read(&this.used),
                 std::ptr::read(&this.committed),
                 std::ptr::read(&this.data),
                 std::ptr::read(&this.info),
+                std::ptr::read(&this.stranded),
             )
         };
-        drop((used, committed, data, info));
+        drop((used, committed, data, info, stranded));
         match backing {
             Backing::DualMap { file, rx, rw } => {
                 if this.stamp.is_this_process() {

@@ -4,6 +4,7 @@
 //! allocation, code and data slots alike.
 
 use super::{Backing, Region};
+use crate::bitmap::Bitmap;
 use crate::error::{Error, Result};
 use crate::sys::{self, Prot};
 
@@ -92,5 +93,40 @@ impl Region {
             released += data.decommit_free(&self.used);
         }
         released
+    }
+
+    /// Takes `start..start+n` out of use for good: an allocation freed
+    /// while its region could not be written (shared with a forked process
+    /// and not movable to a file of its own), so its code could not become
+    /// traps. Each page of it that now holds nothing else in use is made
+    /// inaccessible (`PROT_NONE`, which removing access is allowed to do
+    /// under every lockdown), so a stale call faults instead of running
+    /// the freed code; such a page counts as uncommitted again (a later
+    /// commit fills it with traps from the file first).
+    pub(crate) fn strand(&mut self, start: usize, n: usize) {
+        let granules = self.used.len();
+        let stranded = self.stranded.get_or_insert_with(|| Bitmap::new(granules));
+        stranded.mark_range(start, n);
+        let Backing::DualMap { rx, .. } = &self.backing else {
+            return;
+        };
+        let page = sys::page_size();
+        let per_page = (page >> self.granule_shift).max(1);
+        let first = (start << self.granule_shift) / page;
+        let last = (((start + n) << self.granule_shift) - 1) / page;
+        for p in first..=last {
+            if !self.committed.get(p) {
+                continue;
+            }
+            let g = p * per_page;
+            let only_stranded = (g..g + per_page).all(|i| !self.used.get(i) || stranded.get(i));
+            // SAFETY: a committed page of our own executable view whose
+            // allocations are all stranded: nothing may run it any more.
+            let closed = only_stranded && unsafe { rx.protect(p * page, page, Prot::None) }.is_ok();
+            if closed {
+                self.committed.unmark_range(p, 1);
+                self.committed_pages -= 1;
+            }
+        }
     }
 }
