@@ -93,7 +93,10 @@ pub enum Error {
         /// The values it accepts.
         expected: &'static str,
     },
-    /// A default heap cannot be used now.
+    /// A heap cannot be used now: a default heap whose thread is exiting,
+    /// or a heap this thread is already inside of (a global allocator or a
+    /// signal handler that makes a thunk while the heap works on the same
+    /// thread), where waiting would never end.
     HeapUnavailable {
         /// Why not.
         reason: &'static str,

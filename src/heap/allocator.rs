@@ -9,6 +9,7 @@ use lock_api::RawMutex;
 use super::Heap;
 use super::fork::Stamp;
 use super::ready::{MAGAZINE_DEPTH, Magazines, Ready};
+use super::reentry;
 use super::region::{DUAL_GRANULE_SHIFT, GranuleAt, Region};
 use super::span::ExecSpan;
 use crate::error::{Error, Result};
@@ -95,6 +96,31 @@ impl Allocation {
         self.addr
     }
 
+    /// The allocation as words, for a deferred free (`reentry.rs`).
+    fn to_words(self) -> [usize; reentry::ARGS] {
+        [
+            self.region as usize,
+            self.start as usize,
+            self.granules as usize,
+            usize::from(self.shift),
+            usize::from(self.shard),
+            self.addr,
+        ]
+    }
+
+    /// The allocation [`to_words`](Self::to_words) made.
+    fn from_words(words: [usize; reentry::ARGS]) -> Self {
+        let [region, start, granules, shift, shard, addr] = words;
+        Allocation {
+            region: region as u32,
+            start: start as u32,
+            granules: granules as u32,
+            shift: shift as u8,
+            shard: shard as u8,
+            addr,
+        }
+    }
+
     /// A ready allocation of `n` granules as an allocation, for the
     /// general free.
     pub(super) fn of_ready(ready: &Ready, n: usize) -> Self {
@@ -172,7 +198,12 @@ impl<L: RawMutex> Heap<L> {
         // One shard at a time (never two locks at once).
         self.shards
             .iter()
-            .map(|shard| self.compact_shard(&mut shard.lock()))
+            // A shard this thread is inside of (re-entered) is skipped.
+            .filter_map(|shard| {
+                shard
+                    .enter()
+                    .map(|mut state| self.compact_shard(&mut state))
+            })
             .sum()
     }
 
@@ -233,7 +264,9 @@ impl<L: RawMutex> Heap<L> {
             return false;
         }
         for shard in self.shards.iter() {
-            let mut state = shard.lock();
+            let Some(mut state) = shard.enter() else {
+                continue;
+            };
             for slot in &mut state.regions {
                 if let Some(region) = slot.take() {
                     if region.live() > 0 {
@@ -330,7 +363,7 @@ impl<L: RawMutex> Heap<L> {
         let granules = len.next_multiple_of(1 << shift) >> shift;
         let granules32 = granules as u32;
         let (shard, locked) = self.my_shard();
-        let mut state = locked.lock();
+        let mut state = locked.enter().ok_or_else(reentry::reentered)?;
         // Taken under the lock: a fork cannot slip in between (see fork.rs).
         let stamp = Stamp::now();
         let want = Want {
@@ -510,7 +543,10 @@ impl<L: RawMutex> Heap<L> {
 
     /// Writes `code` into an allocation and makes it executable.
     pub(crate) fn commit(&self, alloc: &Allocation, code: &[u8]) -> Result<()> {
-        let mut state = self.shard(alloc.shard).lock();
+        let mut state = self
+            .shard(alloc.shard)
+            .enter()
+            .ok_or_else(reentry::reentered)?;
         let region = state.regions[alloc.region as usize]
             .as_mut()
             .expect("allocation's region is live");
@@ -520,7 +556,21 @@ impl<L: RawMutex> Heap<L> {
 
     /// Frees an allocation.
     pub(crate) fn free(&self, alloc: &Allocation) {
-        let mut state = self.shard(alloc.shard).lock();
+        let Some(mut state) = self.shard(alloc.shard).enter() else {
+            // Re-entered: done when this thread leaves the heap.
+            unsafe fn later<L: RawMutex>(heap: *const (), words: [usize; reentry::ARGS]) {
+                // SAFETY: `defer`'s contract: the heap outlives its
+                // allocations, and this one was not freed yet.
+                let heap = unsafe { &*heap.cast::<Heap<L>>() };
+                heap.free(&Allocation::from_words(words));
+            }
+            let _ = reentry::defer(reentry::Deferred {
+                run: later::<L>,
+                heap: std::ptr::from_ref(self).cast(),
+                args: alloc.to_words(),
+            });
+            return;
+        };
         // Taken under the lock: a fork cannot slip in between (see fork.rs).
         let stamp = Stamp::now();
         self.free_locked(&mut state, alloc, stamp);

@@ -23,6 +23,7 @@ use super::Heap;
 use super::allocator::{Allocation, State, THUNK_CACHE_DEPTH, Want};
 use super::fork::Stamp;
 use super::ready::{MAGAZINE_DEPTH, Magazine, Magazines, Ready};
+use super::reentry;
 use super::region::{GRANULE, RegionInfo};
 use super::shard::OneShardAtATime;
 use super::thread_cache::{REFILL, thunks};
@@ -157,7 +158,8 @@ impl<L: RawMutex> Heap<L> {
             return None;
         }
         let (shard, locked) = self.my_shard();
-        let mut state = locked.lock();
+        // Re-entered: the locked path says why.
+        let mut state = locked.enter()?;
         // Taken under the lock: a fork cannot slip in between (see fork.rs).
         let stamp = Stamp::now();
         let ready = match state.ready.thunks[N - 1].pop(stamp) {
@@ -200,7 +202,7 @@ impl<L: RawMutex> Heap<L> {
         make: impl FnOnce(usize, NonNull<u8>) -> ThunkCode,
     ) -> Result<Option<GranuleThunk<'_>>> {
         let (shard, locked) = self.my_shard();
-        let mut state = locked.lock();
+        let mut state = locked.enter().ok_or_else(reentry::reentered)?;
         let state = &mut *state;
         // Taken under the lock: a fork cannot slip in between (see fork.rs).
         let stamp = Stamp::now();
@@ -277,7 +279,10 @@ impl<L: RawMutex> Heap<L> {
     /// thread caches this is the fast path.
     #[inline(always)]
     fn free_granule_locked<const N: usize>(&self, addr: usize, info: &RegionInfo) {
-        let mut state = self.shard(info.shard()).lock();
+        let Some(mut state) = self.shard(info.shard()).enter() else {
+            self.defer_granule_free::<N>(addr, info);
+            return;
+        };
         // Taken under the lock: a fork cannot slip in between (see fork.rs).
         let stamp = Stamp::now();
         // SAFETY: as in `free_thunk_granule`.
@@ -308,6 +313,27 @@ impl<L: RawMutex> Heap<L> {
         );
     }
 
+    /// [`free_granule_locked`](Self::free_granule_locked) where this
+    /// thread is inside the shard already (`reentry.rs`): done when it
+    /// leaves.
+    #[cold]
+    #[inline(never)]
+    fn defer_granule_free<const N: usize>(&self, addr: usize, info: &RegionInfo) {
+        unsafe fn later<L: RawMutex, const N: usize>(heap: *const (), w: [usize; reentry::ARGS]) {
+            // SAFETY: `defer`'s contract: the heap outlives its regions'
+            // infos and allocations, and this one was not freed yet.
+            unsafe {
+                (*heap.cast::<Heap<L>>())
+                    .free_granule_locked::<N>(w[0], &*(w[1] as *const RegionInfo))
+            };
+        }
+        let _ = reentry::defer(reentry::Deferred {
+            run: later::<L, N>,
+            heap: std::ptr::from_ref(self).cast(),
+            args: [addr, std::ptr::from_ref(info) as usize, 0, 0, 0, 0],
+        });
+    }
+
     /// A free found `magazine` full: [`REFILL`] allocations go back to
     /// their shards, and `ready` in.
     #[cold]
@@ -329,7 +355,11 @@ impl<L: RawMutex> Heap<L> {
             self.give_back_ready::<N>(&mut magazine.take(MAGAZINE_DEPTH));
         }
         let (shard, locked) = self.my_shard();
-        let mut state = locked.lock();
+        // Re-entered: the magazine stays empty and the caller takes the
+        // locked path, which says why.
+        let Some(mut state) = locked.enter() else {
+            return;
+        };
         self.fill::<N>(&mut state, shard, now, |_, ready| magazine.push(ready, now));
     }
 
@@ -473,7 +503,29 @@ impl<L: RawMutex> Heap<L> {
         // SAFETY: a ready granule's region outlives it (`ready.rs`).
         let info = unsafe { run.info.as_ref() };
         let first = Allocation::thunk(info.granule(run.low), run.low, N);
-        let (state, stamp) = locks.lock(self, first.shard);
+        let Some((state, stamp)) = locks.lock(self, first.shard) else {
+            // Re-entered (`reentry.rs`): given back when this thread leaves.
+            unsafe fn later<L: RawMutex, const N: usize>(
+                heap: *const (),
+                w: [usize; reentry::ARGS],
+            ) {
+                let run = Run::<N> {
+                    info: NonNull::new(w[0] as *mut RegionInfo).expect("a region's info"),
+                    low: w[1],
+                    n: w[2],
+                };
+                // SAFETY: `defer`'s contract: the heap outlives its
+                // regions and allocations, and these were not freed yet.
+                let heap = unsafe { &*heap.cast::<Heap<L>>() };
+                heap.give_back_run(&mut OneShardAtATime::new(), run);
+            }
+            let _ = reentry::defer(reentry::Deferred {
+                run: later::<L, N>,
+                heap: std::ptr::from_ref(self).cast(),
+                args: [run.info.as_ptr() as usize, run.low, run.n, 0, 0, 0],
+            });
+            return;
+        };
         let region = state.regions[first.region as usize]
             .as_mut()
             .expect("a ready granule's region is live");

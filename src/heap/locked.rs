@@ -8,7 +8,34 @@ use std::cell::UnsafeCell;
 use lock_api::{Mutex, RawMutex};
 
 use super::allocator::State;
-use super::fork;
+use super::{fork, reentry};
+
+/// A shard's state, locked by this thread ([`Locked::enter`]).
+pub(super) struct ShardGuard<'a, L: RawMutex> {
+    guard: std::mem::ManuallyDrop<lock_api::MutexGuard<'a, L, State>>,
+}
+
+impl<L: RawMutex> std::ops::Deref for ShardGuard<'_, L> {
+    type Target = State;
+    fn deref(&self) -> &State {
+        &self.guard
+    }
+}
+
+impl<L: RawMutex> std::ops::DerefMut for ShardGuard<'_, L> {
+    fn deref_mut(&mut self) -> &mut State {
+        &mut self.guard
+    }
+}
+
+impl<L: RawMutex> Drop for ShardGuard<'_, L> {
+    fn drop(&mut self) {
+        // SAFETY: dropped once, here: the lock is released before the
+        // frees deferred under it run (they take it again).
+        unsafe { std::mem::ManuallyDrop::drop(&mut self.guard) };
+        reentry::leave();
+    }
+}
 
 /// A heap shard's state behind its lock, boxed so that its address stays
 /// put for the fork registry (see `fork.rs`) however the `Heap` moves.
@@ -39,9 +66,17 @@ impl<L: RawMutex> Locked<L> {
         unsafe { &*self.mutex.get() }
     }
 
+    /// Locks the shard, or `None` when this thread already holds its lock
+    /// (re-entered from an allocator or a signal handler: `reentry.rs`),
+    /// which waiting for would never end.
     #[inline]
-    pub(super) fn lock(&self) -> lock_api::MutexGuard<'_, L, State> {
-        self.mutex().lock()
+    pub(super) fn enter(&self) -> Option<ShardGuard<'_, L>> {
+        if !reentry::arrive(std::ptr::from_ref(self).cast()) {
+            return None;
+        }
+        Some(ShardGuard {
+            guard: std::mem::ManuallyDrop::new(self.mutex().lock()),
+        })
     }
 
     /// Before `fork()`: takes the lock, so no operation is half done in the
@@ -50,7 +85,7 @@ impl<L: RawMutex> Locked<L> {
         // SAFETY: registered heaps are alive until they unregister, which
         // waits for the fork handlers (the registry's lock).
         let this = unsafe { &*this.cast::<Self>() };
-        std::mem::forget(this.lock());
+        std::mem::forget(this.mutex().lock());
     }
 
     /// In the parent after `fork()`: releases what `fork_prepare` took.

@@ -67,9 +67,14 @@
 //!
 //! Each shard has exactly one lock, around all of its state (regions, bit
 //! vectors, size classes, trampoline tables, counters); regions have none
-//! of their own. While holding it, wxthunk takes no other lock, calls no
-//! user code and never touches another shard or heap (`stats` and
-//! `compact` visit the shards one at a time). The only other lock is the
+//! of their own. While holding it, wxthunk takes no other lock and never
+//! touches another shard or heap (`stats` and `compact` visit the shards
+//! one at a time). It does call user code there: the global allocator
+//! (bit vectors, region records and the like are allocated under it), and
+//! a signal handler may run on the thread at any point. Either may make or
+//! drop a thunk on the same heap: `reentry.rs` keeps which shard locks a
+//! thread holds, so such a nested creation fails with an error instead of
+//! waiting for itself, and a nested drop is done when the thread leaves. The only other lock is the
 //! fork registry's (`fork.rs`), always taken *before* shard locks: by the
 //! prepare handler, which then takes every registered shard's lock across
 //! `fork()`, and alone by a heap being built or dropped. So the one order
@@ -98,6 +103,7 @@
 //! | `span.rs` | [`Span`] and [`ExecSpan`], the handles of allocations |
 //! | `stats.rs` | [`HeapStats`] |
 //! | `locked.rs` | a shard's lock and its fork hooks |
+//! | `reentry.rs` | a thread entering a shard it holds (an allocator or a signal handler that makes thunks): refused, or its frees deferred |
 //! | `shard.rs` | which shard a thread uses; the shared address-space budget |
 //! | `lock.rs` | [`DefaultLock`] and [`NoLock`] |
 //! | `fork.rs` | the fork model and registry |
@@ -118,6 +124,7 @@ mod lock;
 mod locked;
 mod placement;
 mod ready;
+mod reentry;
 mod region;
 mod shard;
 mod span;

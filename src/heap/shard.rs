@@ -19,7 +19,7 @@ use lock_api::RawMutex;
 use super::Heap;
 use super::allocator::State;
 use super::fork::Stamp;
-use super::locked::Locked;
+use super::locked::{Locked, ShardGuard};
 use crate::error::{Error, Result};
 
 /// The most shards a heap has.
@@ -88,7 +88,7 @@ impl<L: RawMutex> Heap<L> {
 /// round trip, and the held lock is released before another is taken
 /// (never two at once, see the lock order in `fork.rs`).
 pub(super) struct OneShardAtATime<'a, L: RawMutex> {
-    held: Option<(u8, lock_api::MutexGuard<'a, L, State>, Stamp)>,
+    held: Option<(u8, ShardGuard<'a, L>, Stamp)>,
 }
 
 impl<'a, L: RawMutex> OneShardAtATime<'a, L> {
@@ -97,17 +97,18 @@ impl<'a, L: RawMutex> OneShardAtATime<'a, L> {
     }
 
     /// Shard `shard`'s state, locked (the lock kept for the next call), and
-    /// the [`Stamp`] taken under the lock.
-    pub(super) fn lock(&mut self, heap: &'a Heap<L>, shard: u8) -> (&mut State, Stamp) {
+    /// the [`Stamp`] taken under the lock; `None` where this thread is
+    /// inside that shard already (`reentry.rs`).
+    pub(super) fn lock(&mut self, heap: &'a Heap<L>, shard: u8) -> Option<(&mut State, Stamp)> {
         if !matches!(&self.held, Some((s, _, _)) if *s == shard) {
             // Release the other shard's lock before taking this one.
             self.held = None;
-            let guard = heap.shard(shard).lock();
+            let guard = heap.shard(shard).enter()?;
             // Taken under the lock: a fork cannot slip in between.
             self.held = Some((shard, guard, Stamp::now()));
         }
         let (_, guard, stamp) = self.held.as_mut().expect("locked just above");
-        (&mut **guard, *stamp)
+        Some((&mut **guard, *stamp))
     }
 }
 

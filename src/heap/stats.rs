@@ -54,7 +54,11 @@ impl<L: RawMutex> Heap<L> {
         };
         // One shard at a time (never two locks at once).
         for shard in self.shards.iter() {
-            let state = shard.lock();
+            // A shard this thread is inside of (re-entered: `reentry.rs`)
+            // is not counted.
+            let Some(state) = shard.enter() else {
+                continue;
+            };
             let regions = state.regions.iter().flatten();
             // A table's code page is the binary's own (page cache, shared);
             // its record page uses memory, and its data page once a slot

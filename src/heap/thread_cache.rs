@@ -161,6 +161,9 @@ thread_local! {
     /// Set when this thread's cache was retired at its exit: no new cache
     /// is made after that.
     static RETIRED: Cell<bool> = const { Cell::new(false) };
+    /// Set while this thread makes its cache: a thunk made meanwhile (by a
+    /// global allocator the registration called) takes the shard path.
+    static REGISTERING: Cell<bool> = const { Cell::new(false) };
 }
 
 /// The exit key's destructor: retires the ending thread's cache (its
@@ -265,10 +268,11 @@ impl ThreadCaches {
     #[cold]
     #[inline(never)]
     fn first_use(&'static self) -> Option<&'static Cache> {
-        if RETIRED.get() {
+        if RETIRED.get() || REGISTERING.replace(true) {
             return None;
         }
         let cache = self.register();
+        REGISTERING.set(false);
         let ptr = Arc::into_raw(cache);
         if self.exit_key.set(ptr.cast_mut().cast()).is_err() {
             // SAFETY: from `into_raw` just above; nobody else has it.
@@ -296,7 +300,28 @@ impl ThreadCaches {
             ],
             magazine: UnsafeCell::new(Magazines::new()),
         });
-        self.list().lock().push(cache.clone());
+        // The list grows before its lock is taken: nothing allocates under
+        // it (an allocator that makes a thunk would wait for itself).
+        let mut list = self.list().lock();
+        while list.len() == list.capacity() {
+            let want = list.capacity() * 2 + 8;
+            drop(list);
+            let mut bigger = Vec::with_capacity(want);
+            list = self.list().lock();
+            // (Another thread may have grown it meanwhile: then look again.)
+            if list.len() == list.capacity() && list.len() < want {
+                bigger.extend(list.drain(..));
+                let old = std::mem::replace(&mut *list, bigger);
+                drop(list);
+                drop(old); // its buffer, freed outside the lock
+                list = self.list().lock();
+            } else {
+                drop(list);
+                drop(bigger);
+                list = self.list().lock();
+            }
+        }
+        list.push(cache.clone());
         cache
     }
 

@@ -15,6 +15,7 @@ use super::Heap;
 use super::allocator::State;
 use super::fork::Stamp;
 use super::ready::{MAGAZINE_DEPTH, Magazine, ReadySlot};
+use super::reentry;
 use super::shard::OneShardAtATime;
 use super::thread_cache::{REFILL, SLOTS};
 use crate::error::{Error, Result};
@@ -57,7 +58,15 @@ impl<'h, L: RawMutex> TrampolineSlot<'h, L> {
 
 impl<L: RawMutex> Drop for TrampolineSlot<'_, L> {
     fn drop(&mut self) {
-        let mut state = self.heap.shard(self.shard).lock();
+        let Some(mut state) = self.heap.shard(self.shard).enter() else {
+            // Re-entered (`reentry.rs`): given back when this thread leaves.
+            let ready = ReadySlot {
+                entry: self.slot.entry(),
+                packed: self.slot.pack(),
+            };
+            self.heap.defer_slot_free(ready);
+            return;
+        };
         let unmapped = state.tables.release(&self.slot);
         self.heap.space.release(unmapped);
         state.live -= 1;
@@ -87,7 +96,7 @@ impl<L: RawMutex> Heap<L> {
     ) -> Result<(TrampolineSlot<'_, L>, Option<NonNull<u8>>)> {
         debug_assert_eq!(self.thunk_strategy(), ThunkStrategy::StaticTrampolines);
         let (shard, locked) = self.my_shard();
-        let mut guard = locked.lock();
+        let mut guard = locked.enter().ok_or_else(reentry::reentered)?;
         let state = &mut *guard;
         let (slot, data, page) = state
             .tables
@@ -207,7 +216,9 @@ impl<L: RawMutex> Heap<L> {
     #[inline(never)]
     fn map_kind(&self, packed: u64, kind: usize) -> bool {
         let (table, shard) = SlotRef::info_of(packed).place();
-        let mut state = self.shard(shard).lock();
+        let Some(mut state) = self.shard(shard).enter() else {
+            return false;
+        };
         let mapped = state.tables.ensure_kind(table, kind);
         drop(state);
         match mapped {
@@ -236,7 +247,7 @@ impl<L: RawMutex> Heap<L> {
     #[inline(always)]
     fn ready_slot_locked(&self) -> Option<ReadySlot> {
         let (_, locked) = self.my_shard();
-        let mut state = locked.lock();
+        let mut state = locked.enter()?;
         // Taken under the lock: a fork cannot slip in between (see fork.rs).
         let now = Stamp::now();
         match state.ready.slots.pop(now) {
@@ -293,7 +304,10 @@ impl<L: RawMutex> Heap<L> {
     #[inline(always)]
     fn free_slot_locked(&self, ready: ReadySlot) {
         let (_, shard) = SlotRef::unpack(ready.packed, ready.entry);
-        let mut state = self.shard(shard).lock();
+        let Some(mut state) = self.shard(shard).enter() else {
+            self.defer_slot_free(ready);
+            return;
+        };
         let now = Stamp::now();
         if let Err(ready) = state.ready.slots.push(ready, now) {
             self.release_slot_cold(&mut state, ready);
@@ -317,7 +331,11 @@ impl<L: RawMutex> Heap<L> {
             self.give_back_slots(&mut magazine.take(MAGAZINE_DEPTH));
         }
         let (_, locked) = self.my_shard();
-        let mut state = locked.lock();
+        // Re-entered: the magazine stays empty and the caller takes the
+        // locked path, which says why.
+        let Some(mut state) = locked.enter() else {
+            return;
+        };
         self.fill_slots(&mut state, |_, slot| magazine.push(slot, now));
     }
 
@@ -353,9 +371,40 @@ impl<L: RawMutex> Heap<L> {
         let mut locks = OneShardAtATime::new();
         for ready in slots {
             let (_, shard) = SlotRef::unpack(ready.packed, ready.entry);
-            let (state, _) = locks.lock(self, shard);
-            self.release_slot_locked(state, ready);
+            match locks.lock(self, shard) {
+                Some((state, _)) => self.release_slot_locked(state, ready),
+                None => self.defer_slot_free(ready),
+            }
         }
+    }
+
+    /// Gives `ready` back when this thread leaves the shard it is inside
+    /// of (`reentry.rs`).
+    #[cold]
+    #[inline(never)]
+    fn defer_slot_free(&self, ready: ReadySlot) {
+        unsafe fn later<L: RawMutex>(heap: *const (), w: [usize; reentry::ARGS]) {
+            // SAFETY: `defer`'s contract: the heap outlives its tables and
+            // slots, and this one was not given back yet.
+            let heap = unsafe { &*heap.cast::<Heap<L>>() };
+            let ready = ReadySlot {
+                entry: w[0],
+                packed: (w[2] as u64) << 32 | (w[1] as u32 as u64),
+            };
+            heap.give_back_slots(&mut std::iter::once(ready));
+        }
+        let _ = reentry::defer(reentry::Deferred {
+            run: later::<L>,
+            heap: std::ptr::from_ref(self).cast(),
+            args: [
+                ready.entry,
+                ready.packed as u32 as usize,
+                (ready.packed >> 32) as usize,
+                0,
+                0,
+                0,
+            ],
+        });
     }
 
     /// Gives a ready slot back to its table, in the shard whose state is
