@@ -39,38 +39,53 @@ pub(super) struct Deferred {
     pub(super) args: [usize; ARGS],
 }
 
+/// What this thread holds and owes, in one thread-local (one address to
+/// find on each lock and unlock).
+struct Reentry {
+    /// The shard locks held, innermost last.
+    held: [Cell<*const ()>; HELD_MAX],
+    depth: Cell<usize>,
+    /// Frees kept for when `depth` is back to 0.
+    deferred: [Cell<Option<Deferred>>; DEFERRED_MAX],
+    pending: Cell<usize>,
+}
+
 thread_local! {
-    static HELD: [Cell<*const ()>; HELD_MAX] =
-        const { [const { Cell::new(std::ptr::null()) }; HELD_MAX] };
-    static DEPTH: Cell<usize> = const { Cell::new(0) };
-    static DEFERRED: [Cell<Option<Deferred>>; DEFERRED_MAX] =
-        const { [const { Cell::new(None) }; DEFERRED_MAX] };
-    static PENDING: Cell<usize> = const { Cell::new(0) };
+    static THIS_THREAD: Reentry = const {
+        Reentry {
+            held: [const { Cell::new(std::ptr::null()) }; HELD_MAX],
+            depth: Cell::new(0),
+            deferred: [const { Cell::new(None) }; DEFERRED_MAX],
+            pending: Cell::new(0),
+        }
+    };
 }
 
 /// Records that this thread is about to take the lock at `lock`: `false`
 /// (nothing recorded) when it already holds it, or holds too many.
 #[inline]
 pub(super) fn arrive(lock: *const ()) -> bool {
-    let depth = DEPTH.get();
-    if depth > 0 && HELD.with(|held| held[..depth].iter().any(|h| h.get() == lock)) {
-        return false;
-    }
-    if depth == HELD_MAX {
-        return false;
-    }
-    HELD.with(|held| held[depth].set(lock));
-    DEPTH.set(depth + 1);
-    true
+    THIS_THREAD.with(|t| {
+        let depth = t.depth.get();
+        if depth > 0 && (depth == HELD_MAX || t.held[..depth].iter().any(|h| h.get() == lock)) {
+            return false;
+        }
+        t.held[depth].set(lock);
+        t.depth.set(depth + 1);
+        true
+    })
 }
 
 /// Records that this thread released the lock it took last; after the
 /// outermost one, does the frees deferred meanwhile.
 #[inline]
 pub(super) fn leave() {
-    let depth = DEPTH.get() - 1;
-    DEPTH.set(depth);
-    if depth == 0 && PENDING.get() > 0 {
+    let deferred = THIS_THREAD.with(|t| {
+        let depth = t.depth.get() - 1;
+        t.depth.set(depth);
+        depth == 0 && t.pending.get() > 0
+    });
+    if deferred {
         run_deferred();
     }
 }
@@ -79,26 +94,28 @@ pub(super) fn leave() {
 /// false (and the free is not done: its memory stays in use) when
 /// [`DEFERRED_MAX`] are pending already.
 pub(super) fn defer(free: Deferred) -> bool {
-    let n = PENDING.get();
-    if n == DEFERRED_MAX {
-        return false;
-    }
-    DEFERRED.with(|list| list[n].set(Some(free)));
-    PENDING.set(n + 1);
-    true
+    THIS_THREAD.with(|t| {
+        let n = t.pending.get();
+        if n == DEFERRED_MAX {
+            return false;
+        }
+        t.deferred[n].set(Some(free));
+        t.pending.set(n + 1);
+        true
+    })
 }
 
 #[cold]
 #[inline(never)]
 fn run_deferred() {
-    while PENDING.get() > 0 {
-        let n = PENDING.get() - 1;
-        PENDING.set(n);
-        if let Some(free) = DEFERRED.with(|list| list[n].take()) {
-            // SAFETY: `defer`'s caller made `free` for its heap, which
-            // outlives its allocations, and the free was not done.
-            unsafe { (free.run)(free.heap, free.args) };
-        }
+    while let Some(free) = THIS_THREAD.with(|t| {
+        let n = t.pending.get().checked_sub(1)?;
+        t.pending.set(n);
+        t.deferred[n].take()
+    }) {
+        // SAFETY: `defer`'s caller made `free` for its heap, which outlives
+        // its allocations, and the free was not done.
+        unsafe { (free.run)(free.heap, free.args) };
     }
 }
 

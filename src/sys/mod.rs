@@ -13,6 +13,9 @@
 //!   dual-mapping strategies
 //! - `CodeDir`: a directory such files can be made in (`candidates`,
 //!   `open`, which refuses a filesystem mounted `noexec`)
+//! - `open_private_file`, `read_private_file`: a file of this process's
+//!   own at a path others can guess (perf's map), never through a link,
+//!   a FIFO or another user's file
 //! - `ImageFile`: the file holding part of this process's own code, found
 //!   and opened so that it can be mapped again (static trampolines)
 //! - `flush_icache(ptr, len)`

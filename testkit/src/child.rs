@@ -62,6 +62,17 @@ pub fn in_child_with_env<V: AsRef<std::ffi::OsStr>>(
     Some(stdout)
 }
 
+/// Checks a child's output `out`: where it printed a line containing
+/// `skipped` (it could not set its case up here), prints that line as
+/// `SKIPPED: ...`; otherwise fails unless it printed `ok`.
+pub fn expect_child(out: &str, ok: &str, skipped: &str) {
+    if let Some(line) = out.lines().find(|l| l.contains(skipped)) {
+        println!("SKIPPED: {line}");
+        return;
+    }
+    assert!(out.contains(ok), "the child did not print {ok:?}:\n{out}");
+}
+
 /// Runs `cmd` to its end and collects its output, as `Command::output`
 /// does, but kills it and says so if it runs past [`CHILD_HANG`] (a deadlock
 /// fails the test instead of hanging it).

@@ -25,7 +25,8 @@ pub mod seccomp;
 
 #[cfg(all(feature = "harness", target_os = "linux"))]
 pub use child::{
-    STRATEGY_VAR, in_child, in_child_with_env, is_child, rerun_all_with_default_strategy,
+    STRATEGY_VAR, expect_child, in_child, in_child_with_env, is_child,
+    rerun_all_with_default_strategy,
 };
 pub use heaps::{heap_configs, thunk_heap_configs};
 #[cfg(all(feature = "harness", target_os = "linux"))]

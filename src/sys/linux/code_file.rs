@@ -139,15 +139,7 @@ impl CodeFile {
     /// Gives the memory behind `offset..offset+len` back to the system; the
     /// range reads as zeros afterwards, in every mapping of the file.
     pub(crate) fn punch_hole(&self, offset: usize, len: usize) -> io::Result<()> {
-        let (off, len) = match (libc::off_t::try_from(offset), libc::off_t::try_from(len)) {
-            (Ok(o), Ok(l)) => (o, l),
-            _ => {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidInput,
-                    "range too large",
-                ));
-            }
-        };
+        let (off, len) = file_range(offset, len)?;
         // SAFETY: `fd` is open; the flags are valid together.
         let ret = unsafe {
             libc::fallocate(
@@ -174,15 +166,7 @@ impl CodeFile {
     ///
     /// `ENOSPC` (no room), or another error of `fallocate`.
     pub(crate) fn reserve(&self, offset: usize, len: usize) -> io::Result<()> {
-        let (off, len) = match (libc::off_t::try_from(offset), libc::off_t::try_from(len)) {
-            (Ok(o), Ok(l)) => (o, l),
-            _ => {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidInput,
-                    "range too large",
-                ));
-            }
-        };
+        let (off, len) = file_range(offset, len)?;
         loop {
             // SAFETY: `fd` is open; the mode allocates the range and keeps
             // the file's size (so no size limit applies).
@@ -271,4 +255,15 @@ fn within_size_limit(len: usize) -> io::Result<()> {
         ));
     }
     Ok(())
+}
+
+/// `offset..offset+len` as `off_t`s, for `fallocate`.
+fn file_range(offset: usize, len: usize) -> io::Result<(libc::off_t, libc::off_t)> {
+    match (libc::off_t::try_from(offset), libc::off_t::try_from(len)) {
+        (Ok(o), Ok(l)) => Ok((o, l)),
+        _ => Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "range too large",
+        )),
+    }
 }
