@@ -255,6 +255,8 @@ impl<L: RawMutex> Heap<L> {
     /// its file descriptor and writable view included. Returns whether it
     /// did; the heap can then be dropped. Heaps with static-trampoline
     /// tables keep them (no descriptor to close) and are left alone.
+    // Per-thread heaps are the default heaps' (the `default-heap` feature).
+    #[cfg_attr(not(feature = "default-heap"), allow(dead_code))]
     pub(crate) fn keep_only_quarantined_code(&self) -> bool {
         self.compact();
         let quarantined = self.quarantined.load(Ordering::Relaxed);

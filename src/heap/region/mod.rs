@@ -521,6 +521,7 @@ impl Region {
     /// descriptor), the writable view, the bit vectors, the data slots.
     /// For a region nothing will allocate in, free in or write to again
     /// (`Heap::keep_only_quarantined_code`).
+    #[cfg_attr(not(feature = "default-heap"), allow(dead_code))]
     pub(crate) fn keep_code_only(self) {
         let this = std::mem::ManuallyDrop::new(self);
         // SAFETY: each field is read once out of a region that is never
