@@ -115,7 +115,8 @@ fn a_strategy_variable_naming_no_strategy_is_reported_and_named_in_errors() {
         assert!(wxthunk::Heap::new().is_ok());
         return;
     }
-    for value in ["bogus", "", "dual map"] {
+    // (Set to nothing means unset: `an_empty_strategy_variable_means_unset`.)
+    for value in ["bogus", " ", "dual map"] {
         with_strategy_var(name, value);
     }
 }
@@ -154,5 +155,25 @@ fn a_forced_strategy_is_reported_case_insensitively_and_explained_truthfully() {
         }
         let shouting = s.name().to_uppercase();
         with_strategy_var(name, &shouting);
+    }
+}
+
+/// `WXTHUNK_STRATEGY=` (set to nothing, as a unit file that clears it
+/// writes it) means unset: the default heaps use the probed strategy
+/// (every default-heap thunk failed with an invalid-setting error).
+#[test]
+fn an_empty_strategy_variable_means_unset() {
+    let name = "an_empty_strategy_variable_means_unset";
+    if let Some(out) = wxthunk_testkit::in_child_with_env(name, &[("WXTHUNK_STRATEGY", "")], || {
+        let p = wxthunk::probe();
+        assert_eq!(p.strategy_setting, wxthunk::StrategySetting::Unset);
+        let k = std::hint::black_box(2u32);
+        let t =
+            wxthunk::Thunk::<unsafe extern "C" fn(u32) -> u32>::new(move |x: u32| x * k).unwrap();
+        // SAFETY: alive.
+        assert_eq!(unsafe { (t.as_fn())(21) }, 42);
+        println!("EMPTY-OK");
+    }) {
+        assert!(out.contains("EMPTY-OK"), "{out}");
     }
 }

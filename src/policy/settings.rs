@@ -16,7 +16,8 @@ pub const STRATEGY_VAR: &str = "WXTHUNK_STRATEGY";
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum StrategySetting {
-    /// Not set: the default heaps use the probed strategy.
+    /// Not set, or set to nothing (`WXTHUNK_STRATEGY=`, as a service file
+    /// clearing it writes it): the default heaps use the probed strategy.
     Unset,
     /// Set to a strategy's name (case-insensitive): the default heaps use it,
     /// or fail if it does not work here.
@@ -31,7 +32,7 @@ pub enum StrategySetting {
 
 impl StrategySetting {
     fn read() -> StrategySetting {
-        let Some(raw) = std::env::var_os(STRATEGY_VAR) else {
+        let Some(raw) = std::env::var_os(STRATEGY_VAR).filter(|v| !v.is_empty()) else {
             return StrategySetting::Unset;
         };
         let value = raw.to_string_lossy();
