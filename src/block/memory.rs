@@ -103,7 +103,8 @@ impl BlockMemory {
             return Self::new(capacity, strategy);
         }
         debug_assert_eq!(capacity % sys::page_size(), 0);
-        let base = Mapping::anon(capacity, Prot::ReadWrite).map_err(|e| Error::os("mmap", e))?;
+        let base = Mapping::anon(capacity, Prot::ReadWrite)
+            .map_err(|e| Error::os("mmap", sized(capacity, e)))?;
         Ok(BlockMemory {
             capacity,
             kind: Kind::InPlace {
@@ -114,13 +115,14 @@ impl BlockMemory {
         })
     }
 
-    /// Maps `capacity` bytes (a whole number of pages), writable.
+    /// Maps `capacity` bytes (a whole number of pages), writable. A
+    /// mapping that fails says the size it was asked for.
     pub(crate) fn new(capacity: usize, strategy: CodeStrategy) -> Result<Self> {
         debug_assert_eq!(capacity % sys::page_size(), 0);
         let kind = match strategy {
             CodeStrategy::Protect => {
-                let base =
-                    Mapping::anon(capacity, Prot::ReadWrite).map_err(|e| Error::os("mmap", e))?;
+                let base = Mapping::anon(capacity, Prot::ReadWrite)
+                    .map_err(|e| Error::os("mmap", sized(capacity, e)))?;
                 Kind::Protect {
                     base,
                     writable: true,
@@ -128,9 +130,9 @@ impl BlockMemory {
             }
             CodeStrategy::DualMap | CodeStrategy::DualMapFile => {
                 let rx = Mapping::anon(capacity, Prot::None)
-                    .map_err(|e| Error::os("mmap (address reservation)", e))?;
-                let rw =
-                    Mapping::anon(capacity, Prot::ReadWrite).map_err(|e| Error::os("mmap", e))?;
+                    .map_err(|e| Error::os("mmap (address reservation)", sized(capacity, e)))?;
+                let rw = Mapping::anon(capacity, Prot::ReadWrite)
+                    .map_err(|e| Error::os("mmap", sized(capacity, e)))?;
                 Kind::DualMap {
                     rx,
                     rw: Some(rw),
@@ -298,8 +300,8 @@ impl BlockMemory {
                 *writable = true;
             }
             Kind::DualMap { rx, rw, .. } => {
-                let buf =
-                    Mapping::anon(capacity, Prot::ReadWrite).map_err(|e| Error::os("mmap", e))?;
+                let buf = Mapping::anon(capacity, Prot::ReadWrite)
+                    .map_err(|e| Error::os("mmap", sized(capacity, e)))?;
                 // SAFETY: `rx` is readable for `used <= capacity` bytes,
                 // `buf` writable for `capacity`; they are distinct mappings.
                 unsafe { std::ptr::copy_nonoverlapping(rx.as_ptr(), buf.as_ptr(), used) };
@@ -308,4 +310,10 @@ impl BlockMemory {
         }
         Ok(())
     }
+}
+
+/// `e`, saying the size of the mapping that failed (a user who asked for
+/// `1 << 60` bytes sees that, not only "Cannot allocate memory").
+fn sized(capacity: usize, e: std::io::Error) -> std::io::Error {
+    std::io::Error::new(e.kind(), format!("{capacity} bytes: {e}"))
 }
