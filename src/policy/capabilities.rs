@@ -93,12 +93,20 @@ impl Capabilities {
         {
             return Ok(s);
         }
-        let reasons: Vec<String> = preference
-            .iter()
-            .map(|&s| {
-                let s = s.into();
-                format!("{s}: {}", self.check(s))
-            })
+        // Strategies refused for the same reason share one mention of it
+        // (READ_IMPLIES_EXEC refuses all of them alike).
+        let mut reasons: Vec<(Vec<String>, String)> = Vec::new();
+        for &s in preference {
+            let s = s.into();
+            let why = self.check(s).to_string();
+            match reasons.iter_mut().find(|(_, r)| *r == why) {
+                Some((names, _)) => names.push(s.to_string()),
+                None => reasons.push((vec![s.to_string()], why)),
+            }
+        }
+        let reasons: Vec<String> = reasons
+            .into_iter()
+            .map(|(names, why)| format!("{}: {why}", names.join(", ")))
             .collect();
         Err(Error::NoExecutableMemory {
             reason: reasons.join("; "),

@@ -75,9 +75,10 @@ pub(super) fn prot_bits(prot: Prot) -> c_int {
     }
 }
 
-/// Whether the `READ_IMPLIES_EXEC` personality is set (by `setarch -X`, by
-/// `personality(2)`, inherited, or by the kernel for a binary without a
-/// `PT_GNU_STACK` header): then the kernel adds `PROT_EXEC` to every
+/// Whether the `READ_IMPLIES_EXEC` personality is set (by `personality(2)`,
+/// inherited, or by the kernel for a binary without a `PT_GNU_STACK`
+/// header; `setarch -X` does not keep it on x86_64, where `exec` clears it
+/// for a binary with a non-executable stack): then the kernel adds `PROT_EXEC` to every
 /// `mmap`/`mprotect` asking for `PROT_READ`, so a read-write mapping would be
 /// writable and executable. Asked of the kernel each time (one cheap system
 /// call): the personality can change at any moment.
@@ -88,7 +89,7 @@ pub(crate) fn read_implies_exec() -> bool {
 }
 
 /// Why wxthunk refuses writable mappings under `READ_IMPLIES_EXEC`.
-pub(crate) const READ_IMPLIES_EXEC_REASON: &str = "the READ_IMPLIES_EXEC personality is set (setarch -X or personality(2)): the kernel makes \
+pub(crate) const READ_IMPLIES_EXEC_REASON: &str = "the READ_IMPLIES_EXEC personality is set (personality(2)): the kernel makes \
      every readable mapping executable, so a writable mapping would be writable and executable, \
      which wxthunk never makes; clear it with personality(persona & !READ_IMPLIES_EXEC)";
 
