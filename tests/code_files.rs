@@ -375,7 +375,10 @@ fn a_noexec_directory_is_refused_by_name() {
             unsafe { std::env::set_var("WXTHUNK_TMPDIR", &path) };
             let policy = wxthunk::probe();
             let reason = policy.file_dual_mapping.reason().unwrap_or("");
-            if reason.contains(&format!("{path}: mounted noexec")) && policy.code_file_dir.is_none()
+            // The reason says what to do: name a directory that works.
+            if reason.contains(&format!("{path}: mounted noexec"))
+                && reason.contains("in WXTHUNK_TMPDIR")
+                && policy.code_file_dir.is_none()
             {
                 println!("NOEXEC-REFUSED {reason}");
                 0

@@ -280,7 +280,11 @@ fn try_dual_map_file() -> (Check, Option<Arc<CodeDir>>) {
     let reason = if tried.is_empty() {
         "no directory to make files in on this platform".to_owned()
     } else {
-        format!("no directory works: {}", tried.join("; "))
+        format!(
+            "no directory works: {}; name one that does (a filesystem mounted without noexec) \
+             in WXTHUNK_TMPDIR",
+            tried.join("; ")
+        )
     };
     (Check::Refused { reason }, None)
 }
