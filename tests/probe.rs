@@ -131,6 +131,15 @@ fn a_forced_strategy_is_reported_case_insensitively_and_explained_truthfully() {
         println!("{p}");
         assert_eq!(p.strategy_setting, wxthunk::StrategySetting::Forced(s));
         assert_eq!(p.thunk_strategy, Some(s));
+        // The heap strategy row says what the default heaps write code with.
+        if s.code().is_some() {
+            let table = p.to_string();
+            let row = table.lines().find(|l| l.contains("heap strategy")).unwrap();
+            assert!(
+                row.contains(&format!("{s} (forced by WXTHUNK_STRATEGY")),
+                "{row}"
+            );
+        }
         assert!(
             p.notes
                 .iter()

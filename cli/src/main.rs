@@ -33,6 +33,14 @@ enum Command {
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
+        /// A health check: exit with status 1 when the environment
+        /// variables are invalid or no strategy for thunks works here.
+        #[arg(long)]
+        check: bool,
+        /// With --check: also fail when no strategy for written code
+        /// (blocks, spans) works.
+        #[arg(long, requires = "check")]
+        code: bool,
     },
     /// JIT small functions into a Block and call them; hand closures to C.
     Demo,
@@ -50,9 +58,9 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Some(Command::Probe { json }) => {
+        Some(Command::Probe { json, check, code }) => {
             probe::run(json);
-            Ok(())
+            if check { probe::health(code) } else { Ok(()) }
         }
         Some(Command::Demo) => demo::run(),
         Some(Command::Bench { quick, json }) => bench::run(quick, json),

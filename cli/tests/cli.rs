@@ -259,3 +259,38 @@ fn the_demo_never_writes_through_a_planted_directory() {
     let left = std::fs::read_dir(&planted).unwrap().count();
     assert_eq!(left, 400, "the demo left its directory behind");
 }
+
+/// `probe --check` is a health check: status 0 where thunks (and, with
+/// `--code`, written code) work; status 1 naming why when the environment
+/// is invalid or nothing works.
+#[test]
+fn probe_check_fails_where_wxthunk_cannot_work() {
+    let run = |args: &[&str], env: &[(&str, &str)]| {
+        Command::new(env!("CARGO_BIN_EXE_wxthunk"))
+            .args(args)
+            .envs(env.iter().copied())
+            .output()
+            .expect("run wxthunk")
+    };
+    let ok = run(&["probe", "--check", "--code"], &[]);
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let bad = run(&["probe", "--check"], &[("WXTHUNK_STRATEGY", "bogus")]);
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert_eq!(bad.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("health check failed") && stderr.contains("WXTHUNK_STRATEGY"),
+        "{stderr}"
+    );
+    // The report itself is still printed.
+    assert!(String::from_utf8_lossy(&bad.stdout).contains("WXTHUNK_STRATEGY"));
+    // Without --check an invalid setting is reported, not a failure.
+    assert!(
+        run(&["probe"], &[("WXTHUNK_STRATEGY", "bogus")])
+            .status
+            .success()
+    );
+}

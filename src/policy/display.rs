@@ -102,7 +102,23 @@ impl fmt::Display for Policy {
         };
         row(f, "personality", &persona)?;
         row(f, "Block strategy", &opt_strategy(self.block_strategy))?;
-        row(f, "heap strategy", &opt_strategy(self.heap_strategy))?;
+        // The default heaps write code with a forced strategy (one for
+        // written code); other heaps use the probed one.
+        match self
+            .strategy_setting
+            .forced()
+            .filter(|s| s.code().is_some())
+        {
+            Some(forced) => row(
+                f,
+                "heap strategy",
+                &format_args!(
+                    "{forced} (forced by {STRATEGY_VAR}, for the default heaps; other heaps: {})",
+                    opt_strategy(self.heap_strategy)
+                ),
+            )?,
+            None => row(f, "heap strategy", &opt_strategy(self.heap_strategy))?,
+        }
         row(f, "thunk strategy", &opt_strategy(self.thunk_strategy))?;
         row(f, STRATEGY_VAR, &self.strategy_setting)?;
         let debug = if self.debug_thunks {
