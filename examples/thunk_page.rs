@@ -16,10 +16,10 @@ fn main() -> Result<(), wxthunk::Error> {
     for factor in 1..=8u32 {
         page.push(move |x: u32| x * factor)?;
     }
-    let page = page.seal()?;
+    let page = page.exec()?;
     let total: u32 = (0..page.len())
         .map(|i| {
-            let f = page.as_fn(i).expect("pushed above");
+            let f = page.func(i).expect("pushed above");
             // SAFETY: the page is alive.
             unsafe { f(10) }
         })

@@ -28,7 +28,8 @@ pub enum Error {
         /// The size that was asked for, in bytes.
         requested: usize,
     },
-    /// An offset does not point into the bytes written so far.
+    /// An offset does not point into the bytes written so far (or, for a
+    /// thunk page, an index past its last thunk).
     OutOfBounds {
         /// The offset that was asked for.
         offset: usize,

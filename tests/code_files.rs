@@ -116,9 +116,9 @@ fn exercise_file_code() {
     for k in 0..8u64 {
         page.push(move |x: u64| x * 10 + k).unwrap();
     }
-    let page = page.seal().unwrap();
+    let page = page.exec().unwrap();
     for k in 0..8 {
-        let f = page.as_fn(k).unwrap();
+        let f = page.func(k).unwrap();
         in_dir(f as usize);
         // SAFETY: the page is alive.
         assert_eq!(unsafe { f(3) }, 30 + k as u64);

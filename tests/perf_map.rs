@@ -85,7 +85,7 @@ fn everything_is_in_the_map() {
     let block = block.exec().unwrap();
     let mut page = heap.thunk_page::<F1>().unwrap();
     page.push(move |x: u64| x + k).unwrap();
-    let page = page.seal().unwrap();
+    let page = page.exec().unwrap();
 
     let entries = entries();
     let closure = "wxthunk thunk perf_map::everything_is_in_the_map::{{closure}}";
@@ -112,7 +112,7 @@ fn everything_is_in_the_map() {
     ] {
         assert_covered(&entries, addr as usize, len, name);
     }
-    let first = page.as_fn(0).unwrap() as usize;
+    let first = page.func(0).unwrap() as usize;
     assert_covered(&entries, first, 32, "wxthunk thunk page");
     // Every line is perf's `START SIZE name` with a non-empty name.
     assert!(

@@ -689,12 +689,15 @@ fn thunk_pages_many_thunks_one_seal_freed_as_a_unit() {
             other => panic!("{name}: {:?}", other.map(|_| ())),
         }
         let before = heap.stats();
-        let page = page.seal().unwrap();
+        let page = page.exec().unwrap();
         assert_eq!(page.len(), capacity);
-        assert!(page.as_fn(capacity).is_none());
+        assert!(matches!(
+            page.func(capacity),
+            Err(wxthunk::Error::OutOfBounds { offset, len }) if offset == capacity && len == capacity
+        ));
         for k in 0..capacity {
             // SAFETY: the page is alive.
-            let got = unsafe { (page.as_fn(k).unwrap())(7) };
+            let got = unsafe { (page.func(k).unwrap())(7) };
             assert_eq!(got, 7000 + k as u32, "{name}");
         }
         assert_eq!(
@@ -723,13 +726,13 @@ fn thunk_pages_many_thunks_one_seal_freed_as_a_unit() {
             move |_: u64, _: u64, _: u64, _: u64, _: u64, _: u64, _: u64| s.len() as u64,
         )
         .unwrap();
-        let page = page.seal().unwrap();
+        let page = page.exec().unwrap();
         // SAFETY: the page is alive.
         unsafe {
-            assert_eq!((page.as_fn(0).unwrap())(1, 2, 3, 4, 5, 6, 7), 8, "{name}");
-            assert_eq!((page.as_fn(1).unwrap())(0, 0, 0, 0, 0, 0, 3), 301);
-            assert_eq!((page.as_fn(1).unwrap())(0, 0, 0, 0, 0, 0, 3), 302);
-            assert_eq!((page.as_fn(2).unwrap())(0, 0, 0, 0, 0, 0, 0), 4);
+            assert_eq!((page.func(0).unwrap())(1, 2, 3, 4, 5, 6, 7), 8, "{name}");
+            assert_eq!((page.func(1).unwrap())(0, 0, 0, 0, 0, 0, 3), 301);
+            assert_eq!((page.func(1).unwrap())(0, 0, 0, 0, 0, 0, 3), 302);
+            assert_eq!((page.func(2).unwrap())(0, 0, 0, 0, 0, 0, 0), 4);
         }
     }
 }
@@ -1020,5 +1023,26 @@ fn fn_mut_thunks_dropped_by_another_thread_mid_call_free_their_closure_once() {
         DROPS.load(Ordering::SeqCst),
         ROUNDS,
         "closures leaked by drops racing the call's exit"
+    );
+}
+
+/// The old names of a thunk page's seal and lookup still work, deprecated:
+/// `seal` is `exec`, and `as_fn` is `func` with `Option`.
+#[test]
+#[allow(deprecated)]
+fn a_thunk_pages_old_names_still_work() {
+    let heap = Heap::new().unwrap();
+    let mut page = heap
+        .thunk_page::<unsafe extern "C" fn(u32) -> u32>()
+        .unwrap();
+    let k = std::hint::black_box(3u32);
+    page.push(move |x: u32| x * k).unwrap();
+    let page = page.seal().unwrap();
+    // SAFETY: the page is alive.
+    assert_eq!(unsafe { (page.as_fn(0).unwrap())(14) }, 42);
+    assert!(page.as_fn(1).is_none());
+    assert_eq!(
+        page.func(0).unwrap() as usize,
+        page.as_fn(0).unwrap() as usize
     );
 }

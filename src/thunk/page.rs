@@ -33,9 +33,9 @@ use crate::heap::{DefaultLock, ExecSpan, Span};
 /// for k in 0..3 {
 ///     page.push(move |v: u32| v * 10 + k)?;
 /// }
-/// let page = page.seal()?;
+/// let page = page.exec()?;
 /// // SAFETY: the page is alive.
-/// assert_eq!(unsafe { (page.as_fn(2).unwrap())(4) }, 42);
+/// assert_eq!(unsafe { (page.func(2)?)(4) }, 42);
 /// # }
 /// # Ok::<(), wxthunk::Error>(())
 /// ```
@@ -152,12 +152,26 @@ impl<'a, F: ThunkSig, L: RawMutex> ThunkPage<'a, F, L> {
         Ok(index)
     }
 
-    /// Makes the page executable, once.
+    /// Makes the page executable, once: the same verb as
+    /// [`Block::exec`](crate::Block::exec) and [`Span::exec`].
     ///
     /// # Errors
     ///
     /// As [`Span::exec`]; the page and its closures are then freed.
-    pub fn seal(self) -> Result<SealedThunkPage<'a, F, L>> {
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let heap = wxthunk::Heap::new()?;
+    /// let mut page = heap.thunk_page::<unsafe extern "C" fn(u32) -> u32>()?;
+    /// let k = std::hint::black_box(2);
+    /// page.push(move |x: u32| x * k)?;
+    /// let page = page.exec()?;
+    /// // SAFETY: the page is alive.
+    /// assert_eq!(unsafe { (page.func(0)?)(21) }, 42);
+    /// # Ok::<(), wxthunk::Error>(())
+    /// ```
+    pub fn exec(self) -> Result<SealedThunkPage<'a, F, L>> {
         let code = self
             .page
             .try_exec_as(|| format!("wxthunk thunk page {}", std::any::type_name::<F>()))
@@ -167,6 +181,16 @@ impl<'a, F: ThunkSig, L: RawMutex> ThunkPage<'a, F, L> {
             entries: self.entries,
             _sig: PhantomData,
         })
+    }
+
+    /// The old name of [`exec`](Self::exec).
+    ///
+    /// # Errors
+    ///
+    /// As [`exec`](Self::exec).
+    #[deprecated(note = "renamed `exec`, the verb blocks and spans use")]
+    pub fn seal(self) -> Result<SealedThunkPage<'a, F, L>> {
+        self.exec()
     }
 }
 
@@ -182,8 +206,27 @@ impl<F: ThunkSig, L: RawMutex> SealedThunkPage<'_, F, L> {
     }
 
     /// The pointer of thunk `index`, valid while the page lives (see
-    /// [`Thunk::as_fn`](crate::Thunk::as_fn)); `None` past the last one.
+    /// [`Thunk::as_fn`](crate::Thunk::as_fn)): the same lookup as
+    /// [`ExecBlock::func`](crate::ExecBlock::func), typed by the page.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::OutOfBounds`](crate::Error::OutOfBounds) past the last
+    /// thunk (`offset` is the index, `len` the number of thunks).
+    pub fn func(&self, index: usize) -> Result<F::Unsafe> {
+        self.lookup(index).ok_or(crate::error::Error::OutOfBounds {
+            offset: index,
+            len: self.entries.len(),
+        })
+    }
+
+    /// The old form of [`func`](Self::func): `None` past the last thunk.
+    #[deprecated(note = "use `func`, which returns a `Result` as `ExecBlock::func` does")]
     pub fn as_fn(&self, index: usize) -> Option<F::Unsafe> {
+        self.lookup(index)
+    }
+
+    fn lookup(&self, index: usize) -> Option<F::Unsafe> {
         (index < self.entries.len()).then(|| {
             // SAFETY: slot `index` holds a thunk of type `F` (written by
             // `push_context`), inside the sealed page.
