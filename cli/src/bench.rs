@@ -80,9 +80,10 @@ impl Table {
         if self.print {
             match &row.result {
                 Ok((ns, ratio)) => {
+                    let note = note(&row, *ratio);
                     let ratio = ratio.map_or(String::new(), |v| format!("{v:.2}x"));
                     println!(
-                        "  {:<12} {:<44} {:>8.2}ns {:>8}",
+                        "  {:<12} {:<44} {:>8.2}ns {:>8}{note}",
                         row.group, row.name, ns, ratio
                     );
                 }
@@ -92,6 +93,19 @@ impl Table {
         let ns = row.result.as_ref().ok().map(|(ns, _)| *ns);
         self.rows.push(row);
         ns
+    }
+}
+
+/// What a row's figure means where it could mislead: a call "faster" than
+/// the direct call it is measured against is noise, and protect's
+/// creation is a page and two `mprotect` calls by design.
+fn note(row: &Row, ratio: Option<f64>) -> &'static str {
+    if row.group == "call" && ratio.is_some_and(|r| r < 1.0) {
+        "  (noise: nothing beats the direct call)"
+    } else if row.group == "create+drop" && row.name.contains("(protect)") {
+        "  (a page and two mprotect calls each: protect is for blocks and spans)"
+    } else {
+        ""
     }
 }
 
@@ -355,4 +369,31 @@ pub fn run(quick: bool, as_json: bool) -> Result<(), Box<dyn std::error::Error>>
         Err(why) => println!("  memory per live thunk: skipped: {why}"),
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Row, note};
+
+    fn row(group: &'static str, name: &str) -> Row {
+        Row {
+            group,
+            name: name.to_owned(),
+            result: Ok((1.0, None)),
+        }
+    }
+
+    #[test]
+    fn misleading_rows_are_labelled() {
+        let call = row("call", "thunk (dual-map)");
+        assert!(note(&call, Some(0.97)).contains("noise"));
+        assert_eq!(note(&call, Some(1.2)), "");
+        let protect = row("create+drop", "thunk on a Heap<NoLock> (protect)");
+        assert!(note(&protect, Some(400.0)).contains("a page and two mprotect calls"));
+        // Faster creation than the global heap is real, not noise.
+        assert_eq!(
+            note(&row("create+drop", "thunk capturing nothing"), Some(0.05)),
+            ""
+        );
+    }
 }

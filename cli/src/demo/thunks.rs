@@ -74,10 +74,12 @@ fn walk() -> Result<(), Box<dyn std::error::Error>> {
     // directory is written through.
     let tmp = tempfile::Builder::new().prefix("wxthunk-demo-").tempdir()?;
     let root = tmp.path().to_owned();
-    for dir in ["src", "src/heap"] {
+    // (Names unlike this repository's, so the walk is not mistaken for
+    // one of the checkout.)
+    for dir in ["photos", "photos/2026"] {
         std::fs::create_dir(root.join(dir))?;
     }
-    for f in ["src/lib.rs", "src/heap/region.rs", "README.md"] {
+    for f in ["photos/2026/beach.jpg", "photos/cat.png", "notes.txt"] {
         std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
