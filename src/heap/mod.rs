@@ -103,6 +103,7 @@
 //! | `span.rs` | [`Span`] and [`ExecSpan`], the handles of allocations |
 //! | `stats.rs` | [`HeapStats`] |
 //! | `locked.rs` | a shard's lock and its fork hooks |
+//! | `retire.rs` | what a heap gives up for good: stranded allocations, an ended thread's heap but its quarantined code |
 //! | `reentry.rs` | a thread entering a shard it holds (an allocator or a signal handler that makes thunks): refused, or its frees deferred |
 //! | `shard.rs` | which shard a thread uses; the shared address-space budget |
 //! | `lock.rs` | [`DefaultLock`] and [`NoLock`] |
@@ -126,6 +127,7 @@ mod placement;
 mod ready;
 mod reentry;
 mod region;
+mod retire;
 mod shard;
 mod span;
 mod stats;
