@@ -54,7 +54,7 @@ impl<L: RawMutex> Heap<L> {
     }
 
     /// For a heap nothing can reach any more (a per-thread heap at its
-    /// thread's exit) whose only live allocations are quarantined debug
+    /// thread's exit), just compacted by its caller, whose only live allocations are quarantined debug
     /// code, which is never freed or written again: keeps that code mapped
     /// (read+exec, for the rest of the process: a stale call through it is
     /// still reported) and lets go of everything else of each region,
@@ -64,7 +64,6 @@ impl<L: RawMutex> Heap<L> {
     // Per-thread heaps are the default heaps' (the `default-heap` feature).
     #[cfg_attr(not(feature = "default-heap"), allow(dead_code))]
     pub(crate) fn keep_only_quarantined_code(&self) -> bool {
-        self.compact();
         let quarantined = self.quarantined.load(Ordering::Relaxed);
         let stats = self.stats();
         if quarantined == 0 || stats.live_allocations != quarantined || stats.trampoline_tables != 0
