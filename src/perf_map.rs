@@ -87,9 +87,7 @@ fn sink() -> io::Result<&'static Sink> {
     let pid = std::process::id();
     let current = SINK.load(Ordering::Acquire);
     // SAFETY: a non-null `SINK` is a leaked `Box<Sink>`, never freed.
-    if let Some(sink) = unsafe { current.as_ref() }
-        && sink.pid == pid
-    {
+    if let Some(sink) = unsafe { current.as_ref() }.filter(|sink| sink.pid == pid) {
         return Ok(sink);
     }
     let file = match crate::sys::open_private_file(&path_for(pid)) {

@@ -393,10 +393,10 @@ impl<'a, F: ThunkSig, L: RawMutex> Thunk<'a, F, L> {
     pub fn builds_frame(&self) -> bool {
         match self.kind() {
             handle::COMPILED | handle::GRANULE => false,
-            handle::STATIC => matches!(
-                const { crate::arch::placement(F::CONV, F::CLASSES) },
-                Some(Placement::Stack(_))
-            ),
+            handle::STATIC => {
+                let placement = const { crate::arch::placement(F::CONV, F::CLASSES) };
+                matches!(placement, Some(Placement::Stack(_)))
+            }
             _ => self.slow().builds_frame,
         }
     }
@@ -654,8 +654,9 @@ impl<L: RawMutex> Heap<L> {
         if std::mem::size_of::<C>() == 0 {
             return Ok(Thunk::zero_sized(self, closure));
         }
+        let placement = const { crate::arch::placement(F::CONV, F::CLASSES) };
         let registers = matches!(
-            const { crate::arch::placement(F::CONV, F::CLASSES) },
+            placement,
             Some(Placement::Register(_) | Placement::Float(_))
         );
         // Whether the thunk's code slot has a data slot: a trampoline entry
@@ -717,10 +718,10 @@ impl<L: RawMutex> Heap<L> {
 /// from the binary, so it gets no line.
 #[inline(always)]
 fn noted<C, F: ThunkSig, L: RawMutex>(thunk: Result<Thunk<'_, F, L>>) -> Result<Thunk<'_, F, L>> {
-    if crate::perf_map::may_be_on()
-        && let Ok(t) = &thunk
-    {
-        note_thunk(t.code(), std::any::type_name::<C>());
+    if crate::perf_map::may_be_on() {
+        if let Ok(t) = &thunk {
+            note_thunk(t.code(), std::any::type_name::<C>());
+        }
     }
     thunk
 }

@@ -39,9 +39,8 @@ fn candidates_from(var: impl Fn(&str) -> Option<OsString>) -> Vec<(PathBuf, &'st
     }
     let mut dirs: Vec<(PathBuf, &'static str)> = Vec::new();
     let mut add = |dir: Option<OsString>, why: &'static str| {
-        if let Some(dir) = dir.filter(|d| !d.is_empty()).map(PathBuf::from)
-            && !dirs.iter().any(|(d, _)| *d == dir)
-        {
+        let dir = dir.filter(|d| !d.is_empty()).map(PathBuf::from);
+        if let Some(dir) = dir.filter(|dir| !dirs.iter().any(|(d, _)| d == dir)) {
             dirs.push((dir, why));
         }
     };
