@@ -152,3 +152,33 @@ fn the_scanner_sees_what_it_must() {
     assert_eq!(crate_paths("pub(in crate::sys) fn f() {}"), ["sys"]);
     assert_eq!(code_of("/// [`Error`](crate::Error)"), "");
 }
+
+/// One job per file: no Rust source of the workspace is over 600 lines
+/// (a file that grows past it is split along its jobs).
+#[test]
+fn no_source_file_is_over_600_lines() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files = Vec::new();
+    for dir in [
+        "src",
+        "tests",
+        "examples",
+        "cli",
+        "bench",
+        "cranelift",
+        "testkit",
+        "abi-matrix",
+        "dlopen-check",
+    ] {
+        sources(&root.join(dir), &mut files);
+    }
+    assert!(files.len() > 50, "the sources were not found: {}", files.len());
+    let long: Vec<String> = files
+        .iter()
+        .filter_map(|f| {
+            let n = std::fs::read_to_string(f).unwrap().lines().count();
+            (n > 600).then(|| format!("{} ({n} lines)", f.display()))
+        })
+        .collect();
+    assert!(long.is_empty(), "over 600 lines: {long:?}");
+}

@@ -97,7 +97,8 @@
 //! | `builder.rs` | [`HeapBuilder`](crate::HeapBuilder), the heap's configuration and mode |
 //! | `allocator.rs` | the state behind the lock: size classes, first fit, growth, freeing, compaction |
 //! | `region/` | one region: its mappings, its bit vectors, writing and scrubbing (`mod.rs`), its data slots (`data.rs`), its lock-free side for thunk handles (`info.rs`), page commit and decommit (`pages.rs`), moving to a file of its own after fork (`unshare.rs`) |
-//! | `fast.rs` | the fast paths of one-granule thunks |
+//! | `fast.rs` | the fast paths of granule thunks: made from and freed into magazines |
+//! | `give_back.rs` | ready granules going back from magazines to their regions, a run at a time |
 //! | `ready.rs` | ready granules (looked up once, written without a lookup), magazines of them, and the handle of a thunk in one |
 //! | `thread_cache.rs` | the global heap's per-thread caches of ready granules, and how `compact` and `fork()` stop them |
 //! | `span.rs` | [`Span`] and [`ExecSpan`], the handles of allocations |
@@ -121,6 +122,7 @@ mod builder;
 mod default;
 mod fast;
 mod fork;
+mod give_back;
 mod lock;
 mod locked;
 mod placement;

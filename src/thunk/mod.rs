@@ -52,10 +52,12 @@ pub(crate) mod call;
 mod closure;
 mod codegen;
 mod context;
+mod create;
 mod debug;
 mod handle;
 mod page;
 mod refs;
+mod release;
 
 use std::fmt;
 use std::marker::PhantomData;
@@ -64,17 +66,12 @@ use lock_api::RawMutex;
 
 use crate::abi::{FnPtr, ThunkSig};
 use crate::arch::Placement;
-use crate::error::Result;
 use crate::heap::Heap;
 use crate::heap::{DefaultLock, RegionInfo};
-use crate::strategy::ThunkStrategy;
 use crate::trampoline;
-use call::{MutCtx, OnceCtx};
 pub use closure::{ThunkFn, ThunkFnMut, ThunkFnOnce};
-use codegen::placement_const;
-use context::Context;
 pub use debug::DEBUG_QUARANTINE;
-use handle::{Code, MovedOut, Slow};
+use handle::{Code, Slow};
 pub use page::{SealedThunkPage, ThunkPage};
 pub use refs::RefThunk;
 
@@ -240,7 +237,7 @@ impl<'a, F: ThunkSig> Thunk<'a, F> {
     ///
     /// As [`Heap::thunk`], and as [`Heap::global`] on its first use.
     #[inline]
-    pub fn new<C>(closure: C) -> Result<Self>
+    pub fn new<C>(closure: C) -> crate::error::Result<Self>
     where
         C: ThunkFn<F> + Send + Sync + 'a,
     {
@@ -252,7 +249,7 @@ impl<'a, F: ThunkSig> Thunk<'a, F> {
     /// # Errors
     ///
     /// As [`new`](Thunk::new).
-    pub fn new_mut<C>(closure: C) -> Result<Self>
+    pub fn new_mut<C>(closure: C) -> crate::error::Result<Self>
     where
         C: ThunkFnMut<F> + Send + 'a,
     {
@@ -264,7 +261,7 @@ impl<'a, F: ThunkSig> Thunk<'a, F> {
     /// # Errors
     ///
     /// As [`new`](Thunk::new).
-    pub fn new_once<C>(closure: C) -> Result<Self>
+    pub fn new_once<C>(closure: C) -> crate::error::Result<Self>
     where
         C: ThunkFnOnce<F> + Send + 'a,
     {
@@ -473,111 +470,6 @@ unsafe fn granule_code<'t>(at: *const u8) -> &'t [u8] {
     &granule[..crate::arch::register_thunk_len(granule)]
 }
 
-impl<F: ThunkSig, L: RawMutex> Drop for Thunk<'_, F, L> {
-    #[inline]
-    fn drop(&mut self) {
-        match self.kind() {
-            // A compiled function keeps nothing: its drop is this test.
-            handle::COMPILED => {}
-            handle::GRANULE => self.release_granule(),
-            _ => self.release(),
-        }
-    }
-}
-
-impl<'a, F: ThunkSig, L: RawMutex> Thunk<'a, F, L> {
-    /// `Drop` of a `GRANULE` thunk.
-    #[inline(never)]
-    fn release_granule(&mut self) {
-        if self.word & handle::PAIR != 0 {
-            return self.release_pair();
-        }
-        self.release_granules::<1>();
-    }
-
-    /// `Drop` of a two-granule `GRANULE` thunk.
-    #[inline(never)]
-    fn release_pair(&mut self) {
-        self.release_granules::<2>();
-    }
-
-    /// `Drop` of a `GRANULE` thunk of `N` granules (`PAIR` says which).
-    #[inline(always)]
-    fn release_granules<const N: usize>(&mut self) {
-        if self.word & handle::INLINE_DROP != 0 {
-            return self.release_granules_dropping::<N>();
-        }
-        let (heap, addr, info) = self.granule_parts();
-        // SAFETY: the thunk's `N` granules, freed once; the thunk is being
-        // dropped, so no new call can reach them through it.
-        unsafe { heap.free_thunk_granule::<N>(addr, info) };
-    }
-
-    /// [`release_granules`](Self::release_granules) of a thunk whose
-    /// inline closure needs a drop: the closure leaves its data slot before
-    /// the slot goes with the code, and is dropped after the code is freed.
-    /// (Apart, so that the common path holds no moved-out closure: copying
-    /// one around stalled on store forwarding.)
-    #[inline(never)]
-    fn release_granules_dropping<const N: usize>(&mut self) {
-        let (heap, addr, info) = self.granule_parts();
-        let tag = self.word & (handle::INLINE_DROP | handle::PAIR);
-        // SAFETY: an `INLINE_DROP` closure is in the slot, written with
-        // this tag, moved out once, here.
-        let moved = unsafe { MovedOut::take(info.granule(addr).data, tag) };
-        // SAFETY: as in `release_granules`.
-        unsafe { heap.free_thunk_granule::<N>(addr, info) };
-        drop(moved);
-    }
-
-    /// A `GRANULE` thunk's heap, code address and region.
-    #[inline(always)]
-    fn granule_parts(&self) -> (&'a Heap<L>, usize, &RegionInfo) {
-        let info = self.region();
-        // SAFETY: the (exposed) address of the heap the thunk was made on,
-        // as in `heap`.
-        let heap = unsafe { &*std::ptr::with_exposed_provenance::<Heap<L>>(info.owner.get()) };
-        (heap, self.fn_ptr.addr() as usize, info)
-    }
-
-    /// `Drop` of a `STATIC` or `SLOW` thunk.
-    #[inline(never)]
-    fn release(&mut self) {
-        let addr = self.fn_ptr.addr() as usize;
-        let inline_drop = self.word & handle::INLINE_DROP != 0;
-        match self.kind() {
-            handle::STATIC => {
-                let heap = self.heap();
-                let packed = self.kept() as u64;
-                // The slot's entry in the table's first page.
-                let addr = addr - trampoline::entry_offset(placement_const::<F>());
-                let moved = inline_drop.then(|| {
-                    let data = trampoline::SlotRef::unpack(packed, addr).0.data_slot();
-                    // SAFETY: as for `GRANULE`.
-                    unsafe { MovedOut::take(data, handle::INLINE_DROP) }
-                });
-                // SAFETY: a `STATIC` thunk keeps its slot, packed, and its
-                // entry is at `addr`; freed once, here.
-                unsafe { heap.free_trampoline_slot(addr, packed) };
-                drop(moved);
-            }
-            _ => {
-                let slow = std::ptr::with_exposed_provenance_mut::<Slow<'_, L>>(self.kept());
-                // SAFETY: a `SLOW` thunk owns its box (the word keeps the
-                // box's exposed address): a debug thunk's code is taken out
-                // of it into quarantine first, and the box is freed once,
-                // here, by its own `free` (which knows the box's type).
-                unsafe {
-                    if (*slow).debug.is_some() {
-                        (*slow).quarantine();
-                    }
-                    ((*slow).free)(slow);
-                }
-            }
-        }
-    }
-}
-
 impl<F: ThunkSig, L: RawMutex> Thunk<'static, F, L> {
     /// Keeps the thunk (its code and closure) for the rest of the process and
     /// returns its pointer, which is then valid forever: for callbacks that
@@ -598,140 +490,4 @@ impl<F: ThunkSig, L: RawMutex> fmt::Debug for Thunk<'_, F, L> {
             .field("builds_frame", &self.builds_frame())
             .finish()
     }
-}
-
-impl<L: RawMutex> Heap<L> {
-    /// A thunk for an `Fn` closure, with its code in this heap.
-    ///
-    /// The closure must be `Sync` (C may call from many threads at once);
-    /// for one that is not (it holds a `Cell`, a `RefCell`, an `Rc`), use
-    /// [`thunk_mut`](Heap::thunk_mut).
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Unsupported`](crate::Error::Unsupported) on an architecture without a thunk code
-    /// generator; otherwise as [`Heap::alloc`].
-    #[inline(always)]
-    pub fn thunk<'a, F, C>(&'a self, closure: C) -> Result<Thunk<'a, F, L>>
-    where
-        F: ThunkSig,
-        C: ThunkFn<F> + Send + Sync + 'a,
-    {
-        // One relaxed load (perf's map, debug mode); the path that serves
-        // them is out of line, so the usual one is built straight into the
-        // caller's result.
-        if crate::creation_hooks::any() {
-            return self.thunk_noted(closure);
-        }
-        self.thunk_here(closure)
-    }
-
-    /// [`thunk`](Heap::thunk) when perf's map may be on, or in debug mode.
-    #[cold]
-    #[inline(never)]
-    fn thunk_noted<'a, F, C>(&'a self, closure: C) -> Result<Thunk<'a, F, L>>
-    where
-        F: ThunkSig,
-        C: ThunkFn<F> + Send + Sync + 'a,
-    {
-        if self.is_debug() {
-            return noted::<C, F, L>(Thunk::build_debug::<C>(
-                self,
-                Context::boxed(closure),
-                C::entry(),
-            ));
-        }
-        noted::<C, F, L>(self.thunk_here(closure))
-    }
-
-    /// [`thunk`](Heap::thunk), without perf's map.
-    #[inline(always)]
-    fn thunk_here<'a, F, C>(&'a self, closure: C) -> Result<Thunk<'a, F, L>>
-    where
-        F: ThunkSig,
-        C: ThunkFn<F> + Send + Sync + 'a,
-    {
-        if std::mem::size_of::<C>() == 0 {
-            return Ok(Thunk::zero_sized(self, closure));
-        }
-        let placement = const { crate::arch::placement(F::CONV, F::CLASSES) };
-        let registers = matches!(
-            placement,
-            Some(Placement::Register(_) | Placement::Float(_))
-        );
-        // Whether the thunk's code slot has a data slot: a trampoline entry
-        // (`true`), or a one-granule thunk of a dual-mapped heap.
-        let slot = match self.thunk_strategy() {
-            ThunkStrategy::StaticTrampolines => Some(true),
-            ThunkStrategy::Generated(code) if code.dual_maps() && registers => Some(false),
-            _ => None,
-        };
-        let tags = const { (handle::inline_tag::<C>(), handle::pair_tag::<C>()) };
-        match (tags, slot) {
-            ((Some(tag), _), Some(true)) => Thunk::build_static_inline(self, closure, tag),
-            ((Some(tag), _), Some(false)) => Thunk::build_inline::<1, _>(self, closure, tag),
-            // Up to 32 bytes: both data slots of a two-granule thunk.
-            ((None, Some(tag)), Some(false)) => Thunk::build_inline::<2, _>(self, closure, tag),
-            (_, Some(trampolines)) => Thunk::build_boxed_inline(self, closure, trampolines),
-            (_, None) => Thunk::build_boxed(self, closure),
-        }
-    }
-
-    /// A thunk for an `FnMut` closure, with its code in this heap.
-    ///
-    /// # Errors
-    ///
-    /// As [`thunk`](Heap::thunk).
-    pub fn thunk_mut<'a, F, C>(&'a self, closure: C) -> Result<Thunk<'a, F, L>>
-    where
-        F: ThunkSig,
-        C: ThunkFnMut<F> + Send + 'a,
-    {
-        let ctx = Context::boxed_mut(MutCtx::new(closure));
-        if self.is_debug() {
-            return noted::<C, F, L>(Thunk::build_debug::<C>(self, ctx, C::entry()));
-        }
-        noted::<C, F, L>(Thunk::build(self, ctx, C::entry()))
-    }
-
-    /// A thunk for an `FnOnce` closure, with its code in this heap.
-    ///
-    /// # Errors
-    ///
-    /// As [`thunk`](Heap::thunk).
-    pub fn thunk_once<'a, F, C>(&'a self, closure: C) -> Result<Thunk<'a, F, L>>
-    where
-        F: ThunkSig,
-        C: ThunkFnOnce<F> + Send + 'a,
-    {
-        let ctx = Context::boxed(OnceCtx::new(closure));
-        if self.is_debug() {
-            return noted::<C, F, L>(Thunk::build_debug::<C>(self, ctx, C::entry()));
-        }
-        noted::<C, F, L>(Thunk::build(self, ctx, C::entry()))
-    }
-}
-
-/// `thunk`, entered in perf's map of JIT code when that is on (one relaxed
-/// load otherwise) as `wxthunk thunk <closure type>`. A thunk of a closure
-/// that captures nothing is this library's compiled code, which perf names
-/// from the binary, so it gets no line.
-#[inline(always)]
-fn noted<C, F: ThunkSig, L: RawMutex>(thunk: Result<Thunk<'_, F, L>>) -> Result<Thunk<'_, F, L>> {
-    if crate::perf_map::may_be_on() {
-        if let Ok(t) = &thunk {
-            note_thunk(t.code(), std::any::type_name::<C>());
-        }
-    }
-    thunk
-}
-
-/// [`noted`]'s line, out of line.
-#[cold]
-#[inline(never)]
-fn note_thunk(code: &[u8], closure: &'static str) {
-    crate::perf_map::record(|| {
-        let name = format!("wxthunk thunk {closure}");
-        (code.as_ptr() as usize, code.len(), name)
-    });
 }
