@@ -120,6 +120,8 @@ impl Error {
     /// or a report where the [`source`](std::error::Error::source) chain is
     /// not printed.
     ///
+    /// # Examples
+    ///
     /// ```
     /// let heap = wxthunk::Heap::new()?;
     /// let e = heap.alloc(0).unwrap_err();
@@ -138,6 +140,15 @@ impl Error {
     }
 
     /// The [`io::ErrorKind`] that best describes this error.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let heap = wxthunk::Heap::new()?;
+    /// let e = heap.alloc(0).unwrap_err();
+    /// assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput);
+    /// # Ok::<(), wxthunk::Error>(())
+    /// ```
     pub fn kind(&self) -> io::ErrorKind {
         match self {
             Error::SizeOverflow { .. }
@@ -242,16 +253,60 @@ impl<T> TransitionError<T> {
     }
 
     /// The reason the transition failed.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::io::Write;
+    /// let mut block = wxthunk::Block::new(0)?;
+    /// block.write_all(&[0xc3])?;
+    /// match block.exec() {
+    ///     Ok(code) => assert_eq!(code.len(), 1),
+    ///     Err(failed) => eprintln!("could not seal: {}", failed.error()),
+    /// }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn error(&self) -> &Error {
         &self.error
     }
 
     /// The value the transition consumed, unchanged.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::io::Write;
+    /// let mut block = wxthunk::Block::new(0)?;
+    /// block.write_all(&[0xc3])?;
+    /// let code = match block.exec() {
+    ///     Ok(code) => code,
+    ///     Err(failed) => {
+    ///         let block = failed.into_inner(); // unchanged: its bytes are still there
+    ///         assert_eq!(block.as_slice(), &[0xc3]);
+    ///         return Ok(());
+    ///     }
+    /// };
+    /// assert_eq!(code.len(), 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn into_inner(self) -> T {
         self.value
     }
 
     /// Both parts.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::io::Write;
+    /// let mut block = wxthunk::Block::new(0)?;
+    /// block.write_all(&[0xc3])?;
+    /// if let Err(failed) = block.exec() {
+    ///     let (error, block) = failed.into_parts();
+    ///     eprintln!("{error}; {} bytes kept", block.len());
+    /// }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn into_parts(self) -> (Error, T) {
         (self.error, self.value)
     }

@@ -38,6 +38,15 @@ pub use thunk::{
 
 /// The size of a memory page on this system, in bytes (cached after the
 /// first call).
+///
+/// # Examples
+///
+/// ```
+/// let page = wxthunk::page_size();
+/// assert!(page.is_power_of_two());
+/// assert_eq!(wxthunk::Block::new(1)?.capacity(), page);
+/// # Ok::<(), wxthunk::Error>(())
+/// ```
 pub fn page_size() -> usize {
     sys::page_size()
 }

@@ -65,6 +65,17 @@ impl Strategy {
 
     /// A short, stable name: `"protect"`, `"dual-map"`, `"dual-map-file"`
     /// or `"static-trampolines"`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use wxthunk::Strategy;
+    /// assert_eq!(Strategy::DualMapFile.name(), "dual-map-file");
+    /// // The names round-trip, as `WXTHUNK_STRATEGY` takes them.
+    /// for &s in Strategy::ALL {
+    ///     assert_eq!(Strategy::from_name(s.name()), Some(s));
+    /// }
+    /// ```
     pub fn name(self) -> &'static str {
         match self {
             Strategy::Protect => "protect",
@@ -76,6 +87,8 @@ impl Strategy {
 
     /// The strategy called `name`, as [`FromStr`](std::str::FromStr) reads
     /// it (case-insensitive).
+    ///
+    /// # Examples
     ///
     /// ```
     /// use wxthunk::Strategy;
@@ -89,11 +102,21 @@ impl Strategy {
     /// Whether the strategy can hold code that wxthunk or you write
     /// ([`Block`](crate::Block)s, heap spans and pages), rather than only
     /// thunks: whether it is a [`CodeStrategy`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use wxthunk::Strategy;
+    /// assert!(Strategy::Protect.writes_code());
+    /// assert!(!Strategy::StaticTrampolines.writes_code());
+    /// ```
     pub fn writes_code(self) -> bool {
         self.code().is_some()
     }
 
     /// The strategy for written code this names, if it names one.
+    ///
+    /// # Examples
     ///
     /// ```
     /// use wxthunk::{CodeStrategy, Strategy};
@@ -111,6 +134,8 @@ impl Strategy {
 
     /// The way of making thunks this names: generated code under a
     /// [`CodeStrategy`], or static trampolines.
+    ///
+    /// # Examples
     ///
     /// ```
     /// use wxthunk::{CodeStrategy, Strategy, ThunkStrategy};
@@ -155,6 +180,13 @@ pub enum CodeStrategy {
 
 impl CodeStrategy {
     /// Its name, as [`Strategy::name`] gives it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use wxthunk::{CodeStrategy, Strategy};
+    /// assert_eq!(CodeStrategy::DualMap.name(), Strategy::DualMap.name());
+    /// ```
     pub fn name(self) -> &'static str {
         Strategy::from(self).name()
     }
@@ -162,6 +194,8 @@ impl CodeStrategy {
     /// Whether code is written through one view of a file and run from
     /// another ([`DualMap`](Self::DualMap) or
     /// [`DualMapFile`](Self::DualMapFile)), rather than `mprotect`ed.
+    ///
+    /// # Examples
     ///
     /// ```
     /// use wxthunk::CodeStrategy;
@@ -213,6 +247,14 @@ pub enum ThunkStrategy {
 
 impl ThunkStrategy {
     /// The flat [`Strategy`] naming this one.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use wxthunk::{CodeStrategy, Strategy, ThunkStrategy};
+    /// assert_eq!(ThunkStrategy::StaticTrampolines.strategy(), Strategy::StaticTrampolines);
+    /// assert_eq!(ThunkStrategy::Generated(CodeStrategy::DualMap).strategy(), Strategy::DualMap);
+    /// ```
     pub fn strategy(self) -> Strategy {
         match self {
             ThunkStrategy::Generated(code) => code.into(),
@@ -283,6 +325,13 @@ impl ParseStrategyError {
     pub const EXPECTED: &'static str = "protect, dual-map, dual-map-file or static-trampolines";
 
     /// The string that was read.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let e = "rwx".parse::<wxthunk::Strategy>().unwrap_err();
+    /// assert_eq!(e.value(), "rwx");
+    /// ```
     pub fn value(&self) -> &str {
         &self.value
     }

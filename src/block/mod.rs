@@ -78,6 +78,18 @@ impl Block {
     /// [`Error::Os`](crate::Error::Os) if the memory cannot be mapped (e.g. `ENOMEM` for a
     /// size larger than the address space allows);
     /// [`Error::NoExecutableMemory`](crate::Error::NoExecutableMemory) if no strategy works in this process.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::io::Write;
+    /// let mut block = wxthunk::Block::new(100)?;
+    /// assert_eq!(block.capacity(), wxthunk::page_size()); // rounded up to a page
+    /// block.write_all(&[0xc3])?; // ret
+    /// let code = block.exec()?;
+    /// assert_eq!(code.as_slice(), &[0xc3]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn new(len: usize) -> Result<Block> {
         let capacity = round_to_pages(len)?;
         let strategy = capabilities().choose(BLOCK_PREFERENCE)?;
@@ -97,6 +109,20 @@ impl Block {
     /// As [`new`](Block::new), and [`Error::StrategyUnavailable`](crate::Error::StrategyUnavailable) if
     /// `strategy` does not work in this process or is not a strategy for
     /// written code.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use wxthunk::{Block, Strategy};
+    /// let strategy = Strategy::Protect;
+    /// if wxthunk::probe().allows(strategy) {
+    ///     let block = Block::with_strategy(64, strategy)?;
+    ///     assert_eq!(block.strategy(), strategy);
+    /// }
+    /// // Static trampolines hold thunks, not written code:
+    /// assert!(Block::with_strategy(64, Strategy::StaticTrampolines).is_err());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn with_strategy(len: usize, strategy: Strategy) -> Result<Block> {
         let Some(code) = strategy.code() else {
             return Err(Error::StrategyUnavailable {
@@ -112,6 +138,13 @@ impl Block {
     /// Like [`new`](Block::new), with a strategy for written code of your
     /// choice.
     ///
+    /// # Errors
+    ///
+    /// As [`new`](Block::new), and [`Error::StrategyUnavailable`](crate::Error::StrategyUnavailable) if
+    /// `strategy` does not work in this process.
+    ///
+    /// # Examples
+    ///
     /// ```
     /// use wxthunk::{Block, CodeStrategy};
     /// if wxthunk::probe().allows(wxthunk::Strategy::DualMap) {
@@ -120,11 +153,6 @@ impl Block {
     /// }
     /// # Ok::<(), wxthunk::Error>(())
     /// ```
-    ///
-    /// # Errors
-    ///
-    /// As [`new`](Block::new), and [`Error::StrategyUnavailable`](crate::Error::StrategyUnavailable) if
-    /// `strategy` does not work in this process.
     pub fn with_code_strategy(len: usize, strategy: CodeStrategy) -> Result<Block> {
         let capacity = round_to_pages(len)?;
         capabilities().require(strategy)?;
@@ -148,6 +176,12 @@ impl Block {
     /// and no writable alias of the sealed code exists, not even in a
     /// forked child.
     ///
+    /// # Errors
+    ///
+    /// As [`new`](Block::new).
+    ///
+    /// # Examples
+    ///
     /// ```
     /// use std::io::Write;
     /// let mut b = wxthunk::Block::in_place(16)?;
@@ -158,10 +192,6 @@ impl Block {
     /// assert_eq!(x.as_ptr() as usize, at);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    ///
-    /// # Errors
-    ///
-    /// As [`new`](Block::new).
     pub fn in_place(len: usize) -> Result<Block> {
         let strategy = capabilities().choose(BLOCK_PREFERENCE)?;
         Block::in_place_with_code_strategy(len, strategy)
@@ -173,6 +203,17 @@ impl Block {
     /// # Errors
     ///
     /// As [`with_code_strategy`](Block::with_code_strategy).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use wxthunk::{Block, CodeStrategy};
+    /// if wxthunk::probe().allows(CodeStrategy::Protect.into()) {
+    ///     let mut block = Block::in_place_with_code_strategy(16, CodeStrategy::Protect)?;
+    ///     assert_eq!(block.as_mut_ptr() as *const u8, block.exec_ptr());
+    /// }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn in_place_with_code_strategy(len: usize, strategy: CodeStrategy) -> Result<Block> {
         let capacity = round_to_pages(len)?;
         capabilities().require(strategy)?;
@@ -188,6 +229,8 @@ impl Block {
     /// how much of it is code. Valid until the block is sealed, dropped or
     /// moved out of; for an [`in_place`](Block::in_place) block it is
     /// [`exec_ptr`](Block::exec_ptr).
+    ///
+    /// # Examples
     ///
     /// ```
     /// let mut b = wxthunk::Block::new(0)?;
@@ -240,6 +283,8 @@ impl Block {
     /// Empties the block for new code (its capacity and
     /// [`exec_ptr`](Block::exec_ptr) stay): [`set_len(0)`](Block::set_len).
     ///
+    /// # Examples
+    ///
     /// ```
     /// use std::io::Write;
     /// let mut b = wxthunk::Block::new(0)?;
@@ -254,26 +299,75 @@ impl Block {
     }
 
     /// How many bytes were written.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::io::Write;
+    /// let mut block = wxthunk::Block::new(0)?;
+    /// block.write_all(&[0x90, 0xc3])?; // nop; ret
+    /// assert_eq!(block.len(), 2);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn len(&self) -> usize {
         self.len
     }
 
     /// Whether nothing was written yet.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::io::Write;
+    /// let mut block = wxthunk::Block::new(0)?;
+    /// assert!(block.is_empty());
+    /// block.write_all(&[0xc3])?;
+    /// assert!(!block.is_empty());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
 
     /// How many bytes the block holds: its length rounded up to whole pages.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let block = wxthunk::Block::new(1)?;
+    /// assert_eq!(block.capacity(), wxthunk::page_size());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn capacity(&self) -> usize {
         self.mem.capacity()
     }
 
     /// How many more bytes can be written.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::io::Write;
+    /// let mut block = wxthunk::Block::new(0)?;
+    /// block.write_all(&[0xc3])?;
+    /// assert_eq!(block.remaining(), block.capacity() - 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn remaining(&self) -> usize {
         self.capacity() - self.len
     }
 
     /// The bytes written so far.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::io::Write;
+    /// let mut block = wxthunk::Block::new(0)?;
+    /// block.write_all(&[0x90, 0xc3])?;
+    /// assert_eq!(block.as_slice(), &[0x90, 0xc3]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn as_slice(&self) -> &[u8] {
         // SAFETY: the first `len` bytes of the writable mapping were written
         // (and the mapping is zero-filled anyway); `&self` keeps writes out.
@@ -282,6 +376,17 @@ impl Block {
 
     /// The bytes written so far, for patching (say, back-filling a jump
     /// once its target is known).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::io::Write;
+    /// let mut block = wxthunk::Block::new(0)?;
+    /// block.write_all(&[0xeb, 0x00, 0xc3])?; // jmp +0 (to be patched); ret
+    /// block.as_mut_slice()[1] = 0x00; // the jump's displacement, now known
+    /// assert_eq!(block.as_slice(), &[0xeb, 0x00, 0xc3]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn as_mut_slice(&mut self) -> &mut [u8] {
         // SAFETY: as for `as_slice`; `&mut self` makes this the only access.
         unsafe { std::slice::from_raw_parts_mut(self.mem.write_ptr().as_ptr(), self.len) }
@@ -291,16 +396,44 @@ impl Block {
     /// [`ExecBlock`]), so a JIT can emit absolute and PC-relative addresses
     /// before sealing. It is stable across [`exec`](Block::exec) and
     /// [`ExecBlock::into_writable`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::io::Write;
+    /// let mut block = wxthunk::Block::new(0)?;
+    /// let at = block.exec_ptr();
+    /// block.write_all(&[0xc3])?;
+    /// assert_eq!(block.exec()?.as_ptr(), at);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn exec_ptr(&self) -> *const u8 {
         self.mem.exec_ptr().as_ptr()
     }
 
     /// The strategy that will make this block executable.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let block = wxthunk::Block::new(0)?;
+    /// // The strategy the probe picked for blocks.
+    /// assert_eq!(Some(block.strategy()), wxthunk::probe().block_strategy);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn strategy(&self) -> Strategy {
         self.mem.strategy().into()
     }
 
     /// The strategy as a [`CodeStrategy`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let block = wxthunk::Block::new(0)?;
+    /// assert_eq!(block.strategy(), block.code_strategy().into());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn code_strategy(&self) -> CodeStrategy {
         self.mem.strategy()
     }
@@ -315,6 +448,21 @@ impl Block {
     /// If the operating system refuses (e.g. a policy set after the probe
     /// forbids `mprotect` to exec), the error hands the block back unchanged
     /// ([`TransitionError::into_inner`]); `?` turns it into [`Error`](crate::Error).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::io::Write;
+    /// let mut block = wxthunk::Block::new(0)?;
+    /// block.write_all(&[0x48, 0x8d, 0x04, 0x37, 0xc3])?; // lea rax, [rdi + rsi]; ret
+    /// let code = block.exec()?; // read+exec from now on; `block` is gone
+    /// if cfg!(all(target_arch = "x86_64", not(windows))) {
+    ///     // SAFETY: offset 0 holds a C function (u64, u64) -> u64.
+    ///     let add: extern "C" fn(u64, u64) -> u64 = unsafe { code.func(0)? };
+    ///     assert_eq!(add(2, 40), 42);
+    /// }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn exec(mut self) -> Result<ExecBlock, TransitionError<Block>> {
         match self.mem.seal(self.len) {
             Ok(()) => {
@@ -378,6 +526,16 @@ pub struct ExecBlock {
 
 impl ExecBlock {
     /// How many bytes were written before sealing.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::io::Write;
+    /// let mut block = wxthunk::Block::new(0)?;
+    /// block.write_all(&[0x90, 0xc3])?;
+    /// assert_eq!(block.exec()?.len(), 2);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn len(&self) -> usize {
         self.len
     }
@@ -400,6 +558,17 @@ impl ExecBlock {
     }
 
     /// The address of offset 0.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::io::Write;
+    /// let mut block = wxthunk::Block::new(0)?;
+    /// block.write_all(&[0xc3])?;
+    /// let code = block.exec()?;
+    /// assert_eq!(code.as_ptr(), code.as_slice().as_ptr());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn as_ptr(&self) -> *const u8 {
         self.mem.exec_ptr().as_ptr()
     }
@@ -430,6 +599,24 @@ impl ExecBlock {
     ///   alignment, unwinding).
     /// - The pointer must not be called after `self` is dropped or turned
     ///   back into a [`Block`]: it does not borrow `self`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::io::Write;
+    /// let mut block = wxthunk::Block::new(0)?;
+    /// block.write_all(&[0xb8, 0x07, 0x00, 0x00, 0x00, 0xc3])?; // mov eax, 7; ret
+    /// let code = block.exec()?;
+    /// if cfg!(all(target_arch = "x86_64", not(windows))) {
+    ///     // SAFETY: offset 0 holds a C function taking nothing and returning an i32.
+    ///     let seven: extern "C" fn() -> i32 = unsafe { code.func(0)? };
+    ///     assert_eq!(seven(), 7);
+    /// }
+    /// // Past the code: an error, not a pointer.
+    /// // SAFETY: never called.
+    /// assert!(unsafe { code.func::<extern "C" fn()>(6) }.is_err());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub unsafe fn func<F: FnPtr>(&self, offset: usize) -> Result<F> {
         // SAFETY: our code is mapped for `len` bytes from `as_ptr`; the
         // caller upholds this function's contract for the pointer.
@@ -450,6 +637,23 @@ impl ExecBlock {
     /// with [`Strategy::DualMap`] the old code stays mapped read+exec until
     /// the next [`Block::exec`] replaces it. Either way, calling a pointer
     /// obtained before is outside [`func`](ExecBlock::func)'s contract.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::io::Write;
+    /// let mut block = wxthunk::Block::new(0)?;
+    /// block.write_all(&[0xb8, 0x01, 0x00, 0x00, 0x00, 0xc3])?; // mov eax, 1; ret
+    /// let code = block.exec()?;
+    /// let at = code.as_ptr();
+    /// // Re-JIT: writable again at the same address, then sealed again.
+    /// let mut block = code.into_writable()?;
+    /// block.clear();
+    /// block.write_all(&[0xb8, 0x02, 0x00, 0x00, 0x00, 0xc3])?; // mov eax, 2; ret
+    /// let code = block.exec()?;
+    /// assert_eq!(code.as_ptr(), at);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn into_writable(mut self) -> Result<Block, TransitionError<ExecBlock>> {
         match self.mem.unseal(self.len) {
             Ok(()) => Ok(Block {

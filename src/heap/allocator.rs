@@ -184,6 +184,18 @@ impl<L: RawMutex> Heap<L> {
     /// seccomp filter installed after the global heap was made refuses
     /// `membarrier(2)`, other threads' caches are left alone; they go back
     /// when their threads end.)
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let heap = wxthunk::Heap::new()?;
+    /// let spans: Vec<_> = (0..1000).map(|_| heap.alloc(64)).collect::<Result<_, _>>()?;
+    /// drop(spans);
+    /// let released = heap.compact();
+    /// println!("{released} bytes given back to the system");
+    /// assert_eq!(heap.stats().live_allocations, 0);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn compact(&self) -> usize {
         // Thread caches first, so their granules are free when the shards
         // are compacted.

@@ -119,6 +119,19 @@ impl HeapBuilder {
     /// [`Strategy::StaticTrampolines`] applies to thunks; spans and pages
     /// of such a heap use the best strategy for written code that works
     /// here (see [`Heap::span_strategy`]).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use wxthunk::{Heap, Strategy};
+    /// // Thunks as records read by the library's own trampolines: no code is
+    /// // written, so this works where nothing may become executable.
+    /// if wxthunk::probe().allows(Strategy::StaticTrampolines) {
+    ///     let heap = Heap::builder().strategy(Strategy::StaticTrampolines).build()?;
+    ///     assert_eq!(heap.strategy(), Strategy::StaticTrampolines);
+    /// }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn strategy(mut self, strategy: Strategy) -> Self {
         self.thunks = Some(strategy.thunks());
         self
@@ -129,6 +142,8 @@ impl HeapBuilder {
     /// trampolines (spans and pages then use the best strategy for written
     /// code that works here). The same as [`strategy`](Self::strategy) with
     /// the flat name.
+    ///
+    /// # Examples
     ///
     /// ```
     /// use wxthunk::{CodeStrategy, Heap, ThunkStrategy};
@@ -148,6 +163,14 @@ impl HeapBuilder {
     /// Strict dual mapping: no writable mapping of code ever exists; bytes
     /// are written into the memfd with `pwrite` (one system call per write
     /// and per free). No effect on [`Strategy::Protect`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let heap = wxthunk::Heap::builder().strict(true).build()?;
+    /// assert!(heap.is_strict());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn strict(mut self, strict: bool) -> Self {
         self.strict = strict;
         self
@@ -156,6 +179,16 @@ impl HeapBuilder {
     /// The size of the first region (rounded up to whole pages; default
     /// 64 KiB). Each new region doubles the last, up to
     /// [`max_region_size`](Self::max_region_size).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// // Start with 64 KiB regions (the heap grows in steps from there).
+    /// let heap = wxthunk::Heap::builder().region_size(64 << 10).build()?;
+    /// let _span = heap.alloc(32)?;
+    /// assert_eq!(heap.stats().regions, 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn region_size(mut self, bytes: usize) -> Self {
         self.region_size = bytes;
         self
@@ -180,6 +213,15 @@ impl HeapBuilder {
     /// bit per 32-byte granule of ordinary regions, a bit per page for a
     /// span larger than [`max_region_size`](Self::max_region_size), which
     /// gets a region of its own, unmapped when it is freed).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// // At most 1 MiB of address space: past it, `alloc` fails cleanly.
+    /// let heap = wxthunk::Heap::builder().region_size(1 << 20).max_reserved(1 << 20).build()?;
+    /// assert!(heap.alloc(2 << 20).is_err());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn max_reserved(mut self, bytes: usize) -> Self {
         self.max_reserved = bytes;
         self
@@ -211,6 +253,8 @@ impl HeapBuilder {
     /// the default code), are all boxed (`SLOW`), and take no
     /// per-thread cache: creation is several times slower. Thunk pages are
     /// freed whole, as in the default mode.
+    ///
+    /// # Examples
     ///
     /// ```
     /// type F = unsafe extern "C" fn(u64) -> u64;
@@ -246,6 +290,17 @@ impl HeapBuilder {
     /// [`Error::SizeOverflow`](crate::Error::SizeOverflow) for region sizes that cannot be rounded to
     /// pages, [`Error::TooLarge`](crate::Error::TooLarge) for a region size past the largest region
     /// (`u32::MAX` allocation units: about 128 GiB with 32-byte granules).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let heap = wxthunk::Heap::builder().build()?; // as `Heap::new()`
+    /// let k = std::hint::black_box(2);
+    /// let double = heap.thunk::<unsafe extern "C" fn(i32) -> i32, _>(move |x| x * k)?;
+    /// // SAFETY: the thunk is alive.
+    /// assert_eq!(unsafe { (double.as_fn())(21) }, 42);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn build(self) -> Result<Heap> {
         self.build_with_lock()
     }
@@ -294,6 +349,16 @@ impl HeapBuilder {
     /// # Errors
     ///
     /// As [`build`](Self::build).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let heap = wxthunk::Heap::builder().strict(true).build_unlocked()?;
+    /// let span = heap.alloc(16)?;
+    /// assert_eq!(heap.stats().live_allocations, 1);
+    /// # drop(span);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn build_unlocked(self) -> Result<Heap<NoLock>> {
         self.build_any(1)
     }

@@ -60,6 +60,18 @@ mod enabled {
         /// `WXTHUNK_STRATEGY` names no strategy, and
         /// [`Error::StrategyUnavailable`] if it names one that does not work
         /// here.
+        ///
+        /// # Examples
+        ///
+        /// ```
+        /// use std::io::Write;
+        /// let heap = wxthunk::Heap::global()?; // made on the first call, then shared
+        /// let mut span = heap.alloc(1)?;
+        /// span.write_all(&[0xc3])?;
+        /// let code = span.exec()?;
+        /// assert_eq!(code.heap() as *const _, heap as *const _);
+        /// # Ok::<(), Box<dyn std::error::Error>>(())
+        /// ```
         #[inline]
         pub fn global() -> Result<&'static Heap> {
             GLOBAL.get_or_try_init(|| {
@@ -89,6 +101,17 @@ mod enabled {
         ///
         /// As [`Heap::global`]; [`Error::HeapUnavailable`] once the thread
         /// has begun to exit and its thread-local storage is gone.
+        ///
+        /// # Examples
+        ///
+        /// ```
+        /// let heap = wxthunk::Heap::thread_local()?; // this thread's, no lock
+        /// let offset = std::hint::black_box(100);
+        /// let add = heap.thunk::<unsafe extern "C" fn(i64) -> i64, _>(move |x| x + offset)?;
+        /// // SAFETY: the thunk is alive.
+        /// assert_eq!(unsafe { (add.as_fn())(1) }, 101);
+        /// # Ok::<(), Box<dyn std::error::Error>>(())
+        /// ```
         pub fn thread_local() -> Result<&'static Heap<NoLock>> {
             if let Some(record) = LOCAL.get() {
                 return Ok(&record.heap);

@@ -264,6 +264,18 @@ impl Heap {
     /// # Errors
     ///
     /// [`Error::NoExecutableMemory`](crate::Error::NoExecutableMemory) if no strategy works in this process.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::io::Write;
+    /// let heap = wxthunk::Heap::new()?;
+    /// let mut span = heap.alloc(1)?;
+    /// span.write_all(&[0xc3])?;
+    /// let code = span.exec()?;
+    /// assert_eq!(code.as_slice(), &[0xc3]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn new() -> Result<Heap> {
         HeapBuilder::default().build()
     }
@@ -273,11 +285,31 @@ impl Heap {
     /// # Errors
     ///
     /// As [`new`](Heap::new).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// // A heap for one thread: no lock taken. (`Heap<NoLock>` is not `Sync`.)
+    /// let heap = wxthunk::Heap::unlocked()?;
+    /// let k = std::hint::black_box(3);
+    /// let triple = heap.thunk::<unsafe extern "C" fn(u32) -> u32, _>(move |x| x * k)?;
+    /// // SAFETY: the thunk is alive.
+    /// assert_eq!(unsafe { (triple.as_fn())(5) }, 15);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn unlocked() -> Result<Heap<NoLock>> {
         HeapBuilder::default().build_unlocked()
     }
 
     /// A builder for a heap with a chosen strategy, lock and region sizes.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let heap = wxthunk::Heap::builder().region_size(1 << 20).build()?;
+    /// assert!(heap.stats().live_allocations == 0);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn builder() -> HeapBuilder {
         HeapBuilder::default()
     }
@@ -288,6 +320,15 @@ impl<L: RawMutex> Heap<L> {
     /// [`Strategy::DualMap`] it is also the strategy of its spans and pages;
     /// for [`Strategy::StaticTrampolines`] see
     /// [`span_strategy`](Heap::span_strategy).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let heap = wxthunk::Heap::new()?;
+    /// println!("thunks and spans use {}", heap.strategy());
+    /// assert!(wxthunk::probe().allows(heap.strategy()));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn strategy(&self) -> Strategy {
         self.config.mode.thunks().strategy()
     }
@@ -302,6 +343,17 @@ impl<L: RawMutex> Heap<L> {
 
     /// How this heap makes thunks: generated code under its
     /// [`code_strategy`](Heap::code_strategy), or static trampolines.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use wxthunk::{Heap, Strategy, ThunkStrategy};
+    /// if wxthunk::probe().allows(Strategy::StaticTrampolines) {
+    ///     let heap = Heap::builder().strategy(Strategy::StaticTrampolines).build()?;
+    ///     assert_eq!(heap.thunk_strategy(), ThunkStrategy::StaticTrampolines);
+    /// }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn thunk_strategy(&self) -> ThunkStrategy {
         self.config.mode.thunks()
     }
@@ -317,6 +369,16 @@ impl<L: RawMutex> Heap<L> {
     /// `None` when no strategy for written code works in this process: then
     /// the heap holds thunks only (as static trampolines) and
     /// [`alloc`](Heap::alloc) returns [`Error::NoExecutableMemory`](crate::Error::NoExecutableMemory).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let heap = wxthunk::Heap::new()?;
+    /// if let Some(strategy) = heap.span_strategy() {
+    ///     assert!(strategy.writes_code());
+    /// }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn span_strategy(&self) -> Option<Strategy> {
         self.config.mode.spans().map(Strategy::from)
     }
@@ -344,6 +406,23 @@ impl<L: RawMutex> Heap<L> {
     /// builder's [`max_reserved`](HeapBuilder::max_reserved); [`Error::Os`](crate::Error::Os)
     /// if a new region cannot be mapped. The heap is unchanged by a failed
     /// allocation.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::io::Write;
+    /// let heap = wxthunk::Heap::new()?;
+    /// let mut span = heap.alloc(6)?;
+    /// span.write_all(&[0xb8, 0x2a, 0x00, 0x00, 0x00, 0xc3])?; // mov eax, 42; ret
+    /// let code = span.exec()?;
+    /// if cfg!(all(target_arch = "x86_64", not(windows))) {
+    ///     // SAFETY: the span holds a C function taking nothing, returning an i32.
+    ///     let answer: extern "C" fn() -> i32 = unsafe { code.func(0)? };
+    ///     assert_eq!(answer(), 42);
+    /// }
+    /// drop(code); // back to the heap
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn alloc(&self, len: usize) -> Result<Span<'_, L>> {
         let alloc = self.allocate(len, 1)?;
         Ok(Span::new(self, alloc))
@@ -357,6 +436,22 @@ impl<L: RawMutex> Heap<L> {
     /// # Errors
     ///
     /// As [`alloc`](Heap::alloc).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::io::Write;
+    /// let heap = wxthunk::Heap::new()?;
+    /// let mut page = heap.allocate_page()?;
+    /// assert_eq!(page.capacity(), wxthunk::page_size());
+    /// // Many small functions, one seal.
+    /// for value in 0u8..4 {
+    ///     page.write_all(&[0xb8, value, 0x00, 0x00, 0x00, 0xc3])?; // mov eax, value; ret
+    /// }
+    /// let code = page.exec()?;
+    /// assert_eq!(code.len(), 24);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn allocate_page(&self) -> Result<Span<'_, L>> {
         let page = sys::page_size();
         let alloc = self.allocate(page, page >> self.config.granule_shift)?;

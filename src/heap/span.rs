@@ -43,6 +43,17 @@ impl<'h, L: RawMutex> Span<'h, L> {
     }
 
     /// Bytes written so far.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::io::Write;
+    /// let heap = wxthunk::Heap::new()?;
+    /// let mut span = heap.alloc(8)?;
+    /// span.write_all(&[0x90, 0xc3])?;
+    /// assert_eq!(span.len(), 2);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn len(&self) -> usize {
         self.buf.len()
     }
@@ -53,16 +64,48 @@ impl<'h, L: RawMutex> Span<'h, L> {
     }
 
     /// How many bytes the span can hold.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let heap = wxthunk::Heap::new()?;
+    /// let span = heap.alloc(5)?;
+    /// assert!(span.capacity() >= 5); // rounded up to the heap's granule
+    /// assert_eq!(span.capacity() % heap.granule(), 0);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn capacity(&self) -> usize {
         self.capacity
     }
 
     /// How many more bytes can be written.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::io::Write;
+    /// let heap = wxthunk::Heap::new()?;
+    /// let mut span = heap.alloc(32)?;
+    /// span.write_all(&[0xc3])?;
+    /// assert_eq!(span.remaining(), span.capacity() - 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn remaining(&self) -> usize {
         self.capacity - self.buf.len()
     }
 
     /// The bytes written so far.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::io::Write;
+    /// let heap = wxthunk::Heap::new()?;
+    /// let mut span = heap.alloc(8)?;
+    /// span.write_all(&[0x90, 0xc3])?;
+    /// assert_eq!(span.as_slice(), &[0x90, 0xc3]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn as_slice(&self) -> &[u8] {
         &self.buf
     }
@@ -73,6 +116,18 @@ impl<'h, L: RawMutex> Span<'h, L> {
     }
 
     /// The address offset 0 will run at once sealed.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::io::Write;
+    /// let heap = wxthunk::Heap::new()?;
+    /// let mut span = heap.alloc(8)?;
+    /// let at = span.exec_ptr(); // known before sealing, for relative addresses
+    /// span.write_all(&[0xc3])?;
+    /// assert_eq!(span.exec()?.as_ptr(), at);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn exec_ptr(&self) -> *const u8 {
         self.alloc.addr() as *const u8
     }
@@ -91,6 +146,22 @@ impl<'h, L: RawMutex> Span<'h, L> {
     /// the span is then freed. Use [`try_exec`](Span::try_exec) to get it
     /// back instead (its error borrows the heap, so it cannot be boxed as a
     /// `'static` error; this one can).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::io::Write;
+    /// let heap = wxthunk::Heap::new()?;
+    /// let mut span = heap.alloc(6)?;
+    /// span.write_all(&[0xb8, 0x05, 0x00, 0x00, 0x00, 0xc3])?; // mov eax, 5; ret
+    /// let code = span.exec()?;
+    /// if cfg!(all(target_arch = "x86_64", not(windows))) {
+    ///     // SAFETY: the span holds a C function taking nothing, returning an i32.
+    ///     let five: extern "C" fn() -> i32 = unsafe { code.func(0)? };
+    ///     assert_eq!(five(), 5);
+    /// }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn exec(self) -> Result<ExecSpan<'h, L>> {
         self.try_exec().map_err(Error::from)
     }
@@ -101,6 +172,22 @@ impl<'h, L: RawMutex> Span<'h, L> {
     /// # Errors
     ///
     /// As [`exec`](Span::exec).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::io::Write;
+    /// let heap = wxthunk::Heap::new()?;
+    /// let mut span = heap.alloc(1)?;
+    /// span.write_all(&[0xc3])?;
+    /// let code = match span.try_exec() {
+    ///     Ok(code) => code,
+    ///     // The span comes back unchanged with the error: retry, or keep it.
+    ///     Err(failed) => return Err(failed.into_parts().0.into()),
+    /// };
+    /// assert_eq!(code.len(), 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn try_exec(self) -> Result<ExecSpan<'h, L>, TransitionError<Span<'h, L>>> {
         self.try_exec_as(|| "wxthunk span".to_owned())
     }
@@ -108,6 +195,12 @@ impl<'h, L: RawMutex> Span<'h, L> {
     /// Like [`exec`](Span::exec), naming the code `name` in perf's map of
     /// JIT code when that is on ([`enable_perf_map`](crate::enable_perf_map),
     /// `WXTHUNK_PERF_MAP=1`); the default name is `wxthunk span`.
+    ///
+    /// # Errors
+    ///
+    /// As [`exec`](Span::exec).
+    ///
+    /// # Examples
     ///
     /// ```
     /// use std::io::Write;
@@ -118,10 +211,6 @@ impl<'h, L: RawMutex> Span<'h, L> {
     /// # drop(code);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    ///
-    /// # Errors
-    ///
-    /// As [`exec`](Span::exec).
     pub fn exec_named(self, name: &str) -> Result<ExecSpan<'h, L>> {
         self.try_exec_as(|| name.to_owned()).map_err(Error::from)
     }
@@ -236,6 +325,18 @@ impl<'h, L: RawMutex> ExecSpan<'h, L> {
     }
 
     /// The address of offset 0.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::io::Write;
+    /// let heap = wxthunk::Heap::new()?;
+    /// let mut span = heap.alloc(1)?;
+    /// span.write_all(&[0xc3])?;
+    /// let code = span.exec()?;
+    /// assert_eq!(code.as_ptr(), code.as_slice().as_ptr());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn as_ptr(&self) -> *const u8 {
         self.alloc.addr() as *const u8
     }
@@ -263,6 +364,22 @@ impl<'h, L: RawMutex> ExecSpan<'h, L> {
     /// - The code at `offset` must follow `F`'s ABI and signature.
     /// - The pointer must not be called after `self` is dropped (it does not
     ///   borrow `self`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::io::Write;
+    /// let heap = wxthunk::Heap::new()?;
+    /// let mut span = heap.alloc(8)?;
+    /// span.write_all(&[0x48, 0x8d, 0x04, 0x37, 0xc3])?; // lea rax, [rdi + rsi]; ret
+    /// let code = span.exec()?;
+    /// if cfg!(all(target_arch = "x86_64", not(windows))) {
+    ///     // SAFETY: offset 0 holds a C function (u64, u64) -> u64.
+    ///     let add: extern "C" fn(u64, u64) -> u64 = unsafe { code.func(0)? };
+    ///     assert_eq!(add(40, 2), 42);
+    /// }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub unsafe fn func<F: FnPtr>(&self, offset: usize) -> Result<F> {
         // SAFETY: our code is mapped for `len` bytes from `as_ptr`; the
         // caller upholds this function's contract for the pointer.

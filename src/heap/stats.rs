@@ -39,6 +39,19 @@ pub struct HeapStats {
 
 impl<L: RawMutex> Heap<L> {
     /// Counters describing the heap now.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let heap = wxthunk::Heap::new()?;
+    /// let span = heap.alloc(100)?;
+    /// let stats = heap.stats();
+    /// assert_eq!(stats.live_allocations, 1);
+    /// assert!(stats.bytes_in_use >= 100);
+    /// drop(span);
+    /// assert_eq!(heap.stats().live_allocations, 0);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn stats(&self) -> HeapStats {
         let page = sys::page_size();
         let mut stats = HeapStats {

@@ -30,11 +30,30 @@ pub enum Check {
 
 impl Check {
     /// Whether it was tried and worked.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let policy = wxthunk::probe();
+    /// if !policy.mprotect_exec.is_allowed() {
+    ///     println!("mprotect to exec is refused: {}", policy.mprotect_exec);
+    /// }
+    /// ```
     pub fn is_allowed(&self) -> bool {
         matches!(self, Check::Allowed)
     }
 
     /// Why it was refused or could not be tried; `None` when allowed.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let policy = wxthunk::probe();
+    /// match policy.dual_mapping.reason() {
+    ///     None => println!("dual mapping works"),
+    ///     Some(why) => println!("no dual mapping: {why}"),
+    /// }
+    /// ```
     pub fn reason(&self) -> Option<&str> {
         match self {
             Check::Allowed => None,
@@ -221,6 +240,14 @@ impl Policy {
     /// Probes again, now, without the cache [`probe`](crate::probe) keeps; for a process
     /// that changed its own restrictions since. The strategies the rest of
     /// the crate uses were fixed at the first probe.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// // After a process tightened its own restrictions (a seccomp filter, say):
+    /// let now = wxthunk::Policy::detect();
+    /// println!("{now}");
+    /// ```
     pub fn detect() -> Policy {
         Policy::from_capabilities(&capabilities::Capabilities::detect())
     }
@@ -324,11 +351,28 @@ impl Policy {
     }
 
     /// Whether `strategy` works in this process.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use wxthunk::Strategy;
+    /// let policy = wxthunk::probe();
+    /// let usable: Vec<_> = Strategy::ALL.iter().filter(|&&s| policy.allows(s)).collect();
+    /// println!("usable here: {usable:?}");
+    /// ```
     pub fn allows(&self, strategy: Strategy) -> bool {
         self.check(strategy).is_allowed()
     }
 
     /// The check that says whether `strategy` works here.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use wxthunk::Strategy;
+    /// let check = wxthunk::probe().check(Strategy::DualMap);
+    /// println!("dual-map: {check}"); // "allowed", or "refused: <why>"
+    /// ```
     pub fn check(&self, strategy: Strategy) -> &Check {
         match strategy {
             Strategy::Protect => &self.mprotect_exec,

@@ -45,6 +45,16 @@ impl StrategySetting {
     }
 
     /// The strategy it forces, if any.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let policy = wxthunk::probe();
+    /// match policy.strategy_setting.forced() {
+    ///     Some(s) => println!("WXTHUNK_STRATEGY forces {s}"),
+    ///     None => println!("the probe chooses"),
+    /// }
+    /// ```
     pub fn forced(&self) -> Option<Strategy> {
         match self {
             StrategySetting::Forced(s) => Some(*s),

@@ -25,6 +25,17 @@ impl<L: RawMutex> Heap<L> {
     ///
     /// [`Error::Unsupported`](crate::Error::Unsupported) on an architecture without a thunk code
     /// generator; otherwise as [`Heap::alloc`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let heap = wxthunk::Heap::builder().region_size(64 << 10).build()?;
+    /// let scale = std::hint::black_box(3.0);
+    /// let f = heap.thunk::<unsafe extern "C" fn(f64) -> f64, _>(move |x| x * scale)?;
+    /// // SAFETY: the thunk is alive.
+    /// assert_eq!(unsafe { (f.as_fn())(2.0) }, 6.0);
+    /// # Ok::<(), wxthunk::Error>(())
+    /// ```
     #[inline(always)]
     pub fn thunk<'a, F, C>(&'a self, closure: C) -> Result<Thunk<'a, F, L>>
     where
@@ -96,6 +107,23 @@ impl<L: RawMutex> Heap<L> {
     /// # Errors
     ///
     /// As [`thunk`](Heap::thunk).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let heap = wxthunk::Heap::new()?;
+    /// let mut seen = Vec::new();
+    /// {
+    ///     let collect = heap.thunk_mut::<unsafe extern "C" fn(u32), _>(|x| seen.push(x))?;
+    ///     // SAFETY: the thunk is alive; one call at a time.
+    ///     unsafe {
+    ///         (collect.as_fn())(1);
+    ///         (collect.as_fn())(2);
+    ///     }
+    /// }
+    /// assert_eq!(seen, [1, 2]);
+    /// # Ok::<(), wxthunk::Error>(())
+    /// ```
     pub fn thunk_mut<'a, F, C>(&'a self, closure: C) -> Result<Thunk<'a, F, L>>
     where
         F: ThunkSig,
@@ -113,6 +141,20 @@ impl<L: RawMutex> Heap<L> {
     /// # Errors
     ///
     /// As [`thunk`](Heap::thunk).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let heap = wxthunk::Heap::new()?;
+    /// let (tx, rx) = std::sync::mpsc::channel();
+    /// let notify = heap.thunk_once::<unsafe extern "C" fn(i32), _>(move |status| {
+    ///     tx.send(status).unwrap();
+    /// })?;
+    /// // SAFETY: the thunk is alive; called once.
+    /// unsafe { (notify.as_fn())(7) };
+    /// assert_eq!(rx.recv().unwrap(), 7);
+    /// # Ok::<(), wxthunk::Error>(())
+    /// ```
     pub fn thunk_once<'a, F, C>(&'a self, closure: C) -> Result<Thunk<'a, F, L>>
     where
         F: ThunkSig,

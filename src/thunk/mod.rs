@@ -236,6 +236,17 @@ impl<'a, F: ThunkSig> Thunk<'a, F> {
     /// # Errors
     ///
     /// As [`Heap::thunk`], and as [`Heap::global`] on its first use.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use wxthunk::Thunk;
+    /// let offset = std::hint::black_box(10); // captured: the thunk carries it
+    /// let add = Thunk::<unsafe extern "C" fn(i32) -> i32>::new(move |x| x + offset)?;
+    /// // SAFETY: the thunk is alive for the call.
+    /// assert_eq!(unsafe { (add.as_fn())(32) }, 42);
+    /// # Ok::<(), wxthunk::Error>(())
+    /// ```
     #[inline]
     pub fn new<C>(closure: C) -> crate::error::Result<Self>
     where
@@ -249,6 +260,23 @@ impl<'a, F: ThunkSig> Thunk<'a, F> {
     /// # Errors
     ///
     /// As [`new`](Thunk::new).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use wxthunk::Thunk;
+    /// let mut calls = 0;
+    /// let counter = Thunk::<unsafe extern "C" fn() -> u32>::new_mut(move || {
+    ///     calls += 1;
+    ///     calls
+    /// })?;
+    /// // SAFETY: the thunk is alive; the calls do not overlap.
+    /// unsafe {
+    ///     assert_eq!((counter.as_fn())(), 1);
+    ///     assert_eq!((counter.as_fn())(), 2);
+    /// }
+    /// # Ok::<(), wxthunk::Error>(())
+    /// ```
     pub fn new_mut<C>(closure: C) -> crate::error::Result<Self>
     where
         C: ThunkFnMut<F> + Send + 'a,
@@ -261,6 +289,21 @@ impl<'a, F: ThunkSig> Thunk<'a, F> {
     /// # Errors
     ///
     /// As [`new`](Thunk::new).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use wxthunk::Thunk;
+    /// let message = String::from("done");
+    /// let once = Thunk::<unsafe extern "C" fn() -> usize>::new_once(move || {
+    ///     let len = message.len();
+    ///     drop(message); // moved out and dropped: a closure for one call
+    ///     len
+    /// })?;
+    /// // SAFETY: the thunk is alive; called once (a second call would abort).
+    /// assert_eq!(unsafe { (once.as_fn())() }, 4);
+    /// # Ok::<(), wxthunk::Error>(())
+    /// ```
     pub fn new_once<C>(closure: C) -> crate::error::Result<Self>
     where
         C: ThunkFnOnce<F> + Send + 'a,
@@ -290,6 +333,28 @@ impl<'a, F: ThunkSig, L: RawMutex> Thunk<'a, F, L> {
     ///   closure was already moved out of the thunk (`FnOnce`);
     /// - for a thunk on a [`NoLock`](crate::NoLock) heap, the call happens on
     ///   the heap's thread.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::ffi::{c_int, c_void};
+    /// type Compare = unsafe extern "C" fn(*const c_void, *const c_void) -> c_int;
+    /// unsafe extern "C" {
+    ///     fn qsort(base: *mut c_void, n: usize, size: usize, cmp: Compare);
+    /// }
+    /// let descending = std::hint::black_box(true);
+    /// let cmp = wxthunk::Thunk::<Compare>::new(move |a: *const c_void, b: *const c_void| {
+    ///     // SAFETY: qsort passes pointers to elements of `v`.
+    ///     let (a, b) = unsafe { (*a.cast::<u32>(), *b.cast::<u32>()) };
+    ///     let order = a.cmp(&b) as c_int;
+    ///     if descending { -order } else { order }
+    /// })?;
+    /// let mut v = [3u32, 1, 2];
+    /// // SAFETY: the thunk outlives the call; the sizes describe `v`.
+    /// unsafe { qsort(v.as_mut_ptr().cast(), v.len(), 4, cmp.as_fn()) };
+    /// assert_eq!(v, [3, 2, 1]);
+    /// # Ok::<(), wxthunk::Error>(())
+    /// ```
     pub fn as_fn(&self) -> F::Unsafe {
         self.fn_ptr
     }
@@ -342,6 +407,16 @@ impl<'a, F: ThunkSig, L: RawMutex> Thunk<'a, F, L> {
     }
 
     /// The heap the thunk's code lives in.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let heap = wxthunk::Heap::new()?;
+    /// let k = std::hint::black_box(1);
+    /// let t = heap.thunk::<unsafe extern "C" fn(u8) -> u8, _>(move |x| x + k)?;
+    /// assert!(std::ptr::eq(t.heap(), &heap));
+    /// # Ok::<(), wxthunk::Error>(())
+    /// ```
     pub fn heap(&self) -> &'a Heap<L> {
         let addr = match self.kind() {
             handle::COMPILED => self.kept(),
@@ -360,6 +435,15 @@ impl<'a, F: ThunkSig, L: RawMutex> Thunk<'a, F, L> {
     /// entry (the same for every thunk). Empty for the thunk of a
     /// zero-sized `Fn` closure, which is a compiled function (see
     /// "Closures that capture nothing" on [`Thunk`]).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let k = std::hint::black_box(1u64);
+    /// let t = wxthunk::Thunk::<unsafe extern "C" fn(u64) -> u64>::new(move |x| x + k)?;
+    /// println!("{} bytes of thunk code: {:02x?}", t.code().len(), t.code());
+    /// # Ok::<(), wxthunk::Error>(())
+    /// ```
     pub fn code(&self) -> &[u8] {
         let at = self.fn_ptr.addr() as *const u8;
         match self.kind() {
@@ -387,6 +471,16 @@ impl<'a, F: ThunkSig, L: RawMutex> Thunk<'a, F, L> {
 
     /// Whether a call builds a new frame (the context did not fit an
     /// argument register) instead of jumping straight to the closure.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use wxthunk::Thunk;
+    /// let k = std::hint::black_box(1u64);
+    /// let one = Thunk::<unsafe extern "C" fn(u64) -> u64>::new(move |x| x + k)?;
+    /// assert!(!one.builds_frame()); // the context fits a register: one jump
+    /// # Ok::<(), wxthunk::Error>(())
+    /// ```
     pub fn builds_frame(&self) -> bool {
         match self.kind() {
             handle::COMPILED | handle::GRANULE => false,
@@ -475,6 +569,17 @@ impl<F: ThunkSig, L: RawMutex> Thunk<'static, F, L> {
     /// returns its pointer, which is then valid forever: for callbacks that
     /// are never unregistered. Only for thunks that borrow nothing shorter
     /// than `'static`, on a heap that lives forever.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let base = std::hint::black_box(100);
+    /// let thunk = wxthunk::Thunk::<unsafe extern "C" fn(i32) -> i32>::new(move |x| base + x)?;
+    /// let forever = thunk.leak(); // kept for the rest of the process
+    /// // SAFETY: a leaked thunk is never freed.
+    /// assert_eq!(unsafe { forever(1) }, 101);
+    /// # Ok::<(), wxthunk::Error>(())
+    /// ```
     pub fn leak(self) -> F::Unsafe {
         let f = self.fn_ptr;
         std::mem::forget(self);

@@ -64,6 +64,16 @@ impl<L: RawMutex> Heap<L> {
     /// # Errors
     ///
     /// As [`Heap::allocate_page`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let heap = wxthunk::Heap::new()?;
+    /// let page = heap.thunk_page::<unsafe extern "C" fn(i32) -> i32>()?;
+    /// assert!(page.is_empty());
+    /// assert!(page.capacity() >= 1);
+    /// # Ok::<(), wxthunk::Error>(())
+    /// ```
     pub fn thunk_page<F: ThunkSig>(&self) -> Result<ThunkPage<'_, F, L>> {
         Ok(ThunkPage {
             page: self.allocate_page()?,
@@ -75,11 +85,32 @@ impl<L: RawMutex> Heap<L> {
 
 impl<'a, F: ThunkSig, L: RawMutex> ThunkPage<'a, F, L> {
     /// How many thunks the page holds.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let heap = wxthunk::Heap::new()?;
+    /// let page = heap.thunk_page::<unsafe extern "C" fn()>()?;
+    /// // A page of 4 KiB holds 128 thunks of 32 bytes.
+    /// assert_eq!(page.capacity(), wxthunk::page_size() / 32);
+    /// # Ok::<(), wxthunk::Error>(())
+    /// ```
     pub fn capacity(&self) -> usize {
         self.page.capacity() / THUNK_CODE_MAX
     }
 
     /// How many thunks were pushed.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let heap = wxthunk::Heap::new()?;
+    /// let mut page = heap.thunk_page::<unsafe extern "C" fn(u32) -> u32>()?;
+    /// let k = std::hint::black_box(1);
+    /// page.push(move |v| v + k)?;
+    /// assert_eq!(page.len(), 1);
+    /// # Ok::<(), wxthunk::Error>(())
+    /// ```
     pub fn len(&self) -> usize {
         self.entries.len()
     }
@@ -96,6 +127,23 @@ impl<'a, F: ThunkSig, L: RawMutex> ThunkPage<'a, F, L> {
     /// [`Error::PageFull`] when all slots are taken (the closure is
     /// dropped); [`Error::Unsupported`] on an architecture without a thunk
     /// code generator.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let heap = wxthunk::Heap::new()?;
+    /// let mut page = heap.thunk_page::<unsafe extern "C" fn(u32) -> u32>()?;
+    /// let mut index = Vec::new();
+    /// for k in 0..page.capacity() as u32 {
+    ///     index.push(page.push(move |v| v + k)?);
+    /// }
+    /// // The page is full: the next closure is refused (and dropped).
+    /// assert!(page.push(|v| v).is_err());
+    /// let page = page.exec()?;
+    /// // SAFETY: the page is alive.
+    /// assert_eq!(unsafe { (page.func(index[5])?)(10) }, 15);
+    /// # Ok::<(), wxthunk::Error>(())
+    /// ```
     pub fn push<C>(&mut self, closure: C) -> Result<usize>
     where
         C: ThunkFn<F> + Send + Sync + 'a,
@@ -108,6 +156,25 @@ impl<'a, F: ThunkSig, L: RawMutex> ThunkPage<'a, F, L> {
     /// # Errors
     ///
     /// As [`push`](ThunkPage::push).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let heap = wxthunk::Heap::new()?;
+    /// let mut page = heap.thunk_page::<unsafe extern "C" fn() -> u32>()?;
+    /// let mut n = 0;
+    /// let i = page.push_mut(move || {
+    ///     n += 1;
+    ///     n
+    /// })?;
+    /// let page = page.exec()?;
+    /// // SAFETY: the page is alive; the calls do not overlap.
+    /// unsafe {
+    ///     assert_eq!((page.func(i)?)(), 1);
+    ///     assert_eq!((page.func(i)?)(), 2);
+    /// }
+    /// # Ok::<(), wxthunk::Error>(())
+    /// ```
     pub fn push_mut<C>(&mut self, closure: C) -> Result<usize>
     where
         C: ThunkFnMut<F> + Send + 'a,
@@ -120,6 +187,19 @@ impl<'a, F: ThunkSig, L: RawMutex> ThunkPage<'a, F, L> {
     /// # Errors
     ///
     /// As [`push`](ThunkPage::push).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let heap = wxthunk::Heap::new()?;
+    /// let mut page = heap.thunk_page::<unsafe extern "C" fn() -> usize>()?;
+    /// let name = String::from("once");
+    /// let i = page.push_once(move || name.len())?;
+    /// let page = page.exec()?;
+    /// // SAFETY: the page is alive; called once.
+    /// assert_eq!(unsafe { (page.func(i)?)() }, 4);
+    /// # Ok::<(), wxthunk::Error>(())
+    /// ```
     pub fn push_once<C>(&mut self, closure: C) -> Result<usize>
     where
         C: ThunkFnOnce<F> + Send + 'a,
@@ -196,6 +276,17 @@ impl<'a, F: ThunkSig, L: RawMutex> ThunkPage<'a, F, L> {
 
 impl<F: ThunkSig, L: RawMutex> SealedThunkPage<'_, F, L> {
     /// How many thunks the page holds.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let heap = wxthunk::Heap::new()?;
+    /// let mut page = heap.thunk_page::<unsafe extern "C" fn()>()?;
+    /// page.push(|| {})?;
+    /// page.push(|| {})?;
+    /// assert_eq!(page.exec()?.len(), 2);
+    /// # Ok::<(), wxthunk::Error>(())
+    /// ```
     pub fn len(&self) -> usize {
         self.entries.len()
     }
@@ -213,6 +304,20 @@ impl<F: ThunkSig, L: RawMutex> SealedThunkPage<'_, F, L> {
     ///
     /// [`Error::OutOfBounds`](crate::Error::OutOfBounds) past the last
     /// thunk (`offset` is the index, `len` the number of thunks).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let heap = wxthunk::Heap::new()?;
+    /// let mut page = heap.thunk_page::<unsafe extern "C" fn(i64) -> i64>()?;
+    /// let k = std::hint::black_box(-1);
+    /// page.push(move |x| x * k)?;
+    /// let page = page.exec()?;
+    /// // SAFETY: the page is alive.
+    /// assert_eq!(unsafe { (page.func(0)?)(5) }, -5);
+    /// assert!(page.func(1).is_err()); // past the last thunk
+    /// # Ok::<(), wxthunk::Error>(())
+    /// ```
     pub fn func(&self, index: usize) -> Result<F::Unsafe> {
         self.lookup(index).ok_or(crate::error::Error::OutOfBounds {
             offset: index,

@@ -48,6 +48,21 @@ impl<'a, H: Copy, F: ThunkSig, L: RawMutex> RefThunk<'a, H, F, L> {
 
     /// The thunk's pointer, as the signature with references. Calling it is
     /// only sound while `self` lives (as for [`Thunk::as_fn`]).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let k = std::hint::black_box(2);
+    /// // A reference in the third place: a shape only `ref_thunk!` takes.
+    /// let scaled = wxthunk::ref_thunk!(
+    ///     unsafe extern "C" fn(a: u32, b: u32, out: &mut u32) => *out = (a + b) * k
+    /// )?;
+    /// let mut out = 0;
+    /// // SAFETY: the thunk is alive.
+    /// unsafe { (scaled.as_fn())(20, 1, &mut out) };
+    /// assert_eq!(out, 42);
+    /// # Ok::<(), wxthunk::Error>(())
+    /// ```
     pub fn as_fn(&self) -> H {
         let f = self.thunk.as_fn();
         // SAFETY: `new`'s contract: `H` is `F::Unsafe` with some thin
