@@ -172,7 +172,11 @@ fn no_source_file_is_over_600_lines() {
     ] {
         sources(&root.join(dir), &mut files);
     }
-    assert!(files.len() > 50, "the sources were not found: {}", files.len());
+    assert!(
+        files.len() > 50,
+        "the sources were not found: {}",
+        files.len()
+    );
     let long: Vec<String> = files
         .iter()
         .filter_map(|f| {
