@@ -55,6 +55,23 @@ pub unsafe trait ThunkFnOnce<F: ThunkSig>: sealed::Closure<F> {
     fn entry() -> *const ();
 }
 
+/// `Self` (a thunk signature) is the signature of the closure `C` called
+/// through `Fn`. The constructors taking `Fn` closures require it beside
+/// [`ThunkFn`]: the compiler picks this trait's one implementation from the
+/// signature, which it knows, and so learns the closure's parameter types
+/// before it checks the closure's body. That is what lets
+/// `Thunk::<unsafe extern "C" fn(&i32, &mut i64) -> i32>::new(|a, out| ..)`
+/// leave `a` and `out` unannotated. Generic code that passes a closure `C`
+/// on to such a constructor names it too:
+/// `where F: ThunkSig + ClosureSig<C>, C: ThunkFn<F> + Send + Sync`.
+pub trait ClosureSig<C> {}
+
+/// As [`ClosureSig`], through `FnMut` (for the `FnMut` constructors).
+pub trait ClosureSigMut<C> {}
+
+/// As [`ClosureSig`], through `FnOnce` (for the `FnOnce` constructors).
+pub trait ClosureSigOnce<C> {}
+
 /// Whether thunks of `F` pass their context in a float register
 /// (`Placement::Float`), so that the entry's trailing parameter is an
 /// `f64` holding the pointer's bits. A constant per signature.
@@ -85,6 +102,27 @@ macro_rules! impl_closure_traits {
         // very pattern (its test `coherence-wasm-bindgen.rs`).
         #[allow(coherence_leak_check)]
         impl<C, R: $crate::abi::ThunkRet, $($A: $($bound)*),*> sealed::Closure<$ty> for C
+        where
+            C: FnOnce($($T),*) -> R,
+        {
+        }
+
+        // The signature side, for the compiler's closure inference (a
+        // closure kind each: a bound says which kind a closure must be).
+        #[allow(coherence_leak_check)]
+        impl<C, R: $crate::abi::ThunkRet, $($A: $($bound)*),*> ClosureSig<C> for $ty
+        where
+            C: Fn($($T),*) -> R,
+        {
+        }
+        #[allow(coherence_leak_check)]
+        impl<C, R: $crate::abi::ThunkRet, $($A: $($bound)*),*> ClosureSigMut<C> for $ty
+        where
+            C: FnMut($($T),*) -> R,
+        {
+        }
+        #[allow(coherence_leak_check)]
+        impl<C, R: $crate::abi::ThunkRet, $($A: $($bound)*),*> ClosureSigOnce<C> for $ty
         where
             C: FnOnce($($T),*) -> R,
         {

@@ -7,7 +7,7 @@ use lock_api::RawMutex;
 use super::call::{MutCtx, OnceCtx};
 use super::context::Context;
 use super::handle;
-use super::{Thunk, ThunkFn, ThunkFnMut, ThunkFnOnce};
+use super::{ClosureSig, ClosureSigMut, ClosureSigOnce, Thunk, ThunkFn, ThunkFnMut, ThunkFnOnce};
 use crate::abi::ThunkSig;
 use crate::arch::Placement;
 use crate::error::Result;
@@ -41,6 +41,7 @@ impl<L: RawMutex> Heap<L> {
     where
         F: ThunkSig,
         C: ThunkFn<F> + Send + Sync + 'a,
+        F: ClosureSig<C>,
     {
         // One relaxed load (perf's map, debug mode); the path that serves
         // them is out of line, so the usual one is built straight into the
@@ -128,6 +129,7 @@ impl<L: RawMutex> Heap<L> {
     where
         F: ThunkSig,
         C: ThunkFnMut<F> + Send + 'a,
+        F: ClosureSigMut<C>,
     {
         let ctx = Context::boxed_mut(MutCtx::new(closure));
         if self.is_debug() {
@@ -159,6 +161,7 @@ impl<L: RawMutex> Heap<L> {
     where
         F: ThunkSig,
         C: ThunkFnOnce<F> + Send + 'a,
+        F: ClosureSigOnce<C>,
     {
         let ctx = Context::boxed(OnceCtx::new(closure));
         if self.is_debug() {

@@ -66,10 +66,12 @@ use lock_api::RawMutex;
 
 use crate::abi::{FnPtr, ThunkSig};
 use crate::arch::Placement;
+#[cfg(feature = "default-heap")]
+use crate::error::Result;
 use crate::heap::Heap;
 use crate::heap::{DefaultLock, RegionInfo};
 use crate::trampoline;
-pub use closure::{ThunkFn, ThunkFnMut, ThunkFnOnce};
+pub use closure::{ClosureSig, ClosureSigMut, ClosureSigOnce, ThunkFn, ThunkFnMut, ThunkFnOnce};
 pub use debug::DEBUG_QUARANTINE;
 use handle::{Code, Slow};
 pub use page::{SealedThunkPage, ThunkPage};
@@ -139,16 +141,16 @@ pub use refs::RefThunk;
 ///     fn advance(&self, from: u64) -> u64 { from + self.step }
 /// }
 /// let counter = Counter { step: 3 };
-/// let t = wxthunk::Thunk::<unsafe extern "C" fn(u64) -> u64>::new(|from: u64| counter.advance(from))?;
+/// let t = wxthunk::Thunk::<unsafe extern "C" fn(u64) -> u64>::new(|from| counter.advance(from))?;
 /// // SAFETY: `t` is alive.
 /// assert_eq!(unsafe { (t.as_fn())(4) }, 7);
 /// # }
 /// # Ok::<(), wxthunk::Error>(())
 /// ```
 ///
-/// Closure argument types must be written out (`|v: i32|`): the compiler
-/// infers a closure's signature only from a direct `Fn(..)` bound, and here
-/// it comes from `F` through a trait.
+/// The closure's parameter types come from `F`, references included
+/// (`|a, out| ..` for `unsafe extern "C" fn(&i32, &mut i64) -> i32`), so
+/// they need no annotation (see [`ClosureSig`](crate::ClosureSig)).
 ///
 /// # Kinds of closure
 ///
@@ -248,9 +250,10 @@ impl<'a, F: ThunkSig> Thunk<'a, F> {
     /// # Ok::<(), wxthunk::Error>(())
     /// ```
     #[inline]
-    pub fn new<C>(closure: C) -> crate::error::Result<Self>
+    pub fn new<C>(closure: C) -> Result<Self>
     where
         C: ThunkFn<F> + Send + Sync + 'a,
+        F: ClosureSig<C>,
     {
         Heap::global()?.thunk(closure)
     }
@@ -277,9 +280,10 @@ impl<'a, F: ThunkSig> Thunk<'a, F> {
     /// }
     /// # Ok::<(), wxthunk::Error>(())
     /// ```
-    pub fn new_mut<C>(closure: C) -> crate::error::Result<Self>
+    pub fn new_mut<C>(closure: C) -> Result<Self>
     where
         C: ThunkFnMut<F> + Send + 'a,
+        F: ClosureSigMut<C>,
     {
         Heap::global()?.thunk_mut(closure)
     }
@@ -304,9 +308,10 @@ impl<'a, F: ThunkSig> Thunk<'a, F> {
     /// assert_eq!(unsafe { (once.as_fn())() }, 4);
     /// # Ok::<(), wxthunk::Error>(())
     /// ```
-    pub fn new_once<C>(closure: C) -> crate::error::Result<Self>
+    pub fn new_once<C>(closure: C) -> Result<Self>
     where
         C: ThunkFnOnce<F> + Send + 'a,
+        F: ClosureSigOnce<C>,
     {
         Heap::global()?.thunk_once(closure)
     }

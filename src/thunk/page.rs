@@ -8,7 +8,7 @@ use std::marker::PhantomData;
 use lock_api::RawMutex;
 
 use super::call::{MutCtx, OnceCtx};
-use super::closure::{ThunkFn, ThunkFnMut, ThunkFnOnce};
+use super::closure::{ClosureSig, ClosureSigMut, ClosureSigOnce, ThunkFn, ThunkFnMut, ThunkFnOnce};
 use super::codegen::{FrameRecord, frame_record, generated_code, placement_of};
 use super::context::Context;
 use crate::abi::{FnPtr, ThunkSig};
@@ -147,6 +147,7 @@ impl<'a, F: ThunkSig, L: RawMutex> ThunkPage<'a, F, L> {
     pub fn push<C>(&mut self, closure: C) -> Result<usize>
     where
         C: ThunkFn<F> + Send + Sync + 'a,
+        F: ClosureSig<C>,
     {
         self.push_context(Context::boxed(closure), C::entry())
     }
@@ -178,6 +179,7 @@ impl<'a, F: ThunkSig, L: RawMutex> ThunkPage<'a, F, L> {
     pub fn push_mut<C>(&mut self, closure: C) -> Result<usize>
     where
         C: ThunkFnMut<F> + Send + 'a,
+        F: ClosureSigMut<C>,
     {
         self.push_context(Context::boxed_mut(MutCtx::new(closure)), C::entry())
     }
@@ -203,6 +205,7 @@ impl<'a, F: ThunkSig, L: RawMutex> ThunkPage<'a, F, L> {
     pub fn push_once<C>(&mut self, closure: C) -> Result<usize>
     where
         C: ThunkFnOnce<F> + Send + 'a,
+        F: ClosureSigOnce<C>,
     {
         self.push_context(Context::boxed(OnceCtx::new(closure)), C::entry())
     }
