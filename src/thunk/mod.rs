@@ -118,7 +118,7 @@ pub use refs::RefThunk;
 /// }
 /// let descending = true;
 /// let cmp = wxthunk::Thunk::<unsafe extern "C" fn(*const c_void, *const c_void) -> i32>::new(
-///     move |a: *const c_void, b: *const c_void| {
+///     move |a, b| {
 ///         // SAFETY: qsort passes pointers to elements of `v`.
 ///         let (a, b) = unsafe { (*(a as *const i32), *(b as *const i32)) };
 ///         if descending { b.cmp(&a) as i32 } else { a.cmp(&b) as i32 }
@@ -348,7 +348,7 @@ impl<'a, F: ThunkSig, L: RawMutex> Thunk<'a, F, L> {
     ///     fn qsort(base: *mut c_void, n: usize, size: usize, cmp: Compare);
     /// }
     /// let descending = std::hint::black_box(true);
-    /// let cmp = wxthunk::Thunk::<Compare>::new(move |a: *const c_void, b: *const c_void| {
+    /// let cmp = wxthunk::Thunk::<Compare>::new(move |a, b| {
     ///     // SAFETY: qsort passes pointers to elements of `v`.
     ///     let (a, b) = unsafe { (*a.cast::<u32>(), *b.cast::<u32>()) };
     ///     let order = a.cmp(&b) as c_int;
