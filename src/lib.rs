@@ -21,7 +21,10 @@ mod trampoline;
 pub use abi::{ArgClass, FnPtr, ThunkArg, ThunkRet, ThunkSig};
 pub use block::{Block, ExecBlock};
 pub use error::{Error, Result, TransitionError};
-pub use heap::{DefaultLock, ExecSpan, Heap, HeapBuilder, HeapStats, NoLock, Span};
+pub use heap::{
+    DefaultLock, ExecSpan, Heap, HeapBuilder, HeapStats, NoLock, SendsClosure, SharedLock,
+    SharesClosure, Span, ThreadSafeLock,
+};
 pub use lock_api;
 pub use perf_map::{PERF_MAP_VAR, enable_perf_map};
 pub use policy::{

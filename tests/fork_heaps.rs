@@ -31,21 +31,26 @@ fn call_span<L: lock_api::RawMutex>(span: &ExecSpan<'_, L>) -> u32 {
 }
 
 /// One thunk and, where the heap holds written code, one span: made, called
-/// and dropped. Returns false if a result was wrong.
-fn use_heap<L: lock_api::RawMutex>(heap: &Heap<L>, k: u64) -> bool {
-    let t = heap.thunk::<Add, _>(move |v: u64| v + k).unwrap();
-    // A 24-byte closure: a two-granule thunk where there are data slots.
-    let (z, w) = std::hint::black_box((0u64, 0u64));
-    let pair = heap.thunk::<Add, _>(move |v: u64| v + k + z + w).unwrap();
-    // SAFETY: `t` and `pair` are alive.
-    let ok = unsafe { (t.as_fn())(1) == k + 1 && (pair.as_fn())(2) == k + 2 };
-    drop(t);
-    drop(pair);
-    let span_ok = heap.span_strategy().is_none() || {
-        let s = sealed(heap, k as u32);
-        call_span(&s) == k as u32
-    };
-    ok && span_ok
+/// and dropped. Returns false if a result was wrong. (A macro: it is used
+/// on shared heaps and on the thread-local one, and a function generic over
+/// both could not name its closures' bound, `SharesClosure<{closure}>`.)
+macro_rules! use_heap {
+    ($heap:expr, $k:expr) => {{
+        let (heap, k): (&Heap<_>, u64) = ($heap, $k);
+        let t = heap.thunk::<Add, _>(move |v| v + k).unwrap();
+        // A 24-byte closure: a two-granule thunk where there are data slots.
+        let (z, w) = std::hint::black_box((0u64, 0u64));
+        let pair = heap.thunk::<Add, _>(move |v| v + k + z + w).unwrap();
+        // SAFETY: `t` and `pair` are alive.
+        let ok = unsafe { (t.as_fn())(1) == k + 1 && (pair.as_fn())(2) == k + 2 };
+        drop(t);
+        drop(pair);
+        let span_ok = heap.span_strategy().is_none() || {
+            let s = sealed(heap, k as u32);
+            call_span(&s) == k as u32
+        };
+        ok && span_ok
+    }};
 }
 
 /// Every kind of heap this process can make, all `Sync`.
@@ -98,9 +103,9 @@ fn libc_fork_while_threads_are_busy_on_every_heap_many_times() {
                     let mut k = t;
                     while !stop.load(Ordering::Relaxed) {
                         for (_, h) in heaps.iter() {
-                            assert!(use_heap(h, k));
+                            assert!(use_heap!(h, k));
                         }
-                        assert!(use_heap(global, k));
+                        assert!(use_heap!(global, k));
                         let t = Thunk::<Add>::new(move |v: u64| v ^ k).unwrap();
                         // SAFETY: alive.
                         assert_eq!(unsafe { (t.as_fn())(0) }, k);
@@ -128,11 +133,11 @@ fn libc_fork_while_threads_are_busy_on_every_heap_many_times() {
                     }
                     // Every heap works, the per-thread one included.
                     for (_, h) in heaps {
-                        if !use_heap(h, 7) {
+                        if !use_heap!(h, 7) {
                             return 4;
                         }
                     }
-                    if !use_heap(global, 8) || !use_heap(local, 9) {
+                    if !use_heap!(global, 8) || !use_heap!(local, 9) {
                         return 5;
                     }
                     // Threads of the child contend for the inherited locks.
@@ -141,8 +146,8 @@ fn libc_fork_while_threads_are_busy_on_every_heap_many_times() {
                             .map(|_| {
                                 s.spawn(|| {
                                     (0..200).all(|k| {
-                                        heaps.iter().all(|(_, h)| use_heap(h, k))
-                                            && use_heap(global, k)
+                                        heaps.iter().all(|(_, h)| use_heap!(h, k))
+                                            && use_heap!(global, k)
                                     })
                                 })
                             })
@@ -165,7 +170,7 @@ fn libc_fork_while_threads_are_busy_on_every_heap_many_times() {
             assert_eq!(unsafe { (t.as_fn())(4) }, 40 + i as u64 / 2);
         }
         for (_, h) in &heaps {
-            assert!(use_heap(h, 11));
+            assert!(use_heap!(h, 11));
         }
         println!(
             "FORKED {FORKS} children of {} busy threads ({} rounds); all used every heap",
@@ -242,7 +247,7 @@ fn raw_fork_child_cannot_touch_parent_code(path: ForkPath) {
         }
         assert_eq!(call_span(&span), 77, "{name} {path:?}: parent span");
         // And the parent goes on writing.
-        assert!(use_heap(heap, 5));
+        assert!(use_heap!(heap, 5));
     }
     println!("RAW-FORK-OK {path:?}");
 }
@@ -276,7 +281,7 @@ fn fork_while_another_thread_runs_the_first_probe() {
                 pids.push(spawn(ForkPath::Libc, || {
                     let _ = wxthunk::probe();
                     let heap = Heap::new().unwrap();
-                    if use_heap(&heap, 3) { 0 } else { 2 }
+                    if use_heap!(&heap, 3) { 0 } else { 2 }
                 }));
             }
             prober.join().unwrap().unwrap();

@@ -25,7 +25,8 @@ fn thunk_new_infers_reference_and_plain_parameters() {
     assert_eq!(unsafe { (refs.as_fn())(&7, &mut out) }, 3);
     assert_eq!(out, 21);
 
-    let plain = Thunk::<Plain>::new(move |a, b| a.count_ones() + b.count_zeros() + k as u32).unwrap();
+    let plain =
+        Thunk::<Plain>::new(move |a, b| a.count_ones() + b.count_zeros() + k as u32).unwrap();
     // SAFETY: the thunk is alive.
     assert_eq!(unsafe { (plain.as_fn())(0b111, u64::MAX) }, 6);
 }
@@ -51,8 +52,8 @@ fn fn_mut_and_fn_once_constructors_infer_too() {
     assert_eq!(total, 3);
 
     let name = String::from("wxthunk");
-    let once = Thunk::<unsafe extern "C" fn(&mut usize)>::new_once(move |out| *out = name.len())
-        .unwrap();
+    let once =
+        Thunk::<unsafe extern "C" fn(&mut usize)>::new_once(move |out| *out = name.len()).unwrap();
     let mut len = 0;
     // SAFETY: the thunk is alive; called once.
     unsafe { (once.as_fn())(&mut len) };

@@ -277,45 +277,50 @@ fn the_handle_is_two_words() {
 /// heap (through this thread's cache) and on heaps with data slots.
 #[test]
 fn a_word_that_needs_a_drop_lives_inline_and_is_dropped_once() {
-    fn check<L: lock_api::RawMutex>(name: &str, heap: &Heap<L>) {
-        let shared = std::sync::Arc::new(5u64);
-        let make = || {
+    // A macro: used on the global heap and on unlocked ones, which one
+    // generic function could not make thunks of its own closures on.
+    macro_rules! check {
+        ($name:expr, $heap:expr) => {{
+            let (name, heap): (&str, &Heap<_>) = ($name, $heap);
+            let shared = std::sync::Arc::new(5u64);
+            let make = || {
+                let held = shared.clone();
+                heap.thunk::<unsafe extern "C" fn(u64) -> u64, _>(move |x: u64| *held * x)
+                    .unwrap()
+            };
+            drop(make()); // warm up
+            let n = allocations_in(|| {
+                for k in 0..500u64 {
+                    let t = make();
+                    // SAFETY: alive.
+                    assert_eq!(unsafe { (t.as_fn())(k) }, 5 * k, "{name}");
+                    assert_eq!(std::sync::Arc::strong_count(&shared), 2, "{name}");
+                }
+            });
+            assert_eq!(n, 0, "{name}: an inline Arc capture allocated {n} times");
+            assert_eq!(
+                std::sync::Arc::strong_count(&shared),
+                1,
+                "{name}: dropped once"
+            );
+            // Two words that need a drop are boxed, and dropped once too.
+            let wide = std::hint::black_box(3u64);
             let held = shared.clone();
-            heap.thunk::<unsafe extern "C" fn(u64) -> u64, _>(move |x: u64| *held * x)
-                .unwrap()
-        };
-        drop(make()); // warm up
-        let n = allocations_in(|| {
-            for k in 0..500u64 {
-                let t = make();
-                // SAFETY: alive.
-                assert_eq!(unsafe { (t.as_fn())(k) }, 5 * k, "{name}");
-                assert_eq!(std::sync::Arc::strong_count(&shared), 2, "{name}");
-            }
-        });
-        assert_eq!(n, 0, "{name}: an inline Arc capture allocated {n} times");
-        assert_eq!(
-            std::sync::Arc::strong_count(&shared),
-            1,
-            "{name}: dropped once"
-        );
-        // Two words that need a drop are boxed, and dropped once too.
-        let wide = std::hint::black_box(3u64);
-        let held = shared.clone();
-        let boxed = heap
-            .thunk::<unsafe extern "C" fn(u64) -> u64, _>(move |x: u64| *held + x + wide)
-            .unwrap();
-        // SAFETY: alive.
-        assert_eq!(unsafe { (boxed.as_fn())(1) }, 9, "{name}");
-        drop(boxed);
-        assert_eq!(std::sync::Arc::strong_count(&shared), 1, "{name}");
+            let boxed = heap
+                .thunk::<unsafe extern "C" fn(u64) -> u64, _>(move |x: u64| *held + x + wide)
+                .unwrap();
+            // SAFETY: alive.
+            assert_eq!(unsafe { (boxed.as_fn())(1) }, 9, "{name}");
+            drop(boxed);
+            assert_eq!(std::sync::Arc::strong_count(&shared), 1, "{name}");
+        }};
     }
     {
         let _alone = GLOBAL_HEAP.lock().unwrap();
-        check("global", Heap::global().unwrap());
+        check!("global", Heap::global().unwrap());
     }
     for (name, heap) in slot_heaps() {
-        check(name, &heap);
+        check!(name, &heap);
     }
 }
 
@@ -331,75 +336,80 @@ fn closures_too_large_for_a_slot_take_a_pair_or_one_box_and_drop_once() {
     #[derive(Clone, Copy)]
     #[repr(align(64))]
     struct Aligned(u64);
-    fn check<L: lock_api::RawMutex>(name: &str, heap: &Heap<L>) {
-        type F1 = unsafe extern "C" fn(u64) -> u64;
-        let pairs = heap.code_strategy() == Some(wxthunk::CodeStrategy::DualMap)
-            && heap.thunk_strategy() != wxthunk::ThunkStrategy::StaticTrampolines;
-        let shared = std::sync::Arc::new(7u64);
-        let (a, b, c, d) = std::hint::black_box((1u64, 2u64, 3u64, 4u64));
-        let big = std::hint::black_box([5u64; 16]);
-        let aligned = std::hint::black_box(Aligned(11));
-        drop(heap.thunk::<F1, _>(move |x: u64| x + a + b + c).unwrap()); // warm up
-        drop(
-            heap.thunk::<F1, _>(move |x: u64| x + a + b + c + d)
-                .unwrap(),
-        );
-        for k in 0..200u64 {
-            // Each thunk keeps its own captures, next to the others'.
-            let (a, b) = (a + k, b + 2 * k);
-            let held = shared.clone();
-            let small = allocations_in(|| {
-                let t24 = heap.thunk::<F1, _>(move |x: u64| x + a + b + c).unwrap();
-                let t32 = heap
-                    .thunk::<F1, _>(move |x: u64| x + a + b + c + d)
-                    .unwrap();
-                let t_drop = heap
-                    .thunk::<F1, _>(move |x: u64| x * *held + a + b)
-                    .unwrap();
-                // SAFETY: all alive.
-                unsafe {
-                    assert_eq!((t24.as_fn())(k), 4 * k + 6, "{name}");
-                    assert_eq!((t32.as_fn())(k), 4 * k + 10, "{name}");
-                    assert_eq!((t_drop.as_fn())(k), 10 * k + 3, "{name}");
-                }
-                assert_eq!(std::sync::Arc::strong_count(&shared), 2, "{name}");
-            });
-            let expected = if pairs { 0 } else { 3 };
-            assert_eq!(
-                small, expected,
-                "{name}: 17-32-byte closures, {small} allocations"
+    // A macro: used on the global heap and on unlocked ones, which one
+    // generic function could not make thunks of its own closures on.
+    macro_rules! check {
+        ($name:expr, $heap:expr) => {{
+            let (name, heap): (&str, &Heap<_>) = ($name, $heap);
+            type F1 = unsafe extern "C" fn(u64) -> u64;
+            let pairs = heap.code_strategy() == Some(wxthunk::CodeStrategy::DualMap)
+                && heap.thunk_strategy() != wxthunk::ThunkStrategy::StaticTrampolines;
+            let shared = std::sync::Arc::new(7u64);
+            let (a, b, c, d) = std::hint::black_box((1u64, 2u64, 3u64, 4u64));
+            let big = std::hint::black_box([5u64; 16]);
+            let aligned = std::hint::black_box(Aligned(11));
+            drop(heap.thunk::<F1, _>(move |x: u64| x + a + b + c).unwrap()); // warm up
+            drop(
+                heap.thunk::<F1, _>(move |x: u64| x + a + b + c + d)
+                    .unwrap(),
             );
-            assert_eq!(
-                std::sync::Arc::strong_count(&shared),
-                1,
-                "{name}: dropped once"
-            );
-            let large = allocations_in(|| {
-                let t128 = heap
-                    .thunk::<F1, _>(move |x: u64| x + big.iter().sum::<u64>())
-                    .unwrap();
-                let t64 = heap
-                    .thunk::<F1, _>(move |x: u64| {
-                        let at = std::ptr::from_ref(&aligned) as usize;
-                        assert_eq!(at % 64, 0, "the capture is aligned");
-                        x + aligned.0
-                    })
-                    .unwrap();
-                // SAFETY: all alive.
-                unsafe {
-                    assert_eq!((t128.as_fn())(k), k + 80, "{name}");
-                    assert_eq!((t64.as_fn())(k), k + 11, "{name}");
-                }
-            });
-            assert_eq!(large, 2, "{name}: two boxed closures, {large} allocations");
-        }
-        assert_eq!(heap.stats().live_allocations, 0, "{name}");
+            for k in 0..200u64 {
+                // Each thunk keeps its own captures, next to the others'.
+                let (a, b) = (a + k, b + 2 * k);
+                let held = shared.clone();
+                let small = allocations_in(|| {
+                    let t24 = heap.thunk::<F1, _>(move |x: u64| x + a + b + c).unwrap();
+                    let t32 = heap
+                        .thunk::<F1, _>(move |x: u64| x + a + b + c + d)
+                        .unwrap();
+                    let t_drop = heap
+                        .thunk::<F1, _>(move |x: u64| x * *held + a + b)
+                        .unwrap();
+                    // SAFETY: all alive.
+                    unsafe {
+                        assert_eq!((t24.as_fn())(k), 4 * k + 6, "{name}");
+                        assert_eq!((t32.as_fn())(k), 4 * k + 10, "{name}");
+                        assert_eq!((t_drop.as_fn())(k), 10 * k + 3, "{name}");
+                    }
+                    assert_eq!(std::sync::Arc::strong_count(&shared), 2, "{name}");
+                });
+                let expected = if pairs { 0 } else { 3 };
+                assert_eq!(
+                    small, expected,
+                    "{name}: 17-32-byte closures, {small} allocations"
+                );
+                assert_eq!(
+                    std::sync::Arc::strong_count(&shared),
+                    1,
+                    "{name}: dropped once"
+                );
+                let large = allocations_in(|| {
+                    let t128 = heap
+                        .thunk::<F1, _>(move |x: u64| x + big.iter().sum::<u64>())
+                        .unwrap();
+                    let t64 = heap
+                        .thunk::<F1, _>(move |x: u64| {
+                            let at = std::ptr::from_ref(&aligned) as usize;
+                            assert_eq!(at % 64, 0, "the capture is aligned");
+                            x + aligned.0
+                        })
+                        .unwrap();
+                    // SAFETY: all alive.
+                    unsafe {
+                        assert_eq!((t128.as_fn())(k), k + 80, "{name}");
+                        assert_eq!((t64.as_fn())(k), k + 11, "{name}");
+                    }
+                });
+                assert_eq!(large, 2, "{name}: two boxed closures, {large} allocations");
+            }
+            assert_eq!(heap.stats().live_allocations, 0, "{name}");
+        }};
     }
     {
         let _alone = GLOBAL_HEAP.lock().unwrap();
-        check("global", Heap::global().unwrap());
+        check!("global", Heap::global().unwrap());
     }
     for (name, heap) in slot_heaps() {
-        check(name, &heap);
+        check!(name, &heap);
     }
 }

@@ -91,8 +91,14 @@ fn hook() {
 
 /// In a forked child: arms the hook on `heap` and makes (and keeps) 3,000
 /// thunks with 24-byte captures there, then drops them; every result must
-/// be right and nothing live at the end.
-fn allocator_case<L: lock_api::RawMutex>(heap: &Heap<L>, kind: usize) -> i32 {
+/// be right and nothing live at the end. `make` makes one on `heap` (the
+/// caller's closure: one function generic over shared and unlocked heaps
+/// could not name the bound of a closure made inside it).
+fn allocator_case<'h, L: lock_api::RawMutex>(
+    heap: &'h Heap<L>,
+    kind: usize,
+    make: impl Fn(u64, u64) -> wxthunk::Thunk<'h, F1, L>,
+) -> i32 {
     HOOK_HEAP.store(
         std::ptr::from_ref(heap).cast_mut().cast(),
         Ordering::Release,
@@ -102,7 +108,7 @@ fn allocator_case<L: lock_api::RawMutex>(heap: &Heap<L>, kind: usize) -> i32 {
     let mut live = Vec::new();
     for i in 0..3000u64 {
         let (a, b) = std::hint::black_box((i, 1u64));
-        live.push(heap.thunk::<F1, _>(move |x: u64| x + a + b).unwrap());
+        live.push(make(a, b));
     }
     for (i, t) in live.iter().enumerate() {
         // SAFETY: alive.
@@ -134,7 +140,11 @@ fn a_global_allocator_that_makes_thunks_on_a_locked_heap() {
             continue;
         }
         let heap = Heap::builder().strategy(strategy).build().unwrap();
-        let pid = spawn(ForkPath::Libc, || allocator_case(&heap, LOCKED));
+        let pid = spawn(ForkPath::Libc, || {
+            allocator_case(&heap, LOCKED, |a, b| {
+                heap.thunk(move |x| x + a + b).unwrap()
+            })
+        });
         assert_eq!(wait(pid), Ok(0), "{strategy}");
     }
 }
@@ -148,7 +158,9 @@ fn a_global_allocator_that_makes_thunks_on_an_unlocked_heap() {
         }
         let pid = spawn(ForkPath::Libc, || {
             let heap = Heap::builder().strategy(strategy).build_unlocked().unwrap();
-            allocator_case(&heap, UNLOCKED)
+            allocator_case(&heap, UNLOCKED, |a, b| {
+                heap.thunk(move |x| x + a + b).unwrap()
+            })
         });
         assert_eq!(wait(pid), Ok(0), "{strategy}");
     }
@@ -158,7 +170,9 @@ fn a_global_allocator_that_makes_thunks_on_an_unlocked_heap() {
 #[test]
 fn a_global_allocator_that_makes_thunks_on_the_global_heap() {
     let heap = Heap::global().unwrap();
-    let pid = spawn(ForkPath::Libc, || allocator_case(heap, LOCKED));
+    let pid = spawn(ForkPath::Libc, || {
+        allocator_case(heap, LOCKED, |a, b| heap.thunk(move |x| x + a + b).unwrap())
+    });
     assert_eq!(wait(pid), Ok(0));
 }
 

@@ -8,7 +8,7 @@ use lock_api::{Mutex, RawMutex};
 use super::Heap;
 use super::allocator::State;
 use super::fork;
-use super::lock::NoLock;
+use super::lock::{NoLock, SharedLock};
 use super::locked::Locked;
 use super::region::DUAL_GRANULE_SHIFT;
 use super::shard::AddressSpace;
@@ -302,7 +302,7 @@ impl HeapBuilder {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn build(self) -> Result<Heap> {
-        self.build_with_lock()
+        self.build_shared()
     }
 
     /// Builds a heap with the lock `L`, any `Sync` [`lock_api::RawMutex`].
@@ -313,10 +313,36 @@ impl HeapBuilder {
     /// and re-initialised in the child. A `!Sync` lock cannot take part in that; use
     /// [`build_unlocked`](Self::build_unlocked) for a single-threaded heap.
     ///
+    /// The heap's lock type is [`SharedLock<L>`](crate::SharedLock), which
+    /// is `L` and lets the heap make thunks of closures that may go to
+    /// other threads.
+    ///
     /// # Errors
     ///
     /// As [`build`](Self::build).
-    pub fn build_with_lock<L: RawMutex + Sync>(self) -> Result<Heap<L>> {
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use wxthunk::{Heap, SharedLock};
+    /// // parking_lot's mutex alone, without the fork-child switch of `DefaultLock`.
+    /// let heap: Heap<SharedLock<parking_lot::RawMutex>> =
+    ///     Heap::builder().build_with_lock::<parking_lot::RawMutex>()?;
+    /// let k = std::hint::black_box(1);
+    /// let t = heap.thunk::<unsafe extern "C" fn(u32) -> u32, _>(move |x| x + k)?;
+    /// std::thread::scope(|s| {
+    ///     // SAFETY: the thunk is alive during the call.
+    ///     s.spawn(|| assert_eq!(unsafe { (t.as_fn())(1) }, 2));
+    /// });
+    /// # Ok::<(), wxthunk::Error>(())
+    /// ```
+    pub fn build_with_lock<L: RawMutex + Sync>(self) -> Result<Heap<SharedLock<L>>> {
+        self.build_shared()
+    }
+
+    /// [`build_with_lock`](Self::build_with_lock) with the lock type as
+    /// given.
+    fn build_shared<L: RawMutex + Sync>(self) -> Result<Heap<L>> {
         let give_back = self.thread_caches;
         let mut heap = self.build_any::<L>(super::shard::shard_count())?;
         // Registered before the shards: the fork handlers stop the caches

@@ -147,6 +147,103 @@ unsafe impl RawMutex for NoLock {
     }
 }
 
+/// A lock of your choice, any `Sync` [`lock_api::RawMutex`], for a heap
+/// shared between threads: the lock of the heaps
+/// [`HeapBuilder::build_with_lock`](crate::HeapBuilder::build_with_lock)
+/// makes. It is `L`, and says (through [`SendsClosure`] and
+/// [`SharesClosure`]) that the heap's thunks may go to other threads.
+#[derive(Debug)]
+pub struct SharedLock<L>(L);
+
+// SAFETY: every call is `L`'s, on `L`, which is a `RawMutex`.
+unsafe impl<L: RawMutex> RawMutex for SharedLock<L> {
+    #[allow(clippy::declare_interior_mutable_const)]
+    const INIT: SharedLock<L> = SharedLock(L::INIT);
+
+    type GuardMarker = L::GuardMarker;
+
+    #[inline]
+    fn lock(&self) {
+        self.0.lock();
+    }
+
+    #[inline]
+    fn try_lock(&self) -> bool {
+        self.0.try_lock()
+    }
+
+    #[inline]
+    unsafe fn unlock(&self) {
+        // SAFETY: the caller's contract, which is `L`'s.
+        unsafe { self.0.unlock() }
+    }
+
+    #[inline]
+    fn is_locked(&self) -> bool {
+        self.0.is_locked()
+    }
+}
+
+/// A lock of a heap shared between threads: [`DefaultLock`] and
+/// [`SharedLock`] (sealed: a heap's lock is one of those or [`NoLock`]).
+/// Code generic over such heaps bounds its lock with it, and may then make
+/// thunks of any `Send` (and, for `Fn`, `Sync`) closure on them:
+///
+/// ```
+/// use wxthunk::{Heap, ThreadSafeLock};
+///
+/// fn add_thunk<L: ThreadSafeLock>(heap: &Heap<L>, k: u64) -> wxthunk::Result<u64> {
+///     let t = heap.thunk::<unsafe extern "C" fn(u64) -> u64, _>(move |x| x + k)?;
+///     // SAFETY: the thunk is alive.
+///     Ok(unsafe { (t.as_fn())(1) })
+/// }
+/// assert_eq!(add_thunk(Heap::global()?, 41)?, 42);
+/// # Ok::<(), wxthunk::Error>(())
+/// ```
+pub trait ThreadSafeLock: RawMutex + Sync + sealed::Lock {}
+
+impl ThreadSafeLock for DefaultLock {}
+impl<L: RawMutex + Sync> ThreadSafeLock for SharedLock<L> {}
+
+mod sealed {
+    /// Keeps [`ThreadSafeLock`](super::ThreadSafeLock) to this crate's locks.
+    pub trait Lock {}
+    impl Lock for super::DefaultLock {}
+    impl<L> Lock for super::SharedLock<L> {}
+}
+
+/// What a heap's lock `Self` asks of the closure `C` of an `FnMut` or
+/// `FnOnce` thunk: `Send` on a heap shared between threads
+/// ([`ThreadSafeLock`]), whose thunks may be dropped on another thread than
+/// the one that made them; nothing on a [`NoLock`] heap
+/// ([`Heap::unlocked`](crate::Heap::unlocked),
+/// [`Heap::thread_local`](crate::Heap::thread_local)), whose thunks never
+/// leave their thread, so an `Rc` or a `RefCell` may be captured there.
+///
+/// # Examples
+///
+/// ```
+/// use std::rc::Rc;
+/// let heap = wxthunk::Heap::thread_local()?;
+/// let name = Rc::new(String::from("local"));
+/// let t = heap.thunk_mut::<unsafe extern "C" fn() -> usize, _>(move || name.len())?;
+/// // SAFETY: the thunk is alive, and called on its heap's thread.
+/// assert_eq!(unsafe { (t.as_fn())() }, 5);
+/// # Ok::<(), wxthunk::Error>(())
+/// ```
+pub trait SendsClosure<C> {}
+
+impl<C: Send, L: ThreadSafeLock> SendsClosure<C> for L {}
+impl<C> SendsClosure<C> for NoLock {}
+
+/// As [`SendsClosure`], for the closure of an `Fn` thunk, which C may call
+/// from many threads at once on a shared heap: `Send + Sync` there, nothing
+/// on a [`NoLock`] heap.
+pub trait SharesClosure<C> {}
+
+impl<C: Send + Sync, L: ThreadSafeLock> SharesClosure<C> for L {}
+impl<C> SharesClosure<C> for NoLock {}
+
 /// The panic of a `NoLock` taken while held, out of line.
 #[cold]
 #[inline(never)]

@@ -144,7 +144,7 @@ pub(crate) use allocator::Allocation;
 use builder::Config;
 pub use builder::HeapBuilder;
 pub(crate) use fast::GranuleThunk;
-pub use lock::{DefaultLock, NoLock};
+pub use lock::{DefaultLock, NoLock, SendsClosure, SharedLock, SharesClosure, ThreadSafeLock};
 use locked::Locked;
 pub(crate) use region::RegionInfo;
 use shard::AddressSpace;

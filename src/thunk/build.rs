@@ -32,10 +32,7 @@ impl<'a, F: ThunkSig, L: RawMutex> Thunk<'a, F, L> {
     /// function of `F`'s signature that calls the closure. A closure that
     /// needs no drop is not kept at all (it is no bytes and no drop); one
     /// that does is kept in a `SLOW` thunk and dropped with it.
-    pub(super) fn zero_sized<C: ThunkFn<F> + Send + Sync + 'a>(
-        heap: &'a Heap<L>,
-        closure: C,
-    ) -> Self {
+    pub(super) fn zero_sized<C: ThunkFn<F> + 'a>(heap: &'a Heap<L>, closure: C) -> Self {
         debug_assert_eq!(std::mem::size_of::<C>(), 0);
         // SAFETY: `bare` is an `extern` function of `F`'s ABI and
         // arguments returning `F`'s result, calling the zero-sized closure;
@@ -61,7 +58,7 @@ impl<'a, F: ThunkSig, L: RawMutex> Thunk<'a, F, L> {
     /// besides the granules. `tag` is the closure's
     /// [`inline_tag`](handle::inline_tag) or [`pair_tag`](handle::pair_tag).
     #[inline(always)]
-    pub(super) fn build_inline<const N: usize, C: ThunkFn<F> + Send + Sync + 'a>(
+    pub(super) fn build_inline<const N: usize, C: ThunkFn<F> + 'a>(
         heap: &'a Heap<L>,
         closure: C,
         tag: usize,
@@ -77,7 +74,7 @@ impl<'a, F: ThunkSig, L: RawMutex> Thunk<'a, F, L> {
     /// the data slot keeps the box (a word, with its drop function). One
     /// allocation, and the code slot's fast path.
     #[inline(always)]
-    pub(super) fn build_boxed_inline<C: ThunkFn<F> + Send + Sync + 'a>(
+    pub(super) fn build_boxed_inline<C: ThunkFn<F> + 'a>(
         heap: &'a Heap<L>,
         closure: C,
         trampolines: bool,
@@ -111,7 +108,7 @@ impl<'a, F: ThunkSig, L: RawMutex> Thunk<'a, F, L> {
     /// (and may be shared) while `kept` does: at `ctx`, owned by `kept`, or
     /// `kept` itself in the slot.
     #[inline(always)]
-    fn granule_keeping<const N: usize, K: Send + Sync + 'a>(
+    fn granule_keeping<const N: usize, K: 'a>(
         heap: &'a Heap<L>,
         kept: K,
         tag: usize,
@@ -149,11 +146,7 @@ impl<'a, F: ThunkSig, L: RawMutex> Thunk<'a, F, L> {
     /// thunk of `F`'s signature passing the closure `kept` is or owns to
     /// its entry; `tag` is `K`'s inline or pair tag. The result owns it.
     #[inline(always)]
-    unsafe fn with_granule<K: Send + Sync + 'a>(
-        granule: GranuleThunk<'a>,
-        kept: K,
-        tag: usize,
-    ) -> Self {
+    unsafe fn with_granule<K: 'a>(granule: GranuleThunk<'a>, kept: K, tag: usize) -> Self {
         // SAFETY: the granule's data slot (or both, with `PAIR`), which `K`
         // fits (`tag` is its tag); only this thunk uses it, and no call can
         // reach it before the pointer is returned.
@@ -194,7 +187,7 @@ impl<'a, F: ThunkSig, L: RawMutex> Thunk<'a, F, L> {
     /// closure lives in the data slot of its table entry, so nothing is
     /// allocated besides the entry.
     #[inline(always)]
-    pub(super) fn build_static_inline<C: ThunkFn<F> + Send + Sync + 'a>(
+    pub(super) fn build_static_inline<C: ThunkFn<F> + 'a>(
         heap: &'a Heap<L>,
         closure: C,
         tag: usize,
@@ -209,7 +202,7 @@ impl<'a, F: ThunkSig, L: RawMutex> Thunk<'a, F, L> {
     /// `kept` is moved into the slot after, before the entry's pointer
     /// exists anywhere but here.
     #[inline(always)]
-    fn slot_keeping<K: Send + Sync + 'a>(
+    fn slot_keeping<K: 'a>(
         heap: &'a Heap<L>,
         kept: K,
         tag: usize,
@@ -247,7 +240,7 @@ impl<'a, F: ThunkSig, L: RawMutex> Thunk<'a, F, L> {
     /// through the adapter for `F`'s placement; `tag` is `K`'s inline tag.
     /// The result owns it.
     #[inline(always)]
-    unsafe fn with_slot<K: Send + Sync + 'a>(slot: SlotThunk, kept: K, tag: usize) -> Self {
+    unsafe fn with_slot<K: 'a>(slot: SlotThunk, kept: K, tag: usize) -> Self {
         // SAFETY: the entry's data slot, which `K` fits (`tag` is its
         // inline tag); only the owner of the entry uses it, and no call can
         // reach it before the entry's pointer is returned.
@@ -318,10 +311,7 @@ impl<'a, F: ThunkSig, L: RawMutex> Thunk<'a, F, L> {
 
     /// A `SLOW` thunk of an `Fn` closure that does not fit a data slot: the
     /// closure and the rest of the thunk in one allocation.
-    pub(super) fn build_boxed<C: ThunkFn<F> + Send + Sync + 'a>(
-        heap: &'a Heap<L>,
-        closure: C,
-    ) -> Result<Self> {
+    pub(super) fn build_boxed<C: ThunkFn<F> + 'a>(heap: &'a Heap<L>, closure: C) -> Result<Self> {
         let placement = placement_of::<F>()?;
         let entry = C::entry();
         let mut both = Box::new(WithClosure {

@@ -23,9 +23,16 @@ enum Kind {
     Boxed(unsafe fn(NonNull<()>)),
 }
 
-// SAFETY: the constructors only build a `Context` from closures that may be
-// sent to another thread (`Send`) and, for `Fn`, shared (`Sync`); `FnMut`
-// and `FnOnce` contexts serialise access themselves with an atomic flag.
+// SAFETY: a `Context` moves or is shared across threads only inside a
+// handle (`Thunk`, `ThunkPage`, `SealedThunkPage`) that borrows its heap,
+// and so is `Send`/`Sync` only when the heap's lock is `Sync`. The
+// constructors of such heaps ask `SendsClosure`/`SharesClosure` of the
+// lock, which for those locks means the closure is `Send` (and, for `Fn`,
+// `Sync`); `FnMut` and `FnOnce` contexts serialise calls themselves with an
+// atomic flag. A closure that is neither (an `Rc`) is only accepted by a
+// `NoLock` heap, whose handles are neither `Send` nor `Sync`, so its
+// context is dropped on the thread that made it (and called there, by
+// `Thunk::as_fn`'s contract).
 unsafe impl Send for Context {}
 // SAFETY: as above.
 unsafe impl Sync for Context {}

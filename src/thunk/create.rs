@@ -11,15 +11,18 @@ use super::{ClosureSig, ClosureSigMut, ClosureSigOnce, Thunk, ThunkFn, ThunkFnMu
 use crate::abi::ThunkSig;
 use crate::arch::Placement;
 use crate::error::Result;
-use crate::heap::Heap;
+use crate::heap::{Heap, SendsClosure, SharesClosure};
 use crate::strategy::ThunkStrategy;
 
 impl<L: RawMutex> Heap<L> {
     /// A thunk for an `Fn` closure, with its code in this heap.
     ///
-    /// The closure must be `Sync` (C may call from many threads at once);
-    /// for one that is not (it holds a `Cell`, a `RefCell`, an `Rc`), use
-    /// [`thunk_mut`](Heap::thunk_mut).
+    /// On a heap shared between threads the closure must be `Send + Sync`
+    /// (C may call from many threads at once); for one that is not `Sync`
+    /// (it holds a `Cell`, a `RefCell`), use [`thunk_mut`](Heap::thunk_mut).
+    /// On a heap of one thread ([`NoLock`](crate::NoLock): `Heap::unlocked`,
+    /// `Heap::thread_local`) it need be neither: see
+    /// [`SharesClosure`](crate::SharesClosure).
     ///
     /// # Errors
     ///
@@ -40,8 +43,9 @@ impl<L: RawMutex> Heap<L> {
     pub fn thunk<'a, F, C>(&'a self, closure: C) -> Result<Thunk<'a, F, L>>
     where
         F: ThunkSig,
-        C: ThunkFn<F> + Send + Sync + 'a,
+        C: ThunkFn<F> + 'a,
         F: ClosureSig<C>,
+        L: SharesClosure<C>,
     {
         // One relaxed load (perf's map, debug mode); the path that serves
         // them is out of line, so the usual one is built straight into the
@@ -58,7 +62,7 @@ impl<L: RawMutex> Heap<L> {
     fn thunk_noted<'a, F, C>(&'a self, closure: C) -> Result<Thunk<'a, F, L>>
     where
         F: ThunkSig,
-        C: ThunkFn<F> + Send + Sync + 'a,
+        C: ThunkFn<F> + 'a,
     {
         if self.is_debug() {
             return noted::<C, F, L>(Thunk::build_debug::<C>(
@@ -75,7 +79,7 @@ impl<L: RawMutex> Heap<L> {
     fn thunk_here<'a, F, C>(&'a self, closure: C) -> Result<Thunk<'a, F, L>>
     where
         F: ThunkSig,
-        C: ThunkFn<F> + Send + Sync + 'a,
+        C: ThunkFn<F> + 'a,
     {
         if std::mem::size_of::<C>() == 0 {
             return Ok(Thunk::zero_sized(self, closure));
@@ -128,8 +132,9 @@ impl<L: RawMutex> Heap<L> {
     pub fn thunk_mut<'a, F, C>(&'a self, closure: C) -> Result<Thunk<'a, F, L>>
     where
         F: ThunkSig,
-        C: ThunkFnMut<F> + Send + 'a,
+        C: ThunkFnMut<F> + 'a,
         F: ClosureSigMut<C>,
+        L: SendsClosure<C>,
     {
         let ctx = Context::boxed_mut(MutCtx::new(closure));
         if self.is_debug() {
@@ -160,8 +165,9 @@ impl<L: RawMutex> Heap<L> {
     pub fn thunk_once<'a, F, C>(&'a self, closure: C) -> Result<Thunk<'a, F, L>>
     where
         F: ThunkSig,
-        C: ThunkFnOnce<F> + Send + 'a,
+        C: ThunkFnOnce<F> + 'a,
         F: ClosureSigOnce<C>,
+        L: SendsClosure<C>,
     {
         let ctx = Context::boxed(OnceCtx::new(closure));
         if self.is_debug() {

@@ -163,6 +163,10 @@ pub use refs::RefThunk;
 ///   returns.
 /// - [`new_once`](Thunk::new_once) / [`Heap::thunk_once`]: `FnOnce + Send`;
 ///   a second call is caught.
+/// - On a heap of one thread ([`Heap::thread_local`], [`Heap::unlocked`],
+///   whose lock is [`NoLock`](crate::NoLock)), none of `Send` and `Sync`:
+///   such a heap's thunks cannot leave its thread, so an `Rc` or a
+///   `RefCell` may be captured (see [`SendsClosure`](crate::SendsClosure)).
 ///
 /// "Caught" means: through an `-unwind` ABI, a panic that reaches the
 /// caller; through any other, an abort with a message. Likewise a panic in
@@ -231,9 +235,14 @@ impl<'a, F: ThunkSig> Thunk<'a, F> {
     ///
     /// The closure must be `Sync`, because C may call the pointer from many
     /// threads at once. **If the compiler says "`Cell<..>` cannot be shared
-    /// between threads safely"** (or names `RefCell`, `Rc`, a raw pointer),
-    /// use [`new_mut`](Thunk::new_mut): an `FnMut` thunk needs only `Send`
-    /// and runs one call at a time.
+    /// between threads safely"** (or names `RefCell`), use
+    /// [`new_mut`](Thunk::new_mut): an `FnMut` thunk needs only `Send` and
+    /// runs one call at a time. **If it says "cannot be sent between threads
+    /// safely"** (an `Rc`, a raw pointer), the closure must stay on its
+    /// thread: make the thunk on a heap that does,
+    /// [`Heap::thread_local`](crate::Heap::thread_local) or
+    /// [`Heap::unlocked`](crate::Heap::unlocked), which take closures that
+    /// are neither `Send` nor `Sync` (their thunks cannot leave the thread).
     ///
     /// # Errors
     ///
@@ -337,7 +346,11 @@ impl<'a, F: ThunkSig, L: RawMutex> Thunk<'a, F, L> {
     ///   their calls is deferred until that call returns (`FnMut`), or the
     ///   closure was already moved out of the thunk (`FnOnce`);
     /// - for a thunk on a [`NoLock`](crate::NoLock) heap, the call happens on
-    ///   the heap's thread.
+    ///   the heap's thread. Its closure may be neither `Send` nor `Sync` (an
+    ///   `Rc`, a `RefCell`), and a call from another thread would use it
+    ///   there, beside the thread that owns it: undefined behaviour, which
+    ///   the pointer (a plain fn pointer, free to go anywhere) cannot
+    ///   prevent. Hand it only to C code that calls back on the same thread.
     ///
     /// # Examples
     ///

@@ -15,7 +15,7 @@ use crate::abi::{FnPtr, ThunkSig};
 use crate::arch::{self, THUNK_CODE_MAX};
 use crate::error::{Error, Result};
 use crate::heap::Heap;
-use crate::heap::{DefaultLock, ExecSpan, Span};
+use crate::heap::{DefaultLock, ExecSpan, SendsClosure, SharesClosure, Span};
 
 /// A page of thunks being filled: [`push`](ThunkPage::push) closures (each
 /// gets the next 32-byte slot), then [`seal`](ThunkPage::seal) the page once.
@@ -146,8 +146,9 @@ impl<'a, F: ThunkSig, L: RawMutex> ThunkPage<'a, F, L> {
     /// ```
     pub fn push<C>(&mut self, closure: C) -> Result<usize>
     where
-        C: ThunkFn<F> + Send + Sync + 'a,
+        C: ThunkFn<F> + 'a,
         F: ClosureSig<C>,
+        L: SharesClosure<C>,
     {
         self.push_context(Context::boxed(closure), C::entry())
     }
@@ -178,8 +179,9 @@ impl<'a, F: ThunkSig, L: RawMutex> ThunkPage<'a, F, L> {
     /// ```
     pub fn push_mut<C>(&mut self, closure: C) -> Result<usize>
     where
-        C: ThunkFnMut<F> + Send + 'a,
+        C: ThunkFnMut<F> + 'a,
         F: ClosureSigMut<C>,
+        L: SendsClosure<C>,
     {
         self.push_context(Context::boxed_mut(MutCtx::new(closure)), C::entry())
     }
@@ -204,8 +206,9 @@ impl<'a, F: ThunkSig, L: RawMutex> ThunkPage<'a, F, L> {
     /// ```
     pub fn push_once<C>(&mut self, closure: C) -> Result<usize>
     where
-        C: ThunkFnOnce<F> + Send + 'a,
+        C: ThunkFnOnce<F> + 'a,
         F: ClosureSigOnce<C>,
+        L: SendsClosure<C>,
     {
         self.push_context(Context::boxed(OnceCtx::new(closure)), C::entry())
     }
