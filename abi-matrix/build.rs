@@ -1,8 +1,10 @@
 //! Generates the signature matrix: for each calling convention (System V
 //! and Windows x64), signatures of 0 to 16 arguments mixing 8/16/32/64-bit
-//! integers, pointers, f32 and f64, from a fixed pseudo-random seed. Writes
-//! the C callers (compiled with `cc`) and the Rust checkers from the same
-//! description, so the two sides cannot disagree.
+//! integers, pointers, f32, f64 and small `#[repr(C)]` structs by value
+//! (of integers, of floats, mixed; 3 to 16 bytes), from a fixed
+//! pseudo-random seed. Writes the C callers (compiled with `cc`) and the
+//! Rust checkers from the same description, so the two sides cannot
+//! disagree.
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -23,7 +25,27 @@ enum Ty {
     F32,
     F64,
     Ptr,
+    /// A struct of [`STRUCTS`], by index.
+    S(usize),
 }
+
+/// The structs passed by value: name and field types. Their eightbytes
+/// cover every System V class pair, and their sizes both Windows x64
+/// cases (1, 2, 4, 8 bytes by value; others by reference).
+const STRUCTS: [(&str, &[Ty]); 9] = [
+    ("SII", &[Ty::I32, Ty::I32]),           // 8: integer
+    ("SLL", &[Ty::U64, Ty::I64]),           // 16: integer, integer
+    ("SFF", &[Ty::F32, Ty::F32]),           // 8: xmm
+    ("SDD", &[Ty::F64, Ty::F64]),           // 16: xmm, xmm
+    ("SDL", &[Ty::F64, Ty::U64]),           // 16: xmm, integer
+    ("SIF", &[Ty::I32, Ty::F32]),           // 8: integer (mixed eightbyte)
+    ("SFFF", &[Ty::F32, Ty::F32, Ty::F32]), // 12: xmm, xmm
+    ("SCS", &[Ty::U8, Ty::U16]),            // 4: integer
+    ("S3B", &[Ty::U8, Ty::I8, Ty::U8]),     // 3: integer (by reference on win64)
+];
+
+/// Field names, in order.
+const FIELDS: [&str; 3] = ["a", "b", "c"];
 
 const ALL: [Ty; 11] = [
     Ty::I8,
@@ -42,6 +64,7 @@ const ALL: [Ty; 11] = [
 impl Ty {
     fn rust(self) -> &'static str {
         match self {
+            Ty::S(i) => STRUCTS[i].0,
             Ty::I8 => "i8",
             Ty::U8 => "u8",
             Ty::I16 => "i16",
@@ -56,8 +79,25 @@ impl Ty {
         }
     }
 
+    /// Windows x64 returns the struct in `rax` (1, 2, 4, 8 bytes).
+    fn win64_returnable(self) -> bool {
+        match self {
+            Ty::S(i) => matches!(STRUCTS[i].0, "SII" | "SFF" | "SIF" | "SCS"),
+            _ => true,
+        }
+    }
+
+    /// The C expression that compares `x` and `y` of this type.
+    fn c_eq(self, x: &str, y: &str) -> String {
+        match self {
+            Ty::S(i) => format!("eq_{}({x}, {y})", STRUCTS[i].0),
+            _ => format!("{x} == {y}"),
+        }
+    }
+
     fn c(self) -> &'static str {
         match self {
+            Ty::S(i) => STRUCTS[i].0,
             Ty::I8 => "int8_t",
             Ty::U8 => "uint8_t",
             Ty::I16 => "int16_t",
@@ -76,6 +116,29 @@ impl Ty {
     fn value(self, seed: u64) -> (String, String) {
         let bits = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15).rotate_left(17) ^ seed;
         match self {
+            Ty::S(i) => {
+                let (name, fields) = STRUCTS[i];
+                let values: Vec<(String, String)> = fields
+                    .iter()
+                    .enumerate()
+                    .map(|(k, t)| t.value(bits.wrapping_add(k as u64 * 0x51)))
+                    .collect();
+                let rs = values
+                    .iter()
+                    .zip(FIELDS)
+                    .map(|((r, _), f)| format!("{f}: {r}"))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                let c = values
+                    .iter()
+                    .map(|(_, c)| c.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                (
+                    format!("({name} {{ {rs} }})"),
+                    format!("(({name}){{ {c} }})"),
+                )
+            }
             Ty::I8 => {
                 let v = bits as i8;
                 (format!("({v}i8)"), format!("((int8_t){v})"))
@@ -163,6 +226,52 @@ fn edge_args((ints, floats): (usize, usize), rng: &mut Rng) -> Vec<Ty> {
     args
 }
 
+/// Signatures with structs at the edges of System V's placement (each also
+/// run as Windows x64, where a struct is one position): a struct that no
+/// longer fits the registers left goes on the stack whole and leaves them
+/// to the context or to later arguments; the frame path with structs on
+/// the stack, up to the most (18 eightbytes) a signature can put there.
+fn struct_edges() -> Vec<Vec<Ty>> {
+    let s = |name: &str| Ty::S(STRUCTS.iter().position(|(n, _)| *n == name).unwrap());
+    let ints = |n| vec![Ty::I64; n];
+    let floats = |n| vec![Ty::F64; n];
+    let cat = |parts: &[Vec<Ty>]| parts.concat();
+    vec![
+        // Five integers, then a two-register struct: on the stack; the
+        // context takes the sixth register.
+        cat(&[ints(5), vec![s("SLL")]]),
+        // ... and an integer after it takes that register instead.
+        cat(&[ints(5), vec![s("SLL"), Ty::I32]]),
+        // Seven doubles, then two: on the stack; the context in xmm7.
+        cat(&[ints(6), floats(7), vec![s("SDD")]]),
+        // A mixed struct with one xmm register left and integers full.
+        cat(&[ints(6), floats(7), vec![s("SDL")]]),
+        // Both files full (a struct takes the last two xmm registers),
+        // structs on the stack (1 + 2 + 2 eightbytes).
+        cat(&[
+            ints(6),
+            floats(6),
+            vec![s("SDD"), s("S3B"), s("SLL"), s("SFFF")],
+        ]),
+        // The most: three integer pairs and four double pairs fill both
+        // files, nine more pairs put 18 eightbytes on the stack.
+        cat(&[vec![s("SLL"); 3], vec![s("SDD"); 4], vec![s("SDL"); 9]]),
+        // Every struct in one signature.
+        (0..STRUCTS.len()).map(Ty::S).collect(),
+        // Structs between scalars, by reference and by value on win64.
+        vec![
+            s("SCS"),
+            Ty::F32,
+            s("SFFF"),
+            Ty::Ptr,
+            s("S3B"),
+            s("SIF"),
+            Ty::U8,
+            s("SFF"),
+        ],
+    ]
+}
+
 struct Rng(u64);
 
 impl Rng {
@@ -178,16 +287,51 @@ fn main() {
     let out = PathBuf::from(std::env::var("OUT_DIR").unwrap());
     let mut c = String::from("#include <stdint.h>\n\n");
     let mut rs = String::from("use std::sync::atomic::{AtomicUsize, Ordering};\n\n");
+    // The structs, on both sides, and C's comparison of each.
+    rs.push_str("wxthunk::c_struct! {\n");
+    for (name, fields) in STRUCTS {
+        let c_fields: String = fields
+            .iter()
+            .zip(FIELDS)
+            .map(|(t, f)| format!("{} {f}; ", t.c()))
+            .collect();
+        writeln!(c, "typedef struct {{ {c_fields}}} {name};").unwrap();
+        let eq = fields
+            .iter()
+            .zip(FIELDS)
+            .map(|(_, f)| format!("x.{f} == y.{f}"))
+            .collect::<Vec<_>>()
+            .join(" && ");
+        writeln!(
+            c,
+            "static int eq_{name}({name} x, {name} y) {{ return {eq}; }}"
+        )
+        .unwrap();
+        let rs_fields: String = fields
+            .iter()
+            .zip(FIELDS)
+            .map(|(t, f)| format!("/// Field `{f}`.\n        pub {f}: {}, ", t.rust()))
+            .collect();
+        writeln!(
+            rs,
+            "    /// A struct the matrix passes by value.\n    #[allow(clippy::upper_case_acronyms)]\n    #[derive(Clone, Copy, Debug, PartialEq)]\n    pub struct {name} {{ {rs_fields}}}"
+        )
+        .unwrap();
+    }
+    rs.push_str("}\n\n");
+    c.push('\n');
+    let struct_edges = struct_edges();
     let mut checks = Vec::new();
     let mut rng = Rng(0x5eed_1234_abcd_ef01);
     for (conv, abi, attr) in [
         ("sysv", "C", ""),
         ("win64", "win64", "__attribute__((ms_abi)) "),
     ] {
-        for n in 0..PER_CONV + EDGES.len() {
+        for n in 0..PER_CONV + EDGES.len() + struct_edges.len() {
             let arity = n % 17;
             // A third of the signatures lean to floats, a third to
-            // integers, so both register files overflow, alone and together.
+            // integers, so both register files overflow, alone and together;
+            // a third mix in structs.
             let args: Vec<Ty> = match n.checked_sub(PER_CONV) {
                 None => (0..arity)
                     .map(|_| match (n % 3, rng.next() % 10) {
@@ -195,15 +339,24 @@ fn main() {
                         (2, r) if r < 6 => {
                             [Ty::I64, Ty::U32, Ty::Ptr, Ty::I8][(rng.next() % 4) as usize]
                         }
+                        (0, r) if r < 4 => Ty::S((rng.next() % STRUCTS.len() as u64) as usize),
                         _ => ALL[(rng.next() % ALL.len() as u64) as usize],
                     })
                     .collect(),
-                Some(edge) => edge_args(EDGES[edge], &mut rng),
+                Some(edge) if edge < EDGES.len() => edge_args(EDGES[edge], &mut rng),
+                Some(edge) => struct_edges[edge - EDGES.len()].clone(),
             };
             let arity = args.len();
-            let ret = match rng.next() % (ALL.len() as u64 + 1) {
-                i if i as usize == ALL.len() => None,
-                i => Some(ALL[i as usize]),
+            // Any return type, structs too (on Windows x64 those it returns
+            // in `rax`).
+            let returns: Vec<Ty> = ALL
+                .into_iter()
+                .chain((0..STRUCTS.len()).map(Ty::S))
+                .filter(|t| conv == "sysv" || t.win64_returnable())
+                .collect();
+            let ret = match rng.next() % (returns.len() as u64 + 1) {
+                i if i as usize == returns.len() => None,
+                i => Some(returns[i as usize]),
             };
             let name = format!("{conv}_{n}");
             let values: Vec<(String, String)> = args.iter().map(|t| t.value(rng.next())).collect();
@@ -225,11 +378,16 @@ fn main() {
             match (&ret, &ret_value) {
                 (Some(t), Some((_, cv))) => writeln!(
                     c,
-                    "int wx_call_{name}(fn_{name} f) {{ {ty} r = f({c_args}); return r == {cv}; }}\n",
-                    ty = t.c()
+                    "int wx_call_{name}(fn_{name} f) {{ {ty} r = f({c_args}); return {eq}; }}\n",
+                    ty = t.c(),
+                    eq = t.c_eq("r", cv),
                 )
                 .unwrap(),
-                _ => writeln!(c, "int wx_call_{name}(fn_{name} f) {{ f({c_args}); return 1; }}\n").unwrap(),
+                _ => writeln!(
+                    c,
+                    "int wx_call_{name}(fn_{name} f) {{ f({c_args}); return 1; }}\n"
+                )
+                .unwrap(),
             }
 
             // Rust: a thunk that checks each argument and returns the value.
@@ -282,7 +440,8 @@ fn check_{name}(heap: &wxthunk::Heap) -> Result<(), String> {{
 "
             )
             .unwrap();
-            checks.push((name, fn_ty, arity));
+            let structs = args.iter().filter(|t| matches!(t, Ty::S(_))).count();
+            checks.push((name, fn_ty, arity, structs));
         }
     }
     writeln!(
@@ -293,11 +452,15 @@ fn check_{name}(heap: &wxthunk::Heap) -> Result<(), String> {{
     writeln!(rs, "/// Checks one signature on a heap.\npub type Check = fn(&wxthunk::Heap) -> Result<(), String>;").unwrap();
     writeln!(
         rs,
-        "/// Every signature: its Rust type, the C caller's name, its arity and its check.\npub static SIGNATURES: &[(&str, &str, usize, Check)] = &["
+        "/// Every signature: the C caller's name, its Rust type, its arity, how many of its\n/// arguments are structs, and its check.\npub static SIGNATURES: &[(&str, &str, usize, usize, Check)] = &["
     )
     .unwrap();
-    for (name, fn_ty, arity) in &checks {
-        writeln!(rs, "    ({name:?}, {fn_ty:?}, {arity}, check_{name}),").unwrap();
+    for (name, fn_ty, arity, structs) in &checks {
+        writeln!(
+            rs,
+            "    ({name:?}, {fn_ty:?}, {arity}, {structs}, check_{name}),"
+        )
+        .unwrap();
     }
     writeln!(rs, "];").unwrap();
 

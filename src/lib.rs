@@ -18,7 +18,7 @@ mod sys;
 mod thunk;
 mod trampoline;
 
-pub use abi::{ArgClass, FnPtr, ThunkArg, ThunkRet, ThunkSig};
+pub use abi::{ArgClass, FnPtr, StructClass, StructFields, ThunkArg, ThunkRet, ThunkSig};
 pub use block::{Block, ExecBlock};
 pub use error::{Error, Result, TransitionError};
 pub use heap::{
@@ -53,6 +53,90 @@ pub use thunk::{
 /// ```
 pub fn page_size() -> usize {
     sys::page_size()
+}
+
+// `c_struct!` expands in its users' crates too, so it lives here for the
+// same reason; what it calls, `ArgClass::of_struct`, is in
+// `abi/aggregate.rs`.
+
+/// Defines `#[repr(C)]` structs that thunks take and return by value, up
+/// to 16 bytes each, with fields of [`ThunkArg`](crate::ThunkArg) scalar
+/// types (integers, `bool`, floats, thin pointers, fn pointers). Write the
+/// struct as usual, without a `repr`; the macro adds `#[repr(C)]` and
+/// implements `ThunkArg` from the field types
+/// ([`ArgClass::of_struct`](crate::ArgClass::of_struct)), so the class the
+/// code generators see is the struct's own, checked at compile time.
+///
+/// # Examples
+///
+/// ```
+/// wxthunk::c_struct! {
+///     #[derive(Clone, Copy, Debug, PartialEq)]
+///     pub struct Point {
+///         pub x: f32,
+///         pub y: f32,
+///     }
+///
+///     #[derive(Clone, Copy)]
+///     pub struct Span {
+///         pub start: u64,
+///         pub len: u32,
+///     }
+/// }
+///
+/// let scale = std::hint::black_box(2.0);
+/// let grow = wxthunk::Thunk::<unsafe extern "C" fn(Point, Span) -> Point>::new(
+///     move |p, s| Point { x: p.x * scale + s.len as f32, y: p.y * scale },
+/// )?;
+/// // SAFETY: the thunk is alive.
+/// let p = unsafe { (grow.as_fn())(Point { x: 1.0, y: 2.0 }, Span { start: 0, len: 3 }) };
+/// assert_eq!(p, Point { x: 5.0, y: 4.0 });
+/// # Ok::<(), wxthunk::Error>(())
+/// ```
+///
+/// A struct the scheme cannot place (over 16 bytes, here) is a build
+/// error at its definition ("a struct by value has at most 16 bytes"):
+///
+/// ```compile_fail,E0080
+/// wxthunk::c_struct! {
+///     pub struct Big { pub a: u64, pub b: u64, pub c: u64 }
+/// }
+/// ```
+///
+/// So is a struct returned where the convention returns it through
+/// memory, which would shift every argument: Windows x64 returns only 1,
+/// 2, 4 and 8-byte structs in a register.
+///
+/// ```compile_fail,E0080
+/// wxthunk::c_struct! {
+///     pub struct Pair { pub a: u64, pub b: u64 }
+/// }
+/// let t = wxthunk::Thunk::<unsafe extern "win64" fn(u64) -> Pair>::new(|a| Pair { a, b: a });
+/// ```
+#[macro_export]
+macro_rules! c_struct {
+    ($(
+        $(#[$meta:meta])*
+        $vis:vis struct $name:ident {
+            $($(#[$field_meta:meta])* $field_vis:vis $field:ident : $ty:ty),+ $(,)?
+        }
+    )+) => {$(
+        $(#[$meta])*
+        #[repr(C)]
+        $vis struct $name {
+            $($(#[$field_meta])* $field_vis $field: $ty),+
+        }
+
+        // SAFETY: `$name` is `#[repr(C)]` with exactly these fields, in this
+        // order, which is what `of_struct` lays out and classifies.
+        unsafe impl $crate::ThunkArg for $name {
+            const CLASS: $crate::ArgClass = $crate::ArgClass::of_struct::<($($ty,)+)>();
+        }
+
+        // Classified here, so a struct the scheme cannot place is an error
+        // at its definition (also under `cargo check`).
+        const _: $crate::ArgClass = <$name as $crate::ThunkArg>::CLASS;
+    )+};
 }
 
 // `ref_thunk!` expands in its users' crates, so it names the public paths

@@ -1,4 +1,5 @@
-//! Runs the generated signature matrix under every heap strategy this
+//! Runs the generated signature matrix (scalars and small structs by
+//! value, called by gcc-compiled C) under every heap strategy this
 //! process allows, in this process and inside each lockdown (in a child
 //! process that locks itself down first).
 #![cfg(all(target_arch = "x86_64", target_os = "linux"))]
@@ -54,13 +55,17 @@ fn every_signature_on_every_heap() {
     assert!(!heaps.is_empty(), "no heap strategy works:\n{policy}");
     let mut failures = Vec::new();
     for (heap_name, heap) in &heaps {
-        for (name, ty, _, check) in SIGNATURES {
+        for (name, ty, _, _, check) in SIGNATURES {
             if let Err(e) = check(heap) {
                 failures.push(format!("{heap_name} {name} `{ty}`: {e}"));
             }
         }
     }
     let by_arity = |a: usize| SIGNATURES.iter().filter(|s| s.2 == a).count();
+    let with_structs = SIGNATURES.iter().filter(|s| s.3 > 0).count();
+    // The counts below read scalar signatures' types (a struct is neither
+    // an integer nor a float there); the struct edges are in build.rs.
+    let scalar = || SIGNATURES.iter().filter(|s| s.3 == 0);
     let stack = SIGNATURES.iter().filter(|s| s.2 >= 6).count();
     let floats = |ty: &str| ty.matches("f32").count() + ty.matches("f64").count();
 
@@ -71,9 +76,8 @@ fn every_signature_on_every_heap() {
         let params = ty.split_once("fn(").map_or("", |(_, rest)| rest);
         floats(params.split_once(')').map_or("", |(params, _)| params))
     };
-    let float_spill = SIGNATURES.iter().filter(|s| float_params(s.1) > 8).count();
-    let float_context = SIGNATURES
-        .iter()
+    let float_spill = scalar().filter(|s| float_params(s.1) > 8).count();
+    let float_context = scalar()
         .filter(|s| {
             s.0.starts_with("sysv") && s.2 >= 6 + float_params(s.1) && float_params(s.1) < 8
         })
@@ -82,8 +86,7 @@ fn every_signature_on_every_heap() {
     // reached: System V puts 0-2 arguments on the stack when both register
     // files are full, Windows x64 0-12 (from the fifth position).
     let stack_counts = |conv: &str| -> std::collections::BTreeSet<usize> {
-        SIGNATURES
-            .iter()
+        scalar()
             .filter(|s| s.0.starts_with(conv))
             .filter_map(|s| {
                 let (floats, args) = (float_params(s.1), s.2);
@@ -106,11 +109,15 @@ fn every_signature_on_every_heap() {
         stack_counts("win64")
     );
     assert!(
+        with_structs >= 100,
+        "the matrix passes structs in {with_structs} signatures only"
+    );
+    assert!(
         float_context >= 20,
         "the matrix covers the float-register context with {float_context} signatures only"
     );
     println!(
-        "{} signatures ({} System V, {} win64; arity 0: {}, 16: {}; {} with 6+ arguments, {} with 9+ floats, {} with the context in an xmm register) x {} heaps",
+        "{} signatures ({} System V, {} win64; arity 0: {}, 16: {}; {} with 6+ arguments, {} with 9+ floats, {} with the context in an xmm register, {} with structs by value) x {} heaps",
         SIGNATURES.len(),
         SIGNATURES
             .iter()
@@ -125,6 +132,7 @@ fn every_signature_on_every_heap() {
         stack,
         float_spill,
         float_context,
+        with_structs,
         heaps.len()
     );
     assert!(

@@ -2,8 +2,11 @@
 //! passes its arguments that the code generators (`arch`) and the signature
 //! traits (`sig`) share.
 
+use super::aggregate::StructClass;
+
 /// Where the calling convention passes a value: in integer registers (and
-/// integer stack slots) or in vector registers. A
+/// integer stack slots), in vector registers, or, for a small `#[repr(C)]`
+/// struct, as its convention says for its layout. A
 /// [`ThunkArg`](crate::ThunkArg) implementation names its type's class;
 /// thunk constructors check at compile time that the type's size fits it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -12,22 +15,32 @@ pub enum ArgClass {
     Integer,
     /// `f32`, `f64`.
     Float,
+    /// A `#[repr(C)]` struct of up to 16 bytes, by value: made by
+    /// [`ArgClass::of_struct`] from its field types (see
+    /// [`c_struct!`](crate::c_struct)).
+    Struct(StructClass),
 }
 
 impl ArgClass {
     /// How many of `classes` are integer-class and how many float-class:
-    /// what every placement rule starts from. A `const fn`, so placements
-    /// are computed at compile time.
-    #[cfg_attr(
-        not(any(target_arch = "x86_64", target_arch = "aarch64", test)),
-        allow(dead_code)
-    )]
+    /// what the placement rules for scalars start from. A `const fn`, so
+    /// placements are computed at compile time.
+    ///
+    /// # Panics
+    ///
+    /// (At compile time) for a struct, which only the conventions that
+    /// place structs count, each by its own rules.
+    #[cfg_attr(not(any(target_arch = "aarch64", test)), allow(dead_code))]
     pub(crate) const fn counts(classes: &[ArgClass]) -> (usize, usize) {
         let mut ints = 0;
         let mut i = 0;
         while i < classes.len() {
-            if matches!(classes[i], ArgClass::Integer) {
-                ints += 1;
+            match classes[i] {
+                ArgClass::Integer => ints += 1,
+                ArgClass::Float => {}
+                ArgClass::Struct(_) => {
+                    panic!("wxthunk: structs by value are not placed for this convention yet")
+                }
             }
             i += 1;
         }

@@ -5,6 +5,8 @@
 //! - [`conv`]: the calling conventions ([`CallConv`]), the convention of
 //!   `extern "C"` and `extern "system"` on this target, and the class of
 //!   register an argument travels in ([`ArgClass`]).
+//! - [`aggregate`]: small `#[repr(C)]` structs by value ([`StructClass`],
+//!   laid out and classified at compile time from their field types).
 //! - [`fn_ptr`]: [`FnPtr`], the bare function-pointer types code in
 //!   executable memory can be called through.
 //! - [`sig`]: [`ThunkArg`], [`ThunkRet`] and [`ThunkSig`]: which of those
@@ -16,11 +18,13 @@
 //!   impls for one fn-pointer type. `fn_ptr`, `sig` and the thunk layer's
 //!   closure traits each give it their own.
 
+pub(crate) mod aggregate;
 pub(crate) mod conv;
 mod each;
 pub(crate) mod fn_ptr;
 pub(crate) mod sig;
 
+pub use aggregate::{StructClass, StructFields};
 pub use conv::{ArgClass, CallConv};
 pub(crate) use each::for_each_signature;
 pub use fn_ptr::FnPtr;

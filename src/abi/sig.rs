@@ -79,8 +79,11 @@ use super::fn_ptr::FnPtr;
     note = "thunk arguments are integers up to 64 bits, `bool`, `f32`, `f64`, thin pointers and \
             references, `NonNull`, fn pointers, and their `Option`s",
     note = "`i128`/`u128`: pass two 64-bit halves, or a pointer",
-    note = "a struct by value: pass a pointer to it, or make it a `#[repr(transparent)]` newtype \
-            over one of the types above with an `unsafe impl ThunkArg` of the same class",
+    note = "a `#[repr(C)]` struct of up to 16 bytes by value: define it with \
+            `wxthunk::c_struct!`, or `unsafe impl ThunkArg` with `ArgClass::of_struct`; a larger \
+            one: pass a pointer to it",
+    note = "a newtype: make it `#[repr(transparent)]` over one of the types above, with an \
+            `unsafe impl ThunkArg` of the same class",
     note = "a slice, `str` or `dyn Trait` behind a pointer is two words: pass a thin pointer and a \
             length"
 )]
@@ -93,24 +96,36 @@ pub unsafe trait ThunkArg {
 ///
 /// # Safety
 ///
-/// The type must be returned in one integer or floating-point register (or
-/// not at all). A value returned through memory would take a hidden first
-/// argument and shift every other one; sizes other than 0, 1, 2, 4 and 8
-/// bytes are refused at compile time whatever the implementation says.
+/// The type must be returned in registers (or not at all). A value
+/// returned through memory would take a hidden first argument and shift
+/// every other one; scalars of sizes other than 0, 1, 2, 4 and 8 bytes, and
+/// structs the convention returns through memory (on Windows x64, any but
+/// 1, 2, 4 and 8 bytes), are refused at compile time whatever the
+/// implementation says.
 #[diagnostic::on_unimplemented(
     message = "wxthunk: `{Self}` cannot be a thunk's return type",
-    label = "not a `ThunkRet`: it does not come back in one register",
+    label = "not a `ThunkRet`: it does not come back in registers",
     note = "a thunk returns `()` or a `ThunkArg` (integers up to 64 bits, `bool`, `f32`, `f64`, \
-            thin pointers, fn pointers)",
-    note = "a struct by value is returned through hidden memory: write it through a pointer \
-            argument instead"
+            thin pointers, fn pointers, `#[repr(C)]` structs of up to 16 bytes made with \
+            `wxthunk::c_struct!`)",
+    note = "a larger struct by value is returned through hidden memory: write it through a \
+            pointer argument instead"
 )]
-pub unsafe trait ThunkRet {}
+pub unsafe trait ThunkRet {
+    /// The class of the returned value (`None` for `()`).
+    #[doc(hidden)]
+    const RET_CLASS: Option<ArgClass>;
+}
 
 // SAFETY: `()` returns nothing.
-unsafe impl ThunkRet for () {}
-// SAFETY: a `ThunkArg` fits one register, which is where it is returned.
-unsafe impl<T: ThunkArg> ThunkRet for T {}
+unsafe impl ThunkRet for () {
+    const RET_CLASS: Option<ArgClass> = None;
+}
+// SAFETY: a `ThunkArg` is returned in the registers its class names (the
+// layout check refuses the structs a convention returns through memory).
+unsafe impl<T: ThunkArg> ThunkRet for T {
+    const RET_CLASS: Option<ArgClass> = Some(T::CLASS);
+}
 
 macro_rules! thunk_args {
     ($class:ident: $($t:ty),* $(,)?) => {
@@ -168,23 +183,45 @@ unsafe impl<T> ThunkArg for Option<NonNull<T>> {
 
 /// Whether a value of `size` bytes and alignment `align` is what the code
 /// generators assume of its `class`: one integer register (1, 2, 4 or 8
-/// bytes) or one floating-point register (4 or 8 bytes).
+/// bytes), one floating-point register (4 or 8 bytes), or the layout a
+/// struct's class was computed for.
 pub(crate) const fn fits_class(class: ArgClass, size: usize, align: usize) -> bool {
-    let sized = match class {
-        ArgClass::Integer => matches!(size, 1 | 2 | 4 | 8),
-        ArgClass::Float => matches!(size, 4 | 8),
-    };
-    sized && align <= size
+    match class {
+        ArgClass::Integer => matches!(size, 1 | 2 | 4 | 8) && align <= size,
+        ArgClass::Float => matches!(size, 4 | 8) && align <= size,
+        ArgClass::Struct(s) => size == s.size() && align == s.align(),
+    }
+}
+
+/// Whether a return value of class `class` (`None`: `()`), `size` bytes
+/// and alignment `align` comes back in registers under `conv`.
+pub(crate) const fn returns_in_registers(
+    conv: CallConv,
+    class: Option<ArgClass>,
+    size: usize,
+    align: usize,
+) -> bool {
+    match class {
+        None => size == 0,
+        Some(ArgClass::Struct(s)) => {
+            fits_class(ArgClass::Struct(s), size, align)
+                && !matches!(conv, CallConv::Win64 if !s.win64_in_register())
+        }
+        Some(class) => fits_class(class, size, align),
+    }
 }
 
 /// Whether every argument of a signature fits the class it claims and the
-/// return value comes back in a register (or is `()`): what the thunk
-/// generators rely on. Evaluated at compile time for each thunk type (see
-/// [`ThunkSig::LAYOUT_OK`]), so a wrong [`ThunkArg`] implementation (here or
-/// a user's) fails to build instead of miscompiling.
+/// return value comes back in registers under `conv` (or is `()`): what
+/// the thunk generators rely on. Evaluated at compile time for each thunk
+/// type (see [`ThunkSig::LAYOUT_OK`]), so a wrong [`ThunkArg`]
+/// implementation (here or a user's) fails to build instead of
+/// miscompiling.
 pub(crate) const fn layout_fits(
+    conv: CallConv,
     classes: &[ArgClass],
     layouts: &[(usize, usize)],
+    ret_class: Option<ArgClass>,
     ret: (usize, usize),
 ) -> bool {
     if classes.len() != layouts.len() {
@@ -197,8 +234,7 @@ pub(crate) const fn layout_fits(
         }
         i += 1;
     }
-    let (size, align) = ret;
-    size == 0 || (matches!(size, 1 | 2 | 4 | 8) && align <= size)
+    returns_in_registers(conv, ret_class, ret.0, ret.1)
 }
 
 /// A fn-pointer type a [`Thunk`](crate::Thunk) can have: any [`FnPtr`]
@@ -212,13 +248,13 @@ pub(crate) const fn layout_fits(
 /// shape. These shapes are thunk signatures as written: references (`&T`
 /// or `&mut T`, to a sized `T`) in either or both of the **first two
 /// positions** of signatures of **one to four arguments**, for `extern
-/// "C"` and `extern "C-unwind"`, safe or `unsafe`. Closures for them
-/// name their reference parameters' types (`|a: &i32, b: &i32| ..`), so
-/// that rustc makes them general over the lifetime:
+/// "C"` and `extern "C-unwind"`, safe or `unsafe`. Closures for them take
+/// their parameter types from the signature (see
+/// [`ClosureSig`](crate::ClosureSig)):
 ///
 /// ```
 /// type Cmp = unsafe extern "C" fn(&i32, &i32) -> i32;
-/// let cmp = wxthunk::Thunk::<Cmp>::new(|a: &i32, b: &i32| a.cmp(b) as i32)?;
+/// let cmp = wxthunk::Thunk::<Cmp>::new(|a, b| a.cmp(b) as i32)?;
 /// // SAFETY: the thunk is alive.
 /// assert_eq!(unsafe { (cmp.as_fn())(&1, &2) }, -1);
 /// # Ok::<(), wxthunk::Error>(())
@@ -265,14 +301,24 @@ pub unsafe trait ThunkSig: FnPtr {
     /// `(size, align)` of the return type.
     #[doc(hidden)]
     const RET_LAYOUT: (usize, usize);
+    /// The class of the return type (`None` for `()`).
+    #[doc(hidden)]
+    const RET_CLASS: Option<ArgClass>;
     /// Fails to evaluate (a build error naming this constant) when an
     /// argument's size disagrees with its [`ArgClass`] or the return value
     /// does not fit a register; every thunk constructor evaluates it.
     #[doc(hidden)]
     const LAYOUT_OK: () = assert!(
-        layout_fits(Self::CLASSES, Self::LAYOUTS, Self::RET_LAYOUT),
+        layout_fits(
+            Self::CONV,
+            Self::CLASSES,
+            Self::LAYOUTS,
+            Self::RET_CLASS,
+            Self::RET_LAYOUT
+        ),
         "wxthunk: a thunk argument or return type does not fit the register its ThunkArg \
-         class claims (is a ThunkArg implementation wrong?)"
+         class claims (is a ThunkArg implementation wrong?), or a struct is returned through \
+         memory (Windows x64 returns only 1, 2, 4 and 8-byte structs in a register)"
     );
 }
 
@@ -314,6 +360,8 @@ macro_rules! impl_thunk_sig {
             )),*];
             const RET_LAYOUT: (usize, usize) =
                 (::core::mem::size_of::<R>(), ::core::mem::align_of::<R>());
+            const RET_CLASS: Option<$crate::abi::ArgClass> =
+                <R as $crate::abi::sig::ThunkRet>::RET_CLASS;
         }
     };
 }

@@ -103,6 +103,9 @@ pub(crate) const fn stack_bytes(classes: &[ArgClass], sizes: &[usize]) -> usize 
                 floats += 1;
                 floats <= FLOAT_REGS
             }
+            ArgClass::Struct(_) => {
+                panic!("wxthunk: structs by value are not placed for AArch64 yet")
+            }
         };
         if !in_register {
             let size = sizes[i];

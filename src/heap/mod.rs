@@ -95,7 +95,8 @@
 //! | --- | --- |
 //! | `mod.rs` | [`Heap`] and the methods every user calls |
 //! | `builder.rs` | [`HeapBuilder`](crate::HeapBuilder), the heap's configuration and mode |
-//! | `allocator.rs` | the state behind the lock: size classes, first fit, growth, freeing, compaction |
+//! | `allocator.rs` | the state behind the lock: size classes, first fit, growth, freeing |
+//! | `compact.rs` | [`Heap::compact`]: giving back ready granules, empty regions and free pages |
 //! | `region/` | one region: its mappings, its bit vectors, writing and scrubbing (`mod.rs`), its data slots (`data.rs`), its lock-free side for thunk handles (`info.rs`), page commit and decommit (`pages.rs`), moving to a file of its own after fork (`unshare.rs`) |
 //! | `fast.rs` | the fast paths of granule thunks: made from and freed into magazines |
 //! | `give_back.rs` | ready granules going back from magazines to their regions, a run at a time |
@@ -119,6 +120,7 @@
 
 mod allocator;
 mod builder;
+mod compact;
 mod default;
 mod fast;
 mod fork;

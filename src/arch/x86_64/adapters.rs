@@ -25,6 +25,20 @@ unsafe extern "C" {
     fn wxthunk_0_1_sysv_frame_adapter_2();
     fn wxthunk_0_1_sysv_frame_adapter_3();
     fn wxthunk_0_1_sysv_frame_adapter_4();
+    fn wxthunk_0_1_sysv_frame_adapter_5();
+    fn wxthunk_0_1_sysv_frame_adapter_6();
+    fn wxthunk_0_1_sysv_frame_adapter_7();
+    fn wxthunk_0_1_sysv_frame_adapter_8();
+    fn wxthunk_0_1_sysv_frame_adapter_9();
+    fn wxthunk_0_1_sysv_frame_adapter_10();
+    fn wxthunk_0_1_sysv_frame_adapter_11();
+    fn wxthunk_0_1_sysv_frame_adapter_12();
+    fn wxthunk_0_1_sysv_frame_adapter_13();
+    fn wxthunk_0_1_sysv_frame_adapter_14();
+    fn wxthunk_0_1_sysv_frame_adapter_15();
+    fn wxthunk_0_1_sysv_frame_adapter_16();
+    fn wxthunk_0_1_sysv_frame_adapter_17();
+    fn wxthunk_0_1_sysv_frame_adapter_18();
     fn wxthunk_0_1_win64_frame_adapter_0();
     fn wxthunk_0_1_win64_frame_adapter_1();
     fn wxthunk_0_1_win64_frame_adapter_2();
@@ -40,16 +54,30 @@ unsafe extern "C" {
     fn wxthunk_0_1_win64_frame_adapter_12();
     /// Each adapter's size in bytes, System V's then Windows x64's, in the
     /// order of [`SYSV`] and [`WIN64`] (adapters.s).
-    static wxthunk_0_1_frame_adapter_sizes: [u32; 18];
+    static wxthunk_0_1_frame_adapter_sizes: [u32; 32];
 }
 
 /// The adapters with a built-in count of stack arguments, by count.
-static SYSV: [unsafe extern "C" fn(); 5] = [
+static SYSV: [unsafe extern "C" fn(); 19] = [
     wxthunk_0_1_sysv_frame_adapter_0,
     wxthunk_0_1_sysv_frame_adapter_1,
     wxthunk_0_1_sysv_frame_adapter_2,
     wxthunk_0_1_sysv_frame_adapter_3,
     wxthunk_0_1_sysv_frame_adapter_4,
+    wxthunk_0_1_sysv_frame_adapter_5,
+    wxthunk_0_1_sysv_frame_adapter_6,
+    wxthunk_0_1_sysv_frame_adapter_7,
+    wxthunk_0_1_sysv_frame_adapter_8,
+    wxthunk_0_1_sysv_frame_adapter_9,
+    wxthunk_0_1_sysv_frame_adapter_10,
+    wxthunk_0_1_sysv_frame_adapter_11,
+    wxthunk_0_1_sysv_frame_adapter_12,
+    wxthunk_0_1_sysv_frame_adapter_13,
+    wxthunk_0_1_sysv_frame_adapter_14,
+    wxthunk_0_1_sysv_frame_adapter_15,
+    wxthunk_0_1_sysv_frame_adapter_16,
+    wxthunk_0_1_sysv_frame_adapter_17,
+    wxthunk_0_1_sysv_frame_adapter_18,
 ];
 static WIN64: [unsafe extern "C" fn(); 13] = [
     wxthunk_0_1_win64_frame_adapter_0,
@@ -76,10 +104,11 @@ static WIN64: [unsafe extern "C" fn(); 13] = [
 /// returns one; the `const` checks below keep the tables that wide).
 pub(super) fn frame_adapter(conv: CallConv, stack_args: usize) -> usize {
     // Windows x64: positions 4..16 are stack slots. System V: the context
-    // needs the stack only with six integers and eight floats, so at most
-    // two of sixteen arguments are left for it.
+    // needs the stack only when six integer and eight `xmm` registers are
+    // taken, by at least seven arguments (a struct takes two), so the
+    // other nine put at most two eightbytes each there.
     const { assert!(WIN64.len() == crate::abi::MAX_ARITY - 4 + 1) };
-    const { assert!(SYSV.len() > crate::abi::MAX_ARITY - 6 - 8) };
+    const { assert!(SYSV.len() == 2 * (crate::abi::MAX_ARITY - 7) + 1) };
     let counted: &[unsafe extern "C" fn()] = match conv {
         CallConv::Win64 => &WIN64,
         _ => &SYSV,
@@ -93,8 +122,8 @@ pub(super) fn frame_adapter(conv: CallConv, stack_args: usize) -> usize {
 /// Every frame adapter as `(address, size in bytes, name)`, for perf's map
 /// of code.
 pub(crate) fn frame_adapters() -> Vec<(usize, usize, String)> {
-    const { assert!(SYSV.len() + WIN64.len() == 18) };
-    // SAFETY: an immutable table of 18 `u32`s that adapters.s assembles
+    const { assert!(SYSV.len() + WIN64.len() == 32) };
+    // SAFETY: an immutable table of 32 `u32`s that adapters.s assembles
     // in `.rodata`, one per adapter in the order of SYSV then WIN64.
     let sizes = unsafe { &wxthunk_0_1_frame_adapter_sizes };
     let sysv = SYSV.iter().enumerate().map(|(n, f)| (*f, "System V", n));

@@ -50,7 +50,7 @@
 .popsection
 .endm
 
-// The sizes of the adapters below, in their order (System V 0-4, then
+// The sizes of the adapters below, in their order (System V 0-18, then
 // Windows x64 0-12), as 32-bit counts of bytes.
 .pushsection .rodata.wxthunk_0_1_frame_adapter_sizes, "a"
 .p2align 2
@@ -60,10 +60,11 @@ wxthunk_0_1_frame_adapter_sizes:
 .popsection
 
 // Every count a signature of up to 16 arguments can have (adapters.rs
-// checks it): System V puts at most two arguments and the context on the
-// stack (the context only goes there when six integers and eight floats
-// are passed; 0-4 are assembled), Windows x64 up to twelve.
-.irp n, 0, 1, 2, 3, 4
+// checks it): System V puts the context on the stack only when both
+// register files are full, which takes at least seven arguments (a struct
+// fills two registers), so the other nine put at most 18 eightbytes there
+// (0-18 are assembled); Windows x64 up to twelve.
+.irp n, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18
 frame_adapter_n wxthunk_0_1_sysv_frame_adapter_\n, 0, \n
 .endr
 .irp n, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12

@@ -42,18 +42,16 @@ const WIN64_REGS: [u8; 4] = [RCX, RDX, R8, R9];
 pub(crate) const fn placement(conv: CallConv, classes: &[ArgClass]) -> Option<Placement> {
     match conv {
         CallConv::SysV64 => {
-            let (ints, floats) = ArgClass::counts(classes);
+            let (ints, floats, stack) = sysv_usage(classes);
             Some(if ints < SYSV_INT_REGS.len() {
                 Placement::Register(SYSV_INT_REGS[ints])
             } else if floats < SYSV_FLOAT_REGS {
                 // The next free `xmm` register, as a trailing `f64`.
                 Placement::Float(floats as u8)
             } else {
-                // Every argument that missed its registers takes one 8-byte
-                // stack slot, in order; the context comes after them all.
-                Placement::Stack(
-                    ints - SYSV_INT_REGS.len() + floats.saturating_sub(SYSV_FLOAT_REGS),
-                )
+                // After every argument that missed its registers, in
+                // order, on the stack.
+                Placement::Stack(stack)
             })
         }
         CallConv::Win64 => Some(if classes.len() < WIN64_REGS.len() {
@@ -64,6 +62,37 @@ pub(crate) const fn placement(conv: CallConv, classes: &[ArgClass]) -> Option<Pl
         }),
         CallConv::Aapcs64 | CallConv::Unknown => None,
     }
+}
+
+/// System V: the integer and `xmm` registers `classes` take, and the 8-byte
+/// stack slots of those that missed theirs. A scalar takes one register of
+/// its file, or one slot once that file is full; a struct takes all the
+/// registers its eightbytes need if they are all free, else it goes on the
+/// stack whole (one slot per eightbyte) and leaves the free registers to
+/// the arguments after it.
+const fn sysv_usage(classes: &[ArgClass]) -> (usize, usize, usize) {
+    let (mut ints, mut floats, mut stack) = (0, 0, 0);
+    let mut i = 0;
+    while i < classes.len() {
+        match classes[i] {
+            ArgClass::Integer if ints < SYSV_INT_REGS.len() => ints += 1,
+            ArgClass::Float if floats < SYSV_FLOAT_REGS => floats += 1,
+            ArgClass::Integer | ArgClass::Float => stack += 1,
+            ArgClass::Struct(s) => {
+                let (need_ints, need_floats) = s.sysv_registers();
+                if ints + need_ints <= SYSV_INT_REGS.len()
+                    && floats + need_floats <= SYSV_FLOAT_REGS
+                {
+                    ints += need_ints;
+                    floats += need_floats;
+                } else {
+                    stack += s.stack_slots();
+                }
+            }
+        }
+        i += 1;
+    }
+    (ints, floats, stack)
 }
 
 const ENDBR64: [u8; 4] = [0xf3, 0x0f, 0x1e, 0xfa];
@@ -423,5 +452,83 @@ mod tests {
         assert_eq!(code.as_slice()[14], 0xe9);
         let disp = i32::from_le_bytes(code.as_slice()[15..19].try_into().unwrap());
         assert_eq!(0x2000 + 19 + disp as i64, 0x1000);
+    }
+
+    /// Structs by value: all their registers or the stack, whole.
+    #[test]
+    fn sysv_placement_of_structs() {
+        let two_ints = ArgClass::of_struct::<(u64, u64)>();
+        let two_doubles = ArgClass::of_struct::<(f64, f64)>();
+        let mixed = ArgClass::of_struct::<(f64, u32)>(); // an xmm, then an integer register
+        let small = ArgClass::of_struct::<(f32, i32)>(); // one eightbyte, integer
+        let floats = ArgClass::of_struct::<(f32, f32, f32)>(); // two eightbytes, both xmm
+        assert_eq!(
+            placement(CallConv::SysV64, &[two_ints]),
+            Some(Placement::Register(RDX))
+        );
+        assert_eq!(
+            placement(CallConv::SysV64, &[small, mixed]),
+            Some(Placement::Register(RDX))
+        );
+        assert_eq!(
+            placement(CallConv::SysV64, &[floats, two_doubles, F]),
+            Some(Placement::Register(RDI))
+        );
+        // Five integers leave one register: a two-register struct goes on
+        // the stack, and the context takes that register.
+        let mut args = [I; 6];
+        args[5] = two_ints;
+        assert_eq!(
+            placement(CallConv::SysV64, &args),
+            Some(Placement::Register(R9))
+        );
+        // Seven floats leave one xmm register: a struct of two doubles
+        // goes on the stack and the context (six integers taken) takes it.
+        let mut args = [I; 14];
+        for a in &mut args[6..13] {
+            *a = F;
+        }
+        args[13] = two_doubles;
+        assert_eq!(
+            placement(CallConv::SysV64, &args),
+            Some(Placement::Float(7))
+        );
+        // Both files full: stack slots are eightbytes, in order.
+        let mut args = [I; 16];
+        for a in &mut args[6..14] {
+            *a = F;
+        }
+        args[14] = two_ints;
+        args[15] = small;
+        assert_eq!(
+            placement(CallConv::SysV64, &args),
+            Some(Placement::Stack(3))
+        );
+        // The most a signature can put on the stack before the context:
+        // three integer pairs and four double pairs fill both files, nine
+        // more pairs take two slots each.
+        let mut args = [two_ints; 16];
+        for a in &mut args[3..7] {
+            *a = two_doubles;
+        }
+        assert_eq!(
+            placement(CallConv::SysV64, &args),
+            Some(Placement::Stack(18))
+        );
+    }
+
+    /// Windows x64: a struct is one position (by value or by pointer).
+    #[test]
+    fn win64_placement_of_structs() {
+        let wide = ArgClass::of_struct::<(u64, u64)>();
+        let odd = ArgClass::of_struct::<(u8, u8, u8)>();
+        assert_eq!(
+            placement(CallConv::Win64, &[wide, odd]),
+            Some(Placement::Register(R8))
+        );
+        assert_eq!(
+            placement(CallConv::Win64, &[wide; 6]),
+            Some(Placement::Stack(2))
+        );
     }
 }
