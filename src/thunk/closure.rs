@@ -74,7 +74,10 @@ pub trait ClosureSigOnce<C> {}
 
 /// Whether thunks of `F` pass their context in a float register
 /// (`Placement::Float`), so that the entry's trailing parameter is an
-/// `f64` holding the pointer's bits. A constant per signature.
+/// `f64` holding the pointer's bits. A constant per signature: callers
+/// evaluate it in a `const` block, as the placement loop (which walks
+/// struct eightbytes) is not folded at run time otherwise (80 instructions
+/// per thunk creation, measured).
 #[inline(always)]
 const fn float_context<F: ThunkSig>() -> bool {
     matches!(
@@ -153,7 +156,7 @@ macro_rules! impl_closure_traits {
                     let f = unsafe { &*from_bits::<C>(ctx) };
                     $crate::thunk::call::guarded($unwind, || f($($a),*))
                 }
-                if float_context::<$ty>() {
+                if const { float_context::<$ty>() } {
                     entry_float::<C, R, $($A),*> as extern $abi fn($($T,)* f64) -> R as *const ()
                 } else {
                     entry::<C, R, $($A),*> as extern $abi fn($($T,)* *const C) -> R as *const ()
@@ -209,7 +212,7 @@ macro_rules! impl_closure_traits {
                         $crate::thunk::call::call_mut(ctx.cast_mut(), $unwind, |f| f($($a),*))
                     }
                 }
-                if float_context::<$ty>() {
+                if const { float_context::<$ty>() } {
                     entry_float::<C, R, $($A),*> as extern $abi fn($($T,)* f64) -> R as *const ()
                 } else {
                     entry::<C, R, $($A),*> as extern $abi fn($($T,)* *const $crate::thunk::call::MutCtx<C>) -> R as *const ()
@@ -242,7 +245,7 @@ macro_rules! impl_closure_traits {
                     let ctx = unsafe { &*from_bits::<$crate::thunk::call::OnceCtx<C>>(ctx) };
                     $crate::thunk::call::call_once(ctx, $unwind, |f| f($($a),*))
                 }
-                if float_context::<$ty>() {
+                if const { float_context::<$ty>() } {
                     entry_float::<C, R, $($A),*> as extern $abi fn($($T,)* f64) -> R as *const ()
                 } else {
                     entry::<C, R, $($A),*> as extern $abi fn($($T,)* *const $crate::thunk::call::OnceCtx<C>) -> R as *const ()
