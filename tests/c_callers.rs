@@ -7,30 +7,13 @@ use wxthunk_testkit as support;
 use std::ffi::{CStr, c_char, c_int, c_void};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use wxthunk::{Heap, Strategy, Thunk};
+use wxthunk::Thunk;
 
 type Cmp = unsafe extern "C" fn(*const c_void, *const c_void) -> c_int;
 
-/// A heap of every kind this process allows (testkit's thunk heap
-/// configurations, built).
-fn heaps() -> Vec<(&'static str, Heap)> {
-    support::thunk_heap_configs()
-        .into_iter()
-        .map(|(name, b)| (name, b.build().unwrap()))
-        .collect()
-}
+use support::thunk_heaps as heaps;
 
-/// The tests below that use the default heap (`Thunk::new`) run again,
-/// with the rest of this file, with the default heap on static trampolines.
-#[test]
-fn the_whole_file_again_with_static_trampolines_as_the_default() {
-    if support::rerun_all_with_default_strategy(Strategy::StaticTrampolines) {
-        return;
-    }
-    if let Ok(s) = std::env::var(support::STRATEGY_VAR) {
-        assert_eq!(Heap::global().unwrap().strategy().name(), s);
-    }
-}
+support::rerun_file_with_static_trampolines!();
 
 #[test]
 fn qsort_and_bsearch_with_capturing_comparators() {

@@ -9,28 +9,11 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use wxthunk::{Heap, Strategy, Thunk};
+use wxthunk::{Heap, Thunk};
 
-/// A heap of every kind this process allows (testkit's thunk heap
-/// configurations, built).
-fn heaps() -> Vec<(&'static str, Heap)> {
-    support::thunk_heap_configs()
-        .into_iter()
-        .map(|(name, b)| (name, b.build().unwrap()))
-        .collect()
-}
+use support::thunk_heaps as heaps;
 
-/// The tests below that use the default heap (`Thunk::new`) run again,
-/// with the rest of this file, with the default heap on static trampolines.
-#[test]
-fn the_whole_file_again_with_static_trampolines_as_the_default() {
-    if support::rerun_all_with_default_strategy(Strategy::StaticTrampolines) {
-        return;
-    }
-    if let Ok(s) = std::env::var(support::STRATEGY_VAR) {
-        assert_eq!(Heap::global().unwrap().strategy().name(), s);
-    }
-}
+support::rerun_file_with_static_trampolines!();
 
 #[test]
 fn fn_mut_thunks_catch_reentrant_calls() {

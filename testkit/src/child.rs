@@ -155,3 +155,25 @@ pub fn rerun_all_with_default_strategy(strategy: wxthunk::Strategy) -> bool {
     );
     true
 }
+
+/// A test that re-runs every test of the file (its binary) with the
+/// default heaps on static trampolines (see
+/// [`rerun_all_with_default_strategy`]); inside that run, it checks that
+/// the global heap took the forced strategy.
+#[macro_export]
+macro_rules! rerun_file_with_static_trampolines {
+    () => {
+        /// The tests of this file that use the default heap (`Thunk::new`)
+        /// run again, with the rest of the file, with the default heap on
+        /// static trampolines.
+        #[test]
+        fn the_whole_file_again_with_static_trampolines_as_the_default() {
+            if $crate::rerun_all_with_default_strategy(::wxthunk::Strategy::StaticTrampolines) {
+                return;
+            }
+            if let Ok(s) = ::std::env::var($crate::STRATEGY_VAR) {
+                assert_eq!(::wxthunk::Heap::global().unwrap().strategy().name(), s);
+            }
+        }
+    };
+}

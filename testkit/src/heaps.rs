@@ -55,3 +55,11 @@ pub fn thunk_heap_configs() -> Vec<(&'static str, HeapBuilder)> {
     );
     v
 }
+
+/// A heap of every kind [`thunk_heap_configs`] lists, built.
+pub fn thunk_heaps() -> Vec<(&'static str, Heap)> {
+    thunk_heap_configs()
+        .into_iter()
+        .map(|(name, b)| (name, b.build().unwrap()))
+        .collect()
+}

@@ -28,7 +28,7 @@ pub use child::{
     STRATEGY_VAR, expect_child, in_child, in_child_with_env, is_child,
     rerun_all_with_default_strategy,
 };
-pub use heaps::{heap_configs, thunk_heap_configs};
+pub use heaps::{heap_configs, thunk_heap_configs, thunk_heaps};
 #[cfg(all(feature = "harness", target_os = "linux"))]
 pub use lockdown::{Lockdown, run_locked, run_locked_with_env, set_mdwe};
 
