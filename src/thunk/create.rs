@@ -1,7 +1,7 @@
-//! The thunk constructors: [`Thunk::new`] and its `FnMut`/`FnOnce` forms
-//! on the global heap, and [`Heap::thunk`], [`Heap::thunk_mut`],
-//! [`Heap::thunk_once`]: which layout a closure gets, and the perf-map line
-//! of each new thunk.
+//! The heap's thunk constructors ([`Heap::thunk`], [`Heap::thunk_mut`],
+//! [`Heap::thunk_once`]): which layout a closure gets, and the perf-map
+//! line of each new thunk. ([`Thunk::new`] and its forms stay beside the
+//! type, so the compiler names them `Thunk::new` in its messages.)
 
 use lock_api::RawMutex;
 
@@ -14,103 +14,6 @@ use crate::arch::Placement;
 use crate::error::Result;
 use crate::heap::{Heap, SendsClosure, SharesClosure};
 use crate::strategy::ThunkStrategy;
-
-#[cfg(feature = "default-heap")]
-impl<'a, F: ThunkSig> Thunk<'a, F> {
-    /// A thunk for an `Fn` closure, on the global default heap.
-    ///
-    /// The closure must be `Sync`, because C may call the pointer from many
-    /// threads at once. **If the compiler says "`Cell<..>` cannot be shared
-    /// between threads safely"** (or names `RefCell`), use
-    /// [`new_mut`](Thunk::new_mut): an `FnMut` thunk needs only `Send` and
-    /// runs one call at a time. **If it says "cannot be sent between threads
-    /// safely"** (an `Rc`, a raw pointer), the closure must stay on its
-    /// thread: make the thunk on a heap that does,
-    /// [`Heap::thread_local`](crate::Heap::thread_local) or
-    /// [`Heap::unlocked`](crate::Heap::unlocked), which take closures that
-    /// are neither `Send` nor `Sync` (their thunks cannot leave the thread).
-    ///
-    /// # Errors
-    ///
-    /// As [`Heap::thunk`], and as [`Heap::global`] on its first use.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use wxthunk::Thunk;
-    /// let offset = std::hint::black_box(10); // captured: the thunk carries it
-    /// let add = Thunk::<unsafe extern "C" fn(i32) -> i32>::new(move |x| x + offset)?;
-    /// // SAFETY: the thunk is alive for the call.
-    /// assert_eq!(unsafe { (add.as_fn())(32) }, 42);
-    /// # Ok::<(), wxthunk::Error>(())
-    /// ```
-    #[inline]
-    pub fn new<C>(closure: C) -> Result<Self>
-    where
-        C: ThunkFn<F> + Send + Sync + 'a,
-        F: ClosureSig<C>,
-    {
-        Heap::global()?.thunk(closure)
-    }
-
-    /// A thunk for an `FnMut` closure, on the global default heap.
-    ///
-    /// # Errors
-    ///
-    /// As [`new`](Thunk::new).
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use wxthunk::Thunk;
-    /// let mut calls = 0;
-    /// let counter = Thunk::<unsafe extern "C" fn() -> u32>::new_mut(move || {
-    ///     calls += 1;
-    ///     calls
-    /// })?;
-    /// // SAFETY: the thunk is alive; the calls do not overlap.
-    /// unsafe {
-    ///     assert_eq!((counter.as_fn())(), 1);
-    ///     assert_eq!((counter.as_fn())(), 2);
-    /// }
-    /// # Ok::<(), wxthunk::Error>(())
-    /// ```
-    pub fn new_mut<C>(closure: C) -> Result<Self>
-    where
-        C: ThunkFnMut<F> + Send + 'a,
-        F: ClosureSigMut<C>,
-    {
-        Heap::global()?.thunk_mut(closure)
-    }
-
-    /// A thunk for an `FnOnce` closure, on the global default heap.
-    ///
-    /// # Errors
-    ///
-    /// As [`new`](Thunk::new).
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use wxthunk::Thunk;
-    /// let message = String::from("done");
-    /// let once = Thunk::<unsafe extern "C" fn() -> usize>::new_once(move || {
-    ///     let len = message.len();
-    ///     drop(message); // moved out and dropped: a closure for one call
-    ///     len
-    /// })?;
-    /// // SAFETY: the thunk is alive; called once (a second call would abort).
-    /// assert_eq!(unsafe { (once.as_fn())() }, 4);
-    /// # Ok::<(), wxthunk::Error>(())
-    /// ```
-    pub fn new_once<C>(closure: C) -> Result<Self>
-    where
-        C: ThunkFnOnce<F> + Send + 'a,
-        F: ClosureSigOnce<C>,
-    {
-        Heap::global()?.thunk_once(closure)
-    }
-}
 
 impl<L: RawMutex> Heap<L> {
     /// A thunk for an `Fn` closure, with its code in this heap.

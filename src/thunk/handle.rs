@@ -20,14 +20,17 @@
 //! is what the slot keeps, the same way; its code passes the box's address,
 //! so a call reads the closure as directly as an inline one.
 
+use std::marker::PhantomData;
 use std::mem::MaybeUninit;
 use std::ptr::NonNull;
 
 use lock_api::RawMutex;
 
+use super::Thunk;
 use super::codegen::FrameRecord;
 use super::context::Context;
 use super::debug::{self, DebugThunk};
+use crate::abi::ThunkSig;
 use crate::data_slot;
 use crate::heap::{ExecSpan, Heap, RegionInfo, TrampolineSlot};
 
@@ -301,5 +304,65 @@ impl Drop for MovedOut {
         // to a word, which is its alignment at most), of the type `drop`
         // was made for; dropped once.
         unsafe { (self.drop)(self.words.as_mut_ptr().cast()) }
+    }
+}
+
+/// A [`Thunk`]'s two words read and made: its kind, what it keeps, and the
+/// constructors from parts (every builder in `build.rs` ends in one).
+impl<'a, F: ThunkSig, L: RawMutex> Thunk<'a, F, L> {
+    #[inline]
+    pub(super) fn kind(&self) -> usize {
+        self.word & KIND
+    }
+
+    /// The exposed address the kind keeps.
+    #[inline]
+    pub(super) fn kept(&self) -> usize {
+        self.word & !TAGS
+    }
+
+    /// A `GRANULE` thunk's region.
+    #[inline]
+    pub(super) fn region(&self) -> &RegionInfo {
+        debug_assert_eq!(self.kind(), GRANULE);
+        // SAFETY: a `GRANULE` thunk keeps its region's boxed info, which
+        // outlives the granule the thunk holds.
+        unsafe { &*std::ptr::with_exposed_provenance::<RegionInfo>(self.word & !(TAGS | PAIR)) }
+    }
+
+    /// The rest of a `SLOW` thunk.
+    pub(super) fn slow(&self) -> &Slow<'a, L> {
+        debug_assert_eq!(self.kind(), SLOW);
+        // SAFETY: a `SLOW` thunk keeps its `Slow` box, which it owns until
+        // dropped.
+        unsafe { &*std::ptr::with_exposed_provenance::<Slow<'a, L>>(self.kept()) }
+    }
+
+    /// The thunk at `fn_ptr` of the kind (and inline tag) `tag`, keeping
+    /// what `kept` (an exposed address aligned to 8) points to.
+    ///
+    /// # Safety
+    /// `fn_ptr` is a thunk of `F`'s signature made on a heap that lives for
+    /// `'a`, as `tag` and `kept` say (`handle.rs`); the result owns it.
+    #[inline(always)]
+    pub(super) unsafe fn from_parts(fn_ptr: F::Unsafe, tag: usize, kept: usize) -> Self {
+        debug_assert_eq!(kept & TAGS, 0);
+        Thunk {
+            fn_ptr,
+            word: kept | tag,
+            _heap: PhantomData,
+        }
+    }
+
+    /// A `SLOW` thunk at `fn_ptr` owning the box `slow` (freed by its
+    /// `free`).
+    ///
+    /// # Safety
+    /// As [`from_parts`](Self::from_parts), for the code in `slow`, a box
+    /// the thunk owns from now on.
+    pub(super) unsafe fn from_slow(fn_ptr: F::Unsafe, slow: *mut Slow<'a, L>) -> Self {
+        const { assert!(align_of::<Slow<'a, L>>() > TAGS) };
+        // SAFETY: the caller's contract; the thunk owns the box.
+        unsafe { Self::from_parts(fn_ptr, SLOW, slow.expose_provenance()) }
     }
 }

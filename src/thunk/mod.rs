@@ -66,12 +66,14 @@ use lock_api::RawMutex;
 
 use crate::abi::{FnPtr, ThunkSig};
 use crate::arch::Placement;
+#[cfg(feature = "default-heap")]
+use crate::error::Result;
+use crate::heap::DefaultLock;
 use crate::heap::Heap;
-use crate::heap::{DefaultLock, RegionInfo};
 use crate::trampoline;
 pub use closure::{ClosureSig, ClosureSigMut, ClosureSigOnce, ThunkFn, ThunkFnMut, ThunkFnOnce};
 pub use debug::DEBUG_QUARANTINE;
-use handle::{Code, Slow};
+use handle::Code;
 pub use page::{SealedThunkPage, ThunkPage};
 pub use refs::RefThunk;
 
@@ -225,6 +227,103 @@ pub struct Thunk<'a, F: ThunkSig, L: RawMutex = DefaultLock> {
     /// Borrows the heap (and so takes its auto traits) and whatever the
     /// closure borrows.
     _heap: PhantomData<&'a Heap<L>>,
+}
+
+#[cfg(feature = "default-heap")]
+impl<'a, F: ThunkSig> Thunk<'a, F> {
+    /// A thunk for an `Fn` closure, on the global default heap.
+    ///
+    /// The closure must be `Sync`, because C may call the pointer from many
+    /// threads at once. **If the compiler says "`Cell<..>` cannot be shared
+    /// between threads safely"** (or names `RefCell`), use
+    /// [`new_mut`](Thunk::new_mut): an `FnMut` thunk needs only `Send` and
+    /// runs one call at a time. **If it says "cannot be sent between threads
+    /// safely"** (an `Rc`, a raw pointer), the closure must stay on its
+    /// thread: make the thunk on a heap that does,
+    /// [`Heap::thread_local`](crate::Heap::thread_local) or
+    /// [`Heap::unlocked`](crate::Heap::unlocked), which take closures that
+    /// are neither `Send` nor `Sync` (their thunks cannot leave the thread).
+    ///
+    /// # Errors
+    ///
+    /// As [`Heap::thunk`], and as [`Heap::global`] on its first use.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use wxthunk::Thunk;
+    /// let offset = std::hint::black_box(10); // captured: the thunk carries it
+    /// let add = Thunk::<unsafe extern "C" fn(i32) -> i32>::new(move |x| x + offset)?;
+    /// // SAFETY: the thunk is alive for the call.
+    /// assert_eq!(unsafe { (add.as_fn())(32) }, 42);
+    /// # Ok::<(), wxthunk::Error>(())
+    /// ```
+    #[inline]
+    pub fn new<C>(closure: C) -> Result<Self>
+    where
+        C: ThunkFn<F> + Send + Sync + 'a,
+        F: ClosureSig<C>,
+    {
+        Heap::global()?.thunk(closure)
+    }
+
+    /// A thunk for an `FnMut` closure, on the global default heap.
+    ///
+    /// # Errors
+    ///
+    /// As [`new`](Thunk::new).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use wxthunk::Thunk;
+    /// let mut calls = 0;
+    /// let counter = Thunk::<unsafe extern "C" fn() -> u32>::new_mut(move || {
+    ///     calls += 1;
+    ///     calls
+    /// })?;
+    /// // SAFETY: the thunk is alive; the calls do not overlap.
+    /// unsafe {
+    ///     assert_eq!((counter.as_fn())(), 1);
+    ///     assert_eq!((counter.as_fn())(), 2);
+    /// }
+    /// # Ok::<(), wxthunk::Error>(())
+    /// ```
+    pub fn new_mut<C>(closure: C) -> Result<Self>
+    where
+        C: ThunkFnMut<F> + Send + 'a,
+        F: ClosureSigMut<C>,
+    {
+        Heap::global()?.thunk_mut(closure)
+    }
+
+    /// A thunk for an `FnOnce` closure, on the global default heap.
+    ///
+    /// # Errors
+    ///
+    /// As [`new`](Thunk::new).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use wxthunk::Thunk;
+    /// let message = String::from("done");
+    /// let once = Thunk::<unsafe extern "C" fn() -> usize>::new_once(move || {
+    ///     let len = message.len();
+    ///     drop(message); // moved out and dropped: a closure for one call
+    ///     len
+    /// })?;
+    /// // SAFETY: the thunk is alive; called once (a second call would abort).
+    /// assert_eq!(unsafe { (once.as_fn())() }, 4);
+    /// # Ok::<(), wxthunk::Error>(())
+    /// ```
+    pub fn new_once<C>(closure: C) -> Result<Self>
+    where
+        C: ThunkFnOnce<F> + Send + 'a,
+        F: ClosureSigOnce<C>,
+    {
+        Heap::global()?.thunk_once(closure)
+    }
 }
 
 impl<'a, F: ThunkSig, L: RawMutex> Thunk<'a, F, L> {
@@ -409,66 +508,6 @@ impl<'a, F: ThunkSig, L: RawMutex> Thunk<'a, F, L> {
             }
             _ => self.slow().builds_frame,
         }
-    }
-
-    #[inline]
-    fn kind(&self) -> usize {
-        self.word & handle::KIND
-    }
-
-    /// The exposed address the kind keeps.
-    #[inline]
-    fn kept(&self) -> usize {
-        self.word & !handle::TAGS
-    }
-
-    /// A `GRANULE` thunk's region.
-    #[inline]
-    fn region(&self) -> &RegionInfo {
-        debug_assert_eq!(self.kind(), handle::GRANULE);
-        // SAFETY: a `GRANULE` thunk keeps its region's boxed info, which
-        // outlives the granule the thunk holds.
-        unsafe {
-            &*std::ptr::with_exposed_provenance::<RegionInfo>(
-                self.word & !(handle::TAGS | handle::PAIR),
-            )
-        }
-    }
-
-    /// The rest of a `SLOW` thunk.
-    fn slow(&self) -> &Slow<'a, L> {
-        debug_assert_eq!(self.kind(), handle::SLOW);
-        // SAFETY: a `SLOW` thunk keeps its `Slow` box, which it owns until
-        // dropped.
-        unsafe { &*std::ptr::with_exposed_provenance::<Slow<'a, L>>(self.kept()) }
-    }
-
-    /// The thunk at `fn_ptr` of the kind (and inline tag) `tag`, keeping
-    /// what `kept` (an exposed address aligned to 8) points to.
-    ///
-    /// # Safety
-    /// `fn_ptr` is a thunk of `F`'s signature made on a heap that lives for
-    /// `'a`, as `tag` and `kept` say (`handle.rs`); the result owns it.
-    #[inline(always)]
-    unsafe fn from_parts(fn_ptr: F::Unsafe, tag: usize, kept: usize) -> Self {
-        debug_assert_eq!(kept & handle::TAGS, 0);
-        Thunk {
-            fn_ptr,
-            word: kept | tag,
-            _heap: PhantomData,
-        }
-    }
-
-    /// A `SLOW` thunk at `fn_ptr` owning the box `slow` (freed by its
-    /// `free`).
-    ///
-    /// # Safety
-    /// As [`from_parts`](Self::from_parts), for the code in `slow`, a box
-    /// the thunk owns from now on.
-    unsafe fn from_slow(fn_ptr: F::Unsafe, slow: *mut Slow<'a, L>) -> Self {
-        const { assert!(align_of::<Slow<'a, L>>() > handle::TAGS) };
-        // SAFETY: the caller's contract; the thunk owns the box.
-        unsafe { Self::from_parts(fn_ptr, handle::SLOW, slow.expose_provenance()) }
     }
 }
 
