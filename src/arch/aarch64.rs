@@ -1,8 +1,12 @@
 //! AArch64. Built for `aarch64-unknown-linux-gnu` in CI by
-//! `.ci/aarch64-build` (Debian's rustc), which runs the library's tests
-//! under `qemu-aarch64`; never run on hardware. The thunk API here is still
-//! the `Unsupported` stubs: the encoders in `aarch64_thunk.rs` are not
-//! wired in yet.
+//! `.ci/aarch64-build` (Debian's rustc), which runs the tests under
+//! `qemu-aarch64`; never run on hardware.
+//!
+//! Generated thunks use the encoders and the AAPCS64 placement of
+//! `aarch64_thunk.rs` and the frame adapter of `aarch64_adapters.s`,
+//! assembled here. Static trampolines are not mapped on AArch64 yet (the
+//! tables of `aarch64_trampolines.s` run only in the signature matrix), so
+//! the probe refuses that strategy here.
 
 use core::arch::asm;
 
@@ -12,8 +16,11 @@ pub(crate) const NAME: &str = "aarch64";
 /// `brk #0`, little-endian.
 pub(crate) const TRAP: &[u8] = &[0x00, 0x00, 0x20, 0xd4];
 
-/// `ret`, little-endian.
-pub(crate) const RET: &[u8] = &[0xc0, 0x03, 0x5f, 0xd6];
+/// `mov w0, #1; ret` and `mov w0, #2; ret`, little-endian: C functions
+/// returning 1 and 2 (see the x86_64 ones).
+pub(crate) const RETURN_ONE: &[u8] = &[0x20, 0x00, 0x80, 0x52, 0xc0, 0x03, 0x5f, 0xd6];
+/// See [`RETURN_ONE`].
+pub(crate) const RETURN_TWO: &[u8] = &[0x40, 0x00, 0x80, 0x52, 0xc0, 0x03, 0x5f, 0xd6];
 
 /// Cleans the data cache and invalidates the instruction cache for
 /// `ptr..ptr+len` to the point of unification, the sequence the Arm ARM
@@ -50,7 +57,80 @@ pub(crate) fn flush_icache(ptr: *const u8, len: usize) {
 }
 
 pub(crate) use super::no_thunks::{
-    ENTRY_SIZE, TABLE_KINDS, TABLE_SIZE, float_thunk, frame_adapters, frame_thunk, placement,
-    record_thunk, register_thunk, register_thunk_len, trampoline_dropped, trampoline_freed,
-    trampoline_kind, trampoline_table, trampoline_target,
+    ENTRY_SIZE, TABLE_KINDS, TABLE_SIZE, trampoline_dropped, trampoline_freed, trampoline_kind,
+    trampoline_table, trampoline_target,
 };
+
+use super::aarch64_thunk::{self as enc, THUNK_SIZE};
+use super::{Placement, THUNK_CODE_MAX, ThunkCode};
+use crate::abi::{ArgClass, CallConv};
+
+// The frame adapter, with unwind information (`aarch64_adapters.s`).
+core::arch::global_asm!(include_str!("aarch64_adapters.s"));
+
+unsafe extern "C" {
+    fn wxthunk_0_1_aapcs64_frame_adapter();
+    /// The adapter's size in bytes (`aarch64_adapters.s`).
+    static wxthunk_0_1_aapcs64_frame_adapter_size: u32;
+}
+
+// Every thunk fills its granule exactly.
+const _: () = assert!(THUNK_SIZE == THUNK_CODE_MAX);
+
+/// Where the context goes after `classes`: AAPCS64's placement, for the
+/// conventions of this target (every one is AAPCS64 here).
+pub(crate) const fn placement(conv: CallConv, classes: &[ArgClass]) -> Option<Placement> {
+    match conv {
+        CallConv::Aapcs64 => Some(enc::placement(classes)),
+        _ => None,
+    }
+}
+
+/// The register-path thunk (position-independent: `at` does not matter).
+#[inline]
+pub(crate) fn register_thunk(reg: u8, ctx: usize, entry: usize, _at: usize) -> ThunkCode {
+    ThunkCode::from_bytes(enc::register_thunk(reg, ctx, entry), THUNK_SIZE)
+}
+
+/// The float-register-path thunk: the context's bits in `d<reg>`.
+pub(crate) fn float_thunk(reg: u8, ctx: usize, entry: usize, _at: usize) -> ThunkCode {
+    ThunkCode::from_bytes(enc::float_thunk(reg, ctx, entry), THUNK_SIZE)
+}
+
+/// Every generated thunk is a whole granule (its literals included).
+pub(crate) fn register_thunk_len(_code: &[u8; THUNK_CODE_MAX]) -> usize {
+    THUNK_SIZE
+}
+
+/// The frame-path thunk: the record in x16 for the one frame adapter. With
+/// at most sixteen arguments and all sixteen argument registers taken,
+/// nothing else is on the stack, so `stack_args` is always 0.
+pub(crate) fn frame_thunk(
+    _conv: CallConv,
+    stack_args: usize,
+    record: usize,
+    _at: usize,
+) -> ThunkCode {
+    assert_eq!(
+        stack_args, 0,
+        "AAPCS64: no stack argument precedes the context"
+    );
+    let adapter = wxthunk_0_1_aapcs64_frame_adapter as *const () as usize;
+    ThunkCode::from_bytes(enc::frame_thunk(record, adapter), THUNK_SIZE)
+}
+
+/// The thunk that reads its context and target from a record (debug mode).
+pub(crate) fn record_thunk(placement: Placement, record: usize) -> ThunkCode {
+    ThunkCode::from_bytes(enc::record_thunk(placement, record), THUNK_SIZE)
+}
+
+/// The frame adapter as `(address, size in bytes, name)`, for perf's map.
+pub(crate) fn frame_adapters() -> Vec<(usize, usize, String)> {
+    // SAFETY: an immutable `u32` the assembly defines in `.rodata`.
+    let size = unsafe { wxthunk_0_1_aapcs64_frame_adapter_size } as usize;
+    vec![(
+        wxthunk_0_1_aapcs64_frame_adapter as *const () as usize,
+        size,
+        "wxthunk frame adapter (AAPCS64)".to_owned(),
+    )]
+}

@@ -1,7 +1,7 @@
 // The frame adapter of wxthunk's AArch64 frame path (AAPCS64), with unwind
-// information. ELF, GNU assembler syntax. Not yet assembled into the
-// crate; the signature matrix (.ci/aarch64) assembles this file into its
-// C harness and runs it under qemu-aarch64.
+// information. ELF, GNU assembler syntax. Assembled into the crate on
+// AArch64 (arch/aarch64.rs), and into the signature matrix's C harness
+// (.ci/aarch64), which runs under qemu-aarch64.
 //
 // A thunk's context goes to the stack only when all eight integer and all
 // eight SIMD/FP argument registers are taken: with at most sixteen
@@ -38,4 +38,14 @@ wxthunk_0_1_aapcs64_frame_adapter:
     .cfi_restore x30
     ret
     .cfi_endproc
+.Lwxthunk_aapcs64_frame_adapter_end:
     .size wxthunk_0_1_aapcs64_frame_adapter, . - wxthunk_0_1_aapcs64_frame_adapter
+
+// The adapter's size in bytes (for perf's map of code).
+    .pushsection .rodata.wxthunk_0_1_aapcs64_frame_adapter_size, "a"
+    .p2align 2
+    .globl wxthunk_0_1_aapcs64_frame_adapter_size
+    .hidden wxthunk_0_1_aapcs64_frame_adapter_size
+wxthunk_0_1_aapcs64_frame_adapter_size:
+    .long .Lwxthunk_aapcs64_frame_adapter_end - wxthunk_0_1_aapcs64_frame_adapter
+    .popsection

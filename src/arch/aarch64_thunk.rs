@@ -90,6 +90,7 @@ pub(crate) const fn placement(classes: &[ArgClass]) -> Placement {
 /// stack arguments before the context's 8-byte slot, for arguments of
 /// `classes` with sizes `sizes` (each packed at its natural size and
 /// alignment once its register file is full).
+#[cfg_attr(not(test), allow(dead_code))]
 pub(crate) const fn stack_bytes(classes: &[ArgClass], sizes: &[usize]) -> usize {
     let (mut ints, mut floats, mut bytes) = (0, 0, 0usize);
     let mut i = 0;
@@ -192,7 +193,50 @@ pub(crate) fn frame_thunk(record: usize, adapter: usize) -> [u8; THUNK_SIZE] {
     )
 }
 
+/// `ldr x<rt>, [x<rn>, #offset]` (64-bit, unsigned offset, a multiple of 8).
+const fn ldr_x_offset(rt: u8, rn: u8, offset: u32) -> u32 {
+    0xf940_0000 | ((offset / 8) << 10) | ((rn as u32) << 5) | rt as u32
+}
+
+/// `ldr d<rt>, [x<rn>, #offset]` (64-bit SIMD/FP, unsigned offset).
+const fn ldr_d_offset(rt: u8, rn: u8, offset: u32) -> u32 {
+    0xfd40_0000 | ((offset / 8) << 10) | ((rn as u32) << 5) | rt as u32
+}
+
+/// `nop`.
+const NOP: u32 = 0xd503_201f;
+
+/// The thunk that reads its context and target from a record (`[ctx,
+/// entry, report, target]`, debug mode's layout, as a static trampoline's
+/// record): `bti c; ldr x16, record; <ctx from [x16] where placement
+/// says>; ldr x17, [x16, #24]; br x17`, the record's address a literal at
+/// 24. The frame path loads no context (its target, the frame adapter,
+/// reads the record through x16). A dropped debug thunk is diverted to its
+/// report by one store to the record's target.
+pub(crate) fn record_thunk(placement: Placement, record: usize) -> [u8; THUNK_SIZE] {
+    let load = match placement {
+        Placement::Register(reg) => ldr_x_offset(reg, X16, 0),
+        Placement::Float(reg) => ldr_d_offset(reg, X16, 0),
+        Placement::Stack(_) => NOP,
+    };
+    let mut b = [0; THUNK_SIZE];
+    let insns = [
+        BTI_C,
+        ldr_x_literal(X16, 20),
+        load,
+        ldr_x_offset(X17, X16, 24),
+        br(X17),
+        BRK_0,
+    ];
+    for (i, insn) in insns.into_iter().enumerate() {
+        b[4 * i..4 * i + 4].copy_from_slice(&insn.to_le_bytes());
+    }
+    b[24..].copy_from_slice(&(record as u64).to_le_bytes());
+    b
+}
+
 /// A granule of `brk #0`.
+#[cfg_attr(not(test), allow(dead_code))]
 pub(crate) fn trap_granule() -> [u8; THUNK_SIZE] {
     granule([BRK_0; 4], [u64::from(BRK_0) | u64::from(BRK_0) << 32; 2])
 }
@@ -238,6 +282,27 @@ mod tests {
         );
         assert_eq!(code[16..24], 0x1122_3344_5566_7788u64.to_le_bytes());
         assert_eq!(code[24..], 0x0000_7f00_1234_5678u64.to_le_bytes());
+    }
+
+    #[test]
+    fn record_thunk_bytes() {
+        // bti c; ldr x16, #20 (-> 24); ldr x2, [x16]; ldr x17, [x16, #24]; br x17; brk #0
+        let code = record_thunk(Placement::Register(2), 0x1122_3344_5566_7788);
+        assert_eq!(
+            words(&code)[..6],
+            [
+                BTI_C,
+                0x5800_00b0,
+                0xf940_0202,
+                0xf940_0e11,
+                0xd61f_0220,
+                BRK_0
+            ]
+        );
+        assert_eq!(code[24..], 0x1122_3344_5566_7788u64.to_le_bytes());
+        // ldr d7, [x16]
+        assert_eq!(words(&record_thunk(Placement::Float(7), 0))[2], 0xfd40_0207);
+        assert_eq!(words(&record_thunk(Placement::Stack(0), 0))[2], NOP);
     }
 
     #[test]
