@@ -1,6 +1,9 @@
 //! Thunks called by real C code that has no user-data argument: libc's
 //! `qsort`, `bsearch`, `nftw`, `scandir`, `sigaction` and `pthread_create`.
-#![cfg(all(target_os = "linux", target_arch = "x86_64"))]
+#![cfg(all(
+    target_os = "linux",
+    any(target_arch = "x86_64", target_arch = "aarch64")
+))]
 
 use wxthunk_testkit as support;
 

@@ -7,7 +7,6 @@
 #![cfg(all(target_os = "linux", target_arch = "x86_64"))]
 
 use std::os::unix::process::ExitStatusExt;
-use std::process::Command;
 
 use wxthunk_testkit as support;
 
@@ -26,7 +25,7 @@ type FFrame = unsafe extern "C" fn(
 /// Runs this test binary's test `name` as a child with `env`, and returns
 /// the signal that ended it (if one did), its stdout and its stderr.
 fn run_child(name: &str, env: &[(&str, &str)]) -> (Option<i32>, String, String) {
-    let out = Command::new(std::env::current_exe().unwrap())
+    let out = support::self_command()
         .args([name, "--exact", "--nocapture", "--test-threads=1"])
         .env("WXTHUNK_TEST_CHILD", name)
         .envs(env.iter().copied())

@@ -86,7 +86,7 @@ fn an_untouched_page_of_a_huge_span_is_not_reachable_as_code() {
         return;
     }
     for (which, _) in configs() {
-        let out = std::process::Command::new(std::env::current_exe().unwrap())
+        let out = support::self_command()
             .args([name, "--exact", "--nocapture", "--test-threads=1"])
             .env(VAR, which)
             .output()

@@ -66,7 +66,7 @@ fn with_strategy_var(name: &str, value: &str) -> Option<String> {
     if std::env::var_os(MARK).is_some() {
         return None;
     }
-    let out = std::process::Command::new(std::env::current_exe().unwrap())
+    let out = wxthunk_testkit::self_command()
         .args([name, "--exact", "--nocapture", "--test-threads=1"])
         .env(MARK, "1")
         .env(wxthunk::STRATEGY_VAR, value)

@@ -314,7 +314,6 @@ fn panics_unwind_through_unwind_thunks_on_both_paths() {
 
 #[test]
 fn a_panic_through_a_c_thunk_aborts_with_a_message_naming_wxthunk() {
-    let exe = std::env::current_exe().unwrap();
     let name = "a_panic_through_a_c_thunk_aborts_with_a_message_naming_wxthunk";
     if std::env::var("WXTHUNK_TEST_CHILD").as_deref() == Ok(name) {
         let t = Thunk::<unsafe extern "C" fn()>::new(|| panic!("boom")).unwrap();
@@ -322,7 +321,7 @@ fn a_panic_through_a_c_thunk_aborts_with_a_message_naming_wxthunk() {
         unsafe { (t.as_fn())() };
         unreachable!("the panic must abort");
     }
-    let out = std::process::Command::new(exe)
+    let out = support::self_command()
         .args([name, "--exact", "--nocapture", "--test-threads=1"])
         .env("WXTHUNK_TEST_CHILD", name)
         .output()

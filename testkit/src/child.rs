@@ -43,9 +43,8 @@ pub fn in_child_with_env<V: AsRef<std::ffi::OsStr>>(
         body();
         return None;
     }
-    let exe = std::env::current_exe().expect("test binary path");
     let out = output_or_kill(
-        Command::new(exe)
+        self_command()
             .args([name, "--exact", "--nocapture", "--test-threads=1"])
             .env(CHILD_VAR, name)
             .envs(env.iter().map(|(k, v)| (k, v.as_ref()))),
@@ -135,8 +134,7 @@ pub fn rerun_all_with_default_strategy(strategy: wxthunk::Strategy) -> bool {
         );
         return false;
     }
-    let exe = std::env::current_exe().expect("test binary path");
-    let out = Command::new(exe)
+    let out = self_command()
         .arg("--nocapture")
         .env(STRATEGY_VAR, strategy.name())
         .output()
@@ -176,4 +174,26 @@ macro_rules! rerun_file_with_static_trampolines {
             }
         }
     };
+}
+
+/// The variable naming the program that runs this test binary when it is
+/// not native (CI sets it to `qemu-aarch64 -cpu max` for the AArch64 build,
+/// as cargo's runner): child processes of a test run through it too.
+pub const RUNNER_VAR: &str = "WXTHUNK_TEST_RUNNER";
+
+/// A command that runs this test binary again, through [`RUNNER_VAR`]'s
+/// program when it is set (an emulator: the binary cannot be executed
+/// directly on the host).
+pub fn self_command() -> Command {
+    let exe = std::env::current_exe().expect("test binary path");
+    let runner = std::env::var(RUNNER_VAR).unwrap_or_default();
+    let mut words = runner.split_whitespace();
+    match words.next() {
+        Some(program) => {
+            let mut cmd = Command::new(program);
+            cmd.args(words).arg(exe);
+            cmd
+        }
+        None => Command::new(exe),
+    }
 }
