@@ -8,8 +8,10 @@ pub(crate) const NAME: &str = std::env::consts::ARCH;
 /// architecture.
 pub(crate) const TRAP: &[u8] = &[0x00];
 
-/// No known return instruction: the probe reports execution as untested.
-pub(crate) const RET: &[u8] = &[];
+/// No known code: the probe reports execution as untested.
+pub(crate) const RETURN_ONE: &[u8] = &[];
+/// See [`RETURN_ONE`].
+pub(crate) const RETURN_TWO: &[u8] = &[];
 
 /// Unknown cache model: nothing is flushed, and no code is generated.
 pub(crate) fn flush_icache(_ptr: *const u8, _len: usize) {}

@@ -195,18 +195,50 @@ pub(crate) fn code_file(
     CodeFile::create_in(dir, len).map_err(|e| Error::os(ops[1], e))
 }
 
-/// Calls the `ret` instruction at `code`.
+/// Calls the C function at `code`, one of `arch::RETURN_ONE` and
+/// `RETURN_TWO`, and returns what it returned.
 ///
 /// # Safety
-/// `code` must be mapped executable and hold `arch::RET`.
-unsafe fn call_ret(code: *const u8) {
-    // SAFETY: the caller guarantees a `ret` is mapped executable at `code`;
-    // calling it returns at once and touches nothing.
-    let f: extern "C" fn() = unsafe { std::mem::transmute::<*const u8, extern "C" fn()>(code) };
-    f();
+/// `code` must be mapped executable and hold one of those functions.
+unsafe fn call_returning(code: *const u8) -> u32 {
+    // SAFETY: the caller guarantees such a function is mapped executable at
+    // `code`; it returns a constant and touches nothing else.
+    let f: extern "C" fn() -> u32 =
+        unsafe { std::mem::transmute::<*const u8, extern "C" fn() -> u32>(code) };
+    f()
 }
 
+/// The reason of a dual-mapping strategy whose rewrite at the same address
+/// was not seen, through `what` (a memfd, a file in a directory).
+fn rewrite_not_seen(what: &str) -> String {
+    format!(
+        "code rewritten through {what}'s writable view ran the old code at its executable \
+         address, as an emulator that translates code once per address does (qemu-user, or \
+         valgrind without --smc-check=all): reused thunks and spans would run stale code"
+    )
+}
+
+/// Writes `code` at `at` (the start of `len` writable bytes) and flushes
+/// the instruction cache for `exec`, where it runs.
+///
+/// # Safety
+/// `at` is writable for `code.len()` bytes, nothing runs there meanwhile,
+/// and `exec` maps the same bytes (or is `at`).
+unsafe fn write_code(at: *mut u8, exec: *const u8, code: &[u8]) {
+    // SAFETY: the caller's contract.
+    unsafe { std::ptr::copy_nonoverlapping(code.as_ptr(), at, code.len()) };
+    sys::flush_icache(exec, code.len());
+}
+
+/// Writes a function returning 1, makes it executable, runs it; makes the
+/// page writable again, rewrites it to return 2, makes it executable, runs
+/// it: the rewrite must be seen.
 fn try_protect() -> Check {
+    if arch::RETURN_ONE.is_empty() {
+        return Check::Unknown {
+            reason: "no test code for this architecture".into(),
+        };
+    }
     let page = sys::page_size();
     let base = match Mapping::anon(page, Prot::ReadWrite) {
         Ok(p) => p,
@@ -216,21 +248,34 @@ fn try_protect() -> Check {
             };
         }
     };
-    // SAFETY: `base` is a fresh read-write page of `page >= RET.len()` bytes.
-    unsafe { std::ptr::copy_nonoverlapping(arch::RET.as_ptr(), base.as_ptr(), arch::RET.len()) };
-    sys::flush_icache(base.as_ptr(), arch::RET.len());
-    // SAFETY: we own the scratch page; nothing else refers to it.
-    match unsafe { base.protect(0, page, Prot::ReadExec) } {
-        Ok(()) if arch::RET.is_empty() => Check::Unknown {
-            reason: "no test instruction for this architecture".into(),
-        },
-        Ok(()) => {
-            // SAFETY: the page is now read+exec and starts with `ret`.
-            unsafe { call_ret(base.as_ptr()) };
-            Check::Allowed
+    let mut results = [0; 2];
+    for (round, code) in [arch::RETURN_ONE, arch::RETURN_TWO].into_iter().enumerate() {
+        if round > 0 {
+            // SAFETY: we own the scratch page; nothing refers to it or runs
+            // it now.
+            if let Err(e) = unsafe { base.protect(0, page, Prot::ReadWrite) } {
+                return Check::Refused {
+                    reason: format!("mprotect(PROT_READ|PROT_WRITE) of run code failed: {e}"),
+                };
+            }
         }
-        Err(e) => Check::Refused {
-            reason: format!("mprotect(PROT_READ|PROT_EXEC) of a written page failed: {e}"),
+        // SAFETY: the page is read-write, ours, and runs nothing now.
+        unsafe { write_code(base.as_ptr(), base.as_ptr(), code) };
+        // SAFETY: as above.
+        if let Err(e) = unsafe { base.protect(0, page, Prot::ReadExec) } {
+            return Check::Refused {
+                reason: format!("mprotect(PROT_READ|PROT_EXEC) of a written page failed: {e}"),
+            };
+        }
+        // SAFETY: the page is read+exec and holds the function just written.
+        results[round] = unsafe { call_returning(base.as_ptr()) };
+    }
+    match results {
+        [1, 2] => Check::Allowed,
+        [one, two] => Check::Refused {
+            reason: format!(
+                "code rewritten after mprotect ran as returning {one}, then {two}, not 1, then 2"
+            ),
         },
     }
 }
@@ -270,7 +315,13 @@ fn try_dual_map_file() -> (Check, Option<Arc<CodeDir>>) {
                 continue;
             }
         };
-        match try_views(&file, "a file") {
+        let what = format!("a file in {}", path.display());
+        match try_views(&file, &what) {
+            // The emulator's doing, not the directory's: another directory
+            // would fare the same.
+            Check::Refused { reason } if reason == rewrite_not_seen(&what) => {
+                return (Check::Refused { reason }, None);
+            }
             Check::Refused { reason } => {
                 tried.push(format!("{}: {reason} ({chosen_by})", path.display()))
             }
@@ -290,8 +341,9 @@ fn try_dual_map_file() -> (Check, Option<Arc<CodeDir>>) {
 }
 
 /// Maps a page of `file` (`what` it is, for the reasons) read-write and
-/// read+exec, writes a `ret` through the one and calls it through the
-/// other.
+/// read+exec, writes a function returning 1 through the one and calls it
+/// through the other, then rewrites it through the same path to return 2
+/// and calls it again: the rewrite must be seen at the executable address.
 fn try_views(file: &CodeFile, what: &str) -> Check {
     let page = sys::page_size();
     let rw = match file.map(page, Prot::ReadWrite) {
@@ -302,27 +354,39 @@ fn try_views(file: &CodeFile, what: &str) -> Check {
             };
         }
     };
-    match file.map(page, Prot::ReadExec) {
-        Err(e) => Check::Refused {
-            reason: format!("mapping {what} read+exec failed: {e}"),
-        },
-        Ok(rx) => {
-            // SAFETY: `rw` is a read-write shared view of `page` bytes.
-            unsafe {
-                std::ptr::copy_nonoverlapping(arch::RET.as_ptr(), rw.as_ptr(), arch::RET.len())
+    let rx = match file.map(page, Prot::ReadExec) {
+        Ok(rx) => rx,
+        Err(e) => {
+            return Check::Refused {
+                reason: format!("mapping {what} read+exec failed: {e}"),
             };
-            sys::flush_icache(rx.as_ptr(), arch::RET.len());
-            if arch::RET.is_empty() {
-                Check::Unknown {
-                    reason: "no test instruction for this architecture".into(),
-                }
-            } else {
-                // SAFETY: `rx` maps the same file read+exec; it starts with
-                // the `ret` just written through `rw`.
-                unsafe { call_ret(rx.as_ptr()) };
-                Check::Allowed
-            }
         }
+    };
+    if arch::RETURN_ONE.is_empty() {
+        return Check::Unknown {
+            reason: "no test code for this architecture".into(),
+        };
+    }
+    let mut results = [0; 2];
+    for (round, code) in [arch::RETURN_ONE, arch::RETURN_TWO].into_iter().enumerate() {
+        // SAFETY: `rw` is a read-write shared view of `page` bytes, `rx`
+        // the same bytes read+exec; nothing runs them meanwhile.
+        unsafe { write_code(rw.as_ptr(), rx.as_ptr(), code) };
+        // SAFETY: `rx` maps the same file read+exec and starts with the
+        // function just written through `rw`.
+        results[round] = unsafe { call_returning(rx.as_ptr()) };
+    }
+    match results {
+        [1, 2] => Check::Allowed,
+        [1, 1] => Check::Refused {
+            reason: rewrite_not_seen(what),
+        },
+        [one, two] => Check::Refused {
+            reason: format!(
+                "code written through {what}'s writable view ran as returning {one}, then {two}, \
+                 not 1, then 2"
+            ),
+        },
     }
 }
 

@@ -6,9 +6,13 @@ pub(crate) const NAME: &str = "x86_64";
 /// `int3`: fills unused and freed code so that a stray jump traps at once.
 pub(crate) const TRAP: &[u8] = &[0xCC];
 
-/// `ret`: the smallest function, used by the probe to check that memory it
-/// made executable really runs.
-pub(crate) const RET: &[u8] = &[0xC3];
+/// `mov eax, 1; ret` and `mov eax, 2; ret`: C functions returning 1 and 2,
+/// which the probe writes, runs, rewrites at the same address and runs
+/// again, to check that memory it made executable really runs what was
+/// last written there.
+pub(crate) const RETURN_ONE: &[u8] = &[0xb8, 1, 0, 0, 0, 0xc3];
+/// See [`RETURN_ONE`].
+pub(crate) const RETURN_TWO: &[u8] = &[0xb8, 2, 0, 0, 0, 0xc3];
 
 /// x86_64 keeps instruction fetch coherent with stores made by the same or
 /// another core (the kernel's page-table changes serialize), so there is
