@@ -294,3 +294,54 @@ fn probe_check_fails_where_wxthunk_cannot_work() {
             .success()
     );
 }
+
+/// Under an emulator that translates code once per address (qemu-user
+/// here; valgrind without `--smc-check=all` alike), code rewritten through
+/// a dual mapping's writable view runs stale. The probe rewrites its test
+/// code at the same address and refuses dual mapping there, with the
+/// cause; the library then makes thunks that work there, and the demo runs
+/// them. Natively, the same checks allow dual mapping on this machine.
+#[test]
+fn under_an_emulator_that_misses_aliased_writes_dual_mapping_is_refused() {
+    let Some(qemu) = ["qemu-x86_64", "/usr/bin/qemu-x86_64"]
+        .into_iter()
+        .find(|q| Command::new(q).arg("--version").output().is_ok())
+    else {
+        println!("SKIPPED: no qemu-x86_64 (Debian's qemu-user): the emulated probe was not run");
+        return;
+    };
+    if !cfg!(target_arch = "x86_64") {
+        println!("SKIPPED: qemu-x86_64 runs an x86_64 build of wxthunk only");
+        return;
+    }
+    let run = |args: &[&str]| {
+        let out = Command::new(qemu)
+            .arg(env!("CARGO_BIN_EXE_wxthunk"))
+            .args(args)
+            .output()
+            .expect("run wxthunk under qemu-x86_64");
+        assert!(
+            out.status.success(),
+            "wxthunk {args:?} under {qemu} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).expect("UTF-8 output")
+    };
+    let v: serde_json::Value = serde_json::from_str(&run(&["probe", "--json"])).unwrap();
+    for key in ["dual_mapping", "file_dual_mapping"] {
+        assert_eq!(v[key]["result"], "refused", "{key} under {qemu}: {}", v[key]);
+        let reason = v[key]["reason"].as_str().unwrap_or_default();
+        assert!(reason.contains("ran the old code"), "{key}: {reason}");
+    }
+    assert_eq!(v["heap_strategy"], "protect", "{v}");
+    assert_ne!(v["thunk_strategy"], "dual-map", "{v}");
+    // What the library picked works there: the demo makes, calls and drops
+    // thunks and spans, reusing their memory.
+    run(&["demo"]);
+    // Natively, dual mapping passes the same rewrite check here.
+    if wxthunk::probe().dual_mapping.is_allowed() {
+        let native: serde_json::Value =
+            serde_json::from_str(&wxthunk(&["probe", "--json"])).unwrap();
+        assert_eq!(native["dual_mapping"]["result"], "allowed");
+    }
+}
