@@ -329,7 +329,11 @@ fn under_an_emulator_that_misses_aliased_writes_dual_mapping_is_refused() {
     };
     let v: serde_json::Value = serde_json::from_str(&run(&["probe", "--json"])).unwrap();
     for key in ["dual_mapping", "file_dual_mapping"] {
-        assert_eq!(v[key]["result"], "refused", "{key} under {qemu}: {}", v[key]);
+        assert_eq!(
+            v[key]["result"], "refused",
+            "{key} under {qemu}: {}",
+            v[key]
+        );
         let reason = v[key]["reason"].as_str().unwrap_or_default();
         assert!(reason.contains("ran the old code"), "{key}: {reason}");
     }
