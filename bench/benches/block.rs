@@ -14,12 +14,13 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use wxthunk::{Block, Strategy};
 use wxthunk_testkit::code;
 
-/// x86_64 `ret`s: offset 0 is called.
-const CODE: [u8; 64] = [code::RET; 64];
+/// `ret`s of this machine: offset 0 is called.
+static CODE: std::sync::LazyLock<Vec<u8>> = std::sync::LazyLock::new(|| code::rets(64));
 
 fn call(ptr: *const u8) {
-    if cfg!(target_arch = "x86_64") {
-        // SAFETY: `ptr` is executable and starts with `ret` (x86_64 only).
+    if code::RUNS_HERE {
+        // SAFETY: `ptr` is executable and starts with `ret` (where the
+        // snippets run).
         let f: extern "C" fn() = unsafe { std::mem::transmute(ptr) };
         f();
     }

@@ -62,7 +62,7 @@ fn span_alloc_free(c: &mut Criterion) {
 
 fn span_write_exec_free(c: &mut Criterion) {
     let mut g = c.benchmark_group("heap/alloc+write 64B+exec+free");
-    let code = [code::RET; SPAN];
+    let code = code::rets(SPAN);
     let heap = unlocked(Strategy::DualMap);
     g.bench_function("wxthunk Heap<NoLock> dual-map", |b| {
         b.iter(|| {
@@ -89,7 +89,7 @@ fn span_write_exec_free(c: &mut Criterion) {
 fn page_workflow(c: &mut Criterion) {
     let mut g = c.benchmark_group("heap/allocate_page+write+seal+free");
     let page = wxthunk::page_size();
-    let code = vec![code::RET; page];
+    let code = code::rets(page);
     for (name, strategy) in [
         ("wxthunk dual-map", Strategy::DualMap),
         ("wxthunk protect", Strategy::Protect),

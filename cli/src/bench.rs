@@ -313,7 +313,7 @@ pub fn run(quick: bool, as_json: bool) -> Result<(), Box<dyn std::error::Error>>
     });
 
     // Block lifecycle: new, write 64 bytes, exec, call, drop.
-    let code = [code::RET; 64]; // offset 0 is called
+    let code = code::rets(64); // offset 0 is called
     let strategy = wxthunk::probe()
         .block_strategy
         .map_or("none works here".to_owned(), |s| s.to_string());

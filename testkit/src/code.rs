@@ -1,42 +1,154 @@
-//! Small x86_64 System V functions, as bytes: what the tests, the
-//! benchmarks and the CLI's demo write into executable memory. (Bytes are
-//! data on any machine; they run only on x86_64, see [`RUNS_HERE`].)
+//! Small C functions of this machine, as bytes: what the tests, the
+//! benchmarks and the CLI's demo write into executable memory. x86_64
+//! System V and AArch64 (AAPCS64); on any other architecture the bytes are
+//! x86_64's, which are data there and never run (see [`RUNS_HERE`]).
 
 /// Whether these snippets run on this machine.
-pub const RUNS_HERE: bool = cfg!(target_arch = "x86_64");
+pub const RUNS_HERE: bool = cfg!(any(target_arch = "x86_64", target_arch = "aarch64"));
 
-/// `ret`.
-pub const RET: u8 = 0xc3;
+#[cfg(target_arch = "aarch64")]
+mod machine {
+    /// `ret`.
+    pub const RET: &[u8] = &0xd65f_03c0u32.to_le_bytes();
+    /// `brk #0`, what the library fills unused and freed code with.
+    pub const TRAP: &[u8] = &0xd420_0000u32.to_le_bytes();
+    /// `add x0, x0, x1; ret`.
+    pub const ADD: &[u8] = &[0x00, 0x00, 0x01, 0x8b, 0xc0, 0x03, 0x5f, 0xd6];
 
-/// `int3`.
-pub const TRAP: u8 = 0xcc;
+    /// `mov w0, #lo; movk w0, #hi, lsl #16; ret`.
+    pub fn ret_u32(value: u32) -> Vec<u8> {
+        let (lo, hi) = (value & 0xffff, value >> 16);
+        [0x5280_0000 | lo << 5, 0x72a0_0000 | hi << 5, 0xd65f_03c0]
+            .iter()
+            .flat_map(|insn: &u32| insn.to_le_bytes())
+            .collect()
+    }
 
-/// `lea rax, [rdi + rsi]; ret`: `extern "C" fn(u64, u64) -> u64`.
-pub const ADD: &[u8] = &[0x48, 0x8d, 0x04, 0x37, 0xc3];
+    /// `add x0, x0, #addend`.
+    fn add_imm(addend: u8) -> u32 {
+        0x9100_0000 | (u32::from(addend) << 10)
+    }
 
-/// `mov eax, imm32; ret`: `extern "C" fn() -> u32` returning `value`.
-pub fn ret_u32(value: u32) -> Vec<u8> {
-    let mut code = vec![0xb8];
-    code.extend_from_slice(&value.to_le_bytes());
-    code.push(RET);
-    code
+    /// Where `add x0, x0, #1` is in [`call_then_add_one`]'s code.
+    const ADD_AT: usize = 16;
+
+    /// Calls `target` through an absolute address (a literal 8-aligned
+    /// within the code when the code is), returns its result plus 1.
+    pub fn call_then_add_one(target: usize) -> Vec<u8> {
+        let insns: [u32; 8] = [
+            0xa9bf_7bfd, // stp x29, x30, [sp, #-16]!
+            0x9100_03fd, // mov x29, sp
+            0x5800_00d0, // ldr x16, #24 (-> 32)
+            0xd63f_0200, // blr x16
+            add_imm(1),  // add x0, x0, #1
+            0xa8c1_7bfd, // ldp x29, x30, [sp], #16
+            0xd65f_03c0, // ret
+            0xd420_0000, // brk #0 (the literal's alignment)
+        ];
+        let mut code: Vec<u8> = insns.iter().flat_map(|i| i.to_le_bytes()).collect();
+        code.extend_from_slice(&(target as u64).to_le_bytes());
+        code
+    }
+
+    /// Makes [`call_then_add_one`]'s code add `addend` instead of 1.
+    pub fn set_addend(code: &mut [u8], addend: u8) {
+        code[ADD_AT..ADD_AT + 4].copy_from_slice(&add_imm(addend).to_le_bytes());
+    }
+
+    /// The addend [`call_then_add_one`]'s code adds now.
+    #[cfg(test)]
+    pub fn addend(code: &[u8]) -> u8 {
+        let insn = u32::from_le_bytes(code[ADD_AT..ADD_AT + 4].try_into().unwrap());
+        ((insn >> 10) & 0xfff) as u8
+    }
 }
 
-/// Offset of the 8-bit immediate of `add rax, imm8` in
-/// [`call_then_add_one`]'s code (patch it to add something else).
-pub const CALL_THEN_ADD_ONE_ADDEND: usize = 4 + 10 + 2 + 3;
+#[cfg(not(target_arch = "aarch64"))]
+mod machine {
+    /// `ret`.
+    pub const RET: &[u8] = &[0xc3];
+    /// `int3`, what the library fills unused and freed code with.
+    pub const TRAP: &[u8] = &[0xcc];
+    /// `lea rax, [rdi + rsi]; ret`.
+    pub const ADD: &[u8] = &[0x48, 0x8d, 0x04, 0x37, 0xc3];
+
+    /// `mov eax, imm32; ret`.
+    pub fn ret_u32(value: u32) -> Vec<u8> {
+        let mut code = vec![0xb8];
+        code.extend_from_slice(&value.to_le_bytes());
+        code.extend_from_slice(RET);
+        code
+    }
+
+    /// Where the 8-bit immediate of `add rax, imm8` is in
+    /// [`call_then_add_one`]'s code.
+    const ADDEND_AT: usize = 4 + 10 + 2 + 3;
+
+    /// Calls `target` through an absolute address, returns its result
+    /// plus 1.
+    pub fn call_then_add_one(target: usize) -> Vec<u8> {
+        let mut code = vec![0x48, 0x83, 0xec, 0x08]; // sub rsp, 8 (align the stack)
+        code.extend_from_slice(&[0x48, 0xb8]); // mov rax, imm64
+        code.extend_from_slice(&(target as u64).to_le_bytes());
+        code.extend_from_slice(&[0xff, 0xd0]); // call rax
+        code.extend_from_slice(&[0x48, 0x83, 0xc0, 0x01]); // add rax, 1
+        code.extend_from_slice(&[0x48, 0x83, 0xc4, 0x08]); // add rsp, 8
+        code.extend_from_slice(RET);
+        code
+    }
+
+    /// Makes [`call_then_add_one`]'s code add `addend` instead of 1.
+    pub fn set_addend(code: &mut [u8], addend: u8) {
+        code[ADDEND_AT] = addend;
+    }
+
+    /// The addend [`call_then_add_one`]'s code adds now.
+    #[cfg(test)]
+    pub fn addend(code: &[u8]) -> u8 {
+        code[ADDEND_AT]
+    }
+}
+
+/// `ret`: `extern "C" fn()`.
+pub const RET: &[u8] = machine::RET;
+
+/// The trap instruction the library fills unused and freed code with.
+pub const TRAP: &[u8] = machine::TRAP;
+
+/// `extern "C" fn(u64, u64) -> u64` returning the sum.
+pub const ADD: &[u8] = machine::ADD;
+
+/// `extern "C" fn() -> u32` returning `value`.
+pub fn ret_u32(value: u32) -> Vec<u8> {
+    machine::ret_u32(value)
+}
 
 /// `extern "C" fn(u64) -> u64` that calls the C function at `target` with
-/// its argument (through an absolute address) and returns its result plus 1.
+/// its argument and returns its result plus 1 (see [`set_addend`]).
 pub fn call_then_add_one(target: usize) -> Vec<u8> {
-    let mut code = vec![0x48, 0x83, 0xec, 0x08]; // sub rsp, 8 (align the stack)
-    code.extend_from_slice(&[0x48, 0xb8]); // mov rax, imm64
-    code.extend_from_slice(&(target as u64).to_le_bytes());
-    code.extend_from_slice(&[0xff, 0xd0]); // call rax
-    code.extend_from_slice(&[0x48, 0x83, 0xc0, 0x01]); // add rax, 1
-    code.extend_from_slice(&[0x48, 0x83, 0xc4, 0x08]); // add rsp, 8
-    code.push(RET);
-    code
+    machine::call_then_add_one(target)
+}
+
+/// Patches the code of [`call_then_add_one`] (at the start of `code`) to
+/// add `addend` instead.
+pub fn set_addend(code: &mut [u8], addend: u8) {
+    machine::set_addend(code, addend);
+}
+
+/// `len` bytes of `ret` instructions (`len` a multiple of their size):
+/// code whose every instruction returns.
+pub fn rets(len: usize) -> Vec<u8> {
+    assert_eq!(len % RET.len(), 0, "{len} bytes of {}-byte rets", RET.len());
+    RET.repeat(len / RET.len())
+}
+
+/// Whether `bytes`, found at address `addr`, are all trap instructions (in
+/// their place: the library aligns them to their size).
+pub fn is_traps(bytes: &[u8], addr: usize) -> bool {
+    bytes
+        .iter()
+        .enumerate()
+        .all(|(i, &b)| b == TRAP[(addr + i) % TRAP.len()])
 }
 
 #[cfg(test)]
@@ -44,12 +156,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_addend_offset_points_at_add_rax_imm8() {
-        let code = call_then_add_one(0x1122_3344_5566_7788);
-        assert_eq!(
-            &code[CALL_THEN_ADD_ONE_ADDEND - 3..CALL_THEN_ADD_ONE_ADDEND],
-            &[0x48, 0x83, 0xc0]
-        );
-        assert_eq!(code[CALL_THEN_ADD_ONE_ADDEND], 1);
+    fn the_addend_can_be_read_back_and_patched() {
+        let mut code = call_then_add_one(0x1122_3344_5566_7788);
+        assert_eq!(machine::addend(&code), 1);
+        set_addend(&mut code, 100);
+        assert_eq!(machine::addend(&code), 100);
+        assert!(code.windows(8).any(|w| w == 0x1122_3344_5566_7788u64.to_le_bytes()));
+    }
+
+    #[test]
+    fn traps_are_recognised_in_their_place() {
+        let traps = TRAP.repeat(4);
+        assert!(is_traps(&traps, 0));
+        assert!(is_traps(&traps[TRAP.len()..], TRAP.len()));
+        assert!(!is_traps(RET, 0));
     }
 }

@@ -74,7 +74,7 @@ fn block() -> Result<(), Box<dyn std::error::Error>> {
         cb_fn(7)
     );
     let mut again = exec.into_writable()?;
-    again.as_mut_slice()[callback_at + code::CALL_THEN_ADD_ONE_ADDEND] = 100;
+    code::set_addend(&mut again.as_mut_slice()[callback_at..], 100);
     let exec = again.exec()?;
     // SAFETY: as above; only the immediate operand changed.
     let cb_fn: extern "C" fn(u64) -> u64 = unsafe { exec.func(callback_at)? };
