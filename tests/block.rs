@@ -1,7 +1,10 @@
 //! `Block` / `ExecBlock`: real machine code, sizes, bounds, transitions,
 //! errors, auto traits. Every behaviour is checked under each strategy this
 //! process allows.
-#![cfg(all(target_os = "linux", target_arch = "x86_64"))]
+#![cfg(all(
+    target_os = "linux",
+    any(target_arch = "x86_64", target_arch = "aarch64")
+))]
 
 use wxthunk_testkit as support;
 
@@ -198,14 +201,15 @@ fn into_writable_keeps_contents_and_address_and_reseals() {
     for s in strategies() {
         let x = sealed(s, &code::ret_u32(1));
         let addr = x.as_ptr();
-        // SAFETY: offset 0 holds `mov eax, 1; ret`.
+        // SAFETY: offset 0 holds a function returning 1.
         let f: extern "C" fn() -> u32 = unsafe { x.func(0).unwrap() };
         assert_eq!(f(), 1);
         let mut b = x.into_writable().unwrap();
         assert_eq!(b.as_slice(), &code::ret_u32(1)[..]);
         assert_eq!(b.exec_ptr(), addr);
-        // Patch the immediate, and append a second function.
-        b.as_mut_slice()[1] = 2;
+        // Rewrite the first function in place, and append a second.
+        let one = code::ret_u32(2).len();
+        b.as_mut_slice()[..one].copy_from_slice(&code::ret_u32(2));
         let second = b.len();
         b.write_all(&code::ret_u32(3)).unwrap();
         let x = b.exec().unwrap();
@@ -216,7 +220,7 @@ fn into_writable_keeps_contents_and_address_and_reseals() {
         assert_eq!((f(), g()), (2, 3), "{s}");
         // And a third round trip.
         let mut b = x.into_writable().unwrap();
-        b.as_mut_slice()[1] = 4;
+        b.as_mut_slice()[..one].copy_from_slice(&code::ret_u32(4));
         let x = b.exec().unwrap();
         // SAFETY: as above.
         let f: extern "C" fn() -> u32 = unsafe { x.func(0).unwrap() };
@@ -298,13 +302,13 @@ fn errors_are_send_sync_and_convert_to_io_errors() {
     // `?` works from both kinds of function.
     fn in_io() -> io::Result<ExecBlock> {
         let mut b = Block::new(0)?;
-        b.write_all(&[0xc3])?;
+        b.write_all(code::RET)?;
         Ok(b.exec()?)
     }
     fn in_wx() -> wxthunk::Result<ExecBlock> {
         Ok(Block::new(0)?.exec()?)
     }
-    assert_eq!(in_io().unwrap().len(), 1);
+    assert_eq!(in_io().unwrap().len(), code::RET.len());
     assert_eq!(in_wx().unwrap().len(), 0);
 }
 
@@ -331,10 +335,8 @@ fn in_place_blocks_run_where_they_were_written() {
         assert_eq!(b.code_strategy(), code_strategy);
         let at = b.as_mut_ptr() as usize;
         assert_eq!(at, b.exec_ptr() as usize, "{s}");
-        // mov rax, imm64 (this block's own address); ret.
-        let mut own = vec![0x48, 0xb8];
-        own.extend_from_slice(&(at as u64).to_le_bytes());
-        own.push(0xc3);
+        // A function returning this block's own address.
+        let own = code::ret_u64(at as u64);
         // SAFETY: `own` fits the block's capacity; the pointer is valid for
         // it while `b` lives.
         unsafe { std::ptr::copy_nonoverlapping(own.as_ptr(), b.as_mut_ptr(), own.len()) };
@@ -345,15 +347,16 @@ fn in_place_blocks_run_where_they_were_written() {
         ));
         let x = b.exec().unwrap();
         assert_eq!(x.as_ptr() as usize, at, "{s}");
-        // SAFETY: offset 0 holds `mov rax, imm64; ret`.
+        // SAFETY: offset 0 holds a function returning a u64.
         let f: extern "C" fn() -> u64 = unsafe { x.func(0).unwrap() };
         assert_eq!(f(), at as u64, "{s}");
         let mut b = x.into_writable().unwrap();
         assert_eq!(b.as_slice(), &own[..], "{s}");
         assert_eq!(b.as_mut_ptr() as usize, at, "{s}");
-        b.as_mut_slice()[2..10].copy_from_slice(&(at as u64 + 1).to_le_bytes());
+        b.as_mut_slice()
+            .copy_from_slice(&code::ret_u64(at as u64 + 1));
         let x = b.exec().unwrap();
-        // SAFETY: as above, with the constant patched.
+        // SAFETY: as above, with the constant rewritten.
         let f: extern "C" fn() -> u64 = unsafe { x.func(0).unwrap() };
         assert_eq!(f(), at as u64 + 1, "{s}");
     }

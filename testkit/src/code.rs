@@ -24,6 +24,17 @@ mod machine {
             .collect()
     }
 
+    /// `ldr x0, #8; ret`, then the value: returns it (8-aligned within the
+    /// code when the code is).
+    pub fn ret_u64(value: u64) -> Vec<u8> {
+        let mut code: Vec<u8> = [0x5800_0040u32, 0xd65f_03c0]
+            .iter()
+            .flat_map(|i| i.to_le_bytes())
+            .collect();
+        code.extend_from_slice(&value.to_le_bytes());
+        code
+    }
+
     /// `add x0, x0, #addend`.
     fn add_imm(addend: u8) -> u32 {
         0x9100_0000 | (u32::from(addend) << 10)
@@ -80,6 +91,14 @@ mod machine {
         code
     }
 
+    /// `mov rax, imm64; ret`.
+    pub fn ret_u64(value: u64) -> Vec<u8> {
+        let mut code = vec![0x48, 0xb8];
+        code.extend_from_slice(&value.to_le_bytes());
+        code.extend_from_slice(RET);
+        code
+    }
+
     /// Where the 8-bit immediate of `add rax, imm8` is in
     /// [`call_then_add_one`]'s code.
     const ADDEND_AT: usize = 4 + 10 + 2 + 3;
@@ -123,6 +142,12 @@ pub fn ret_u32(value: u32) -> Vec<u8> {
     machine::ret_u32(value)
 }
 
+/// `extern "C" fn() -> u64` returning `value` (placed 8-aligned, where the
+/// machine keeps it as data within the code).
+pub fn ret_u64(value: u64) -> Vec<u8> {
+    machine::ret_u64(value)
+}
+
 /// `extern "C" fn(u64) -> u64` that calls the C function at `target` with
 /// its argument and returns its result plus 1 (see [`set_addend`]).
 pub fn call_then_add_one(target: usize) -> Vec<u8> {
@@ -161,7 +186,10 @@ mod tests {
         assert_eq!(machine::addend(&code), 1);
         set_addend(&mut code, 100);
         assert_eq!(machine::addend(&code), 100);
-        assert!(code.windows(8).any(|w| w == 0x1122_3344_5566_7788u64.to_le_bytes()));
+        assert!(
+            code.windows(8)
+                .any(|w| w == 0x1122_3344_5566_7788u64.to_le_bytes())
+        );
     }
 
     #[test]
