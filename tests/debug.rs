@@ -4,7 +4,10 @@
 //! quarantined (never reused) up to `DEBUG_QUARANTINE`. Each stale call
 //! runs in a child process (it aborts), for generated thunks and static
 //! trampolines, on the register, float-register and frame paths.
-#![cfg(all(target_os = "linux", target_arch = "x86_64"))]
+#![cfg(all(
+    target_os = "linux",
+    any(target_arch = "x86_64", target_arch = "aarch64")
+))]
 
 use std::os::unix::process::ExitStatusExt;
 

@@ -3,7 +3,10 @@
 //! constructor: the compiler learns them before it checks the closure's
 //! body, so the body may call methods on them and dereference them. (This
 //! file compiling is most of the test; the calls check the values.)
-#![cfg(all(target_os = "linux", target_arch = "x86_64"))]
+#![cfg(all(
+    target_os = "linux",
+    any(target_arch = "x86_64", target_arch = "aarch64")
+))]
 
 use std::hint::black_box;
 

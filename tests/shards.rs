@@ -5,7 +5,10 @@
 //!
 //! Alone in its test binary: shards are handed to threads round-robin in
 //! the order they first allocate, and only this test's threads do.
-#![cfg(all(target_os = "linux", target_arch = "x86_64"))]
+#![cfg(all(
+    target_os = "linux",
+    any(target_arch = "x86_64", target_arch = "aarch64")
+))]
 
 use std::io::Write;
 

@@ -5,7 +5,10 @@
 //! is that each closure runs, keeps its state and is dropped once, when
 //! its thunk or page is.) The shared heaps keep refusing them:
 //! `tests/ui/non_send_on_shared_heap.rs`.
-#![cfg(all(target_os = "linux", target_arch = "x86_64"))]
+#![cfg(all(
+    target_os = "linux",
+    any(target_arch = "x86_64", target_arch = "aarch64")
+))]
 
 use std::cell::RefCell;
 use std::rc::Rc;

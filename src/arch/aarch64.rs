@@ -57,8 +57,7 @@ pub(crate) fn flush_icache(ptr: *const u8, len: usize) {
 }
 
 pub(crate) use super::no_thunks::{
-    ENTRY_SIZE, TABLE_KINDS, TABLE_SIZE, trampoline_dropped, trampoline_freed, trampoline_kind,
-    trampoline_table, trampoline_target,
+    ENTRY_SIZE, TABLE_KINDS, TABLE_SIZE, trampoline_kind, trampoline_table,
 };
 
 use super::aarch64_thunk::{self as enc, THUNK_SIZE};
@@ -70,6 +69,8 @@ core::arch::global_asm!(include_str!("aarch64_adapters.s"));
 
 unsafe extern "C" {
     fn wxthunk_0_1_aapcs64_frame_adapter();
+    fn wxthunk_0_1_aapcs64_freed();
+    fn wxthunk_0_1_aapcs64_dropped();
     /// The adapter's size in bytes (`aarch64_adapters.s`).
     static wxthunk_0_1_aapcs64_frame_adapter_size: u32;
 }
@@ -133,4 +134,25 @@ pub(crate) fn frame_adapters() -> Vec<(usize, usize, String)> {
         size,
         "wxthunk frame adapter (AAPCS64)".to_owned(),
     )]
+}
+
+/// Where a record's target points for a thunk of `placement` (debug mode's
+/// record thunks; static trampolines later): the entry itself, or the frame
+/// adapter, which reads the record through x16.
+pub(crate) fn trampoline_target(_conv: CallConv, placement: Placement, entry: usize) -> usize {
+    match placement {
+        Placement::Stack(_) => wxthunk_0_1_aapcs64_frame_adapter as *const () as usize,
+        Placement::Register(_) | Placement::Float(_) => entry,
+    }
+}
+
+/// The target of a free record: `brk #0`.
+pub(crate) fn trampoline_freed() -> usize {
+    wxthunk_0_1_aapcs64_freed as *const () as usize
+}
+
+/// The target of a dropped thunk's record in debug mode: calls the report
+/// that word 2 of the record (x16) points to.
+pub(crate) fn trampoline_dropped() -> usize {
+    wxthunk_0_1_aapcs64_dropped as *const () as usize
 }

@@ -49,3 +49,32 @@ wxthunk_0_1_aapcs64_frame_adapter:
 wxthunk_0_1_aapcs64_frame_adapter_size:
     .long .Lwxthunk_aapcs64_frame_adapter_end - wxthunk_0_1_aapcs64_frame_adapter
     .popsection
+
+// The target of a free record: a call through it stops at once.
+    .text
+    .p2align 2
+    .globl wxthunk_0_1_aapcs64_freed
+    .hidden wxthunk_0_1_aapcs64_freed
+    .type wxthunk_0_1_aapcs64_freed, %function
+wxthunk_0_1_aapcs64_freed:
+    bti c
+    brk #0
+    .size wxthunk_0_1_aapcs64_freed, . - wxthunk_0_1_aapcs64_freed
+
+// The target of a dropped thunk's record in debug mode (`WXTHUNK_DEBUG`):
+// a stale call lands here with x16 pointing to the record [ctx, entry,
+// report, target], as every record thunk leaves it. The report's first
+// word is the function that prints it and aborts; it is called with the
+// report and never returns (sp is 16-aligned at every call on AArch64).
+    .text
+    .p2align 2
+    .globl wxthunk_0_1_aapcs64_dropped
+    .hidden wxthunk_0_1_aapcs64_dropped
+    .type wxthunk_0_1_aapcs64_dropped, %function
+wxthunk_0_1_aapcs64_dropped:
+    bti c
+    ldr x0, [x16, #16]
+    ldr x17, [x0]
+    blr x17
+    brk #0
+    .size wxthunk_0_1_aapcs64_dropped, . - wxthunk_0_1_aapcs64_dropped
