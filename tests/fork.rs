@@ -1,6 +1,9 @@
 //! Blocks across `fork()`: code sealed before the fork runs in parent and
 //! child, and what the child writes never reaches the parent's code.
-#![cfg(all(target_os = "linux", target_arch = "x86_64"))]
+#![cfg(all(
+    target_os = "linux",
+    any(target_arch = "x86_64", target_arch = "aarch64")
+))]
 
 use wxthunk_testkit as support;
 
@@ -38,7 +41,7 @@ fn a_child_rewriting_its_copy_does_not_change_the_parents_code() {
         .filter(|&&s| s.writes_code() && wxthunk::probe().allows(s))
     {
         let x = sealed(s, 1);
-        // SAFETY: offset 0 holds `mov eax, 1; ret`.
+        // SAFETY: offset 0 holds a function returning 1.
         let f: extern "C" fn() -> u32 = unsafe { x.func(0).unwrap() };
         // Keep the parent's block alive while the child works on its copy.
         let child_copy = std::mem::ManuallyDrop::new(
@@ -50,9 +53,9 @@ fn a_child_rewriting_its_copy_does_not_change_the_parents_code() {
         let from_child = fork_and_wait(move || {
             let copy = std::mem::ManuallyDrop::into_inner(child_copy);
             let mut b = copy.into_writable().unwrap();
-            b.as_mut_slice()[1] = 2;
+            b.as_mut_slice().copy_from_slice(&code::ret_u32(2));
             let y = b.exec().unwrap();
-            // SAFETY: as above, patched.
+            // SAFETY: as above, rewritten.
             let g: extern "C" fn() -> u32 = unsafe { y.func(0).unwrap() };
             g() as i32 * 10 + f() as i32
         });
@@ -60,7 +63,7 @@ fn a_child_rewriting_its_copy_does_not_change_the_parents_code() {
         assert_eq!(f(), 1, "{s}: the parent's code is unchanged");
         // A parent re-JIT after the fork works too.
         let mut b = x.into_writable().unwrap();
-        b.as_mut_slice()[1] = 3;
+        b.as_mut_slice().copy_from_slice(&code::ret_u32(3));
         let x = b.exec().unwrap();
         // SAFETY: as above.
         let f: extern "C" fn() -> u32 = unsafe { x.func(0).unwrap() };

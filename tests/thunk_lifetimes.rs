@@ -1,7 +1,10 @@
 //! What a thunk's closure lives through: the `FnMut` and `FnOnce` guards,
 //! drops (with the thunk, during the thunk's own call, from another thread
 //! mid-call) and leaks.
-#![cfg(all(target_os = "linux", target_arch = "x86_64"))]
+#![cfg(all(
+    target_os = "linux",
+    any(target_arch = "x86_64", target_arch = "aarch64")
+))]
 
 use wxthunk_testkit as support;
 

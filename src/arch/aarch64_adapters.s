@@ -27,13 +27,14 @@ wxthunk_0_1_aapcs64_frame_adapter:
     .cfi_offset x29, -16
     .cfi_offset x30, -8
     mov x29, sp
+    .cfi_def_cfa_register x29   // the CFA stays x29 + 16 while sp moves
     ldr x17, [x16]              // ctx
     str x17, [sp, #-16]!        // the callee's first stack slot (sp stays 16-aligned)
     ldr x17, [x16, #8]          // entry
     blr x17
     add sp, sp, #16
     ldp x29, x30, [sp], #16
-    .cfi_def_cfa_offset 0
+    .cfi_def_cfa sp, 0
     .cfi_restore x29
     .cfi_restore x30
     ret
