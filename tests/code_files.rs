@@ -5,7 +5,10 @@
 //! mapping of code is of an unlinked file. Nothing is ever left in the
 //! directory, after a normal exit or a crash. Each case runs in a child
 //! process.
-#![cfg(all(target_os = "linux", target_arch = "x86_64"))]
+#![cfg(all(
+    target_os = "linux",
+    any(target_arch = "x86_64", target_arch = "aarch64")
+))]
 
 use wxthunk_testkit as support;
 

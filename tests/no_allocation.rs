@@ -3,7 +3,10 @@
 //! compiled function of exactly the signature, called by real C code), and
 //! small `Fn` closures on a dual-mapped heap, which live in their thunk's
 //! private data slot.
-#![cfg(all(target_os = "linux", target_arch = "x86_64"))]
+#![cfg(all(
+    target_os = "linux",
+    any(target_arch = "x86_64", target_arch = "aarch64")
+))]
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::ffi::{c_int, c_void};

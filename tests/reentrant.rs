@@ -8,7 +8,10 @@
 //! leaves the heap, and nothing is lost: every result is right and every
 //! heap ends with nothing live. Each case runs in a forked child, waited
 //! for with a time-out, so a hang fails the test.
-#![cfg(all(target_os = "linux", target_arch = "x86_64"))]
+#![cfg(all(
+    target_os = "linux",
+    any(target_arch = "x86_64", target_arch = "aarch64")
+))]
 
 use wxthunk_testkit as support;
 

@@ -3,7 +3,10 @@
 //! four arguments as written, every other shape through `ref_thunk!`;
 //! thunks of every closure kind, on every heap, called by C (`qsort`,
 //! `bsearch`, `nftw`) and through their own pointer types.
-#![cfg(all(target_os = "linux", target_arch = "x86_64"))]
+#![cfg(all(
+    target_os = "linux",
+    any(target_arch = "x86_64", target_arch = "aarch64")
+))]
 
 use std::ffi::c_void;
 

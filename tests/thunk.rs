@@ -1,7 +1,10 @@
 //! Thunks: every argument, both calling paths, unwinding, thunk pages,
 //! every heap strategy. (Real C callers: `c_callers.rs`; the guards and
 //! drops: `thunk_lifetimes.rs`.)
-#![cfg(all(target_os = "linux", target_arch = "x86_64"))]
+#![cfg(all(
+    target_os = "linux",
+    any(target_arch = "x86_64", target_arch = "aarch64")
+))]
 
 use wxthunk_testkit as support;
 
@@ -40,8 +43,8 @@ fn every_argument_reaches_the_closure_and_the_result_comes_back() {
         assert!(!t3.builds_frame());
         assert_eq!(
             &t3.code()[..4],
-            &[0xf3, 0x0f, 0x1e, 0xfa],
-            "starts with endbr64"
+            support::code::LANDING_PAD,
+            "starts with a landing pad"
         );
     }
 }
@@ -105,7 +108,9 @@ fn the_frame_building_path_for_sysv_and_win64() {
         };
         assert_eq!(got, 7000.0 + 0.875, "{name}");
 
-        // Six integers and ten floats: two floats and the context spill.
+        // Six integers and ten floats: two floats and the context spill
+        // (System V); AArch64 has eight float registers too, but two integer
+        // registers are left, so the context goes to x6.
         type Mixed = unsafe extern "C" fn(
             i32,
             f64,
@@ -156,7 +161,7 @@ fn the_frame_building_path_for_sysv_and_win64() {
                 },
             )
             .unwrap();
-        assert!(t.builds_frame());
+        assert_eq!(t.builds_frame(), cfg!(target_arch = "x86_64"), "{name}");
         // SAFETY: the thunk is alive.
         let got = unsafe {
             (t.as_fn())(
@@ -168,6 +173,15 @@ fn the_frame_building_path_for_sysv_and_win64() {
         assert_eq!(got, ints * 1000.0 + floats, "{name}");
 
         // Windows x64: the fifth position is on the stack.
+        #[cfg(target_arch = "x86_64")]
+        win64_thunks(name, &heap, base);
+    }
+}
+
+/// Windows x64 thunks on a System V host: the frame path and a register one.
+#[cfg(target_arch = "x86_64")]
+fn win64_thunks(name: &str, heap: &Heap, base: u64) {
+    {
         type Win5 = unsafe extern "win64" fn(u64, f64, u64, u64, u64, u64) -> u64;
         let t = heap
             .thunk::<Win5, _>(move |a: u64, b: f64, c: u64, d: u64, e: u64, f: u64| {
@@ -182,7 +196,7 @@ fn the_frame_building_path_for_sysv_and_win64() {
         // And a win64 register-path thunk.
         let t = heap
             .thunk::<unsafe extern "win64" fn(u32, f32, u32) -> u32, _>(
-                move |a: u32, b: f32, c: u32| a + b as u32 + c + (base - base) as u32,
+                move |a: u32, b: f32, c: u32| a + b as u32 + c + (base >> 63) as u32,
             )
             .unwrap();
         assert!(!t.builds_frame());
@@ -218,8 +232,10 @@ fn panics_unwind_through_unwind_thunks_on_both_paths() {
             )
             .unwrap();
         assert!(!xmm.builds_frame());
-        // Both register files full: the frame path.
+        // Both register files full: the frame path (eight integers and
+        // eight floats fill AArch64's registers and System V's).
         type Full = unsafe extern "C-unwind" fn(
+            u64,
             u64,
             u64,
             u64,
@@ -245,6 +261,7 @@ fn panics_unwind_through_unwind_thunks_on_both_paths() {
                       _: u64,
                       _: u64,
                       g: u64,
+                      _: u64,
                       _: f64,
                       _: f64,
                       _: f64,
@@ -261,7 +278,9 @@ fn panics_unwind_through_unwind_thunks_on_both_paths() {
             )
             .unwrap();
         assert!(frame.builds_frame());
+        #[cfg(target_arch = "x86_64")]
         type WinWide = unsafe extern "win64-unwind" fn(u64, u64, u64, u64, u64) -> u64;
+        #[cfg(target_arch = "x86_64")]
         let win = heap
             .thunk::<WinWide, _>(move |a: u64, _: u64, _: u64, _: u64, e: u64| {
                 if e == 0 {
@@ -287,18 +306,25 @@ fn panics_unwind_through_unwind_thunks_on_both_paths() {
                 assert_eq!((xmm.as_fn())(1, 2, 3, 4, 5, 6, 7), 8);
                 let f = frame.as_fn();
                 let err = catch_unwind(AssertUnwindSafe(|| {
-                    f(1, 2, 3, 4, 5, 6, 0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+                    f(
+                        1, 2, 3, 4, 5, 6, 0, 0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0,
+                    )
                 }))
                 .unwrap_err();
                 assert_eq!(err.downcast_ref::<&str>(), Some(&"g is zero"), "{name}");
                 assert_eq!(
-                    f(1, 2, 3, 4, 5, 6, 7, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 2.0),
+                    f(
+                        1, 2, 3, 4, 5, 6, 7, 0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 2.0
+                    ),
                     10
                 );
-                let err =
-                    catch_unwind(AssertUnwindSafe(|| (win.as_fn())(1, 2, 3, 4, 0))).unwrap_err();
-                assert_eq!(err.downcast_ref::<&str>(), Some(&"e is zero"), "{name}");
-                assert_eq!((win.as_fn())(1, 2, 3, 4, 5), 6);
+                #[cfg(target_arch = "x86_64")]
+                {
+                    let err = catch_unwind(AssertUnwindSafe(|| (win.as_fn())(1, 2, 3, 4, 0)))
+                        .unwrap_err();
+                    assert_eq!(err.downcast_ref::<&str>(), Some(&"e is zero"), "{name}");
+                    assert_eq!((win.as_fn())(1, 2, 3, 4, 5), 6);
+                }
             }
         }
         // The heap is intact and usable (a runtime capture: code on it).

@@ -1,7 +1,10 @@
 //! Thunks under load: creation and drop on two threads while others call
 //! existing thunks; a million create/drop cycles leave RSS flat. One test
 //! at a time in this binary (RSS is process-wide).
-#![cfg(all(target_os = "linux", target_arch = "x86_64"))]
+#![cfg(all(
+    target_os = "linux",
+    any(target_arch = "x86_64", target_arch = "aarch64")
+))]
 
 use wxthunk_testkit as support;
 

@@ -4,9 +4,9 @@
 //!
 //! Generated thunks use the encoders and the AAPCS64 placement of
 //! `aarch64_thunk.rs` and the frame adapter of `aarch64_adapters.s`,
-//! assembled here. Static trampolines are not mapped on AArch64 yet (the
-//! tables of `aarch64_trampolines.s` run only in the signature matrix), so
-//! the probe refuses that strategy here.
+//! assembled here, and the static-trampoline table of
+//! `aarch64_trampolines.s`: one table in 64 KiB units, which maps from the
+//! binary's file on 4, 16 and 64 KiB kernels alike.
 
 use core::arch::asm;
 
@@ -56,16 +56,14 @@ pub(crate) fn flush_icache(ptr: *const u8, len: usize) {
     unsafe { asm!("dsb ish", "isb", options(nostack, preserves_flags)) };
 }
 
-pub(crate) use super::no_thunks::{
-    ENTRY_SIZE, TABLE_KINDS, TABLE_SIZE, trampoline_kind, trampoline_table,
-};
-
 use super::aarch64_thunk::{self as enc, THUNK_SIZE};
 use super::{Placement, THUNK_CODE_MAX, ThunkCode};
 use crate::abi::{ArgClass, CallConv};
 
-// The frame adapter, with unwind information (`aarch64_adapters.s`).
+// The frame adapter, with unwind information (`aarch64_adapters.s`), and
+// the static-trampoline table (`aarch64_trampolines.s`).
 core::arch::global_asm!(include_str!("aarch64_adapters.s"));
+core::arch::global_asm!(include_str!("aarch64_trampolines.s"));
 
 unsafe extern "C" {
     fn wxthunk_0_1_aapcs64_frame_adapter();
@@ -73,6 +71,41 @@ unsafe extern "C" {
     fn wxthunk_0_1_aapcs64_dropped();
     /// The adapter's size in bytes (`aarch64_adapters.s`).
     static wxthunk_0_1_aapcs64_frame_adapter_size: u32;
+    static wxthunk_0_1_trampoline_table: [u8; TABLE_KINDS * TABLE_SIZE];
+}
+
+/// The unit of the trampoline table: one kind's entries, and the distance
+/// from an entry to its record. 64 KiB, the largest page size of AArch64
+/// Linux, so that a unit is whole pages on every kernel (4, 16 or 64 KiB
+/// pages): one table serves them all, where a table per page size would
+/// add 340 KiB of text for smaller reservations only.
+pub(crate) const TABLE_SIZE: usize = 65536;
+/// The size of one entry, and of one record.
+pub(crate) const ENTRY_SIZE: usize = 32;
+/// Units in the table: one per kind of placement (eight integer argument
+/// registers, eight SIMD/FP ones, the frame path). The assembly's
+/// displacements (`17 - kind`) assume this count.
+pub(crate) const TABLE_KINDS: usize = 17;
+
+/// The table as assembled into this binary's text, every kind's unit.
+pub(crate) fn trampoline_table() -> Option<&'static [u8]> {
+    // SAFETY: the symbol is the table's code assembled above, in a
+    // readable, never-written text section of `TABLE_KINDS * TABLE_SIZE`
+    // bytes (its `.size`).
+    Some(unsafe { &*core::ptr::addr_of!(wxthunk_0_1_trampoline_table) })
+}
+
+/// The unit of the table whose entries put the context where `placement`
+/// says: `x<n>` is unit n, `d<n>` unit 8 + n, the frame path unit 16.
+#[inline]
+pub(crate) const fn trampoline_kind(placement: Placement) -> usize {
+    match placement {
+        Placement::Register(n) if n < 8 => n as usize,
+        Placement::Float(n) if n < 8 => 8 + n as usize,
+        Placement::Stack(_) => 16,
+        Placement::Register(_) => panic!("no such argument register"),
+        Placement::Float(_) => panic!("no such float argument register"),
+    }
 }
 
 // Every thunk fills its granule exactly.
@@ -136,9 +169,9 @@ pub(crate) fn frame_adapters() -> Vec<(usize, usize, String)> {
     )]
 }
 
-/// Where a record's target points for a thunk of `placement` (debug mode's
-/// record thunks; static trampolines later): the entry itself, or the frame
-/// adapter, which reads the record through x16.
+/// Where a record's target points for a thunk of `placement` (static
+/// trampolines, and debug mode's record thunks): the entry itself, or the
+/// frame adapter, which reads the record through x16.
 pub(crate) fn trampoline_target(_conv: CallConv, placement: Placement, entry: usize) -> usize {
     match placement {
         Placement::Stack(_) => wxthunk_0_1_aapcs64_frame_adapter as *const () as usize,

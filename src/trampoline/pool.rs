@@ -7,7 +7,7 @@
 //! [`Heap::compact`](crate::Heap::compact) releases that one too.
 
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use super::{ENTRIES, ENTRY_SIZE, MappedPage, Record, Table};
 use crate::arch;
@@ -17,7 +17,7 @@ use crate::strategy::Strategy;
 
 const _: () = assert!(ENTRIES <= u16::MAX as usize + 1);
 const _: () = assert!(
-    arch::TABLE_KINDS <= 16,
+    arch::TABLE_KINDS <= 32,
     "a bit per kind in `TableInfo::kinds`"
 );
 
@@ -60,7 +60,7 @@ pub(crate) struct TableInfo {
     /// A bit per kind of placement whose page of code is mapped: set (with
     /// release ordering, under the shard's lock) once the page is, never
     /// cleared while the table lives.
-    kinds: AtomicU16,
+    kinds: AtomicU32,
     shard: u8,
 }
 
@@ -287,7 +287,7 @@ impl TablePool {
             owner: Owner::default(),
             base: table.entry(0),
             table: index as u32,
-            kinds: AtomicU16::new(0),
+            kinds: AtomicU32::new(0),
             shard: self.shard,
         });
         let pt = PoolTable {

@@ -48,14 +48,19 @@ fn find_source() -> std::result::Result<TableSource, String> {
     let table =
         arch::trampoline_table().ok_or("no trampoline table is assembled for this architecture")?;
     assert_eq!(table.len(), CODE_SIZE, "one page per kind of placement");
+    // A unit of the table (one kind's code, the records, the data slots)
+    // must be whole pages: the page size is the kernel's, read at run time
+    // (AArch64 kernels use 4, 16 or 64 KiB; the unit is 64 KiB there).
     let page = sys::page_size();
-    if page > TABLE_SIZE {
+    if TABLE_SIZE % page != 0 {
         return Err(format!(
-            "the page size ({page}) is larger than a page of the trampoline table ({TABLE_SIZE})"
+            "the page size ({page}) does not divide a unit of the trampoline table ({TABLE_SIZE})"
         ));
     }
     let image = ImageFile::locate(table.as_ptr() as usize)?;
-    if image.offset() % TABLE_SIZE as u64 != 0 {
+    // Each unit is mapped from the file at its own offset, which must be
+    // on a page boundary.
+    if image.offset() % page as u64 != 0 {
         return Err(format!(
             "the trampoline table is at offset {:#x} of {}, not on a page boundary",
             image.offset(),

@@ -12,6 +12,8 @@ mod machine {
     pub const RET: &[u8] = &0xd65f_03c0u32.to_le_bytes();
     /// `brk #0`, what the library fills unused and freed code with.
     pub const TRAP: &[u8] = &0xd420_0000u32.to_le_bytes();
+    /// `bti c`: the landing pad every entry wxthunk makes starts with.
+    pub const LANDING_PAD: &[u8] = &0xd503_245fu32.to_le_bytes();
     /// `add x0, x0, x1; ret`.
     pub const ADD: &[u8] = &[0x00, 0x00, 0x01, 0x8b, 0xc0, 0x03, 0x5f, 0xd6];
 
@@ -80,6 +82,8 @@ mod machine {
     pub const RET: &[u8] = &[0xc3];
     /// `int3`, what the library fills unused and freed code with.
     pub const TRAP: &[u8] = &[0xcc];
+    /// `endbr64`: the landing pad every entry wxthunk makes starts with.
+    pub const LANDING_PAD: &[u8] = &[0xf3, 0x0f, 0x1e, 0xfa];
     /// `lea rax, [rdi + rsi]; ret`.
     pub const ADD: &[u8] = &[0x48, 0x8d, 0x04, 0x37, 0xc3];
 
@@ -133,6 +137,10 @@ pub const RET: &[u8] = machine::RET;
 
 /// The trap instruction the library fills unused and freed code with.
 pub const TRAP: &[u8] = machine::TRAP;
+
+/// The landing pad of an indirect branch (CET's `endbr64`, BTI's `bti c`):
+/// every thunk entry and trampoline wxthunk makes starts with it.
+pub const LANDING_PAD: &[u8] = machine::LANDING_PAD;
 
 /// `extern "C" fn(u64, u64) -> u64` returning the sum.
 pub const ADD: &[u8] = machine::ADD;

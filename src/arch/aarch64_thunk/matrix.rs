@@ -120,33 +120,25 @@ fn source() -> (String, usize, usize) {
             bti = 0;\n\
             if (mprotect(p, len, PROT_READ | PROT_EXEC) == 0) return 0;\n\
             perror(\"mprotect\"); return 1; }\n";
-    c += "extern char wxthunk_0_1_aapcs64_frame_adapter[];\n\
-          extern char wxthunk_0_1_a64_table_4096[], wxthunk_0_1_a64_table_16384[], \
-          wxthunk_0_1_a64_table_65536[];\n\
-          static char *table_src[3] = {wxthunk_0_1_a64_table_4096, wxthunk_0_1_a64_table_16384, \
-          wxthunk_0_1_a64_table_65536};\n\
-          static const long table_page[3] = {4096, 16384, 65536};\n\
-          static char *tables[3];\n\
-          /* Each table copied into fresh memory aligned to its page size (17 pages of\n\
-             code made read+exec, then the record page), as the crate maps it. */\n\
-          static int map_tables(void) {\n\
-            for (int v = 0; v < 3; v++) {\n\
-              long t = table_page[v];\n\
-              char *m = mmap(0, 19 * t, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);\n\
-              if (m == MAP_FAILED) { perror(\"mmap\"); return 0; }\n\
-              char *base = (char *)(((uintptr_t)m + t - 1) & ~(uintptr_t)(t - 1));\n\
-              memcpy(base, table_src[v], 17 * t);\n\
-              __builtin___clear_cache(base, base + 17 * t);\n\
-              if (seal(base, 17 * t)) return 0;\n\
-              tables[v] = base;\n\
-            }\n\
+    c += "extern char wxthunk_0_1_aapcs64_frame_adapter[], wxthunk_0_1_trampoline_table[];\n\
+          #define UNIT 65536L\n\
+          static char *table;\n\
+          /* The table copied into fresh memory aligned to its 64 KiB unit (17 units of\n\
+             code made read+exec, then the record unit), as the crate maps it. */\n\
+          static int map_table(void) {\n\
+            char *m = mmap(0, 19 * UNIT, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);\n\
+            if (m == MAP_FAILED) { perror(\"mmap\"); return 0; }\n\
+            char *base = (char *)(((uintptr_t)m + UNIT - 1) & ~(uintptr_t)(UNIT - 1));\n\
+            memcpy(base, wxthunk_0_1_trampoline_table, 17 * UNIT);\n\
+            __builtin___clear_cache(base, base + 17 * UNIT);\n\
+            if (seal(base, 17 * UNIT)) return 0;\n\
+            table = base;\n\
             return 1; }\n\
-          /* Entry i of page `kind` of table v, its record filled. */\n\
-          static void *via_table(int v, int kind, long i, void *ctx, void *entry, void *target) {\n\
-            long t = table_page[v];\n\
-            uint64_t *rec = (uint64_t *)(tables[v] + 17 * t + 32 * i);\n\
+          /* Entry i of unit `kind` of the table, its record filled. */\n\
+          static void *via_table(int kind, long i, void *ctx, void *entry, void *target) {\n\
+            uint64_t *rec = (uint64_t *)(table + 17 * UNIT + 32 * i);\n\
             rec[0] = (uint64_t)ctx; rec[1] = (uint64_t)entry; rec[3] = (uint64_t)target;\n\
-            return tables[v] + kind * t + 32 * i; }\n";
+            return table + kind * UNIT + 32 * i; }\n";
     for (name, bytes) in templates {
         let list: Vec<String> = bytes.iter().map(|b| format!("{b:#04x}")).collect();
         c += &format!(
@@ -186,7 +178,7 @@ fn source() -> (String, usize, usize) {
           if (rw == MAP_FAILED || rx == MAP_FAILED) { perror(\"mmap\"); return 0; }\n\
           memcpy(rw, code, 32); sync_views(rw, rx, 32);\n\
           return rx; }\n";
-    let mut main = String::from("int main(void) {\n  if (!map_tables()) return 2;\n");
+    let mut main = String::from("int main(void) {\n  if (!map_table()) return 2;\n");
     let (mut run, mut frame) = (0, 0);
     for (n, sig) in signatures().iter().enumerate() {
         let classes: Vec<ArgClass> = sig.iter().map(|&t| TYPES[t].1).collect();
@@ -259,7 +251,7 @@ fn source() -> (String, usize, usize) {
             None => format!("(({fnty})t)({});", values.join(", ")),
         };
         main += &format!("    {call} }}\n");
-        // The same call through slot i of every table's page for this
+        // The same call through a slot of the table's unit for this
         // placement (the frame page's target is the adapter).
         let target = if kind == "frame" {
             "(void *)wxthunk_0_1_aapcs64_frame_adapter".to_owned()
@@ -267,9 +259,8 @@ fn source() -> (String, usize, usize) {
             format!("(void *)entry{n}")
         };
         main += &format!(
-            "  for (int v = 0; v < 3; v++) {{\n\
-             long entries = table_page[v] / 32, i = {n} % 2 ? entries - 1 - {n} % entries : ({n} * 37) % entries;\n\
-             void *t = via_table(v, {page}, i, &ctx{n}, (void *)entry{n}, {target});\n\
+            "  {{ long entries = UNIT / 32, i = {n} % 2 ? entries - 1 - {n} % entries : ({n} * 37) % entries;\n\
+             void *t = via_table({page}, i, &ctx{n}, (void *)entry{n}, {target});\n\
              calls++;\n    {call} }}\n"
         );
     }
