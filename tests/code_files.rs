@@ -155,6 +155,9 @@ fn exercise_file_code() {
 
 #[test]
 fn plain_process_forced_to_files() {
+    if support::skipped_under_emulator(Strategy::DualMapFile) {
+        return;
+    }
     if let Some(out) = support::in_child("plain_process_forced_to_files", exercise_file_code) {
         assert!(out.contains("FILE-CODE-OK"), "{out}");
     }
@@ -162,6 +165,9 @@ fn plain_process_forced_to_files() {
 
 #[test]
 fn a_mdwe_forced_to_files() {
+    if support::skipped_under_emulator(Strategy::DualMapFile) {
+        return;
+    }
     support::run_locked("a_mdwe_forced_to_files", Lockdown::Mdwe, exercise_file_code);
 }
 
@@ -170,6 +176,9 @@ fn a_mdwe_forced_to_files() {
 /// global heap's spans use them.
 #[test]
 fn b_no_memfd_and_mdwe_chooses_files() {
+    if support::skipped_under_emulator(Strategy::DualMapFile) {
+        return;
+    }
     support::run_locked(
         "b_no_memfd_and_mdwe_chooses_files",
         Lockdown::NoMemfdMdwe,
@@ -198,6 +207,9 @@ fn b_no_memfd_and_mdwe_chooses_files() {
 
 #[test]
 fn c_systemd_rule_set_forced_to_files() {
+    if support::skipped_under_emulator(Strategy::DualMapFile) {
+        return;
+    }
     support::run_locked(
         "c_systemd_rule_set_forced_to_files",
         Lockdown::SystemdWx,
@@ -207,6 +219,9 @@ fn c_systemd_rule_set_forced_to_files() {
 
 #[test]
 fn e_no_memfd_forced_to_files() {
+    if support::skipped_under_emulator(Strategy::DualMapFile) {
+        return;
+    }
     support::run_locked(
         "e_no_memfd_forced_to_files",
         Lockdown::NoMemfd,
@@ -219,6 +234,9 @@ fn e_no_memfd_forced_to_files() {
 /// exits.
 #[test]
 fn wxthunk_tmpdir_chooses_the_directory() {
+    if support::skipped_under_emulator(Strategy::DualMapFile) {
+        return;
+    }
     let name = "wxthunk_tmpdir_chooses_the_directory";
     let body = || {
         let policy = wxthunk::probe();
@@ -254,6 +272,9 @@ fn wxthunk_tmpdir_chooses_the_directory() {
 /// the error of what needed it; nothing else breaks (thunks still work).
 #[test]
 fn a_directory_that_does_not_work_says_why() {
+    if support::skipped_under_emulator(Strategy::DualMapFile) {
+        return;
+    }
     let name = "a_directory_that_does_not_work_says_why";
     let missing = "/nonexistent/wxthunk-code";
     support::run_locked_with_env(
@@ -300,6 +321,9 @@ fn a_directory_that_does_not_work_says_why() {
 /// directory: the files had no name from the start.
 #[test]
 fn nothing_is_left_after_a_crash() {
+    if support::skipped_under_emulator(Strategy::DualMapFile) {
+        return;
+    }
     let name = "nothing_is_left_after_a_crash";
     let body = || {
         let pid = support::fork::spawn(support::fork::ForkPath::Libc, || {
@@ -344,6 +368,9 @@ fn nothing_is_left_after_a_crash() {
 /// test's own (a forked, single-threaded child, which `unshare` needs).
 #[test]
 fn a_noexec_directory_is_refused_by_name() {
+    if support::skipped_under_emulator(Strategy::DualMapFile) {
+        return;
+    }
     let name = "a_noexec_directory_is_refused_by_name";
     let Some(out) = support::in_child(name, || {
         let dir = fresh_dir("noexec");
@@ -403,6 +430,9 @@ fn a_noexec_directory_is_refused_by_name() {
 /// spans in such files, without a code change.
 #[test]
 fn wxthunk_strategy_forces_the_default_heaps_to_files() {
+    if support::skipped_under_emulator(Strategy::DualMapFile) {
+        return;
+    }
     let name = "wxthunk_strategy_forces_the_default_heaps_to_files";
     let out = support::in_child_with_env(name, &[("WXTHUNK_STRATEGY", "dual-map-file")], || {
         let heap = Heap::global().unwrap();
@@ -427,6 +457,9 @@ fn wxthunk_strategy_forces_the_default_heaps_to_files() {
 /// directory" for a path with U+FFFD the user never wrote).
 #[test]
 fn a_wxthunk_tmpdir_that_is_not_utf8_is_used_as_is() {
+    if support::skipped_under_emulator(Strategy::DualMapFile) {
+        return;
+    }
     use std::os::unix::ffi::OsStrExt;
     let name = "a_wxthunk_tmpdir_that_is_not_utf8_is_used_as_is";
     let body = || {

@@ -5,7 +5,10 @@
 //! SIGBUS. Both killed the process; now the heap says why, and it and its
 //! live thunks stay intact. Each case runs in a child process, where a
 //! signal fails the test instead of the test runner.
-#![cfg(all(target_os = "linux", target_arch = "x86_64"))]
+#![cfg(all(
+    target_os = "linux",
+    any(target_arch = "x86_64", target_arch = "aarch64")
+))]
 
 use wxthunk_testkit as support;
 

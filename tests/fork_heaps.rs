@@ -5,7 +5,10 @@
 //! child process of its own, so that the only threads are the test's, and
 //! every forked child is waited for with a timeout, so a deadlock fails the
 //! test instead of hanging it.
-#![cfg(all(target_os = "linux", target_arch = "x86_64"))]
+#![cfg(all(
+    target_os = "linux",
+    any(target_arch = "x86_64", target_arch = "aarch64")
+))]
 
 use wxthunk_testkit as support;
 
@@ -141,6 +144,13 @@ fn libc_fork_while_threads_are_busy_on_every_heap_many_times() {
                         return 5;
                     }
                     // Threads of the child contend for the inherited locks.
+                    // Not under qemu-user 7.2: a thread made in the child
+                    // of a multi-threaded process trips its assertions
+                    // (`cpu == current_cpu`; a plain C program with busy
+                    // threads, fork, pthread_create in the child does too).
+                    if support::emulated() {
+                        return 0;
+                    }
                     let ok = std::thread::scope(|s| {
                         let workers: Vec<_> = (0..2)
                             .map(|_| {

@@ -1,6 +1,9 @@
 //! Hardened processes, for real: each test re-runs itself in a child process
 //! that locks itself down first, then uses the library end to end.
-#![cfg(all(target_os = "linux", target_arch = "x86_64"))]
+#![cfg(all(
+    target_os = "linux",
+    any(target_arch = "x86_64", target_arch = "aarch64")
+))]
 
 use wxthunk_testkit as support;
 
@@ -40,11 +43,12 @@ fn blocks_work_under_mdwe() {
         b.write_all(&code::ret_u32(7)).unwrap();
         let x = b.exec().unwrap();
         assert_eq!(x.as_ptr(), at);
-        // SAFETY: offset 0 holds `mov eax, 7; ret`.
+        // SAFETY: offset 0 holds testkit's code returning 7.
         let f: extern "C" fn() -> u32 = unsafe { x.func(0).unwrap() };
         assert_eq!(f(), 7);
         let mut b = x.into_writable().unwrap();
-        b.as_mut_slice()[1] = 9;
+        let nine = code::ret_u32(9);
+        b.as_mut_slice()[..nine.len()].copy_from_slice(&nine);
         let x = b.exec().unwrap();
         // SAFETY: as above, patched.
         let f: extern "C" fn() -> u32 = unsafe { x.func(0).unwrap() };

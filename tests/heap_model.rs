@@ -2,7 +2,10 @@
 //! allocate slot / allocate span / allocate page / make a burst of thunks /
 //! write / seal / free / compact, checked against a plain model after every
 //! step.
-#![cfg(all(target_os = "linux", target_arch = "x86_64"))]
+#![cfg(all(
+    target_os = "linux",
+    any(target_arch = "x86_64", target_arch = "aarch64")
+))]
 
 use wxthunk_testkit as support;
 

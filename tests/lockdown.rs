@@ -7,7 +7,10 @@
 //! uses `mprotect` and thunks static trampolines.
 //! In each the probe must name the strategy thunks use and why, and no
 //! writable+executable mapping may ever appear.
-#![cfg(all(target_os = "linux", target_arch = "x86_64"))]
+#![cfg(all(
+    target_os = "linux",
+    any(target_arch = "x86_64", target_arch = "aarch64")
+))]
 
 use wxthunk_testkit as support;
 

@@ -94,7 +94,11 @@ fn a_capture_free_thunk_allocates_nothing_and_sorts_with_qsort() {
 #[test]
 fn every_path_and_abi_of_a_capture_free_thunk() {
     type Eight = extern "C" fn(u64, u64, u64, u64, u64, u64, u64, u64) -> u64;
+    // Another ABI than "C" (Windows x64's where Rust can call it).
+    #[cfg(target_arch = "x86_64")]
     type Win = unsafe extern "win64" fn(f64, u32, f64, u64, u64) -> f64;
+    #[cfg(not(target_arch = "x86_64"))]
+    type Win = unsafe extern "C-unwind" fn(f64, u32, f64, u64, u64) -> f64;
     type Unwind = extern "C-unwind" fn(u32) -> u32;
     let heap = Heap::unlocked().unwrap();
     // Where a generated thunk would build a frame, this is still a plain

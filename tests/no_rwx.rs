@@ -1,7 +1,10 @@
 //! No mapping is ever writable and executable at once, and dropped blocks
 //! leave nothing behind. One test in this binary, so that only its own
 //! threads change the address space while it looks.
-#![cfg(all(target_os = "linux", target_arch = "x86_64"))]
+#![cfg(all(
+    target_os = "linux",
+    any(target_arch = "x86_64", target_arch = "aarch64")
+))]
 
 use wxthunk_testkit as support;
 
@@ -42,7 +45,7 @@ fn no_rwx_mapping_while_two_threads_churn_blocks_and_none_left_behind() {
                         let v = t * 1000 + i;
                         b.write_all(&code::ret_u32(v)).unwrap();
                         let x = b.exec().unwrap();
-                        // SAFETY: offset 0 holds `mov eax, v; ret`.
+                        // SAFETY: offset 0 holds testkit's code returning `v`.
                         let f: extern "C" fn() -> u32 = unsafe { x.func(0).unwrap() };
                         assert_eq!(f(), v);
                         if i % 50 == 0 {
@@ -53,7 +56,8 @@ fn no_rwx_mapping_while_two_threads_churn_blocks_and_none_left_behind() {
                         }
                         if i % 3 == 0 {
                             let mut b = x.into_writable().unwrap();
-                            b.as_mut_slice()[1] ^= 1;
+                            let patched = code::ret_u32(v ^ 1);
+                            b.as_mut_slice()[..patched.len()].copy_from_slice(&patched);
                             let x = b.exec().unwrap();
                             // SAFETY: as above, patched.
                             let f: extern "C" fn() -> u32 = unsafe { x.func(0).unwrap() };

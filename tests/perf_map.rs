@@ -4,7 +4,10 @@
 //! the default), block, thunk page and static-trampoline page; without
 //! either, no file is made. Each case runs in a child process, which
 //! removes its file when done.
-#![cfg(all(target_os = "linux", target_arch = "x86_64"))]
+#![cfg(all(
+    target_os = "linux",
+    any(target_arch = "x86_64", target_arch = "aarch64")
+))]
 
 use wxthunk_testkit as support;
 
@@ -120,18 +123,20 @@ fn everything_is_in_the_map() {
             .iter()
             .all(|(_, len, name)| *len > 0 && !name.is_empty())
     );
-    // The frame adapters come first: 19 System V ones and 13 Windows x64
-    // ones, apart from each other.
+    // The frame adapters come first: on x86_64 19 System V ones and 13
+    // Windows x64 ones, apart from each other; on AArch64 the one AAPCS64
+    // adapter.
     let mut adapters: Vec<_> = entries
         .iter()
         .filter(|(_, _, n)| n.starts_with("wxthunk frame adapter ("))
         .collect();
-    assert_eq!(adapters.len(), 32, "{adapters:#?}");
-    assert!(
-        entries[0]
-            .2
-            .contains("frame adapter (System V, 0 stack arguments)")
-    );
+    let (count, first) = if cfg!(target_arch = "aarch64") {
+        (1, "frame adapter (AAPCS64)")
+    } else {
+        (32, "frame adapter (System V, 0 stack arguments)")
+    };
+    assert_eq!(adapters.len(), count, "{adapters:#?}");
+    assert!(entries[0].2.contains(first), "{entries:#?}");
     adapters.sort();
     assert!(adapters.windows(2).all(|w| w[0].0 + w[0].1 <= w[1].0));
     println!("PERF-MAP-OK {} lines", entries.len());
@@ -238,15 +243,38 @@ fn a_forked_child_has_its_parents_lines_and_its_own() {
 #[test]
 fn perf_report_names_spans_and_thunks() {
     let name = "perf_report_names_spans_and_thunks";
+    if support::emulated() {
+        println!(
+            "SKIPPED: under an emulator perf would sample the emulator's own code, not the \
+             program's"
+        );
+        return;
+    }
     if support::is_child(name) {
         // The child, run under `perf record` by the parent below.
         let heap = Heap::global().unwrap();
-        let mut span = heap.alloc(16).unwrap();
+        let mut span = heap.alloc(32).unwrap();
+        // A loop of 100,000,000 turns.
+        #[cfg(target_arch = "x86_64")]
         // mov ecx, 100_000_000; 1: dec rcx; jnz 1b; ret
-        span.write_all(&[
+        let spin: &[u8] = &[
             0xb9, 0x00, 0xe1, 0xf5, 0x05, 0x48, 0xff, 0xc9, 0x75, 0xfb, 0xc3,
-        ])
-        .unwrap();
+        ];
+        #[cfg(target_arch = "aarch64")]
+        // bti c; mov w1, #0xe100; movk w1, #0x5f5, lsl #16;
+        // 1: subs x1, x1, #1; b.ne 1b; ret
+        let spin: Vec<u8> = [
+            0xd503_245f_u32,
+            0x529c_2001,
+            0x72a0_bea1,
+            0xf100_0421,
+            0x54ff_ffe1,
+            0xd65f_03c0,
+        ]
+        .iter()
+        .flat_map(|i| i.to_le_bytes())
+        .collect();
+        span.write_all(&spin).unwrap();
         let spin = span.exec_named("jit: spin").unwrap();
         // SAFETY: the code above is a complete function taking nothing.
         let spin: extern "C" fn() = unsafe { std::mem::transmute(spin.as_ptr()) };

@@ -19,7 +19,12 @@ type Bump = unsafe extern "C" fn(&mut u64, u64) -> u64;
 type Second = unsafe extern "C" fn(u64, &u64) -> u64;
 type Four = unsafe extern "C" fn(&mut [u8; 4], &u32, u8, u16) -> u32;
 type One = extern "C" fn(&u64) -> u64;
+/// Another ABI than "C": Windows x64's where Rust can call it (x86_64), the
+/// unwinding C ABI elsewhere.
+#[cfg(target_arch = "x86_64")]
 type Win = unsafe extern "win64" fn(&u64, &mut u64) -> u64;
+#[cfg(not(target_arch = "x86_64"))]
+type Win = unsafe extern "C-unwind" fn(&u64, &mut u64) -> u64;
 
 /// The C comparator type: the same ABI, with `*const c_void` arguments.
 type CCmp = unsafe extern "C" fn(*const c_void, *const c_void) -> i32;
@@ -115,8 +120,17 @@ fn every_closure_kind_takes_references() {
         assert_eq!(f(&5), 15, "{config}");
 
         // Other ABIs take references through `ref_thunk!`.
+        #[cfg(target_arch = "x86_64")]
         let win = wxthunk::ref_thunk!(in &heap,
             unsafe extern "win64" fn(a: &u64, out: &mut u64) -> u64 => {
+                *out = *a + k;
+                *out * 2
+            }
+        )
+        .unwrap();
+        #[cfg(not(target_arch = "x86_64"))]
+        let win = wxthunk::ref_thunk!(in &heap,
+            unsafe extern "C-unwind" fn(a: &u64, out: &mut u64) -> u64 => {
                 *out = *a + k;
                 *out * 2
             }

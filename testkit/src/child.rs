@@ -197,3 +197,34 @@ pub fn self_command() -> Command {
         None => Command::new(exe),
     }
 }
+
+/// Whether this test binary runs under an emulator ([`RUNNER_VAR`] is set).
+pub fn emulated() -> bool {
+    std::env::var_os(RUNNER_VAR).is_some_and(|r| !r.is_empty())
+}
+
+/// Under an emulator that refuses `strategy` (qemu-user runs stale code
+/// after a rewrite through a dual mapping's other view, so the probe
+/// refuses both dual mappings there), prints `SKIPPED: why` and returns
+/// true. Natively it returns false whatever the probe says: a test that
+/// needs the strategy then fails where it is refused, as it should.
+///
+/// Natively it does not probe: a test may set the process up (variables,
+/// lockdowns) before the probe runs.
+pub fn skipped_under_emulator(strategy: wxthunk::Strategy) -> bool {
+    if !emulated() {
+        return false;
+    }
+    let policy = wxthunk::probe();
+    if policy.allows(strategy) {
+        return false;
+    }
+    let why = match strategy {
+        wxthunk::Strategy::DualMap => policy.dual_mapping.to_string(),
+        wxthunk::Strategy::DualMapFile => policy.file_dual_mapping.to_string(),
+        wxthunk::Strategy::StaticTrampolines => policy.static_trampolines.to_string(),
+        _ => policy.mprotect_exec.to_string(),
+    };
+    println!("SKIPPED: {strategy} is refused under this emulator ({why})");
+    true
+}

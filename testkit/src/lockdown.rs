@@ -132,11 +132,12 @@ pub fn run_locked_with_env<V: AsRef<std::ffi::OsStr>>(
         body();
         println!("{DONE}");
     })?;
-    if let Some(line) = out.lines().find(|l| l.starts_with(UNAVAILABLE)) {
+    // The marker may follow libtest's `test NAME ... ` on its line.
+    if let Some(why) = out.lines().find_map(|l| l.split_once(UNAVAILABLE)) {
         println!(
             "SKIPPED: lockdown {} cannot be set up here ({}): {name} not checked",
             lockdown.name(),
-            line[UNAVAILABLE.len()..].trim()
+            why.1.trim()
         );
         return None;
     }
