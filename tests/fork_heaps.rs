@@ -69,7 +69,8 @@ fn shared_heaps() -> Vec<(&'static str, Heap)> {
 
 #[test]
 fn libc_fork_while_threads_are_busy_on_every_heap_many_times() {
-    const FORKS: usize = 100;
+    // Fewer under an emulator, where a fork copies the emulator too.
+    let forks: usize = if support::emulated() { 20 } else { 100 };
     let name = "libc_fork_while_threads_are_busy_on_every_heap_many_times";
     let Some(out) = support::in_child(name, || {
         let heaps = shared_heaps();
@@ -120,7 +121,7 @@ fn libc_fork_while_threads_are_busy_on_every_heap_many_times() {
             while rounds.load(Ordering::Relaxed) < 10 {
                 std::thread::yield_now();
             }
-            for n in 0..FORKS {
+            for n in 0..forks {
                 let (heaps, kept, kept_local) = (&heaps, &kept, &kept_local);
                 let pid = spawn(ForkPath::Libc, move || {
                     // Inherited thunks still run.
@@ -183,7 +184,7 @@ fn libc_fork_while_threads_are_busy_on_every_heap_many_times() {
             assert!(use_heap!(h, 11));
         }
         println!(
-            "FORKED {FORKS} children of {} busy threads ({} rounds); all used every heap",
+            "FORKED {forks} children of {} busy threads ({} rounds); all used every heap",
             3,
             rounds.load(Ordering::Relaxed)
         );

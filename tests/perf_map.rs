@@ -257,7 +257,7 @@ fn perf_report_names_spans_and_thunks() {
         // A loop of 100,000,000 turns.
         #[cfg(target_arch = "x86_64")]
         // mov ecx, 100_000_000; 1: dec rcx; jnz 1b; ret
-        let spin: &[u8] = &[
+        let spin: Vec<u8> = vec![
             0xb9, 0x00, 0xe1, 0xf5, 0x05, 0x48, 0xff, 0xc9, 0x75, 0xfb, 0xc3,
         ];
         #[cfg(target_arch = "aarch64")]

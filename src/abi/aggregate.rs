@@ -57,7 +57,7 @@ impl StructClass {
 
     /// System V: the integer and `xmm` registers the struct takes when it
     /// is passed in registers.
-    #[cfg_attr(not(any(target_arch = "x86_64", test)), allow(dead_code))]
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     pub(crate) const fn sysv_registers(self) -> (usize, usize) {
         let words = self.stack_slots();
         let mut floats = 0;
@@ -73,7 +73,7 @@ impl StructClass {
 
     /// The 8-byte stack slots the struct takes when it is passed on the
     /// stack by value (System V).
-    #[cfg_attr(not(any(target_arch = "x86_64", test)), allow(dead_code))]
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     pub(crate) const fn stack_slots(self) -> usize {
         self.size().div_ceil(8)
     }

@@ -1,9 +1,8 @@
 //! AArch64 thunk code: where the context goes (AAPCS64) and the bytes that
 //! put it there. Plain functions that return bytes, compiled and unit-tested
 //! on every host (the exact encodings below were checked against `llvm-mc
-//! -triple=aarch64 -mattr=+bti`); not yet used by the crate on AArch64,
-//! where `Unsupported` stays the answer until a build there proves the
-//! Rust glue.
+//! -triple=aarch64 -mattr=+bti`); `aarch64.rs` wires them into the crate
+//! on AArch64.
 //!
 //! # Placement (AAPCS64, Linux)
 //!
@@ -25,7 +24,12 @@
 //! 8-aligned offset after them. The registers are the same, so the
 //! register and float placements are the same; only the frame path's
 //! count becomes a byte size, computed from the argument sizes in order
-//! (`stack_bytes` below, for the design; Linux is what is verified).
+//! (`stack_bytes` below, for the design; Linux is what is verified). With
+//! at most sixteen scalar arguments the difference never shows: the frame
+//! path needs all eight `x` and all eight `v` registers taken, which leaves
+//! no argument on the stack before the context on either platform. It
+//! shows for structs by value and for more arguments, neither of which
+//! AArch64 thunks take yet.
 //!
 //! # Code
 //!
@@ -47,9 +51,9 @@
 //! Unused and freed code is `brk #0`.
 //!
 //! The frame adapter (`aarch64_adapters.s`) and the static-trampoline
-//! tables, one per page size (`aarch64_trampolines.s`), are assembly, the
-//! form the crate will use; the signature matrix below assembles both into
-//! its harness. Instruction-cache maintenance (`aarch64.rs`: clean by
+//! table (`aarch64_trampolines.s`) are assembly, assembled into the crate
+//! on AArch64; the signature matrix below assembles both into its harness
+//! too. Instruction-cache maintenance (`aarch64.rs`: clean by
 //! address to the point of unification, `dsb ish`, invalidate, `dsb ish;
 //! isb`, line sizes from `CTR_EL0`) is reviewed, not proven: qemu does not
 //! model caches.

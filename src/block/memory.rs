@@ -30,6 +30,8 @@ pub(crate) fn round_to_pages(len: usize) -> Result<usize> {
 pub(crate) struct BlockMemory {
     capacity: usize,
     kind: Kind,
+    /// Whether a seal maps the code guarded (`Prot::ReadExecGuarded`).
+    pub(super) guarded: bool,
 }
 
 #[derive(Debug)]
@@ -112,6 +114,7 @@ impl BlockMemory {
                 writable: true,
                 strategy,
             },
+            guarded: false,
         })
     }
 
@@ -140,7 +143,11 @@ impl BlockMemory {
                 }
             }
         };
-        Ok(BlockMemory { capacity, kind })
+        Ok(BlockMemory {
+            capacity,
+            kind,
+            guarded: false,
+        })
     }
 
     pub(crate) fn capacity(&self) -> usize {
@@ -212,13 +219,14 @@ impl BlockMemory {
         let tail = unsafe { std::slice::from_raw_parts_mut(write.as_ptr().add(len), used - len) };
         arch::fill_traps(tail);
         let capacity = self.capacity;
+        let exec = Prot::exec(self.guarded);
         match &mut self.kind {
             Kind::Protect { base, writable } => {
                 sys::flush_icache(base.as_ptr(), used);
                 // SAFETY: we own the mapping; nothing runs it yet, and the
                 // `Block` giving up `&mut` access is what makes it
                 // unwritable.
-                unsafe { base.protect(0, capacity, Prot::ReadExec) }
+                unsafe { base.protect(0, capacity, exec) }
                     .map_err(|e| Error::os("mprotect(PROT_READ|PROT_EXEC)", e))?;
                 *writable = false;
             }
@@ -235,7 +243,7 @@ impl BlockMemory {
                 // SAFETY: `rx` is our reservation or our previous code
                 // mapping of the same size; the new file holds the code that
                 // may run there.
-                unsafe { file.map_over(rx.ptr(), 0, capacity, Prot::ReadExec) }
+                unsafe { file.map_over(rx.ptr(), 0, capacity, exec) }
                     .map_err(|e| Error::os("mmap(PROT_READ|PROT_EXEC) of the code file", e))?;
                 sys::flush_icache(rx.as_ptr(), used);
                 // The buffer goes (unmapped): the sealed block no longer
@@ -260,7 +268,7 @@ impl BlockMemory {
                 // SAFETY: `base` is our mapping; the `Block` giving up `&mut`
                 // access is what ends the writes, and the file holds the
                 // same bytes, so nothing relies on the pages replaced.
-                if let Err(e) = unsafe { file.map_over(base.ptr(), 0, capacity, Prot::ReadExec) } {
+                if let Err(e) = unsafe { file.map_over(base.ptr(), 0, capacity, exec) } {
                     restore_in_place(base, &file, capacity);
                     return Err(Error::os("mmap(PROT_READ|PROT_EXEC) of the code file", e));
                 }

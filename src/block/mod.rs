@@ -439,6 +439,38 @@ impl Block {
         self.mem.strategy()
     }
 
+    /// Asks for the block's code to be mapped guarded when sealed (off by
+    /// default): on AArch64 with BTI (see
+    /// [`Policy::branch_protection`](crate::Policy::branch_protection)),
+    /// with `PROT_BTI`, so that an indirect branch into the block must land
+    /// on a `bti c` (or `paciasp`) instruction, or the process gets
+    /// `SIGILL`. Turn it on for code whose every entry reached through a
+    /// pointer has one (a compiler's `-mbranch-protection=bti`, cranelift's
+    /// `use_bti`); it makes a jump into the middle of the code fault.
+    /// Blocks are unguarded by default because code written by hand or by
+    /// a code generator without that option lacks the landing pads. Kept
+    /// across [`ExecBlock::into_writable`](crate::ExecBlock::into_writable);
+    /// elsewhere, and on other architectures, it changes nothing.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let mut block = wxthunk::Block::new(64)?;
+    /// assert!(!block.branch_protection());
+    /// block.set_branch_protection(true);
+    /// assert!(block.branch_protection());
+    /// # Ok::<(), wxthunk::Error>(())
+    /// ```
+    pub fn set_branch_protection(&mut self, on: bool) {
+        self.mem.guarded = on;
+    }
+
+    /// Whether the block's code is mapped guarded when sealed
+    /// ([`set_branch_protection`](Self::set_branch_protection)).
+    pub fn branch_protection(&self) -> bool {
+        self.mem.guarded
+    }
+
     /// Seals the block: the bytes written become executable at
     /// [`exec_ptr`](Block::exec_ptr) and can never be written through this
     /// value again. The rest of the last page written is filled with trap

@@ -362,6 +362,7 @@ impl<L: RawMutex> Heap<L> {
             shift,
             Stamp::now(),
             place,
+            sys::Prot::exec(self.config.branch_protection),
         ) {
             Ok(region) => region,
             Err(e) => {

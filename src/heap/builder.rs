@@ -57,6 +57,8 @@ pub(super) struct Config {
     pub(super) max_span: usize,
     /// Debug mode ([`HeapBuilder::debug`]).
     pub(super) debug: bool,
+    /// Guarded code pages ([`HeapBuilder::branch_protection`]).
+    pub(super) branch_protection: bool,
 }
 
 /// Builds a [`Heap`] with a chosen strategy and region sizes.
@@ -85,6 +87,8 @@ pub struct HeapBuilder {
     thread_caches: Option<GiveBack>,
     /// Debug mode ([`HeapBuilder::debug`]); `None` follows `WXTHUNK_DEBUG`.
     debug: Option<bool>,
+    /// Guarded code pages ([`HeapBuilder::branch_protection`]).
+    branch_protection: bool,
 }
 
 impl Default for HeapBuilder {
@@ -96,6 +100,7 @@ impl Default for HeapBuilder {
             max_region_size: 4 * 1024 * 1024,
             max_reserved: DEFAULT_MAX_RESERVED,
             thread_caches: None,
+            branch_protection: true,
             debug: None,
         }
     }
@@ -271,6 +276,36 @@ impl HeapBuilder {
         self
     }
 
+    /// Whether the heap's code pages are guarded against branches into the
+    /// middle of code, where the kernel offers it (on by default).
+    ///
+    /// On AArch64 with BTI (Linux 5.8 or later on a CPU that has it; the
+    /// probe's `branch protection` line says whether it does), guarded
+    /// pages are mapped with `PROT_BTI`: an indirect branch (`br`, `blr`,
+    /// a call through a function pointer) into them must land on a `bti c`
+    /// (or `paciasp`) instruction, or the process gets `SIGILL`. Every thunk
+    /// wxthunk generates starts with `bti c`. Code you write into a
+    /// [`Span`](crate::Span) of a guarded heap must start each function
+    /// that is called through a pointer with one too, as compilers do under
+    /// `-mbranch-protection=bti`; build the heap with `false` for code
+    /// without landing pads (thunks and spans share the heap's pages, so the
+    /// setting is the heap's). Elsewhere, and on other architectures, it
+    /// changes nothing. [`Block`](crate::Block)s are unguarded unless asked
+    /// ([`Block::set_branch_protection`](crate::Block::set_branch_protection)).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// // A heap for JIT code without landing pads.
+    /// let heap = wxthunk::Heap::builder().branch_protection(false).build()?;
+    /// assert!(!heap.branch_protection());
+    /// # Ok::<(), wxthunk::Error>(())
+    /// ```
+    pub fn branch_protection(mut self, on: bool) -> Self {
+        self.branch_protection = on;
+        self
+    }
+
     /// Gives a `Sync` heap per-thread caches of ready thunk granules, where
     /// its thunks are dual-mapped and not strict and the process-wide
     /// barrier works; `give_back` frees granules of an ending thread into
@@ -430,6 +465,7 @@ impl HeapBuilder {
             max_region,
             max_span: limit,
             debug: self.debug.unwrap_or_else(crate::policy::debug_setting),
+            branch_protection: self.branch_protection,
         };
         if config.debug {
             crate::creation_hooks::set(crate::creation_hooks::DEBUG);

@@ -335,6 +335,22 @@ impl<L: RawMutex> Heap<L> {
         self.config.mode.thunks().strategy()
     }
 
+    /// Whether this heap asks for guarded code pages
+    /// ([`HeapBuilder::branch_protection`]; on by default). They are
+    /// guarded where the kernel offers it
+    /// ([`Policy::branch_protection`](crate::Policy::branch_protection)).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let heap = wxthunk::Heap::new()?;
+    /// assert!(heap.branch_protection());
+    /// # Ok::<(), wxthunk::Error>(())
+    /// ```
+    pub fn branch_protection(&self) -> bool {
+        self.config.branch_protection
+    }
+
     /// Whether this heap is in debug mode ([`HeapBuilder::debug`]): calls
     /// through its dropped thunks are reported, and their memory is
     /// quarantined.

@@ -101,6 +101,12 @@ impl fmt::Display for Policy {
             "normal"
         };
         row(f, "personality", &persona)?;
+        let guard = match (self.branch_protection, self.arch) {
+            (true, _) => "PROT_BTI: thunk and heap pages are guarded (entries start with bti c)",
+            (false, "aarch64") => "none (this kernel or CPU has no BTI)",
+            (false, _) => "none (no page-level guard on this architecture)",
+        };
+        row(f, "branch protection", &guard)?;
         row(f, "Block strategy", &opt_strategy(self.block_strategy))?;
         // The default heaps write code with a forced strategy (one for
         // written code); other heaps use the probed one.

@@ -210,6 +210,12 @@ pub struct Policy {
     /// strategy (each needs a read-write mapping) and every writable mapping
     /// it would make, whenever the personality is set.
     pub read_implies_exec: bool,
+    /// Whether the kernel guards code pages against branches into the
+    /// middle of code: AArch64's BTI (`PROT_BTI`, announced in `AT_HWCAP2`),
+    /// which heaps and static trampolines use
+    /// ([`HeapBuilder::branch_protection`](crate::HeapBuilder::branch_protection)).
+    /// Always `false` on x86_64, where Linux offers no page-level guard.
+    pub branch_protection: bool,
     /// The strategy [`Block::new`](crate::Block::new) uses, `None` if no
     /// strategy works.
     pub block_strategy: Option<Strategy>,
@@ -331,6 +337,7 @@ impl Policy {
             seccomp,
             pax: sys::pax_flags(),
             read_implies_exec: sys::read_implies_exec(),
+            branch_protection: sys::branch_targets_guarded(),
             block_strategy: caps.choose(BLOCK_PREFERENCE).ok().map(Strategy::from),
             static_trampolines: caps.static_trampolines.clone(),
             trampoline_source: crate::trampoline::source()

@@ -55,6 +55,22 @@ pub(crate) enum Prot {
     ReadWrite,
     /// Readable and executable, never writable.
     ReadExec,
+    /// Readable and executable, never writable, and guarded where the
+    /// kernel offers it ([`branch_targets_guarded`]): AArch64's `PROT_BTI`,
+    /// so an indirect branch into the pages must land on a `bti`
+    /// instruction. Elsewhere the same as [`ReadExec`](Self::ReadExec).
+    ReadExecGuarded,
+}
+
+impl Prot {
+    /// Read+exec, guarded when `guarded` is.
+    pub(crate) fn exec(guarded: bool) -> Prot {
+        if guarded {
+            Prot::ReadExecGuarded
+        } else {
+            Prot::ReadExec
+        }
+    }
 }
 
 /// What a short-lived child process saw when it tried to map memory that is

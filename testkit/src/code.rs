@@ -6,6 +6,10 @@
 /// Whether these snippets run on this machine.
 pub const RUNS_HERE: bool = cfg!(any(target_arch = "x86_64", target_arch = "aarch64"));
 
+// Every AArch64 function below starts with `bti c`, as compilers emit
+// under `-mbranch-protection=bti`: heaps map their code guarded (PROT_BTI)
+// where the kernel offers it, and a call through a pointer must land on
+// one there (a no-op on CPUs without BTI).
 #[cfg(target_arch = "aarch64")]
 mod machine {
     /// `ret`.
@@ -14,22 +18,31 @@ mod machine {
     pub const TRAP: &[u8] = &0xd420_0000u32.to_le_bytes();
     /// `bti c`: the landing pad every entry wxthunk makes starts with.
     pub const LANDING_PAD: &[u8] = &0xd503_245fu32.to_le_bytes();
-    /// `add x0, x0, x1; ret`.
-    pub const ADD: &[u8] = &[0x00, 0x00, 0x01, 0x8b, 0xc0, 0x03, 0x5f, 0xd6];
+    /// `bti c; add x0, x0, x1; ret`.
+    pub const ADD: &[u8] = &[
+        0x5f, 0x24, 0x03, 0xd5, 0x00, 0x00, 0x01, 0x8b, 0xc0, 0x03, 0x5f, 0xd6,
+    ];
+    /// `bti c; ret`: a function that returns.
+    pub const RETURNS: &[u8] = &[0x5f, 0x24, 0x03, 0xd5, 0xc0, 0x03, 0x5f, 0xd6];
 
-    /// `mov w0, #lo; movk w0, #hi, lsl #16; ret`.
+    /// `bti c; mov w0, #lo; movk w0, #hi, lsl #16; ret`.
     pub fn ret_u32(value: u32) -> Vec<u8> {
         let (lo, hi) = (value & 0xffff, value >> 16);
-        [0x5280_0000 | lo << 5, 0x72a0_0000 | hi << 5, 0xd65f_03c0]
-            .iter()
-            .flat_map(|insn: &u32| insn.to_le_bytes())
-            .collect()
+        [
+            0xd503_245f,
+            0x5280_0000 | lo << 5,
+            0x72a0_0000 | hi << 5,
+            0xd65f_03c0,
+        ]
+        .iter()
+        .flat_map(|insn: &u32| insn.to_le_bytes())
+        .collect()
     }
 
-    /// `ldr x0, #8; ret`, then the value: returns it (8-aligned within the
-    /// code when the code is).
+    /// `bti c; ldr x0, #12; ret; brk #0`, then the value: returns it
+    /// (8-aligned within the code when the code is).
     pub fn ret_u64(value: u64) -> Vec<u8> {
-        let mut code: Vec<u8> = [0x5800_0040u32, 0xd65f_03c0]
+        let mut code: Vec<u8> = [0xd503_245fu32, 0x5800_0060, 0xd65f_03c0, 0xd420_0000]
             .iter()
             .flat_map(|i| i.to_le_bytes())
             .collect();
@@ -43,20 +56,20 @@ mod machine {
     }
 
     /// Where `add x0, x0, #1` is in [`call_then_add_one`]'s code.
-    const ADD_AT: usize = 16;
+    const ADD_AT: usize = 20;
 
     /// Calls `target` through an absolute address (a literal 8-aligned
     /// within the code when the code is), returns its result plus 1.
     pub fn call_then_add_one(target: usize) -> Vec<u8> {
         let insns: [u32; 8] = [
+            0xd503_245f, // bti c
             0xa9bf_7bfd, // stp x29, x30, [sp, #-16]!
             0x9100_03fd, // mov x29, sp
-            0x5800_00d0, // ldr x16, #24 (-> 32)
+            0x5800_00b0, // ldr x16, #20 (-> 32)
             0xd63f_0200, // blr x16
             add_imm(1),  // add x0, x0, #1
             0xa8c1_7bfd, // ldp x29, x30, [sp], #16
             0xd65f_03c0, // ret
-            0xd420_0000, // brk #0 (the literal's alignment)
         ];
         let mut code: Vec<u8> = insns.iter().flat_map(|i| i.to_le_bytes()).collect();
         code.extend_from_slice(&(target as u64).to_le_bytes());
@@ -80,6 +93,8 @@ mod machine {
 mod machine {
     /// `ret`.
     pub const RET: &[u8] = &[0xc3];
+    /// `ret`: a function that returns.
+    pub const RETURNS: &[u8] = RET;
     /// `int3`, what the library fills unused and freed code with.
     pub const TRAP: &[u8] = &[0xcc];
     /// `endbr64`: the landing pad every entry wxthunk makes starts with.
@@ -168,11 +183,17 @@ pub fn set_addend(code: &mut [u8], addend: u8) {
     machine::set_addend(code, addend);
 }
 
-/// `len` bytes of `ret` instructions (`len` a multiple of their size):
-/// code whose every instruction returns.
+/// `len` bytes of functions that return at once (`len` a multiple of
+/// their size: `ret` on x86_64, `bti c; ret` on AArch64).
 pub fn rets(len: usize) -> Vec<u8> {
-    assert_eq!(len % RET.len(), 0, "{len} bytes of {}-byte rets", RET.len());
-    RET.repeat(len / RET.len())
+    let one = machine::RETURNS;
+    assert_eq!(
+        len % one.len(),
+        0,
+        "{len} bytes of {}-byte functions",
+        one.len()
+    );
+    one.repeat(len / one.len())
 }
 
 /// Whether `bytes`, found at address `addr`, are all trap instructions (in

@@ -79,6 +79,7 @@ pub fn program(filter: Filter) -> BpfProgram {
                 .unwrap(),
             ])
             .unwrap();
+            #[cfg_attr(not(target_arch = "x86_64"), allow(unused_mut))]
             let mut rules = BTreeMap::from([(libc::SYS_clone, vec![no_thread_flag])]);
             // AArch64 has no fork or vfork system call: clone is the only way.
             #[cfg(target_arch = "x86_64")]

@@ -77,6 +77,11 @@ pub(crate) struct Region {
     /// Granules freed while the region could not be written (`strand`):
     /// out of use for good. Made on the first.
     stranded: Option<Bitmap>,
+    /// How its code is mapped: read+exec, guarded unless the heap was built
+    /// without branch protection ([`HeapBuilder::branch_protection`]).
+    ///
+    /// [`HeapBuilder::branch_protection`]: crate::HeapBuilder::branch_protection
+    exec: Prot,
 }
 
 impl Region {
@@ -90,6 +95,7 @@ impl Region {
         granule_shift: u32,
         stamp: Stamp,
         (index, shard): (u32, u8),
+        exec: Prot,
     ) -> Result<Region> {
         let page = sys::page_size();
         debug_assert!(size % page == 0 && size > 0);
@@ -149,6 +155,7 @@ impl Region {
             data,
             info,
             stranded: None,
+            exec,
         })
     }
 
@@ -334,7 +341,7 @@ impl Region {
                 arch::fill_traps(&mut dst[code.len()..]);
                 sys::flush_icache(at.as_ptr(), cap);
                 // SAFETY: as above; sealing removes write access.
-                let sealed = unsafe { base.protect(offset, cap, Prot::ReadExec) };
+                let sealed = unsafe { base.protect(offset, cap, self.exec) };
                 if let Err(e) = sealed {
                     // Leave the pages inaccessible rather than writable.
                     // SAFETY: as above.
@@ -427,7 +434,7 @@ impl Region {
                     }
                     // SAFETY: the allocation is gone, so nothing may run
                     // this page any more (a page belongs to one allocation).
-                    if unsafe { trap_fill_sealed(base, p * page, page) }.is_err() {
+                    if unsafe { trap_fill_sealed(base, p * page, page, self.exec) }.is_err() {
                         // No mapping to spare: drop the page's contents
                         // instead (it reads as zeros: the old code is gone).
                         // SAFETY: as above.
@@ -486,7 +493,12 @@ impl Region {
 /// # Safety
 /// `offset..offset+len` is whole pages of a protect region that no
 /// allocation holds: nothing may run them.
-unsafe fn trap_fill_sealed(base: &Mapping, offset: usize, len: usize) -> std::io::Result<()> {
+unsafe fn trap_fill_sealed(
+    base: &Mapping,
+    offset: usize,
+    len: usize,
+    exec: Prot,
+) -> std::io::Result<()> {
     // SAFETY: the caller owns the pages and nothing runs them.
     unsafe { base.protect(offset, len, Prot::ReadWrite) }?;
     let at = base.at(offset);
@@ -494,7 +506,7 @@ unsafe fn trap_fill_sealed(base: &Mapping, offset: usize, len: usize) -> std::io
     arch::fill_traps(unsafe { std::slice::from_raw_parts_mut(at.as_ptr(), len) });
     sys::flush_icache(at.as_ptr(), len);
     // SAFETY: as above; sealing removes write access.
-    let sealed = unsafe { base.protect(offset, len, Prot::ReadExec) };
+    let sealed = unsafe { base.protect(offset, len, exec) };
     if sealed.is_err() {
         // Not writable and executable, ever: leave the page inaccessible.
         // SAFETY: as above.

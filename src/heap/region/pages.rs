@@ -52,7 +52,7 @@ impl Region {
             // SAFETY: `p..q` are pages of our own reservation, inaccessible
             // until now, so nothing runs there; they get the file's bytes
             // (traps just written).
-            unsafe { file.map_over(rx.at(p * page), p * page, (q - p) * page, Prot::ReadExec) }
+            unsafe { file.map_over(rx.at(p * page), p * page, (q - p) * page, self.exec) }
                 .map_err(|e| Error::os("mmap(PROT_READ|PROT_EXEC) of the heap memfd", e))?;
             self.committed.mark_range(p, q - p);
             self.committed_pages += q - p;

@@ -7,7 +7,7 @@ use crate::error::{Error, Result};
 use crate::heap::fork::Stamp;
 use crate::policy;
 use crate::strategy::CodeStrategy;
-use crate::sys::{self, Prot};
+use crate::sys;
 
 impl Region {
     /// Before writing to a dual-mapped region (through its view or its
@@ -81,7 +81,7 @@ impl Region {
             // SAFETY: `rx` is our view of the region, inherited by a child
             // like any mapping; the code at every address is unchanged.
             remapped =
-                unsafe { new.map_over(rx.at(p * page), p * page, (q - p) * page, Prot::ReadExec) };
+                unsafe { new.map_over(rx.at(p * page), p * page, (q - p) * page, self.exec) };
             p = q;
         }
         // (On error the new view, just mapped and unused, is unmapped as it

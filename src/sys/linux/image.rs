@@ -90,7 +90,8 @@ impl ImageFile {
             mmap(
                 Place::Over(at),
                 len,
-                Prot::ReadExec,
+                // Every entry of the table starts with a landing pad.
+                Prot::ReadExecGuarded,
                 libc::MAP_PRIVATE,
                 fd,
                 offset,

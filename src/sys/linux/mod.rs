@@ -72,7 +72,35 @@ pub(super) fn prot_bits(prot: Prot) -> c_int {
         Prot::None => libc::PROT_NONE,
         Prot::ReadWrite => libc::PROT_READ | libc::PROT_WRITE,
         Prot::ReadExec => libc::PROT_READ | libc::PROT_EXEC,
+        Prot::ReadExecGuarded => libc::PROT_READ | libc::PROT_EXEC | guard_bits(),
     }
+}
+
+/// Whether this kernel guards pages mapped with `PROT_BTI`: AArch64 with
+/// BTI (Linux 5.8 or later on a CPU that has it, or qemu's `-cpu max`),
+/// which says so in `AT_HWCAP2`. The kernel accepts `PROT_BTI` exactly
+/// then. Never on other architectures.
+pub(crate) fn branch_targets_guarded() -> bool {
+    #[cfg(target_arch = "aarch64")]
+    {
+        /// `HWCAP2_BTI` of Linux's arm64 `uapi/asm/hwcap.h`.
+        const HWCAP2_BTI: libc::c_ulong = 1 << 17;
+        // SAFETY: getauxval reads the auxiliary vector; no preconditions.
+        unsafe { libc::getauxval(libc::AT_HWCAP2) & HWCAP2_BTI != 0 }
+    }
+    #[cfg(not(target_arch = "aarch64"))]
+    {
+        false
+    }
+}
+
+/// The `PROT_BTI` bit where the kernel guards pages, else nothing.
+fn guard_bits() -> c_int {
+    #[cfg(target_arch = "aarch64")]
+    if branch_targets_guarded() {
+        return libc::PROT_BTI;
+    }
+    0
 }
 
 /// Whether the `READ_IMPLIES_EXEC` personality is set (by `personality(2)`,
