@@ -13,10 +13,10 @@
 //!   takes one argument position. Only 1, 2, 4 and 8-byte structs are
 //!   returned in `rax`; others come back through hidden memory, which
 //!   would shift every argument, so they are refused as return types.
-//! - AAPCS64 (not placed yet: the AArch64 issue wires it): homogeneous
-//!   float aggregates of up to four members in `v` registers, other
-//!   structs in one or two `x` registers; [`StructClass`] records what
-//!   that needs.
+//! - AAPCS64: a homogeneous float aggregate of up to four members in as
+//!   many `v` registers, any other struct in one or two `x` registers; one
+//!   that misses its registers goes on the stack and later arguments of
+//!   that file follow it there. Returned the same way.
 //!
 //! The thunk never touches a struct: it only puts its context after the
 //! arguments, so all it needs is how many registers of each file the

@@ -21,33 +21,6 @@ pub enum ArgClass {
     Struct(StructClass),
 }
 
-impl ArgClass {
-    /// How many of `classes` are integer-class and how many float-class:
-    /// what the placement rules for scalars start from. A `const fn`, so
-    /// placements are computed at compile time.
-    ///
-    /// # Panics
-    ///
-    /// (At compile time) for a struct, which only the conventions that
-    /// place structs count, each by its own rules.
-    #[cfg_attr(not(any(target_arch = "aarch64", test)), allow(dead_code))]
-    pub(crate) const fn counts(classes: &[ArgClass]) -> (usize, usize) {
-        let mut ints = 0;
-        let mut i = 0;
-        while i < classes.len() {
-            match classes[i] {
-                ArgClass::Integer => ints += 1,
-                ArgClass::Float => {}
-                ArgClass::Struct(_) => {
-                    panic!("wxthunk: structs by value are not placed for this convention yet")
-                }
-            }
-            i += 1;
-        }
-        (ints, classes.len() - ints)
-    }
-}
-
 /// A calling convention, as the code generators know it.
 #[doc(hidden)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -113,9 +113,20 @@ const _: () = assert!(THUNK_SIZE == THUNK_CODE_MAX);
 
 /// Where the context goes after `classes`: AAPCS64's placement, for the
 /// conventions of this target (every one is AAPCS64 here).
+///
+/// The one frame adapter serves a context that is the first stack
+/// argument; a signature whose context would follow stack arguments (only
+/// structs that missed their registers make one, within sixteen
+/// arguments) is a compile-time error for now.
 pub(crate) const fn placement(conv: CallConv, classes: &[ArgClass]) -> Option<Placement> {
     match conv {
-        CallConv::Aapcs64 => Some(enc::placement(classes)),
+        CallConv::Aapcs64 => match enc::placement(classes) {
+            Placement::Stack(n) if n > 0 => panic!(
+                "wxthunk: on AArch64 this signature's context would follow arguments passed on \
+                 the stack, which no frame adapter serves yet"
+            ),
+            p => Some(p),
+        },
         _ => None,
     }
 }

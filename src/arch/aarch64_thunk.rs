@@ -78,15 +78,49 @@ const X17: u8 = 17;
 pub(crate) const THUNK_SIZE: usize = 32;
 
 /// Where the context goes after `classes` (Linux AAPCS64).
+///
+/// Scalars take the next register of their file, or an 8-byte stack slot
+/// once it is full. A struct by value (at most 16 bytes here) follows rules
+/// C.2-C.16 of the standard: a homogeneous float aggregate of `n` members
+/// takes `n` SIMD/FP registers if that many are free, otherwise it goes on
+/// the stack and the SIMD/FP file counts as full (NSRN = 8); any other
+/// struct takes one or two `x` registers (one per 8 bytes; none is aligned
+/// to 16, which would start it at an even register), otherwise it goes on
+/// the stack and the `x` file counts as full (NGRN = 8). Later arguments
+/// then never take a register of the file that was closed.
 pub(crate) const fn placement(classes: &[ArgClass]) -> Placement {
-    let (ints, floats) = ArgClass::counts(classes);
-    if ints < INT_REGS {
-        Placement::Register(ints as u8)
-    } else if floats < FLOAT_REGS {
-        Placement::Float(floats as u8)
+    let (mut ngrn, mut nsrn, mut stack) = (0usize, 0usize, 0usize);
+    let mut i = 0;
+    while i < classes.len() {
+        match classes[i] {
+            ArgClass::Integer if ngrn < INT_REGS => ngrn += 1,
+            ArgClass::Float if nsrn < FLOAT_REGS => nsrn += 1,
+            ArgClass::Integer | ArgClass::Float => stack += 1,
+            ArgClass::Struct(s) => {
+                let hfa = s.hfa_members();
+                let words = s.size().div_ceil(8);
+                if hfa > 0 && nsrn + hfa <= FLOAT_REGS {
+                    nsrn += hfa;
+                } else if hfa > 0 {
+                    nsrn = FLOAT_REGS;
+                    stack += words;
+                } else if ngrn + words <= INT_REGS {
+                    ngrn += words;
+                } else {
+                    ngrn = INT_REGS;
+                    stack += words;
+                }
+            }
+        }
+        i += 1;
+    }
+    if ngrn < INT_REGS {
+        Placement::Register(ngrn as u8)
+    } else if nsrn < FLOAT_REGS {
+        Placement::Float(nsrn as u8)
     } else {
-        // Every argument that missed its registers takes one 8-byte slot.
-        Placement::Stack((ints - INT_REGS) + (floats - FLOAT_REGS))
+        // Every argument that missed its registers is in 8-byte slots.
+        Placement::Stack(stack)
     }
 }
 
@@ -351,6 +385,44 @@ mod tests {
             assert_eq!(u64::from_le_bytes(code[24..].try_into().unwrap()), 0xbbbb);
         }
         assert!(words(&trap_granule()).iter().all(|&w| w == BRK_0));
+    }
+
+    /// Structs by value: floats-only ones of up to four members in `v`
+    /// registers, others in one or two `x` registers; one that misses its
+    /// registers goes on the stack and closes its file (C.3, C.11).
+    #[test]
+    fn placement_of_structs_follows_aapcs64() {
+        let hfa2 = ArgClass::of_struct::<(f64, f64)>();
+        let hfa4 = ArgClass::of_struct::<(f32, f32, f32, f32)>();
+        let pair = ArgClass::of_struct::<(u64, u64)>();
+        let small = ArgClass::of_struct::<(u8, u32)>(); // 8 bytes: one x register
+        let mixed = ArgClass::of_struct::<(f64, u32)>(); // not an HFA: two x registers
+        assert_eq!(placement(&[hfa2]), Placement::Register(0));
+        assert_eq!(placement(&[pair]), Placement::Register(2));
+        assert_eq!(placement(&[small, I]), Placement::Register(2));
+        assert_eq!(placement(&[mixed, pair, I]), Placement::Register(5));
+        // Seven x registers taken: a two-register struct misses and closes
+        // the file (NGRN = 8), so a later integer goes on the stack too and
+        // the context to the first free v register.
+        assert_eq!(
+            placement(&[[I; 7].as_slice(), &[pair, I]].concat()),
+            Placement::Float(0)
+        );
+        // HFAs fill v registers; one that does not fit closes that file.
+        assert_eq!(
+            placement(&[[I; 8].as_slice(), &[hfa4, hfa2]].concat()),
+            Placement::Float(6)
+        );
+        // Both files full: the frame path, after the stack arguments (which
+        // `arch::placement` refuses while the adapter serves none).
+        assert_eq!(
+            placement(&[[I; 8].as_slice(), &[hfa4, hfa4, F]].concat()),
+            Placement::Stack(1)
+        );
+        assert_eq!(
+            placement(&[[I; 8].as_slice(), &[hfa4, F, F, F, hfa2]].concat()),
+            Placement::Stack(2)
+        );
     }
 
     #[test]

@@ -173,7 +173,10 @@ impl HeapBuilder {
     ///
     /// ```
     /// let heap = wxthunk::Heap::builder().strict(true).build()?;
-    /// assert!(heap.is_strict());
+    /// // Strict where its code is dual-mapped (not under protect).
+    /// if heap.span_strategy() == Some(wxthunk::Strategy::DualMap) {
+    ///     assert!(heap.is_strict());
+    /// }
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn strict(mut self, strict: bool) -> Self {
