@@ -1,5 +1,6 @@
-//! Generates the signature matrix: for each calling convention (System V
-//! and Windows x64), signatures of 0 to 16 arguments mixing 8/16/32/64-bit
+//! Generates the signature matrix: for each calling convention of the
+//! target (System V and Windows x64 on x86_64, AAPCS64 on AArch64),
+//! signatures of 0 to 16 arguments mixing 8/16/32/64-bit
 //! integers, pointers, f32, f64 and small `#[repr(C)]` structs by value
 //! (of integers, of floats, mixed; 3 to 16 bytes), from a fixed
 //! pseudo-random seed. Writes the C callers (compiled with `cc`) and the
@@ -84,6 +85,45 @@ impl Ty {
         match self {
             Ty::S(i) => matches!(STRUCTS[i].0, "SII" | "SFF" | "SIF" | "SCS"),
             _ => true,
+        }
+    }
+
+    /// Size and alignment in bytes, as C lays the type out.
+    fn layout(self) -> (usize, usize) {
+        match self {
+            Ty::I8 | Ty::U8 => (1, 1),
+            Ty::I16 | Ty::U16 => (2, 2),
+            Ty::I32 | Ty::U32 | Ty::F32 => (4, 4),
+            Ty::I64 | Ty::U64 | Ty::F64 | Ty::Ptr => (8, 8),
+            Ty::S(i) => {
+                let (mut size, mut align) = (0usize, 1usize);
+                for f in STRUCTS[i].1 {
+                    let (s, a) = f.layout();
+                    size = size.next_multiple_of(a) + s;
+                    align = align.max(a);
+                }
+                (size.next_multiple_of(align), align)
+            }
+        }
+    }
+
+    /// AAPCS64: the members of a homogeneous float aggregate (all `f32`
+    /// or all `f64`, at most four), or 0.
+    fn hfa_members(self) -> usize {
+        match self {
+            Ty::S(i) => {
+                let fields = STRUCTS[i].1;
+                let first = fields[0];
+                let same = fields
+                    .iter()
+                    .all(|f| matches!((f, first), (Ty::F32, Ty::F32) | (Ty::F64, Ty::F64)));
+                if same && fields.len() <= 4 {
+                    fields.len()
+                } else {
+                    0
+                }
+            }
+            _ => 0,
         }
     }
 
@@ -208,6 +248,56 @@ const EDGES: [(usize, usize); 12] = [
     (16, 0),
 ];
 
+/// AArch64's edges: the context in the last `x` register, in the first
+/// and the last `v` register, on the stack with both files full (the
+/// frame path, in three interleavings), and the files overflowing alone.
+const A64_EDGES: [(usize, usize); 12] = [
+    (7, 0),
+    (8, 0),
+    (8, 7),
+    (7, 9),
+    (8, 8),
+    (8, 8),
+    (8, 8),
+    (0, 8),
+    (0, 16),
+    (3, 12),
+    (16, 0),
+    (2, 3),
+];
+
+/// AAPCS64 (Linux): whether the context would follow arguments passed on
+/// the stack, which the crate refuses at compile time (its one frame
+/// adapter serves a context that is the first stack argument). The
+/// crate's rule (`arch/aarch64_thunk.rs`), written again: what the crate
+/// refuses must not be generated, and what it accepts is checked by C.
+fn a64_context_after_stack(args: &[Ty]) -> bool {
+    let (mut ngrn, mut nsrn, mut stack) = (0, 0, 0);
+    for &t in args {
+        match t {
+            Ty::F32 | Ty::F64 if nsrn < 8 => nsrn += 1,
+            Ty::F32 | Ty::F64 => stack += 1,
+            Ty::S(_) => {
+                let (hfa, words) = (t.hfa_members(), t.layout().0.div_ceil(8));
+                if hfa > 0 && nsrn + hfa <= 8 {
+                    nsrn += hfa;
+                } else if hfa > 0 {
+                    nsrn = 8;
+                    stack += words;
+                } else if ngrn + words <= 8 {
+                    ngrn += words;
+                } else {
+                    ngrn = 8;
+                    stack += words;
+                }
+            }
+            _ if ngrn < 8 => ngrn += 1,
+            _ => stack += 1,
+        }
+    }
+    ngrn == 8 && nsrn == 8 && stack > 0
+}
+
 /// A signature of `ints` integer-class and `floats` float arguments, in a
 /// pseudo-random interleaving.
 fn edge_args((ints, floats): (usize, usize), rng: &mut Rng) -> Vec<Ty> {
@@ -323,11 +413,22 @@ fn main() {
     let struct_edges = struct_edges();
     let mut checks = Vec::new();
     let mut rng = Rng(0x5eed_1234_abcd_ef01);
-    for (conv, abi, attr) in [
-        ("sysv", "C", ""),
-        ("win64", "win64", "__attribute__((ms_abi)) "),
-    ] {
-        for n in 0..PER_CONV + EDGES.len() + struct_edges.len() {
+    let aarch64 = std::env::var("CARGO_CFG_TARGET_ARCH").is_ok_and(|a| a == "aarch64");
+    // (name, Rust ABI, C attribute) of each convention, and its edges.
+    type Conv = (&'static str, &'static str, &'static str);
+    let (convs, edges): (&[Conv], &[(usize, usize)]) = if aarch64 {
+        (&[("aapcs64", "C", "")], &A64_EDGES)
+    } else {
+        (
+            &[
+                ("sysv", "C", ""),
+                ("win64", "win64", "__attribute__((ms_abi)) "),
+            ],
+            &EDGES,
+        )
+    };
+    for &(conv, abi, attr) in convs {
+        for n in 0..PER_CONV + edges.len() + struct_edges.len() {
             let arity = n % 17;
             // A third of the signatures lean to floats, a third to
             // integers, so both register files overflow, alone and together;
@@ -343,16 +444,19 @@ fn main() {
                         _ => ALL[(rng.next() % ALL.len() as u64) as usize],
                     })
                     .collect(),
-                Some(edge) if edge < EDGES.len() => edge_args(EDGES[edge], &mut rng),
-                Some(edge) => struct_edges[edge - EDGES.len()].clone(),
+                Some(edge) if edge < edges.len() => edge_args(edges[edge], &mut rng),
+                Some(edge) => struct_edges[edge - edges.len()].clone(),
             };
+            if aarch64 && a64_context_after_stack(&args) {
+                continue;
+            }
             let arity = args.len();
             // Any return type, structs too (on Windows x64 those it returns
             // in `rax`).
             let returns: Vec<Ty> = ALL
                 .into_iter()
                 .chain((0..STRUCTS.len()).map(Ty::S))
-                .filter(|t| conv == "sysv" || t.win64_returnable())
+                .filter(|t| conv != "win64" || t.win64_returnable())
                 .collect();
             let ret = match rng.next() % (returns.len() as u64 + 1) {
                 i if i as usize == returns.len() => None,

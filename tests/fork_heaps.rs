@@ -191,7 +191,7 @@ fn libc_fork_while_threads_are_busy_on_every_heap_many_times() {
     }) else {
         return;
     };
-    assert!(out.contains("FORKED 100 children"), "{out}");
+    assert!(out.contains(&format!("FORKED {forks} children")), "{out}");
 }
 
 /// A dual-mapped heap's child, made without any fork handler, frees its copy

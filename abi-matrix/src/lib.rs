@@ -3,6 +3,9 @@
 //! that check they saw exactly those arguments. The test is in
 //! `tests/matrix.rs`.
 
-#![cfg(all(target_arch = "x86_64", target_os = "linux"))]
+#![cfg(all(
+    any(target_arch = "x86_64", target_arch = "aarch64"),
+    target_os = "linux"
+))]
 
 include!(concat!(env!("OUT_DIR"), "/matrix.rs"));

@@ -2,7 +2,10 @@
 //! value, called by gcc-compiled C) under every heap strategy this
 //! process allows, in this process and inside each lockdown (in a child
 //! process that locks itself down first).
-#![cfg(all(target_arch = "x86_64", target_os = "linux"))]
+#![cfg(all(
+    any(target_arch = "x86_64", target_arch = "aarch64"),
+    target_os = "linux"
+))]
 
 use wxthunk::Strategy;
 use wxthunk_abi_matrix::SIGNATURES;
@@ -61,21 +64,35 @@ fn every_signature_on_every_heap() {
             }
         }
     }
+    coverage(heaps.len());
+    assert!(
+        failures.is_empty(),
+        "{} failures:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+/// The float-class parameters of a signature's Rust type (not its return).
+fn float_params(ty: &str) -> usize {
+    let params = ty.split_once("fn(").map_or("", |(_, rest)| rest);
+    let params = params.split_once(')').map_or("", |(params, _)| params);
+    params.matches("f32").count() + params.matches("f64").count()
+}
+
+/// Checks that the matrix reaches every placement of System V and Windows
+/// x64, and prints its counts.
+#[cfg(target_arch = "x86_64")]
+fn coverage(heaps: usize) {
     let by_arity = |a: usize| SIGNATURES.iter().filter(|s| s.2 == a).count();
     let with_structs = SIGNATURES.iter().filter(|s| s.3 > 0).count();
     // The counts below read scalar signatures' types (a struct is neither
     // an integer nor a float there); the struct edges are in build.rs.
     let scalar = || SIGNATURES.iter().filter(|s| s.3 == 0);
     let stack = SIGNATURES.iter().filter(|s| s.2 >= 6).count();
-    let floats = |ty: &str| ty.matches("f32").count() + ty.matches("f64").count();
-
     // System V signatures whose thunk passes the context in a float
     // register: six integer-class arguments or more, fewer than 8 floats
     // (counted among the parameters, not the return type).
-    let float_params = |ty: &str| {
-        let params = ty.split_once("fn(").map_or("", |(_, rest)| rest);
-        floats(params.split_once(')').map_or("", |(params, _)| params))
-    };
     let float_spill = scalar().filter(|s| float_params(s.1) > 8).count();
     let float_context = scalar()
         .filter(|s| {
@@ -133,12 +150,41 @@ fn every_signature_on_every_heap() {
         float_spill,
         float_context,
         with_structs,
-        heaps.len()
+        heaps
+    );
+}
+
+/// Checks that the matrix reaches every placement of AAPCS64 (the context
+/// in an `x` register, in a `v` register, on the stack through the frame
+/// adapter) and structs by value, and prints its counts.
+#[cfg(target_arch = "aarch64")]
+fn coverage(heaps: usize) {
+    let scalar = || SIGNATURES.iter().filter(|s| s.3 == 0);
+    let (mut in_x, mut in_v, mut frame) = (0, 0, 0);
+    for s in scalar() {
+        let floats = float_params(s.1);
+        let ints = s.2 - floats;
+        match (ints >= 8, floats >= 8) {
+            (false, _) => in_x += 1,
+            (true, false) => in_v += 1,
+            (true, true) => frame += 1,
+        }
+    }
+    let with_structs = SIGNATURES.iter().filter(|s| s.3 > 0).count();
+    assert!(
+        in_x >= 50 && in_v >= 10 && frame >= 2,
+        "x {in_x}, v {in_v}, frame {frame}"
     );
     assert!(
-        failures.is_empty(),
-        "{} failures:\n{}",
-        failures.len(),
-        failures.join("\n")
+        with_structs >= 50,
+        "the matrix passes structs in {with_structs} signatures only"
+    );
+    println!(
+        "{} signatures (AAPCS64; arity 0: {}, 16: {}; scalar ones with the context in an x register: \
+         {in_x}, in a v register: {in_v}, on the stack: {frame}; {with_structs} with structs by value) \
+         x {heaps} heaps",
+        SIGNATURES.len(),
+        SIGNATURES.iter().filter(|s| s.2 == 0).count(),
+        SIGNATURES.iter().filter(|s| s.2 == 16).count(),
     );
 }

@@ -188,21 +188,26 @@ pub fn run(quick: bool, as_json: bool) -> Result<(), Box<dyn std::error::Error>>
         });
     }
     type F8 = unsafe extern "C" fn(u64, u64, u64, u64, u64, u64, u64, u64) -> u64;
-    t.row("call", "thunk, 8 ints (context in xmm0)", base, || {
-        let t8 = Thunk::<F8>::new(
-            move |a: u64, b: u64, c: u64, d: u64, e: u64, f: u64, g: u64, h: u64| {
-                a ^ b ^ c ^ d ^ e ^ f ^ g ^ h ^ k
-            },
-        )
-        .map_err(why)?;
-        let p8 = t8.as_fn();
-        Ok(median_ns(budget, || {
-            // SAFETY: the pointer is a live function of this type.
-            unsafe {
-                black_box(black_box(p8)(black_box(1), 2, 3, 4, 5, 6, 7, 8));
-            }
-        }))
-    });
+    t.row(
+        "call",
+        "thunk, 8 ints (context in a float register)",
+        base,
+        || {
+            let t8 = Thunk::<F8>::new(
+                move |a: u64, b: u64, c: u64, d: u64, e: u64, f: u64, g: u64, h: u64| {
+                    a ^ b ^ c ^ d ^ e ^ f ^ g ^ h ^ k
+                },
+            )
+            .map_err(why)?;
+            let p8 = t8.as_fn();
+            Ok(median_ns(budget, || {
+                // SAFETY: the pointer is a live function of this type.
+                unsafe {
+                    black_box(black_box(p8)(black_box(1), 2, 3, 4, 5, 6, 7, 8));
+                }
+            }))
+        },
+    );
 
     // Create + drop.
     let global = t.row("create+drop", "thunk on the global heap", None, || {

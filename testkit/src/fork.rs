@@ -9,6 +9,12 @@ use std::time::{Duration, Instant};
 /// milliseconds.
 pub const HANG: Duration = Duration::from_secs(20);
 
+/// [`HANG`], or 10 times as long under an emulator (a forked emulator is
+/// slow to start, more so on a loaded machine): a deadlock is still caught.
+fn hang() -> Duration {
+    if crate::emulated() { HANG * 10 } else { HANG }
+}
+
 /// How a child is made.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ForkPath {
@@ -71,7 +77,7 @@ unsafe fn raw_clone() -> libc::pid_t {
 }
 
 /// Waits for `pid`: its exit code, or `Err` with what happened (killed by a
-/// signal, or hung past [`HANG`], in which case it is killed).
+/// signal, or hung past [`HANG`] (natively), in which case it is killed).
 pub fn wait(pid: libc::pid_t) -> Result<i32, String> {
     let start = Instant::now();
     loop {
@@ -85,13 +91,13 @@ pub fn wait(pid: libc::pid_t) -> Result<i32, String> {
             }
             return Err(format!("killed by signal {}", libc::WTERMSIG(status)));
         }
-        if start.elapsed() > HANG {
+        if start.elapsed() > hang() {
             // SAFETY: killing and reaping our own child.
             unsafe {
                 libc::kill(pid, libc::SIGKILL);
                 libc::waitpid(pid, &mut status, 0);
             }
-            return Err(format!("hung for {HANG:?} (deadlock?)"));
+            return Err(format!("hung for {:?} (deadlock?)", hang()));
         }
         std::thread::sleep(Duration::from_millis(2));
     }
