@@ -24,9 +24,19 @@ pub(crate) const RETURN_TWO: &[u8] = &[0x40, 0x00, 0x80, 0x52, 0xc0, 0x03, 0x5f,
 
 /// Cleans the data cache and invalidates the instruction cache for
 /// `ptr..ptr+len` to the point of unification, the sequence the Arm ARM
-/// gives for self-modifying code. Linux lets user space run these
-/// instructions and read `CTR_EL0`.
+/// gives for self-modifying code ([`flush_icache_views`] with one view).
 pub(crate) fn flush_icache(ptr: *const u8, len: usize) {
+    flush_icache_views(ptr, ptr, len);
+}
+
+/// The same for code written at `written..written+len` (a writable view)
+/// and run at `executed..executed+len` (another view of the same memory):
+/// clean the data cache by the written address, `dsb ish`, invalidate the
+/// instruction cache by the executed address (an instruction cache may be
+/// indexed by virtual address), `dsb ish; isb`, with the line sizes from
+/// `CTR_EL0`. Linux lets user space run these instructions and read
+/// `CTR_EL0`. qemu models no caches: this is reviewed, not proven.
+pub(crate) fn flush_icache_views(written: *const u8, executed: *const u8, len: usize) {
     if len == 0 {
         return;
     }
@@ -35,8 +45,7 @@ pub(crate) fn flush_icache(ptr: *const u8, len: usize) {
     unsafe { asm!("mrs {}, ctr_el0", out(reg) ctr, options(nomem, nostack, preserves_flags)) };
     let dline = 4usize << ((ctr >> 16) & 0xf);
     let iline = 4usize << (ctr & 0xf);
-    let start = ptr as usize;
-    let end = start + len;
+    let (start, end) = (written as usize, written as usize + len);
     let mut addr = start & !(dline - 1);
     while addr < end {
         // SAFETY: cache maintenance by address on memory this process maps
@@ -46,6 +55,7 @@ pub(crate) fn flush_icache(ptr: *const u8, len: usize) {
     }
     // SAFETY: a barrier has no memory-safety effect.
     unsafe { asm!("dsb ish", options(nostack, preserves_flags)) };
+    let (start, end) = (executed as usize, executed as usize + len);
     let mut addr = start & !(iline - 1);
     while addr < end {
         // SAFETY: as for `dc cvau` above.

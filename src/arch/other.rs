@@ -16,6 +16,9 @@ pub(crate) const RETURN_TWO: &[u8] = &[];
 /// Unknown cache model: nothing is flushed, and no code is generated.
 pub(crate) fn flush_icache(_ptr: *const u8, _len: usize) {}
 
+/// Unknown cache model: nothing is flushed.
+pub(crate) fn flush_icache_views(_written: *const u8, _executed: *const u8, _len: usize) {}
+
 pub(crate) use super::no_thunks::{
     ENTRY_SIZE, TABLE_KINDS, TABLE_SIZE, float_thunk, frame_adapters, frame_thunk, placement,
     record_thunk, register_thunk, register_thunk_len, trampoline_dropped, trampoline_freed,

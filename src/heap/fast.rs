@@ -482,6 +482,14 @@ impl<L: RawMutex> Heap<L> {
         // SAFETY: the granule was just freed by its owner, so nothing may
         // run it; `view` is its `GRANULE` writable bytes.
         unsafe { std::ptr::copy_nonoverlapping(TRAP_GRANULE.as_ptr(), view, GRANULE) };
+        // SAFETY: the granule's place in its region.
+        let executed = unsafe {
+            region
+                .exec_base()
+                .as_ptr()
+                .add(alloc.start as usize * GRANULE)
+        };
+        sys::flush_icache_views(view, executed, GRANULE);
         if state.cache[0].len() < THUNK_CACHE_DEPTH {
             state.cache[0].push(*alloc);
         } else {
@@ -511,6 +519,7 @@ unsafe fn trapped(addr: usize, info: &RegionInfo, now: Stamp) -> Option<Ready> {
     // SAFETY: `view` is the first granule's `GRANULE` writable bytes, of a
     // region no other process maps (its view is current); nothing runs it.
     unsafe { std::ptr::copy_nonoverlapping(TRAP_GRANULE.as_ptr(), view.as_ptr(), GRANULE) };
+    sys::flush_icache_views(view.as_ptr(), addr as *const u8, GRANULE);
     Some(Ready {
         addr,
         info: NonNull::from(info),
@@ -533,5 +542,5 @@ unsafe fn write_granules(view: *mut u8, addr: usize, code: ThunkCode) {
     // SAFETY: the caller's contract: `view` is at least `GRANULE` bytes,
     // ours.
     unsafe { std::ptr::copy_nonoverlapping(granule.as_ptr(), view, GRANULE) };
-    sys::flush_icache(addr as *const u8, GRANULE);
+    sys::flush_icache_views(view, addr as *const u8, GRANULE);
 }

@@ -133,6 +133,9 @@ pub(crate) fn read_private_file(_file: &std::fs::File) -> io::Result<Vec<u8>> {
 
 pub(crate) fn flush_icache(_ptr: *const u8, _len: usize) {}
 
+/// Nothing to flush here.
+pub(crate) fn flush_icache_views(_written: *const u8, _executed: *const u8, _len: usize) {}
+
 /// No guarded pages here.
 pub(crate) fn branch_targets_guarded() -> bool {
     false

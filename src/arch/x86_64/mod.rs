@@ -20,6 +20,9 @@ pub(crate) const RETURN_TWO: &[u8] = &[0xb8, 2, 0, 0, 0, 0xc3];
 #[inline]
 pub(crate) fn flush_icache(_ptr: *const u8, _len: usize) {}
 
+/// x86 keeps instruction fetches coherent with stores through any view.
+pub(crate) fn flush_icache_views(_written: *const u8, _executed: *const u8, _len: usize) {}
+
 mod adapters;
 mod thunk;
 mod trampolines;

@@ -321,7 +321,15 @@ impl Region {
                         .map_err(|e| Error::os("pwrite (heap memfd)", e))?,
                 }
                 // SAFETY: `offset + len <= size`, inside the region.
-                sys::flush_icache(unsafe { rx.as_ptr().add(offset) }, code.len());
+                let executed = unsafe { rx.as_ptr().add(offset) };
+                // Written through the writable view (or by the kernel, for
+                // `pwrite`: then only the executed view has the address).
+                let written = match rw {
+                    // SAFETY: as above.
+                    Some(rw) => unsafe { rw.as_ptr().add(offset) },
+                    None => executed,
+                };
+                sys::flush_icache_views(written, executed, code.len());
             }
             Backing::Protect { base } => {
                 // Allocations are whole pages here (granule = page). Only the
@@ -396,12 +404,18 @@ impl Region {
                     if !self.committed.get(first_page) {
                         return;
                     }
-                    if let Backing::DualMap { rw: Some(rw), .. } = &self.backing {
+                    if let Backing::DualMap {
+                        rw: Some(rw), rx, ..
+                    } = &self.backing
+                    {
                         // SAFETY: inside the read-write view; the granules
                         // were just freed, so nothing may run them.
                         let dst =
                             unsafe { std::slice::from_raw_parts_mut(rw.as_ptr().add(offset), len) };
                         arch::fill_traps(dst);
+                        // SAFETY: inside the region.
+                        let executed = unsafe { rx.as_ptr().add(offset) };
+                        sys::flush_icache_views(dst.as_ptr(), executed, len);
                     } else {
                         let _ = self.fill_traps(offset, len);
                     }
@@ -468,11 +482,16 @@ impl Region {
     #[inline]
     fn fill_traps(&self, offset: usize, len: usize) -> Result<()> {
         match &self.backing {
-            Backing::DualMap { rw: Some(rw), .. } => {
+            Backing::DualMap {
+                rw: Some(rw), rx, ..
+            } => {
                 // SAFETY: inside the read-write view; the bytes are not
                 // running (free, or newly committed).
                 let dst = unsafe { std::slice::from_raw_parts_mut(rw.as_ptr().add(offset), len) };
                 arch::fill_traps(dst);
+                // The traps, not stale code, from now on.
+                // SAFETY: inside the region.
+                sys::flush_icache_views(dst.as_ptr(), unsafe { rx.as_ptr().add(offset) }, len);
                 Ok(())
             }
             Backing::DualMap { file, rw: None, rx } => {
@@ -480,7 +499,10 @@ impl Region {
                 // Line the pattern up with the executable addresses.
                 arch::fill_traps_at(&mut traps, rx.as_ptr() as usize + offset);
                 file.write_at(offset, &traps)
-                    .map_err(|e| Error::os("pwrite (heap memfd)", e))
+                    .map_err(|e| Error::os("pwrite (heap memfd)", e))?;
+                // SAFETY: inside the region.
+                sys::flush_icache(unsafe { rx.as_ptr().add(offset) }, len);
+                Ok(())
             }
             Backing::Protect { .. } => Ok(()),
         }
