@@ -185,16 +185,21 @@ pub const RUNNER_VAR: &str = "WXTHUNK_TEST_RUNNER";
 /// program when it is set (an emulator: the binary cannot be executed
 /// directly on the host).
 pub fn self_command() -> Command {
-    let exe = std::env::current_exe().expect("test binary path");
+    command(std::env::current_exe().expect("test binary path"))
+}
+
+/// A command that runs `program`, a binary of this build (e.g. a crate's
+/// `CARGO_BIN_EXE_*`), through [`RUNNER_VAR`]'s program when it is set.
+pub fn command(program: impl AsRef<std::ffi::OsStr>) -> Command {
     let runner = std::env::var(RUNNER_VAR).unwrap_or_default();
     let mut words = runner.split_whitespace();
     match words.next() {
-        Some(program) => {
-            let mut cmd = Command::new(program);
-            cmd.args(words).arg(exe);
+        Some(emulator) => {
+            let mut cmd = Command::new(emulator);
+            cmd.args(words).arg(program);
             cmd
         }
-        None => Command::new(exe),
+        None => Command::new(program),
     }
 }
 

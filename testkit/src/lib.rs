@@ -25,8 +25,8 @@ pub mod seccomp;
 
 #[cfg(all(feature = "harness", target_os = "linux"))]
 pub use child::{
-    RUNNER_VAR, STRATEGY_VAR, emulated, expect_child, in_child, in_child_with_env, is_child,
-    rerun_all_with_default_strategy, self_command, skipped_under_emulator,
+    RUNNER_VAR, STRATEGY_VAR, command, emulated, expect_child, in_child, in_child_with_env,
+    is_child, rerun_all_with_default_strategy, self_command, skipped_under_emulator,
 };
 pub use heaps::{heap_configs, thunk_heap_configs, thunk_heaps};
 #[cfg(all(feature = "harness", target_os = "linux"))]
