@@ -477,36 +477,6 @@ impl Region {
         self.live -= allocations;
         self.cursor = start;
     }
-
-    /// Fills `offset..offset+len` (bytes) with traps.
-    #[inline]
-    fn fill_traps(&self, offset: usize, len: usize) -> Result<()> {
-        match &self.backing {
-            Backing::DualMap {
-                rw: Some(rw), rx, ..
-            } => {
-                // SAFETY: inside the read-write view; the bytes are not
-                // running (free, or newly committed).
-                let dst = unsafe { std::slice::from_raw_parts_mut(rw.as_ptr().add(offset), len) };
-                arch::fill_traps(dst);
-                // The traps, not stale code, from now on.
-                // SAFETY: inside the region.
-                sys::flush_icache_views(dst.as_ptr(), unsafe { rx.as_ptr().add(offset) }, len);
-                Ok(())
-            }
-            Backing::DualMap { file, rw: None, rx } => {
-                let mut traps = vec![0u8; len];
-                // Line the pattern up with the executable addresses.
-                arch::fill_traps_at(&mut traps, rx.as_ptr() as usize + offset);
-                file.write_at(offset, &traps)
-                    .map_err(|e| Error::os("pwrite (heap memfd)", e))?;
-                // SAFETY: inside the region.
-                sys::flush_icache(unsafe { rx.as_ptr().add(offset) }, len);
-                Ok(())
-            }
-            Backing::Protect { .. } => Ok(()),
-        }
-    }
 }
 
 /// Fills `len` bytes of sealed (read+exec) code at `offset` of `base` with

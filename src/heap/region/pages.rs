@@ -4,11 +4,42 @@
 //! allocation, code and data slots alike.
 
 use super::{Backing, Region};
+use crate::arch;
 use crate::bitmap::Bitmap;
 use crate::error::{Error, Result};
 use crate::sys::{self, Prot};
 
 impl Region {
+    /// Fills `offset..offset+len` (bytes) with traps.
+    #[inline]
+    pub(super) fn fill_traps(&self, offset: usize, len: usize) -> Result<()> {
+        match &self.backing {
+            Backing::DualMap {
+                rw: Some(rw), rx, ..
+            } => {
+                // SAFETY: inside the read-write view; the bytes are not
+                // running (free, or newly committed).
+                let dst = unsafe { std::slice::from_raw_parts_mut(rw.as_ptr().add(offset), len) };
+                arch::fill_traps(dst);
+                // The traps, not stale code, from now on.
+                // SAFETY: inside the region.
+                sys::flush_icache_views(dst.as_ptr(), unsafe { rx.as_ptr().add(offset) }, len);
+                Ok(())
+            }
+            Backing::DualMap { file, rw: None, rx } => {
+                let mut traps = vec![0u8; len];
+                // Line the pattern up with the executable addresses.
+                arch::fill_traps_at(&mut traps, rx.as_ptr() as usize + offset);
+                file.write_at(offset, &traps)
+                    .map_err(|e| Error::os("pwrite (heap memfd)", e))?;
+                // SAFETY: inside the region.
+                sys::flush_icache(unsafe { rx.as_ptr().add(offset) }, len);
+                Ok(())
+            }
+            Backing::Protect { .. } => Ok(()),
+        }
+    }
+
     /// Commits the dual-mapped pages that `offset..offset+len` covers and
     /// that are not committed yet: fills them with traps and maps them
     /// read+exec from the file. On error the pages stay uncommitted.
