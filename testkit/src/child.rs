@@ -224,12 +224,9 @@ pub fn skipped_under_emulator(strategy: wxthunk::Strategy) -> bool {
     if policy.allows(strategy) {
         return false;
     }
-    let why = match strategy {
-        wxthunk::Strategy::DualMap => policy.dual_mapping.to_string(),
-        wxthunk::Strategy::DualMapFile => policy.file_dual_mapping.to_string(),
-        wxthunk::Strategy::StaticTrampolines => policy.static_trampolines.to_string(),
-        _ => policy.mprotect_exec.to_string(),
-    };
-    println!("SKIPPED: {strategy} is refused under this emulator ({why})");
+    println!(
+        "SKIPPED: {strategy} is refused under this emulator ({})",
+        policy.check(strategy)
+    );
     true
 }
