@@ -100,9 +100,14 @@ pub fn output_or_kill(cmd: &mut Command) -> Result<Output, String> {
         if start.elapsed() > CHILD_HANG {
             let _ = child.kill();
             let _ = child.wait();
-            let err = String::from_utf8_lossy(&stderr.join().unwrap_or_default()).into_owned();
+            // Both streams: whether the child's test had started at all
+            // tells a hang in the test from one in starting the process.
+            let text = |pipe: std::thread::JoinHandle<Vec<u8>>| {
+                String::from_utf8_lossy(&pipe.join().unwrap_or_default()).into_owned()
+            };
+            let (out, err) = (text(stdout), text(stderr));
             return Err(format!(
-                "hung for {CHILD_HANG:?} (deadlock?) and was killed; stderr:\n{err}"
+                "hung for {CHILD_HANG:?} (deadlock?) and was killed; stdout:\n{out}\nstderr:\n{err}"
             ));
         }
         std::thread::sleep(Duration::from_millis(5));
