@@ -268,7 +268,7 @@ fn a_refused_seal_hands_the_span_and_the_block_back_intact() {
         // From now on making written memory executable is refused, so both
         // seals fail for real.
         if !support::set_mdwe() {
-            println!("SKIPPED: the kernel has no MDWE; cannot make a seal fail");
+            println!("SKIPPED: {}; cannot make a seal fail", support::NO_MDWE);
             return;
         }
         let err = span.try_exec().unwrap_err();

@@ -30,7 +30,7 @@ pub use child::{
 };
 pub use heaps::{heap_configs, thunk_heap_configs, thunk_heaps};
 #[cfg(all(feature = "harness", target_os = "linux"))]
-pub use lockdown::{Lockdown, run_locked, run_locked_with_env, set_mdwe};
+pub use lockdown::{Lockdown, NO_MDWE, run_locked, run_locked_with_env, set_mdwe};
 
 /// An error and its sources, joined by ": " (what an error-chain reporter
 /// prints). Panics if a message repeats its source's, the mistake such

@@ -75,7 +75,7 @@ impl Lockdown {
     /// Why this kernel cannot (no MDWE before Linux 6.3).
     pub fn enter(self) -> Result<(), String> {
         if self.mdwe() && !set_mdwe() {
-            return Err("this kernel has no PR_SET_MDWE".into());
+            return Err(NO_MDWE.into());
         }
         for program in self.programs() {
             seccomp::install(&program).map_err(|e| format!("seccomp: {e}"))?;
@@ -149,8 +149,14 @@ pub fn run_locked_with_env<V: AsRef<std::ffi::OsStr>>(
     Some(out)
 }
 
+/// Why [`set_mdwe`] returned false. Under an emulator it is the emulator:
+/// qemu-user 7.2 answers `PR_SET_MDWE` with `EINVAL` itself rather than pass
+/// it to the kernel (and MDWE set on the emulator would stop its own code
+/// generation).
+pub const NO_MDWE: &str = "this kernel, or the emulator running the test, has no PR_SET_MDWE";
+
 /// Turns on `PR_SET_MDWE(PR_MDWE_REFUSE_EXEC_GAIN)` for this process.
-/// Returns false if the kernel has no MDWE.
+/// Returns false if the kernel has no MDWE ([`NO_MDWE`]).
 pub fn set_mdwe() -> bool {
     let zero: libc::c_ulong = 0;
     // SAFETY: PR_SET_MDWE takes flags by value and no pointers.
