@@ -57,7 +57,16 @@ impl StructClass {
 
     /// System V: the integer and `xmm` registers the struct takes when it
     /// is passed in registers.
-    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    // Used by the x86_64 ELF code generator only (see `arch`).
+    #[cfg_attr(
+        not(all(
+            target_arch = "x86_64",
+            unix,
+            not(target_vendor = "apple"),
+            not(target_os = "cygwin")
+        )),
+        allow(dead_code)
+    )]
     pub(crate) const fn sysv_registers(self) -> (usize, usize) {
         let words = self.stack_slots();
         let mut floats = 0;
@@ -73,7 +82,16 @@ impl StructClass {
 
     /// The 8-byte stack slots the struct takes when it is passed on the
     /// stack by value (System V).
-    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    // Used by the x86_64 ELF code generator only (see `arch`).
+    #[cfg_attr(
+        not(all(
+            target_arch = "x86_64",
+            unix,
+            not(target_vendor = "apple"),
+            not(target_os = "cygwin")
+        )),
+        allow(dead_code)
+    )]
     pub(crate) const fn stack_slots(self) -> usize {
         self.size().div_ceil(8)
     }

@@ -131,10 +131,16 @@ pub(crate) fn read_private_file(_file: &std::fs::File) -> io::Result<Vec<u8>> {
     Err(unsupported())
 }
 
-pub(crate) fn flush_icache(_ptr: *const u8, _len: usize) {}
+/// Nothing is ever written here, but cache maintenance is the
+/// architecture's, not the operating system's: the same call as elsewhere.
+pub(crate) fn flush_icache(ptr: *const u8, len: usize) {
+    crate::arch::flush_icache(ptr, len);
+}
 
-/// Nothing to flush here.
-pub(crate) fn flush_icache_views(_written: *const u8, _executed: *const u8, _len: usize) {}
+/// See [`flush_icache`].
+pub(crate) fn flush_icache_views(written: *const u8, executed: *const u8, len: usize) {
+    crate::arch::flush_icache_views(written, executed, len);
+}
 
 /// No guarded pages here.
 pub(crate) fn branch_targets_guarded() -> bool {
@@ -203,10 +209,6 @@ impl CodeFile {
     }
 
     pub(crate) fn map(&self, _len: usize, _prot: Prot) -> io::Result<Mapping> {
-        match self.0 {}
-    }
-
-    pub(crate) fn map_near(&self, _len: usize, _prot: Prot, _hint: usize) -> io::Result<Mapping> {
         match self.0 {}
     }
 
