@@ -57,13 +57,11 @@ impl StructClass {
 
     /// System V: the integer and `xmm` registers the struct takes when it
     /// is passed in registers.
-    // Used by the x86_64 ELF code generator only (see `arch`).
+    // Used by the x86_64 code generator only (ELF and COFF, see `arch`).
     #[cfg_attr(
         not(all(
             target_arch = "x86_64",
-            unix,
-            not(target_vendor = "apple"),
-            not(target_os = "cygwin")
+            any(windows, all(unix, not(target_vendor = "apple"), not(target_os = "cygwin")))
         )),
         allow(dead_code)
     )]
@@ -82,13 +80,11 @@ impl StructClass {
 
     /// The 8-byte stack slots the struct takes when it is passed on the
     /// stack by value (System V).
-    // Used by the x86_64 ELF code generator only (see `arch`).
+    // Used by the x86_64 code generator only (ELF and COFF, see `arch`).
     #[cfg_attr(
         not(all(
             target_arch = "x86_64",
-            unix,
-            not(target_vendor = "apple"),
-            not(target_os = "cygwin")
+            any(windows, all(unix, not(target_vendor = "apple"), not(target_os = "cygwin")))
         )),
         allow(dead_code)
     )]

@@ -5,18 +5,17 @@
 //! above it. Chosen by `cfg_if!` and `path`; besides the ABI layer (which
 //! conventions a target has), no other module tests `target_arch`.
 
-// The x86_64 code generator's assembly (trampoline table, adapters) is ELF
-// assembly (section flags, `.type`, `.size`, `.hidden`), so it is chosen on
-// ELF targets only: every x86_64 Unix but Apple's (Mach-O) and Cygwin's
-// (PE). x86_64 macOS and Windows get no code generator (they have no
-// platform layer either: every operation there returns `Unsupported`).
-// `.ci/check-asm` assembles the assembly for several ELF targets.
+// The x86_64 code generator's assembly (trampoline table, adapters) is
+// written for two object formats: ELF (every x86_64 Unix but Apple's,
+// which is Mach-O, and Cygwin's, which is PE) and PE/COFF (Windows, for
+// both the GNU and the MSVC targets: Rust's own assembler reads it). x86_64
+// macOS gets no code generator (nor a platform layer: every operation there
+// returns `Unsupported`). `.ci/check-asm` assembles the ELF assembly for
+// several ELF targets; `.ci/windows` builds and runs the COFF assembly.
 cfg_if::cfg_if! {
     if #[cfg(all(
         target_arch = "x86_64",
-        unix,
-        not(target_vendor = "apple"),
-        not(target_os = "cygwin")
+        any(windows, all(unix, not(target_vendor = "apple"), not(target_os = "cygwin")))
     ))] {
         #[path = "x86_64/mod.rs"]
         mod imp;
@@ -142,16 +141,14 @@ pub(crate) fn fill_traps_at(buf: &mut [u8], addr: usize) {
 }
 
 /// Where a thunk puts its context argument.
-// Made only by a code generator's `placement` (the x86_64 ELF and AArch64
-// ones; elsewhere none is built).
+// Made only by a code generator's `placement` (the x86_64 ELF and COFF
+// ones and AArch64's; elsewhere none is built).
 #[cfg_attr(
     not(any(
         target_arch = "aarch64",
         all(
             target_arch = "x86_64",
-            unix,
-            not(target_vendor = "apple"),
-            not(target_os = "cygwin")
+            any(windows, all(unix, not(target_vendor = "apple"), not(target_os = "cygwin")))
         )
     )),
     allow(dead_code)

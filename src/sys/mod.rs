@@ -37,7 +37,8 @@
 //! memmap2's stub.
 
 #[cfg_attr(target_os = "linux", path = "linux/mod.rs")]
-#[cfg_attr(not(target_os = "linux"), path = "unsupported.rs")]
+#[cfg_attr(windows, path = "windows/mod.rs")]
+#[cfg_attr(not(any(target_os = "linux", windows)), path = "unsupported.rs")]
 mod platform;
 
 mod mapping;

@@ -1,5 +1,6 @@
 //! The frame-building adapters of the frame path, assembled into this
-//! library's own text with unwind information (`.cfi_*`), so a panic in an
+//! library's own text with unwind information (`.cfi_*` on ELF, `.seh_*`
+//! on PE/COFF), so a panic in an
 //! `-unwind` thunk's closure unwinds through them to the caller.
 //!
 //! On entry r11 points to the thunk's record `[ctx, entry, stack_args]`
@@ -16,8 +17,12 @@ use std::arch::global_asm;
 use crate::abi::CallConv;
 
 // The adapters, in `adapters.s` (ELF assembly with `.cfi_*` unwind
-// directives).
+// directives) or, on PE/COFF (Windows), `adapters_coff.s` (`.seh_*`
+// directives: Windows x64 unwind information in the image's `.pdata`).
+#[cfg(not(windows))]
 global_asm!(include_str!("adapters.s"));
+#[cfg(windows)]
+global_asm!(include_str!("adapters_coff.s"));
 
 unsafe extern "C" {
     fn wxthunk_0_1_sysv_frame_adapter_0();

@@ -43,17 +43,34 @@ pub(crate) const ENTRY_SIZE: usize = 32;
 /// displacements (`15 - kind`) assume this count.
 pub(crate) const TABLE_KINDS: usize = 15;
 
-// The table and the trap target, in `trampolines.s` (ELF assembly).
-global_asm!(include_str!("trampolines.s"));
+// The table and the trap targets, in `trampolines.s` (ELF assembly); on
+// PE/COFF (Windows) the trap targets alone, in `trampolines_coff.s` (a
+// table there cannot be mapped again from the image file).
+cfg_if::cfg_if! {
+    if #[cfg(windows)] {
+        global_asm!(include_str!("trampolines_coff.s"));
+    } else {
+        global_asm!(include_str!("trampolines.s"));
+
+        unsafe extern "C" {
+            static wxthunk_0_1_trampoline_table: [u8; TABLE_KINDS * TABLE_SIZE];
+        }
+    }
+}
 
 unsafe extern "C" {
-    static wxthunk_0_1_trampoline_table: [u8; TABLE_KINDS * TABLE_SIZE];
     fn wxthunk_0_1_tramp_freed();
     fn wxthunk_0_1_tramp_dropped();
 }
 
-/// The table as assembled into this binary's text, every kind's page.
+/// The table as assembled into this binary's text, every kind's page
+/// (none on PE/COFF).
 pub(crate) fn trampoline_table() -> Option<&'static [u8]> {
+    #[cfg(windows)]
+    {
+        None
+    }
+    #[cfg(not(windows))]
     // SAFETY: the symbol is the table's code assembled above, in a
     // readable, never-written text section.
     Some(unsafe { &*std::ptr::addr_of!(wxthunk_0_1_trampoline_table) })
@@ -104,7 +121,7 @@ pub(crate) fn trampoline_dropped() -> usize {
     wxthunk_0_1_tramp_dropped as *const () as usize
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(windows)))]
 mod tests {
     use super::*;
 

@@ -1,0 +1,348 @@
+//! Windows, through `windows-sys`. This file: the page size and the raw
+//! mapping primitives [`Mapping`](super::Mapping) is built on, over
+//! `VirtualAlloc`/`VirtualProtect`/`VirtualFree`. The rest, one job a file:
+//! - `process.rs`: thread-exit keys (fiber-local storage), the process-wide
+//!   barrier, the process id, and the fork hooks Windows has no use for;
+//! - `probe.rs`: what the probe can ask (the mitigation policies);
+//! - `../absent.rs`: what Windows has no equivalent of yet (files that hold
+//!   code, the image's trampoline table, Linux's probe facts).
+//!
+//! Memory is reserved and committed separately, so it stays proportional to
+//! use: a [`Prot::None`] mapping is an address-space reservation only
+//! (`MEM_RESERVE`), and a protection change to anything else commits the
+//! pages it covers that are not committed yet. Every mapping is one whole
+//! allocation (`Mapping` is never split), released whole by `unmap`.
+
+mod probe;
+mod process;
+
+#[path = "../absent.rs"]
+mod absent;
+
+pub(crate) use absent::{
+    CodeDir, CodeFile, ImageFile, mdwe_flags, memfd_noexec_sysctl, open_private_file, pax_flags,
+    read_private_file, seccomp, selinux,
+};
+pub(crate) use probe::rwx_mapping_in_child;
+#[cfg_attr(not(feature = "default-heap"), allow(unused_imports))]
+pub(crate) use process::ThreadExitKey;
+pub(crate) use process::{
+    map_wipe_on_fork_page, process_barrier, process_id, register_at_fork, register_process_barrier,
+};
+
+use std::ffi::c_void;
+use std::io;
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use windows_sys::Win32::System::Memory::{
+    MEM_COMMIT, MEM_DECOMMIT, MEM_MAPPED, MEM_RELEASE, MEM_RESERVE, MEMORY_BASIC_INFORMATION,
+    PAGE_EXECUTE_READ, PAGE_NOACCESS, PAGE_PROTECTION_FLAGS, PAGE_READWRITE, VirtualAlloc,
+    VirtualFree, VirtualProtect, VirtualQuery,
+};
+use windows_sys::Win32::System::SystemInformation::{GetSystemInfo, SYSTEM_INFO};
+
+use super::Prot;
+
+/// The mutex [`DefaultLock`](crate::DefaultLock) would use in a child of
+/// `fork()`; Windows has no `fork()`, so it is never switched to.
+pub(crate) type RawLock = parking_lot::RawMutex;
+
+/// The operating system's name as reported by the probe.
+pub(crate) const OS: &str = "windows";
+
+/// The size of a page, asked of the system once and then cached.
+#[inline]
+pub(crate) fn page_size() -> usize {
+    static PAGE_SIZE: AtomicUsize = AtomicUsize::new(0);
+    match PAGE_SIZE.load(Ordering::Relaxed) {
+        0 => {
+            let size = system_info().0;
+            PAGE_SIZE.store(size, Ordering::Relaxed);
+            size
+        }
+        size => size,
+    }
+}
+
+/// The page size and the allocation granularity (the alignment of every
+/// reservation's start: 64 KiB on every Windows so far), as the system
+/// reports them; 4 KiB and 64 KiB if it reports nonsense.
+fn system_info() -> (usize, usize) {
+    // SAFETY: SYSTEM_INFO is plain data; all zeros is a valid value.
+    let mut info: SYSTEM_INFO = unsafe { std::mem::zeroed() };
+    // SAFETY: `info` is a valid place to write; no other precondition.
+    unsafe { GetSystemInfo(&mut info) };
+    let page = usize::try_from(info.dwPageSize)
+        .ok()
+        .filter(|s| s.is_power_of_two())
+        .unwrap_or(4096);
+    let granularity = usize::try_from(info.dwAllocationGranularity)
+        .ok()
+        .filter(|g| g.is_power_of_two() && *g >= page)
+        .unwrap_or(64 * 1024);
+    (page, granularity)
+}
+
+/// The page protection for `prot`. Never one that is writable and
+/// executable: there is no such `Prot`.
+fn page_protection(prot: Prot) -> PAGE_PROTECTION_FLAGS {
+    match prot {
+        Prot::None => PAGE_NOACCESS,
+        Prot::ReadWrite => PAGE_READWRITE,
+        // No branch-target guard on Windows pages (CET's indirect branch
+        // tracking is not used by Windows; its CFG is a bitmap, not a page
+        // bit).
+        Prot::ReadExec | Prot::ReadExecGuarded => PAGE_EXECUTE_READ,
+    }
+}
+
+/// The last error of this thread as an `io::Error`.
+fn last_error() -> io::Error {
+    io::Error::last_os_error()
+}
+
+/// What `VirtualQuery` says of the pages from `addr` on that share one
+/// state and protection.
+fn query(addr: *const u8) -> io::Result<MEMORY_BASIC_INFORMATION> {
+    // SAFETY: plain data; all zeros is a valid value.
+    let mut info: MEMORY_BASIC_INFORMATION = unsafe { std::mem::zeroed() };
+    // SAFETY: `info` is a valid place for one record of the size passed;
+    // any address may be queried.
+    let n = unsafe {
+        VirtualQuery(
+            addr.cast(),
+            &mut info,
+            std::mem::size_of::<MEMORY_BASIC_INFORMATION>(),
+        )
+    };
+    if n == 0 {
+        return Err(last_error());
+    }
+    Ok(info)
+}
+
+/// Calls `f(start, len, info)` for each run of pages of `ptr..ptr+len`
+/// that share one state and protection, in order.
+fn each_run(
+    ptr: NonNull<u8>,
+    len: usize,
+    mut f: impl FnMut(*mut u8, usize, &MEMORY_BASIC_INFORMATION) -> io::Result<()>,
+) -> io::Result<()> {
+    let end = ptr.as_ptr() as usize + len;
+    let mut at = ptr.as_ptr();
+    while (at as usize) < end {
+        let info = query(at)?;
+        let run_end = (info.BaseAddress as usize + info.RegionSize).min(end);
+        if run_end <= at as usize {
+            return Err(io::Error::other("VirtualQuery returned an empty run"));
+        }
+        f(at, run_end - at as usize, &info)?;
+        at = at.wrapping_add(run_end - at as usize);
+    }
+    Ok(())
+}
+
+/// Reserves `len` bytes (committing them too unless `prot` is
+/// [`Prot::None`]), asking for address `hint` if that range is free (the
+/// system picks another otherwise; nothing is ever replaced). The caller
+/// owns the result: wrap it in a [`Mapping`](super::Mapping).
+pub(in crate::sys) fn map_anon_near(
+    len: usize,
+    prot: Prot,
+    hint: usize,
+) -> io::Result<NonNull<u8>> {
+    let kind = if prot == Prot::None {
+        MEM_RESERVE
+    } else {
+        MEM_RESERVE | MEM_COMMIT
+    };
+    let granularity = system_info().1;
+    let hint = hint & !(granularity - 1);
+    let alloc = |at: usize| {
+        // SAFETY: a reservation at a free address (or anywhere, for null)
+        // replaces nothing: VirtualAlloc fails where the range is in use.
+        unsafe { VirtualAlloc(at as *const c_void, len, kind, page_protection(prot)) }
+    };
+    let mut ptr = if hint != 0 {
+        alloc(hint)
+    } else {
+        std::ptr::null_mut()
+    };
+    if ptr.is_null() {
+        ptr = alloc(0);
+    }
+    NonNull::new(ptr.cast()).ok_or_else(last_error)
+}
+
+/// Replaces `len` bytes at `at` with zero-filled memory of `prot`: their
+/// pages are decommitted (their contents dropped), then committed again
+/// unless `prot` is [`Prot::None`].
+///
+/// # Safety
+/// `at..at+len` is a range of whole pages of one allocation made by
+/// [`map_anon_near`] and owned by the caller, and nothing relies on what
+/// was there.
+pub(in crate::sys) unsafe fn map_anon_over(
+    at: NonNull<u8>,
+    len: usize,
+    prot: Prot,
+) -> io::Result<()> {
+    decommit(at, len)?;
+    if prot != Prot::None {
+        commit(at.as_ptr(), len, prot)?;
+    }
+    Ok(())
+}
+
+/// Decommits whatever is committed in `ptr..ptr+len` (a section's view
+/// cannot be: an error).
+fn decommit(ptr: NonNull<u8>, len: usize) -> io::Result<()> {
+    each_run(ptr, len, |at, n, info| {
+        if info.Type == MEM_MAPPED {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "a view of a section cannot be replaced in place",
+            ));
+        }
+        if info.State != MEM_COMMIT {
+            return Ok(());
+        }
+        // SAFETY: whole pages of an allocation the caller owns, whose
+        // contents nothing relies on (the callers' contracts).
+        if unsafe { VirtualFree(at.cast(), n, MEM_DECOMMIT) } == 0 {
+            return Err(last_error());
+        }
+        Ok(())
+    })
+}
+
+/// Commits `len` bytes at `at` with `prot` (`prot` is not `None`); pages
+/// committed already keep their contents.
+fn commit(at: *mut u8, len: usize, prot: Prot) -> io::Result<()> {
+    // SAFETY: whole pages of a reservation the caller owns; committing
+    // replaces nothing committed.
+    let got = unsafe { VirtualAlloc(at.cast(), len, MEM_COMMIT, page_protection(prot)) };
+    if got.is_null() {
+        return Err(last_error());
+    }
+    Ok(())
+}
+
+/// Releases the allocation that starts at `ptr` (or unmaps the view there).
+///
+/// # Safety
+/// - `ptr..ptr+len` is one whole allocation (or view) made by this module
+///   and owned by the caller;
+/// - nothing reads, writes or runs that range any more.
+pub(in crate::sys) unsafe fn unmap(ptr: NonNull<u8>, len: usize) -> io::Result<()> {
+    let info = query(ptr.as_ptr())?;
+    debug_assert_eq!(info.AllocationBase, ptr.as_ptr().cast(), "{len} bytes");
+    let ok = if info.Type == MEM_MAPPED {
+        // SAFETY: a view the caller owns and nothing uses any more.
+        unsafe {
+            windows_sys::Win32::System::Memory::UnmapViewOfFile(
+                windows_sys::Win32::System::Memory::MEMORY_MAPPED_VIEW_ADDRESS {
+                    Value: ptr.as_ptr().cast(),
+                },
+            )
+        }
+    } else {
+        // SAFETY: an allocation the caller owns whole and nothing uses any
+        // more; MEM_RELEASE takes size 0 and frees all of it.
+        unsafe { VirtualFree(ptr.as_ptr().cast(), 0, MEM_RELEASE) }
+    };
+    if ok == 0 {
+        return Err(last_error());
+    }
+    Ok(())
+}
+
+/// Changes the protection of `len` bytes at `ptr` to `prot`, committing
+/// the pages that are only reserved (unless `prot` is `None`: reserved
+/// pages are inaccessible already).
+///
+/// # Safety
+/// - `ptr..ptr+len` is a range of whole pages mapped by this module and owned
+///   by the caller;
+/// - no live Rust reference or running code relies on the access being
+///   removed.
+pub(in crate::sys) unsafe fn protect(ptr: NonNull<u8>, len: usize, prot: Prot) -> io::Result<()> {
+    each_run(ptr, len, |at, n, info| {
+        if info.State != MEM_COMMIT {
+            return if prot == Prot::None {
+                Ok(())
+            } else {
+                commit(at, n, prot)
+            };
+        }
+        let mut old = 0;
+        // SAFETY: whole committed pages the caller owns; nothing relies on
+        // the old access (the caller's contract).
+        if unsafe { VirtualProtect(at.cast(), n, page_protection(prot), &mut old) } == 0 {
+            return Err(last_error());
+        }
+        Ok(())
+    })
+}
+
+/// Drops the contents of `len` bytes at `ptr`: they read as zeros
+/// afterwards, with the same protection. The committed pages are
+/// decommitted (their memory goes back to the system) and committed again.
+///
+/// # Safety
+/// - `ptr..ptr+len` is a range of whole pages of an allocation made by
+///   [`map_anon_near`] and owned by the caller;
+/// - nothing relies on its contents.
+pub(in crate::sys) unsafe fn discard(ptr: NonNull<u8>, len: usize) -> io::Result<()> {
+    each_run(ptr, len, |at, n, info| {
+        if info.State != MEM_COMMIT {
+            return Ok(());
+        }
+        let protection = info.Protect;
+        let run = NonNull::new(at).ok_or_else(|| io::Error::other("a run at address zero"))?;
+        decommit(run, n)?;
+        // SAFETY: the pages were committed with this protection a moment
+        // ago, by us; they are ours.
+        if unsafe { VirtualAlloc(at.cast(), n, MEM_COMMIT, protection) }.is_null() {
+            return Err(last_error());
+        }
+        Ok(())
+    })
+}
+
+/// Nothing to do: Windows has no `fork()`, so no child can inherit a
+/// mapping.
+///
+/// # Safety
+/// None needed: nothing changes.
+pub(in crate::sys) unsafe fn dont_fork(_ptr: NonNull<u8>, _len: usize) -> io::Result<()> {
+    Ok(())
+}
+
+/// Makes instruction fetches from `ptr..ptr+len` see what was written there
+/// (the architecture's maintenance, as on Linux: nothing on x86_64, which
+/// keeps fetches coherent with stores).
+pub(crate) fn flush_icache(ptr: *const u8, len: usize) {
+    crate::arch::flush_icache(ptr, len);
+}
+
+/// Makes instruction fetches from `executed..executed+len` see what was
+/// written at `written..written+len`, another view of the same memory.
+pub(crate) fn flush_icache_views(written: *const u8, executed: *const u8, len: usize) {
+    crate::arch::flush_icache_views(written, executed, len);
+}
+
+/// No page bit guards branch targets on Windows (CFG is a bitmap of valid
+/// call targets, not a page property).
+pub(crate) fn branch_targets_guarded() -> bool {
+    false
+}
+
+/// No personality makes readable memory executable on Windows.
+pub(crate) fn read_implies_exec() -> bool {
+    false
+}
+
+/// Never shown: [`read_implies_exec`] is false.
+pub(crate) const READ_IMPLIES_EXEC_REASON: &str = "";
