@@ -61,7 +61,10 @@ impl StructClass {
     #[cfg_attr(
         not(all(
             target_arch = "x86_64",
-            any(windows, all(unix, not(target_vendor = "apple"), not(target_os = "cygwin")))
+            any(
+                windows,
+                all(unix, not(target_vendor = "apple"), not(target_os = "cygwin"))
+            )
         )),
         allow(dead_code)
     )]
@@ -84,7 +87,10 @@ impl StructClass {
     #[cfg_attr(
         not(all(
             target_arch = "x86_64",
-            any(windows, all(unix, not(target_vendor = "apple"), not(target_os = "cygwin")))
+            any(
+                windows,
+                all(unix, not(target_vendor = "apple"), not(target_os = "cygwin"))
+            )
         )),
         allow(dead_code)
     )]

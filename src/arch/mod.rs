@@ -148,7 +148,10 @@ pub(crate) fn fill_traps_at(buf: &mut [u8], addr: usize) {
         target_arch = "aarch64",
         all(
             target_arch = "x86_64",
-            any(windows, all(unix, not(target_vendor = "apple"), not(target_os = "cygwin")))
+            any(
+                windows,
+                all(unix, not(target_vendor = "apple"), not(target_os = "cygwin"))
+            )
         )
     )),
     allow(dead_code)

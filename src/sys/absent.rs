@@ -17,10 +17,7 @@ use crate::sys::{Mapping, Prot};
 enum Void {}
 
 fn unsupported() -> io::Error {
-    io::Error::new(
-        io::ErrorKind::Unsupported,
-        "not available on this platform",
-    )
+    io::Error::new(io::ErrorKind::Unsupported, "not available on this platform")
 }
 
 /// No private files here (perf's map is Linux's).
@@ -182,4 +179,3 @@ pub(crate) fn seccomp() -> Option<(u8, Option<u32>)> {
 pub(crate) fn pax_flags() -> Option<String> {
     None
 }
-

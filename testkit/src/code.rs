@@ -1,6 +1,6 @@
 //! Small C functions of this machine, as bytes: what the tests, the
 //! benchmarks and the CLI's demo write into executable memory. x86_64
-//! System V and AArch64 (AAPCS64); on any other architecture the bytes are
+//! (System V, or Windows x64 on Windows) and AArch64 (AAPCS64); on any other architecture the bytes are
 //! x86_64's, which are data there and never run (see [`RUNS_HERE`]).
 
 /// Whether these snippets run on this machine.
@@ -99,8 +99,17 @@ mod machine {
     pub const TRAP: &[u8] = &[0xcc];
     /// `endbr64`: the landing pad every entry wxthunk makes starts with.
     pub const LANDING_PAD: &[u8] = &[0xf3, 0x0f, 0x1e, 0xfa];
-    /// `lea rax, [rdi + rsi]; ret`.
+    /// `lea rax, [rdi + rsi]; ret` (System V: the arguments in rdi, rsi).
+    #[cfg(not(windows))]
     pub const ADD: &[u8] = &[0x48, 0x8d, 0x04, 0x37, 0xc3];
+    /// `lea rax, [rcx + rdx]; ret` (Windows x64: the arguments in rcx, rdx).
+    #[cfg(windows)]
+    pub const ADD: &[u8] = &[0x48, 0x8d, 0x04, 0x11, 0xc3];
+
+    /// What a caller reserves below its return address to keep the stack
+    /// 16-aligned at a call: 8 bytes on System V, plus the 32-byte shadow
+    /// space every Windows x64 callee may use.
+    const FRAME: u8 = if cfg!(windows) { 40 } else { 8 };
 
     /// `mov eax, imm32; ret`.
     pub fn ret_u32(value: u32) -> Vec<u8> {
@@ -125,12 +134,12 @@ mod machine {
     /// Calls `target` through an absolute address, returns its result
     /// plus 1.
     pub fn call_then_add_one(target: usize) -> Vec<u8> {
-        let mut code = vec![0x48, 0x83, 0xec, 0x08]; // sub rsp, 8 (align the stack)
+        let mut code = vec![0x48, 0x83, 0xec, FRAME]; // sub rsp, FRAME
         code.extend_from_slice(&[0x48, 0xb8]); // mov rax, imm64
         code.extend_from_slice(&(target as u64).to_le_bytes());
         code.extend_from_slice(&[0xff, 0xd0]); // call rax
         code.extend_from_slice(&[0x48, 0x83, 0xc0, 0x01]); // add rax, 1
-        code.extend_from_slice(&[0x48, 0x83, 0xc4, 0x08]); // add rsp, 8
+        code.extend_from_slice(&[0x48, 0x83, 0xc4, FRAME]); // add rsp, FRAME
         code.extend_from_slice(RET);
         code
     }

@@ -1,6 +1,6 @@
 //! `wxthunk demo`: wxthunk at work on real machine code.
 
-#[cfg(target_os = "linux")]
+#[cfg(any(target_os = "linux", windows))]
 mod thunks;
 
 use std::io::Write;
@@ -28,7 +28,7 @@ pub fn run() -> Result<(), Box<dyn std::error::Error>> {
     if let Err(e) = block() {
         println!("  skipped: {}", crate::causes(&*e));
     }
-    #[cfg(target_os = "linux")]
+    #[cfg(any(target_os = "linux", windows))]
     {
         println!();
         thunks::run()?;
