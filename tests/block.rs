@@ -2,7 +2,7 @@
 //! errors, auto traits. Every behaviour is checked under each strategy this
 //! process allows.
 #![cfg(all(
-    target_os = "linux",
+    any(target_os = "linux", windows),
     any(target_arch = "x86_64", target_arch = "aarch64")
 ))]
 
@@ -284,18 +284,19 @@ fn errors_are_send_sync_and_convert_to_io_errors() {
     assert_eq!(io.kind(), io::ErrorKind::InvalidInput);
     assert!(io.get_ref().unwrap().downcast_ref::<Error>().is_some());
 
+    let denied = io::Error::from(io::ErrorKind::PermissionDenied);
     let os = Error::Os {
         op: "mprotect",
-        source: io::Error::from_raw_os_error(libc::EACCES),
+        source: denied,
     };
     let source = std::error::Error::source(&os).expect("the OS error");
-    assert_eq!(source.to_string(), "Permission denied (os error 13)");
+    assert_eq!(source.to_string(), "permission denied");
     // Display does not repeat what `source()` returns (error-chain
     // reporters print both).
     assert_eq!(os.to_string(), "mprotect failed");
     assert_eq!(
         support::error_chain(&os),
-        "mprotect failed: Permission denied (os error 13)"
+        "mprotect failed: permission denied"
     );
     assert_eq!(io::Error::from(os).kind(), io::ErrorKind::PermissionDenied);
 
@@ -364,6 +365,7 @@ fn in_place_blocks_run_where_they_were_written() {
 
 /// A child forked while an in-place block is writable writes its own
 /// copy: the parent's code, sealed later, is what the parent wrote.
+#[cfg(target_os = "linux")]
 #[test]
 fn a_forked_child_cannot_write_a_parents_in_place_block() {
     for s in strategies() {

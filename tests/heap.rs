@@ -1,7 +1,7 @@
 //! The code heap: spans and pages under every strategy, bad input, limits,
 //! compaction, statistics, threads.
 #![cfg(all(
-    target_os = "linux",
+    any(target_os = "linux", windows),
     any(target_arch = "x86_64", target_arch = "aarch64")
 ))]
 

@@ -3,7 +3,7 @@
 //! write / seal / free / compact, checked against a plain model after every
 //! step.
 #![cfg(all(
-    target_os = "linux",
+    any(target_os = "linux", windows),
     any(target_arch = "x86_64", target_arch = "aarch64")
 ))]
 

@@ -4,7 +4,7 @@
 //! body, so the body may call methods on them and dereference them. (This
 //! file compiling is most of the test; the calls check the values.)
 #![cfg(all(
-    target_os = "linux",
+    any(target_os = "linux", windows),
     any(target_arch = "x86_64", target_arch = "aarch64")
 ))]
 

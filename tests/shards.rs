@@ -6,7 +6,7 @@
 //! Alone in its test binary: shards are handed to threads round-robin in
 //! the order they first allocate, and only this test's threads do.
 #![cfg(all(
-    target_os = "linux",
+    any(target_os = "linux", windows),
     any(target_arch = "x86_64", target_arch = "aarch64")
 ))]
 

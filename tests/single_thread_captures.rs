@@ -6,7 +6,7 @@
 //! its thunk or page is.) The shared heaps keep refusing them:
 //! `tests/ui/non_send_on_shared_heap.rs`.
 #![cfg(all(
-    target_os = "linux",
+    any(target_os = "linux", windows),
     any(target_arch = "x86_64", target_arch = "aarch64")
 ))]
 

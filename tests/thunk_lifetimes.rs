@@ -2,7 +2,7 @@
 //! drops (with the thunk, during the thunk's own call, from another thread
 //! mid-call) and leaks.
 #![cfg(all(
-    target_os = "linux",
+    any(target_os = "linux", windows),
     any(target_arch = "x86_64", target_arch = "aarch64")
 ))]
 

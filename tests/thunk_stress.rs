@@ -2,7 +2,7 @@
 //! existing thunks; a million create/drop cycles leave RSS flat. One test
 //! at a time in this binary (RSS is process-wide).
 #![cfg(all(
-    target_os = "linux",
+    any(target_os = "linux", windows),
     any(target_arch = "x86_64", target_arch = "aarch64")
 ))]
 

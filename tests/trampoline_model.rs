@@ -10,7 +10,7 @@
 //! tables of the ready slots (at most `READY`) the shard keeps for reuse;
 //! after a compaction, only what the live slots need.
 #![cfg(all(
-    target_os = "linux",
+    any(target_os = "linux", windows),
     any(target_arch = "x86_64", target_arch = "aarch64")
 ))]
 

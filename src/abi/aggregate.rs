@@ -199,12 +199,15 @@ impl ArgClass {
     /// #     const CLASS: wxthunk::ArgClass = wxthunk::ArgClass::of_struct::<(i64, i64)>();
     /// # }
     /// let base = std::hint::black_box(10);
-    /// let later = wxthunk::Thunk::<unsafe extern "C" fn(Timespec) -> Timespec>::new(
-    ///     move |t| Timespec { sec: t.sec + base, nsec: t.nsec },
+    /// let nanos = wxthunk::Thunk::<unsafe extern "C" fn(Timespec) -> i64>::new(
+    ///     move |t| (t.sec + base) * 1_000_000_000 + t.nsec,
     /// )?;
     /// // SAFETY: the thunk is alive.
-    /// let t = unsafe { (later.as_fn())(Timespec { sec: 1, nsec: 2 }) };
-    /// assert_eq!((t.sec, t.nsec), (11, 2));
+    /// let n = unsafe { (nanos.as_fn())(Timespec { sec: 1, nsec: 2 }) };
+    /// assert_eq!(n, 11_000_000_002);
+    /// // (Returning a `Timespec` works where the convention returns 16 bytes
+    /// // in registers, System V and AAPCS64; Windows x64 returns it through
+    /// // memory, which a thunk's type is refused for at compile time.)
     /// # Ok::<(), wxthunk::Error>(())
     /// ```
     pub const fn of_struct<T: StructFields>() -> ArgClass {

@@ -39,11 +39,14 @@ use crate::strategy::{CodeStrategy, Strategy};
 ///
 /// let mut b = wxthunk::Block::new(0)?;   // one page
 /// assert_eq!(b.capacity(), wxthunk::page_size());
-/// b.write_all(b"\x48\x8d\x04\x37\xc3")?;  // x86_64: lea rax, [rdi+rsi]; ret
+/// // x86_64: `lea rax, [rdi+rsi]; ret` (System V), `lea rax, [rcx+rdx]; ret`
+/// // (Windows x64).
+/// let add: &[u8] = if cfg!(windows) { b"\x48\x8d\x04\x11\xc3" } else { b"\x48\x8d\x04\x37\xc3" };
+/// b.write_all(add)?;
 /// assert_eq!(b.len(), 5);
 /// let x = b.exec()?;
 /// if cfg!(target_arch = "x86_64") {
-///     // SAFETY: offset 0 holds a SysV function taking two integers.
+///     // SAFETY: offset 0 holds a C function taking two integers.
 ///     let add: extern "C" fn(u64, u64) -> u64 = unsafe { x.func(0)? };
 ///     assert_eq!(add(2, 40), 42);
 /// }

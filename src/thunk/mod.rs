@@ -405,6 +405,7 @@ impl<'a, F: ThunkSig, L: RawMutex> Thunk<'a, F, L> {
     ///     hits.fetch_add(1, Ordering::Relaxed);
     ///     std::ptr::null_mut()
     /// })?;
+    /// # #[cfg(unix)] {
     /// let mut thread: libc::pthread_t = 0;
     /// // SAFETY: the thread is joined below, while `start` is alive, and
     /// // calls the pointer once.
@@ -415,6 +416,7 @@ impl<'a, F: ThunkSig, L: RawMutex> Thunk<'a, F, L> {
     /// // SAFETY: joining the thread just made.
     /// assert_eq!(unsafe { libc::pthread_join(thread, std::ptr::null_mut()) }, 0);
     /// assert_eq!(hits.load(Ordering::Relaxed), 1);
+    /// # }
     /// # Ok::<(), wxthunk::Error>(())
     /// ```
     pub unsafe fn as_exact_fn(&self) -> F {

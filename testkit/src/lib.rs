@@ -12,18 +12,18 @@
 pub mod code;
 pub mod heaps;
 
-#[cfg(all(feature = "harness", target_os = "linux"))]
+#[cfg(feature = "harness")]
 pub mod child;
 #[cfg(all(feature = "harness", target_os = "linux"))]
 pub mod fork;
 #[cfg(all(feature = "harness", target_os = "linux"))]
 pub mod lockdown;
-#[cfg(all(feature = "harness", target_os = "linux"))]
+#[cfg(all(feature = "harness", any(target_os = "linux", windows)))]
 pub mod maps;
 #[cfg(all(feature = "harness", target_os = "linux"))]
 pub mod seccomp;
 
-#[cfg(all(feature = "harness", target_os = "linux"))]
+#[cfg(feature = "harness")]
 pub use child::{
     RUNNER_VAR, STRATEGY_VAR, command, emulated, expect_child, in_child, in_child_with_env,
     is_child, rerun_all_with_default_strategy, self_command, skipped_under_emulator,

@@ -1,7 +1,10 @@
-//! Reading `/proc/self/maps`: which mappings exist, and whether any is
-//! writable and executable at once.
+//! Which mappings exist, and whether any is writable and executable at
+//! once: `/proc/self/maps` on Linux, a walk of the address space with
+//! `VirtualQuery` on Windows (one entry per run of pages that share an
+//! allocation, a state and a protection).
 
-/// One line of `/proc/self/maps`.
+/// One line of `/proc/self/maps` (on Windows: one run of pages, its
+/// protection spelled the same way).
 #[derive(Debug, Clone)]
 pub struct Mapping {
     /// First address.
@@ -68,6 +71,7 @@ pub fn code_file_mappings() -> Vec<Mapping> {
 
 /// Every mapping of this process, in address order (a path that is not
 /// UTF-8 is spelled with U+FFFD, as [`code_file_dir`] spells it too).
+#[cfg(not(windows))]
 pub fn read() -> Vec<Mapping> {
     let bytes = std::fs::read("/proc/self/maps").expect("read /proc/self/maps");
     let text = String::from_utf8_lossy(&bytes);
@@ -86,6 +90,70 @@ pub fn read() -> Vec<Mapping> {
             }
         })
         .collect()
+}
+
+/// Every committed or reserved run of pages of this process, in address
+/// order, its protection spelled as `/proc/self/maps` would (`rw-p`,
+/// `r-xp`, `---p` for reserved or inaccessible pages) and named `image`,
+/// `section` or nothing by its type.
+#[cfg(windows)]
+pub fn read() -> Vec<Mapping> {
+    use windows_sys::Win32::System::Memory::{
+        MEM_COMMIT, MEM_FREE, MEM_IMAGE, MEM_MAPPED, MEMORY_BASIC_INFORMATION, PAGE_EXECUTE,
+        PAGE_EXECUTE_READ, PAGE_EXECUTE_READWRITE, PAGE_EXECUTE_WRITECOPY, PAGE_READONLY,
+        PAGE_READWRITE, PAGE_WRITECOPY, VirtualQuery,
+    };
+    let mut out = Vec::new();
+    let mut at = 0usize;
+    loop {
+        // SAFETY: plain data; all zeros is a valid value.
+        let mut info: MEMORY_BASIC_INFORMATION = unsafe { std::mem::zeroed() };
+        // SAFETY: `info` is a valid place for one record; any address may
+        // be queried.
+        let n = unsafe {
+            VirtualQuery(
+                at as *const _,
+                &mut info,
+                size_of::<MEMORY_BASIC_INFORMATION>(),
+            )
+        };
+        if n == 0 || info.RegionSize == 0 {
+            break;
+        }
+        let start = info.BaseAddress as usize;
+        let end = start + info.RegionSize;
+        if info.State != MEM_FREE {
+            let p = if info.State == MEM_COMMIT {
+                info.Protect & 0xff
+            } else {
+                0
+            };
+            let perms = match p {
+                PAGE_READONLY => "r--p",
+                PAGE_READWRITE | PAGE_WRITECOPY => "rw-p",
+                PAGE_EXECUTE => "--xp",
+                PAGE_EXECUTE_READ => "r-xp",
+                PAGE_EXECUTE_READWRITE | PAGE_EXECUTE_WRITECOPY => "rwxp",
+                _ => "---p",
+            };
+            let name = match info.Type {
+                MEM_IMAGE => "image",
+                MEM_MAPPED => "section",
+                _ => "",
+            };
+            out.push(Mapping {
+                start,
+                end,
+                perms: perms.to_owned(),
+                name: name.to_owned(),
+            });
+        }
+        if end <= at {
+            break;
+        }
+        at = end;
+    }
+    out
 }
 
 /// Every mapping that is writable and executable at once.
