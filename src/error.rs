@@ -107,6 +107,14 @@ pub enum Error {
         /// What is missing.
         what: &'static str,
     },
+    /// Every static trampoline of the table compiled into this binary is
+    /// in use (Windows, where the table is part of the image so that no
+    /// code is made at run time: a fixed number of thunks, shared by every
+    /// heap of the process under [`Strategy::StaticTrampolines`]).
+    TrampolinesExhausted {
+        /// How many thunks the table holds.
+        capacity: usize,
+    },
 }
 
 impl Error {
@@ -159,6 +167,7 @@ impl Error {
             Error::HeapUnavailable { .. } => io::ErrorKind::Other,
             Error::InvalidSetting { .. } => io::ErrorKind::InvalidInput,
             Error::PageFull { .. } => io::ErrorKind::StorageFull,
+            Error::TrampolinesExhausted { .. } => io::ErrorKind::OutOfMemory,
             Error::Os { source, .. } => source.kind(),
             Error::StrategyUnavailable { .. } | Error::NoExecutableMemory { .. } => {
                 io::ErrorKind::PermissionDenied
@@ -217,6 +226,11 @@ impl fmt::Display for Error {
             } => write!(f, "{variable}={value:?} is not valid (expected {expected})"),
             Error::PageFull { capacity } => write!(f, "the thunk page is full ({capacity} thunks)"),
             Error::Unsupported { what } => write!(f, "not supported on this platform: {what}"),
+            Error::TrampolinesExhausted { capacity } => write!(
+                f,
+                "all {capacity} static trampolines compiled into this binary are in use (drop \
+                 thunks, or make them with a strategy that writes code where the process allows it)"
+            ),
         }
     }
 }

@@ -28,8 +28,8 @@ pub use heap::{
 pub use lock_api;
 pub use perf_map::{PERF_MAP_VAR, enable_perf_map};
 pub use policy::{
-    Check, CodeFileDir, DEBUG_VAR, Mdwe, Policy, STRATEGY_VAR, Seccomp, Selinux, StrategySetting,
-    probe,
+    Check, CodeFileDir, DEBUG_VAR, Mdwe, Mitigations, Policy, STRATEGY_VAR, Seccomp, Selinux,
+    StrategySetting, probe,
 };
 pub use strategy::{CodeStrategy, ParseStrategyError, Strategy, ThunkStrategy};
 

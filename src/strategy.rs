@@ -40,7 +40,8 @@ pub enum Strategy {
     /// [`probe`](crate::probe) names the directory; the environment
     /// variable `WXTHUNK_TMPDIR` chooses it. Works under `PR_SET_MDWE` and
     /// systemd's `MemoryDenyWriteExecute=`, which let a file be mapped
-    /// read+exec.
+    /// read+exec. Linux only: it has no meaning on Windows, where the memory
+    /// behind a dual mapping is a pagefile-backed section, not a file.
     DualMapFile,
     /// For thunks only: a table of identical trampolines assembled into
     /// this library's text is mapped again, read+exec, from the file the
@@ -50,7 +51,11 @@ pub enum Strategy {
     /// so it works under `PR_SET_MDWE`, systemd's `MemoryDenyWriteExecute=`
     /// and a seccomp filter that refuses `memfd_create`. Needs the binary's
     /// file to still be there (found through `/proc/self/maps`, or the
-    /// dynamic loader without `/proc`).
+    /// dynamic loader without `/proc`). On Windows the table is compiled
+    /// into the image whole, with its records in a writable section, so it
+    /// works under Arbitrary Code Guard (no executable memory is ever made
+    /// at run time); it holds 2048 thunks for the whole process, past which
+    /// creation fails with [`Error::TrampolinesExhausted`](crate::Error::TrampolinesExhausted).
     StaticTrampolines,
 }
 

@@ -8,6 +8,7 @@
 
 use wxthunk_testkit as support;
 
+#[cfg(not(windows))]
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Mutex;
 
@@ -182,7 +183,7 @@ fn the_frame_building_path_for_sysv_and_win64() {
 }
 
 /// Windows x64 thunks on a System V host: the frame path and a register one.
-#[cfg(target_arch = "x86_64")]
+#[cfg(all(target_arch = "x86_64", not(windows)))]
 fn win64_thunks(name: &str, heap: &Heap, base: u64) {
     {
         type Win5 = unsafe extern "win64" fn(u64, f64, u64, u64, u64, u64) -> u64;

@@ -19,7 +19,7 @@ use windows_sys::Win32::System::Threading::{
     CreateThread, GetExitCodeThread, INFINITE, WaitForSingleObject,
 };
 use windows_sys::core::{BOOL, PCWSTR};
-use wxthunk::{Heap, Thunk};
+use wxthunk::{Block, Heap, Strategy, Thunk};
 
 unsafe extern "C" {
     /// The C runtime's (msvcrt's, as MinGW links it).
@@ -340,4 +340,116 @@ fn no_page_is_ever_writable_and_executable() {
     assert!(wx.is_empty(), "{wx:?}");
     let m = support::maps::mapping_at(t.as_fn() as usize).expect("the thunk is mapped");
     assert_eq!(&m.perms[..3], "r-x", "{m:?}");
+}
+
+/// A process that may not make code (Arbitrary Code Guard, simulated by
+/// the platform layer's test switch: Wine does not enforce the real
+/// policy): the probe refuses every strategy that writes code, thunks of
+/// every placement are static trampolines from the table compiled into
+/// the image, and blocks and spans fail with an error that names the
+/// policy.
+#[test]
+fn under_arbitrary_code_guard_thunks_still_work_and_code_is_refused() {
+    let name = "under_arbitrary_code_guard_thunks_still_work_and_code_is_refused";
+    let out = support::in_child_with_env(name, &[("WXTHUNK_SIMULATE_ACG", "1")], || {
+        let policy = wxthunk::probe();
+        assert!(!policy.allows(Strategy::Protect), "{policy}");
+        assert!(policy.allows(Strategy::StaticTrampolines), "{policy}");
+        let refusal = policy.check(Strategy::Protect).to_string();
+        assert!(refusal.contains("Arbitrary Code Guard"), "{refusal}");
+
+        let heap = Heap::global().unwrap();
+        assert_eq!(heap.strategy(), Strategy::StaticTrampolines);
+        let k = std::hint::black_box(100u64);
+        let t1 = Thunk::<unsafe extern "C" fn(u64) -> u64>::new(move |a| k + a).unwrap();
+        let t3 = Thunk::<unsafe extern "system" fn(u64, f64, u64) -> u64>::new(move |a, b, c| {
+            k + a + b as u64 + c
+        })
+        .unwrap();
+        let t4 =
+            Thunk::<unsafe extern "C" fn(u64, u64, u64, u64) -> u64>::new(move |a, b, c, d| {
+                k + a + b + c + d
+            })
+            .unwrap();
+        let t5 = Thunk::<unsafe extern "C" fn(u64, u64, u64, u64, f64) -> f64>::new(
+            move |a, b, c, d, e| (k + a + b + c + d) as f64 + e,
+        )
+        .unwrap();
+        assert!(!t1.builds_frame() && !t3.builds_frame());
+        assert!(t4.builds_frame() && t5.builds_frame());
+        // SAFETY: the thunks are alive; the arguments match their types.
+        unsafe {
+            assert_eq!((t1.as_fn())(1), 101);
+            assert_eq!((t3.as_fn())(1, 2.0, 3), 106);
+            assert_eq!((t4.as_fn())(1, 2, 3, 4), 110);
+            assert_eq!((t5.as_fn())(1, 2, 3, 4, 0.5), 110.5);
+        }
+        let mut count = std::hint::black_box(0u32);
+        {
+            let bump = Thunk::<unsafe extern "C" fn(u32)>::new_mut(|n| count += n).unwrap();
+            // SAFETY: as above.
+            unsafe { (bump.as_fn())(5) };
+        }
+        assert_eq!(count, 5);
+
+        let block = Block::new(16)
+            .map(|_| ())
+            .map_err(|e| support::error_chain(&e));
+        let e = block.expect_err("a block needs executable memory");
+        assert!(e.contains("Arbitrary Code Guard"), "{e}");
+        let span = Heap::new()
+            .and_then(|h| h.alloc(16).map(|_| ()))
+            .map_err(|e| support::error_chain(&e));
+        let e = span.expect_err("a span needs executable memory");
+        assert!(e.contains("Arbitrary Code Guard"), "{e}");
+        println!("ACG-OK");
+    });
+    if let Some(out) = out {
+        assert!(out.contains("ACG-OK"), "{out}");
+    }
+}
+
+/// Past the table compiled into the image (2048 thunks for the whole
+/// process), a heap on static trampolines fails with a clear error, keeps
+/// every live thunk working, and has room again once one is dropped.
+#[test]
+fn a_full_static_table_is_a_clear_error_and_loses_nothing() {
+    let name = "a_full_static_table_is_a_clear_error_and_loses_nothing";
+    let out = support::in_child(name, || {
+        let heap = Heap::builder()
+            .strategy(Strategy::StaticTrampolines)
+            .build()
+            .unwrap();
+        let base = std::hint::black_box(7u64);
+        let mut live = Vec::new();
+        let err = loop {
+            let i = live.len() as u64;
+            match heap.thunk::<unsafe extern "C" fn() -> u64, _>(move || base + i) {
+                Ok(t) => live.push(t),
+                Err(e) => break e,
+            }
+            assert!(live.len() <= 1 << 20, "no limit was reached");
+        };
+        assert!(
+            matches!(err, wxthunk::Error::TrampolinesExhausted { capacity } if capacity == live.len()),
+            "{err:?} after {} thunks",
+            live.len()
+        );
+        assert!(err.to_string().contains("static trampolines"), "{err}");
+        for (i, t) in live.iter().enumerate() {
+            // SAFETY: alive.
+            assert_eq!(unsafe { (t.as_fn())() }, base + i as u64);
+        }
+        live.pop();
+        let again = heap
+            .thunk::<unsafe extern "C" fn() -> u64, _>(move || base + 1000)
+            .unwrap();
+        // SAFETY: alive.
+        assert_eq!(unsafe { (again.as_fn())() }, base + 1000);
+        println!("capacity {} thunks", live.len() + 1);
+        println!("FULL-OK");
+    });
+    if let Some(out) = out {
+        assert!(out.contains("FULL-OK"), "{out}");
+    }
 }

@@ -110,6 +110,12 @@ fn to_json(p: &Policy) -> Value {
         "seccomp": seccomp,
         "pax": p.pax,
         "read_implies_exec": p.read_implies_exec,
+        "mitigations": json!({
+            "dep": p.mitigations.dep,
+            "arbitrary_code_guard": p.mitigations.arbitrary_code_guard,
+            "control_flow_guard": p.mitigations.control_flow_guard,
+            "shadow_stack": p.mitigations.shadow_stack,
+        }),
         "block_strategy": p.block_strategy.map(|s| s.name()),
         "heap_strategy": p.heap_strategy.map(|s| s.name()),
         "thunk_strategy": p.thunk_strategy.map(|s| s.name()),

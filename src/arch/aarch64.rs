@@ -97,6 +97,15 @@ pub(crate) const ENTRY_SIZE: usize = 32;
 /// displacements (`17 - kind`) assume this count.
 pub(crate) const TABLE_KINDS: usize = 17;
 
+/// None of the table is compiled into the image with its records: it is
+/// mapped again from the binary's file.
+pub(crate) const BUILTIN_UNITS: usize = 0;
+
+/// No records in the image (see [`BUILTIN_UNITS`]).
+pub(crate) fn trampoline_records() -> Option<usize> {
+    None
+}
+
 /// The table as assembled into this binary's text, every kind's unit.
 pub(crate) fn trampoline_table() -> Option<&'static [u8]> {
     // SAFETY: the symbol is the table's code assembled above, in a

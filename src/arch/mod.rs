@@ -90,6 +90,14 @@ mod no_thunks {
         None
     }
 
+    /// No table, so none in the image either.
+    pub(crate) const BUILTIN_UNITS: usize = 0;
+
+    /// No table, so no records.
+    pub(crate) fn trampoline_records() -> Option<usize> {
+        None
+    }
+
     /// Never called: there is no table.
     pub(crate) const fn trampoline_kind(_placement: Placement) -> usize {
         unreachable!()

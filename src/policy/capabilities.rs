@@ -145,13 +145,28 @@ pub(crate) const HEAP_PREFERENCE: &[CodeStrategy] = &[
     CodeStrategy::DualMapFile,
 ];
 
-/// The order in which a heap prefers strategies for its thunks.
-pub(crate) const THUNK_PREFERENCE: &[ThunkStrategy] = &[
-    ThunkStrategy::Generated(CodeStrategy::DualMap),
-    ThunkStrategy::StaticTrampolines,
-    ThunkStrategy::Generated(CodeStrategy::Protect),
-    ThunkStrategy::Generated(CodeStrategy::DualMapFile),
-];
+/// The order in which a heap prefers strategies for its thunks. Static
+/// trampolines come before `protect` (a page per thunk) where the table is
+/// mapped again as often as needed, and after it where the table is a
+/// fixed part of the image (`arch::BUILTIN_UNITS`: Windows, 2048 thunks
+/// for the whole process): there they are for the process that may not
+/// make code at all (Arbitrary Code Guard), or for a heap that asks for
+/// them.
+pub(crate) const THUNK_PREFERENCE: &[ThunkStrategy] = if crate::arch::BUILTIN_UNITS == 0 {
+    &[
+        ThunkStrategy::Generated(CodeStrategy::DualMap),
+        ThunkStrategy::StaticTrampolines,
+        ThunkStrategy::Generated(CodeStrategy::Protect),
+        ThunkStrategy::Generated(CodeStrategy::DualMapFile),
+    ]
+} else {
+    &[
+        ThunkStrategy::Generated(CodeStrategy::DualMap),
+        ThunkStrategy::Generated(CodeStrategy::Protect),
+        ThunkStrategy::StaticTrampolines,
+        ThunkStrategy::Generated(CodeStrategy::DualMapFile),
+    ]
+};
 
 /// The directory [`Strategy::DualMapFile`] makes its files in, found by
 /// the probe; `None` where no directory works.

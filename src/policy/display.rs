@@ -66,41 +66,74 @@ impl fmt::Display for Policy {
             Some(source) if self.static_trampolines.is_allowed() => row(
                 f,
                 "static trampolines",
-                &format_args!("allowed, table mapped from {source}"),
+                &format_args!("allowed, table {source}"),
             )?,
             _ => row(f, "static trampolines", &self.static_trampolines)?,
         }
-        row(f, "MDWE", &mdwe)?;
-        let sysctl = self
-            .memfd_noexec
-            .map_or("absent".to_owned(), |v| v.to_string());
-        row(f, "vm.memfd_noexec", &sysctl)?;
-        let execmem = |d: &Option<bool>| match d {
-            Some(true) => ", deny_execmem on",
-            Some(false) => ", deny_execmem off",
-            None => "",
-        };
-        let selinux = match &self.selinux {
-            Selinux::Absent => "absent".to_owned(),
-            Selinux::Permissive { deny_execmem } => format!("permissive{}", execmem(deny_execmem)),
-            Selinux::Enforcing { deny_execmem } => format!("enforcing{}", execmem(deny_execmem)),
-        };
-        row(f, "SELinux", &selinux)?;
-        let seccomp = match &self.seccomp {
-            Seccomp::Unknown => "unknown".to_owned(),
-            Seccomp::Disabled => "off".to_owned(),
-            Seccomp::Strict => "strict".to_owned(),
-            Seccomp::Filter { filters: Some(n) } => format!("filter ({n} installed)"),
-            Seccomp::Filter { filters: None } => "filter".to_owned(),
-        };
-        row(f, "seccomp", &seccomp)?;
-        row(f, "PaX", &self.pax.as_deref().unwrap_or("absent"))?;
-        let persona = if self.read_implies_exec {
-            "READ_IMPLIES_EXEC (readable mappings are executable: refused)"
+        if self.os == "windows" {
+            let m = &self.mitigations;
+            let said = |v: Option<bool>, on: &str| match v {
+                Some(true) => format!("on{on}"),
+                Some(false) => "off".to_owned(),
+                None => "not reported by the system".to_owned(),
+            };
+            row(f, "DEP", &said(m.dep, ""))?;
+            row(
+                f,
+                "ACG",
+                &said(
+                    m.arbitrary_code_guard,
+                    " (no executable memory may be made: thunks use the table compiled into \
+                     the image)",
+                ),
+            )?;
+            row(
+                f,
+                "CFG",
+                &said(
+                    m.control_flow_guard,
+                    " (every address of generated code is a valid call target: not yet \
+                     narrowed to thunk entries)",
+                ),
+            )?;
+            row(f, "CET shadow stacks", &said(m.shadow_stack, ""))?;
         } else {
-            "normal"
-        };
-        row(f, "personality", &persona)?;
+            row(f, "MDWE", &mdwe)?;
+            let sysctl = self
+                .memfd_noexec
+                .map_or("absent".to_owned(), |v| v.to_string());
+            row(f, "vm.memfd_noexec", &sysctl)?;
+            let execmem = |d: &Option<bool>| match d {
+                Some(true) => ", deny_execmem on",
+                Some(false) => ", deny_execmem off",
+                None => "",
+            };
+            let selinux = match &self.selinux {
+                Selinux::Absent => "absent".to_owned(),
+                Selinux::Permissive { deny_execmem } => {
+                    format!("permissive{}", execmem(deny_execmem))
+                }
+                Selinux::Enforcing { deny_execmem } => {
+                    format!("enforcing{}", execmem(deny_execmem))
+                }
+            };
+            row(f, "SELinux", &selinux)?;
+            let seccomp = match &self.seccomp {
+                Seccomp::Unknown => "unknown".to_owned(),
+                Seccomp::Disabled => "off".to_owned(),
+                Seccomp::Strict => "strict".to_owned(),
+                Seccomp::Filter { filters: Some(n) } => format!("filter ({n} installed)"),
+                Seccomp::Filter { filters: None } => "filter".to_owned(),
+            };
+            row(f, "seccomp", &seccomp)?;
+            row(f, "PaX", &self.pax.as_deref().unwrap_or("absent"))?;
+            let persona = if self.read_implies_exec {
+                "READ_IMPLIES_EXEC (readable mappings are executable: refused)"
+            } else {
+                "normal"
+            };
+            row(f, "personality", &persona)?;
+        }
         let guard = match (self.branch_protection, self.arch) {
             (true, _) => "PROT_BTI: thunk and heap pages are guarded (entries start with bti c)",
             (false, "aarch64") => "none (this kernel or CPU has no BTI)",

@@ -19,7 +19,7 @@ use once_cell::race::OnceBox;
 pub(crate) use capabilities::{
     BLOCK_PREFERENCE, HEAP_PREFERENCE, THUNK_PREFERENCE, capabilities, code_file,
 };
-pub use report::{Check, CodeFileDir, Mdwe, Policy, Seccomp, Selinux};
+pub use report::{Check, CodeFileDir, Mdwe, Mitigations, Policy, Seccomp, Selinux};
 pub(crate) use settings::debug_setting;
 #[cfg(feature = "default-heap")]
 pub(crate) use settings::strategy_setting;

@@ -117,9 +117,10 @@ impl Policy {
             ),
             Some(Strategy::StaticTrampolines) => notes.push(format!(
                 "thunks use static trampolines: dual mapping does not work here ({}); creating \
-                 a thunk writes a record next to a table of code mapped from the binary's file, \
-                 so no memory is ever made executable after it was written",
-                self.dual_mapping.reason().unwrap_or("")
+                 a thunk writes a record next to a table of code ({}), so no memory is ever made \
+                 executable after it was written",
+                self.dual_mapping.reason().unwrap_or(""),
+                self.trampoline_source.as_deref().unwrap_or("")
             )),
             Some(Strategy::DualMapFile) => notes.push(format!(
                 "thunks use dual-map-file, with files in {dir}: neither memfds ({}) nor static \
@@ -128,12 +129,20 @@ impl Policy {
                 self.static_trampolines.reason().unwrap_or(""),
                 self.mprotect_exec.reason().unwrap_or("")
             )),
-            Some(s) => notes.push(format!(
-                "thunks use {s} (one page each): neither dual mapping ({}) nor static \
-                 trampolines ({}) work here",
-                self.dual_mapping.reason().unwrap_or(""),
-                self.static_trampolines.reason().unwrap_or("")
-            )),
+            Some(s) => notes.push(match self.static_trampolines.reason() {
+                Some(no_table) => format!(
+                    "thunks use {s} (one page each): neither dual mapping ({}) nor static \
+                     trampolines ({no_table}) work here",
+                    self.dual_mapping.reason().unwrap_or("")
+                ),
+                None => format!(
+                    "thunks use {s} (one page each): dual mapping does not work here ({}); static \
+                     trampolines do, but their table is {}: it is kept for a process that may \
+                     not make code, or a heap that asks for it",
+                    self.dual_mapping.reason().unwrap_or(""),
+                    self.trampoline_source.as_deref().unwrap_or("")
+                ),
+            }),
             None => notes.push("no strategy works here: thunk constructors return errors".into()),
         }
         notes

@@ -159,6 +159,27 @@ impl std::fmt::Display for CodeFileDir {
     }
 }
 
+/// Windows' process mitigation policies that bear on executable memory,
+/// as the system reports them for this process. Every field is `None`
+/// where the system has no such policy (every OS but Windows) or does not
+/// say (Wine).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Mitigations {
+    /// Data Execution Prevention (always on for a 64-bit process).
+    pub dep: Option<bool>,
+    /// Arbitrary Code Guard: the dynamic-code policy's
+    /// `ProhibitDynamicCode`. When on, no memory may become executable
+    /// after the process starts: only static trampolines (the table
+    /// compiled into the image) make thunks, and blocks and spans fail.
+    pub arbitrary_code_guard: Option<bool>,
+    /// Control Flow Guard: indirect calls must land on registered targets.
+    pub control_flow_guard: Option<bool>,
+    /// CET user-mode shadow stacks: returns must match their calls (no
+    /// thunk touches a return address).
+    pub shadow_stack: Option<bool>,
+}
+
 /// What this process may do with executable memory, and what wxthunk will
 /// therefore do. Returned by [`probe`](crate::probe).
 ///
@@ -210,6 +231,8 @@ pub struct Policy {
     /// strategy (each needs a read-write mapping) and every writable mapping
     /// it would make, whenever the personality is set.
     pub read_implies_exec: bool,
+    /// Windows' mitigation policies (all `None` elsewhere).
+    pub mitigations: Mitigations,
     /// Whether the kernel guards code pages against branches into the
     /// middle of code: AArch64's BTI (`PROT_BTI`, announced in `AT_HWCAP2`),
     /// which heaps and static trampolines use
@@ -270,7 +293,7 @@ impl Policy {
                 reason: format!("the child trying it was killed by signal {sig}"),
             },
             ChildRwx::NotTried(e) => Check::Unknown {
-                reason: format!("no child process to try it in: {e}"),
+                reason: format!("not tried: {e}"),
             },
         }
     }
@@ -281,6 +304,9 @@ impl Policy {
         // may refuse or punish by killing the whole process (sandboxes do),
         // so it is only tried where no filter is installed.
         let rwx_mapping = match seccomp_state {
+            // No seccomp at all (not Linux): the platform says whether it
+            // can try (Windows cannot: no fork-like child).
+            None if sys::OS != "linux" => Self::rwx_in_child(),
             Some((0, _)) => Self::rwx_in_child(),
             Some(_) => Check::Unknown {
                 reason: "not tried: a seccomp filter is installed, and the child process this \
@@ -337,6 +363,15 @@ impl Policy {
             seccomp,
             pax: sys::pax_flags(),
             read_implies_exec: sys::read_implies_exec(),
+            mitigations: {
+                let [dep, acg, cfg, shadow] = sys::process_mitigations();
+                Mitigations {
+                    dep,
+                    arbitrary_code_guard: acg,
+                    control_flow_guard: cfg,
+                    shadow_stack: shadow,
+                }
+            },
             branch_protection: sys::branch_targets_guarded(),
             block_strategy: caps.choose(BLOCK_PREFERENCE).ok().map(Strategy::from),
             static_trampolines: caps.static_trampolines.clone(),

@@ -20,7 +20,8 @@
 //!   and opened so that it can be mapped again (static trampolines)
 //! - `flush_icache(ptr, len)`
 //! - probe helpers: `mdwe_flags`, `memfd_noexec_sysctl`, `selinux`,
-//!   `seccomp`, `pax_flags`, `rwx_mapping_in_child`
+//!   `seccomp`, `pax_flags`, `rwx_mapping_in_child` (Linux's facts), and
+//!   `process_mitigations` (Windows' mitigation policies)
 //! - fork support: `register_at_fork`, `map_wipe_on_fork_page`,
 //!   `process_id` (used by `heap/fork.rs`)
 //! - `register_process_barrier`, `process_barrier`: the heavy side of an
@@ -36,6 +37,8 @@
 //! make (`CodeFile`, `CodeDir`, `ImageFile`) are uninhabited, as in
 //! memmap2's stub.
 
+// Windows: `windows/mod.rs` (no fork; dual mapping and the image file's
+// table are not written yet, so those are `absent.rs`'s there).
 #[cfg_attr(target_os = "linux", path = "linux/mod.rs")]
 #[cfg_attr(windows, path = "windows/mod.rs")]
 #[cfg_attr(not(any(target_os = "linux", windows)), path = "unsupported.rs")]

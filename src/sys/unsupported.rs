@@ -176,3 +176,8 @@ pub(crate) const READ_IMPLIES_EXEC_REASON: &str = "";
 pub(crate) fn rwx_mapping_in_child() -> ChildRwx {
     ChildRwx::NotTried(unsupported())
 }
+
+/// No Windows process mitigation policies here.
+pub(crate) fn process_mitigations() -> [Option<bool>; 4] {
+    [None; 4]
+}

@@ -38,6 +38,7 @@
 //! The heap's side (locking, accounting, the slot handle a thunk owns) is
 //! `heap/trampoline_slot.rs`; a thunk's side is `Code::Static` in `thunk`.
 
+mod builtin;
 mod pool;
 mod source;
 mod table;
@@ -59,6 +60,29 @@ pub(crate) const CODE_SIZE: usize = arch::TABLE_KINDS * TABLE_SIZE;
 pub(crate) const ENTRY_SIZE: usize = arch::ENTRY_SIZE;
 /// Slots (and so thunks) per table.
 pub(crate) const ENTRIES: usize = TABLE_SIZE / ENTRY_SIZE;
+/// The distance between a slot's entries of two kinds next to each other,
+/// and from its records to its data slots: one page where each table is
+/// mapped (its kinds' pages side by side, then records, then data), the
+/// whole run of units where the table is compiled into the image
+/// (kind-major: every unit of a kind, then the next kind; every unit's
+/// records, then every unit's data slots).
+pub(crate) const KIND_STRIDE: usize = if arch::BUILTIN_UNITS == 0 {
+    TABLE_SIZE
+} else {
+    arch::BUILTIN_UNITS * TABLE_SIZE
+};
+
+/// How far a slot's record is from its entry in the page of kind 0:
+/// `CODE_SIZE` where each table is mapped (its records follow its code),
+/// or as the linker placed the records section where the table is compiled
+/// into the image.
+#[inline(always)]
+pub(crate) fn record_distance() -> usize {
+    match (arch::trampoline_records(), arch::trampoline_table()) {
+        (Some(records), Some(table)) => records.wrapping_sub(table.as_ptr() as usize),
+        _ => CODE_SIZE,
+    }
+}
 
 /// The kind of a placement: which page of a table serves it.
 #[inline(always)]
@@ -70,7 +94,7 @@ pub(crate) const fn kind_of(placement: Placement) -> usize {
 /// first page: the page of `placement`'s kind.
 #[inline(always)]
 pub(crate) const fn entry_offset(placement: Placement) -> usize {
-    kind_of(placement) * TABLE_SIZE
+    kind_of(placement) * KIND_STRIDE
 }
 
 /// What a thunk's record holds: the words `[ctx, entry, stack_args]` and

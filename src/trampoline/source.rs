@@ -1,10 +1,11 @@
 //! Where a trampoline table's code is mapped from: the file this library's
 //! text was loaded from, found once per process (the look-up itself is
-//! `sys::ImageFile`'s).
+//! `sys::ImageFile`'s), or nowhere, for a table compiled into the image
+//! with its records (`arch::BUILTIN_UNITS`).
 
 use once_cell::race::OnceBox;
 
-use super::{CODE_SIZE, TABLE_SIZE};
+use super::{KIND_STRIDE, TABLE_SIZE};
 use crate::arch;
 use crate::sys::{self, ImageFile};
 
@@ -13,19 +14,27 @@ use crate::sys::{self, ImageFile};
 /// maps it without searching again.
 #[derive(Debug)]
 pub(crate) struct TableSource {
-    pub(super) image: ImageFile,
+    /// The file the table's pages are mapped from; `None` for a table
+    /// compiled into the image with its records, which is never mapped.
+    pub(super) image: Option<ImageFile>,
     pub(super) table: &'static [u8],
 }
 
 impl TableSource {
     /// The file, its offset, and how it was found, for the probe.
     pub(crate) fn describe(&self) -> String {
-        format!(
-            "{} at offset {:#x} (found with {})",
-            self.image.path(),
-            self.image.offset(),
-            self.image.found_by()
-        )
+        match &self.image {
+            Some(image) => format!(
+                "mapped from {} at offset {:#x} (found with {})",
+                image.path(),
+                image.offset(),
+                image.found_by()
+            ),
+            None => format!(
+                "compiled into this binary with its records ({} thunks for the whole process)",
+                arch::BUILTIN_UNITS * super::ENTRIES
+            ),
+        }
     }
 }
 
@@ -47,7 +56,15 @@ pub(crate) fn source() -> std::result::Result<&'static TableSource, &'static str
 fn find_source() -> std::result::Result<TableSource, String> {
     let table =
         arch::trampoline_table().ok_or("no trampoline table is assembled for this architecture")?;
-    assert_eq!(table.len(), CODE_SIZE, "one page per kind of placement");
+    assert_eq!(
+        table.len(),
+        arch::TABLE_KINDS * KIND_STRIDE,
+        "one page (or run of units) per kind of placement"
+    );
+    if arch::BUILTIN_UNITS != 0 {
+        // In the image with its records: nothing to find or map.
+        return Ok(TableSource { image: None, table });
+    }
     // A unit of the table (one kind's code, the records, the data slots)
     // must be whole pages: the page size is the kernel's, read at run time
     // (AArch64 kernels use 4, 16 or 64 KiB; the unit is 64 KiB there).
@@ -67,5 +84,8 @@ fn find_source() -> std::result::Result<TableSource, String> {
             image.path()
         ));
     }
-    Ok(TableSource { image, table })
+    Ok(TableSource {
+        image: Some(image),
+        table,
+    })
 }

@@ -4,8 +4,9 @@
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use super::builtin::Unit;
 use super::source::TableSource;
-use super::{CODE_SIZE, ENTRIES, ENTRY_SIZE, Record, TABLE_SIZE};
+use super::{CODE_SIZE, ENTRIES, ENTRY_SIZE, KIND_STRIDE, Record, TABLE_SIZE, record_distance};
 use crate::arch;
 use crate::data_slot::DATA_SLOT;
 use crate::error::{Error, Result};
@@ -16,25 +17,35 @@ use crate::sys::{Mapping, Prot};
 const RECORD_WORDS: usize = ENTRY_SIZE / std::mem::size_of::<usize>();
 const TARGET: usize = 3;
 
-/// One mapped table and its record page, unmapped when dropped (the pool
-/// drops a table only when none of its entries is live, or with its heap,
-/// which every thunk borrows).
+/// One table and its record page: mapped (and unmapped when dropped), or a
+/// unit of the table compiled into the image (given back when dropped).
+/// The pool drops a table only when none of its entries is live, or with
+/// its heap, which every thunk borrows.
 #[derive(Debug)]
 pub(crate) struct Table {
+    /// The first entry of the page of kind 0.
+    base: usize,
+    place: Place,
+}
+
+#[derive(Debug)]
+enum Place {
     /// The three parts: the table's code (`CODE_SIZE` bytes, mapped over
     /// the first part from the binary's file), the records and the data
     /// slots (`TABLE_SIZE` bytes each; `DATA_SLOT` bytes per slot, for
     /// small closures).
-    mapping: Mapping,
+    Mapped(Mapping),
+    /// A unit of the table compiled into the image: its code is in the
+    /// image's text already, its records and data slots in the image's
+    /// records section.
+    /// (The unit is held until the table drops: never read.)
+    Builtin(#[allow(dead_code)] Unit),
 }
 
-/// Where the data slots start, from the table's base.
-const DATA_AT: usize = CODE_SIZE + TABLE_SIZE;
-
-/// The record of the slot whose entry in the first page is at `entry`:
-/// exactly `CODE_SIZE` bytes ahead.
+/// The record of the slot whose entry in the first page is at `entry`.
+#[inline(always)]
 fn record_of(entry: usize) -> *mut usize {
-    std::ptr::with_exposed_provenance_mut::<usize>(entry + CODE_SIZE)
+    std::ptr::with_exposed_provenance_mut::<usize>(entry + record_distance())
 }
 
 /// The target word of the record of the entry at `entry`.
@@ -95,11 +106,12 @@ pub(crate) unsafe fn divert_at(entry: usize, target: usize) {
     unsafe { target_of(entry) }.store(target, Ordering::Release);
 }
 
-/// The data slot of entry `index`, whose address is `entry` ([`Table::data_slot`] without the table).
+/// The data slot of entry `index`, whose address is `entry` ([`Table::data_slot`] without the table):
+/// past the records by [`KIND_STRIDE`].
 #[inline]
 pub(crate) fn data_slot_of(entry: usize, index: usize) -> NonNull<u8> {
     let base = entry - index * ENTRY_SIZE;
-    let slot = base + DATA_AT + index * DATA_SLOT;
+    let slot = base + record_distance() + KIND_STRIDE + index * DATA_SLOT;
     NonNull::new(slot as *mut u8).expect("inside a live table's mapping")
 }
 const _: () = assert!(ENTRIES * DATA_SLOT <= TABLE_SIZE);
@@ -128,19 +140,28 @@ impl MappedPage {
 
 impl Table {
     /// Maps a table with no page of code yet (the code part is reserved,
-    /// inaccessible, until [`map_kind`](Self::map_kind)) and every record
-    /// pointing to the trap target.
+    /// inaccessible, until [`map_kind`](Self::map_kind)), or takes a unit
+    /// of the table compiled into the image, with every record pointing to
+    /// the trap target.
     ///
     /// # Errors
     ///
-    /// [`Error::Os`] if a mapping fails.
+    /// [`Error::Os`] if a mapping fails; [`Error::TrampolinesExhausted`]
+    /// when every unit of the built-in table is taken.
     pub(crate) fn map() -> Result<Table> {
-        let mapping = Mapping::anon(Self::reserved_bytes(), Prot::ReadWrite)
-            .map_err(|e| Error::os("mmap (trampoline table)", e))?;
-        // SAFETY: the code part of our fresh mapping; nothing uses it.
-        unsafe { mapping.protect(0, CODE_SIZE, Prot::None) }
-            .map_err(|e| Error::os("mprotect(PROT_NONE) of the trampoline table's code part", e))?;
-        let table = Table { mapping };
+        let (base, place) = if arch::BUILTIN_UNITS != 0 {
+            let unit = Unit::take()?;
+            (unit.base(), Place::Builtin(unit))
+        } else {
+            let mapping = Mapping::anon(Self::reserved_bytes(), Prot::ReadWrite)
+                .map_err(|e| Error::os("mmap (trampoline table)", e))?;
+            // SAFETY: the code part of our fresh mapping; nothing uses it.
+            unsafe { mapping.protect(0, CODE_SIZE, Prot::None) }.map_err(|e| {
+                Error::os("mprotect(PROT_NONE) of the trampoline table's code part", e)
+            })?;
+            (mapping.as_ptr() as usize, Place::Mapped(mapping))
+        };
+        let table = Table { base, place };
         for i in 0..ENTRIES {
             table.retire(i);
         }
@@ -150,20 +171,43 @@ impl Table {
     /// Maps the table's page of code for `kind` from `source`, read+exec,
     /// and checks that it holds the table's code. Only pages of kinds in use
     /// are mapped: each one is a page of the binary's file (page cache,
-    /// counted in the process's resident size while mapped).
+    /// counted in the process's resident size while mapped). A table
+    /// compiled into the image has every kind's pages already.
     ///
     /// # Errors
     ///
     /// [`Error::Os`] if the mapping fails; [`Error::StrategyUnavailable`]
     /// if the file no longer holds the table's code (the page is then made
-    /// inaccessible again).
+    /// inaccessible again), or if the table has no page for `kind` (System
+    /// V's registers in a Windows image).
     pub(crate) fn map_kind(&self, source: &TableSource, kind: usize) -> Result<MappedPage> {
-        assert!(kind < arch::TABLE_KINDS);
+        if kind >= arch::TABLE_KINDS {
+            return Err(Error::StrategyUnavailable {
+                strategy: Strategy::StaticTrampolines,
+                reason: "the trampoline table has no page for this calling convention's \
+                         context placement (System V's registers, for extern \"sysv64\", on \
+                         Windows)"
+                    .into(),
+            });
+        }
+        let mapping = match &self.place {
+            Place::Builtin(_) => {
+                return Ok(MappedPage {
+                    at: self.base + kind * KIND_STRIDE,
+                    kind,
+                });
+            }
+            Place::Mapped(mapping) => mapping,
+        };
+        let image = source
+            .image
+            .as_ref()
+            .expect("a mapped table's source is a file");
         let offset = kind * TABLE_SIZE;
-        let at = self.mapping.at(offset);
+        let at = mapping.at(offset);
         // SAFETY: a page of the code part of our mapping, inaccessible
         // until now (a kind's page is mapped once): nothing uses it.
-        unsafe { source.image.map_exec_over(at, TABLE_SIZE, offset) }
+        unsafe { image.map_exec_over(at, TABLE_SIZE, offset) }
             .map_err(|e| Error::os("mmap(PROT_READ|PROT_EXEC) of the trampoline table", e))?;
         // SAFETY: the page is now a readable mapping of TABLE_SIZE bytes.
         let mapped = unsafe { std::slice::from_raw_parts(at.as_ptr(), TABLE_SIZE) };
@@ -172,13 +216,13 @@ impl Table {
             // If this fails the page stays mapped but unreachable: no
             // pointer into it is ever handed out (its kind's bit stays
             // clear).
-            let _ = unsafe { self.mapping.protect(offset, TABLE_SIZE, Prot::None) };
+            let _ = unsafe { mapping.protect(offset, TABLE_SIZE, Prot::None) };
             return Err(Error::StrategyUnavailable {
                 strategy: Strategy::StaticTrampolines,
                 reason: format!(
                     "{} no longer holds this process's trampoline table (replaced since it was \
                      loaded?)",
-                    source.image.path()
+                    image.path()
                 ),
             });
         }
@@ -193,7 +237,7 @@ impl Table {
     /// further).
     pub(crate) fn entry(&self, i: usize) -> usize {
         debug_assert!(i < ENTRIES);
-        self.mapping.as_ptr() as usize + i * ENTRY_SIZE
+        self.base + i * ENTRY_SIZE
     }
 
     /// Fills record `i` (`[ctx, entry, stack_args]` and the target), the
@@ -218,11 +262,16 @@ impl Table {
     /// slot `i`.
     pub(crate) fn data_slot(&self, i: usize) -> NonNull<u8> {
         debug_assert!(i < ENTRIES);
-        self.mapping.at(DATA_AT + i * DATA_SLOT)
+        data_slot_of(self.entry(i), i)
     }
 
-    /// Bytes of address space a table takes (code, records, data slots).
+    /// Bytes of address space a table reserves (code, records, data
+    /// slots): none for a unit of the table compiled into the image.
     pub(crate) const fn reserved_bytes() -> usize {
-        CODE_SIZE + 2 * TABLE_SIZE
+        if arch::BUILTIN_UNITS != 0 {
+            0
+        } else {
+            CODE_SIZE + 2 * TABLE_SIZE
+        }
     }
 }

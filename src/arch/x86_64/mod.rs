@@ -32,6 +32,6 @@ pub(crate) use thunk::{
     float_thunk, frame_thunk, placement, record_thunk, register_thunk, register_thunk_len,
 };
 pub(crate) use trampolines::{
-    ENTRY_SIZE, TABLE_KINDS, TABLE_SIZE, trampoline_dropped, trampoline_freed, trampoline_kind,
-    trampoline_table, trampoline_target,
+    BUILTIN_UNITS, ENTRY_SIZE, TABLE_KINDS, TABLE_SIZE, trampoline_dropped, trampoline_freed,
+    trampoline_kind, trampoline_records, trampoline_table, trampoline_target,
 };

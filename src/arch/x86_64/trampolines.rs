@@ -41,14 +41,39 @@ pub(crate) const ENTRY_SIZE: usize = 32;
 /// Pages in the table: one per kind of placement (the frame path, six
 /// argument registers, eight `xmm` registers). The assembly's
 /// displacements (`15 - kind`) assume this count.
+#[cfg(not(windows))]
 pub(crate) const TABLE_KINDS: usize = 15;
+/// Kinds in the table compiled into a Windows image: the four argument
+/// registers of Windows x64 and the frame path (System V's registers, for
+/// `extern "sysv64"`, have none there: such a thunk cannot be a static
+/// trampoline on Windows).
+#[cfg(windows)]
+pub(crate) const TABLE_KINDS: usize = 5;
 
-// The table and the trap targets, in `trampolines.s` (ELF assembly); on
-// PE/COFF (Windows) the trap targets alone, in `trampolines_coff.s` (a
-// table there cannot be mapped again from the image file).
+/// Units of the table compiled into the image with its records (PE/COFF):
+/// every kind has this many pages of entries, so a process has
+/// `BUILTIN_UNITS * 128` static trampolines, shared by all its heaps.
+/// Zero on ELF, where the table is one page per kind, mapped again from the
+/// binary's file as often as needed.
+#[cfg(windows)]
+pub(crate) const BUILTIN_UNITS: usize = 16;
+/// See above: ELF maps the table again instead.
+#[cfg(not(windows))]
+pub(crate) const BUILTIN_UNITS: usize = 0;
+
+// The table and the trap targets: `trampolines.s` (ELF assembly: one page
+// per kind, mapped again from the binary's file), or on PE/COFF (Windows)
+// `trampolines_coff.s`, where the table is compiled into the image whole,
+// with its records in a writable section, so that making a thunk never
+// makes code (Arbitrary Code Guard forbids that).
 cfg_if::cfg_if! {
     if #[cfg(windows)] {
         global_asm!(include_str!("trampolines_coff.s"));
+
+        unsafe extern "C" {
+            static wxthunk_0_1_trampoline_table: [u8; TABLE_KINDS * BUILTIN_UNITS * TABLE_SIZE];
+            static wxthunk_0_1_trampoline_records: [u8; 2 * BUILTIN_UNITS * TABLE_SIZE];
+        }
     } else {
         global_asm!(include_str!("trampolines.s"));
 
@@ -63,17 +88,26 @@ unsafe extern "C" {
     fn wxthunk_0_1_tramp_dropped();
 }
 
-/// The table as assembled into this binary's text, every kind's page
-/// (none on PE/COFF).
+/// The table as assembled into this binary's text, every kind's page (on
+/// PE/COFF every kind's `BUILTIN_UNITS` pages).
 pub(crate) fn trampoline_table() -> Option<&'static [u8]> {
+    // SAFETY: the symbol is the table's code assembled above, in a
+    // readable, never-written text section of the declared size.
+    Some(unsafe { &*std::ptr::addr_of!(wxthunk_0_1_trampoline_table) })
+}
+
+/// The records of the table compiled into the image (PE/COFF):
+/// `BUILTIN_UNITS` pages of records, then as many pages of data slots, in
+/// a writable section; `None` where the table is mapped again instead.
+pub(crate) fn trampoline_records() -> Option<usize> {
     #[cfg(windows)]
+    {
+        Some(std::ptr::addr_of!(wxthunk_0_1_trampoline_records) as usize)
+    }
+    #[cfg(not(windows))]
     {
         None
     }
-    #[cfg(not(windows))]
-    // SAFETY: the symbol is the table's code assembled above, in a
-    // readable, never-written text section.
-    Some(unsafe { &*std::ptr::addr_of!(wxthunk_0_1_trampoline_table) })
 }
 
 /// The page of the table whose entries put the context where `placement`
@@ -82,6 +116,7 @@ pub(crate) fn trampoline_table() -> Option<&'static [u8]> {
 /// kinds used most are there, `rdx` (two-argument System V callbacks,
 /// `qsort`'s comparator, one-argument win64 ones) first and `rsi`
 /// (one-argument System V callbacks) last.
+#[cfg(not(windows))]
 #[inline]
 pub(crate) const fn trampoline_kind(placement: Placement) -> usize {
     match placement {
@@ -95,6 +130,24 @@ pub(crate) const fn trampoline_kind(placement: Placement) -> usize {
         Placement::Register(6) => 14, // rsi
         Placement::Register(_) => panic!("no such argument register"),
         Placement::Float(_) => panic!("no such float argument register"),
+    }
+}
+
+/// The kind of the table compiled into a Windows image whose entries put
+/// the context where `placement` says (`trampolines_coff.s`'s order), or
+/// `TABLE_KINDS` for a placement only System V makes (`extern "sysv64"`),
+/// which has no page there.
+#[cfg(windows)]
+#[inline]
+pub(crate) const fn trampoline_kind(placement: Placement) -> usize {
+    match placement {
+        Placement::Register(2) => 0, // rdx
+        Placement::Register(1) => 1, // rcx
+        Placement::Register(8) => 2,
+        Placement::Register(9) => 3,
+        Placement::Stack(_) => 4,
+        Placement::Register(6 | 7) | Placement::Float(_) => TABLE_KINDS,
+        Placement::Register(_) => panic!("no such argument register"),
     }
 }
 
@@ -119,6 +172,60 @@ pub(crate) fn trampoline_freed() -> usize {
 /// `extern "C" fn(report) -> !`.
 pub(crate) fn trampoline_dropped() -> usize {
     wxthunk_0_1_tramp_dropped as *const () as usize
+}
+
+#[cfg(all(test, windows))]
+mod coff_tests {
+    use super::*;
+
+    /// Every entry of every kind and unit: `endbr64; lea r11, [rip +
+    /// disp32]` reaching its own record (record `i` of unit `u`), then the
+    /// kind's load and jump, then traps.
+    #[test]
+    fn every_entry_reads_its_own_record() {
+        let table = trampoline_table().unwrap();
+        assert_eq!(table.as_ptr() as usize % TABLE_SIZE, 0);
+        let records = trampoline_records().unwrap();
+        assert_eq!(records % TABLE_SIZE, 0);
+        let loads: [&[u8]; 4] = [
+            &[0x4d, 0x8b, 0x53, 24, 0x49, 0x8b, 0x13, 0x41, 0xff, 0xe2], // rdx
+            &[0x4d, 0x8b, 0x53, 24, 0x49, 0x8b, 0x0b, 0x41, 0xff, 0xe2], // rcx
+            &[0x4d, 0x8b, 0x53, 24, 0x4d, 0x8b, 0x03, 0x41, 0xff, 0xe2], // r8
+            &[0x4d, 0x8b, 0x53, 24, 0x4d, 0x8b, 0x0b, 0x41, 0xff, 0xe2], // r9
+        ];
+        let per_unit = TABLE_SIZE / ENTRY_SIZE;
+        for kind in 0..TABLE_KINDS {
+            for u in 0..BUILTIN_UNITS {
+                for i in 0..per_unit {
+                    let at = (kind * BUILTIN_UNITS + u) * TABLE_SIZE + i * ENTRY_SIZE;
+                    let entry = &table[at..at + ENTRY_SIZE];
+                    assert_eq!(&entry[..4], &[0xf3, 0x0f, 0x1e, 0xfa]); // endbr64
+                    assert_eq!(&entry[4..7], &[0x4c, 0x8d, 0x1d]); // lea r11, [rip + disp32]
+                    let disp = i32::from_le_bytes(entry[7..11].try_into().unwrap());
+                    let reached = (table.as_ptr() as usize + at + 11).wrapping_add(disp as usize);
+                    assert_eq!(reached, records + u * TABLE_SIZE + i * ENTRY_SIZE);
+                    let rest = &entry[11..];
+                    let code: &[u8] = match kind {
+                        4 => &[0x41, 0xff, 0x63, 24], // jmp [r11 + 24]
+                        k => loads[k],
+                    };
+                    assert_eq!(&rest[..code.len()], code, "kind {kind}");
+                    assert!(rest[code.len()..].iter().all(|&b| b == 0xcc));
+                }
+            }
+        }
+        for (placement, kind) in [
+            (Placement::Register(2), 0),
+            (Placement::Register(1), 1),
+            (Placement::Register(8), 2),
+            (Placement::Register(9), 3),
+            (Placement::Stack(3), 4),
+            (Placement::Register(7), TABLE_KINDS),
+            (Placement::Float(0), TABLE_KINDS),
+        ] {
+            assert_eq!(trampoline_kind(placement), kind, "{placement:?}");
+        }
+    }
 }
 
 #[cfg(all(test, not(windows)))]

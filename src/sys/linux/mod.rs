@@ -23,7 +23,8 @@ pub(crate) use code_file::CodeFile;
 pub(crate) use image::ImageFile;
 pub(crate) use private_file::{open_private_file, read_private_file};
 pub(crate) use probe::{
-    mdwe_flags, memfd_noexec_sysctl, pax_flags, rwx_mapping_in_child, seccomp, selinux,
+    mdwe_flags, memfd_noexec_sysctl, pax_flags, process_mitigations, rwx_mapping_in_child, seccomp,
+    selinux,
 };
 #[cfg_attr(not(feature = "default-heap"), allow(unused_imports))]
 pub(crate) use process::ThreadExitKey;

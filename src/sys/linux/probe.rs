@@ -151,3 +151,9 @@ pub(crate) fn rwx_mapping_in_child() -> ChildRwx {
         ))
     }
 }
+
+/// Windows' process mitigation policies: none on Linux (its counterparts
+/// are MDWE, SELinux and seccomp, reported above).
+pub(crate) fn process_mitigations() -> [Option<bool>; 4] {
+    [None; 4]
+}

@@ -23,7 +23,7 @@ pub(crate) use absent::{
     CodeDir, CodeFile, ImageFile, mdwe_flags, memfd_noexec_sysctl, open_private_file, pax_flags,
     read_private_file, seccomp, selinux,
 };
-pub(crate) use probe::rwx_mapping_in_child;
+pub(crate) use probe::{process_mitigations, rwx_mapping_in_child};
 #[cfg_attr(not(feature = "default-heap"), allow(unused_imports))]
 pub(crate) use process::ThreadExitKey;
 pub(crate) use process::{
@@ -97,9 +97,58 @@ fn page_protection(prot: Prot) -> PAGE_PROTECTION_FLAGS {
     }
 }
 
-/// The last error of this thread as an `io::Error`.
+/// `ERROR_DYNAMIC_CODE_BLOCKED`: what `VirtualAlloc` and `VirtualProtect`
+/// fail with when the process's dynamic-code policy (Arbitrary Code Guard)
+/// refuses executable memory.
+const ERROR_DYNAMIC_CODE_BLOCKED: i32 = 1655;
+
+/// The test switch that makes this layer refuse executable memory the way
+/// Arbitrary Code Guard does (Wine accepts the policy but does not enforce
+/// it, so the tests cannot set the real one): set to `1` before the first
+/// mapping, it makes every allocation or protection change to an
+/// executable protection fail with `ERROR_DYNAMIC_CODE_BLOCKED`.
+pub(crate) const SIMULATE_ACG_VAR: &str = "WXTHUNK_SIMULATE_ACG";
+
+/// Whether [`SIMULATE_ACG_VAR`] is set (read once).
+fn simulated_acg() -> bool {
+    static STATE: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
+    match STATE.load(Ordering::Relaxed) {
+        0 => {
+            let on = std::env::var_os(SIMULATE_ACG_VAR).is_some_and(|v| v == "1");
+            STATE.store(if on { 2 } else { 1 }, Ordering::Relaxed);
+            on
+        }
+        state => state == 2,
+    }
+}
+
+/// Fails as Arbitrary Code Guard would for `prot`, where the test switch
+/// says to.
+fn refuse_simulated_acg(prot: Prot) -> io::Result<()> {
+    if simulated_acg() && matches!(prot, Prot::ReadExec | Prot::ReadExecGuarded) {
+        return Err(dynamic_code_blocked());
+    }
+    Ok(())
+}
+
+/// `ERROR_DYNAMIC_CODE_BLOCKED`, saying which policy refused.
+fn dynamic_code_blocked() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::PermissionDenied,
+        "the process's dynamic-code policy (Arbitrary Code Guard, \
+         ProcessDynamicCodePolicy) forbids making executable memory \
+         (ERROR_DYNAMIC_CODE_BLOCKED, 1655)",
+    )
+}
+
+/// The last error of this thread as an `io::Error` (the dynamic-code
+/// policy's refusal named as such).
 fn last_error() -> io::Error {
-    io::Error::last_os_error()
+    let e = io::Error::last_os_error();
+    if e.raw_os_error() == Some(ERROR_DYNAMIC_CODE_BLOCKED) {
+        return dynamic_code_blocked();
+    }
+    e
 }
 
 /// What `VirtualQuery` says of the pages from `addr` on that share one
@@ -152,6 +201,7 @@ pub(in crate::sys) fn map_anon_near(
     prot: Prot,
     hint: usize,
 ) -> io::Result<NonNull<u8>> {
+    refuse_simulated_acg(prot)?;
     let kind = if prot == Prot::None {
         MEM_RESERVE
     } else {
@@ -220,6 +270,7 @@ fn decommit(ptr: NonNull<u8>, len: usize) -> io::Result<()> {
 /// Commits `len` bytes at `at` with `prot` (`prot` is not `None`); pages
 /// committed already keep their contents.
 fn commit(at: *mut u8, len: usize, prot: Prot) -> io::Result<()> {
+    refuse_simulated_acg(prot)?;
     // SAFETY: whole pages of a reservation the caller owns; committing
     // replaces nothing committed.
     let got = unsafe { VirtualAlloc(at.cast(), len, MEM_COMMIT, page_protection(prot)) };
@@ -268,6 +319,7 @@ pub(in crate::sys) unsafe fn unmap(ptr: NonNull<u8>, len: usize) -> io::Result<(
 /// - no live Rust reference or running code relies on the access being
 ///   removed.
 pub(in crate::sys) unsafe fn protect(ptr: NonNull<u8>, len: usize, prot: Prot) -> io::Result<()> {
+    refuse_simulated_acg(prot)?;
     each_run(ptr, len, |at, n, info| {
         if info.State != MEM_COMMIT {
             return if prot == Prot::None {
