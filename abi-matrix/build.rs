@@ -1,5 +1,6 @@
 //! Generates the signature matrix: for each calling convention of the
-//! target (System V and Windows x64 on x86_64, AAPCS64 on AArch64),
+//! target (System V and Windows x64 on x86_64, whichever of them is the C
+//! convention there; AAPCS64 on AArch64),
 //! signatures of 0 to 16 arguments mixing 8/16/32/64-bit
 //! integers, pointers, f32, f64 and small `#[repr(C)]` structs by value
 //! (of integers, of floats, mixed; 3 to 16 bytes), from a fixed
@@ -414,10 +415,21 @@ fn main() {
     let mut checks = Vec::new();
     let mut rng = Rng(0x5eed_1234_abcd_ef01);
     let aarch64 = std::env::var("CARGO_CFG_TARGET_ARCH").is_ok_and(|a| a == "aarch64");
+    let windows = std::env::var("CARGO_CFG_TARGET_OS").is_ok_and(|o| o == "windows");
     // (name, Rust ABI, C attribute) of each convention, and its edges.
     type Conv = (&'static str, &'static str, &'static str);
     let (convs, edges): (&[Conv], &[(usize, usize)]) = if aarch64 {
         (&[("aapcs64", "C", "")], &A64_EDGES)
+    } else if windows {
+        // Windows x64 is the C convention there (MinGW's gcc calls with it
+        // by default); System V is the other one.
+        (
+            &[
+                ("sysv", "sysv64", "__attribute__((sysv_abi)) "),
+                ("win64", "C", ""),
+            ],
+            &EDGES,
+        )
     } else {
         (
             &[

@@ -5,7 +5,7 @@
 
 #![cfg(all(
     any(target_arch = "x86_64", target_arch = "aarch64"),
-    target_os = "linux"
+    any(target_os = "linux", windows)
 ))]
 
 include!(concat!(env!("OUT_DIR"), "/matrix.rs"));

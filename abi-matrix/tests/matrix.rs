@@ -4,11 +4,12 @@
 //! process that locks itself down first).
 #![cfg(all(
     any(target_arch = "x86_64", target_arch = "aarch64"),
-    target_os = "linux"
+    any(target_os = "linux", windows)
 ))]
 
 use wxthunk::Strategy;
 use wxthunk_abi_matrix::SIGNATURES;
+#[cfg(target_os = "linux")]
 use wxthunk_testkit::{Lockdown, run_locked};
 
 #[test]
@@ -17,6 +18,7 @@ fn c_callers_pass_every_argument_and_get_every_result() {
 }
 
 /// One test per lockdown: the child that runs it locks itself down first.
+#[cfg(target_os = "linux")]
 macro_rules! under_lockdown {
     ($($name:ident: $lockdown:expr;)*) => {$(
         #[test]
@@ -28,6 +30,7 @@ macro_rules! under_lockdown {
     )*};
 }
 
+#[cfg(target_os = "linux")]
 under_lockdown! {
     under_mdwe: Lockdown::Mdwe;
     under_mdwe_without_memfd: Lockdown::NoMemfdMdwe;
@@ -57,12 +60,32 @@ fn every_signature_on_every_heap() {
     }
     assert!(!heaps.is_empty(), "no heap strategy works:\n{policy}");
     let mut failures = Vec::new();
+    let mut refused = 0;
     for (heap_name, heap) in &heaps {
         for (name, ty, _, _, check) in SIGNATURES {
-            if let Err(e) = check(heap) {
-                failures.push(format!("{heap_name} {name} `{ty}`: {e}"));
+            match check(heap) {
+                Ok(()) => {}
+                // Windows' static trampolines are the table compiled into
+                // the image, which has pages for Windows x64's placements
+                // only: a System V thunk there is refused, clearly.
+                Err(e)
+                    if cfg!(windows)
+                        && heap.strategy() == Strategy::StaticTrampolines
+                        && name.starts_with("sysv")
+                        && e.contains("no page for this calling convention") =>
+                {
+                    refused += 1
+                }
+                Err(e) => failures.push(format!("{heap_name} {name} `{ty}`: {e}")),
             }
         }
+    }
+    if refused > 0 {
+        println!(
+            "SKIPPED: {refused} System V signatures on static trampolines, whose context goes to \
+             rdi, rsi or an xmm register: the table compiled into a Windows image has pages for \
+             Windows x64's placements only (each was refused with that reason)"
+        );
     }
     coverage(heaps.len());
     assert!(
