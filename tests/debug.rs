@@ -5,18 +5,19 @@
 //! runs in a child process (it aborts), for generated thunks and static
 //! trampolines, on the register, float-register and frame paths.
 #![cfg(all(
-    target_os = "linux",
+    any(target_os = "linux", windows),
     any(target_arch = "x86_64", target_arch = "aarch64")
 ))]
 
-use std::os::unix::process::ExitStatusExt;
+use std::process::ExitStatus;
 
 use wxthunk_testkit as support;
 
 use wxthunk::{DEBUG_QUARANTINE, Heap, HeapBuilder, Strategy};
 
 type F1 = unsafe extern "C" fn(u64) -> u64;
-/// Six integers and a float: the context goes in `xmm1` (System V).
+/// Six integers and a float: the context goes in `xmm1` (System V; on
+/// Windows x64, on the stack).
 type FFloat = unsafe extern "C" fn(u64, u64, u64, u64, u64, u64, f64) -> u64;
 /// Six integers and eight floats: the context goes on the stack (the
 /// frame path).
@@ -25,9 +26,42 @@ type FFrame = unsafe extern "C" fn(
     u64, u64, u64, u64, u64, u64, f64, f64, f64, f64, f64, f64, f64, f64,
 ) -> u64;
 
+/// How a child ended: whether it aborted (`SIGABRT`; on Windows std's
+/// fail-fast, `STATUS_STACK_BUFFER_OVERRUN`), trapped (`SIGTRAP` or
+/// `SIGILL`; on Windows a breakpoint or illegal-instruction exception), or
+/// neither (it exited).
+#[derive(Debug, PartialEq, Eq)]
+enum Ending {
+    Aborted,
+    Trapped,
+    Exited,
+    Other(ExitStatus),
+}
+
+#[cfg(unix)]
+fn ending(status: ExitStatus) -> Ending {
+    use std::os::unix::process::ExitStatusExt;
+    match status.signal() {
+        None => Ending::Exited,
+        Some(libc::SIGABRT) => Ending::Aborted,
+        Some(libc::SIGTRAP | libc::SIGILL) => Ending::Trapped,
+        Some(_) => Ending::Other(status),
+    }
+}
+
+#[cfg(windows)]
+fn ending(status: ExitStatus) -> Ending {
+    match status.code().map(|c| c as u32) {
+        Some(0xC000_0409) => Ending::Aborted,
+        Some(0x8000_0003 | 0xC000_001D) => Ending::Trapped,
+        Some(c) if c < 0x100 => Ending::Exited,
+        _ => Ending::Other(status),
+    }
+}
+
 /// Runs this test binary's test `name` as a child with `env`, and returns
-/// the signal that ended it (if one did), its stdout and its stderr.
-fn run_child(name: &str, env: &[(&str, &str)]) -> (Option<i32>, String, String) {
+/// how it ended, its stdout and its stderr.
+fn run_child(name: &str, env: &[(&str, &str)]) -> (Ending, String, String) {
     let out = support::self_command()
         .args([name, "--exact", "--nocapture", "--test-threads=1"])
         .env("WXTHUNK_TEST_CHILD", name)
@@ -40,7 +74,7 @@ fn run_child(name: &str, env: &[(&str, &str)]) -> (Option<i32>, String, String) 
         "--- child {name}: {:?}\n{stdout}--- stderr ---\n{stderr}---",
         out.status
     );
-    (out.status.signal(), stdout, stderr)
+    (ending(out.status), stdout, stderr)
 }
 
 /// The address the child printed (`ADDR 0x...`) before its stale call.
@@ -56,11 +90,11 @@ fn printed_addr(stdout: &str) -> String {
 /// Checks that the child `name` aborted with debug mode's line for its
 /// thunk, of signature `signature` and closure type `closure`.
 fn assert_reported(name: &str, env: &[(&str, &str)], signature: &str, closure: &str) {
-    let (signal, stdout, stderr) = run_child(name, env);
+    let (ended, stdout, stderr) = run_child(name, env);
     if stdout.contains("SKIPPED") {
         return;
     }
-    assert_eq!(signal, Some(libc::SIGABRT), "the stale call did not abort");
+    assert_eq!(ended, Ending::Aborted, "the stale call did not abort");
     let addr = printed_addr(&stdout);
     let line = stderr
         .lines()
@@ -233,11 +267,8 @@ fn the_default_mode_traps_without_a_report() {
         assert!(!heap.is_debug());
         debug_case!(@call one, &heap, thunk);
     }
-    let (signal, _, stderr) = run_child(name, &[]);
-    assert!(
-        matches!(signal, Some(libc::SIGTRAP | libc::SIGILL)),
-        "{signal:?}"
-    );
+    let (ended, _, stderr) = run_child(name, &[]);
+    assert_eq!(ended, Ending::Trapped);
     assert!(!stderr.contains("wxthunk: call through"), "{stderr}");
 }
 
@@ -248,8 +279,8 @@ fn the_default_mode_traps_without_a_report() {
 fn dropped_thunks_are_not_reused() {
     let name = "dropped_thunks_are_not_reused";
     if !support::is_child(name) {
-        let (signal, stdout, _) = run_child(name, &[]);
-        assert_eq!(signal, None);
+        let (ended, stdout, _) = run_child(name, &[]);
+        assert_eq!(ended, Ending::Exited);
         assert!(stdout.contains("1 passed"), "{stdout}");
         return;
     }
@@ -296,8 +327,8 @@ fn a_full_quarantine_says_so_and_reuses() {
         println!("QUARANTINE-OK");
         return;
     }
-    let (signal, stdout, stderr) = run_child(name, &[]);
-    assert_eq!(signal, None);
+    let (ended, stdout, stderr) = run_child(name, &[]);
+    assert_eq!(ended, Ending::Exited);
     assert!(stdout.contains("QUARANTINE-OK"), "{stdout}");
     let full: Vec<_> = stderr
         .lines()
@@ -316,7 +347,15 @@ fn a_full_quarantine_says_so_and_reuses() {
 fn per_thread_debug_heaps_keep_their_code_but_no_descriptor() {
     let name = "per_thread_debug_heaps_keep_their_code_but_no_descriptor";
     if support::is_child(name) {
-        let open_fds = || std::fs::read_dir("/proc/self/fd").unwrap().count();
+        // Descriptors are Linux's memfds; Windows has none to count (its
+        // heaps make no files), so only the stale call is checked there.
+        let open_fds = || {
+            if cfg!(target_os = "linux") {
+                std::fs::read_dir("/proc/self/fd").unwrap().count()
+            } else {
+                0
+            }
+        };
         let one_thread = |i: u64| {
             std::thread::spawn(move || {
                 let heap = Heap::thread_local().unwrap();
@@ -349,9 +388,9 @@ fn per_thread_debug_heaps_keep_their_code_but_no_descriptor() {
         unsafe { f(1) };
         unreachable!("a stale call returned");
     }
-    let (signal, stdout, stderr) = run_child(name, &[("WXTHUNK_DEBUG", "1")]);
+    let (ended, stdout, stderr) = run_child(name, &[("WXTHUNK_DEBUG", "1")]);
     assert!(!stdout.contains("descriptors kept"), "{stdout}");
-    assert_eq!(signal, Some(libc::SIGABRT), "the stale call did not abort");
+    assert_eq!(ended, Ending::Aborted, "the stale call did not abort");
     let addr = printed_addr(&stdout);
     assert!(
         stderr.contains(&format!("wxthunk: call through a dropped thunk at {addr} ")),

@@ -1,6 +1,6 @@
 //! `probe()`: found by trying, consistent with what the library does, cheap
 //! after the first call.
-#![cfg(target_os = "linux")]
+#![cfg(any(target_os = "linux", windows))]
 
 use wxthunk::{Block, Check, Policy, Strategy};
 
@@ -15,19 +15,41 @@ fn probe_is_cached() {
 fn probe_reports_this_machine() {
     let p = wxthunk::probe();
     println!("{p}");
-    // SAFETY: sysconf has no preconditions.
-    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as usize;
-    assert_eq!(p.page_size, page);
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: sysconf has no preconditions.
+        let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as usize;
+        assert_eq!(p.page_size, page);
+    }
     assert_eq!(p.page_size, wxthunk::page_size());
-    assert_eq!(p.os, "linux");
+    assert_eq!(p.os, std::env::consts::OS);
     assert_eq!(p.arch, std::env::consts::ARCH);
-    // Each check was tried: on Linux nothing is left unknown.
+    // Each check was tried: nothing is left unknown (but the RWX check on
+    // Windows, which has no fork-like child to try it in).
     for (name, c) in [
         ("mprotect", &p.mprotect_exec),
         ("dual", &p.dual_mapping),
         ("rwx", &p.rwx_mapping),
     ] {
+        if name == "rwx" && cfg!(windows) {
+            assert!(c.to_string().contains("no fork-like child"), "{c}");
+            continue;
+        }
         assert!(!matches!(c, Check::Unknown { .. }), "{name}: {c}");
+    }
+    // Windows: the mitigation policies have their rows, and Linux's
+    // settings none.
+    if cfg!(windows) {
+        let text = p.to_string();
+        for row in ["DEP", "ACG", "CFG", "CET shadow stacks"] {
+            assert!(
+                text.lines().any(|l| l.trim_start().starts_with(row)),
+                "{text}"
+            );
+        }
+        assert!(!text.contains("MDWE"), "{text}");
+    } else {
+        assert_eq!(p.mitigations, wxthunk::Mitigations::default());
     }
     // The chosen strategies are ones that work, in the documented order.
     if p.allows(Strategy::Protect) {
