@@ -18,7 +18,8 @@
 //!   a FIFO or another user's file
 //! - `ImageFile`: the file holding part of this process's own code, found
 //!   and opened so that it can be mapped again (static trampolines)
-//! - `flush_icache(ptr, len)`
+//! - (`flush_icache` and `flush_icache_views` are this file's: the
+//!   architecture's cache maintenance, the same on every platform so far)
 //! - probe helpers: `mdwe_flags`, `memfd_noexec_sysctl`, `selinux`,
 //!   `seccomp`, `pax_flags`, `rwx_mapping_in_child` (Linux's facts), and
 //!   `process_mitigations` (Windows' mitigation policies)
@@ -48,6 +49,21 @@ mod mapping;
 
 pub(crate) use mapping::Mapping;
 pub(crate) use platform::*;
+
+/// Makes instruction fetches from `ptr..ptr+len` see what was written
+/// there: the architecture's maintenance (nothing on x86_64, which keeps
+/// fetches coherent with stores; clean and invalidate by address on
+/// AArch64), on every platform so far. (Windows ARM64 would call
+/// `FlushInstructionCache` instead: ARCHITECTURE.md.)
+pub(crate) fn flush_icache(ptr: *const u8, len: usize) {
+    crate::arch::flush_icache(ptr, len);
+}
+
+/// Makes instruction fetches from `executed..executed+len` see what was
+/// written at `written..written+len`, another view of the same memory.
+pub(crate) fn flush_icache_views(written: *const u8, executed: *const u8, len: usize) {
+    crate::arch::flush_icache_views(written, executed, len);
+}
 
 /// Memory protection of a mapping. There is deliberately no
 /// read-write-execute value: wxthunk never asks for one.

@@ -120,17 +120,6 @@ pub(crate) fn register_at_fork(
     Err(unsupported())
 }
 
-/// Nothing is ever written here, but cache maintenance is the
-/// architecture's, not the operating system's: the same call as elsewhere.
-pub(crate) fn flush_icache(ptr: *const u8, len: usize) {
-    crate::arch::flush_icache(ptr, len);
-}
-
-/// See [`flush_icache`].
-pub(crate) fn flush_icache_views(written: *const u8, executed: *const u8, len: usize) {
-    crate::arch::flush_icache_views(written, executed, len);
-}
-
 /// No guarded pages here.
 pub(crate) fn branch_targets_guarded() -> bool {
     false

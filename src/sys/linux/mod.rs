@@ -273,14 +273,3 @@ pub(in crate::sys) unsafe fn dont_fork(ptr: NonNull<u8>, len: usize) -> io::Resu
     }
     Ok(())
 }
-
-/// Makes instruction fetches from `ptr..ptr+len` see what was written there.
-pub(crate) fn flush_icache(ptr: *const u8, len: usize) {
-    crate::arch::flush_icache(ptr, len);
-}
-
-/// Makes instruction fetches from `executed..executed+len` see what was
-/// written at `written..written+len`, another view of the same memory.
-pub(crate) fn flush_icache_views(written: *const u8, executed: *const u8, len: usize) {
-    crate::arch::flush_icache_views(written, executed, len);
-}

@@ -372,19 +372,6 @@ pub(in crate::sys) unsafe fn dont_fork(_ptr: NonNull<u8>, _len: usize) -> io::Re
     Ok(())
 }
 
-/// Makes instruction fetches from `ptr..ptr+len` see what was written there
-/// (the architecture's maintenance, as on Linux: nothing on x86_64, which
-/// keeps fetches coherent with stores).
-pub(crate) fn flush_icache(ptr: *const u8, len: usize) {
-    crate::arch::flush_icache(ptr, len);
-}
-
-/// Makes instruction fetches from `executed..executed+len` see what was
-/// written at `written..written+len`, another view of the same memory.
-pub(crate) fn flush_icache_views(written: *const u8, executed: *const u8, len: usize) {
-    crate::arch::flush_icache_views(written, executed, len);
-}
-
 /// No page bit guards branch targets on Windows (CFG is a bitmap of valid
 /// call targets, not a page property).
 pub(crate) fn branch_targets_guarded() -> bool {
