@@ -22,12 +22,12 @@ pub(crate) struct ThreadExitKey(u32);
 impl ThreadExitKey {
     /// Creates a key whose destructor is `dtor`.
     pub(crate) fn new(dtor: unsafe extern "C" fn(*mut c_void)) -> io::Result<Self> {
-        // SAFETY: `extern "C"` and `extern "system"` are one convention on
-        // every 64-bit Windows target (the only ones with a code generator
-        // here: 32-bit x86 is refused below), and a `*mut c_void` argument
-        // is passed exactly as a `*const c_void` one, so the callback type
-        // Windows calls is the function's own.
+        // 32-bit Windows, where "C" and "system" differ, is refused here.
         const { assert!(cfg!(target_pointer_width = "64")) };
+        // SAFETY: `extern "C"` and `extern "system"` are one convention on
+        // every 64-bit Windows target (the assertion above), and a
+        // `*mut c_void` argument is passed exactly as a `*const c_void`
+        // one, so the callback type Windows calls is the function's own.
         let callback: unsafe extern "system" fn(*const c_void) = unsafe {
             std::mem::transmute::<
                 unsafe extern "C" fn(*mut c_void),
