@@ -32,6 +32,15 @@ pub enum Strategy {
     /// read+exec mapping of that file that is never writable; the bytes are
     /// written through a separate mapping. Works under `PR_SET_MDWE`; needs
     /// `memfd_create`.
+    ///
+    /// On Windows the file is a pagefile-backed section with a writable view
+    /// and a read+exec view (the writable view can never be made
+    /// executable); a region's executable view stays inaccessible except
+    /// where code was written. Heaps and [`Block`](crate::Block)s use it
+    /// there; an in-place block
+    /// ([`Block::in_place_with_code_strategy`](crate::Block::in_place_with_code_strategy))
+    /// cannot (Windows cannot map a view over the memory it was written in)
+    /// and is refused with [`Error::StrategyUnavailable`](crate::Error::StrategyUnavailable).
     DualMap,
     /// As [`DualMap`](Strategy::DualMap), with the code in a file that has
     /// no name in a directory whose filesystem allows executable mappings

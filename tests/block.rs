@@ -332,7 +332,19 @@ fn auto_traits() {
 fn in_place_blocks_run_where_they_were_written() {
     for s in strategies() {
         let code_strategy = s.code().unwrap();
-        let mut b = Block::in_place_with_code_strategy(100, code_strategy).unwrap();
+        let mut b = match Block::in_place_with_code_strategy(100, code_strategy) {
+            // Windows cannot map a view over the memory a block was written
+            // in: in-place blocks are Protect only there, and say why.
+            Err(Error::StrategyUnavailable { strategy, reason })
+                if cfg!(windows) && code_strategy.dual_maps() =>
+            {
+                assert_eq!(strategy, s);
+                assert!(reason.contains("placeholders"), "{reason}");
+                println!("note: in-place {s} is refused on Windows: {reason}");
+                continue;
+            }
+            r => r.unwrap(),
+        };
         assert_eq!(b.code_strategy(), code_strategy);
         let at = b.as_mut_ptr() as usize;
         assert_eq!(at, b.exec_ptr() as usize, "{s}");

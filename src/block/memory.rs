@@ -55,6 +55,11 @@ enum Kind {
         rw: Option<Mapping>,
         strategy: CodeStrategy,
     },
+    /// Dual mapping where no file can be mapped over a range
+    /// ([`sys::MAPS_OVER_ANY_RANGE`] is false: Windows, which has no
+    /// `fork()` either): one file for the block's life (boxed: a block
+    /// stays small).
+    OneFile(Box<OneFile>),
     /// A dual-mapping strategy with the bytes written where they will run
     /// (for code generators that apply relocations in place, such as
     /// cranelift-jit): `base` is private anonymous read-write memory while
@@ -74,6 +79,17 @@ enum Kind {
 // SAFETY: through `&BlockMemory` the mappings are only read (or run); all
 // writes and transitions take `&mut self`.
 unsafe impl Sync for BlockMemory {}
+
+/// A dual-mapped block's one file and its views: `rx` is the executable
+/// view, inaccessible while the block is writable; `rw` a writable view
+/// that exists only then.
+#[derive(Debug)]
+struct OneFile {
+    file: sys::CodeFile,
+    rx: Mapping,
+    rw: Option<Mapping>,
+    strategy: CodeStrategy,
+}
 
 /// After a failed seal of an in-place block: private read-write memory at
 /// `base` again, holding what `file` holds (the bytes written). The kernel
@@ -104,6 +120,7 @@ impl BlockMemory {
         if !strategy.dual_maps() {
             return Self::new(capacity, strategy);
         }
+        in_place_dual_map_possible(strategy)?;
         debug_assert_eq!(capacity % sys::page_size(), 0);
         let base = Mapping::anon(capacity, Prot::ReadWrite)
             .map_err(|e| Error::os("mmap", sized(capacity, e)))?;
@@ -130,6 +147,25 @@ impl BlockMemory {
                     base,
                     writable: true,
                 }
+            }
+            CodeStrategy::DualMap | CodeStrategy::DualMapFile if !sys::MAPS_OVER_ANY_RANGE => {
+                let file = policy::code_file(
+                    strategy,
+                    capacity,
+                    ["memfd_create", "creating a code file"],
+                )?;
+                let rx = file
+                    .reserve_exec_view(capacity, 0)
+                    .map_err(|e| Error::os("mapping the code's view", sized(capacity, e)))?;
+                let rw = file
+                    .map(capacity, Prot::ReadWrite)
+                    .map_err(|e| Error::os("mapping the writable view", sized(capacity, e)))?;
+                Kind::OneFile(Box::new(OneFile {
+                    file,
+                    rx,
+                    rw: Some(rw),
+                    strategy,
+                }))
             }
             CodeStrategy::DualMap | CodeStrategy::DualMapFile => {
                 let rx = Mapping::anon(capacity, Prot::None)
@@ -158,6 +194,7 @@ impl BlockMemory {
         match self.kind {
             Kind::Protect { .. } => CodeStrategy::Protect,
             Kind::DualMap { strategy, .. } | Kind::InPlace { strategy, .. } => strategy,
+            Kind::OneFile(ref one) => one.strategy,
         }
     }
 
@@ -166,6 +203,7 @@ impl BlockMemory {
         match &self.kind {
             Kind::Protect { base, .. } => base.ptr(),
             Kind::DualMap { rx, .. } => rx.ptr(),
+            Kind::OneFile(one) => one.rx.ptr(),
             Kind::InPlace { base, .. } => base.ptr(),
         }
     }
@@ -181,6 +219,10 @@ impl BlockMemory {
                 writable: true,
             } => base.ptr(),
             Kind::DualMap { rw: Some(rw), .. } => rw.ptr(),
+            Kind::OneFile(one) => match &one.rw {
+                Some(rw) => rw.ptr(),
+                None => unreachable!("write_ptr on a sealed block"),
+            },
             Kind::InPlace {
                 base,
                 writable: true,
@@ -196,6 +238,7 @@ impl BlockMemory {
             Kind::Protect { base, .. } => base.ptr(),
             Kind::DualMap { rw: Some(rw), .. } => rw.ptr(),
             Kind::DualMap { rx, rw: None, .. } => rx.ptr(),
+            Kind::OneFile(one) => one.rw.as_ref().unwrap_or(&one.rx).ptr(),
             Kind::InPlace { base, .. } => base.ptr(),
         }
     }
@@ -229,6 +272,19 @@ impl BlockMemory {
                 unsafe { base.protect(0, capacity, exec) }
                     .map_err(|e| Error::os("mprotect(PROT_READ|PROT_EXEC)", e))?;
                 *writable = false;
+            }
+            Kind::OneFile(one) => {
+                let OneFile { file, rx, rw, .. } = &mut **one;
+                if let Some(rw) = rw {
+                    sys::flush_icache_views(rw.as_ptr(), rx.as_ptr(), used);
+                }
+                // SAFETY: `rx` is the file's own executable view, closed
+                // while the block was writable, so nothing runs it; it opens
+                // on the bytes just written.
+                unsafe { file.map_over(rx.ptr(), 0, capacity, exec) }
+                    .map_err(|e| Error::os("opening the code's view (read+exec)", e))?;
+                // The writable view goes: the sealed block has none.
+                *rw = None;
             }
             Kind::DualMap { rx, rw, strategy } => {
                 let file = policy::code_file(
@@ -307,6 +363,17 @@ impl BlockMemory {
                 unsafe { std::ptr::copy_nonoverlapping(code.as_ptr(), base.as_ptr(), used) };
                 *writable = true;
             }
+            Kind::OneFile(one) => {
+                let OneFile { file, rx, rw, .. } = &mut **one;
+                let view = file
+                    .map(capacity, Prot::ReadWrite)
+                    .map_err(|e| Error::os("mapping the writable view", sized(capacity, e)))?;
+                // SAFETY: our view; the caller gave up the `ExecBlock`, the
+                // only safe way to run it; closing only removes access.
+                unsafe { rx.protect(0, capacity, Prot::None) }
+                    .map_err(|e| Error::os("closing the code's view", e))?;
+                *rw = Some(view);
+            }
             Kind::DualMap { rx, rw, .. } => {
                 let buf = Mapping::anon(capacity, Prot::ReadWrite)
                     .map_err(|e| Error::os("mmap", sized(capacity, e)))?;
@@ -318,6 +385,22 @@ impl BlockMemory {
         }
         Ok(())
     }
+}
+
+/// `Ok` where an in-place block can be dual-mapped: its seal maps a file
+/// over the memory it was written in, which needs
+/// [`sys::MAPS_OVER_ANY_RANGE`] (not Windows).
+fn in_place_dual_map_possible(strategy: CodeStrategy) -> Result<()> {
+    if sys::MAPS_OVER_ANY_RANGE {
+        return Ok(());
+    }
+    Err(Error::StrategyUnavailable {
+        strategy: strategy.into(),
+        reason: "an in-place dual-mapped block maps its file over the memory it was \
+                 written in, which this platform cannot do (Windows has no placeholders); \
+                 in-place blocks use Protect here"
+            .to_owned(),
+    })
 }
 
 /// `e`, saying the size of the mapping that failed (a user who asked for

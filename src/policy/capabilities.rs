@@ -301,13 +301,14 @@ fn try_dual_map() -> (Check, Option<bool>) {
         Err(e) => {
             return (
                 Check::Refused {
-                    reason: format!("memfd_create failed: {e}"),
+                    reason: format!("{} failed: {e}", sys::CODE_FILE_CREATE),
                 },
                 None,
             );
         }
     };
-    (try_views(&file, "a memfd"), Some(file.noexec_sealed()))
+    let what = format!("a {}", sys::CODE_FILE_KIND);
+    (try_views(&file, &what), file.noexec_sealed())
 }
 
 /// Tries each candidate directory in turn with a file of its own: the

@@ -5,6 +5,7 @@ use std::fmt;
 use super::report::{Check, Mdwe, Policy, Seccomp, Selinux};
 use super::settings::{DEBUG_VAR, STRATEGY_VAR};
 use crate::strategy::Strategy;
+use crate::sys;
 
 fn opt_strategy(s: Option<Strategy>) -> &'static str {
     s.map_or("none (no strategy works here)", Strategy::name)
@@ -42,7 +43,7 @@ impl fmt::Display for Policy {
         };
         row(
             f,
-            "memfd dual mapping",
+            &format!("{} dual mapping", sys::CODE_FILE_KIND),
             &format_args!("{}{seal}", self.dual_mapping),
         )?;
         match &self.code_file_dir {

@@ -4,8 +4,9 @@
 //! stub style); the private-file functions fail; the Linux-only probe
 //! facts (MDWE, the memfd sysctl, SELinux, seccomp, PaX) are unknown.
 //! Shared by `unsupported.rs` (everything absent) and the platforms that
-//! have some of these and not others (Windows, until its dual mapping and
-//! image table).
+//! have some of these and not others (Windows: its `CodeFile` is a
+//! section, and it has no directories for code, no image file to map
+//! again, none of Linux's probe facts).
 
 use std::io;
 use std::ptr::NonNull;
@@ -62,12 +63,20 @@ impl CodeDir {
     pub(crate) fn unnamed_files(&self) -> bool {
         match self.0 {}
     }
+
+    /// Never returns: no `CodeDir` exists.
+    #[cfg_attr(not(windows), allow(dead_code))]
+    pub(crate) fn never<T>(&self) -> T {
+        match self.0 {}
+    }
 }
 
 /// Cannot exist here: [`create`](CodeFile::create) always fails.
 #[derive(Debug)]
+#[cfg_attr(windows, allow(dead_code))]
 pub(crate) struct CodeFile(Void);
 
+#[cfg_attr(windows, allow(dead_code))]
 impl CodeFile {
     /// Always fails with `Unsupported`.
     pub(crate) fn create(_len: usize) -> io::Result<Self> {
@@ -87,11 +96,15 @@ impl CodeFile {
         match self.0 {}
     }
 
-    pub(crate) fn noexec_sealed(&self) -> bool {
+    pub(crate) fn noexec_sealed(&self) -> Option<bool> {
         match self.0 {}
     }
 
     pub(crate) fn map(&self, _len: usize, _prot: Prot) -> io::Result<Mapping> {
+        match self.0 {}
+    }
+
+    pub(crate) fn reserve_exec_view(&self, _len: usize, _hint: usize) -> io::Result<Mapping> {
         match self.0 {}
     }
 

@@ -16,6 +16,14 @@ pub(crate) use absent::*;
 /// The operating system's name as reported by the probe.
 pub(crate) const OS: &str = std::env::consts::OS;
 
+/// What would hold dual-mapped code, for the probe's words (nothing can).
+pub(crate) const CODE_FILE_KIND: &str = "memfd";
+/// The call that makes one, for the probe's reasons.
+pub(crate) const CODE_FILE_CREATE: &str = "memfd_create";
+
+/// Nothing maps here at all.
+pub(crate) const MAPS_OVER_ANY_RANGE: bool = false;
+
 /// The mutex [`DefaultLock`](crate::DefaultLock) uses in a child of
 /// `fork()` (never, here: there is nothing to fork with).
 pub(crate) type RawLock = parking_lot::RawMutex;

@@ -118,7 +118,8 @@ impl Region {
                 // from the file when code is first written on it, so a page
                 // never written is never reachable as code (and uses no
                 // memory).
-                let rx = Mapping::anon_near(size, Prot::None, super::placement::hint(size))
+                let rx = file
+                    .reserve_exec_view(size, super::placement::hint(size))
                     .map_err(|e| Error::os("mmap (heap region reservation)", e))?;
                 let rw = if strict {
                     None

@@ -92,9 +92,10 @@ impl CodeFile {
         self.dir.as_deref()
     }
 
-    /// Whether the file was created with `MFD_NOEXEC_SEAL`.
-    pub(crate) fn noexec_sealed(&self) -> bool {
-        self.noexec_sealed
+    /// Whether the file was created with `MFD_NOEXEC_SEAL` (always
+    /// `Some` here: the question is Linux's).
+    pub(crate) fn noexec_sealed(&self) -> Option<bool> {
+        Some(self.noexec_sealed)
     }
 
     /// Maps `len` bytes of the file from offset 0 at an address the kernel
@@ -112,6 +113,15 @@ impl CodeFile {
         let ptr = unsafe { mmap(Place::Near(hint), len, prot, libc::MAP_SHARED, fd, 0) }?;
         // SAFETY: `len` bytes at `ptr` were just mapped, by us, for us.
         Ok(unsafe { Mapping::from_raw(ptr, len) })
+    }
+
+    /// The range where this file's code will run: an inaccessible
+    /// reservation of `len` bytes (at `hint` if free) that
+    /// [`map_over`](Self::map_over) maps the file's pages over, at the same
+    /// offsets, when code is first written on them. Pages never mapped use
+    /// no memory and cannot run.
+    pub(crate) fn reserve_exec_view(&self, len: usize, hint: usize) -> io::Result<Mapping> {
+        Mapping::anon_near(len, Prot::None, hint)
     }
 
     /// Maps `len` bytes of the file from `offset` (a multiple of the page

@@ -47,6 +47,18 @@ pub(crate) type RawLock = rustix_futex_sync::RawMutex;
 /// The operating system's name as reported by the probe.
 pub(crate) const OS: &str = "linux";
 
+/// What holds dual-mapped code here, for the probe's words: a memfd (or,
+/// where those are refused, an unlinked file in a directory).
+pub(crate) const CODE_FILE_KIND: &str = "memfd";
+/// The call that makes one, for the probe's reasons.
+pub(crate) const CODE_FILE_CREATE: &str = "memfd_create";
+
+/// Whether a file can be mapped over any part of an existing mapping
+/// (`MAP_FIXED`): what lets a dual-mapped [`Block`](crate::Block) seal each
+/// version of its code from a new file at the address it had (fork-safe),
+/// and an in-place one be sealed at all.
+pub(crate) const MAPS_OVER_ANY_RANGE: bool = true;
+
 /// The size of a page, asked of the kernel once and then cached.
 #[inline]
 pub(crate) fn page_size() -> usize {

@@ -3,9 +3,12 @@
 //! `VirtualAlloc`/`VirtualProtect`/`VirtualFree`. The rest, one job a file:
 //! - `process.rs`: thread-exit keys (fiber-local storage), the process-wide
 //!   barrier, the process id, and the fork hooks Windows has no use for;
+//! - `section.rs`: [`CodeFile`], the pagefile-backed section behind dual
+//!   mapping;
 //! - `probe.rs`: what the probe can ask (the mitigation policies);
-//! - `../absent.rs`: what Windows has no equivalent of yet (files that hold
-//!   code, the image's trampoline table, Linux's probe facts).
+//! - `../absent.rs`: what Windows has no equivalent of (directories and
+//!   named files that hold code, an image file to map the trampoline table
+//!   from again, Linux's probe facts).
 //!
 //! Memory is reserved and committed separately, so it stays proportional to
 //! use: a [`Prot::None`] mapping is an address-space reservation only
@@ -15,12 +18,13 @@
 
 mod probe;
 mod process;
+mod section;
 
 #[path = "../absent.rs"]
 mod absent;
 
 pub(crate) use absent::{
-    CodeDir, CodeFile, ImageFile, mdwe_flags, memfd_noexec_sysctl, open_private_file, pax_flags,
+    CodeDir, ImageFile, mdwe_flags, memfd_noexec_sysctl, open_private_file, pax_flags,
     read_private_file, seccomp, selinux,
 };
 pub(crate) use probe::{process_mitigations, rwx_mapping_in_child};
@@ -29,6 +33,7 @@ pub(crate) use process::ThreadExitKey;
 pub(crate) use process::{
     map_wipe_on_fork_page, process_barrier, process_id, register_at_fork, register_process_barrier,
 };
+pub(crate) use section::CodeFile;
 
 use std::ffi::c_void;
 use std::io;
@@ -50,6 +55,19 @@ pub(crate) type RawLock = parking_lot::RawMutex;
 
 /// The operating system's name as reported by the probe.
 pub(crate) const OS: &str = "windows";
+
+/// What holds dual-mapped code here, for the probe's words: a
+/// pagefile-backed section.
+pub(crate) const CODE_FILE_KIND: &str = "section";
+/// The call that makes one, for the probe's reasons.
+pub(crate) const CODE_FILE_CREATE: &str = "CreateFileMappingW";
+
+/// No: without placeholders a view cannot be mapped over an existing
+/// reservation; a section's pages open only in its own executable view
+/// (`section.rs`). So a dual-mapped [`Block`](crate::Block) keeps one
+/// section for its life, and an in-place one (a file mapped over the
+/// memory it was written in) is refused.
+pub(crate) const MAPS_OVER_ANY_RANGE: bool = false;
 
 /// The size of a page, asked of the system once and then cached.
 #[inline]
@@ -141,14 +159,23 @@ fn dynamic_code_blocked() -> io::Error {
     )
 }
 
-/// The last error of this thread as an `io::Error` (the dynamic-code
-/// policy's refusal named as such).
+/// `ERROR_COMMITMENT_LIMIT`: memory and the paging file cannot back a new
+/// commitment (the system's commit charge is exhausted).
+const ERROR_COMMITMENT_LIMIT: i32 = 1455;
+
+/// The last error of this thread as an `io::Error`: the dynamic-code
+/// policy's refusal and an exhausted commit charge named as such.
 fn last_error() -> io::Error {
     let e = io::Error::last_os_error();
-    if e.raw_os_error() == Some(ERROR_DYNAMIC_CODE_BLOCKED) {
-        return dynamic_code_blocked();
+    match e.raw_os_error() {
+        Some(ERROR_DYNAMIC_CODE_BLOCKED) => dynamic_code_blocked(),
+        Some(ERROR_COMMITMENT_LIMIT) => io::Error::new(
+            io::ErrorKind::OutOfMemory,
+            "the system's commit charge is exhausted: memory and the paging file \
+             cannot back more (ERROR_COMMITMENT_LIMIT, 1455)",
+        ),
+        _ => e,
     }
-    e
 }
 
 /// What `VirtualQuery` says of the pages from `addr` on that share one
