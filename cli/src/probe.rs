@@ -114,6 +114,7 @@ fn to_json(p: &Policy) -> Value {
             "dep": p.mitigations.dep,
             "arbitrary_code_guard": p.mitigations.arbitrary_code_guard,
             "control_flow_guard": p.mitigations.control_flow_guard,
+            "call_targets_registered": p.mitigations.call_targets_registered,
             "shadow_stack": p.mitigations.shadow_stack,
         }),
         "block_strategy": p.block_strategy.map(|s| s.name()),

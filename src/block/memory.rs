@@ -250,9 +250,25 @@ impl BlockMemory {
         len.max(1).div_ceil(page) * page
     }
 
-    /// Makes the first `len` bytes executable and the block unwritable.
-    /// On error nothing has changed.
+    /// Makes the first `len` bytes executable and the block unwritable; a
+    /// guarded block's start becomes a valid call target where Control Flow
+    /// Guard's are registered one by one (`sys::set_call_target`). On
+    /// error nothing has changed.
     pub(crate) fn seal(&mut self, len: usize) -> Result<()> {
+        self.seal_code(len)?;
+        if self.guarded {
+            let start = self.exec_ptr().as_ptr() as usize;
+            if let Err(e) = sys::set_call_target(start, true) {
+                // Writable again, as before; if even that fails the block
+                // stays sealed and says why it could not be registered.
+                let _ = self.unseal(len);
+                return Err(Error::os("SetProcessValidCallTargets (block)", e));
+            }
+        }
+        Ok(())
+    }
+
+    fn seal_code(&mut self, len: usize) -> Result<()> {
         let used = self.used_pages(len);
         let write = self.write_ptr();
         // Traps after the code, to the end of its last page (later pages are

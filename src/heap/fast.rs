@@ -88,6 +88,11 @@ impl<L: RawMutex> Heap<L> {
         &self,
         make: impl FnOnce(usize, NonNull<u8>) -> ThunkCode,
     ) -> Option<GranuleThunk<'_>> {
+        if sys::call_targets_registered() {
+            // Each entry is registered with Control Flow Guard by the
+            // general write, which can fail: no ready allocations.
+            return None;
+        }
         match self.caches {
             Some(caches) => caches
                 .with(thunks(N), |magazines| {

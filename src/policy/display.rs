@@ -88,14 +88,17 @@ impl fmt::Display for Policy {
                      the image)",
                 ),
             )?;
+            let targets = if m.call_targets_registered {
+                "; the valid call targets in generated code are thunk entries and span \
+                 starts, registered as made (SetProcessValidCallTargets)"
+            } else {
+                "; every address of generated code is a valid call target (Windows' \
+                 default: nothing registered)"
+            };
             row(
                 f,
                 "CFG",
-                &said(
-                    m.control_flow_guard,
-                    " (every address of generated code is a valid call target: not yet \
-                     narrowed to thunk entries)",
-                ),
+                &format_args!("{}{targets}", said(m.control_flow_guard, "")),
             )?;
             row(f, "CET shadow stacks", &said(m.shadow_stack, ""))?;
         } else {

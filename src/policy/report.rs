@@ -175,6 +175,13 @@ pub struct Mitigations {
     pub arbitrary_code_guard: Option<bool>,
     /// Control Flow Guard: indirect calls must land on registered targets.
     pub control_flow_guard: Option<bool>,
+    /// Whether the call targets of generated code are registered one by
+    /// one: the entry of each thunk and the start of each span of a heap
+    /// with branch protection (the default), and the start of a guarded
+    /// block, are then its only valid targets, each unregistered when
+    /// freed. Needs CFG and `SetProcessValidCallTargets`; elsewhere every
+    /// address of generated code is a valid target (Windows' default).
+    pub call_targets_registered: bool,
     /// CET user-mode shadow stacks: returns must match their calls (no
     /// thunk touches a return address).
     pub shadow_stack: Option<bool>,
@@ -369,6 +376,7 @@ impl Policy {
                     dep,
                     arbitrary_code_guard: acg,
                     control_flow_guard: cfg,
+                    call_targets_registered: sys::call_targets_registered(),
                     shadow_stack: shadow,
                 }
             },

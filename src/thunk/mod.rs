@@ -49,6 +49,8 @@
 
 mod build;
 pub(crate) mod call;
+#[cfg(all(test, windows))]
+mod call_targets_tests;
 mod closure;
 mod codegen;
 mod context;

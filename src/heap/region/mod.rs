@@ -137,7 +137,12 @@ impl Region {
                 data.base().as_ptr() as usize,
                 index,
                 shard,
-                rw.as_ref().map(Mapping::ptr),
+                // No writable view for the lock-free paths where each
+                // entry is registered with Control Flow Guard: that is done
+                // by the general write and free, which can fail.
+                rw.as_ref()
+                    .map(Mapping::ptr)
+                    .filter(|_| !sys::call_targets_registered()),
                 stamp,
             ))),
             _ => None,
@@ -362,6 +367,13 @@ impl Region {
                 self.committed.mark_range(first_page, pages);
             }
         }
+        if self.exec == Prot::ReadExecGuarded {
+            // The entry (a thunk's, a span's start), as a valid target of
+            // calls Control Flow Guard checks, where those are registered.
+            let entry = self.exec_base().as_ptr() as usize + offset;
+            sys::set_call_target(entry, true)
+                .map_err(|e| Error::os("SetProcessValidCallTargets (heap)", e))?;
+        }
         Ok(())
     }
 
@@ -381,6 +393,9 @@ impl Region {
         let Backing::DualMap { rw: Some(rw), .. } = &self.backing else {
             return None;
         };
+        if sys::call_targets_registered() {
+            return None; // the general paths register each entry
+        }
         let offset = start << self.granule_shift;
         let page = offset >> sys::page_size().trailing_zeros();
         (self.stamp == stamp && self.committed.get(page))
@@ -394,6 +409,11 @@ impl Region {
     pub(crate) fn scrub(&mut self, start: usize, n: usize) {
         let offset = start << self.granule_shift;
         let len = n << self.granule_shift;
+        if self.exec == Prot::ReadExecGuarded && sys::call_targets_registered() {
+            // No longer a target (it holds traps from now on either way).
+            let entry = self.exec_base().as_ptr() as usize + offset;
+            let _ = sys::set_call_target(entry, false);
+        }
         match &self.backing {
             Backing::DualMap { .. } => {
                 // Only committed pages can hold code; the others are not

@@ -5,6 +5,7 @@
 //!   barrier, the process id, and the fork hooks Windows has no use for;
 //! - `section.rs`: [`CodeFile`], the pagefile-backed section behind dual
 //!   mapping;
+//! - `cfg.rs`: Control Flow Guard, the registration of call targets;
 //! - `probe.rs`: what the probe can ask (the mitigation policies);
 //! - `../absent.rs`: what Windows has no equivalent of (directories and
 //!   named files that hold code, an image file to map the trampoline table
@@ -16,6 +17,7 @@
 //! pages it covers that are not committed yet. Every mapping is one whole
 //! allocation (`Mapping` is never split), released whole by `unmap`.
 
+mod cfg;
 mod probe;
 mod process;
 mod section;
@@ -27,6 +29,9 @@ pub(crate) use absent::{
     CodeDir, ImageFile, mdwe_flags, memfd_noexec_sysctl, open_private_file, pax_flags,
     read_private_file, seccomp, selinux,
 };
+#[cfg(test)]
+pub(crate) use cfg::{SIMULATE_CFG_VAR, recorded as recorded_call_targets};
+pub(crate) use cfg::{enabled as call_targets_registered, set_call_target};
 pub(crate) use probe::{process_mitigations, rwx_mapping_in_child};
 #[cfg_attr(not(feature = "default-heap"), allow(unused_imports))]
 pub(crate) use process::ThreadExitKey;
@@ -103,16 +108,16 @@ fn system_info() -> (usize, usize) {
 }
 
 /// The page protection for `prot`. Never one that is writable and
-/// executable: there is no such `Prot`.
+/// executable: there is no such `Prot`. Guarded code gets no valid call
+/// target where Control Flow Guard targets are registered one by one
+/// (`cfg.rs`); otherwise the page's CFG bits are Windows' default.
 fn page_protection(prot: Prot) -> PAGE_PROTECTION_FLAGS {
-    match prot {
+    let base = match prot {
         Prot::None => PAGE_NOACCESS,
         Prot::ReadWrite => PAGE_READWRITE,
-        // No branch-target guard on Windows pages (CET's indirect branch
-        // tracking is not used by Windows; its CFG is a bitmap, not a page
-        // bit).
         Prot::ReadExec | Prot::ReadExecGuarded => PAGE_EXECUTE_READ,
-    }
+    };
+    base | cfg::protection_bits(prot)
 }
 
 /// `ERROR_DYNAMIC_CODE_BLOCKED`: what `VirtualAlloc` and `VirtualProtect`

@@ -22,13 +22,14 @@ use std::ptr::NonNull;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use windows_sys::Win32::Foundation::INVALID_HANDLE_VALUE;
+use windows_sys::Win32::Foundation::{HANDLE, INVALID_HANDLE_VALUE};
 use windows_sys::Win32::System::Memory::{
-    CreateFileMappingW, FILE_MAP, FILE_MAP_EXECUTE, FILE_MAP_READ, FILE_MAP_WRITE, MapViewOfFileEx,
-    PAGE_EXECUTE_READWRITE, SEC_COMMIT,
+    CreateFileMappingW, FILE_MAP, FILE_MAP_EXECUTE, FILE_MAP_READ, FILE_MAP_TARGETS_INVALID,
+    FILE_MAP_WRITE, MapViewOfFileEx, PAGE_EXECUTE_READWRITE, SEC_COMMIT,
 };
 
 use super::absent::CodeDir;
+use super::cfg;
 use super::{last_error, refuse_simulated_acg, system_info};
 use crate::sys::{Mapping, Prot};
 
@@ -131,20 +132,35 @@ impl CodeFile {
 
     /// The range where this section's code runs: a read+exec view of
     /// `len` bytes from offset 0 whose pages are all inaccessible until
-    /// [`map_over`](Self::map_over) opens them. One per section.
+    /// [`map_over`](Self::map_over) opens them. One per section. Where
+    /// Control Flow Guard targets are registered (`cfg.rs`) no address of
+    /// it is a valid target until registered (or until a page is opened
+    /// unguarded, which makes all of its addresses valid).
     pub(crate) fn reserve_exec_view(&self, len: usize, hint: usize) -> io::Result<Mapping> {
-        let view = self.map_near(len, Prot::None, hint)?;
+        let targets_invalid = if cfg::for_real() {
+            FILE_MAP_TARGETS_INVALID
+        } else {
+            0
+        };
+        let ptr = self.view(0, len, access(Prot::None)? | targets_invalid, hint)?;
+        // SAFETY: a view of `len` bytes just mapped, by us, for us.
+        let view = unsafe { Mapping::from_raw(ptr, len) };
+        // SAFETY: our own view, which nothing uses yet.
+        unsafe { super::protect(ptr, len, Prot::None) }?;
+        let base = ptr.as_ptr() as usize;
         if self
             .exec_view
-            .compare_exchange(
-                0,
-                view.as_ptr() as usize,
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            )
+            .compare_exchange(0, base, Ordering::AcqRel, Ordering::Acquire)
             .is_err()
         {
             return Err(io::Error::other("a section has one executable view"));
+        }
+        if cfg::enabled() {
+            exec_views().push(ExecView {
+                base,
+                len,
+                section: self.section.as_raw_handle() as usize,
+            });
         }
         Ok(view)
     }
@@ -262,6 +278,42 @@ impl CodeFile {
         }
         NonNull::new(ptr.cast()).ok_or_else(last_error)
     }
+}
+
+impl Drop for CodeFile {
+    fn drop(&mut self) {
+        let base = self.exec_view.load(Ordering::Acquire);
+        if base != 0 && cfg::enabled() {
+            exec_views().retain(|v| v.base != base);
+        }
+    }
+}
+
+/// A section's executable view, where call targets are registered: what
+/// registering a target in it needs (`cfg.rs`).
+struct ExecView {
+    base: usize,
+    len: usize,
+    /// The section's handle, open while the entry is here.
+    section: usize,
+}
+
+/// The executable views of live sections (kept only where call targets
+/// are registered).
+fn exec_views() -> std::sync::MutexGuard<'static, Vec<ExecView>> {
+    static VIEWS: std::sync::Mutex<Vec<ExecView>> = std::sync::Mutex::new(Vec::new());
+    VIEWS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// The executable view that holds `addr` (its start and length) and its
+/// section, if a live section's.
+pub(super) fn exec_view_of(addr: usize) -> Option<(usize, usize, HANDLE)> {
+    exec_views()
+        .iter()
+        .find(|v| (v.base..v.base + v.len).contains(&addr))
+        .map(|v| (v.base, v.len, v.section as HANDLE))
 }
 
 /// The view access for `prot`: writable or executable, never both.
