@@ -249,11 +249,34 @@ fn fn_mut_and_fn_once_thunks() {
     }
 }
 
-/// A code address, not 16-aligned: what a return address looks like to an
-/// unwinder that scans the stack for one (Wine's, for frames that have no
-/// unwind information).
+/// A return address that misleads an unwinder which does not know the
+/// adapter's frame: the end of the prologue of [`plant_below`], a function
+/// with a frame of over 8 KiB and no frame register. Wine takes a frame
+/// without unwind information for a leaf and "returns" to the value on top
+/// of it; landing in a prologue it pops only what that prologue pushed, so
+/// a planted address inside one would walk up the planted slots to the real
+/// return address (a scan by accident). Past the prologue it unwinds the
+/// whole 8 KiB frame instead, far above the stack's real frames, and the
+/// panic never reaches `catch_unwind`: so this test passes only through
+/// the adapter's own unwind information.
 fn looks_like_a_return_address() -> u64 {
-    fn_mut_and_fn_once_thunks as *const () as usize as u64 + 5
+    use windows_sys::Win32::System::Diagnostics::Debug::RtlLookupFunctionEntry;
+    let pc = plant_below as *const () as usize as u64;
+    let mut image = 0u64;
+    // SAFETY: `pc` is code of this image; `image` is a valid place to
+    // write; no history table.
+    let entry = unsafe { RtlLookupFunctionEntry(pc, &mut image, std::ptr::null_mut()) };
+    assert!(!entry.is_null(), "plant_below has unwind information");
+    // SAFETY: a function table entry of this image, read-only.
+    let entry = unsafe { &*entry };
+    // SAFETY: the entry's unwind information is in this image, at least
+    // the 4-byte header (version/flags, prologue size, code count, frame).
+    let header: [u8; 4] =
+        unsafe { *((image + u64::from(entry.Anonymous.UnwindData)) as *const [u8; 4]) };
+    assert_eq!(header[3] & 0x0f, 0, "plant_below has no frame register");
+    let after_prologue = image + u64::from(entry.BeginAddress) + u64::from(header[1]);
+    assert!(after_prologue < image + u64::from(entry.EndAddress));
+    after_prologue
 }
 
 /// Fills the stack below the caller's frame with `value`: the frames the

@@ -417,3 +417,35 @@ pub(crate) fn read_implies_exec() -> bool {
 
 /// Never shown: [`read_implies_exec`] is false.
 pub(crate) const READ_IMPLIES_EXEC_REASON: &str = "";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The system's refusals that say what to do are named, not numbered:
+    /// an exhausted commit charge (which Wine, overcommitting, never
+    /// reports) and Arbitrary Code Guard.
+    #[test]
+    fn commitment_limit_and_acg_are_named() {
+        use windows_sys::Win32::Foundation::SetLastError;
+        for (code, kind, words) in [
+            (
+                ERROR_COMMITMENT_LIMIT,
+                io::ErrorKind::OutOfMemory,
+                "commit charge",
+            ),
+            (
+                ERROR_DYNAMIC_CODE_BLOCKED,
+                io::ErrorKind::PermissionDenied,
+                "Arbitrary Code Guard",
+            ),
+        ] {
+            // SAFETY: no preconditions.
+            unsafe { SetLastError(code as u32) };
+            let e = last_error();
+            assert_eq!(e.kind(), kind);
+            assert!(e.to_string().contains(words), "{e}");
+            assert!(e.to_string().contains(&code.to_string()), "{e}");
+        }
+    }
+}
