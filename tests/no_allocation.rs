@@ -4,7 +4,7 @@
 //! small `Fn` closures on a dual-mapped heap, which live in their thunk's
 //! private data slot.
 #![cfg(all(
-    target_os = "linux",
+    any(target_os = "linux", windows),
     any(target_arch = "x86_64", target_arch = "aarch64")
 ))]
 

@@ -8,7 +8,7 @@
 //! Each test runs in a child process of its own, so the global heap holds
 //! only that test's thunks.
 #![cfg(all(
-    target_os = "linux",
+    any(target_os = "linux", windows),
     any(target_arch = "x86_64", target_arch = "aarch64")
 ))]
 
@@ -17,6 +17,7 @@ use std::sync::{Barrier, mpsc};
 
 use wxthunk::{Heap, Strategy, Thunk};
 use wxthunk_testkit as support;
+#[cfg(target_os = "linux")]
 use wxthunk_testkit::seccomp::{self, Filter};
 
 type Add = unsafe extern "C" fn(u64) -> u64;
@@ -202,6 +203,7 @@ fn threads_churn_and_trade_thunks_while_compact_and_stats_run() {
     assert!(out.contains("CHURNED") || out.contains("SKIPPED"), "{out}");
 }
 
+#[cfg(target_os = "linux")] // membarrier and seccomp are Linux's
 #[test]
 fn without_membarrier_the_global_heap_works_uncached() {
     let name = "without_membarrier_the_global_heap_works_uncached";
@@ -232,6 +234,7 @@ fn without_membarrier_the_global_heap_works_uncached() {
     assert!(out.contains("UNCACHED"), "{out}");
 }
 
+#[cfg(target_os = "linux")] // membarrier and seccomp are Linux's
 #[test]
 fn membarrier_refused_later_leaves_compact_unblocked() {
     let name = "membarrier_refused_later_leaves_compact_unblocked";
