@@ -239,20 +239,26 @@ pub(in crate::sys) fn map_anon_near(
     } else {
         MEM_RESERVE | MEM_COMMIT
     };
-    let granularity = system_info().1;
-    let hint = hint & !(granularity - 1);
-    let alloc = |at: usize| {
+    near_hint(hint, |at| {
         // SAFETY: a reservation at a free address (or anywhere, for null)
         // replaces nothing: VirtualAlloc fails where the range is in use.
         unsafe { VirtualAlloc(at as *const c_void, len, kind, page_protection(prot)) }
-    };
+    })
+}
+
+/// Places something with `place(at)` at `hint`, rounded down to the
+/// allocation granularity (every allocation and view starts on it), and
+/// where that fails or there is no hint, anywhere (`place(0)`): the address
+/// it got, or the system's last error.
+fn near_hint(hint: usize, place: impl Fn(usize) -> *mut c_void) -> io::Result<NonNull<u8>> {
+    let hint = hint & !(system_info().1 - 1);
     let mut ptr = if hint != 0 {
-        alloc(hint)
+        place(hint)
     } else {
         std::ptr::null_mut()
     };
     if ptr.is_null() {
-        ptr = alloc(0);
+        ptr = place(0);
     }
     NonNull::new(ptr.cast()).ok_or_else(last_error)
 }

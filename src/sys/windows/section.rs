@@ -30,7 +30,7 @@ use windows_sys::Win32::System::Memory::{
 
 use super::absent::CodeDir;
 use super::cfg;
-use super::{last_error, refuse_simulated_acg, system_info};
+use super::{last_error, near_hint, refuse_simulated_acg, system_info};
 use crate::sys::{Mapping, Prot};
 
 /// A pagefile-backed section that holds code and is mapped twice: the
@@ -249,10 +249,8 @@ impl CodeFile {
         access: FILE_MAP,
         hint: usize,
     ) -> io::Result<NonNull<u8>> {
-        let granularity = system_info().1;
-        let hint = hint & !(granularity - 1);
         let offset = offset as u64;
-        let map = |at: usize| {
+        near_hint(hint, |at| {
             // SAFETY: a new view of our own section; with a base address,
             // the call fails where that range is in use (nothing is
             // replaced).
@@ -267,16 +265,7 @@ impl CodeFile {
                 )
             }
             .Value
-        };
-        let mut ptr = if hint != 0 {
-            map(hint)
-        } else {
-            std::ptr::null_mut()
-        };
-        if ptr.is_null() {
-            ptr = map(0);
-        }
-        NonNull::new(ptr.cast()).ok_or_else(last_error)
+        })
     }
 }
 
