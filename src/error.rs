@@ -107,6 +107,12 @@ pub enum Error {
         /// What is missing.
         what: &'static str,
     },
+    /// A signature given at run time ([`Heap::dyn_thunk`](crate::Heap::dyn_thunk))
+    /// that no thunk can have.
+    InvalidSignature {
+        /// What is wrong with it.
+        reason: &'static str,
+    },
     /// Every static trampoline of the table compiled into this binary is
     /// in use (Windows, where the table is part of the image so that no
     /// code is made at run time: a fixed number of thunks, shared by every
@@ -162,7 +168,8 @@ impl Error {
             Error::SizeOverflow { .. }
             | Error::OutOfBounds { .. }
             | Error::ZeroSize
-            | Error::TooLarge { .. } => io::ErrorKind::InvalidInput,
+            | Error::TooLarge { .. }
+            | Error::InvalidSignature { .. } => io::ErrorKind::InvalidInput,
             Error::HeapExhausted { .. } => io::ErrorKind::OutOfMemory,
             Error::HeapUnavailable { .. } => io::ErrorKind::Other,
             Error::InvalidSetting { .. } => io::ErrorKind::InvalidInput,
@@ -226,6 +233,7 @@ impl fmt::Display for Error {
             } => write!(f, "{variable}={value:?} is not valid (expected {expected})"),
             Error::PageFull { capacity } => write!(f, "the thunk page is full ({capacity} thunks)"),
             Error::Unsupported { what } => write!(f, "not supported on this platform: {what}"),
+            Error::InvalidSignature { reason } => write!(f, "invalid thunk signature: {reason}"),
             Error::TrampolinesExhausted { capacity } => write!(
                 f,
                 "all {capacity} static trampolines compiled into this binary are in use (drop \

@@ -36,8 +36,8 @@ pub use strategy::{CodeStrategy, ParseStrategyError, Strategy, ThunkStrategy};
 /// This crate's version (as `probe --json` reports it).
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 pub use thunk::{
-    ClosureSig, ClosureSigMut, ClosureSigOnce, DEBUG_QUARANTINE, RefThunk, SealedThunkPage, Thunk,
-    ThunkFn, ThunkFnMut, ThunkFnOnce, ThunkPage,
+    ClosureSig, ClosureSigMut, ClosureSigOnce, DEBUG_QUARANTINE, DynThunk, RefThunk,
+    SealedThunkPage, Thunk, ThunkFn, ThunkFnMut, ThunkFnOnce, ThunkPage,
 };
 
 /// The size of a memory page on this system, in bytes (cached after the

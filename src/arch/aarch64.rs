@@ -77,11 +77,52 @@ core::arch::global_asm!(include_str!("aarch64_trampolines.s"));
 
 unsafe extern "C" {
     fn wxthunk_0_1_aapcs64_frame_adapter();
+    fn wxthunk_0_1_aapcs64_frame_adapter_1();
+    fn wxthunk_0_1_aapcs64_frame_adapter_2();
+    fn wxthunk_0_1_aapcs64_frame_adapter_3();
+    fn wxthunk_0_1_aapcs64_frame_adapter_4();
+    fn wxthunk_0_1_aapcs64_frame_adapter_5();
+    fn wxthunk_0_1_aapcs64_frame_adapter_6();
+    fn wxthunk_0_1_aapcs64_frame_adapter_7();
+    fn wxthunk_0_1_aapcs64_frame_adapter_8();
     fn wxthunk_0_1_aapcs64_freed();
     fn wxthunk_0_1_aapcs64_dropped();
-    /// The adapter's size in bytes (`aarch64_adapters.s`).
-    static wxthunk_0_1_aapcs64_frame_adapter_size: u32;
+    /// Each adapter's size in bytes, in the order of [`FRAME_ADAPTERS`]
+    /// (`aarch64_adapters.s`).
+    static wxthunk_0_1_aapcs64_frame_adapter_sizes: [u32; FRAME_ADAPTER_COUNT];
     static wxthunk_0_1_trampoline_table: [u8; TABLE_KINDS * TABLE_SIZE];
+}
+
+/// How many frame adapters there are (0 to 8 stack arguments).
+const FRAME_ADAPTER_COUNT: usize = crate::abi::MAX_ARITY - 8 + 1;
+
+/// The frame adapters by the count of stack arguments before the context:
+/// 0 for every Rust entry (its context takes the first stack slot), up to
+/// 8 for a [`DynThunk`](crate::DynThunk)'s C target (the arguments that
+/// missed the eight `x` registers, with at most sixteen in all).
+static FRAME_ADAPTERS: [unsafe extern "C" fn(); FRAME_ADAPTER_COUNT] = [
+    wxthunk_0_1_aapcs64_frame_adapter,
+    wxthunk_0_1_aapcs64_frame_adapter_1,
+    wxthunk_0_1_aapcs64_frame_adapter_2,
+    wxthunk_0_1_aapcs64_frame_adapter_3,
+    wxthunk_0_1_aapcs64_frame_adapter_4,
+    wxthunk_0_1_aapcs64_frame_adapter_5,
+    wxthunk_0_1_aapcs64_frame_adapter_6,
+    wxthunk_0_1_aapcs64_frame_adapter_7,
+    wxthunk_0_1_aapcs64_frame_adapter_8,
+];
+
+/// The frame adapter for a context after `stack_args` stack arguments.
+///
+/// # Panics
+///
+/// For a count no signature of up to 16 arguments has (the placements
+/// below never return one).
+fn frame_adapter(stack_args: usize) -> usize {
+    match FRAME_ADAPTERS.get(stack_args) {
+        Some(&f) => f as usize,
+        None => unreachable!("no signature has {stack_args} stack arguments"),
+    }
 }
 
 /// The unit of the trampoline table: one kind's entries, and the distance
@@ -133,10 +174,10 @@ const _: () = assert!(THUNK_SIZE == THUNK_CODE_MAX);
 /// Where the context goes after `classes`: AAPCS64's placement, for the
 /// conventions of this target (every one is AAPCS64 here).
 ///
-/// The one frame adapter serves a context that is the first stack
-/// argument; a signature whose context would follow stack arguments (only
-/// structs that missed their registers make one, within sixteen
-/// arguments) is a compile-time error for now.
+/// A Rust entry's context is on the stack only when all sixteen argument
+/// registers are taken, as the first stack slot; a signature whose context
+/// would follow stack arguments (only structs that missed their registers
+/// make one, within sixteen arguments) is a compile-time error for now.
 pub(crate) const fn placement(conv: CallConv, classes: &[ArgClass]) -> Option<Placement> {
     match conv {
         CallConv::Aapcs64 => match enc::placement(classes) {
@@ -144,6 +185,20 @@ pub(crate) const fn placement(conv: CallConv, classes: &[ArgClass]) -> Option<Pl
                 "wxthunk: on AArch64 this signature's context would follow arguments passed on \
                  the stack, which no frame adapter serves yet"
             ),
+            p => Some(p),
+        },
+        _ => None,
+    }
+}
+
+/// Where a context declared as a trailing pointer goes after `classes` (a
+/// [`DynThunk`](crate::DynThunk)'s C target): an `x` register, or the slot
+/// after the stack arguments (an adapter per count up to 8, so `None` for
+/// more, which only struct arguments could make).
+pub(crate) const fn pointer_placement(conv: CallConv, classes: &[ArgClass]) -> Option<Placement> {
+    match conv {
+        CallConv::Aapcs64 => match enc::pointer_placement(classes) {
+            Placement::Stack(n) if n >= FRAME_ADAPTER_COUNT => None,
             p => Some(p),
         },
         _ => None,
@@ -166,21 +221,18 @@ pub(crate) fn register_thunk_len(_code: &[u8; THUNK_CODE_MAX]) -> usize {
     THUNK_SIZE
 }
 
-/// The frame-path thunk: the record in x16 for the one frame adapter. With
-/// at most sixteen arguments and all sixteen argument registers taken,
-/// nothing else is on the stack, so `stack_args` is always 0.
+/// The frame-path thunk: the record in x16 for the frame adapter that
+/// copies `stack_args` stack arguments before the context.
 pub(crate) fn frame_thunk(
     _conv: CallConv,
     stack_args: usize,
     record: usize,
     _at: usize,
 ) -> ThunkCode {
-    assert_eq!(
-        stack_args, 0,
-        "AAPCS64: no stack argument precedes the context"
-    );
-    let adapter = wxthunk_0_1_aapcs64_frame_adapter as *const () as usize;
-    ThunkCode::from_bytes(enc::frame_thunk(record, adapter), THUNK_SIZE)
+    ThunkCode::from_bytes(
+        enc::frame_thunk(record, frame_adapter(stack_args)),
+        THUNK_SIZE,
+    )
 }
 
 /// The thunk that reads its context and target from a record (debug mode).
@@ -188,15 +240,20 @@ pub(crate) fn record_thunk(placement: Placement, record: usize) -> ThunkCode {
     ThunkCode::from_bytes(enc::record_thunk(placement, record), THUNK_SIZE)
 }
 
-/// The frame adapter as `(address, size in bytes, name)`, for perf's map.
+/// Every frame adapter as `(address, size in bytes, name)`, for perf's map.
 pub(crate) fn frame_adapters() -> Vec<(usize, usize, String)> {
-    // SAFETY: an immutable `u32` the assembly defines in `.rodata`.
-    let size = unsafe { wxthunk_0_1_aapcs64_frame_adapter_size } as usize;
-    vec![(
-        wxthunk_0_1_aapcs64_frame_adapter as *const () as usize,
-        size,
-        "wxthunk frame adapter (AAPCS64)".to_owned(),
-    )]
+    // SAFETY: an immutable array the assembly defines in `.rodata`, one
+    // size per adapter.
+    let sizes = unsafe { wxthunk_0_1_aapcs64_frame_adapter_sizes };
+    FRAME_ADAPTERS
+        .iter()
+        .zip(sizes)
+        .enumerate()
+        .map(|(n, (&f, size))| {
+            let name = format!("wxthunk frame adapter (AAPCS64, {n} stack arguments)");
+            (f as usize, size as usize, name)
+        })
+        .collect()
 }
 
 /// Where a record's target points for a thunk of `placement` (static
@@ -204,7 +261,7 @@ pub(crate) fn frame_adapters() -> Vec<(usize, usize, String)> {
 /// frame adapter, which reads the record through x16.
 pub(crate) fn trampoline_target(_conv: CallConv, placement: Placement, entry: usize) -> usize {
     match placement {
-        Placement::Stack(_) => wxthunk_0_1_aapcs64_frame_adapter as *const () as usize,
+        Placement::Stack(n) => frame_adapter(n),
         Placement::Register(_) | Placement::Float(_) => entry,
     }
 }

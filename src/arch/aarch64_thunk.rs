@@ -89,6 +89,32 @@ pub(crate) const THUNK_SIZE: usize = 32;
 /// the stack and the `x` file counts as full (NGRN = 8). Later arguments
 /// then never take a register of the file that was closed.
 pub(crate) const fn placement(classes: &[ArgClass]) -> Placement {
+    let (ngrn, nsrn, stack) = usage(classes);
+    if ngrn < INT_REGS {
+        Placement::Register(ngrn as u8)
+    } else if nsrn < FLOAT_REGS {
+        Placement::Float(nsrn as u8)
+    } else {
+        // Every argument that missed its registers is in 8-byte slots.
+        Placement::Stack(stack)
+    }
+}
+
+/// Where a context the target declares as a trailing pointer goes after
+/// `classes`: [`placement`] without the float-register path (an `x`
+/// register, else the 8-byte slot after the stack arguments).
+pub(crate) const fn pointer_placement(classes: &[ArgClass]) -> Placement {
+    let (ngrn, _, stack) = usage(classes);
+    if ngrn < INT_REGS {
+        Placement::Register(ngrn as u8)
+    } else {
+        Placement::Stack(stack)
+    }
+}
+
+/// The `x` and `v` registers `classes` take (NGRN, NSRN) and the 8-byte
+/// stack slots of those that missed theirs.
+const fn usage(classes: &[ArgClass]) -> (usize, usize, usize) {
     let (mut ngrn, mut nsrn, mut stack) = (0usize, 0usize, 0usize);
     let mut i = 0;
     while i < classes.len() {
@@ -114,14 +140,7 @@ pub(crate) const fn placement(classes: &[ArgClass]) -> Placement {
         }
         i += 1;
     }
-    if ngrn < INT_REGS {
-        Placement::Register(ngrn as u8)
-    } else if nsrn < FLOAT_REGS {
-        Placement::Float(nsrn as u8)
-    } else {
-        // Every argument that missed its registers is in 8-byte slots.
-        Placement::Stack(stack)
-    }
+    (ngrn, nsrn, stack)
 }
 
 /// Apple arm64's frame path (the design; not verified here): the bytes of
@@ -385,6 +404,37 @@ mod tests {
             assert_eq!(u64::from_le_bytes(code[24..].try_into().unwrap()), 0xbbbb);
         }
         assert!(words(&trap_granule()).iter().all(|&w| w == BRK_0));
+    }
+
+    /// A context declared as a trailing pointer (a `DynThunk`'s C target)
+    /// never takes a `v` register: with the eight `x` registers taken it
+    /// follows the stack arguments, up to eight of them within sixteen.
+    #[test]
+    fn pointer_placement_skips_the_float_registers() {
+        const I: ArgClass = ArgClass::Integer;
+        const F: ArgClass = ArgClass::Float;
+        let cases: [(Vec<ArgClass>, Placement); 7] = [
+            (vec![], Placement::Register(0)),
+            (
+                vec![F; 8].into_iter().chain([I; 3]).collect(),
+                Placement::Register(3),
+            ),
+            (vec![I; 7], Placement::Register(7)),
+            (vec![I; 8], Placement::Stack(0)),
+            (vec![I; 9], Placement::Stack(1)),
+            (vec![I; 16], Placement::Stack(8)),
+            (
+                vec![I; 8].into_iter().chain([F; 8]).collect(),
+                Placement::Stack(0),
+            ),
+        ];
+        for (classes, want) in cases {
+            assert_eq!(pointer_placement(&classes), want, "{classes:?}");
+        }
+        // Where a Rust entry's context (an `f64`) would go instead.
+        assert_eq!(placement(&[I; 9]), Placement::Float(0));
+        let nine_floats: Vec<_> = [I; 8].into_iter().chain([F; 9]).collect();
+        assert_eq!(pointer_placement(&nine_floats), Placement::Stack(1));
     }
 
     /// Structs by value: floats-only ones of up to four members in `v`

@@ -48,6 +48,14 @@ mod no_thunks {
         None
     }
 
+    /// No thunk code generator for this architecture yet.
+    pub(crate) const fn pointer_placement(
+        _conv: CallConv,
+        _classes: &[ArgClass],
+    ) -> Option<Placement> {
+        None
+    }
+
     /// Never called: `placement` returns `None`.
     pub(crate) fn register_thunk(_reg: u8, _ctx: usize, _entry: usize, _at: usize) -> ThunkCode {
         unreachable!("no thunk code generator for this architecture")

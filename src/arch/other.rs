@@ -21,6 +21,7 @@ pub(crate) fn flush_icache_views(_written: *const u8, _executed: *const u8, _len
 
 pub(crate) use super::no_thunks::{
     BUILTIN_UNITS, ENTRY_SIZE, TABLE_KINDS, TABLE_SIZE, float_thunk, frame_adapters, frame_thunk,
-    placement, record_thunk, register_thunk, register_thunk_len, trampoline_dropped,
-    trampoline_freed, trampoline_kind, trampoline_records, trampoline_table, trampoline_target,
+    placement, pointer_placement, record_thunk, register_thunk, register_thunk_len,
+    trampoline_dropped, trampoline_freed, trampoline_kind, trampoline_records, trampoline_table,
+    trampoline_target,
 };

@@ -146,7 +146,11 @@ impl<'a, F: ThunkSig, L: RawMutex> Thunk<'a, F, L> {
     /// thunk of `F`'s signature passing the closure `kept` is or owns to
     /// its entry; `tag` is `K`'s inline or pair tag. The result owns it.
     #[inline(always)]
-    unsafe fn with_granule<K: 'a>(granule: GranuleThunk<'a>, kept: K, tag: usize) -> Self {
+    pub(super) unsafe fn with_granule<K: 'a>(
+        granule: GranuleThunk<'a>,
+        kept: K,
+        tag: usize,
+    ) -> Self {
         // SAFETY: the granule's data slot (or both, with `PAIR`), which `K`
         // fits (`tag` is its tag); only this thunk uses it, and no call can
         // reach it before the pointer is returned.

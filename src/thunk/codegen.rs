@@ -5,7 +5,7 @@
 //! [`ThunkPage`](super::ThunkPage) entries both use it; static trampolines
 //! take the placement and hand it to `crate::trampoline`.
 
-use crate::abi::ThunkSig;
+use crate::abi::{CallConv, ThunkSig};
 use crate::arch::{self, Placement};
 use crate::error::{Error, Result};
 
@@ -74,12 +74,25 @@ pub(super) fn generated_code<F: ThunkSig>(
     record: Option<&FrameRecord>,
     at: usize,
 ) -> arch::ThunkCode {
+    code_for(F::CONV, placement, ctx, entry, record, at)
+}
+
+/// [`generated_code`] for a convention known at run time.
+#[inline]
+pub(super) fn code_for(
+    conv: CallConv,
+    placement: Placement,
+    ctx: usize,
+    entry: *const (),
+    record: Option<&FrameRecord>,
+    at: usize,
+) -> arch::ThunkCode {
     match placement {
         Placement::Register(reg) => arch::register_thunk(reg, ctx, entry as usize, at),
         Placement::Float(xmm) => arch::float_thunk(xmm, ctx, entry as usize, at),
         Placement::Stack(stack_args) => {
             let record = record.expect("the frame path has a record");
-            arch::frame_thunk(F::CONV, stack_args, std::ptr::from_ref(record) as usize, at)
+            arch::frame_thunk(conv, stack_args, std::ptr::from_ref(record) as usize, at)
         }
     }
 }

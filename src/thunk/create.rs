@@ -195,7 +195,7 @@ fn noted<C, F: ThunkSig, L: RawMutex>(thunk: Result<Thunk<'_, F, L>>) -> Result<
 /// [`noted`]'s line, out of line.
 #[cold]
 #[inline(never)]
-fn note_thunk(code: &[u8], closure: &'static str) {
+pub(super) fn note_thunk(code: &[u8], closure: &'static str) {
     crate::perf_map::record(|| {
         let name = format!("wxthunk thunk {closure}");
         (code.as_ptr() as usize, code.len(), name)

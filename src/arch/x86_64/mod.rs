@@ -29,7 +29,8 @@ mod trampolines;
 
 pub(crate) use adapters::frame_adapters;
 pub(crate) use thunk::{
-    float_thunk, frame_thunk, placement, record_thunk, register_thunk, register_thunk_len,
+    float_thunk, frame_thunk, placement, pointer_placement, record_thunk, register_thunk,
+    register_thunk_len,
 };
 pub(crate) use trampolines::{
     BUILTIN_UNITS, ENTRY_SIZE, TABLE_KINDS, TABLE_SIZE, trampoline_dropped, trampoline_freed,

@@ -64,6 +64,26 @@ pub(crate) const fn placement(conv: CallConv, classes: &[ArgClass]) -> Option<Pl
     }
 }
 
+/// Where a context that the target declares as a trailing *pointer*
+/// argument goes after `classes` (a [`DynThunk`](crate::DynThunk)'s C
+/// target, `void *ctx` last): [`placement`] without the float-register
+/// path, which only an entry that declares the context `f64` can take.
+pub(crate) const fn pointer_placement(conv: CallConv, classes: &[ArgClass]) -> Option<Placement> {
+    match conv {
+        CallConv::SysV64 => {
+            let (ints, _, stack) = sysv_usage(classes);
+            Some(if ints < SYSV_INT_REGS.len() {
+                Placement::Register(SYSV_INT_REGS[ints])
+            } else {
+                Placement::Stack(stack)
+            })
+        }
+        // Positional: the float-register path never applies.
+        CallConv::Win64 => placement(conv, classes),
+        CallConv::Aapcs64 | CallConv::Unknown => None,
+    }
+}
+
 /// System V: the integer and `xmm` registers `classes` take, and the 8-byte
 /// stack slots of those that missed theirs. A scalar takes one register of
 /// its file, or one slot once that file is full; a struct takes all the
