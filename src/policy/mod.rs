@@ -10,6 +10,8 @@
 
 mod capabilities;
 mod display;
+#[cfg(feature = "json")]
+mod json;
 mod notes;
 mod report;
 mod settings;
