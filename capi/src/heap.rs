@@ -61,7 +61,7 @@ pub struct wx_heap_options {
 #[repr(C)]
 #[allow(non_camel_case_types)]
 #[derive(Clone, Copy, Debug, Default)]
-pub struct wx_heap_stats {
+pub struct wx_stats {
     /// The heap's strategy (a `wx_strategy`).
     pub strategy: u32,
     /// Regions reserved.
@@ -278,7 +278,7 @@ pub unsafe extern "C" fn wx_heap_compact(h: *mut wx_heap, released: *mut usize) 
 /// # Safety
 /// `h` is NULL or a live handle; `out` is NULL or valid for a write.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn wx_heap_stats(h: *const wx_heap, out: *mut wx_heap_stats) -> wx_status {
+pub unsafe extern "C" fn wx_heap_stats(h: *const wx_heap, out: *mut wx_stats) -> wx_status {
     guard(|| {
         if out.is_null() {
             return Err(Failure::null("out"));
@@ -286,7 +286,7 @@ pub unsafe extern "C" fn wx_heap_stats(h: *const wx_heap, out: *mut wx_heap_stat
         // SAFETY: the caller's contract.
         let (heap, _keep) = unsafe { resolve(h) }?;
         let s = heap.stats();
-        let stats = wx_heap_stats {
+        let stats = wx_stats {
             strategy: strategy_number(s.strategy),
             regions: s.regions,
             bytes_reserved: s.bytes_reserved,

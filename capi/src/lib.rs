@@ -32,7 +32,7 @@ pub use block::{
 };
 pub use heap::{
     wx_heap, wx_heap_compact, wx_heap_free, wx_heap_new, wx_heap_new_with, wx_heap_options,
-    wx_heap_release, wx_heap_stats, wx_strategy,
+    wx_heap_release, wx_heap_stats, wx_stats, wx_strategy,
 };
 pub use span::{
     wx_span, wx_span_capacity, wx_span_code, wx_span_exec, wx_span_free, wx_span_new, wx_span_page,
