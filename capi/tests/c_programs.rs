@@ -257,6 +257,38 @@ fn cpp_tests_pass_plainly_and_in_every_lockdown() {
     run_everywhere(&programs, &[]);
 }
 
+/// What `wxthunk.hpp` refuses does not compile, with its message: each
+/// `tests/cpp/fail/*.cpp` names the words its error must contain.
+#[test]
+fn cpp_misuse_is_a_static_assert_with_a_message() {
+    if !runnable() {
+        return;
+    }
+    let cases = sources("tests/cpp/fail", "cpp");
+    assert!(cases.len() >= 5);
+    let compiler = std::env::var("CXX").unwrap_or_else(|_| "c++".into());
+    for case in cases {
+        let text = std::fs::read_to_string(&case).unwrap();
+        let expect = text
+            .lines()
+            .find_map(|l| l.strip_prefix("// expect: "))
+            .expect("a `// expect:` line");
+        let out = Command::new(&compiler)
+            .args(["-std=c++17", "-fsyntax-only", "-I"])
+            .arg(manifest_dir().join("include"))
+            .arg(&case)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{} compiled", case.display());
+        assert!(
+            stderr.contains(expect),
+            "{}: the error lacks {expect:?}:\n{stderr}",
+            case.display()
+        );
+    }
+}
+
 /// The examples (`examples/*.c`, `*.cpp`), plainly and locked.
 #[test]
 fn examples_run_plainly_and_in_every_lockdown() {
