@@ -20,9 +20,10 @@ static size_t times_k(unsigned char *buf, int16_t k) {
     memcpy(buf + 2, &k32, 4);
     return sizeof code;
 #elif defined(__aarch64__)
-    const uint32_t code[] = {0x52800001u | ((uint32_t)(uint16_t)k << 5), /* movz w1, #k */
-                             0x1b017c00u,                             /* mul w0, w0, w1 */
-                             0xd65f03c0u};                            /* ret */
+    /* movz w1, #k; or for k < 0, movn w1, #~k (w1 = ~~k) */
+    uint32_t mov = k >= 0 ? 0x52800001u | ((uint32_t)k << 5)
+                          : 0x12800001u | ((uint32_t)(uint16_t)~k << 5);
+    const uint32_t code[] = {mov, 0x1b017c00u /* mul w0, w0, w1 */, 0xd65f03c0u /* ret */};
     memcpy(buf, code, sizeof code);
     return sizeof code;
 #else
@@ -46,7 +47,9 @@ int main(void) {
     TRY(wx_block_write(b, code, times_k(code, 3)));
     TRY(wx_block_exec(b));
     int (*f)(int) = (int (*)(int))wx_block_code(b, 0);
-    printf("x * 3 at %p: f(14) = %d\n", (void *)f, f(14));
+    int first = f(14);
+    printf("x * 3 at %p: f(14) = %d\n", (void *)f, first);
+    if (first != 42) return 1;
     /* Re-JIT: writable again (nothing runs it meanwhile), rewritten, sealed. */
     TRY(wx_block_writable(b));
     TRY(wx_block_set_len(b, 0));
@@ -55,6 +58,7 @@ int main(void) {
     int (*g)(int) = (int (*)(int))wx_block_code(b, 0);
     printf("x * -2 at %p (the same address: %s): g(21) = %d\n", (void *)g, f == g ? "yes" : "no",
            g(21));
+    int ok = f(14) == -28 && g(21) == -42 && f == g;
     wx_block_free(b);
-    return 0;
+    return ok ? 0 : 1;
 }

@@ -42,5 +42,7 @@ int main(void) {
     for (size_t i = 0; i < n; i++) printf(" %d", v[i]);
     printf("\n");
     wx_thunk_free(t);
+    for (size_t i = 1; i < n; i++)
+        if (v[i - 1] / 10 > v[i] / 10) return 1;
     return 0;
 }

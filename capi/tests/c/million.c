@@ -1,7 +1,9 @@
 /* A million thunks on the global heap, each with its own context, called,
  * then freed, three rounds: once the heap is compacted, the heap's memory
  * is back where it started and the process's resident memory does not
- * grow from round to round (flat). Prints the figures. */
+ * grow from round to round (flat). Prints the figures.
+ * Usage: million [COUNT] [--heap-only]; --heap-only skips the resident
+ * check, for emulators, whose own memory is in it. */
 #include <stdint.h>
 #include <time.h>
 
@@ -31,7 +33,13 @@ static uintptr_t plus_ctx(uintptr_t x, void *ctx) { return x + (uintptr_t)ctx; }
 
 int main(int argc, char **argv) {
     size_t count = 1000000;
-    if (argc > 1) count = strtoul(argv[1], NULL, 10);
+    int heap_only = 0;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--heap-only") == 0)
+            heap_only = 1;
+        else
+            count = strtoul(argv[i], NULL, 10);
+    }
     wx_thunk **t = malloc(count * sizeof *t);
     CHECK(t != NULL);
     if (!t) return check_result("million");
@@ -73,7 +81,7 @@ int main(int argc, char **argv) {
         CHECK(after.bytes_committed <= before.bytes_committed + (1 << 20));
     }
     /* Flat: the last round ends where the first did, within 4 MiB. */
-    CHECK(rss[2] <= rss[0] + (4u << 20));
+    if (!heap_only) CHECK(rss[2] <= rss[0] + (4u << 20));
     free(t);
     return check_result("million");
 }
