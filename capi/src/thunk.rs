@@ -23,8 +23,9 @@ pub struct wx_thunk {
     _heap: Option<Arc<wx_heap>>,
 }
 
-/// The classes of a signature's letters.
-fn parse(args: &CStr) -> Result<Vec<ArgClass>, Failure> {
+/// The classes of a signature's letters, in a fixed array (no allocation
+/// on the creation path): the array and how many of it are used.
+fn parse(args: &CStr) -> Result<([ArgClass; MAX_ARGS], usize), Failure> {
     let bytes = args.to_bytes();
     if bytes.len() > MAX_ARGS {
         return Err(Failure::new(
@@ -36,23 +37,28 @@ fn parse(args: &CStr) -> Result<Vec<ArgClass>, Failure> {
             ),
         ));
     }
-    bytes
-        .iter()
-        .enumerate()
-        .map(|(i, &letter)| match letter {
-            b'i' => Ok(ArgClass::Integer),
-            b'f' | b'd' => Ok(ArgClass::Float),
-            other => Err(Failure::new(
-                wx_status::WX_ERR_INVALID_ARGUMENT,
-                format_args!(
-                    "the signature \"{}\" has {:?} at position {i}; the letters are 'i' (an \
-                     integer up to 64 bits, bool or pointer), 'f' (float) and 'd' (double)",
-                    args.to_string_lossy(),
-                    char::from(other)
-                ),
-            )),
-        })
-        .collect()
+    let mut classes = [ArgClass::Integer; MAX_ARGS];
+    for (i, (&letter, class)) in bytes.iter().zip(&mut classes).enumerate() {
+        *class = match letter {
+            b'i' => ArgClass::Integer,
+            b'f' | b'd' => ArgClass::Float,
+            other => return Err(bad_letter(args, i, other)),
+        };
+    }
+    Ok((classes, bytes.len()))
+}
+
+#[cold]
+fn bad_letter(args: &CStr, i: usize, letter: u8) -> Failure {
+    Failure::new(
+        wx_status::WX_ERR_INVALID_ARGUMENT,
+        format_args!(
+            "the signature \"{}\" has {:?} at position {i}; the letters are 'i' (an integer up \
+             to 64 bits, bool or pointer), 'f' (float) and 'd' (double)",
+            args.to_string_lossy(),
+            char::from(letter)
+        ),
+    )
 }
 
 /// Makes a thunk: a function pointer (`wx_thunk_fn`) that calls `target`
@@ -102,10 +108,10 @@ pub unsafe extern "C" fn wx_thunk_new(
             return Err(Failure::null("target"));
         }
         // SAFETY: a NUL-terminated string (the caller's contract).
-        let classes = parse(unsafe { CStr::from_ptr(args) })?;
+        let (classes, n) = parse(unsafe { CStr::from_ptr(args) })?;
         // SAFETY: the caller's contract.
         let (heap, keep) = unsafe { resolve(heap) }?;
-        let thunk = heap.dyn_thunk(&classes, target, ctx)?;
+        let thunk = heap.dyn_thunk(&classes[..n], target, ctx)?;
         let boxed = Box::new(wx_thunk { thunk, _heap: keep });
         // SAFETY: checked not NULL; valid (the caller's contract).
         unsafe { out.write(Box::into_raw(boxed)) };
@@ -155,9 +161,10 @@ mod tests {
 
     #[test]
     fn letters_are_parsed_and_checked() {
-        assert_eq!(parse(c"").unwrap(), []);
+        assert_eq!(parse(c"").unwrap().1, 0);
+        let (classes, n) = parse(c"ifd").unwrap();
         assert_eq!(
-            parse(c"ifd").unwrap(),
+            classes[..n],
             [ArgClass::Integer, ArgClass::Float, ArgClass::Float]
         );
         assert!(parse(c"iiiiiiiiiiiiiiii").is_ok());

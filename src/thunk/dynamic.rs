@@ -118,6 +118,20 @@ impl<'a, L: RawMutex> DynThunk<'a, L> {
     }
 
     /// The heap the thunk's code lives in.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use std::ffi::c_void;
+    /// extern "C" fn ctx_of(ctx: *mut c_void) -> *mut c_void {
+    ///     ctx
+    /// }
+    /// let heap = wxthunk::Heap::new()?;
+    /// let target = ctx_of as extern "C" fn(*mut c_void) -> *mut c_void;
+    /// let t = heap.dyn_thunk(&[], target as *const c_void, std::ptr::null_mut())?;
+    /// assert!(std::ptr::eq(t.heap(), &heap));
+    /// # Ok::<(), wxthunk::Error>(())
+    /// ```
     pub fn heap(&self) -> &'a Heap<L> {
         self.thunk.heap()
     }
@@ -218,22 +232,28 @@ impl<L: RawMutex> Heap<L> {
         target: *const (),
         ctx: usize,
     ) -> Result<Thunk<'_, Untyped, L>> {
-        let registers = matches!(placement, Placement::Register(_));
         let strategy = self.thunk_strategy();
-        if registers
-            && matches!(strategy, ThunkStrategy::Generated(code) if code.dual_maps())
-            && !self.is_debug()
-        {
-            let make = move |at, _| code_for(C_CONV, placement, ctx, target, None, at);
+        let dual_maps = matches!(strategy, ThunkStrategy::Generated(code) if code.dual_maps());
+        if let (Placement::Register(reg), true) = (placement, dual_maps && !self.is_debug()) {
+            // The closure captures the register alone, not the `Placement`:
+            // copies of its odd layout (a byte tag, then a byte or a word)
+            // stall store forwarding on this path (`codegen::placement_const`).
+            let target = target as usize;
+            let make = move |at, _| arch::register_thunk(reg, ctx, target, at);
             let tag = const {
                 match handle::inline_tag::<()>() {
                     Some(tag) => tag,
                     None => panic!("nothing fits a data slot"),
                 }
             };
-            if let Some(granule) = self.thunk_granule::<1>(make)? {
+            // This thread's ready granules first, as `Thunk`'s fast path.
+            if let Some(granule) = self.thunk_granule_fast::<1>(make) {
                 // SAFETY: a granule of this heap just written with a thunk
                 // passing `ctx` to `target`; it keeps nothing (`()`).
+                return Ok(unsafe { Thunk::with_granule(granule, (), tag) });
+            }
+            if let Some(granule) = self.thunk_granule::<1>(make)? {
+                // SAFETY: as above.
                 return Ok(unsafe { Thunk::with_granule(granule, (), tag) });
             }
         }
