@@ -29,6 +29,8 @@ done
 libdir=${libdir:-$prefix/lib}
 includedir=$prefix/include
 
+# With the soname of the installed name (capi/build.rs).
+export WXTHUNK_C_SONAME=1
 cargo build --release -p wxthunk-c "${target[@]}"
 out=target/${target[1]:-}/release
 out=${out/\/\//\/}
