@@ -7,7 +7,7 @@ use std::io::Write;
 
 use wxthunk::{Block, ExecBlock};
 
-use crate::status::{Failure, guard, guard_value, set_out, wx_status};
+use crate::status::{Failure, appended, free_handle, guard, guard_value, set_out, wx_status};
 
 /// A block of code. Opaque.
 #[allow(non_camel_case_types)]
@@ -90,24 +90,10 @@ pub unsafe extern "C" fn wx_block_write(
         let State::Writable(block) = &mut b.state else {
             return Err(sealed_error());
         };
-        if len == 0 {
-            return Ok(());
-        }
-        if bytes.is_null() {
-            return Err(Failure::null("bytes"));
-        }
-        if len > block.remaining() {
-            return Err(Failure::new(
-                wx_status::WX_ERR_OUT_OF_BOUNDS,
-                format_args!(
-                    "{len} bytes do not fit: the block holds {} of {} bytes",
-                    block.len(),
-                    block.capacity()
-                ),
-            ));
-        }
-        // SAFETY: `len` readable bytes (the caller's contract).
-        let src = unsafe { std::slice::from_raw_parts(bytes.cast::<u8>(), len) };
+        // SAFETY: `bytes` is NULL or valid for `len` bytes (the caller's
+        // contract), for this call.
+        let src = unsafe { appended(bytes, len, "block", block.len(), block.capacity()) }?;
+        let Some(src) = src else { return Ok(()) };
         block
             .write_all(src)
             .map_err(|e| Failure::new(wx_status::WX_ERR_OS, e))
@@ -247,10 +233,6 @@ pub unsafe extern "C" fn wx_block_capacity(b: *const wx_block) -> usize {
 /// running.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn wx_block_free(b: *mut wx_block) {
-    guard_value((), || {
-        if !b.is_null() {
-            // SAFETY: from `wx_block_new` (`Box::into_raw`), freed once.
-            drop(unsafe { Box::from_raw(b) });
-        }
-    })
+    // SAFETY: from `wx_block_new` (the caller's contract).
+    unsafe { free_handle(b) }
 }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use wxthunk::{ExecSpan, Span};
 
 use crate::heap::{resolve, wx_heap};
-use crate::status::{Failure, guard, guard_value, set_out, wx_status};
+use crate::status::{Failure, appended, free_handle, guard, guard_value, set_out, wx_status};
 
 /// A span of code on a heap. Opaque.
 #[allow(non_camel_case_types)]
@@ -126,24 +126,10 @@ pub unsafe extern "C" fn wx_span_write(
                 "the span is sealed; a span is written once",
             ));
         };
-        if len == 0 {
-            return Ok(());
-        }
-        if bytes.is_null() {
-            return Err(Failure::null("bytes"));
-        }
-        if len > span.remaining() {
-            return Err(Failure::new(
-                wx_status::WX_ERR_OUT_OF_BOUNDS,
-                format_args!(
-                    "{len} bytes do not fit: the span holds {} of {} bytes",
-                    span.len(),
-                    span.capacity()
-                ),
-            ));
-        }
-        // SAFETY: `len` readable bytes (the caller's contract).
-        let src = unsafe { std::slice::from_raw_parts(bytes.cast::<u8>(), len) };
+        // SAFETY: `bytes` is NULL or valid for `len` bytes (the caller's
+        // contract), for this call.
+        let src = unsafe { appended(bytes, len, "span", span.len(), span.capacity()) }?;
+        let Some(src) = src else { return Ok(()) };
         span.write_all(src)
             .map_err(|e| Failure::new(wx_status::WX_ERR_NO_MEMORY, e))
     })
@@ -219,11 +205,6 @@ pub unsafe extern "C" fn wx_span_capacity(s: *const wx_span) -> usize {
 /// running.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn wx_span_free(s: *mut wx_span) {
-    guard_value((), || {
-        if !s.is_null() {
-            // SAFETY: from `wx_span_new`/`wx_span_page` (`Box::into_raw`),
-            // freed once.
-            drop(unsafe { Box::from_raw(s) });
-        }
-    })
+    // SAFETY: from `wx_span_new`/`wx_span_page` (the caller's contract).
+    unsafe { free_handle(s) }
 }

@@ -204,6 +204,52 @@ pub(crate) unsafe fn copy_out(text: &str, buf: *mut c_char, len: usize) -> usize
     text.len()
 }
 
+/// The `len` bytes at `bytes` that a write appends to `what` (a block or a
+/// span holding `held` of `capacity` bytes): `None` for nothing to write,
+/// an error for NULL bytes or bytes past the capacity (then nothing is
+/// written).
+///
+/// # Safety
+/// `bytes` is NULL or valid for `len` bytes of reads, for `'a`.
+pub(crate) unsafe fn appended<'a>(
+    bytes: *const std::ffi::c_void,
+    len: usize,
+    what: &str,
+    held: usize,
+    capacity: usize,
+) -> Result<Option<&'a [u8]>, Failure> {
+    if len == 0 {
+        return Ok(None);
+    }
+    if bytes.is_null() {
+        return Err(Failure::null("bytes"));
+    }
+    if len > capacity - held {
+        return Err(Failure::new(
+            wx_status::WX_ERR_OUT_OF_BOUNDS,
+            format_args!("{len} bytes do not fit: the {what} holds {held} of {capacity} bytes"),
+        ));
+    }
+    // SAFETY: `len` readable bytes (the caller's contract).
+    Ok(Some(unsafe {
+        std::slice::from_raw_parts(bytes.cast::<u8>(), len)
+    }))
+}
+
+/// Frees a handle made by `Box::into_raw` (NULL: a no-op).
+///
+/// # Safety
+/// `p` is NULL or a live handle of type `T` from `Box::into_raw`, not used
+/// afterwards.
+pub(crate) unsafe fn free_handle<T>(p: *mut T) {
+    guard_value((), || {
+        if !p.is_null() {
+            // SAFETY: the caller's contract; freed once.
+            drop(unsafe { Box::from_raw(p) });
+        }
+    })
+}
+
 /// Writes `value` to `*out` when `out` is not NULL (outputs are cleared
 /// on failure too).
 ///

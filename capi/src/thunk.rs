@@ -8,7 +8,7 @@ use std::sync::Arc;
 use wxthunk::{ArgClass, DynThunk};
 
 use crate::heap::{resolve, wx_heap};
-use crate::status::{Failure, guard, guard_value, set_out, wx_status};
+use crate::status::{Failure, free_handle, guard, guard_value, set_out, wx_status};
 
 /// The most letters a signature has.
 const MAX_ARGS: usize = 16;
@@ -146,13 +146,8 @@ pub unsafe extern "C" fn wx_thunk_fn(t: *const wx_thunk) -> *mut c_void {
 /// `t` is NULL or a live thunk, not used afterwards.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn wx_thunk_free(t: *mut wx_thunk) {
-    guard_value((), || {
-        if !t.is_null() {
-            // SAFETY: a live thunk from `wx_thunk_new` (`Box::into_raw`),
-            // freed once.
-            drop(unsafe { Box::from_raw(t) });
-        }
-    })
+    // SAFETY: from `wx_thunk_new` (the caller's contract).
+    unsafe { free_handle(t) }
 }
 
 #[cfg(test)]
