@@ -179,10 +179,6 @@ typedef struct wx_heap_options {
    */
   int strict;
   /**
-   * Nonzero: debug mode (freed thunks report a late call and abort).
-   */
-  int debug;
-  /**
    * Bytes per region (0: the default, 1 MiB).
    */
   size_t region_size;

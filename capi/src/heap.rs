@@ -49,8 +49,6 @@ pub struct wx_heap_options {
     /// Nonzero: a strict heap, whose writable view exists only while code
     /// is written (dual mapping).
     pub strict: c_int,
-    /// Nonzero: debug mode (freed thunks report a late call and abort).
-    pub debug: c_int,
     /// Bytes per region (0: the default, 1 MiB).
     pub region_size: usize,
     /// The most address space the heap reserves, in bytes (0: no limit).
@@ -172,7 +170,7 @@ pub unsafe extern "C" fn wx_heap_new_with(
         }
         // SAFETY: NULL or a `wx_heap_options` (the caller's contract).
         let o = unsafe { options.as_ref() }.copied().unwrap_or_default();
-        let mut b = Heap::builder().strict(o.strict != 0).debug(o.debug != 0);
+        let mut b = Heap::builder().strict(o.strict != 0);
         if let Some(s) = strategy_of(o.strategy)? {
             b = b.strategy(s);
         }
