@@ -124,14 +124,14 @@ fn everything_is_in_the_map() {
             .all(|(_, len, name)| *len > 0 && !name.is_empty())
     );
     // The frame adapters come first: on x86_64 19 System V ones and 13
-    // Windows x64 ones, apart from each other; on AArch64 the one AAPCS64
-    // adapter.
+    // Windows x64 ones, apart from each other; on AArch64 nine AAPCS64
+    // ones (0 to 8 stack arguments before the context).
     let mut adapters: Vec<_> = entries
         .iter()
         .filter(|(_, _, n)| n.starts_with("wxthunk frame adapter ("))
         .collect();
     let (count, first) = if cfg!(target_arch = "aarch64") {
-        (1, "frame adapter (AAPCS64)")
+        (9, "frame adapter (AAPCS64, 0 stack arguments)")
     } else {
         (32, "frame adapter (System V, 0 stack arguments)")
     };

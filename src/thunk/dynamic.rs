@@ -47,7 +47,9 @@ type Untyped = unsafe extern "C" fn();
 ///
 /// Dropping the thunk frees its code at once, as for [`Thunk`]: a call
 /// through the pointer after the drop is a bug (it hits a trap or other
-/// code). It owns nothing of `ctx`.
+/// code). It owns nothing of `ctx`. On a debug heap
+/// ([`HeapBuilder::debug`](crate::HeapBuilder::debug)) it is an ordinary
+/// thunk: the late-call reports are for closures' thunks only.
 ///
 /// # Examples
 ///
