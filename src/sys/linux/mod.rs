@@ -286,17 +286,7 @@ pub(in crate::sys) unsafe fn dont_fork(ptr: NonNull<u8>, len: usize) -> io::Resu
     Ok(())
 }
 
-/// No: Control Flow Guard is Windows'. Every address of executable memory
-/// may be called (what guards branch targets here is the page's
-/// [`branch_targets_guarded`]).
-#[inline(always)]
-pub(crate) fn call_targets_registered() -> bool {
-    false
-}
-
-/// Nothing to do: no call targets are registered here
-/// ([`call_targets_registered`]).
-#[inline(always)]
-pub(crate) fn set_call_target(_addr: usize, _valid: bool) -> io::Result<()> {
-    Ok(())
-}
+// No Control Flow Guard here: nothing is registered.
+#[path = "../no_call_targets.rs"]
+mod no_call_targets;
+pub(crate) use no_call_targets::{call_targets_registered, set_call_target};
