@@ -40,7 +40,8 @@
 //! or a file, because that writes small pieces of code without a system
 //! call; to profile them by name, run with `WXTHUNK_STRATEGY=protect`
 //! where `mprotect` to read+exec is allowed (the probe says whether it
-//! is), at the cost of a page per thunk while profiling.
+//! is): its thunks are entries of sealed trampoline tables (a page of a
+//! table per 128 thunks on Linux), each named by its closure.
 //!
 //! The static-trampoline pages and the frame adapters are mapped from this
 //! library's own file, so perf names them from the binary's symbols

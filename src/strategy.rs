@@ -27,6 +27,13 @@ pub enum Strategy {
     /// read+exec. One system call per seal; refused where the kernel will not
     /// let writable memory become executable (Linux `PR_SET_MDWE`, systemd's
     /// `MemoryDenyWriteExecute=`, SELinux `deny_execmem`, PaX MPROTECT).
+    ///
+    /// A protect heap's thunks do not get a page each: on Linux they are
+    /// entries of trampoline tables (as [`StaticTrampolines`](Strategy::StaticTrampolines)'
+    /// are) whose code is copied from this library and sealed once per
+    /// table of 128 entries (2048 on AArch64), so creating one writes a
+    /// record, never code, and makes no system call. On Windows each is a
+    /// page of generated code.
     Protect,
     /// Keep the code in an anonymous file (a `memfd`) and run it from a
     /// read+exec mapping of that file that is never writable; the bytes are
@@ -252,7 +259,9 @@ impl fmt::Display for CodeStrategy {
 #[non_exhaustive]
 pub enum ThunkStrategy {
     /// A few bytes of code per thunk, written under this strategy (one
-    /// direct jump per call).
+    /// direct jump per call); under [`CodeStrategy::Protect`] on Linux, an
+    /// entry of a trampoline table sealed under it instead (see
+    /// [`Strategy::Protect`]).
     Generated(CodeStrategy),
     /// [`Strategy::StaticTrampolines`]: a record in a trampoline table
     /// mapped from the binary's file; no code is written.

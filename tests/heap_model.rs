@@ -76,6 +76,9 @@ fn run(builder: HeapBuilder, ops: &[Op]) {
         .unwrap();
     let granule = heap.granule();
     let dual = heap.code_strategy() == Some(wxthunk::CodeStrategy::DualMap);
+    // A protect heap's thunks are 32-byte entries of sealed trampoline
+    // tables, except on Windows, where each is a page of generated code.
+    let thunk_unit = if dual || cfg!(windows) { granule } else { 32 };
     let zero = std::hint::black_box(0u64);
     let page = wxthunk::page_size();
     let mut live: BTreeMap<u64, Entry<'_>> = BTreeMap::new();
@@ -111,14 +114,18 @@ fn run(builder: HeapBuilder, ops: &[Op]) {
                 for i in 0..count {
                     let value = next_id as u32;
                     let v = u64::from(value);
-                    // One granule each (a page on a protect heap); a
-                    // 24-byte closure takes two on a dual-mapped heap.
+                    // One unit each (a granule; a table entry on a protect
+                    // heap); a 24-byte closure takes two granules on a
+                    // dual-mapped heap.
                     let (thunk, size) = if i % 3 == 2 {
                         let (p, q) = std::hint::black_box((v, 0u64));
                         let t = heap.thunk::<F1, _>(move |x: u64| x + p + q + zero).unwrap();
-                        (t, if dual { 2 * granule } else { granule })
+                        (t, if dual { 2 * granule } else { thunk_unit })
                     } else {
-                        (heap.thunk::<F1, _>(move |x: u64| x + v).unwrap(), granule)
+                        (
+                            heap.thunk::<F1, _>(move |x: u64| x + v).unwrap(),
+                            thunk_unit,
+                        )
                     };
                     let state = State::Thunk(thunk);
                     live.insert(next_id, Entry { value, size, state });

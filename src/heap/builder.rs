@@ -17,6 +17,7 @@ use crate::error::{Error, Result};
 use crate::policy::{HEAP_PREFERENCE, THUNK_PREFERENCE, capabilities};
 use crate::strategy::{CodeStrategy, Strategy, ThunkStrategy};
 use crate::sys;
+use crate::trampoline::TableCode;
 
 /// What a heap does with its thunks and with the code written into it: the
 /// only two combinations there are (generated thunks are spans, so they
@@ -59,6 +60,10 @@ pub(super) struct Config {
     pub(super) debug: bool,
     /// Guarded code pages ([`HeapBuilder::branch_protection`]).
     pub(super) branch_protection: bool,
+    /// Where the code of the heap's thunk tables comes from, if its thunks
+    /// are table entries: mapped from the image (static trampolines) or
+    /// sealed copies (a protect heap, where this build can make them).
+    pub(super) tables: Option<TableCode>,
 }
 
 /// Builds a [`Heap`] with a chosen strategy and region sizes.
@@ -387,6 +392,7 @@ impl HeapBuilder {
         // first (`thread_cache.rs`).
         // Ready granules need writable views; ready slots need nothing.
         let cacheable = match heap.config.mode {
+            _ if heap.config.tables.is_some() => true,
             Mode::Generated(code) => code.dual_maps() && !heap.config.strict,
             Mode::StaticTrampolines { .. } => true,
         };
@@ -469,6 +475,13 @@ impl HeapBuilder {
             max_span: limit,
             debug: self.debug.unwrap_or_else(crate::policy::debug_setting),
             branch_protection: self.branch_protection,
+            tables: match mode {
+                Mode::StaticTrampolines { .. } => Some(TableCode::Image),
+                Mode::Generated(CodeStrategy::Protect) if TableCode::can_seal() => {
+                    Some(TableCode::Sealed)
+                }
+                Mode::Generated(_) => None,
+            },
         };
         if config.debug {
             crate::creation_hooks::set(crate::creation_hooks::DEBUG);

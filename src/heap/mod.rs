@@ -376,6 +376,14 @@ impl<L: RawMutex> Heap<L> {
         self.config.mode.thunks()
     }
 
+    /// Where the code of this heap's trampoline tables comes from, if its
+    /// thunks are entries of tables (static trampolines, and a protect
+    /// heap's sealed tables) rather than generated code.
+    #[inline(always)]
+    pub(crate) fn table_code(&self) -> Option<crate::trampoline::TableCode> {
+        self.config.tables
+    }
+
     /// The strategy of this heap's spans and pages (and generated thunks),
     /// `None` when no strategy for written code works in this process
     /// (then the heap holds static-trampoline thunks only).

@@ -21,7 +21,8 @@ pub struct HeapStats {
     pub bytes_reserved: usize,
     /// Pages using memory: code pages holding bytes (code or traps), data
     /// pages a closure's slot was handed out on, and the record (and, once
-    /// used, data) pages of trampoline tables.
+    /// used, data) pages of trampoline tables, with their sealed pages of
+    /// code on a protect heap.
     pub pages_committed: usize,
     /// `pages_committed` in bytes.
     pub bytes_committed: usize,
@@ -32,8 +33,9 @@ pub struct HeapStats {
     /// Bytes of bookkeeping kept outside the code (region records and bit
     /// vectors).
     pub metadata_bytes: usize,
-    /// Static trampoline tables mapped (each a page of code mapped from the
-    /// binary's file and a page of records).
+    /// Trampoline tables mapped (each a page of code per kind of context
+    /// placement in use, mapped from the binary's file or, on a protect
+    /// heap, a sealed copy; a page of records; a page of data slots).
     pub trampoline_tables: usize,
 }
 
@@ -73,9 +75,9 @@ impl<L: RawMutex> Heap<L> {
                 continue;
             };
             let regions = state.regions.iter().flatten();
-            // A table's code page is the binary's own (page cache, shared);
-            // its record page uses memory, and its data page once a slot
-            // was used.
+            // A table's mapped code page is the binary's own (page cache,
+            // shared), a sealed one private; its record page uses memory,
+            // and its data page once a slot was used.
             stats.pages_committed += regions.clone().map(Region::committed_pages).sum::<usize>()
                 + state.tables.committed_pages();
             stats.regions += regions.clone().count();

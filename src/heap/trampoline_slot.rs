@@ -19,8 +19,8 @@ use super::reentry;
 use super::shard::OneShardAtATime;
 use super::thread_cache::{REFILL, SLOTS};
 use crate::error::{Error, Result};
-use crate::strategy::{Strategy, ThunkStrategy};
-use crate::trampoline::{self, ENTRY_SIZE, Record, SlotRef, Table};
+use crate::strategy::Strategy;
+use crate::trampoline::{self, ENTRY_SIZE, Record, SlotRef, Table, TableCode};
 
 /// A static-trampoline thunk's slot, as its handle keeps it.
 #[derive(Clone, Copy, Debug)]
@@ -94,13 +94,14 @@ impl<L: RawMutex> Heap<L> {
         rec: impl FnOnce(Option<NonNull<u8>>) -> Record,
         want_data: bool,
     ) -> Result<(TrampolineSlot<'_, L>, Option<NonNull<u8>>)> {
-        debug_assert_eq!(self.thunk_strategy(), ThunkStrategy::StaticTrampolines);
+        debug_assert!(self.table_code().is_some());
         let (shard, locked) = self.my_shard();
         let mut guard = locked.enter().ok_or_else(reentry::reentered)?;
         let state = &mut *guard;
+        let code = self.table_code().expect("a heap of table thunks");
         let (slot, data, page) = state
             .tables
-            .take(kind, rec, want_data, || self.map_table())?;
+            .take(kind, rec, want_data, code, || self.map_table())?;
         state.live += 1;
         state.bytes_in_use += ENTRY_SIZE;
         drop(guard);
@@ -123,11 +124,20 @@ impl<L: RawMutex> Heap<L> {
     fn map_table(&self) -> Result<Table> {
         let bytes = Table::reserved_bytes();
         self.space.reserve(bytes)?;
-        let source = trampoline::source().map_err(|reason| Error::StrategyUnavailable {
-            strategy: Strategy::StaticTrampolines,
-            reason: reason.to_owned(),
-        });
-        let table = source.and_then(|_| Table::map());
+        // Static trampolines need the binary's file (a sealed table copies
+        // the text instead).
+        let source = match self.table_code() {
+            Some(TableCode::Image) => {
+                trampoline::source()
+                    .map(drop)
+                    .map_err(|reason| Error::StrategyUnavailable {
+                        strategy: Strategy::StaticTrampolines,
+                        reason: reason.to_owned(),
+                    })
+            }
+            _ => Ok(()),
+        };
+        let table = source.and_then(|()| Table::map());
         if table.is_err() {
             self.space.release(bytes);
         }
@@ -173,7 +183,7 @@ impl<L: RawMutex> Heap<L> {
         kind: usize,
         rec: impl FnOnce(NonNull<u8>) -> Record,
     ) -> Option<SlotThunk> {
-        debug_assert_eq!(self.thunk_strategy(), ThunkStrategy::StaticTrampolines);
+        debug_assert!(self.table_code().is_some());
         let cached = self.caches.and_then(|caches| {
             caches.with(SLOTS, |magazines| {
                 let magazine = &mut magazines.slots;
@@ -219,7 +229,8 @@ impl<L: RawMutex> Heap<L> {
         let Some(mut state) = self.shard(shard).enter() else {
             return false;
         };
-        let mapped = state.tables.ensure_kind(table, kind);
+        let code = self.table_code().expect("a heap of table thunks");
+        let mapped = state.tables.ensure_kind(table, kind, code);
         drop(state);
         match mapped {
             Ok(page) => {

@@ -146,8 +146,9 @@ pub(crate) const HEAP_PREFERENCE: &[CodeStrategy] = &[
 ];
 
 /// The order in which a heap prefers strategies for its thunks. Static
-/// trampolines come before `protect` (a page per thunk) where the table is
-/// mapped again as often as needed, and after it where the table is a
+/// trampolines come before `protect` where the table is mapped again as
+/// often as needed (both make table entries there, and static trampolines
+/// make no memory executable at run time), and after it where the table is a
 /// fixed part of the image (`arch::BUILTIN_UNITS`: Windows, 2048 thunks
 /// for the whole process): there they are for the process that may not
 /// make code at all (Arbitrary Code Guard), or for a heap that asks for

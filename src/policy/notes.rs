@@ -131,14 +131,16 @@ impl Policy {
             )),
             Some(s) => notes.push(match self.static_trampolines.reason() {
                 Some(no_table) => format!(
-                    "thunks use {s} (one page each): neither dual mapping ({}) nor static \
+                    "thunks use {s} ({}): neither dual mapping ({}) nor static \
                      trampolines ({no_table}) work here",
+                    thunk_cost(s),
                     self.dual_mapping.reason().unwrap_or("")
                 ),
                 None => format!(
-                    "thunks use {s} (one page each): dual mapping does not work here ({}); static \
+                    "thunks use {s} ({}): dual mapping does not work here ({}); static \
                      trampolines do, but their table is {}: it is kept for a process that may \
                      not make code, or a heap that asks for it",
+                    thunk_cost(s),
                     self.dual_mapping.reason().unwrap_or(""),
                     self.trampoline_source.as_deref().unwrap_or("")
                 ),
@@ -146,5 +148,14 @@ impl Policy {
             None => notes.push("no strategy works here: thunk constructors return errors".into()),
         }
         notes
+    }
+}
+
+/// What a thunk costs under `s`, the strategy the probe's note names.
+fn thunk_cost(s: Strategy) -> &'static str {
+    if s == Strategy::Protect && crate::trampoline::TableCode::can_seal() {
+        "entries of trampoline tables sealed once per table"
+    } else {
+        "one page each"
     }
 }

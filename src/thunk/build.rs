@@ -23,7 +23,7 @@ use crate::abi::{FnPtr, ThunkSig};
 use crate::arch::{self, Placement};
 use crate::error::{Error, Result};
 use crate::heap::{GranuleThunk, Heap, SlotThunk};
-use crate::strategy::{CodeStrategy, ThunkStrategy};
+use crate::strategy::CodeStrategy;
 use crate::trampoline;
 
 impl<'a, F: ThunkSig, L: RawMutex> Thunk<'a, F, L> {
@@ -267,7 +267,7 @@ impl<'a, F: ThunkSig, L: RawMutex> Thunk<'a, F, L> {
         let placement = placement_of::<F>()?;
         let ctx_addr = ctx.ptr.as_ptr() as usize;
         let builds_frame = matches!(placement, Placement::Stack(_));
-        if heap.thunk_strategy() == ThunkStrategy::StaticTrampolines {
+        if heap.table_code().is_some() {
             let (slot, _) = heap.trampoline(
                 trampoline::kind_of(placement),
                 |_| trampoline::record(F::CONV, placement, ctx_addr, entry as usize),
@@ -325,7 +325,7 @@ impl<'a, F: ThunkSig, L: RawMutex> Thunk<'a, F, L> {
         let ctx_addr = std::ptr::from_ref(&both.closure) as usize;
         let builds_frame = matches!(placement, Placement::Stack(_));
         // On error `both` drops the closure (its `Slow` was never written).
-        let (fn_ptr, code, record) = if heap.thunk_strategy() == ThunkStrategy::StaticTrampolines {
+        let (fn_ptr, code, record) = if heap.table_code().is_some() {
             let (slot, _) = heap.trampoline(
                 trampoline::kind_of(placement),
                 |_| trampoline::record(F::CONV, placement, ctx_addr, entry as usize),
@@ -389,7 +389,7 @@ impl<'a, F: ThunkSig, L: RawMutex> Thunk<'a, F, L> {
         let builds_frame = matches!(placement, Placement::Stack(_));
         let rec = trampoline::record(F::CONV, placement, ctx_addr, entry as usize);
         let debug = DebugThunk::new::<F, C>(rec);
-        let (at, code) = if heap.thunk_strategy() == ThunkStrategy::StaticTrampolines {
+        let (at, code) = if heap.table_code().is_some() {
             let mut table_rec = rec;
             // No call reads the third word (the frame adapters read the
             // context and entry only): it points to the report.

@@ -93,7 +93,7 @@ impl<L: RawMutex> Heap<L> {
         // Whether the thunk's code slot has a data slot: a trampoline entry
         // (`true`), or a one-granule thunk of a dual-mapped heap.
         let slot = match self.thunk_strategy() {
-            ThunkStrategy::StaticTrampolines => Some(true),
+            _ if self.table_code().is_some() => Some(true),
             ThunkStrategy::Generated(code) if code.dual_maps() && registers => Some(false),
             _ => None,
         };

@@ -263,7 +263,7 @@ impl<L: RawMutex> Heap<L> {
         // the caller's.
         let kept = Context::trivial(NonNull::dangling());
         let builds_frame = matches!(placement, Placement::Stack(_));
-        let (at, code, record) = if strategy == ThunkStrategy::StaticTrampolines {
+        let (at, code, record) = if self.table_code().is_some() {
             let (slot, _) = self.trampoline(
                 trampoline::kind_of(placement),
                 |_| trampoline::record(C_CONV, placement, ctx, target as usize),

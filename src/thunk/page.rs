@@ -22,9 +22,10 @@ use crate::heap::{DefaultLock, ExecSpan, SendsClosure, SharesClosure, Span};
 /// member_thunk's `page_full` is [`Error::PageFull`]; its `page_executable`
 /// is the type change to [`SealedThunkPage`].
 ///
-/// With [`Strategy::Protect`](crate::Strategy::Protect), where every
-/// individually created thunk takes a page of its own, this puts up to 128
-/// thunks (4 KiB pages) behind one `mprotect`.
+/// Its thunks are one direct jump each, up to 128 of them (4 KiB pages)
+/// behind one seal. (A protect heap's individually created thunks share
+/// sealed trampoline tables on Linux, a load and an indirect jump each; on
+/// Windows each takes a page of its own.)
 ///
 /// ```
 /// # if cfg!(target_arch = "x86_64") {

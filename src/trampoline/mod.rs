@@ -37,6 +37,13 @@
 //!
 //! The heap's side (locking, accounting, the slot handle a thunk owns) is
 //! `heap/trampoline_slot.rs`; a thunk's side is `Code::Static` in `thunk`.
+//!
+//! A protect heap's thunks use the same tables with their pages of code
+//! copied from the text into private pages and sealed read+exec with
+//! `mprotect` ([`TableCode::Sealed`]): one system call per page of a kind,
+//! that is per [`ENTRIES`] thunks, where a generated thunk needed a page
+//! and a system call of its own (`mprotect` cannot seal a few bytes of a
+//! page while other thunks run from the rest).
 
 mod builtin;
 mod pool;
@@ -50,6 +57,29 @@ pub(crate) use table::{MappedPage, Table, divert_at, publish_at, retire_at};
 use crate::abi::CallConv;
 use crate::abi::conv::C_CONV;
 use crate::arch::{self, Placement};
+
+/// Where a table's pages of code come from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum TableCode {
+    /// Mapped read+exec from the binary's file ([`TableSource`]): no page
+    /// is ever made executable at run time (static trampolines).
+    Image,
+    /// Copied from this library's text into private read-write pages,
+    /// then sealed read+exec with `mprotect` (a protect heap's thunks).
+    Sealed,
+}
+
+impl TableCode {
+    /// Whether this build can seal copies of its table: it has one, whose
+    /// units are whole pages, and not one compiled into the image with its
+    /// records (PE/COFF, whose entries reach their records through the
+    /// linker: a copy would not).
+    pub(crate) fn can_seal() -> bool {
+        arch::BUILTIN_UNITS == 0
+            && arch::trampoline_table().is_some()
+            && TABLE_SIZE % crate::sys::page_size() == 0
+    }
+}
 
 /// The size of one page of a table's code (and of its record page, and of
 /// its data page).
@@ -136,12 +166,12 @@ pub(crate) fn self_test() -> std::result::Result<(), String> {
         unsafe { &*flag }.store(true, Ordering::Relaxed);
     }
 
-    let source = source().map_err(str::to_owned)?;
+    source().map_err(str::to_owned)?;
     let placement =
         arch::placement(C_CONV, &[]).ok_or("no thunk calling scheme for this architecture")?;
     let table = Table::map().map_err(|e| e.with_causes())?;
     table
-        .map_kind(source, kind_of(placement))
+        .map_kind(TableCode::Image, kind_of(placement))
         .map_err(|e| e.with_causes())?
         .note();
     let flag = AtomicBool::new(false);

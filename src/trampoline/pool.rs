@@ -1,5 +1,6 @@
-//! The static trampoline tables of one heap (a heap whose thunks are
-//! [`Strategy::StaticTrampolines`](crate::Strategy::StaticTrampolines)):
+//! The trampoline tables of one heap (a heap whose thunks are
+//! [`Strategy::StaticTrampolines`](crate::Strategy::StaticTrampolines), or
+//! a protect heap's, whose tables are sealed copies):
 //! slots are taken and freed under the heap's lock, with the slot bit
 //! vectors kept here (outside the tables). A table is mapped when every
 //! other one is full and unmapped when it empties, except that one empty
@@ -9,11 +10,10 @@
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use super::{ENTRIES, ENTRY_SIZE, MappedPage, Record, Table};
+use super::{ENTRIES, ENTRY_SIZE, MappedPage, Record, Table, TableCode};
 use crate::arch;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::owner::Owner;
-use crate::strategy::Strategy;
 
 const _: () = assert!(ENTRIES <= u16::MAX as usize + 1);
 const _: () = assert!(
@@ -45,6 +45,9 @@ struct PoolTable {
     /// Whether a data slot of this table was handed out (its data page may
     /// use memory).
     data_touched: bool,
+    /// Pages of code sealed in private memory ([`TableCode::Sealed`]),
+    /// which use memory as the file's pages do not.
+    sealed_pages: usize,
 }
 
 /// What a thunk's handle needs of its table without the shard's lock:
@@ -145,15 +148,15 @@ impl TablePool {
         self.tables.iter().flatten().count()
     }
 
-    /// Pages of the tables that use memory: every record page, and the
-    /// data pages a slot was handed out on (the code pages are the binary's
-    /// own, in the page cache).
+    /// Pages of the tables that use memory: every record page, the data
+    /// pages a slot was handed out on, and sealed pages of code (a page
+    /// mapped from the binary's file is its own, in the page cache).
     pub(crate) fn committed_pages(&self) -> usize {
         let per_part = super::TABLE_SIZE / crate::sys::page_size();
         self.tables
             .iter()
             .flatten()
-            .map(|t| per_part * (1 + usize::from(t.data_touched)))
+            .map(|t| per_part * (1 + usize::from(t.data_touched) + t.sealed_pages))
             .sum()
     }
 
@@ -169,8 +172,8 @@ impl TablePool {
     }
 
     /// Takes a free slot and publishes the record `rec` makes (from the
-    /// slot's data slot, handed out when `want_data` is set), having mapped
-    /// the table's page of `kind` if it was not yet. When every table is
+    /// slot's data slot, handed out when `want_data` is set), having made
+    /// the table's page of `kind` (from `code`) if it was not yet. When every table is
     /// full, `map` maps a new one (the heap reserves its address space
     /// there). On error no slot was taken.
     ///
@@ -184,10 +187,11 @@ impl TablePool {
         kind: usize,
         rec: impl FnOnce(Option<NonNull<u8>>) -> Record,
         want_data: bool,
+        code: TableCode,
         map: impl FnOnce() -> Result<Table>,
     ) -> Result<(SlotRef, Option<NonNull<u8>>, Option<MappedPage>)> {
         let t = self.table_with_room(map)?;
-        let page = self.ensure_kind(t as u32, kind)?;
+        let page = self.ensure_kind(t as u32, kind, code)?;
         let (slot, data) = self.take_in(t, want_data);
         let pt = self.tables[t].as_ref().expect("a live table");
         pt.table.publish(slot.index as usize, rec(data));
@@ -208,22 +212,26 @@ impl TablePool {
         Ok(self.take_in(t, true).0)
     }
 
-    /// Maps table `table`'s page of code for `kind` unless it already is.
+    /// Makes table `table`'s page of code for `kind` from `code` unless it
+    /// already is.
     ///
     /// # Errors
     ///
-    /// [`Error::Os`] if the mapping fails, [`Error::StrategyUnavailable`]
-    /// if the binary's file no longer holds the table's code.
-    pub(crate) fn ensure_kind(&mut self, table: u32, kind: usize) -> Result<Option<MappedPage>> {
+    /// As [`Table::map_kind`].
+    pub(crate) fn ensure_kind(
+        &mut self,
+        table: u32,
+        kind: usize,
+        code: TableCode,
+    ) -> Result<Option<MappedPage>> {
         let pt = self.tables[table as usize].as_mut().expect("a live table");
         if pt.info.has_kind(kind) {
             return Ok(None);
         }
-        let source = super::source().map_err(|reason| Error::StrategyUnavailable {
-            strategy: Strategy::StaticTrampolines,
-            reason: reason.to_owned(),
-        })?;
-        let page = pt.table.map_kind(source, kind)?;
+        let page = pt.table.map_kind(code, kind)?;
+        if code == TableCode::Sealed {
+            pt.sealed_pages += 1;
+        }
         // Release: a thread that sees the bit sees the page mapped.
         pt.info.kinds.fetch_or(1 << kind, Ordering::Release);
         Ok(Some(page))
@@ -297,6 +305,7 @@ impl TablePool {
             free: (0..ENTRIES as u16).rev().collect(),
             live: 0,
             data_touched: false,
+            sealed_pages: 0,
         };
         self.empty += 1;
         if index == self.tables.len() {

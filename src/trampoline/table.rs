@@ -1,12 +1,14 @@
-//! One mapped trampoline table and its page of records: mapping it from
-//! its [`TableSource`], and publishing and retiring records.
+//! One mapped trampoline table and its page of records: making its pages
+//! of code (mapped from the binary's file, or copied and sealed), and
+//! publishing and retiring records.
 
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::builtin::Unit;
-use super::source::TableSource;
-use super::{CODE_SIZE, ENTRIES, ENTRY_SIZE, KIND_STRIDE, Record, TABLE_SIZE, record_distance};
+use super::{
+    CODE_SIZE, ENTRIES, ENTRY_SIZE, KIND_STRIDE, Record, TABLE_SIZE, TableCode, record_distance,
+};
 use crate::arch;
 use crate::data_slot::DATA_SLOT;
 use crate::error::{Error, Result};
@@ -123,11 +125,18 @@ const _: () = assert!(ENTRIES * DATA_SLOT <= TABLE_SIZE);
 pub(crate) struct MappedPage {
     at: usize,
     kind: usize,
+    /// A sealed copy, which gets no line: perf reads the map for its
+    /// anonymous memory and would name every thunk in it by the page's
+    /// line, not by the thunk's own.
+    sealed: bool,
 }
 
 impl MappedPage {
     /// Enters the page in perf's map (when that is on).
     pub(crate) fn note(self) {
+        if self.sealed {
+            return;
+        }
         crate::perf_map::record(|| {
             let name = format!(
                 "wxthunk static trampolines (page {} of the table)",
@@ -168,19 +177,22 @@ impl Table {
         Ok(table)
     }
 
-    /// Maps the table's page of code for `kind` from `source`, read+exec,
-    /// and checks that it holds the table's code. Only pages of kinds in use
-    /// are mapped: each one is a page of the binary's file (page cache,
-    /// counted in the process's resident size while mapped). A table
+    /// Makes the table's page of code for `kind`: mapped read+exec from
+    /// the binary's file ([`TableCode::Image`]), or copied from the text
+    /// and sealed ([`TableCode::Sealed`]). Either way it then holds the
+    /// table's code. Only pages of kinds in use are made: a mapped one is a
+    /// page of the binary's file (page cache, counted in the process's
+    /// resident size while mapped), a sealed one a private page. A table
     /// compiled into the image has every kind's pages already.
     ///
     /// # Errors
     ///
-    /// [`Error::Os`] if the mapping fails; [`Error::StrategyUnavailable`]
-    /// if the file no longer holds the table's code (the page is then made
-    /// inaccessible again), or if the table has no page for `kind` (System
-    /// V's registers in a Windows image).
-    pub(crate) fn map_kind(&self, source: &TableSource, kind: usize) -> Result<MappedPage> {
+    /// [`Error::Os`] if a mapping or `mprotect` fails;
+    /// [`Error::StrategyUnavailable`] if the file no longer holds the
+    /// table's code (the page is then made inaccessible again), if the
+    /// file cannot be found, or if the table has no page for `kind`
+    /// (System V's registers in a Windows image).
+    pub(crate) fn map_kind(&self, code: TableCode, kind: usize) -> Result<MappedPage> {
         if kind >= arch::TABLE_KINDS {
             return Err(Error::StrategyUnavailable {
                 strategy: Strategy::StaticTrampolines,
@@ -195,40 +207,20 @@ impl Table {
                 return Ok(MappedPage {
                     at: self.base + kind * KIND_STRIDE,
                     kind,
+                    sealed: false,
                 });
             }
             Place::Mapped(mapping) => mapping,
         };
-        let image = source
-            .image
-            .as_ref()
-            .expect("a mapped table's source is a file");
         let offset = kind * TABLE_SIZE;
-        let at = mapping.at(offset);
-        // SAFETY: a page of the code part of our mapping, inaccessible
-        // until now (a kind's page is mapped once): nothing uses it.
-        unsafe { image.map_exec_over(at, TABLE_SIZE, offset) }
-            .map_err(|e| Error::os("mmap(PROT_READ|PROT_EXEC) of the trampoline table", e))?;
-        // SAFETY: the page is now a readable mapping of TABLE_SIZE bytes.
-        let mapped = unsafe { std::slice::from_raw_parts(at.as_ptr(), TABLE_SIZE) };
-        if mapped != &source.table[offset..][..TABLE_SIZE] {
-            // SAFETY: the page just mapped, whose entries nobody was given.
-            // If this fails the page stays mapped but unreachable: no
-            // pointer into it is ever handed out (its kind's bit stays
-            // clear).
-            let _ = unsafe { mapping.protect(offset, TABLE_SIZE, Prot::None) };
-            return Err(Error::StrategyUnavailable {
-                strategy: Strategy::StaticTrampolines,
-                reason: format!(
-                    "{} no longer holds this process's trampoline table (replaced since it was \
-                     loaded?)",
-                    image.path()
-                ),
-            });
+        match code {
+            TableCode::Image => map_from_image(mapping, offset)?,
+            TableCode::Sealed => seal_copy(mapping, offset)?,
         }
         Ok(MappedPage {
-            at: at.as_ptr() as usize,
+            at: mapping.at(offset).as_ptr() as usize,
             kind,
+            sealed: code == TableCode::Sealed,
         })
     }
 
@@ -274,4 +266,69 @@ impl Table {
             CODE_SIZE + 2 * TABLE_SIZE
         }
     }
+}
+
+/// Maps the page at `offset` of `mapping`'s code part read+exec from the
+/// binary's file, and checks that it holds the table's code.
+fn map_from_image(mapping: &Mapping, offset: usize) -> Result<()> {
+    let source = super::source().map_err(|reason| Error::StrategyUnavailable {
+        strategy: Strategy::StaticTrampolines,
+        reason: reason.to_owned(),
+    })?;
+    let image = source
+        .image
+        .as_ref()
+        .expect("a mapped table's source is a file");
+    let at = mapping.at(offset);
+    // SAFETY: a page of the code part of our mapping, inaccessible until
+    // now (a kind's page is made once): nothing uses it.
+    unsafe { image.map_exec_over(at, TABLE_SIZE, offset) }
+        .map_err(|e| Error::os("mmap(PROT_READ|PROT_EXEC) of the trampoline table", e))?;
+    // SAFETY: the page is now a readable mapping of TABLE_SIZE bytes.
+    let mapped = unsafe { std::slice::from_raw_parts(at.as_ptr(), TABLE_SIZE) };
+    if mapped != &source.table[offset..][..TABLE_SIZE] {
+        // SAFETY: the page just mapped, whose entries nobody was given.
+        // If this fails the page stays mapped but unreachable: no pointer
+        // into it is ever handed out (its kind's bit stays clear).
+        let _ = unsafe { mapping.protect(offset, TABLE_SIZE, Prot::None) };
+        return Err(Error::StrategyUnavailable {
+            strategy: Strategy::StaticTrampolines,
+            reason: format!(
+                "{} no longer holds this process's trampoline table (replaced since it was \
+                 loaded?)",
+                image.path()
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// Copies the table's page at `offset` from this library's text into
+/// `mapping`'s code part and seals it read+exec: written while read-write
+/// only, executable only once no longer writable.
+fn seal_copy(mapping: &Mapping, offset: usize) -> Result<()> {
+    let table = arch::trampoline_table().expect("sealed only where a table is assembled");
+    let at = mapping.at(offset);
+    // SAFETY: a page of the code part of our mapping, inaccessible until
+    // now (a kind's page is made once): nothing uses it or runs it.
+    unsafe { mapping.protect(offset, TABLE_SIZE, Prot::ReadWrite) }
+        .map_err(|e| Error::os("mprotect(PROT_READ|PROT_WRITE) of a trampoline page", e))?;
+    // SAFETY: the page is ours and read-write now; the source is the
+    // table's text, which never overlaps a mapping of ours.
+    unsafe {
+        std::ptr::copy_nonoverlapping(table[offset..].as_ptr(), at.as_ptr(), TABLE_SIZE);
+    }
+    // Every entry of the table starts with a landing pad, as where it is
+    // mapped from the file.
+    // SAFETY: the page just written, whose entries nobody was given.
+    if let Err(e) = unsafe { mapping.protect(offset, TABLE_SIZE, Prot::ReadExecGuarded) } {
+        // SAFETY: as above; left inaccessible, its kind's bit stays clear.
+        let _ = unsafe { mapping.protect(offset, TABLE_SIZE, Prot::None) };
+        return Err(Error::os(
+            "mprotect(PROT_READ|PROT_EXEC) of a trampoline page",
+            e,
+        ));
+    }
+    crate::sys::flush_icache(at.as_ptr(), TABLE_SIZE);
+    Ok(())
 }
