@@ -163,13 +163,18 @@ impl Drop for Counted {
 }
 
 /// The heaps whose thunks keep small closures in data slots: dual-mapped
-/// regions and static-trampoline tables.
+/// regions, static-trampoline tables, and (on Linux) a protect heap's
+/// sealed tables.
 fn slot_heaps() -> Vec<(&'static str, Heap<wxthunk::NoLock>)> {
     let mut v = Vec::new();
-    for (name, s) in [
+    let mut strategies = vec![
         ("dual-map", wxthunk::Strategy::DualMap),
         ("static-trampolines", wxthunk::Strategy::StaticTrampolines),
-    ] {
+    ];
+    if cfg!(target_os = "linux") {
+        strategies.push(("protect", wxthunk::Strategy::Protect));
+    }
+    for (name, s) in strategies {
         if wxthunk::probe().allows(s) {
             v.push((name, Heap::builder().strategy(s).build_unlocked().unwrap()));
         } else {
@@ -177,6 +182,64 @@ fn slot_heaps() -> Vec<(&'static str, Heap<wxthunk::NoLock>)> {
         }
     }
     v
+}
+
+#[test]
+fn dyn_thunks_allocate_nothing_where_thunks_have_slots() {
+    use std::ffi::c_void;
+    use wxthunk::ArgClass::{Float, Integer};
+    extern "C" fn one(x: u64, ctx: *mut c_void) -> u64 {
+        x + ctx as u64
+    }
+    #[allow(clippy::too_many_arguments)]
+    extern "C" fn seven(
+        a: u64,
+        b: u64,
+        c: u64,
+        d: u64,
+        e: u64,
+        f: u64,
+        g: f64,
+        ctx: *mut c_void,
+    ) -> u64 {
+        a + b + c + d + e + f + g as u64 + ctx as u64
+    }
+    type Seven = extern "C" fn(u64, u64, u64, u64, u64, u64, f64) -> u64;
+    for (name, heap) in slot_heaps() {
+        let tables = heap.thunk_strategy()
+            != wxthunk::ThunkStrategy::Generated(wxthunk::CodeStrategy::DualMap);
+        let warm = heap.dyn_thunk(&[Integer], one as *const c_void, std::ptr::null_mut());
+        drop(warm.unwrap());
+        let n = allocations_in(|| {
+            for i in 0..1000u64 {
+                let t = heap
+                    .dyn_thunk(&[Integer], one as *const c_void, i as *mut c_void)
+                    .unwrap();
+                // SAFETY: the signature given, the target's result.
+                let f: extern "C" fn(u64) -> u64 = unsafe { std::mem::transmute(t.as_ptr()) };
+                assert_eq!(f(3), 3 + i);
+            }
+        });
+        assert_eq!(n, 0, "{name}: a register-path DynThunk allocated");
+        // The context after six integer registers: the frame path, a
+        // record of the table where there is one (generated code reads a
+        // boxed one).
+        let args = [Integer, Integer, Integer, Integer, Integer, Integer, Float];
+        let n = allocations_in(|| {
+            for i in 0..100u64 {
+                let t = heap
+                    .dyn_thunk(&args, seven as *const c_void, i as *mut c_void)
+                    .unwrap();
+                // SAFETY: as above.
+                let f: Seven = unsafe { std::mem::transmute(t.as_ptr()) };
+                assert_eq!(f(1, 2, 3, 4, 5, 6, 7.0), 28 + i);
+            }
+        });
+        if tables {
+            assert_eq!(n, 0, "{name}: a frame-path DynThunk allocated");
+        }
+        assert_eq!(heap.stats().live_allocations, 0, "{name}");
+    }
 }
 
 #[test]

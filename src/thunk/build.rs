@@ -245,16 +245,34 @@ impl<'a, F: ThunkSig, L: RawMutex> Thunk<'a, F, L> {
     /// The result owns it.
     #[inline(always)]
     unsafe fn with_slot<K: 'a>(slot: SlotThunk, kept: K, tag: usize) -> Self {
+        // The slot's entry in the page for `F`'s placement.
+        let at = slot.entry + trampoline::entry_offset(placement_const::<F>());
+        // SAFETY: the caller's contract; `at` is that entry.
+        unsafe { Self::with_slot_at(slot, at, kept, tag) }
+    }
+
+    /// The `STATIC` thunk of `slot` whose function pointer is `at`, its
+    /// entry in one page of its table, and whose data slot gets `kept`.
+    ///
+    /// # Safety
+    /// `slot` came from `trampoline_slot` of the heap the thunk borrows;
+    /// `at` is the slot's entry in the page of the placement its record was
+    /// made for, which runs `F`'s signature (its record's target takes
+    /// `F`'s arguments plus the context, directly or through the frame
+    /// adapter); `tag` is `K`'s inline tag. The result owns the slot.
+    #[inline(always)]
+    pub(super) unsafe fn with_slot_at<K: 'a>(
+        slot: SlotThunk,
+        at: usize,
+        kept: K,
+        tag: usize,
+    ) -> Self {
         // SAFETY: the entry's data slot, which `K` fits (`tag` is its
         // inline tag); only the owner of the entry uses it, and no call can
         // reach it before the entry's pointer is returned.
         unsafe { write_inline(slot.data, kept, tag) };
-        // The slot's entry in the page for `F`'s placement.
-        let at = slot.entry + trampoline::entry_offset(placement_const::<F>());
-        // SAFETY: that entry puts the record's context where `F`'s
-        // placement says and reaches the record's entry function (directly,
-        // or through the frame adapter), which takes `F`'s arguments plus
-        // the context; it is not null.
+        // SAFETY: `at` runs `F`'s signature (the caller's contract); it is
+        // not null.
         let fn_ptr = unsafe { <F::Unsafe as FnPtr>::from_addr(at as *const ()) };
         // SAFETY: a `STATIC` thunk (its table's info records its heap): it
         // keeps its slot, packed, and owns it from now on.

@@ -234,6 +234,29 @@ impl<L: RawMutex> Heap<L> {
         target: *const (),
         ctx: usize,
     ) -> Result<Thunk<'_, Untyped, L>> {
+        // The tag of a thunk that keeps nothing in its data slot (`()`).
+        let tag = const {
+            match handle::inline_tag::<()>() {
+                Some(tag) => tag,
+                None => panic!("nothing fits a data slot"),
+            }
+        };
+        if self.table_code().is_some() && !self.is_debug() {
+            // A `STATIC` thunk: a slot of a table (a ready one when there is
+            // one) with this record, and nothing allocated. The closures
+            // capture the record alone, made here once.
+            let kind = trampoline::kind_of(placement);
+            let record = trampoline::record(C_CONV, placement, ctx, target as usize);
+            let slot = match self.trampoline_slot_fast(kind, move |_| record) {
+                Some(slot) => slot,
+                None => self.trampoline_slot(kind, move |_| record)?,
+            };
+            let at = slot.entry + trampoline::entry_offset(placement);
+            // SAFETY: a slot of this heap whose record passes `ctx` to
+            // `target` as the trailing pointer after the arguments, from its
+            // entry in the page of `placement` (`at`); it keeps nothing.
+            return Ok(unsafe { Thunk::with_slot_at(slot, at, (), tag) });
+        }
         let strategy = self.thunk_strategy();
         let dual_maps = matches!(strategy, ThunkStrategy::Generated(code) if code.dual_maps());
         if let (Placement::Register(reg), true) = (placement, dual_maps && !self.is_debug()) {
@@ -242,12 +265,6 @@ impl<L: RawMutex> Heap<L> {
             // stall store forwarding on this path (`codegen::placement_const`).
             let target = target as usize;
             let make = move |at, _| arch::register_thunk(reg, ctx, target, at);
-            let tag = const {
-                match handle::inline_tag::<()>() {
-                    Some(tag) => tag,
-                    None => panic!("nothing fits a data slot"),
-                }
-            };
             // This thread's ready granules first, as `Thunk`'s fast path.
             if let Some(granule) = self.thunk_granule_fast::<1>(make) {
                 // SAFETY: a granule of this heap just written with a thunk

@@ -5,7 +5,6 @@
 use lock_api::RawMutex;
 
 use super::Thunk;
-use super::codegen::placement_const;
 use super::handle::{self, MovedOut, Slow};
 use crate::abi::{FnPtr, ThunkSig};
 use crate::heap::{Heap, RegionInfo};
@@ -87,8 +86,10 @@ impl<'a, F: ThunkSig, L: RawMutex> Thunk<'a, F, L> {
             handle::STATIC => {
                 let heap = self.heap();
                 let packed = self.kept() as u64;
-                // The slot's entry in the table's first page.
-                let addr = addr - trampoline::entry_offset(placement_const::<F>());
+                // The slot's entry in the table's first page (from its
+                // table's info, which `heap` read: a `DynThunk`'s placement
+                // is not `F`'s).
+                let addr = trampoline::SlotRef::first_entry(packed, addr);
                 let moved = inline_drop.then(|| {
                     let data = trampoline::SlotRef::unpack(packed, addr).0.data_slot();
                     // SAFETY: as for `GRANULE`.

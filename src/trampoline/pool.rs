@@ -118,6 +118,17 @@ impl SlotRef {
         (slot, info.shard)
     }
 
+    /// The entry in its table's first page of the slot [`pack`](Self::pack)ed
+    /// into `packed` whose entry in some page of the table is at `addr`
+    /// (a thunk's function pointer, whatever its placement's kind).
+    #[inline(always)]
+    pub(crate) fn first_entry(packed: u64, addr: usize) -> usize {
+        let base = Self::info_of(packed).base;
+        // A slot's entries are `KIND_STRIDE` apart, and every entry of the
+        // first page is less than that past its base.
+        base + (addr - base) % super::KIND_STRIDE
+    }
+
     /// The table info a [`pack`](Self::pack)ed slot names.
     pub(crate) fn info_of<'t>(packed: u64) -> &'t TableInfo {
         // SAFETY: `packed` is the exposed address of a live table's boxed

@@ -1,7 +1,7 @@
 /* A million thunks on the global heap, each with its own context, called,
  * then freed, three rounds: once the heap is compacted, the heap's memory
  * is back where it started and the process's resident memory does not
- * grow from round to round (flat). Prints the figures.
+ * grow from round to round (flat, from the second round on). Prints the figures.
  * Usage: million [COUNT] [--heap-only]; --heap-only skips the resident
  * check, for emulators, whose own memory is in it. */
 #include <stdint.h>
@@ -80,8 +80,12 @@ int main(int argc, char **argv) {
          * region kept for reuse at most). */
         CHECK(after.bytes_committed <= before.bytes_committed + (1 << 20));
     }
-    /* Flat: the last round ends where the first did, within 4 MiB. */
-    if (!heap_only) CHECK(rss[2] <= rss[0] + (4u << 20));
+    /* Flat: the last round ends where the one before did, within 4 MiB (a
+     * leak of even 8 bytes a thunk is 8 MiB a round). Not against the first
+     * round: glibc raises its trim threshold once it frees a large chunk,
+     * so the first round may give back malloc memory that later rounds
+     * keep for reuse (the handles' 32 MB here). */
+    if (!heap_only) CHECK(rss[2] <= rss[1] + (4u << 20));
     free(t);
     return check_result("million");
 }
