@@ -8,3 +8,7 @@
 
 /// Bytes of a data slot; slots are aligned to their size.
 pub(crate) const DATA_SLOT: usize = 16;
+/// Bytes of a trampoline table entry's data slot: two data slots, as a
+/// pair of granules has (the closure laid out as in a pair). A table's data
+/// page is whole pages either way: 32 bytes for each of its entries fill it.
+pub(crate) const TABLE_DATA_SLOT: usize = 2 * DATA_SLOT;

@@ -396,9 +396,9 @@ fn a_word_that_needs_a_drop_lives_inline_and_is_dropped_once() {
 
 /// Closures too large for one data slot: on a dual-mapped heap one of up
 /// to 32 bytes (24 if it needs a drop, aligned to at most 16) takes both
-/// data slots of a two-granule thunk and allocates nothing; any larger or
-/// more aligned one (and, on a static-trampoline heap, any that fits no
-/// slot) is one allocation, its box, kept in the slot. All are called
+/// data slots of a two-granule thunk and allocates nothing, as it lives in
+/// a table entry's 32-byte data slot; any larger or more aligned one is
+/// one allocation, its box, kept in the slot. All are called
 /// right, see their own captures, and are dropped once; on the global heap
 /// and on heaps with data slots.
 #[test]
@@ -412,8 +412,12 @@ fn closures_too_large_for_a_slot_take_a_pair_or_one_box_and_drop_once() {
         ($name:expr, $heap:expr) => {{
             let (name, heap): (&str, &Heap<_>) = ($name, $heap);
             type F1 = unsafe extern "C" fn(u64) -> u64;
-            let pairs = heap.code_strategy() == Some(wxthunk::CodeStrategy::DualMap)
-                && heap.thunk_strategy() != wxthunk::ThunkStrategy::StaticTrampolines;
+            // Both data slots of a pair of granules, or a table entry's
+            // 32-byte data slot (static trampolines, and a protect heap's
+            // tables on Linux).
+            let tables = heap.thunk_strategy() == wxthunk::ThunkStrategy::StaticTrampolines
+                || (heap.strategy() == wxthunk::Strategy::Protect && cfg!(target_os = "linux"));
+            let pairs = heap.code_strategy() == Some(wxthunk::CodeStrategy::DualMap) || tables;
             let shared = std::sync::Arc::new(7u64);
             let (a, b, c, d) = std::hint::black_box((1u64, 2u64, 3u64, 4u64));
             let big = std::hint::black_box([5u64; 16]);

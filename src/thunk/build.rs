@@ -267,15 +267,19 @@ impl<'a, F: ThunkSig, L: RawMutex> Thunk<'a, F, L> {
         kept: K,
         tag: usize,
     ) -> Self {
-        // SAFETY: the entry's data slot, which `K` fits (`tag` is its
-        // inline tag); only the owner of the entry uses it, and no call can
-        // reach it before the entry's pointer is returned.
-        unsafe { write_inline(slot.data, kept, tag) };
+        // SAFETY: the entry's data slot, two data slots long, which `K`
+        // fits (`tag` is its inline tag for one or two slots; a table's
+        // closures are laid out as in a pair whichever it is, `PAIR`);
+        // only the owner of the entry uses it, and no call can reach it
+        // before the entry's pointer is returned.
+        unsafe { write_inline(slot.data, kept, tag | handle::PAIR) };
         // SAFETY: `at` runs `F`'s signature (the caller's contract); it is
         // not null.
         let fn_ptr = unsafe { <F::Unsafe as FnPtr>::from_addr(at as *const ()) };
         // SAFETY: a `STATIC` thunk (its table's info records its heap): it
-        // keeps its slot, packed, and owns it from now on.
+        // keeps its slot, packed, and owns it from now on. (`PAIR` is not
+        // kept: it is implied, and its bit is the packed word's.)
+        let tag = tag & handle::INLINE_DROP;
         unsafe { Self::from_parts(fn_ptr, handle::STATIC | tag, slot.packed as usize) }
     }
 

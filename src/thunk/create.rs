@@ -100,6 +100,8 @@ impl<L: RawMutex> Heap<L> {
         let tags = const { (handle::inline_tag::<C>(), handle::pair_tag::<C>()) };
         match (tags, slot) {
             ((Some(tag), _), Some(true)) => Thunk::build_static_inline(self, closure, tag),
+            // Up to 32 bytes: a table entry's data slot.
+            ((None, Some(tag)), Some(true)) => Thunk::build_static_inline(self, closure, tag),
             ((Some(tag), _), Some(false)) => Thunk::build_inline::<1, _>(self, closure, tag),
             // Up to 32 bytes: both data slots of a two-granule thunk.
             ((None, Some(tag)), Some(false)) => Thunk::build_inline::<2, _>(self, closure, tag),

@@ -7,7 +7,7 @@
 //! | --- | --- | --- |
 //! | `COMPILED` | zero-sized, needs no drop: nowhere | the heap |
 //! | `GRANULE` | inline in the data slot of a one-granule thunk (both of a two-granule one, `PAIR`), or boxed and the box there | its region's `RegionInfo` |
-//! | `STATIC` | inline in the data slot of a trampoline table entry, or boxed and the box there | its table's `TableInfo` (the slot packed) |
+//! | `STATIC` | inline in the 32-byte data slot of a trampoline table entry (laid out as in a pair of granules), or boxed and the box there | its table's `TableInfo` (the slot packed) |
 //! | `SLOW` | boxed with the rest (frame-path and `FnMut`/`FnOnce` thunks, heaps without data slots) | a [`Slow`] box holding the rest |
 //!
 //! An inline closure that needs no drop is bytes in its slot that go with
@@ -16,7 +16,7 @@
 //! that word holds its drop function (`INLINE_DROP`), and the thunk moves
 //! the closure out of the slot before the slot goes, then drops it. A
 //! closure of up to 32 bytes that fits no single slot takes a pair of
-//! granules on a dual-mapped heap. A larger closure is boxed, and the box (a word that needs a drop)
+//! granules on a dual-mapped heap, or a table entry's data slot. A larger closure is boxed, and the box (a word that needs a drop)
 //! is what the slot keeps, the same way; its code passes the box's address,
 //! so a call reads the closure as directly as an inline one.
 
@@ -47,7 +47,8 @@ pub(super) const INLINE_DROP: usize = 4;
 pub(super) const TAGS: usize = 7;
 /// With `GRANULE` only (a region's info is aligned to 64, so the bit is
 /// free there): the thunk takes two granules, its closure both data
-/// slots (32 bytes).
+/// slots (32 bytes). A `STATIC` thunk's closure is always laid out so (a
+/// table entry's data slot is 32 bytes), without the bit in its word.
 pub(super) const PAIR: usize = 8;
 
 /// The rest of a thunk of kind `SLOW`, boxed alone or at the start of a

@@ -92,8 +92,9 @@ impl<'a, F: ThunkSig, L: RawMutex> Thunk<'a, F, L> {
                 let addr = trampoline::SlotRef::first_entry(packed, addr);
                 let moved = inline_drop.then(|| {
                     let data = trampoline::SlotRef::unpack(packed, addr).0.data_slot();
-                    // SAFETY: as for `GRANULE`.
-                    unsafe { MovedOut::take(data, handle::INLINE_DROP) }
+                    // SAFETY: as for `GRANULE`; a table's data slot holds
+                    // its closure as a pair of slots does.
+                    unsafe { MovedOut::take(data, handle::INLINE_DROP | handle::PAIR) }
                 });
                 // SAFETY: a `STATIC` thunk keeps its slot, packed, and its
                 // entry is at `addr`; freed once, here.

@@ -23,7 +23,7 @@
 //! builds a new frame from the record. Creating a thunk writes a record,
 //! never code: no page is ever writable and executable, no page gains exec
 //! after it was written, and no memfd is needed. A small `Fn` closure lives
-//! in its slot's 16-byte data slot (`crate::data_slot`), so such a thunk
+//! in its slot's 32-byte data slot (`crate::data_slot`), so such a thunk
 //! allocates nothing else.
 //!
 //! This module owns the feature:

@@ -10,7 +10,7 @@ use super::{
     CODE_SIZE, ENTRIES, ENTRY_SIZE, KIND_STRIDE, Record, TABLE_SIZE, TableCode, record_distance,
 };
 use crate::arch;
-use crate::data_slot::DATA_SLOT;
+use crate::data_slot::TABLE_DATA_SLOT;
 use crate::error::{Error, Result};
 use crate::strategy::Strategy;
 use crate::sys::{Mapping, Prot};
@@ -34,7 +34,7 @@ pub(crate) struct Table {
 enum Place {
     /// The three parts: the table's code (`CODE_SIZE` bytes, mapped over
     /// the first part from the binary's file), the records and the data
-    /// slots (`TABLE_SIZE` bytes each; `DATA_SLOT` bytes per slot, for
+    /// slots (`TABLE_SIZE` bytes each; `TABLE_DATA_SLOT` bytes per slot, for
     /// small closures).
     Mapped(Mapping),
     /// A unit of the table compiled into the image: its code is in the
@@ -113,10 +113,10 @@ pub(crate) unsafe fn divert_at(entry: usize, target: usize) {
 #[inline]
 pub(crate) fn data_slot_of(entry: usize, index: usize) -> NonNull<u8> {
     let base = entry - index * ENTRY_SIZE;
-    let slot = base + record_distance() + KIND_STRIDE + index * DATA_SLOT;
+    let slot = base + record_distance() + KIND_STRIDE + index * TABLE_DATA_SLOT;
     NonNull::new(slot as *mut u8).expect("inside a live table's mapping")
 }
-const _: () = assert!(ENTRIES * DATA_SLOT <= TABLE_SIZE);
+const _: () = assert!(ENTRIES * TABLE_DATA_SLOT <= TABLE_SIZE);
 
 /// A page of a table's code just mapped, to be entered in perf's map by
 /// [`note`](Self::note) once no lock is held (the map's file I/O never
@@ -249,8 +249,8 @@ impl Table {
         unsafe { retire_at(self.entry(i)) }
     }
 
-    /// The data slot of entry `i`: private read-write memory, `DATA_SLOT`
-    /// bytes aligned to `DATA_SLOT`, for the closure of the thunk holding
+    /// The data slot of entry `i`: private read-write memory,
+    /// `TABLE_DATA_SLOT` bytes aligned to their size, for the closure of the thunk holding
     /// slot `i`.
     pub(crate) fn data_slot(&self, i: usize) -> NonNull<u8> {
         debug_assert!(i < ENTRIES);
