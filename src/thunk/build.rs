@@ -276,10 +276,11 @@ impl<'a, F: ThunkSig, L: RawMutex> Thunk<'a, F, L> {
         // SAFETY: `at` runs `F`'s signature (the caller's contract); it is
         // not null.
         let fn_ptr = unsafe { <F::Unsafe as FnPtr>::from_addr(at as *const ()) };
-        // SAFETY: a `STATIC` thunk (its table's info records its heap): it
-        // keeps its slot, packed, and owns it from now on. (`PAIR` is not
-        // kept: it is implied, and its bit is the packed word's.)
+        // `PAIR` is not kept: it is implied, and its bit is the packed
+        // word's.
         let tag = tag & handle::INLINE_DROP;
+        // SAFETY: a `STATIC` thunk (its table's info records its heap): it
+        // keeps its slot, packed, and owns it from now on.
         unsafe { Self::from_parts(fn_ptr, handle::STATIC | tag, slot.packed as usize) }
     }
 
