@@ -231,8 +231,9 @@ use crate::sys;
 /// - [`Strategy::StaticTrampolines`] (thunks only): a thunk takes a slot in
 ///   a trampoline table mapped from the binary's own file, and creating it
 ///   writes a four-word record, never code. Tables are mapped as earlier
-///   ones fill and unmapped as they empty (one empty table is kept against
-///   churn; [`compact`](Heap::compact) releases it). Spans and pages of such
+///   ones fill and kept when they empty, as regions are, so that a burst
+///   made and dropped again maps nothing the next time;
+///   [`compact`](Heap::compact) unmaps the empty ones. Spans and pages of such
 ///   a heap use the best strategy for written code that works here
 ///   ([`span_strategy`](Heap::span_strategy)). Chosen automatically for
 ///   thunks where dual mapping does not work (a generated thunk is cheaper

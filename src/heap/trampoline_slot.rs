@@ -67,8 +67,7 @@ impl<L: RawMutex> Drop for TrampolineSlot<'_, L> {
             self.heap.defer_slot_free(ready);
             return;
         };
-        let unmapped = state.tables.release(&self.slot);
-        self.heap.space.release(unmapped);
+        state.tables.release(&self.slot);
         state.live -= 1;
         state.bytes_in_use -= ENTRY_SIZE;
     }
@@ -422,8 +421,7 @@ impl<L: RawMutex> Heap<L> {
     /// `state`.
     pub(super) fn release_slot_locked(&self, state: &mut State, ready: ReadySlot) {
         let (slot, _) = SlotRef::unpack(ready.packed, ready.entry);
-        let unmapped = state.tables.release(&slot);
-        self.space.release(unmapped);
+        state.tables.release(&slot);
         state.live -= 1;
         state.bytes_in_use -= ENTRY_SIZE;
     }

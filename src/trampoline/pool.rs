@@ -1,11 +1,11 @@
 //! The trampoline tables of one heap (a heap whose thunks are
 //! [`Strategy::StaticTrampolines`](crate::Strategy::StaticTrampolines), or
 //! a protect heap's, whose tables are sealed copies):
-//! slots are taken and freed under the heap's lock, with the slot bit
-//! vectors kept here (outside the tables). A table is mapped when every
-//! other one is full and unmapped when it empties, except that one empty
-//! table is kept to absorb create/drop churn;
-//! [`Heap::compact`](crate::Heap::compact) releases that one too.
+//! slots are taken and freed under the heap's lock, with the free slots
+//! kept here (outside the tables). A table is mapped when every other one
+//! is full; one that empties is kept, as an empty heap region is, so that
+//! a burst of thunks made and dropped together maps nothing the second
+//! time; [`Heap::compact`](crate::Heap::compact) unmaps the empty ones.
 
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -29,8 +29,6 @@ pub(crate) struct TablePool {
     tables: Vec<Option<PoolTable>>,
     /// The table to try first.
     hint: usize,
-    /// Mapped tables with no live slot.
-    empty: usize,
 }
 
 #[derive(Debug)]
@@ -277,9 +275,6 @@ impl TablePool {
                 .pop()
                 .expect("a table that is not full has a free slot"),
         );
-        if pt.live == 0 {
-            self.empty -= 1;
-        }
         pt.live += 1;
         let data = want_data.then(|| {
             pt.data_touched = true;
@@ -318,7 +313,6 @@ impl TablePool {
             data_touched: false,
             sealed_pages: 0,
         };
-        self.empty += 1;
         if index == self.tables.len() {
             self.tables.push(Some(pt));
         } else {
@@ -327,27 +321,18 @@ impl TablePool {
         index
     }
 
-    /// Frees a slot: its record points to the trap target at once. Returns
-    /// the bytes of address space unmapped (a table that emptied while
-    /// another empty one is kept).
-    pub(crate) fn release(&mut self, slot: &SlotRef) -> usize {
+    /// Frees a slot: its record points to the trap target at once. A table
+    /// that empties stays mapped, as an empty heap region does, for the
+    /// next burst of thunks to reuse without mapping and sealing again
+    /// ([`release_empty`](Self::release_empty), from
+    /// [`Heap::compact`](crate::Heap::compact), unmaps it).
+    pub(crate) fn release(&mut self, slot: &SlotRef) {
         let t = slot.table as usize;
         let pt = self.tables[t].as_mut().expect("a live slot's table");
         pt.table.retire(slot.index as usize);
         pt.free.push(slot.index as u16);
         pt.live -= 1;
-        if pt.live > 0 {
-            self.hint = t;
-            return 0;
-        }
-        if self.empty == 0 {
-            self.empty = 1;
-            self.hint = t;
-            return 0;
-        }
-        self.tables[t] = None;
-        self.trim();
-        Table::reserved_bytes()
+        self.hint = t;
     }
 
     /// Unmaps every empty table. Returns the bytes released.
@@ -359,7 +344,6 @@ impl TablePool {
                 released += Table::reserved_bytes();
             }
         }
-        self.empty = 0;
         self.trim();
         released
     }
