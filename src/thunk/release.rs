@@ -17,7 +17,8 @@ impl<F: ThunkSig, L: RawMutex> Drop for Thunk<'_, F, L> {
             // A compiled function keeps nothing: its drop is this test.
             handle::COMPILED => {}
             handle::GRANULE => self.release_granule(),
-            _ => self.release(),
+            handle::STATIC => self.release_static(),
+            _ => self.release_slow(),
         }
     }
 }
@@ -77,43 +78,56 @@ impl<'a, F: ThunkSig, L: RawMutex> Thunk<'a, F, L> {
         (heap, self.fn_ptr.addr() as usize, info)
     }
 
-    /// `Drop` of a `STATIC` or `SLOW` thunk.
+    /// `Drop` of a `STATIC` thunk.
     #[inline(never)]
-    fn release(&mut self) {
-        let addr = self.fn_ptr.addr() as usize;
-        let inline_drop = self.word & handle::INLINE_DROP != 0;
-        match self.kind() {
-            handle::STATIC => {
-                let heap = self.heap();
-                let packed = self.kept() as u64;
-                // The slot's entry in the table's first page (from its
-                // table's info, which `heap` read: a `DynThunk`'s placement
-                // is not `F`'s).
-                let addr = trampoline::SlotRef::first_entry(packed, addr);
-                let moved = inline_drop.then(|| {
-                    let data = trampoline::SlotRef::unpack(packed, addr).0.data_slot();
-                    // SAFETY: as for `GRANULE`; a table's data slot holds
-                    // its closure as a pair of slots does.
-                    unsafe { MovedOut::take(data, handle::INLINE_DROP | handle::PAIR) }
-                });
-                // SAFETY: a `STATIC` thunk keeps its slot, packed, and its
-                // entry is at `addr`; freed once, here.
-                unsafe { heap.free_trampoline_slot(addr, packed) };
-                drop(moved);
+    fn release_static(&mut self) {
+        if self.word & handle::INLINE_DROP != 0 {
+            return self.release_static_dropping();
+        }
+        let (heap, entry, packed) = self.static_parts();
+        // SAFETY: a `STATIC` thunk keeps its slot, packed, and its entry
+        // is at `entry`; freed once, here.
+        unsafe { heap.free_trampoline_slot(entry, packed) };
+    }
+
+    /// [`release_static`](Self::release_static) of a thunk whose inline
+    /// closure needs a drop, apart for the same reason as
+    /// [`release_granules_dropping`](Self::release_granules_dropping).
+    #[inline(never)]
+    fn release_static_dropping(&mut self) {
+        let (heap, entry, packed) = self.static_parts();
+        let data = trampoline::SlotRef::unpack(packed, entry).0.data_slot();
+        // SAFETY: as for `GRANULE`; a table's data slot holds its closure
+        // as a pair of slots does.
+        let moved = unsafe { MovedOut::take(data, handle::INLINE_DROP | handle::PAIR) };
+        // SAFETY: as in `release_static`.
+        unsafe { heap.free_trampoline_slot(entry, packed) };
+        drop(moved);
+    }
+
+    /// A `STATIC` thunk's heap, its slot's entry in its table's first page
+    /// (from the table's info, which `heap` reads too: a `DynThunk`'s
+    /// placement is not `F`'s), and its slot, packed.
+    #[inline(always)]
+    fn static_parts(&self) -> (&'a Heap<L>, usize, u64) {
+        let packed = self.kept() as u64;
+        let entry = trampoline::SlotRef::first_entry(packed, self.fn_ptr.addr() as usize);
+        (self.heap(), entry, packed)
+    }
+
+    /// `Drop` of a `SLOW` thunk.
+    #[inline(never)]
+    fn release_slow(&mut self) {
+        let slow = std::ptr::with_exposed_provenance_mut::<Slow<'_, L>>(self.kept());
+        // SAFETY: a `SLOW` thunk owns its box (the word keeps the box's
+        // exposed address): a debug thunk's code is taken out of it into
+        // quarantine first, and the box is freed once, here, by its own
+        // `free` (which knows the box's type).
+        unsafe {
+            if (*slow).debug.is_some() {
+                (*slow).quarantine();
             }
-            _ => {
-                let slow = std::ptr::with_exposed_provenance_mut::<Slow<'_, L>>(self.kept());
-                // SAFETY: a `SLOW` thunk owns its box (the word keeps the
-                // box's exposed address): a debug thunk's code is taken out
-                // of it into quarantine first, and the box is freed once,
-                // here, by its own `free` (which knows the box's type).
-                unsafe {
-                    if (*slow).debug.is_some() {
-                        (*slow).quarantine();
-                    }
-                    ((*slow).free)(slow);
-                }
-            }
+            ((*slow).free)(slow);
         }
     }
 }
