@@ -31,7 +31,7 @@ pub enum Strategy {
     /// A protect heap's thunks do not get a page each: on Linux they are
     /// entries of trampoline tables (as [`StaticTrampolines`](Strategy::StaticTrampolines)'
     /// are) whose code is copied from this library and sealed once per
-    /// table of 128 entries (2048 on AArch64), so creating one writes a
+    /// table of 512 entries (2048 on AArch64), so creating one writes a
     /// record, never code, and makes no system call. On Windows each is a
     /// page of generated code.
     Protect,

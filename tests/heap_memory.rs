@@ -230,12 +230,12 @@ fn page_and_neighbours(
 }
 
 #[cfg(target_os = "linux")]
-/// A kind's part of a trampoline table: a page on x86_64, 64 KiB on AArch64
-/// (whole pages on its 4, 16 and 64 KiB kernels).
+/// A kind's part of a trampoline table: 16 KiB on x86_64, 64 KiB on
+/// AArch64 (whole pages on its 4, 16 and 64 KiB kernels).
 const TABLE_UNIT: usize = if cfg!(target_arch = "aarch64") {
     65536
 } else {
-    4096
+    16384
 };
 
 // Linux maps the table again from the image file; Windows has it in the

@@ -80,12 +80,15 @@ impl<'h> Live<'h> {
     }
 }
 
-/// Entries per table: a unit of 32-byte entries, 4 KiB on x86_64 and
-/// 64 KiB on AArch64 (whose table serves 4, 16 and 64 KiB pages).
+/// Entries per table: a unit of 32-byte entries, 16 KiB on x86_64 (4 KiB
+/// in the table compiled into a Windows image) and 64 KiB on AArch64
+/// (whose table serves 4, 16 and 64 KiB pages).
 const PER_TABLE: usize = if cfg!(target_arch = "aarch64") {
     2048
-} else {
+} else if cfg!(windows) {
     128
+} else {
+    512
 };
 /// The largest burst: enough to fill two tables and start a third.
 const BURST: usize = 2 * PER_TABLE + PER_TABLE / 3;
@@ -203,7 +206,7 @@ proptest! {
 
 /// A burst of thunks made, dropped and made again takes the same tables the
 /// second time: an emptied table is kept (mapping, and on a protect heap
-/// sealing, a table per 128 thunks each time was what made bursts slow),
+/// sealing, a table per 512 thunks each time was what made bursts slow),
 /// and only a compaction unmaps it. On static-trampoline heaps and (Linux)
 /// protect heaps, whose thunks are table entries.
 #[test]

@@ -24,6 +24,7 @@ const PEER_VAR: &str = "WXTHUNK_MEMORY_PEER";
 const PEERS: &[&str] = &[
     "wxthunk dual-map",
     "wxthunk static-trampolines",
+    "wxthunk protect",
     "closure-ffi 4.1.0",
     "libffi 5 closure",
 ];
@@ -76,12 +77,8 @@ fn child(peer: &str) {
         _ => size_of::<wxthunk::Thunk<'static, F1>>(),
     };
     let (rss, size, maps) = match peer {
-        "wxthunk dual-map" | "wxthunk static-trampolines" => {
-            let s = if peer.ends_with("dual-map") {
-                Strategy::DualMap
-            } else {
-                Strategy::StaticTrampolines
-            };
+        "wxthunk dual-map" | "wxthunk static-trampolines" | "wxthunk protect" => {
+            let s: Strategy = peer["wxthunk ".len()..].parse().unwrap();
             let Ok(heap) = Heap::builder().strategy(s).build() else {
                 println!("{peer}: not available here");
                 return;

@@ -331,7 +331,11 @@ fn create_drop(c: &mut Criterion) {
         });
         drop(keep);
 
-        for strategy in [Strategy::DualMap, Strategy::StaticTrampolines] {
+        for strategy in [
+            Strategy::DualMap,
+            Strategy::StaticTrampolines,
+            Strategy::Protect,
+        ] {
             let Ok(local) = Heap::builder().strategy(strategy).build_unlocked() else {
                 continue;
             };
@@ -368,6 +372,19 @@ fn create_drop(c: &mut Criterion) {
     }
 }
 
+/// A heap of each thunk strategy that works here (shared between threads,
+/// as the global heap is, without its per-thread caches).
+fn strategy_heaps() -> Vec<(Strategy, Heap)> {
+    [
+        Strategy::DualMap,
+        Strategy::StaticTrampolines,
+        Strategy::Protect,
+    ]
+    .into_iter()
+    .filter_map(|s| Heap::builder().strategy(s).build().ok().map(|h| (s, h)))
+    .collect()
+}
+
 /// Create+drop of thunks whose closure captures nothing, or 24 bytes.
 fn create_drop_by_capture(c: &mut Criterion) {
     let mut g = c.benchmark_group("thunk/create+drop, capturing nothing");
@@ -392,6 +409,16 @@ fn create_drop_by_capture(c: &mut Criterion) {
             ))
         })
     });
+    for (name, heap) in strategy_heaps() {
+        g.bench_function(format!("wxthunk Heap {name}"), |b| {
+            b.iter(|| {
+                drop(black_box(
+                    heap.thunk::<F1, _>(move |x: u64| x.wrapping_add(p ^ q ^ r))
+                        .unwrap(),
+                ))
+            })
+        });
+    }
     g.bench_function("closure-ffi 4.1.0", |b| {
         b.iter(|| {
             drop(black_box(BareFn::new_c(move |x: u64| {
@@ -411,6 +438,19 @@ fn create_drop_by_capture(c: &mut Criterion) {
             drop(black_box(v));
         })
     });
+    for (name, heap) in strategy_heaps() {
+        g.bench_function(format!("wxthunk Heap {name}"), |b| {
+            b.iter(|| {
+                let v: Vec<_> = (0..10_000u64)
+                    .map(|i| {
+                        heap.thunk::<F1, _>(move |x: u64| x.wrapping_add(i))
+                            .unwrap()
+                    })
+                    .collect();
+                drop(black_box(v));
+            })
+        });
+    }
     g.bench_function("closure-ffi 4.1.0", |b| {
         b.iter(|| {
             let v: Vec<_> = (0..10_000u64)

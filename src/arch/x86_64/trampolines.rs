@@ -1,16 +1,17 @@
 //! The static trampoline table for x86_64.
 //!
-//! The table is [`TABLE_KINDS`] pages (4 KiB each) of 32-byte entries in
-//! this library's own text, page-aligned so that each page can be mapped
-//! again from the binary's file. Each page serves one kind of context
-//! placement ([`trampoline_kind`]); its entries are identical, and entry
-//! `i` of every page reads record `i` in the record page that follows the
-//! last one. An entry of an argument-register page or a float-register
-//! page (the `xmm` placement) is
+//! The table is [`TABLE_KINDS`] units ([`TABLE_SIZE`] each: 16 KiB, four
+//! pages, on ELF) of 32-byte entries in this library's own text,
+//! page-aligned so that each unit can be mapped again from the binary's
+//! file. Each unit serves one kind of context placement
+//! ([`trampoline_kind`]); its entries are identical, and entry `i` of
+//! every unit reads record `i` in the record unit that follows the last
+//! one. An entry of an argument-register unit or a float-register unit
+//! (the `xmm` placement) is
 //!
 //! ```text
 //! endbr64
-//! lea r11, [rip + (15 - kind) * 4096 - 11]  ; r11 = this entry's record
+//! lea r11, [rip + (15 - kind) * 16384 - 11] ; r11 = this entry's record
 //! mov r10, qword ptr [r11 + 24]             ; the record's target: the entry
 //! mov rdi, qword ptr [r11]                  ; ctx (or rsi, .., r9; movq xmmN)
 //! jmp r10                                   ; one indirect jump
@@ -33,8 +34,16 @@ use std::arch::global_asm;
 use super::super::Placement;
 use crate::abi::CallConv;
 
-/// The size of one page of the table, and the unit of the distance from
-/// an entry to its record.
+/// The size of one unit of the table (one kind's entries, the records,
+/// the data slots), and the unit of the distance from an entry to its
+/// record: 16 KiB (512 entries) where the table is mapped again from the
+/// binary's file, so that each mapping of it serves 512 thunks (the
+/// process's mappings are limited: `vm.max_map_count`); a page in the
+/// table compiled into a Windows image.
+#[cfg(not(windows))]
+pub(crate) const TABLE_SIZE: usize = 16384;
+/// See above.
+#[cfg(windows)]
 pub(crate) const TABLE_SIZE: usize = 4096;
 /// The size of one entry, and of one record.
 pub(crate) const ENTRY_SIZE: usize = 32;
@@ -235,7 +244,7 @@ mod tests {
     const ENDBR64: [u8; 4] = [0xf3, 0x0f, 0x1e, 0xfa];
 
     /// The bytes after `lea r11, [rip + disp32]` in every entry of the
-    /// page of `kind`, having checked that the lea reaches the record page.
+    /// unit of `kind`, having checked that the lea reaches the record unit.
     fn entries_of(kind: usize) -> impl Iterator<Item = &'static [u8]> {
         let table = trampoline_table().unwrap();
         let page = &table[kind * TABLE_SIZE..][..TABLE_SIZE];
@@ -249,9 +258,12 @@ mod tests {
     }
 
     #[test]
-    fn the_table_is_page_aligned_with_one_page_per_kind() {
+    fn the_table_is_page_aligned_with_one_unit_per_kind() {
         let table = trampoline_table().unwrap();
-        assert_eq!(table.as_ptr() as usize % TABLE_SIZE, 0);
+        // Each unit is mapped from the file at its own offset: page-aligned
+        // (4 KiB; a unit is a whole number of pages).
+        assert_eq!(table.as_ptr() as usize % 4096, 0);
+        assert_eq!(TABLE_SIZE % 4096, 0);
         assert_eq!(table.len(), TABLE_KINDS * TABLE_SIZE);
     }
 

@@ -3,10 +3,11 @@
 // alone. Intel syntax, as Rust's global_asm! reads it. See trampolines.rs
 // for the layout.
 
-// One page of identical 32-byte entries per kind of context placement,
-// the pages in a row and page-aligned, so that each page can be mapped
-// again from the binary's file. Entry i of every page reads record i, in
-// the page after the last one (15 - kind pages ahead of itself). The
+// One unit (16 KiB: four pages) of identical 32-byte entries per kind of
+// context placement, the units in a row and page-aligned, so that each
+// can be mapped again from the binary's file in one mapping. Entry i of
+// every unit reads record i, in the unit after the last one (15 - kind
+// units ahead of itself). The
 // order is trampolines.rs's `trampoline_kind`: the kinds used most (rdx
 // for two-argument callbacks, rsi for one-argument ones) at the two ends,
 // where a table that maps only them splits its reservation least.
@@ -14,10 +15,10 @@
 // The frame path: jumps through the record's target to a frame adapter
 // (adapters.s), which reads the record from r11.
 .macro wxthunk_frame_page kind
-.rept 128
+.rept 512
 2:
     endbr64
-    lea r11, [rip + (15 - \kind) * 4096 - 11]
+    lea r11, [rip + (15 - \kind) * 16384 - 11]
     jmp qword ptr [r11 + 24]
     .fill 2b + 32 - ., 1, 0xcc
 .endr
@@ -27,10 +28,10 @@
 // target (the entry function itself) is loaded first: a thread that sees
 // a published target sees the ctx written before it.
 .macro wxthunk_reg_page kind, reg
-.rept 128
+.rept 512
 2:
     endbr64
-    lea r11, [rip + (15 - \kind) * 4096 - 11]
+    lea r11, [rip + (15 - \kind) * 16384 - 11]
     mov r10, qword ptr [r11 + 24]
     mov \reg, qword ptr [r11]
     jmp r10
@@ -40,10 +41,10 @@
 
 // The record's ctx into xmm<n>, the entry's trailing f64.
 .macro wxthunk_xmm_page kind, n
-.rept 128
+.rept 512
 2:
     endbr64
-    lea r11, [rip + (15 - \kind) * 4096 - 11]
+    lea r11, [rip + (15 - \kind) * 16384 - 11]
     mov r10, qword ptr [r11 + 24]
     movq xmm\n, qword ptr [r11]
     jmp r10
