@@ -1,11 +1,12 @@
 //! Static trampolines: thunks that are data, not code.
 //!
 //! The trampoline table is a few pages of entries assembled into this
-//! library's own text, one page per kind of context placement (the per-ISA
-//! assembly is in `arch`, e.g. `arch/x86_64/trampolines.rs`). At run time
-//! it is mapped again, read+exec, from the file the process loaded it
-//! from (found by `sys::ImageFile`), next to a read-write page of records
-//! and one of data slots:
+//! library's own text, one "page" per kind of context placement: a unit of
+//! [`TABLE_SIZE`] bytes, whole pages (16 KiB on x86_64, 64 KiB on AArch64;
+//! the per-ISA assembly is in `arch`, e.g. `arch/x86_64/trampolines.rs`).
+//! At run time it is mapped again, read+exec, from the file the process
+//! loaded it from (found by `sys::ImageFile`), next to a read-write unit of
+//! records and one of data slots:
 //!
 //! ```text
 //!  base        + TABLE_SIZE          + CODE_SIZE          + CODE_SIZE + TABLE_SIZE
