@@ -95,7 +95,13 @@ fn a_live_thunk_costs_bytes_not_a_page_on_every_strategy() {
             assert_eq!(unsafe { (t.as_fn())(1) }, i as u64 + 1, "{strategy}");
         }
         let limit = limits(strategy);
-        assert!(own <= limit.resident, "{strategy}: {own} B per thunk");
+        if support::emulated() {
+            println!(
+                "SKIPPED {strategy}'s resident size: under an emulator it is the emulator's too"
+            );
+        } else {
+            assert!(own <= limit.resident, "{strategy}: {own} B per thunk");
+        }
         assert!(
             grown * 1000 <= limit.mappings_per_1000 * N,
             "{strategy}: {grown} mappings for {N} thunks"
