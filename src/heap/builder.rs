@@ -64,6 +64,22 @@ pub(super) struct Config {
     /// are table entries: mapped from the image (static trampolines) or
     /// sealed copies (a protect heap, where this build can make them).
     pub(super) tables: Option<TableCode>,
+    /// Where a thunk's code slot is, with the data slot beside it: worked
+    /// out once here, read by every creation.
+    pub(super) slots: ThunkSlots,
+}
+
+/// Where a heap's thunks of small closures get their code slot and the
+/// data slot beside it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ThunkSlots {
+    /// An entry of a trampoline table (static trampolines, or a protect
+    /// heap's sealed tables).
+    Table,
+    /// A granule of a dual-mapped region (register placements only).
+    Granule,
+    /// Neither: generated code in a span of its own.
+    None,
 }
 
 /// Builds a [`Heap`] with a chosen strategy and region sizes.
@@ -466,6 +482,13 @@ impl HeapBuilder {
                 });
             }
         }
+        let tables = match mode {
+            Mode::StaticTrampolines { .. } => Some(TableCode::Image),
+            Mode::Generated(CodeStrategy::Protect) if TableCode::can_seal() => {
+                Some(TableCode::Sealed)
+            }
+            Mode::Generated(_) => None,
+        };
         let config = Config {
             mode,
             strict: self.strict && span_strategy.is_some_and(CodeStrategy::dual_maps),
@@ -475,12 +498,11 @@ impl HeapBuilder {
             max_span: limit,
             debug: self.debug.unwrap_or_else(crate::policy::debug_setting),
             branch_protection: self.branch_protection,
-            tables: match mode {
-                Mode::StaticTrampolines { .. } => Some(TableCode::Image),
-                Mode::Generated(CodeStrategy::Protect) if TableCode::can_seal() => {
-                    Some(TableCode::Sealed)
-                }
-                Mode::Generated(_) => None,
+            tables,
+            slots: match (tables, mode) {
+                (Some(_), _) => ThunkSlots::Table,
+                (None, Mode::Generated(code)) if code.dual_maps() => ThunkSlots::Granule,
+                _ => ThunkSlots::None,
             },
         };
         if config.debug {

@@ -145,6 +145,7 @@ use lock_api::RawMutex;
 pub(crate) use allocator::Allocation;
 use builder::Config;
 pub use builder::HeapBuilder;
+pub(crate) use builder::ThunkSlots;
 pub(crate) use fast::GranuleThunk;
 pub use lock::{DefaultLock, NoLock, SendsClosure, SharedLock, SharesClosure, ThreadSafeLock};
 use locked::Locked;
@@ -383,6 +384,13 @@ impl<L: RawMutex> Heap<L> {
     #[inline(always)]
     pub(crate) fn table_code(&self) -> Option<crate::trampoline::TableCode> {
         self.config.tables
+    }
+
+    /// Where this heap's thunks of small closures get their code and data
+    /// slots.
+    #[inline(always)]
+    pub(crate) fn thunk_slots(&self) -> ThunkSlots {
+        self.config.slots
     }
 
     /// The strategy of this heap's spans and pages (and generated thunks),

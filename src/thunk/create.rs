@@ -12,8 +12,7 @@ use super::{ClosureSig, ClosureSigMut, ClosureSigOnce, Thunk, ThunkFn, ThunkFnMu
 use crate::abi::ThunkSig;
 use crate::arch::Placement;
 use crate::error::Result;
-use crate::heap::{Heap, SendsClosure, SharesClosure};
-use crate::strategy::ThunkStrategy;
+use crate::heap::{Heap, SendsClosure, SharesClosure, ThunkSlots};
 
 impl<L: RawMutex> Heap<L> {
     /// A thunk for an `Fn` closure, with its code in this heap.
@@ -92,9 +91,9 @@ impl<L: RawMutex> Heap<L> {
         );
         // Whether the thunk's code slot has a data slot: a trampoline entry
         // (`true`), or a one-granule thunk of a dual-mapped heap.
-        let slot = match self.thunk_strategy() {
-            _ if self.table_code().is_some() => Some(true),
-            ThunkStrategy::Generated(code) if code.dual_maps() && registers => Some(false),
+        let slot = match self.thunk_slots() {
+            ThunkSlots::Table => Some(true),
+            ThunkSlots::Granule if registers => Some(false),
             _ => None,
         };
         let tags = const { (handle::inline_tag::<C>(), handle::pair_tag::<C>()) };
