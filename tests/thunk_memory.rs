@@ -66,9 +66,11 @@ fn make(heap: &Heap, values: std::ops::Range<usize>) -> Vec<Thunk<'_, F1>> {
 
 #[test]
 fn a_live_thunk_costs_bytes_not_a_page_on_every_strategy() {
-    let mut strategies = vec![Strategy::DualMap, Strategy::Protect];
-    strategies.push(Strategy::StaticTrampolines);
-    for strategy in strategies {
+    for strategy in [
+        Strategy::DualMap,
+        Strategy::Protect,
+        Strategy::StaticTrampolines,
+    ] {
         if !wxthunk::probe().allows(strategy) {
             println!("SKIPPED {strategy}: not allowed here");
             continue;
