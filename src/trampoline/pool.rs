@@ -43,9 +43,9 @@ struct PoolTable {
     /// Whether a data slot of this table was handed out (its data page may
     /// use memory).
     data_touched: bool,
-    /// Pages of code sealed in private memory ([`TableCode::Sealed`]),
-    /// which use memory as the file's pages do not.
-    sealed_pages: usize,
+    /// Units of code (one per kind made) sealed in private memory
+    /// ([`TableCode::Sealed`]), which use memory as the file's do not.
+    sealed_units: usize,
 }
 
 /// What a thunk's handle needs of its table without the shard's lock:
@@ -165,7 +165,7 @@ impl TablePool {
         self.tables
             .iter()
             .flatten()
-            .map(|t| per_part * (1 + usize::from(t.data_touched) + t.sealed_pages))
+            .map(|t| per_part * (1 + usize::from(t.data_touched) + t.sealed_units))
             .sum()
     }
 
@@ -239,7 +239,7 @@ impl TablePool {
         }
         let page = pt.table.map_kind(code, kind)?;
         if code == TableCode::Sealed {
-            pt.sealed_pages += 1;
+            pt.sealed_units += 1;
         }
         // Release: a thread that sees the bit sees the page mapped.
         pt.info.kinds.fetch_or(1 << kind, Ordering::Release);
@@ -311,7 +311,7 @@ impl TablePool {
             free: (0..ENTRIES as u16).rev().collect(),
             live: 0,
             data_touched: false,
-            sealed_pages: 0,
+            sealed_units: 0,
         };
         if index == self.tables.len() {
             self.tables.push(Some(pt));
