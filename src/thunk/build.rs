@@ -267,11 +267,10 @@ impl<'a, F: ThunkSig, L: RawMutex> Thunk<'a, F, L> {
         kept: K,
         tag: usize,
     ) -> Self {
-        // SAFETY: the entry's data slot, two data slots long, which `K`
-        // fits (`tag` is its inline tag for one or two slots; a table's
-        // closures are laid out as in a pair whichever it is, `PAIR`);
-        // only the owner of the entry uses it, and no call can reach it
-        // before the entry's pointer is returned.
+        // A table's data slot is two data slots long, and its closures are
+        // laid out as in a pair whichever tag `K` has (one slot or two).
+        // SAFETY: the entry's data slot, which `K` fits (`tag`); only the
+        // entry's owner uses it, and no call reaches it before it returns.
         unsafe { write_inline(slot.data, kept, tag | handle::PAIR) };
         // SAFETY: `at` runs `F`'s signature (the caller's contract); it is
         // not null.
